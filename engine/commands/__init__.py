@@ -1,0 +1,1 @@
+"""Subcommands of the ``inkhue`` command line (see inkhue_engine.cli)."""
