@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Set up InkHue on a fresh Debian 12 machine: a .venv with the engine and the given extras.
+#   scripts/setup.sh            engine + CPU ONNX Runtime (enough to colorize)
+#   scripts/setup.sh --dev      everything the tests need: torch (CPU), training, Qt bindings,
+#                               and the apt packages of the real-Krita tests
+# Idempotent: re-running only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+dev=0
+[ "${1:-}" = "--dev" ] && dev=1
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+pip() { .venv/bin/python -m pip -q --disable-pip-version-check "$@"; }
+
+if [ "$dev" = 1 ]; then
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    need=""
+    for pkg in krita python3-pyqt5 xvfb xauth imagemagick; do
+      dpkg -s "$pkg" >/dev/null 2>&1 || need="$need $pkg"
+    done
+    if [ -n "$need" ]; then
+      echo "setup: apt-get install$need"
+      apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $need >/dev/null
+    fi
+  fi
+  # torch pinned: 2.13.0 is the CPU build on local disk; an unpinned torch pulls GBs of CUDA.
+  pip install torch==2.13.0
+  pip install -e '.[cpu,train,ui,dev]'
+  # PyQt5 / PyQt6: the plugin's Krita 5 and Krita 6 code paths are tested under both.
+  pip install PyQt5 PyQt6
+else
+  pip install -e '.[cpu]'
+fi
+echo "setup: ready ($(.venv/bin/python --version), inkhue $(.venv/bin/python -c 'import inkhue_engine; print(inkhue_engine.__version__)'))"

@@ -1,0 +1,87 @@
+"""Regions: lines split the frame; hints spread inside a region and never cross a line."""
+
+import numpy as np
+
+from inkhue_engine import regions
+
+
+def two_rooms(h=20, w=30):
+    """L image: white paper with one vertical dark line at x=15."""
+    L = np.full((h, w), 95.0, np.float32)
+    L[:, 15] = 5.0
+    return L
+
+
+def test_lineart_regions_split_at_the_line():
+    labels = regions.regions_of(two_rooms(), "lineart")
+    assert (labels[:, 15] == 0).all()
+    assert len(np.unique(labels[:, :15])) == 1 and len(np.unique(labels[:, 16:])) == 1
+    assert labels[0, 0] != labels[0, 20]
+
+
+def test_grayscale_regions_use_edges_of_l():
+    labels = regions.regions_of(two_rooms(), "grayscale")
+    assert labels[10, 2] != labels[10, 27]
+    assert (labels[:, 15] == 0).all()
+
+
+def test_spread_hints_fills_only_the_hinted_region():
+    labels = regions.regions_of(two_rooms(), "lineart")
+    ab = np.zeros((20, 30, 2), np.float32)
+    mask = np.zeros((20, 30), np.float32)
+    ab[3, 3] = [40, -10]
+    ab[4, 4] = [20, 10]
+    mask[3, 3] = mask[4, 4] = 1
+    dense_ab, dense_mask = regions.spread_hints(labels, ab, mask)
+    left = labels == labels[0, 0]
+    np.testing.assert_allclose(dense_ab[left], np.tile([30, 0], (left.sum(), 1)))
+    assert (dense_mask[left] == 1).all()
+    assert (dense_mask[:, 15:] == 0).all() and (dense_ab[:, 15:] == 0).all()
+
+
+def test_spread_hints_without_hints_is_all_zero():
+    labels = regions.regions_of(two_rooms(), "lineart")
+    ab, mask = regions.spread_hints(labels, np.zeros((20, 30, 2)), np.zeros((20, 30)))
+    assert not ab.any() and not mask.any()
+
+
+def test_hint_on_a_line_stays_a_point():
+    labels = regions.regions_of(two_rooms(), "lineart")
+    ab = np.zeros((20, 30, 2), np.float32)
+    mask = np.zeros((20, 30), np.float32)
+    ab[5, 15] = [10, 10]
+    mask[5, 15] = 1
+    dense_ab, dense_mask = regions.spread_hints(labels, ab, mask)
+    assert dense_mask.sum() == 1 and dense_ab[5, 15].tolist() == [10, 10]
+
+
+def test_flat_fill_colors_lines_from_neighbours_and_leaves_unhinted_gray():
+    L = np.full((20, 30), 95.0, np.float32)
+    L[:, 14:17] = 5.0  # a 3-px line
+    labels = regions.regions_of(L, "lineart")
+    ab = np.zeros((20, 30, 2), np.float32)
+    mask = np.zeros((20, 30), np.float32)
+    ab[2, 2] = [50, 50]
+    mask[2, 2] = 1
+    filled = regions.flat_fill(labels, ab, mask)
+    assert filled[10, 5].tolist() == [50, 50]
+    assert filled[10, 25].tolist() == [0, 0]
+    assert filled[10, 14].tolist() == [50, 50]  # line pixel next to the filled room
+    assert filled[10, 16].tolist() == [0, 0]  # line pixel next to the gray room
+
+
+def test_region_medians_and_consolidate():
+    labels = np.array([[1, 1, 1, 0, 2, 2]], np.int32)
+    values = np.array([[[1.0], [5.0], [3.0], [9.0], [7.0], [8.0]]], np.float32)
+    med = regions.region_medians(labels, values)
+    assert med[1, 0] == 3.0 and med[2, 0] in (7.0, 8.0)
+    out = regions.consolidate(labels, values)
+    assert out[0, :3, 0].tolist() == [3.0, 3.0, 3.0]
+    assert out[0, 3, 0] == 9.0  # line pixel keeps its own value
+
+
+def test_region_means_weighted():
+    labels = np.array([[1, 1, 2]], np.int32)
+    values = np.array([[[2.0], [4.0], [6.0]]], np.float32)
+    means, total = regions.region_means(labels, values, np.array([[1, 0, 1]]))
+    assert means[1, 0] == 2.0 and means[2, 0] == 6.0 and total.tolist() == [0, 1, 1]
