@@ -1,0 +1,198 @@
+"""Palettes: Krita ``.kpl`` and GIMP ``.gpl`` files, and snapping colors to them.
+
+A palette is a list of sRGB hex strings ('#rrggbb'). Snapping measures the
+distance with CIEDE2000 (inkhue_engine.color.delta_e_2000), the metric the
+palette lock of the pipeline promises.
+
+Krita palettes (.kpl) are zip files whose ``colorset.xml`` holds ``ColorSetEntry``
+elements (directly under ``Colorset`` or inside ``Group`` elements). Each entry
+holds one color element; those read here:
+
+- ``<RGB r= g= b= space=...>`` and ``<sRGB r= g= b=>``: floats 0..1. A ``space``
+  whose profile name marks linear light ('g10', 'linear', 'scene') is converted with
+  the sRGB transfer curve; any other profile is taken as sRGB.
+- ``<Gray g=>``: 0..1.
+- ``<Lab L= a= b=>``: Krita has written both L 0..100 / a,b -128..127 and a
+  normalized form (all 0..1, a and b centred on 0.5); the normalized form is taken
+  when all three values lie in [0, 1].
+- ``<CMYK c= m= y= k=>``: 0..1, converted without a profile (naive).
+- ``<XYZ x= y= z=>``: D65, Y 0..1.
+"""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from pathlib import Path
+from xml.etree import ElementTree
+
+import cv2
+import numpy as np
+
+from inkhue_engine.color import delta_e_2000, lab_to_rgb
+from inkhue_engine.errors import InputError
+
+#: Largest number of (color, palette color) pairs compared at once by snap_lab_to_palette.
+_SNAP_CHUNK_PAIRS = 2_000_000
+_HEX_RE = re.compile(r"^#?[0-9a-fA-F]{6}$")
+
+
+def normalize_hex(color: str) -> str:
+    """'#RRGGBB' / 'rrggbb' -> '#rrggbb'. Raises InputError for anything else."""
+    if not isinstance(color, str) or not _HEX_RE.match(color.strip()):
+        raise InputError(f"palette color {color!r} is not a hex color: use '#rrggbb'")
+    return "#" + color.strip().lstrip("#").lower()
+
+
+def _hex_of_rgb01(rgb: tuple[float, float, float]) -> str:
+    q = [int(round(min(max(float(v), 0.0), 1.0) * 255)) for v in rgb]
+    return "#" + "".join(f"{v:02x}" for v in q)
+
+
+def _linear_to_srgb(v: float) -> float:
+    v = min(max(v, 0.0), 1.0)
+    return 12.92 * v if v <= 0.0031308 else 1.055 * v ** (1 / 2.4) - 0.055
+
+
+def load_palette(path: str | Path) -> list[str]:
+    """Read a Krita ``.kpl`` or GIMP ``.gpl`` palette: list of '#rrggbb', in file order.
+
+    The format is chosen by the content (a zip is a .kpl, text starting with
+    'GIMP Palette' a .gpl), so a misnamed file still loads. Raises InputError naming
+    the file (and the line or entry) when it cannot be read or holds no color.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: palette file not found")
+    if zipfile.is_zipfile(path):
+        colors = _load_kpl(path)
+    else:
+        data = path.read_bytes()
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            text = data.decode("latin-1")
+        if not text.lstrip().startswith("GIMP Palette"):
+            raise InputError(
+                f"{path}: not a palette: expected a Krita .kpl (zip) or a GIMP .gpl "
+                "(text starting with 'GIMP Palette')"
+            )
+        colors = _parse_gpl(text, path)
+    if not colors:
+        raise InputError(f"{path}: the palette holds no colors")
+    return colors
+
+
+def _parse_gpl(text: str, path: Path) -> list[str]:
+    """GIMP palette: header line, optional Name:/Columns:, '#' comments, 'R G B [name]'."""
+    colors: list[str] = []
+    for lineno, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if lineno == 1 or not line or line.startswith("#"):
+            continue
+        if re.match(r"^(Name|Columns)\s*:", line, re.IGNORECASE):
+            continue
+        parts = line.split(None, 3)
+        try:
+            rgb = [int(p) for p in parts[:3]]
+        except ValueError:
+            rgb = []
+        if len(rgb) != 3 or not all(0 <= v <= 255 for v in rgb):
+            raise InputError(
+                f"{path}: line {lineno}: expected 'R G B [name]' with values 0..255, "
+                f"got {line[:60]!r}"
+            )
+        colors.append("#" + "".join(f"{v:02x}" for v in rgb))
+    return colors
+
+
+def _load_kpl(path: Path) -> list[str]:
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = {n.lower(): n for n in zf.namelist()}
+            if "colorset.xml" not in names:
+                raise InputError(f"{path}: not a Krita palette: the zip has no colorset.xml")
+            xml = zf.read(names["colorset.xml"])
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise InputError(f"{path}: cannot read the Krita palette: {exc}") from exc
+    try:
+        root = ElementTree.fromstring(xml)
+    except ElementTree.ParseError as exc:
+        line = exc.position[0] if exc.position else "?"
+        raise InputError(
+            f"{path}: colorset.xml line {line}: broken XML ({exc})"
+        ) from exc
+    colors = []
+    for i, entry in enumerate(root.iter("ColorSetEntry"), start=1):
+        name = entry.get("name") or entry.get("id") or f"#{i}"
+        colors.append(_kpl_entry_hex(entry, path, f"entry {i} ({name})"))
+    return colors
+
+
+def _attrs(elt: ElementTree.Element, keys: tuple[str, ...], path: Path, where: str) -> list[float]:
+    try:
+        return [float(elt.attrib[k]) for k in keys]
+    except (KeyError, ValueError) as exc:
+        raise InputError(
+            f"{path}: colorset.xml {where}: <{elt.tag}> needs numeric attributes "
+            f"{', '.join(keys)}"
+        ) from exc
+
+
+def _kpl_entry_hex(entry: ElementTree.Element, path: Path, where: str) -> str:
+    for elt in entry:
+        tag = elt.tag
+        if tag in ("RGB", "sRGB"):
+            r, g, b = _attrs(elt, ("r", "g", "b"), path, where)
+            space = (elt.get("space") or "").lower()
+            if any(k in space for k in ("g10", "linear", "scene")):
+                r, g, b = (_linear_to_srgb(v) for v in (r, g, b))
+            return _hex_of_rgb01((r, g, b))
+        if tag == "Gray":
+            (g,) = _attrs(elt, ("g",), path, where)
+            return _hex_of_rgb01((g, g, g))
+        if tag == "Lab":
+            L, a, b = _attrs(elt, ("L", "a", "b"), path, where)
+            if all(0.0 <= v <= 1.0 for v in (L, a, b)):  # normalized form
+                L, a, b = L * 100.0, (a - 0.5) * 255.0, (b - 0.5) * 255.0
+            rgb = lab_to_rgb(np.array([[[L, a, b]]], np.float32))[0, 0]
+            return _hex_of_rgb01(tuple(rgb))
+        if tag == "CMYK":
+            c, m, y, k = _attrs(elt, ("c", "m", "y", "k"), path, where)
+            return _hex_of_rgb01(tuple((1 - v) * (1 - k) for v in (c, m, y)))
+        if tag == "XYZ":
+            xyz = np.array([[_attrs(elt, ("x", "y", "z"), path, where)]], np.float32)
+            rgb = cv2.cvtColor(xyz, cv2.COLOR_XYZ2RGB)[0, 0]  # linear sRGB
+            return _hex_of_rgb01(tuple(_linear_to_srgb(float(v)) for v in rgb))
+    raise InputError(
+        f"{path}: colorset.xml {where}: no color element this reader knows "
+        "(RGB, sRGB, Gray, Lab, CMYK, XYZ)"
+    )
+
+
+def snap_lab_to_palette(
+    lab_values: np.ndarray, palette_lab: np.ndarray, own_lightness: bool = False
+) -> np.ndarray:
+    """Index of the nearest palette color (CIEDE2000) for each of N Lab colors.
+
+    ``lab_values`` Nx3, ``palette_lab`` Mx3 (both Lab). With ``own_lightness`` each
+    value is compared with the palette colors *at its own L* (palette a, b; value L):
+    the nearest hue and chroma, as the grayscale palette lock wants (the frame keeps
+    its shading). Returns int64 indices [N]. Works in chunks so that N x M stays
+    bounded in memory.
+    """
+    lab = np.asarray(lab_values, np.float32).reshape(-1, 3)
+    pal = np.asarray(palette_lab, np.float32).reshape(-1, 3)
+    if pal.shape[0] == 0:
+        raise InputError("the palette holds no colors")
+    out = np.empty(lab.shape[0], np.int64)
+    step = max(1, _SNAP_CHUNK_PAIRS // pal.shape[0])
+    for start in range(0, lab.shape[0], step):
+        chunk = lab[start : start + step]
+        cand = np.broadcast_to(pal[None, :, :], (chunk.shape[0], *pal.shape))
+        if own_lightness:
+            cand = cand.copy()
+            cand[..., 0] = chunk[:, None, 0]
+        d = delta_e_2000(chunk[:, None, :], cand)  # [n, M]
+        out[start : start + step] = np.argmin(d, axis=1)
+    return out
