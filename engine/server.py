@@ -1,0 +1,825 @@
+"""The engine's local HTTP service, ``inkhue serve`` (API: docs/HTTP_API.md).
+
+``create_app(ServerConfig(...))`` builds the FastAPI app; ``inkhue serve`` runs it
+with uvicorn. Frames travel as raw pixels (server_frames.PixelLayout), batch jobs
+live in an in-memory registry (server_jobs.JobRegistry).
+
+Safety: bound to loopback by default, where a request must also be *addressed* to
+loopback (its Host header), which stops web pages from reaching the server through
+DNS rebinding. Binding anywhere else needs a token (``check_bind``); with a token,
+every request needs ``Authorization: Bearer <token>``, except /health and the API
+description on a loopback-bound server. Request bodies are counted while they stream
+in and refused (413) past ``max_body_bytes``, before they are held in memory.
+Inference runs in worker threads (ONNX Runtime releases the GIL), at most
+``inference_slots`` at a time, shared by single requests and jobs (a click in Krita
+waits for at most one batch frame).
+"""
+
+from __future__ import annotations
+
+import glob
+import hmac
+import ipaddress
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers, UploadFile
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from inkhue_engine import __version__
+from inkhue_engine.batch import CarrySettings, SequenceCarry, colorize_many, plan_outputs
+from inkhue_engine.errors import InkHueError, InputError, ModelError
+from inkhue_engine.frames_io import count_video_frames, expand_inputs
+from inkhue_engine.model import (
+    Model,
+    list_models,
+    load_model,
+    resolve_model,
+    user_models_dir,
+)
+from inkhue_engine.pipeline import ColorizeOptions, colorize_frame
+from inkhue_engine.server_frames import PixelLayout, parse_palette
+from inkhue_engine.server_jobs import (
+    ConflictError,
+    Job,
+    JobLimits,
+    JobRegistry,
+    NotFoundError,
+)
+
+log = logging.getLogger("inkhue_engine.server")
+
+MiB = 1024 * 1024
+DEFAULT_PORT = 8765
+#: Paths a loopback-bound server answers without the token (no pixels, no files).
+OPEN_PATHS = frozenset({"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
+#: Host header names that address this machine's loopback.
+LOOPBACK_NAMES = frozenset({"localhost", "localhost."})
+
+
+class ForbiddenError(InkHueError):
+    """A server-side path outside the allowed root, or file access switched off (403)."""
+
+    http_status = 403
+
+
+# --------------------------------------------------------------------------- config
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Settings of one server (``inkhue serve`` flags map onto these).
+
+    ``root``: the only folder ``POST /jobs/files`` may read and write (None: no
+    server-side file access at all). ``models_dirs``: extra model folders besides
+    the user's and the bundled ones. ``max_pixels``: largest frame (width x height).
+    ``inference_slots``: inferences run at the same time (1 suits a CPU; more can
+    help a GPU). ``preload``: load the default models at startup so that /health
+    already names the provider in use and the first click is fast.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    token: str | None = None
+    root: Path | None = None
+    models_dirs: tuple[Path, ...] = ()
+    device: str = "auto"
+    max_body_bytes: int = 512 * MiB
+    max_pixels: int = 8192 * 8192
+    inference_slots: int = 1
+    max_jobs: int = 16
+    max_job_bytes: int = 4096 * MiB
+    job_ttl_s: float = 3600.0
+    preload: bool = False
+
+
+def is_loopback(host: str) -> bool:
+    """True when ``host`` (an address or name to bind to) is this machine's loopback only."""
+    host = host.strip().strip("[]")
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # any other name may resolve to a public interface
+
+
+def check_bind(host: str, token: str | None) -> None:
+    """Refuse to serve on anything but loopback without a token (InputError)."""
+    if not is_loopback(host) and not token:
+        raise InputError(
+            f"--host {host!r} exposes the server beyond this machine: set a token with "
+            f"--token or the INKHUE_TOKEN environment variable, or bind to 127.0.0.1"
+        )
+
+
+# --------------------------------------------------------------------------- guard
+
+
+def _json_error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def _host_is_loopback(host_header: str | None) -> bool:
+    """Whether a Host header names loopback (``localhost``, ``127.x.x.x``, ``[::1]``)."""
+    if not host_header:
+        return False
+    host = host_header.strip()
+    if host.startswith("["):  # [::1]:8765
+        host = host[1 : host.find("]")] if "]" in host else host
+    elif host.count(":") == 1:
+        host = host.rsplit(":", 1)[0]
+    return host.lower() in LOOPBACK_NAMES or is_loopback(host)
+
+
+class GuardMiddleware:
+    """Host check, bearer token and streamed request-size limit, before any route runs.
+
+    A pure ASGI middleware so the body keeps streaming: the limit is enforced on the
+    Content-Length header first, then by counting the bytes as they arrive (a client
+    may send no length, or lie about it).
+    """
+
+    def __init__(self, app: ASGIApp, config: ServerConfig) -> None:
+        self.app = app
+        self.token = config.token.encode() if config.token else None
+        self.loopback = is_loopback(config.host)
+        self.max_body = config.max_body_bytes
+
+    def _too_large(self) -> str:
+        return (
+            f"request body is over the server's limit of {self.max_body} bytes: send smaller "
+            f"frames (or a smaller batch per job), or start the server with a higher limit"
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        if self.loopback and not _host_is_loopback(headers.get("host")):
+            response = _json_error(
+                400,
+                f"Host header {headers.get('host')!r} is refused: this server only answers "
+                f"requests addressed to localhost / 127.0.0.1",
+            )
+            await response(scope, receive, send)
+            return
+        if self.token is not None and not (self.loopback and scope["path"] in OPEN_PATHS):
+            scheme, _, credentials = headers.get("authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(
+                credentials.strip().encode(), self.token
+            ):
+                response = _json_error(
+                    401,
+                    "missing or wrong token: send the header 'Authorization: Bearer <token>' "
+                    "with the token the server was started with",
+                    {"WWW-Authenticate": "Bearer"},
+                )
+                await response(scope, receive, send)
+                return
+        length = headers.get("content-length")
+        if length is not None:
+            try:
+                declared = int(length)
+            except ValueError:
+                await _json_error(400, f"Content-Length {length!r} is not a number")(
+                    scope, receive, send
+                )
+                return
+            if declared > self.max_body:
+                await _json_error(413, self._too_large())(scope, receive, send)
+                return
+        received = 0
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body:
+                    # An HTTPException passes FastAPI's body parsing unchanged and
+                    # becomes the JSON 413 in the exception handler.
+                    raise HTTPException(413, self._too_large())
+            return message
+
+        await self.app(scope, counting_receive, send)
+
+
+# --------------------------------------------------------------------------- schemas
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: one line that names the field / file and what to do."""
+
+    error: str
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+    version: str
+    provider: str | None = Field(
+        description="ONNX Runtime provider of the last loaded model (null before the first)"
+    )
+    device: str = Field(description="the device the server was asked to use (--device)")
+    models: list[str]
+
+
+class ModelEntry(BaseModel):
+    name: str
+    task: Literal["grayscale", "lineart"]
+    file: str
+    train_size: int
+    multiple_of: int
+    trained_on: str
+    palette: list[str] | None
+    builtin: bool
+
+
+class Options(BaseModel):
+    """Colorize options shared by /colorize (as query parameters) and the jobs (as JSON)."""
+
+    model: str | None = Field(
+        None, description="model name as listed by /models; default: the bundled model of task"
+    )
+    task: Literal["grayscale", "lineart"] | None = Field(
+        None, description="used to pick the default model when model is absent"
+    )
+    detail: float = Field(
+        1.0, gt=0, description="working short side = the model's train_size x detail (> 0; "
+        "above 1 for finer detail, below 1 for speed or memory)"
+    )
+    regions: bool = Field(True, description="make each region between lines one color")
+    output: Literal["color", "fill"] = Field(
+        "color", description="color: the colored frame; fill: flat colors only"
+    )
+    palette: list[str] | Literal["none"] | None = Field(
+        None,
+        description="list of sRGB hex colors; 'none' turns off the model's own palette; "
+        "absent or null: the model's palette, if any",
+    )
+
+
+class Layout(BaseModel):
+    width: int = Field(ge=1)
+    height: int = Field(ge=1)
+    channels: int = Field(ge=1, le=4, description="1 gray, 2 gray+alpha, 3 RGB, 4 RGBA")
+    depth: Literal["u8", "u16", "f16", "f32"] = Field(description="little-endian samples")
+    order: Literal["rgba", "bgra"] = Field("rgba", description="for 3/4 channels")
+
+
+class ColorizeQuery(Options, Layout):
+    """Query parameters of POST /colorize."""
+
+    palette: str | None = Field(
+        None,
+        description="JSON list of sRGB hex colors, e.g. [\"#ff0000\",\"#00ff00\"]; 'none' "
+        "turns off the model's own palette; absent: the model's palette, if any",
+    )
+
+
+class JobRequest(Options, Layout):
+    """Body of POST /jobs."""
+
+    frame_count: int = Field(ge=1)
+    carry: bool = Field(
+        True, description="the frames are one sequence: carry colors from frame to frame "
+        "where the picture did not change (less flicker)"
+    )
+
+
+class JobStatus(BaseModel):
+    id: str
+    state: Literal["uploading", "running", "done", "cancelled", "failed"]
+    done: int
+    total: int
+    error: str | None
+    forgotten: bool | None = Field(None, description="DELETE only: the job is gone")
+
+
+class FilesJobRequest(Options):
+    """Body of POST /jobs/files: server-side files, all under the server's --root."""
+
+    inputs: list[str] = Field(
+        min_length=1,
+        description="image files, folders, globs or videos; absolute or relative to --root",
+    )
+    out: str = Field(
+        description="where results go, under --root: a folder (created if needed), an "
+        "image file (one image in) or a video file (.mp4 / .mov...)"
+    )
+    hints: str | None = Field(
+        None, description="under --root: one RGBA hint image for all frames, or a folder of "
+        "hint images named like the frames"
+    )
+    batch_size: int = Field(4, ge=1, le=64)
+    carry: bool = Field(True, description="carry colors between frames of a sequence")
+    overwrite: bool = Field(False, description="redo outputs that exist (else: skip them)")
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody, "description": text}
+    for code, text in (
+        (400, "bad request (names the field)"),
+        (401, "token missing or wrong"),
+        (404, "unknown job, frame or model"),
+        (413, "body or frame over the server's limits"),
+        (422, "model file breaks the model contract"),
+        (500, "internal error"),
+        (507, "out of memory / job limits"),
+    )
+}
+_BINARY = {"schema": {"type": "string", "format": "binary"}}
+_FRAME_HEADERS = {
+    f"X-InkHue-{name}": {"schema": {"type": "string"}, "description": text}
+    for name, text in (
+        ("Width", "width of the result"),
+        ("Height", "height of the result"),
+        ("Channels", "3 (no alpha in) or 4 (alpha kept)"),
+        ("Depth", "u8 / u16 / f16 / f32, as the input"),
+        ("Order", "rgba / bgra, as the input"),
+        ("Model", "name of the model that ran"),
+    )
+}
+_FRAME_RESPONSE = {
+    200: {
+        "description": "the result frame: raw pixels in the request's depth and order",
+        "content": {"application/octet-stream": _BINARY},
+        "headers": _FRAME_HEADERS,
+    },
+    **_ERRORS,
+}
+_RAW_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "raw pixels (see the pixel layout in docs/HTTP_API.md)",
+        "content": {"application/octet-stream": _BINARY},
+    }
+}
+_COLORIZE_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["frame"],
+                    "properties": {
+                        "frame": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "raw pixels in the query's layout; a file part "
+                            "(its Content-Disposition must have a filename)",
+                        },
+                        "hints": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "raw RGBA u8 hint image, same size, channel order "
+                            "as 'order'; every pixel with alpha > 0 is a hint",
+                        },
+                    },
+                },
+                "encoding": {
+                    "frame": {"contentType": "application/octet-stream"},
+                    "hints": {"contentType": "application/octet-stream"},
+                },
+            },
+            "application/octet-stream": {
+                "schema": {
+                    "type": "string",
+                    "format": "binary",
+                    "description": "alternative: the raw frame as the whole body (no hints)",
+                }
+            },
+        },
+    }
+}
+
+
+# --------------------------------------------------------------------------- engine glue
+
+
+@dataclass
+class _Choice:
+    """What to run: a model file, the pipeline options, and the palette asked for."""
+
+    path: Path
+    options: ColorizeOptions  #: palette not applied yet (see Engine.options_for)
+    palette: tuple[str, ...] | None  #: None: the model's own; (): none at all
+
+
+class Engine:
+    """The server's link to the engine: model lookup and loading, guarded inference."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.slots = threading.BoundedSemaphore(max(1, config.inference_slots))
+        self.providers: list[str] | None = None
+
+    def model_names(self) -> list[str]:
+        return [m.name for m in list_models(self.config.models_dirs)]
+
+    def choose(self, opts: Options) -> _Choice:
+        """Resolve the options' model and check the options, before anything heavy runs.
+
+        Clients name models only (never server paths): a name matches a model's name or
+        its file name without '.onnx', among the folders /models lists.
+        """
+        options = ColorizeOptions(detail=opts.detail, regions=opts.regions, output=opts.output)
+        palette = parse_palette(opts.palette)
+        if opts.model:
+            models = list_models(self.config.models_dirs)
+            matches = [m for m in models if opts.model in (m.name, m.path.stem)]
+            if opts.task is not None:
+                matches.sort(key=lambda m: m.task != opts.task)
+            if not matches:
+                names = ", ".join(sorted({m.name for m in models})) or "none"
+                raise NotFoundError(
+                    f"model: no model named {opts.model!r} (available: {names}); "
+                    f"GET /models lists them"
+                )
+            path = matches[0].path
+        else:
+            path = self.default_path(opts.task)
+        return _Choice(path, options, palette)
+
+    def default_path(self, task: str | None) -> Path:
+        """The bundled model of ``task`` (default grayscale), else the first model of that
+        task that /models lists (user folder first); ModelError when there is none."""
+        try:
+            return resolve_model(None, task=task)
+        except ModelError:
+            want = task or "grayscale"
+            for m in list_models(self.config.models_dirs):
+                if m.task == want:
+                    return m.path
+            raise ModelError(
+                f"model: none given and there is no {want} model (the bundled one is missing): "
+                f"put a model file in {user_models_dir()}, or pass model=NAME"
+            ) from None
+
+    @staticmethod
+    def options_for(choice: _Choice, model: Model) -> ColorizeOptions:
+        """The options with the palette settled: asked for, else the model's own, or none."""
+        palette = choice.palette
+        if palette is None:
+            palette = tuple(model.info.palette) if model.info.palette else None
+        return replace(choice.options, palette=palette or None)
+
+    def load(self, path: Path) -> Model:
+        model = load_model(path, device=self.config.device)
+        self.providers = list(model.providers)
+        return model
+
+    def colorize(self, frame: np.ndarray, model: Model, hints: np.ndarray | None,
+                 options: ColorizeOptions) -> np.ndarray:
+        """One frame through the pipeline, holding an inference slot."""
+        with self.slots:
+            return colorize_frame(frame, model, hints=hints, options=options)
+
+    def colorize_bytes(
+        self, layout: PixelLayout, frame: bytes, hints: bytes | None, choice: _Choice
+    ) -> tuple[bytes, str]:
+        """Raw frame (+ raw hints) -> raw result and the model's name (runs in a thread)."""
+        pixels = layout.decode(frame, "frame")
+        hint_img = layout.hints_layout().decode(hints, "hints") if hints is not None else None
+        model = self.load(choice.path)
+        result = self.colorize(pixels, model, hint_img, self.options_for(choice, model))
+        return layout.encode(result), model.info.name
+
+    def sequence(
+        self, model: Model, options: ColorizeOptions, carry: bool,
+        frames: Iterator[tuple[np.ndarray, np.ndarray | None]],
+    ) -> Iterator[np.ndarray]:
+        """Colorize consecutive frames of one sequence, in order, carrying colors from
+        the previous result where the input did not change (as engine.batch does)."""
+        state = SequenceCarry(CarrySettings(enabled=carry))
+        previous = None
+        for frame, hints in frames:
+            static = state.observe(frame) if carry else None
+            fresh = self.colorize(frame, model, hints, options)
+            previous = state.apply(fresh, static, previous) if carry else fresh
+            yield previous
+
+
+def _layout(spec: Layout, max_pixels: int) -> PixelLayout:
+    layout = PixelLayout(spec.width, spec.height, spec.channels, spec.depth, spec.order)
+    layout.check_pixels(max_pixels)
+    return layout
+
+
+async def _read_raw(request: Request, layout: PixelLayout, what: str) -> bytes:
+    """The whole body as one frame: refused early when Content-Length already disagrees."""
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit():
+        layout.check_size(int(length), what)
+    body = await request.body()
+    layout.check_size(len(body), what)
+    return body
+
+
+async def _form_part(form: Any, name: str, required: bool) -> bytes | None:
+    part = form.get(name)
+    if part is None:
+        if required:
+            raise InputError(f"multipart part {name!r} is missing")
+        return None
+    if not isinstance(part, UploadFile):
+        raise InputError(
+            f"multipart part {name!r} came as a text field: send it as a file part "
+            f"(give it a filename in its Content-Disposition)"
+        )
+    return await part.read()
+
+
+# --------------------------------------------------------------------------- server paths
+
+
+def resolve_under_root(raw: str, root: Path | None, what: str) -> Path:
+    """A client's server-side path (or glob), made absolute and checked to lie under ``root``.
+
+    Relative paths are taken from ``root``; symlinks and '..' are resolved before the
+    check. Glob patterns keep their wildcard part, which may not contain '..'.
+    Raises ForbiddenError (403) outside ``root`` or when there is no root at all.
+    """
+    if root is None:
+        raise ForbiddenError(
+            "server-side files are switched off: start the server with --root DIR"
+        )
+    root = root.resolve()
+    path = Path(raw)
+    if not path.is_absolute():
+        path = root / path
+    parts = path.parts
+    magic = next((i for i, p in enumerate(parts) if glob.has_magic(p)), len(parts))
+    base, rest = Path(*parts[:magic]), parts[magic:]
+    if ".." in rest:
+        raise ForbiddenError(
+            f"{what}: {raw!r}: '..' after a wildcard could leave the server's --root folder"
+        )
+    resolved = base.resolve()
+    if not resolved.is_relative_to(root):
+        raise ForbiddenError(f"{what}: {raw!r} lies outside the server's --root folder")
+    return resolved.joinpath(*rest)
+
+
+# --------------------------------------------------------------------------- app
+
+
+def create_app(config: ServerConfig) -> FastAPI:
+    """The FastAPI app of ``inkhue serve`` (see the module docstring and docs/HTTP_API.md)."""
+    engine = Engine(config)
+    jobs = JobRegistry(
+        JobLimits(
+            max_jobs=config.max_jobs, max_bytes=config.max_job_bytes, ttl_s=config.job_ttl_s
+        )
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if config.preload:
+            for task in ("grayscale", "lineart"):
+                try:
+                    await run_in_threadpool(engine.load, engine.default_path(task))
+                except InkHueError as exc:
+                    log.warning("preloading the %s model: %s", task, exc)
+        yield
+        jobs.cancel_all()
+
+    app = FastAPI(
+        title="InkHue engine",
+        version=__version__,
+        description="Colorize line art and grayscale frames (see docs/HTTP_API.md). "
+        "Frames are raw pixels described by width, height, channels, depth and order.",
+        lifespan=lifespan,
+    )
+    app.state.engine = engine
+    app.state.jobs = jobs
+    app.state.config = config
+    app.add_middleware(GuardMiddleware, config=config)
+
+    @app.exception_handler(InkHueError)
+    async def _inkhue_error(request: Request, exc: InkHueError) -> JSONResponse:
+        return _json_error(exc.http_status, str(exc))
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        return _json_error(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        lines = []
+        for err in exc.errors():
+            loc = [str(x) for x in err.get("loc", ())]
+            where = {"query": "query parameter", "body": "JSON field", "path": "path part"}
+            kind = where.get(loc[0], loc[0]) if loc else "request"
+            field = ".".join(loc[1:]) or "body"
+            lines.append(f"{kind} {field!r}: {err.get('msg', 'invalid')}")
+        return _json_error(400, "; ".join(lines) or "invalid request")
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        return _json_error(500, f"internal error: {type(exc).__name__}: {first}".rstrip(": "))
+
+    # -- info ---------------------------------------------------------------------
+    @app.get("/health", response_model=Health, responses=_ERRORS)
+    async def health() -> dict:
+        """Server status, version, the provider in use and the model names."""
+        names = await run_in_threadpool(engine.model_names)
+        provider = engine.providers[0] if engine.providers else None
+        return {
+            "status": "ok",
+            "version": __version__,
+            "provider": provider,
+            "device": config.device,
+            "models": names,
+        }
+
+    @app.get("/models", response_model=list[ModelEntry], responses=_ERRORS)
+    async def models() -> list[dict]:
+        """Bundled and user models (re-scanned on each call)."""
+        infos = await run_in_threadpool(list_models, config.models_dirs)
+        return [m.as_dict() for m in infos]
+
+    # -- one frame ----------------------------------------------------------------
+    @app.post(
+        "/colorize",
+        response_class=Response,
+        responses=_FRAME_RESPONSE,
+        openapi_extra=_COLORIZE_BODY,
+    )
+    async def colorize(
+        request: Request, query: Annotated[ColorizeQuery, Query()]
+    ) -> Response:
+        """Colorize one frame (multipart: ``frame`` and optional ``hints``)."""
+        layout = _layout(query, config.max_pixels)
+        choice = await run_in_threadpool(engine.choose, query)
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype == "multipart/form-data":
+            async with request.form(max_files=2, max_fields=2) as form:
+                frame = await _form_part(form, "frame", required=True)
+                hints = await _form_part(form, "hints", required=False)
+        elif ctype == "application/octet-stream":
+            frame, hints = await _read_raw(request, layout, "body"), None
+        else:
+            raise InputError(
+                f"Content-Type {ctype or 'missing'!r}: send multipart/form-data with a 'frame' "
+                f"part (and optionally 'hints'), or the raw frame as application/octet-stream"
+            )
+        data, name = await run_in_threadpool(engine.colorize_bytes, layout, frame, hints, choice)
+        return Response(data, media_type="application/octet-stream",
+                        headers=layout.headers(_header_safe(name)))
+
+    # -- jobs over uploaded frames ------------------------------------------------
+    @app.post("/jobs", response_model=JobStatus, response_model_exclude_unset=True,
+              responses=_ERRORS)
+    async def create_job(spec: JobRequest) -> dict:
+        """A batch job over ``frame_count`` frames; upload them with PUT, then poll."""
+        layout = _layout(spec, config.max_pixels)
+        choice = await run_in_threadpool(engine.choose, spec)
+        model = await run_in_threadpool(engine.load, choice.path)
+        def work(job: Job) -> None:
+            hints_layout = layout.hints_layout()
+
+            def frames() -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+                for i in range(job.total):
+                    if job.cancel.is_set():
+                        return
+                    data, hints = jobs.take_input(job, i)
+                    yield (
+                        layout.decode(data, f"frame {i}"),
+                        hints_layout.decode(hints, f"hints {i}") if hints is not None else None,
+                    )
+
+            options = engine.options_for(choice, model)
+            for i, result in enumerate(engine.sequence(model, options, spec.carry, frames())):
+                jobs.store_result(job, i, layout.encode(result))
+
+        job = jobs.create_frames_job(layout, spec.frame_count, model.info.name, work)
+        return job.status()
+
+    @app.put("/jobs/{job_id}/frames/{index}", response_model=JobStatus,
+             response_model_exclude_unset=True, openapi_extra=_RAW_BODY, responses=_ERRORS)
+    async def put_frame(job_id: str, index: int, request: Request) -> dict:
+        """Upload frame ``index`` (0-based); the job starts once every frame is there."""
+        job = jobs.get(job_id)
+        if job.layout is None:
+            raise ConflictError(f"job {job_id} works on server-side files; it takes no frames")
+        data = await _read_raw(request, job.layout, f"frame {index}")
+        return jobs.put_frame(job_id, index, data)
+
+    @app.put("/jobs/{job_id}/hints/{index}", response_model=JobStatus,
+             response_model_exclude_unset=True, openapi_extra=_RAW_BODY, responses=_ERRORS)
+    async def put_hints(job_id: str, index: int, request: Request) -> dict:
+        """Upload the hint image (RGBA u8) of frame ``index``, before that frame."""
+        job = jobs.get(job_id)
+        if job.layout is None:
+            raise ConflictError(f"job {job_id} works on server-side files; it takes no hints")
+        data = await _read_raw(request, job.layout.hints_layout(), f"hints {index}")
+        return jobs.put_hints(job_id, index, data)
+
+    @app.get("/jobs/{job_id}", response_model=JobStatus, response_model_exclude_unset=True,
+             responses=_ERRORS)
+    async def job_status(job_id: str) -> dict:
+        """State and progress of a job."""
+        return jobs.status(job_id)
+
+    @app.get("/jobs/{job_id}/frames/{index}", response_class=Response,
+             responses=_FRAME_RESPONSE)
+    async def job_frame(job_id: str, index: int) -> Response:
+        """Result frame ``index`` (404 until it is done)."""
+        job, data = jobs.result(job_id, index)
+        return Response(data, media_type="application/octet-stream",
+                        headers=job.layout.headers(_header_safe(job.model_name)))
+
+    @app.delete("/jobs/{job_id}", response_model=JobStatus, response_model_exclude_unset=True,
+                responses=_ERRORS)
+    async def delete_job(job_id: str) -> dict:
+        """Cancel a job (stops between frames), or forget it once it has finished."""
+        return jobs.delete(job_id)
+
+    # -- jobs over server-side files ----------------------------------------------
+    @app.post("/jobs/files", response_model=JobStatus, response_model_exclude_unset=True,
+              responses={403: {"model": ErrorBody, "description": "path outside --root"},
+                         **_ERRORS})
+    async def files_job(spec: FilesJobRequest) -> dict:
+        """Colorize server-side files under ``--root`` into ``out`` (under it too).
+
+        Runs engine.batch.colorize_many: outputs are written atomically, existing ones
+        are skipped (a re-run resumes), inputs are never overwritten.
+        """
+        inputs = [resolve_under_root(p, config.root, "inputs") for p in spec.inputs]
+        out = resolve_under_root(spec.out, config.root, "out")
+        hints = resolve_under_root(spec.hints, config.root, "hints") if spec.hints else None
+        choice = await run_in_threadpool(engine.choose, spec)
+        sources, total = await run_in_threadpool(_plan_files, inputs, out, config.root)
+        model = await run_in_threadpool(engine.load, choice.path)
+        options = engine.options_for(choice, model)
+
+        def work(job: Job) -> None:
+            colorize_many(
+                sources, out, model, options, hints=hints, batch_size=spec.batch_size,
+                carry=spec.carry, overwrite=spec.overwrite, progress=False,
+                on_frame=lambda frame: jobs.progress(job, frame.index + 1), cancel=job.cancel,
+            )
+            jobs.progress(job, job.total)
+
+        job = jobs.create_files_job(total, model.info.name, work)
+        return job.status()
+
+    return app
+
+
+def _header_safe(text: str) -> str:
+    """HTTP headers are latin-1: keep printable ASCII, replace the rest with '?'."""
+    return "".join(c if " " <= c <= "~" else "?" for c in text)
+
+
+def _plan_files(inputs: list[Path], out: Path, root: Path | None) -> tuple[list[Any], int]:
+    """Expand files / folders / globs, check every match still lies under ``root`` (a
+    symlink may point out of it), check the output plan; -> (sources, frame count)."""
+    assert root is not None
+    real_root = root.resolve()
+    sources = expand_inputs([str(p) for p in inputs])
+    for src in sources:
+        if not src.path.resolve().is_relative_to(real_root):
+            raise ForbiddenError(
+                f"inputs: {src.path.name!r} links outside the server's --root folder"
+            )
+    plan_outputs(sources, out)  # refuses overwriting an input, clashing names...
+    total = sum(count_video_frames(s.path) if s.is_video else 1 for s in sources)
+    return sources, total
+
+
+def run_server(config: ServerConfig) -> None:
+    """Serve ``config`` with uvicorn until interrupted (refuses unsafe binds first)."""
+    import uvicorn
+
+    check_bind(config.host, config.token)
+    app = create_app(config)
+    log.info("InkHue engine %s on http://%s:%d", __version__, config.host, config.port)
+    uvicorn.run(app, host=config.host, port=config.port, log_level="info")
+
+
+__all__ = [
+    "ServerConfig",
+    "create_app",
+    "check_bind",
+    "is_loopback",
+    "resolve_under_root",
+    "run_server",
+]

@@ -1,0 +1,345 @@
+"""Batch jobs of the HTTP server: an in-memory registry with bounded count and memory.
+
+A *frames* job receives its frames (and optional hints) one ``PUT`` at a time, starts
+in a background thread once every frame is there, and keeps each result until it is
+fetched. A *files* job works on server-side files and only reports progress.
+
+Limits (``JobLimits``, set from ``ServerConfig``):
+- at most ``max_jobs`` jobs are known at once (any state); creating one more is refused
+  (507) until a client deletes or fetches finished ones;
+- a frames job reserves ``frame_count x (input frame + result frame)`` bytes when it is
+  created, plus each hint image when it arrives; the sum over all jobs stays under
+  ``max_bytes`` (507 otherwise: split the sequence into smaller jobs);
+- an input frame's bytes are dropped as soon as its result exists;
+- a finished job whose results have all been fetched is forgotten ``fetched_grace_s``
+  after the last fetch (so a retried download still works); any other job that is not
+  running is forgotten after ``ttl_s`` without activity. ``DELETE`` forgets a finished
+  job at once and cancels a running one (it stops between frames).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from inkhue_engine.errors import InkHueError, InputError, ResourceError
+from inkhue_engine.server_frames import PixelLayout
+
+log = logging.getLogger("inkhue_engine.server")
+
+MiB = 1024 * 1024
+
+UPLOADING, RUNNING, DONE, CANCELLED, FAILED = "uploading", "running", "done", "cancelled", "failed"
+FINISHED = (DONE, CANCELLED, FAILED)
+
+
+class NotFoundError(InkHueError):
+    """A job, frame or model that the request names does not exist (404)."""
+
+    http_status = 404
+
+
+class ConflictError(InputError):
+    """The request does not fit the job's state (409), e.g. a frame for a running job."""
+
+    http_status = 409
+
+
+@dataclass(frozen=True)
+class JobLimits:
+    """Bounds of the registry (see the module docstring)."""
+
+    max_jobs: int = 16
+    max_bytes: int = 4096 * MiB
+    ttl_s: float = 3600.0
+    fetched_grace_s: float = 60.0
+
+
+@dataclass(eq=False)
+class Job:
+    """One batch job. Mutable fields are guarded by the registry's lock."""
+
+    id: str
+    kind: str  # "frames" or "files"
+    total: int
+    layout: PixelLayout | None = None  # frames jobs only
+    model_name: str = ""
+    state: str = UPLOADING
+    done: int = 0
+    error: str | None = None
+    reserved: int = 0
+    touched: float = field(default_factory=time.monotonic)
+    inputs: list[bytes | None] = field(default_factory=list)
+    hints: list[bytes | None] = field(default_factory=list)
+    results: list[bytes | None] = field(default_factory=list)
+    fetched: set[int] = field(default_factory=set)
+    cancel: threading.Event = field(default_factory=threading.Event)
+    #: What the worker thread runs, ``work(job)``; frames jobs start it after the last upload.
+    work: Callable[[Job], None] | None = None
+    thread: threading.Thread | None = None
+
+    def status(self) -> dict:
+        """The job's JSON status (``GET /jobs/{id}``)."""
+        return {
+            "id": self.id,
+            "state": self.state,
+            "done": self.done,
+            "total": self.total,
+            "error": self.error,
+        }
+
+    @property
+    def finished(self) -> bool:
+        return self.state in FINISHED and (self.thread is None or not self.thread.is_alive())
+
+
+class JobRegistry:
+    """Thread-safe registry of batch jobs (see the module docstring for its limits)."""
+
+    def __init__(self, limits: JobLimits) -> None:
+        self.limits = limits
+        self._jobs: dict[str, Job] = {}
+        self._lock = threading.Lock()
+
+    # -- bookkeeping -----------------------------------------------------------------
+    def _purge(self, now: float) -> None:
+        """Forget expired jobs (called with the lock held)."""
+        for job in list(self._jobs.values()):
+            if job.thread is not None and job.thread.is_alive():
+                continue
+            all_fetched = (
+                job.kind == "frames" and job.state == DONE and len(job.fetched) == job.total
+            )
+            age = now - job.touched
+            if (all_fetched and age > self.limits.fetched_grace_s) or age > self.limits.ttl_s:
+                log.info("forgetting job %s (%s)", job.id, job.state)
+                del self._jobs[job.id]
+
+    def bytes_in_use(self) -> int:
+        """Memory reserved by all known jobs, in bytes."""
+        with self._lock:
+            return sum(j.reserved for j in self._jobs.values())
+
+    def _reserve(self, job: Job, nbytes: int) -> None:
+        used = sum(j.reserved for j in self._jobs.values())
+        if used + nbytes > self.limits.max_bytes:
+            raise ResourceError(
+                f"this needs {nbytes / MiB:.0f} MiB of server memory but only "
+                f"{(self.limits.max_bytes - used) / MiB:.0f} MiB of "
+                f"{self.limits.max_bytes / MiB:.0f} MiB are free; split the sequence into "
+                f"smaller jobs, or fetch and DELETE finished jobs"
+            )
+        job.reserved += nbytes
+
+    def _add(self, job: Job, reserve: int) -> Job:
+        with self._lock:
+            self._purge(time.monotonic())
+            if len(self._jobs) >= self.limits.max_jobs:
+                raise ResourceError(
+                    f"the server already holds {len(self._jobs)} jobs (its limit); "
+                    f"fetch or DELETE finished jobs first"
+                )
+            self._reserve(job, reserve)
+            self._jobs[job.id] = job
+        return job
+
+    def get(self, job_id: str) -> Job:
+        """The job ``job_id``; NotFoundError if it is unknown or forgotten."""
+        with self._lock:
+            self._purge(time.monotonic())
+            job = self._jobs.get(job_id)
+        if job is None:
+            raise NotFoundError(f"job {job_id!r} not found (unknown, deleted or expired)")
+        return job
+
+    def status(self, job_id: str) -> dict:
+        job = self.get(job_id)
+        with self._lock:
+            return job.status()
+
+    # -- frames jobs -----------------------------------------------------------------
+    def create_frames_job(
+        self, layout: PixelLayout, total: int, model_name: str, work: Callable[[Job], None]
+    ) -> Job:
+        """A new frames job waiting for ``total`` frames of ``layout``; ``work(job)`` runs it.
+
+        ``work`` takes each input with ``take_input`` and stores each result with
+        ``store_result``, in order, and returns early when ``job.cancel`` is set.
+        """
+        if total < 1:
+            raise InputError(f"frame_count: must be >= 1, got {total}")
+        job = Job(
+            id=uuid.uuid4().hex,
+            kind="frames",
+            total=total,
+            layout=layout,
+            model_name=model_name,
+            work=work,
+            inputs=[None] * total,
+            hints=[None] * total,
+            results=[None] * total,
+        )
+        return self._add(job, total * (layout.nbytes + layout.out_nbytes))
+
+    def _frame_index(self, job: Job, index: int) -> None:
+        if job.kind != "frames":
+            raise ConflictError(f"job {job.id} works on server-side files; it has no frames")
+        if not 0 <= index < job.total:
+            raise NotFoundError(
+                f"frame index {index} is out of range: job {job.id} has frames 0..{job.total - 1}"
+            )
+
+    def put_hints(self, job_id: str, index: int, data: bytes) -> dict:
+        """Store the hint image (RGBA u8) of frame ``index``; before that frame is uploaded."""
+        job = self.get(job_id)
+        self._frame_index(job, index)
+        job.layout.hints_layout().check_size(len(data), f"hints {index}")
+        with self._lock:
+            if job.state != UPLOADING:
+                raise ConflictError(
+                    f"job {job.id} is {job.state}: upload hints {index} before the last frame"
+                )
+            if job.hints[index] is None:
+                self._reserve(job, len(data))
+            job.hints[index] = data
+            job.touched = time.monotonic()
+            return job.status()
+
+    def put_frame(self, job_id: str, index: int, data: bytes) -> dict:
+        """Store frame ``index``; when it was the last one missing, the job starts."""
+        job = self.get(job_id)
+        self._frame_index(job, index)
+        job.layout.check_size(len(data), f"frame {index}")
+        with self._lock:
+            if job.state != UPLOADING:
+                raise ConflictError(f"job {job.id} is {job.state}; it takes no more frames")
+            job.inputs[index] = data
+            job.touched = time.monotonic()
+            ready = all(x is not None for x in job.inputs)
+            if ready:
+                job.state = RUNNING
+            status = job.status()
+        if ready:
+            self.start(job)
+        return status
+
+    def take_input(self, job: Job, index: int) -> tuple[bytes, bytes | None]:
+        """The worker takes frame ``index`` and its hints (freeing the hints' memory)."""
+        with self._lock:
+            data, hints = job.inputs[index], job.hints[index]
+            if hints is not None:
+                job.hints[index] = None
+                job.reserved -= len(hints)
+        assert data is not None
+        return data, hints
+
+    def store_result(self, job: Job, index: int, data: bytes) -> None:
+        """The worker stores result ``index`` (and drops its input frame)."""
+        with self._lock:
+            job.results[index] = data
+            job.inputs[index] = None
+            job.reserved -= job.layout.nbytes  # the input's bytes are gone
+            job.done += 1
+            job.touched = time.monotonic()
+
+    def result(self, job_id: str, index: int) -> tuple[Job, bytes]:
+        """Result frame ``index`` of a frames job (NotFoundError until it is done)."""
+        job = self.get(job_id)
+        self._frame_index(job, index)
+        with self._lock:
+            data = job.results[index]
+            if data is None:
+                detail = f"; the job {job.state}: {job.error}" if job.error else ""
+                raise NotFoundError(
+                    f"frame {index} of job {job.id} is not done (job is {job.state}){detail}"
+                )
+            job.fetched.add(index)
+            job.touched = time.monotonic()
+        return job, data
+
+    # -- any job ---------------------------------------------------------------------
+    def create_files_job(self, total: int, model_name: str, work: Callable[[Job], None]) -> Job:
+        """A new files job (server-side paths), started at once: ``work(job)`` runs it."""
+        job = Job(id=uuid.uuid4().hex, kind="files", total=total, model_name=model_name,
+                  work=work, state=RUNNING)
+        self._add(job, 0)
+        self.start(job)
+        return job
+
+    def progress(self, job: Job, done: int) -> None:
+        """A files job reports how many items are done."""
+        with self._lock:
+            job.done = done
+            job.touched = time.monotonic()
+
+    def start(self, job: Job) -> None:
+        """Run ``job.work(job)`` in a background thread, then record how it ended."""
+        assert job.work is not None
+
+        def run() -> None:
+            error = None
+            try:
+                job.work(job)
+            except InkHueError as exc:
+                error = str(exc)
+            except Exception as exc:  # the job fails, the server lives on
+                log.exception("job %s failed", job.id)
+                first = str(exc).splitlines()[0] if str(exc) else ""
+                error = f"internal error: {type(exc).__name__}: {first}"
+            with self._lock:
+                if job.state == RUNNING:
+                    if error is not None:
+                        job.state, job.error = FAILED, error
+                    elif job.cancel.is_set():
+                        job.state = CANCELLED
+                    else:
+                        job.state = DONE
+                if job.layout is not None:
+                    # inputs never processed (cancel / failure) free their memory
+                    job.inputs = [None] * job.total
+                    job.reserved -= sum(len(h) for h in job.hints if h is not None)
+                    job.hints = [None] * job.total
+                    # a result slot that was never filled needs no reservation
+                    missing = sum(r is None for r in job.results)
+                    job.reserved -= missing * (job.layout.nbytes + job.layout.out_nbytes)
+                job.touched = time.monotonic()
+            log.info("job %s %s (%d/%d)", job.id, job.state, job.done, job.total)
+
+        job.thread = threading.Thread(target=run, name=f"inkhue-job-{job.id[:8]}", daemon=True)
+        job.thread.start()
+
+    def cancel_all(self) -> None:
+        """Ask every job's worker to stop before its next frame (server shutdown)."""
+        with self._lock:
+            for job in self._jobs.values():
+                job.cancel.set()
+
+    def delete(self, job_id: str) -> dict:
+        """Cancel a job that is not finished; forget it when it is.
+
+        An uploading job is forgotten at once (nothing to fetch). A running job is
+        marked cancelled and its thread stops before the next frame; its finished
+        results stay fetchable until a second DELETE or the expiry.
+        """
+        job = self.get(job_id)
+        with self._lock:
+            status = job.status()
+            if job.state == RUNNING:
+                job.cancel.set()
+                job.state = status["state"] = CANCELLED
+                job.touched = time.monotonic()
+                status["forgotten"] = False
+            elif job.thread is not None and job.thread.is_alive():
+                # cancelled, the worker still finishing its current frame
+                status["forgotten"] = False
+            else:
+                job.cancel.set()
+                del self._jobs[job.id]
+                if job.state == UPLOADING:
+                    status["state"] = CANCELLED
+                status["forgotten"] = True
+        return status

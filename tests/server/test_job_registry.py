@@ -1,0 +1,128 @@
+"""The job registry's own rules: limits, memory accounting, expiry, cancel."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from inkhue_engine.errors import ResourceError
+from inkhue_engine.server_frames import PixelLayout
+from inkhue_engine.server_jobs import ConflictError, JobLimits, JobRegistry, NotFoundError
+
+LAYOUT = PixelLayout(4, 2, 4, "u8")  # 32 bytes in, 32 bytes out
+
+
+def _copy_work(jobs: JobRegistry, gate: threading.Event | None = None):
+    """A stand-in for the colorizer: result = input bytes (the registry does not care)."""
+
+    def work(job):
+        for i in range(job.total):
+            if gate is not None:
+                gate.wait(5)
+            if job.cancel.is_set():
+                return
+            data, _hints = jobs.take_input(job, i)
+            jobs.store_result(job, i, data)
+
+    return work
+
+
+def _wait(jobs: JobRegistry, job_id: str, states=("done", "cancelled", "failed")) -> dict:
+    for _ in range(500):
+        status = jobs.status(job_id)
+        job = jobs.get(job_id)
+        if status["state"] in states and not job.thread.is_alive():
+            return status
+        time.sleep(0.01)
+    raise AssertionError(f"job stuck: {jobs.status(job_id)}")
+
+
+def test_frames_job_runs_after_the_last_upload_and_frees_inputs():
+    jobs = JobRegistry(JobLimits())
+    job = jobs.create_frames_job(LAYOUT, 2, "m", _copy_work(jobs))
+    assert jobs.bytes_in_use() == 2 * 64
+    assert jobs.put_frame(job.id, 1, b"\1" * 32)["state"] == "uploading"
+    with pytest.raises(NotFoundError):
+        jobs.result(job.id, 1)
+    jobs.put_hints(job.id, 0, b"\0" * 32)
+    assert jobs.bytes_in_use() == 2 * 64 + 32
+    assert jobs.put_frame(job.id, 0, b"\2" * 32)["state"] == "running"
+    status = _wait(jobs, job.id)
+    assert status == {"id": job.id, "state": "done", "done": 2, "total": 2, "error": None}
+    assert jobs.result(job.id, 0)[1] == b"\2" * 32
+    assert jobs.bytes_in_use() == 2 * 32  # only the results are left
+    with pytest.raises(ConflictError):
+        jobs.put_frame(job.id, 0, b"\2" * 32)
+    with pytest.raises(ConflictError):
+        jobs.put_hints(job.id, 0, b"\2" * 32)
+
+
+def test_wrong_sizes_and_indexes():
+    jobs = JobRegistry(JobLimits())
+    job = jobs.create_frames_job(LAYOUT, 1, "m", _copy_work(jobs))
+    with pytest.raises(Exception, match=r"frame 0: expected 32 bytes"):
+        jobs.put_frame(job.id, 0, b"\0" * 31)
+    with pytest.raises(NotFoundError, match="out of range"):
+        jobs.put_frame(job.id, 1, b"\0" * 32)
+    with pytest.raises(NotFoundError):
+        jobs.get("nope")
+
+
+def test_count_and_memory_limits():
+    jobs = JobRegistry(JobLimits(max_jobs=2, max_bytes=200))
+    jobs.create_frames_job(LAYOUT, 1, "m", _copy_work(jobs))
+    with pytest.raises(ResourceError, match="MiB"):
+        jobs.create_frames_job(LAYOUT, 3, "m", _copy_work(jobs))  # 192 more bytes
+    second = jobs.create_frames_job(LAYOUT, 1, "m", _copy_work(jobs))
+    with pytest.raises(ResourceError, match="limit"):
+        jobs.create_frames_job(LAYOUT, 1, "m", _copy_work(jobs))
+    jobs.delete(second.id)  # an uploading job is forgotten at once
+    jobs.create_frames_job(LAYOUT, 1, "m", _copy_work(jobs))
+
+
+def test_cancel_stops_between_frames_and_keeps_finished_results():
+    jobs = JobRegistry(JobLimits())
+    gate = threading.Event()
+    job = jobs.create_frames_job(LAYOUT, 3, "m", _copy_work(jobs, gate))
+    for i in range(3):
+        jobs.put_frame(job.id, i, bytes([i]) * 32)
+    status = jobs.delete(job.id)
+    assert status["state"] == "cancelled" and status["forgotten"] is False
+    gate.set()
+    status = _wait(jobs, job.id)
+    assert status["state"] == "cancelled" and status["done"] < 3
+    assert jobs.bytes_in_use() == status["done"] * 32
+    assert jobs.delete(job.id)["forgotten"] is True
+    with pytest.raises(NotFoundError):
+        jobs.status(job.id)
+
+
+def test_failed_work_reports_the_error_line():
+    jobs = JobRegistry(JobLimits())
+
+    def work(job):
+        raise ValueError("boom\nsecond line")
+
+    job = jobs.create_frames_job(LAYOUT, 1, "m", work)
+    jobs.put_frame(job.id, 0, b"\0" * 32)
+    status = _wait(jobs, job.id)
+    assert status["state"] == "failed"
+    assert status["error"] == "internal error: ValueError: boom"
+    assert jobs.bytes_in_use() == 0
+
+
+def test_expiry_after_fetching_everything_and_after_ttl():
+    jobs = JobRegistry(JobLimits(fetched_grace_s=0.0, ttl_s=0.2))
+    job = jobs.create_frames_job(LAYOUT, 1, "m", _copy_work(jobs))
+    jobs.put_frame(job.id, 0, b"\0" * 32)
+    _wait(jobs, job.id)
+    jobs.result(job.id, 0)
+    time.sleep(0.01)
+    with pytest.raises(NotFoundError):
+        jobs.status(job.id)  # all results fetched: gone after the grace
+    idle = jobs.create_frames_job(LAYOUT, 1, "m", _copy_work(jobs))
+    time.sleep(0.25)
+    with pytest.raises(NotFoundError):
+        jobs.status(idle.id)  # an abandoned upload expires

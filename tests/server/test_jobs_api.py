@@ -1,0 +1,214 @@
+"""Batch jobs over HTTP: uploaded frames (with carry) and server-side files under --root."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from inkhue_engine.batch import CarrySettings, SequenceCarry
+from inkhue_engine.model import load_model
+from inkhue_engine.pipeline import ColorizeOptions, colorize_frame
+
+H, W = 24, 32
+LAYOUT = {"width": W, "height": H, "channels": 4, "depth": "u8", "order": "bgra"}
+
+
+def _frames(n: int) -> list[np.ndarray]:
+    """RGBA frames: a box that moves right by 2 px per frame over a still background."""
+    frames = []
+    for i in range(n):
+        img = np.full((H, W, 4), 230, np.uint8)
+        img[..., 3] = 255
+        img[2:6, 2:30, :3] = (120, 60, 30)  # still stripe
+        img[8:20, 4 + 2 * i : 14 + 2 * i, :3] = (20, 20, 20)
+        frames.append(img)
+    return frames
+
+
+def _bgra(img: np.ndarray) -> bytes:
+    return img[..., [2, 1, 0, 3]].tobytes()
+
+
+def _rgba(data: bytes) -> np.ndarray:
+    return np.frombuffer(data, np.uint8).reshape(H, W, 4)[..., [2, 1, 0, 3]]
+
+
+def _wait(client, job_id: str, states=("done", "cancelled", "failed")) -> dict:
+    for _ in range(1000):
+        status = client.get(f"/jobs/{job_id}").json()
+        if status["state"] in states:
+            return status
+        time.sleep(0.01)
+    raise AssertionError(f"job stuck: {status}")
+
+
+def _expected_sequence(frames, hints, model, carry=True):
+    """What the job must produce: the pipeline per frame, colors carried as batch does."""
+    state = SequenceCarry(CarrySettings(enabled=carry))
+    previous, out = None, []
+    for frame, hint in zip(frames, hints, strict=True):
+        static = state.observe(frame)
+        fresh = colorize_frame(frame, model, hints=hint, options=ColorizeOptions())
+        previous = state.apply(fresh, static, previous)
+        out.append(previous)
+    return out
+
+
+def test_frames_job_create_upload_progress_results(client, named_models):
+    frames = _frames(3)
+    hints = [None, np.zeros((H, W, 4), np.uint8), None]
+    hints[1][10:12, 6:8] = (0, 0, 255, 255)
+    r = client.post("/jobs", json={**LAYOUT, "frame_count": 3, "model": "tiny-line"})
+    assert r.status_code == 200, r.text
+    job = r.json()
+    assert job["state"] == "uploading" and job["total"] == 3 and job["done"] == 0
+    job_id = job["id"]
+    assert client.get(f"/jobs/{job_id}/frames/0").status_code == 404  # not done yet
+    r = client.put(f"/jobs/{job_id}/hints/1", content=_bgra(hints[1]))
+    assert r.status_code == 200, r.text
+    for i in (2, 0, 1):  # any order; the last upload starts the job
+        r = client.put(f"/jobs/{job_id}/frames/{i}", content=_bgra(frames[i]))
+        assert r.status_code == 200, r.text
+    assert r.json()["state"] in ("running", "done")
+    status = _wait(client, job_id)
+    assert status == {"id": job_id, "state": "done", "done": 3, "total": 3, "error": None}
+    expected = _expected_sequence(frames, hints, load_model(named_models["tiny-line"], "cpu"))
+    for i in range(3):
+        r = client.get(f"/jobs/{job_id}/frames/{i}")
+        assert r.status_code == 200
+        assert r.headers["X-InkHue-Model"] == "tiny-line"
+        assert r.headers["X-InkHue-Order"] == "bgra"
+        np.testing.assert_array_equal(_rgba(r.content), expected[i])
+    # finished and fetched: DELETE forgets it
+    assert client.delete(f"/jobs/{job_id}").json()["forgotten"] is True
+    assert client.get(f"/jobs/{job_id}").status_code == 404
+
+
+def test_job_carry_can_be_switched_off(client, named_models):
+    frames = _frames(2)
+    r = client.post("/jobs", json={**LAYOUT, "frame_count": 2, "model": "tiny-gray",
+                                   "carry": False})
+    job_id = r.json()["id"]
+    for i, f in enumerate(frames):
+        client.put(f"/jobs/{job_id}/frames/{i}", content=_bgra(f))
+    _wait(client, job_id)
+    model = load_model(named_models["tiny-gray"], "cpu")
+    for i, f in enumerate(frames):
+        got = _rgba(client.get(f"/jobs/{job_id}/frames/{i}").content)
+        np.testing.assert_array_equal(got, colorize_frame(f, model))
+
+
+def test_job_errors(client):
+    r = client.post("/jobs", json={**LAYOUT, "frame_count": 0, "model": "tiny-gray"})
+    assert r.status_code == 400 and "frame_count" in r.json()["error"]
+    r = client.post("/jobs", json={**LAYOUT, "frame_count": 1, "model": "nope"})
+    assert r.status_code == 404
+    job_id = client.post("/jobs", json={**LAYOUT, "frame_count": 1, "model": "tiny-gray"}
+                         ).json()["id"]
+    r = client.put(f"/jobs/{job_id}/frames/0", content=b"\0" * 5)
+    assert r.status_code == 400 and r.json()["error"].startswith("frame 0: expected")
+    r = client.put(f"/jobs/{job_id}/hints/0", content=b"\0" * 5)
+    assert r.status_code == 400 and r.json()["error"].startswith("hints 0: expected")
+    r = client.put(f"/jobs/{job_id}/frames/1", content=b"\0" * (W * H * 4))
+    assert r.status_code == 404 and "out of range" in r.json()["error"]
+    assert client.get("/jobs/unknown").status_code == 404
+    r = client.delete(f"/jobs/{job_id}")  # still uploading: cancelled and forgotten
+    assert r.json()["state"] == "cancelled" and r.json()["forgotten"] is True
+
+
+def test_job_cancel_stops_between_frames(client, monkeypatch):
+    from inkhue_engine import server
+
+    gate, entered = threading.Event(), threading.Event()
+    real = server.colorize_frame
+
+    def slow(*args, **kwargs):
+        entered.set()
+        gate.wait(10)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(server, "colorize_frame", slow)
+    frames = _frames(4)
+    job_id = client.post("/jobs", json={**LAYOUT, "frame_count": 4, "model": "tiny-gray"}
+                         ).json()["id"]
+    for i, f in enumerate(frames):
+        client.put(f"/jobs/{job_id}/frames/{i}", content=_bgra(f))
+    assert entered.wait(10)
+    r = client.delete(f"/jobs/{job_id}")
+    assert r.json()["state"] == "cancelled" and r.json()["forgotten"] is False
+    gate.set()
+    time.sleep(0.2)
+    status = client.get(f"/jobs/{job_id}").json()
+    assert status["state"] == "cancelled"
+    assert status["done"] == 1  # the frame in flight finished; no other one started
+    assert client.get(f"/jobs/{job_id}/frames/0").status_code == 200
+    assert client.get(f"/jobs/{job_id}/frames/1").status_code == 404
+    r = client.put(f"/jobs/{job_id}/frames/0", content=_bgra(frames[0]))
+    assert r.status_code == 409
+
+
+def test_job_memory_limit_is_507(make_client):
+    client = make_client(max_job_bytes=W * H * 8 * 2)
+    r = client.post("/jobs", json={**LAYOUT, "frame_count": 3, "model": "tiny-gray"})
+    assert r.status_code == 507 and "split the sequence" in r.json()["error"]
+    assert client.post("/jobs", json={**LAYOUT, "frame_count": 2, "model": "tiny-gray"}
+                       ).status_code == 200
+
+
+# --------------------------------------------------------------------------- files jobs
+
+
+def _write_frames(folder, n=3):
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, f in enumerate(_frames(n)):
+        cv2.imwrite(str(folder / f"f{i}.png"), cv2.cvtColor(f, cv2.COLOR_RGBA2BGRA))
+
+
+def test_files_job_under_root(make_client, tmp_path):
+    root = tmp_path / "root"
+    _write_frames(root / "in")
+    client = make_client(root=root)
+    r = client.post("/jobs/files", json={"inputs": ["in/*.png"], "out": "out",
+                                         "model": "tiny-gray"})
+    assert r.status_code == 200, r.text
+    assert r.json()["total"] == 3
+    status = _wait(client, r.json()["id"])
+    assert status["state"] == "done" and status["done"] == 3, status
+    assert sorted(p.name for p in (root / "out").glob("*.png")) == ["f0.png", "f1.png", "f2.png"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"inputs": ["/etc/passwd"], "out": "out"},
+        {"inputs": ["in/../../outside"], "out": "out"},
+        {"inputs": ["in"], "out": "../out"},
+        {"inputs": ["in/*/../../*"], "out": "out"},
+        {"inputs": ["in"], "out": "out", "hints": "/tmp"},
+        {"inputs": ["link/*.png"], "out": "out"},  # a symlink inside root pointing out
+        {"inputs": ["in2"], "out": "out"},  # a folder holding a symlink to a file outside
+    ],
+)
+def test_files_job_outside_root_is_403(make_client, tmp_path, body):
+    root = tmp_path / "root"
+    _write_frames(root / "in", 1)
+    _write_frames(tmp_path / "outside", 1)
+    (root / "link").symlink_to(tmp_path / "outside")
+    (root / "in2").mkdir()
+    (root / "in2" / "evil.png").symlink_to(tmp_path / "outside" / "f0.png")
+    client = make_client(root=root)
+    r = client.post("/jobs/files", json={**body, "model": "tiny-gray"})
+    assert r.status_code == 403, r.text
+    assert "root" in r.json()["error"]
+    assert not (root / "out").exists() and not (tmp_path / "out").exists()
+
+
+def test_files_job_refused_without_root(client, tmp_path):
+    _write_frames(tmp_path / "in", 1)
+    r = client.post("/jobs/files", json={"inputs": [str(tmp_path / "in")],
+                                         "out": str(tmp_path / "out"), "model": "tiny-gray"})
+    assert r.status_code == 403 and "--root" in r.json()["error"]
