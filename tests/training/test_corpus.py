@@ -1,0 +1,451 @@
+"""The corpus recipe's pure selection / filter / split / manifest logic, SVG rasterization,
+one file through the pipeline, a whole (fake, offline) package, and the sequence helpers."""
+
+import gzip
+import json
+import shutil
+import zipfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from inkhue_engine.color import rgb_to_lab, to_float01
+from inkhue_engine.errors import InputError
+from inkhue_training import corpus, sequences
+from inkhue_training.corpus import FileResult, Params
+
+needs_rsvg = pytest.mark.skipif(
+    shutil.which("rsvg-convert") is None,
+    reason="rsvg-convert is not installed (apt-get install librsvg2-bin)",
+)
+
+
+def _canvas(frac: float, color=(220, 40, 40), size=100) -> np.ndarray:
+    """White RGB uint8 square with the top ``frac`` of its rows painted ``color``."""
+    img = np.full((size, size, 3), 255, np.uint8)
+    img[: int(round(frac * size))] = color
+    return img
+
+
+# --- content filters ------------------------------------------------------------------------
+def test_mostly_white_images_are_dropped():
+    assert corpus.nonwhite_fraction(_canvas(0.10)) == pytest.approx(0.10)
+    assert corpus.content_drop_reason(_canvas(0.10), 0.15, 12.0) == "mostly_white"
+    assert corpus.content_drop_reason(_canvas(0.20), 0.15, 12.0) is None
+
+
+def test_near_white_counts_as_white():
+    img = _canvas(0.5, color=(245, 245, 245))
+    assert corpus.nonwhite_fraction(img) == 0.0
+
+
+def test_gray_drawings_are_dropped_for_low_chroma():
+    gray = _canvas(0.5, color=(90, 90, 90))
+    assert corpus.mean_chroma(gray) < 1.0
+    assert corpus.content_drop_reason(gray, 0.15, 12.0) == "low_chroma"
+
+
+def test_chroma_is_measured_on_the_drawing_not_the_paper():
+    # 20% saturated red on white: the whole-image mean would be ~1/5 of the red's chroma
+    img = _canvas(0.20)
+    red_chroma = float(np.hypot(*rgb_to_lab(to_float01(img[:1, :1]))[0, 0, 1:]))
+    assert corpus.mean_chroma(img) == pytest.approx(red_chroma, rel=1e-3)
+    assert corpus.content_drop_reason(img, 0.15, 12.0) is None
+    assert corpus.mean_chroma(np.full((4, 4, 3), 255, np.uint8)) == 0.0
+
+
+def test_chroma_threshold_is_a_parameter():
+    muted = _canvas(0.6, color=(120, 110, 95))  # a dull brown: chroma about 9
+    chroma = corpus.mean_chroma(muted)
+    assert 8.0 < chroma < 12.0
+    assert corpus.content_drop_reason(muted, 0.15, 12.0) == "low_chroma"
+    assert corpus.content_drop_reason(muted, 0.15, 8.0) is None
+
+
+def test_size_filter():
+    assert corpus.size_drop_reason(127, 500, 128) == "too_small"
+    assert corpus.size_drop_reason(128, 128, 128) is None
+    assert corpus.size_drop_reason(128, 385, 128, max_aspect=3.0) == "strip"
+    assert corpus.size_drop_reason(128, 384, 128, max_aspect=3.0) is None
+
+
+def test_target_shape_shrinks_to_long_side_and_never_enlarges():
+    assert corpus.target_shape(1000, 500, 256, 128) == (256, 128)
+    assert corpus.target_shape(100, 90, 256, 128) == (100, 90)
+    # elongated: the short side is kept at min_side, the long side grows past size
+    assert corpus.target_shape(300, 900, 256, 128) == (128, 384)
+    # but never past 2 * size: the short side then falls below min_side (and is dropped)
+    h, w = corpus.target_shape(200, 2000, 256, 128)
+    assert w == 512 and h < 128
+
+
+def test_composite_on_white():
+    rgba = np.zeros((2, 3, 4), np.uint8)
+    rgba[..., 0] = 200  # red channel
+    rgba[0, 0, 3] = 0  # transparent -> white
+    rgba[0, 1, 3] = 255  # opaque -> its color
+    rgba[0, 2, 3] = 128  # half -> between
+    out = corpus.composite_on_white(rgba)
+    assert out.dtype == np.uint8 and out.shape == (2, 3, 3)
+    np.testing.assert_array_equal(out[0, 0], [255, 255, 255])
+    np.testing.assert_array_equal(out[0, 1], [200, 0, 0])
+    assert 120 < out[0, 2, 1] < 135 and 225 < out[0, 2, 0] < 230
+    gray16 = np.full((2, 2), 128 * 257, np.uint16)  # 16-bit 128/255
+    np.testing.assert_array_equal(corpus.composite_on_white(gray16), np.full((2, 2, 3), 128))
+    gray_alpha = np.zeros((1, 1, 2), np.uint8)  # black, fully transparent
+    np.testing.assert_array_equal(corpus.composite_on_white(gray_alpha), [[[255, 255, 255]]])
+
+
+# --- selection by path ----------------------------------------------------------------------
+OC = "usr/share/openclipart/svg"
+TP = "usr/share/tuxpaint/stamps"
+WN = "usr/share/games/wesnoth/1.16/data"
+PW = "usr/share/wallpapers"
+
+
+@pytest.mark.parametrize("folder", sorted(corpus.OPENCLIPART_EXCLUDED))
+def test_openclipart_excluded_folders(folder):
+    sel = corpus.select_files("openclipart-svg", [f"{OC}/{folder}/sub/x.svg", f"{OC}/food/x.svg"])
+    assert sel[f"{OC}/{folder}/sub/x.svg"] == ("", "excluded_folder")
+    assert sel[f"{OC}/food/x.svg"] == ("drawing", None)
+
+
+def test_tuxpaint_rules():
+    paths = [
+        f"{TP}/symbols/money/coin.png",
+        f"{TP}/animals/cat.svg",
+        f"{TP}/animals/cat.png",  # the SVG's raster twin
+        f"{TP}/animals/dog.png",
+        f"{TP}/animals/dog_mirror.png",
+        f"{TP}/animals/readme.txt",
+    ]
+    sel = corpus.select_files("tuxpaint-stamps-default", paths)
+    assert sel[paths[0]] == ("", "excluded_folder")
+    assert sel[paths[1]] == ("drawing", None)
+    assert sel[paths[2]] == ("", "duplicate")
+    assert sel[paths[3]] == ("drawing", None)
+    assert sel[paths[4]] == ("", "duplicate")
+    assert sel[paths[5]] == ("", "not_image")
+
+
+def test_wesnoth_portraits_and_story_paintings_only():
+    paths = [
+        f"{WN}/core/images/portraits/elves/archer.png",
+        f"{WN}/campaigns/tutorial/images/portraits/li'sar.png",
+        f"{WN}/core/images/story/landscape-castle.jpg",
+        f"{WN}/core/images/units/elves/archer.png",
+    ]
+    sel = corpus.select_files("wesnoth-1.16-data", paths)
+    assert [sel[p] for p in paths] == [
+        ("painting", None), ("painting", None), ("photo", None), ("", "not_selected")
+    ]
+
+
+def test_plasma_keeps_the_largest_resolution_of_listed_photos():
+    paths = [
+        f"{PW}/Path/contents/images/1920x1080.jpg",
+        f"{PW}/Path/contents/images/3840x2160.jpg",
+        f"{PW}/Path/contents/screenshot.jpg",
+        f"{PW}/Kokkini/contents/images/3840x2160.png",  # abstract art, not a photo
+    ]
+    sel = corpus.select_files("plasma-workspace-wallpapers", paths)
+    assert sel[paths[0]] == ("", "smaller_duplicate")
+    assert sel[paths[1]] == ("photo", None)
+    assert sel[paths[2]] == ("", "not_selected")
+    assert sel[paths[3]] == ("", "not_photo")
+
+
+def test_game_and_photo_package_rules():
+    hw = "usr/share/games/hedgewars/Data/Maps/Cheese"
+    sel = corpus.select_files(
+        "hedgewars-data", [f"{hw}/map.png", f"{hw}/mask.png", f"{hw}/preview.png"])
+    assert [v[1] for _, v in sorted(sel.items())] == [None, "not_selected", "duplicate"]
+    st = "usr/share/games/supertux2/images"
+    sel = corpus.select_files("supertux-data", [f"{st}/engine/editor/x.png", f"{st}/tiles/y.png"])
+    assert sel[f"{st}/engine/editor/x.png"] == ("", "excluded_folder")
+    assert sel[f"{st}/tiles/y.png"] == ("drawing", None)
+    mate = "usr/share/backgrounds/mate"
+    sel = corpus.select_files(
+        "mate-backgrounds", [f"{mate}/nature/Aqua.jpg", f"{mate}/abstract/x.png"])
+    assert sel[f"{mate}/nature/Aqua.jpg"] == ("photo", None)
+    assert sel[f"{mate}/abstract/x.png"] == ("", "not_selected")
+    sel = corpus.select_files(
+        "scikit-image", ["skimage/data/chelsea.png", "skimage/data/camera.png"])
+    assert sel["skimage/data/chelsea.png"] == ("photo", None)
+    assert sel["skimage/data/camera.png"] == ("", "not_photo")
+
+
+def test_unknown_package_is_refused():
+    with pytest.raises(ValueError, match="no-such-package"):
+        corpus.select_files("no-such-package", ["a.png"])
+
+
+def test_output_names_are_flat_safe_and_unique():
+    name = corpus.output_name("tuxpaint-stamps-default", f"{TP}/food/crème brûlée.svg")
+    assert name == "tuxpaint-stamps-default__tuxpaint__stamps__food__cr_me_br_l_e.png"
+    # two sources that would share an output name: the second is a duplicate
+    sel = corpus.select_files("openclipart-svg", [f"{OC}/food/a b.svg", f"{OC}/food/a_b.svg"])
+    assert sel[f"{OC}/food/a b.svg"] == ("drawing", None)
+    assert sel[f"{OC}/food/a_b.svg"] == ("", "duplicate")
+
+
+# --- split ----------------------------------------------------------------------------------
+def test_split_is_deterministic_and_near_the_ratio():
+    keys = [f"openclipart-svg/usr/share/openclipart/svg/food/item_{i}.svg" for i in range(5000)]
+    first = [corpus.split_of(k, 0.09) for k in keys]
+    assert first == [corpus.split_of(k, 0.09) for k in reversed(keys)][::-1]
+    share = first.count("dev") / len(keys)
+    assert 0.075 < share < 0.105
+    assert set(first) == {"train", "dev"}
+
+
+def test_a_smaller_dev_fraction_gives_a_subset_of_the_dev_files():
+    keys = [f"pkg/file_{i}.png" for i in range(2000)]
+    small = {k for k in keys if corpus.split_of(k, 0.05) == "dev"}
+    large = {k for k in keys if corpus.split_of(k, 0.09) == "dev"}
+    assert small and small < large
+
+
+# --- manifest -------------------------------------------------------------------------------
+def _results():
+    return [
+        FileResult("a.svg", "drawing", None, "train"),
+        FileResult("b.svg", "drawing", None, "dev"),
+        FileResult("c.png", "painting", None, "train"),
+        FileResult("d.jpg", "photo", None, "train"),
+        FileResult("e.svg", "drawing", "low_chroma", "train"),
+        FileResult("f.svg", "", "excluded_folder", "dev"),
+        FileResult("g.png", "drawing", "too_small", "train"),
+    ]
+
+
+def test_summarize_counts_kept_dropped_and_splits():
+    rep = corpus.summarize(_results())
+    assert rep["found"] == 7 and rep["kept"] == 4
+    assert rep["dropped"] == {"excluded_folder": 1, "low_chroma": 1, "too_small": 1}
+    assert rep["kept_by_content"] == {"drawing": 2, "painting": 1, "photo": 1}
+    # photos go to the grayscale corpus only
+    assert rep["splits"] == {
+        "grayscale": {"train": 3, "dev": 1},
+        "lineart": {"train": 2, "dev": 1},
+    }
+
+
+def test_manifest_structure_and_totals():
+    rep = corpus.summarize(_results())
+    packages = {
+        "pkg-a": {**rep, "version": "1.0", "licence": "GPL-2", "source": "deb"},
+        "pkg-b": {**rep, "version": "2.0", "licence": "CC0", "source": "wheel"},
+    }
+    m = corpus.build_manifest(packages, {"pkg-c": "apt-get download pkg-c failed"}, Params())
+    json.dumps(m)  # serializable as is
+    assert set(m) == {"format", "params", "corpora", "packages", "failed", "totals"}
+    assert m["params"]["recipe_version"] == corpus.RECIPE_VERSION
+    assert m["params"]["min_chroma"] == 12.0
+    assert m["corpora"]["lineart"] == ["drawing", "painting"]
+    assert m["packages"]["pkg-a"]["licence"] == "GPL-2"
+    assert m["failed"] == {"pkg-c": "apt-get download pkg-c failed"}
+    t = m["totals"]
+    assert t["found"] == 14 and t["kept"] == 8
+    assert t["dropped"]["low_chroma"] == 2
+    assert t["splits"]["grayscale"] == {"train": 6, "dev": 2}
+    assert t["images"] == {"grayscale": 8, "lineart": 6}
+
+
+def test_every_listed_package_has_a_selection_rule():
+    for pkg in corpus.PACKAGES:
+        corpus.select_files(pkg.name, ["x/y.png"])  # raises for a package without rules
+        assert pkg.licence and pkg.source in ("deb", "wheel")
+
+
+# --- rasterization and one file through the pipeline ----------------------------------------
+SVG = """<svg xmlns="http://www.w3.org/2000/svg" width="200" height="100" viewBox="0 0 200 100">
+<rect x="50" y="0" width="100" height="100" fill="#e02020"/></svg>"""
+
+
+@needs_rsvg
+@pytest.mark.parametrize("ext", [".svg", ".svgz"])
+def test_svg_is_rasterized_to_the_long_side_on_white(tmp_path, ext):
+    path = tmp_path / f"box{ext}"
+    if ext == ".svgz":
+        path.write_bytes(gzip.compress(SVG.encode()))
+    else:
+        path.write_text(SVG)
+    rgba = corpus.render_svg(path, 256)
+    assert rgba.shape == (128, 256, 4) and rgba.dtype == np.uint8
+    assert rgba[64, 10, 3] == 0  # outside the rect: transparent
+    np.testing.assert_array_equal(rgba[64, 128], [0xE0, 0x20, 0x20, 255])  # RGB order
+    rgb = corpus.load_image(path, 256)
+    np.testing.assert_array_equal(rgb[64, 10], [255, 255, 255])
+    np.testing.assert_array_equal(rgb[64, 128], [0xE0, 0x20, 0x20])
+
+
+@needs_rsvg
+def test_elongated_svg_is_rendered_larger_to_keep_min_side(tmp_path):
+    path = tmp_path / "wide.svg"
+    path.write_text(SVG.replace('width="200"', 'width="300"').replace("0 0 200", "0 0 300"))
+    h, w = corpus.load_image(path, 256).shape[:2]
+    assert w == 256 and 85 <= h <= 86
+    h, w = corpus.load_image(path, 256, min_side=128).shape[:2]
+    assert h == 128 and 380 <= w <= 384  # 3:1, measured on the first (rounded) render
+
+
+@needs_rsvg
+def test_broken_svg_is_an_input_error(tmp_path):
+    path = tmp_path / "broken.svg"
+    path.write_text("<svg")
+    with pytest.raises(InputError, match="broken.svg"):
+        corpus.render_svg(path, 64)
+
+
+def _job(src, out, content="drawing", params=None):
+    rel = src.name
+    r = FileResult(rel, content, None, "train")
+    outputs = tuple(corpus._outputs_of("p", r, out))
+    return corpus._Job(src, rel, content, "train", outputs, params or Params())
+
+
+def test_process_file_writes_kept_images_to_both_corpora_once(tmp_path):
+    out = tmp_path / "out"
+    for c in corpus.CORPORA:
+        (out / c / "train").mkdir(parents=True)
+    src = tmp_path / "pic.png"
+    bgra = np.zeros((400, 300, 4), np.uint8)
+    bgra[100:300, 50:250] = (30, 160, 40, 255)  # an opaque green-ish box on transparent
+    cv2.imwrite(str(src), bgra)
+    job = _job(src, out)
+    res = corpus.process_file(job)
+    assert res.reason is None and res.shape == (256, 192)
+    a, b = job.outputs
+    assert a.parent.parent.name == "grayscale" and b.parent.parent.name == "lineart"
+    img = cv2.imread(str(a))
+    assert img.shape == (256, 192, 3)
+    np.testing.assert_array_equal(img[0, 0], [255, 255, 255])  # alpha composited on white
+    assert a.stat().st_ino == b.stat().st_ino  # hard link, no second copy
+    mtime = a.stat().st_mtime_ns
+    assert corpus.process_file(job).reason is None  # re-run: output reused, not rewritten
+    assert a.stat().st_mtime_ns == mtime
+    assert not list(out.rglob(".*tmp"))
+
+
+def test_process_file_drops_without_writing(tmp_path):
+    out = tmp_path / "out"
+    src = tmp_path / "pale.png"
+    cv2.imwrite(str(src), np.full((300, 300, 3), 250, np.uint8))
+    res = corpus.process_file(_job(src, out))
+    assert res.reason == "mostly_white" and res.nonwhite == 0.0
+    src2 = tmp_path / "tiny.png"
+    cv2.imwrite(str(src2), np.zeros((60, 60, 3), np.uint8))
+    assert corpus.process_file(_job(src2, out)).reason == "too_small"
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not a png")
+    assert corpus.process_file(_job(bad, out)).reason == "unreadable"
+    assert not out.exists() or not list(out.rglob("*.png"))
+
+
+def test_photos_keep_a_larger_size_and_skip_lineart(tmp_path):
+    out = tmp_path / "out"
+    (out / "grayscale" / "train").mkdir(parents=True)
+    src = tmp_path / "photo.jpg"
+    rng = np.random.default_rng(0)
+    photo = cv2.resize(rng.integers(0, 255, (12, 20, 3), dtype=np.uint8), (2000, 1200))
+    cv2.imwrite(str(src), photo)
+    job = _job(src, out, content="photo")
+    assert [p.parent.parent.name for p in job.outputs] == ["grayscale"]
+    res = corpus.process_file(job)
+    assert res.reason is None and res.shape == (614, 1024)
+
+
+# --- a whole package, offline (a fake wheel in the work folder) -----------------------------
+def _fake_wheel(work: Path) -> None:
+    (work / "wheels").mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    with zipfile.ZipFile(work / "wheels" / "scikit_learn-9.9-py3-none-any.whl", "w") as zf:
+        for name in ("china.jpg", "flower.jpg"):
+            img = cv2.resize(rng.integers(0, 255, (6, 8, 3), dtype=np.uint8), (400, 300))
+            zf.writestr(f"sklearn/datasets/images/{name}", cv2.imencode(".jpg", img)[1].tobytes())
+        gray = np.full((300, 400), 128, np.uint8)
+        zf.writestr("sklearn/datasets/images/gray.jpg", cv2.imencode(".jpg", gray)[1].tobytes())
+        zf.writestr("sklearn/__init__.py", "")
+
+
+def test_build_corpus_on_a_fake_wheel_and_rerun(tmp_path):
+    out, work = tmp_path / "corpus", tmp_path / "work"
+    _fake_wheel(work)
+    pkgs = (corpus.PACKAGES_BY_NAME["scikit-learn"],)
+    m = corpus.build_corpus(out, work, Params(), jobs=1, packages=pkgs, progress=False)
+    rep = m["packages"]["scikit-learn"]
+    assert rep["version"] == "9.9" and rep["source"] == "wheel"
+    assert rep["found"] == 3 and rep["kept"] == 2 and rep["dropped"] == {"not_photo": 1}
+    assert sum(rep["splits"]["grayscale"].values()) == 2
+    assert sum(rep["splits"]["lineart"].values()) == 0
+    files = sorted(p.name for p in (out / "grayscale").rglob("*.png"))
+    assert files == ["scikit-learn__sklearn__datasets__images__china.png",
+                     "scikit-learn__sklearn__datasets__images__flower.png"]
+    assert json.loads((out / "manifest.json").read_text()) == m
+    # re-run: the package's recorded results are reused and the manifest is the same
+    stamp = {p: p.stat().st_mtime_ns for p in (out / "grayscale").rglob("*.png")}
+    again = corpus.build_corpus(out, work, Params(), jobs=1, packages=pkgs, progress=False)
+    assert {k: v for k, v in again["packages"]["scikit-learn"].items() if k != "seconds"} == {
+        k: v for k, v in rep.items() if k != "seconds"}
+    assert stamp == {p: p.stat().st_mtime_ns for p in (out / "grayscale").rglob("*.png")}
+    # other settings into the same folder are refused, naming the folder
+    with pytest.raises(InputError, match="other settings"):
+        corpus.build_corpus(out, work, Params(size=128), jobs=1, packages=pkgs, progress=False)
+
+
+def test_a_changed_selection_is_rebuilt_and_stale_outputs_removed(tmp_path, monkeypatch):
+    out, work = tmp_path / "corpus", tmp_path / "work"
+    _fake_wheel(work)
+    pkgs = (corpus.PACKAGES_BY_NAME["scikit-learn"],)
+    corpus.build_corpus(out, work, Params(), jobs=1, packages=pkgs, progress=False)
+    monkeypatch.setitem(corpus.WHEEL_PHOTOS, "scikit-learn", frozenset({"china.jpg"}))
+    m = corpus.build_corpus(out, work, Params(), jobs=1, packages=pkgs, progress=False)
+    assert m["packages"]["scikit-learn"]["kept"] == 1
+    assert m["packages"]["scikit-learn"]["dropped"] == {"not_photo": 2}
+    files = [p.name for p in (out / "grayscale").rglob("*.png")]
+    assert files == ["scikit-learn__sklearn__datasets__images__china.png"]
+
+
+# --- sequences ------------------------------------------------------------------------------
+@pytest.mark.parametrize("text,frames", [
+    ("5s 0f", 120), ("5s", 120), ("120f", 120), ("0f", 0), ("1m 2s 3f", 1491), ("0.5s", 12),
+])
+def test_parse_synfig_time(text, frames):
+    assert sequences.parse_synfig_time(text, 24.0) == frames
+
+
+def test_parse_synfig_time_refuses_bare_numbers():
+    with pytest.raises(InputError, match="'23'"):
+        sequences.parse_synfig_time("23", 24.0)
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_read_canvas(tmp_path, gz):
+    sif = '<?xml version="1.0"?><canvas width="288" height="504" fps="24.000" ' \
+          'begin-time="0f" end-time="5s 0f"><name>x</name></canvas>'
+    path = tmp_path / ("a.sifz" if gz else "a.sif")
+    path.write_bytes(gzip.compress(sif.encode()) if gz else sif.encode())
+    c = sequences.read_canvas(path)
+    assert (c["begin"], c["end"], c["fps"], c["width"], c["height"]) == (0, 120, 24.0, 288, 504)
+
+
+def test_chunks_group_consecutive_frames():
+    assert sequences._chunks([0, 1, 2, 5, 6, 9], 2) == [(0, 1), (2, 2), (5, 6), (9, 9)]
+    assert sequences._chunks(list(range(40)), 16) == [(0, 15), (16, 31), (32, 39)]
+    assert sequences._chunks([], 16) == []
+
+
+def test_derived_frames_keep_lightness():
+    rgb = _canvas(0.5, color=(200, 60, 30))
+    out = sequences.derived_frames(rgb, lineart_fn=lambda rgb01: np.full(rgb01.shape[:2], 50.0,
+                                                                         np.float32))
+    assert set(out) == {"gray", "lineart"}
+    L_color = rgb_to_lab(to_float01(rgb))[..., 0]
+    L_gray = rgb_to_lab(to_float01(np.repeat(out["gray"][..., None], 3, 2)))[..., 0]
+    assert np.abs(L_color - L_gray).max() < 0.5
+    L_line = rgb_to_lab(to_float01(np.repeat(out["lineart"][..., None], 3, 2)))[..., 0]
+    assert np.abs(L_line - 50.0).max() < 0.5
+    assert set(sequences.derived_frames(rgb)) == {"gray"}
