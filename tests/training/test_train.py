@@ -1,0 +1,157 @@
+"""The training loop end to end on tiny synthetic images: files, resume, Ctrl-C, export."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from inkhue_engine.cli import main as inkhue
+from inkhue_training import train as train_mod
+from inkhue_training.export import check_parity, generator_from_checkpoint, load_checkpoint
+from inkhue_training.options import TrainConfig
+
+TINY = ["--crop-size", "32", "--batch-size", "2", "--channels", "8", "16", "32",
+        "--d-channels", "8", "16", "32", "--no-progress", "--grid-images", "2"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    """Six small synthetic cartoon-like images: flat shapes with dark outlines."""
+    d = tmp_path_factory.mktemp("imgs")
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        img = np.full((48, 64, 3), rng.integers(150, 255, 3), np.uint8)
+        for _ in range(3):
+            color = tuple(int(c) for c in rng.integers(0, 255, 3))
+            center = (int(rng.integers(8, 56)), int(rng.integers(8, 40)))
+            cv2.circle(img, center, int(rng.integers(5, 15)), color, -1)
+            cv2.circle(img, center, int(rng.integers(5, 15)), (20, 20, 20), 1)
+        cv2.imwrite(str(d / f"img{i}.png"), img)
+    return d
+
+
+def _log(run):
+    return [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+
+
+def _train(images, run, *extra, task="grayscale"):
+    args = ["train", "--data", str(images), "--task", task, "--out", str(run), *TINY, *extra]
+    return inkhue(args)
+
+
+@pytest.mark.slow
+def test_three_steps_write_checkpoint_log_grid_and_resume_continues(images, tmp_path):
+    run = tmp_path / "run"
+    assert _train(images, run, "--max-steps", "3", "--val-every", "2", "--save-every", "2") == 0
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["task"] == "grayscale" and cfg["max_steps"] == 3 and cfg["crop_size"] == 32
+    ckpt = load_checkpoint(run / "last.pt")
+    assert ckpt["step"] == 3
+    assert sorted(p.name for p in run.glob("ckpt_*.pt")) == ["ckpt_00000002.pt", "ckpt_00000003.pt"]
+    log = _log(run)
+    train_steps = [r["step"] for r in log if r["kind"] == "train"]
+    assert train_steps[0] == 1 and all(np.isfinite(r["loss_g"]) for r in log if "loss_g" in r)
+    vals = [r for r in log if r["kind"] == "val"]
+    assert [v["step"] for v in vals] == [2, 3]
+    for key in ("psnr", "rmse_ab", "gray_psnr"):
+        assert np.isfinite(vals[0]["plain"][key])
+    assert np.isfinite(vals[0]["hinted"]["flat_fill_psnr"])
+    grid = cv2.imread(str(run / "samples" / "step_00000002.png"))
+    assert grid.shape[1] == 4 * 32 and grid.shape[0] % 32 == 0 and grid.shape[0] >= 32
+
+    # resume: continues at step 4 from the saved state, with more allowed steps
+    resume = ["train", "--out", str(run), "--resume", "--max-steps", "5", "--no-progress"]
+    assert inkhue(resume) == 0
+    assert load_checkpoint(run / "last.pt")["step"] == 5
+    resumed = [r["step"] for r in _log(run) if r["kind"] == "val"][2:]
+    assert resumed == [4, 5]
+
+    # a resumed run may not change what is learned, and a run folder is not reused silently
+    assert inkhue(["train", "--out", str(run), "--resume", "--lr", "0.1"]) == 2
+    assert _train(images, run, "--max-steps", "1") == 2
+
+
+@pytest.mark.slow
+def test_resume_reproduces_an_uninterrupted_run(images, tmp_path):
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    common = ("--val-every", "100", "--grid-images", "0")
+    assert _train(images, straight, "--max-steps", "4", *common) == 0
+    assert _train(images, split, "--max-steps", "2", *common) == 0
+    assert inkhue(["train", "--out", str(split), "--resume", "--max-steps", "4"]) == 0
+    a, b = load_checkpoint(straight / "last.pt"), load_checkpoint(split / "last.pt")
+    assert a["step"] == b["step"] == 4
+    for key in ("generator", "discriminator", "ema"):
+        for name, value in a[key].items():
+            assert torch.allclose(value.float(), b[key][name].float(), atol=1e-5), (key, name)
+
+
+def test_ctrl_c_saves_and_exits_130(images, tmp_path, monkeypatch):
+    calls = []
+    real = train_mod.color_l1
+
+    def l1_then_interrupt(*a, **k):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(train_mod, "color_l1", l1_then_interrupt)
+    run = tmp_path / "run"
+    assert _train(images, run, "--max-steps", "10", "--task", "lineart") == 130
+    assert load_checkpoint(run / "last.pt")["step"] == 2
+    assert not list(run.glob(".*.tmp"))  # no half-written files
+
+
+def test_ema_lags_the_raw_generator_and_is_what_export_uses(images, tmp_path):
+    run = tmp_path / "run"
+    assert _train(images, run, "--max-steps", "2", "--lr", "0.01", "--val-every", "100") == 0
+    ckpt = load_checkpoint(run / "last.pt")
+    ema = generator_from_checkpoint(ckpt, use_ema=True)
+    raw = generator_from_checkpoint(ckpt, use_ema=False)
+    diffs = [
+        (p - q).abs().max().item()
+        for p, q in zip(ema.state_dict().values(), raw.state_dict().values(), strict=True)
+        if p.is_floating_point()
+    ]
+    assert max(diffs) > 1e-4  # the EMA is an average, not a copy
+
+
+@pytest.mark.slow
+def test_export_command_writes_the_ema_generator(images, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert _train(images, run, "--max-steps", "2", "--lr", "0.01", "--val-every", "100") == 0
+    out = tmp_path / "m.onnx"
+    assert inkhue(["export", str(run), "-o", str(out), "--trained-on", "circles"]) == 0
+    assert "max abs diff" in capsys.readouterr().out
+    ckpt = load_checkpoint(run / "last.pt")
+    assert check_parity(generator_from_checkpoint(ckpt, use_ema=True), out) < 1e-3
+    with pytest.raises(Exception, match="differ"):
+        check_parity(generator_from_checkpoint(ckpt, use_ema=False), out)
+
+
+@pytest.mark.slow
+def test_torchrun_gloo_two_processes(images, tmp_path):
+    run = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "inkhue_training.train", "--data", str(images), "--task", "lineart",
+           "--out", str(run), *TINY, "--max-steps", "2", "--val-every", "2",
+           "--max-minutes", "5"]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "2 process(es) on cpu" in proc.stderr
+    assert load_checkpoint(run / "last.pt")["step"] == 2
+    log = _log(run)
+    assert [r["step"] for r in log if r["kind"] == "train"] == [1]  # rank 0 only logs
+    assert len([r for r in log if r["kind"] == "val"]) == 1
+
+
+def test_config_round_trips(tmp_path):
+    cfg = TrainConfig(data=["a"], task="lineart", channels=[8, 16, 32], out=str(tmp_path))
+    cfg.save(tmp_path)
+    assert TrainConfig.load(tmp_path) == cfg

@@ -1,0 +1,94 @@
+"""``inkhue train`` and ``inkhue export``: registered into the engine's CLI.
+
+torch is imported inside the commands only, so that ``inkhue --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from inkhue_engine.errors import InputError
+from inkhue_training.options import add_train_arguments
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``train`` and ``export`` subcommands."""
+    p = subparsers.add_parser(
+        "train",
+        help="train a colorization GAN on folders of colored images",
+        description="Train (or --resume) a generator + discriminator; the run folder gets "
+        "config.json, checkpoints (last.pt), log.jsonl and samples/. Under torchrun, "
+        "use 'python -m inkhue_training.train' with the same flags.",
+    )
+    add_train_arguments(p)
+    p.set_defaults(func=_train)
+
+    p = subparsers.add_parser(
+        "export",
+        help="export a training checkpoint to an ONNX model for the engine",
+        description="Export the EMA generator of a checkpoint (or a run folder's last.pt) to "
+        "one ONNX file with the inkhue.* metadata, and check it against PyTorch in ONNX "
+        "Runtime (the max abs difference is printed; above --tolerance it fails).",
+    )
+    p.add_argument("checkpoint", type=Path, help="checkpoint .pt, or a run folder (its last.pt)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="ONNX file to write")
+    p.add_argument("--name", help="model name (default: the run folder's name)")
+    p.add_argument("--trained-on", help="what it was trained on (default: from the run)")
+    p.add_argument(
+        "--palette",
+        help="a palette stored in the model: comma-separated '#rrggbb' or a JSON list file",
+    )
+    p.add_argument("--raw", action="store_true", help="export the raw weights, not the EMA")
+    p.add_argument("--tolerance", type=float, default=1e-3, help="parity limit (default 1e-3)")
+    p.add_argument("--no-check", action="store_true", help="skip the ONNX Runtime parity check")
+    p.set_defaults(func=_export)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from inkhue_training.options import config_from_args
+    from inkhue_training.train import train
+
+    return train(config_from_args(args), resume=args.resume)
+
+
+def _palette(value: str | None) -> list[str] | None:
+    if not value:
+        return None
+    path = Path(value)
+    if path.is_file():
+        try:
+            colors = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise InputError(f"{path}: not a JSON list of '#rrggbb' colors ({exc})") from exc
+        if not isinstance(colors, list):
+            raise InputError(f"{path}: not a JSON list of '#rrggbb' colors")
+        return [str(c) for c in colors]
+    return [c.strip() for c in value.split(",") if c.strip()]
+
+
+def _export(args: argparse.Namespace) -> int:
+    from inkhue_training.export import export_checkpoint
+
+    ckpt = args.checkpoint
+    if ckpt.is_dir():
+        ckpt = ckpt / "last.pt"
+    if args.output.exists() and args.output.resolve() == ckpt.resolve():
+        raise InputError(f"{args.output}: would overwrite the checkpoint; choose another -o")
+    diff = export_checkpoint(
+        ckpt,
+        args.output,
+        name=args.name,
+        trained_on=args.trained_on,
+        palette=_palette(args.palette),
+        use_ema=not args.raw,
+        check=not args.no_check,
+        tolerance=args.tolerance,
+    )
+    if args.no_check:
+        print(f"wrote {args.output} (parity not checked)")
+    else:
+        print(f"wrote {args.output}; ONNX Runtime vs PyTorch max abs diff {diff:.3g} "
+              f"(tolerance {args.tolerance:g})")
+    return 0

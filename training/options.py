@@ -1,0 +1,212 @@
+"""Every training option in one dataclass, built from argparse flags, saved as JSON.
+
+A run folder holds ``config.json`` next to its checkpoints; ``--resume`` reloads it,
+so a resumed run trains the same model on the same data with the same losses. Only
+options that do not change what is learned (how long, how often to save, device,
+workers) may be given again on resume; others given differently are refused.
+This module does not import torch (it builds the ``inkhue train`` parser).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from inkhue_engine.errors import InputError
+
+CONFIG_NAME = "config.json"
+
+
+@dataclass
+class TrainConfig:
+    """All options of a training run (defaults after MODEL_NOTES.md)."""
+
+    # data
+    data: list[str] = field(default_factory=list)
+    val: list[str] = field(default_factory=list)
+    task: str = "grayscale"
+    out: str = "runs/inkhue"
+    trained_on: str = ""
+    val_fraction: float = 0.05
+    val_max_images: int = 64
+    crop_size: int = 128
+    scale_max: float = 2.0
+    vflip: bool = False
+    repeat: int = 1
+    p_no_hints: float = 0.3
+    max_hints: int = 30
+    hint_patch: int = 3
+    p_color_background: float = 0.3
+    workers: int = -1  # -1: 0 on CPU, 4 on CUDA
+    # model
+    channels: list[int] = field(default_factory=lambda: [32, 64, 128])
+    n_res: int = 5
+    d_channels: list[int] = field(default_factory=lambda: [32, 64, 128])
+    # optimization
+    batch_size: int = 16
+    lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    l1_weight: float = 100.0
+    gan_weight: float = 1.0
+    real_label: float = 0.9
+    fake_label: float = 0.0
+    label_noise: float = 0.05
+    label_noise_kind: str = "uniform"
+    label_flip: float = 0.05
+    ema_decay: float = 0.999
+    # run
+    seed: int = 0
+    device: str = "auto"
+    channels_last: bool = False
+    compile: bool = False
+    max_steps: int = 0  # 0 = no limit
+    max_minutes: float = 0.0  # 0 = no limit
+    epochs: int = 0  # 0 = no limit
+    save_every: int = 500
+    keep: int = 3
+    val_every: int = 0  # 0 = every epoch
+    val_hints: int = 10
+    grid_images: int = 6
+    log_every: int = 10
+    progress: bool = True
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise InputError(f"unknown training options in config: {', '.join(unknown)}")
+        return cls(**values)
+
+    def save(self, folder: str | os.PathLike) -> Path:
+        """Write ``config.json`` into ``folder`` atomically."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / CONFIG_NAME
+        fd, tmp = tempfile.mkstemp(prefix=".config.", suffix=".tmp", dir=folder)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(self.to_json() + "\n")
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike) -> TrainConfig:
+        path = Path(folder) / CONFIG_NAME
+        if not path.is_file():
+            raise InputError(f"{path}: not found; is {folder} a training run folder?")
+        try:
+            values = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise InputError(f"{path}: unreadable training config ({exc})") from exc
+        return cls.from_dict(values)
+
+
+#: Options that may change when a run is resumed: how long and how it runs, not what it learns.
+RESUME_OVERRIDABLE = {
+    "max_steps", "max_minutes", "epochs", "save_every", "keep", "val_every", "grid_images",
+    "log_every", "progress", "device", "workers", "compile", "channels_last",
+}  # fmt: skip
+
+
+def _bool(parser: argparse.ArgumentParser, name: str, help: str) -> None:
+    parser.add_argument(f"--{name}", action=argparse.BooleanOptionalAction, help=help)
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add every TrainConfig option as a flag. Defaults are SUPPRESSed: only given flags
+    appear in the namespace (so --resume can tell what was given)."""
+    d = TrainConfig()
+    parser.argument_default = argparse.SUPPRESS
+    g = parser.add_argument_group("data")
+    g.add_argument("--data", nargs="+", metavar="DIR", help="folders of colored training images")
+    g.add_argument("--val", nargs="+", metavar="DIR",
+                   help="validation image folders (default: hold out --val-fraction of --data)")
+    g.add_argument("--task", choices=["grayscale", "lineart"], help="what the model colorizes")
+    g.add_argument("--out", metavar="RUN_DIR", required=True,
+                   help="run folder: config.json, checkpoints, log.jsonl, samples/")
+    g.add_argument("--resume", action="store_true", default=False,
+                   help="continue the run in --out from its last checkpoint")
+    g.add_argument("--trained-on", help="description stored in exported models' metadata")
+    g.add_argument("--val-fraction", type=float, help=f"default {d.val_fraction}")
+    g.add_argument("--val-max-images", type=int, help=f"default {d.val_max_images}")
+    g.add_argument("--crop-size", type=int, help=f"training crop size, px (default {d.crop_size})")
+    g.add_argument("--scale-max", type=float,
+                   help=f"big images: short side scaled to crop * U(1, this) ({d.scale_max})")
+    _bool(g, "vflip", "random vertical flips too (default off)")
+    g.add_argument("--repeat", type=int, help="visits of each image per epoch (default 1)")
+    g.add_argument("--p-no-hints", type=float, help=f"default {d.p_no_hints}")
+    g.add_argument("--max-hints", type=int, help=f"default {d.max_hints}")
+    g.add_argument("--hint-patch", type=int, help=f"default {d.hint_patch}")
+    g.add_argument("--p-color-background", type=float, help=f"default {d.p_color_background}")
+    g.add_argument("--workers", type=int, help="DataLoader workers (default: 0 on CPU, 4 on CUDA)")
+    g = parser.add_argument_group("model")
+    g.add_argument("--channels", type=int, nargs="+", help=f"default {d.channels}")
+    g.add_argument("--n-res", type=int, help=f"residual blocks (default {d.n_res})")
+    g.add_argument("--d-channels", type=int, nargs="+", help=f"default {d.d_channels}")
+    g = parser.add_argument_group("optimization")
+    g.add_argument("--batch-size", type=int, help=f"per process (default {d.batch_size})")
+    g.add_argument("--lr", type=float, help=f"default {d.lr}")
+    g.add_argument("--beta1", type=float, help=f"default {d.beta1}")
+    g.add_argument("--beta2", type=float, help=f"default {d.beta2}")
+    g.add_argument("--l1-weight", type=float, help=f"default {d.l1_weight}")
+    g.add_argument("--gan-weight", type=float, help=f"default {d.gan_weight}")
+    g.add_argument("--real-label", type=float, help=f"default {d.real_label}")
+    g.add_argument("--fake-label", type=float, help=f"default {d.fake_label}")
+    g.add_argument("--label-noise", type=float, help=f"default {d.label_noise}")
+    g.add_argument("--label-noise-kind", choices=["uniform", "gaussian"])
+    g.add_argument("--label-flip", type=float, help=f"default {d.label_flip}")
+    g.add_argument("--ema-decay", type=float, help=f"default {d.ema_decay}")
+    g = parser.add_argument_group("run")
+    g.add_argument("--seed", type=int, help="default 0")
+    g.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
+    _bool(g, "channels-last", "channels_last memory format")
+    _bool(g, "compile", "torch.compile the networks (MODEL_NOTES: 2.2x faster on CPU)")
+    g.add_argument("--max-steps", type=int, help="stop after this many steps (0 = no limit)")
+    g.add_argument("--max-minutes", type=float, help="stop after this many minutes")
+    g.add_argument("--epochs", type=int, help="stop after this many epochs")
+    g.add_argument("--save-every", type=int, help=f"checkpoint every N steps ({d.save_every})")
+    g.add_argument("--keep", type=int, help=f"step checkpoints kept (default {d.keep})")
+    g.add_argument("--val-every", type=int,
+                   help="validate every N steps (default: each epoch, >= 100 steps apart)")
+    g.add_argument("--val-hints", type=int, help=f"hints in the hinted validation ({d.val_hints})")
+    g.add_argument("--grid-images", type=int, help=f"images in the sample grid ({d.grid_images})")
+    g.add_argument("--log-every", type=int, help=f"steps between log lines ({d.log_every})")
+    _bool(g, "progress", "tqdm progress bar (default on)")
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """TrainConfig from parsed flags; on --resume, the run's config.json with allowed overrides."""
+    given = {
+        k: v for k, v in vars(args).items()
+        if k in {f.name for f in dataclasses.fields(TrainConfig)}
+    }  # fmt: skip
+    for key in ("data", "val"):
+        if key in given:
+            given[key] = [str(p) for p in given[key]]
+    if getattr(args, "resume", False):
+        saved = TrainConfig.load(args.out)
+        changed = sorted(
+            k for k, v in given.items()
+            if k not in RESUME_OVERRIDABLE and k != "out" and v != getattr(saved, k)
+        )  # fmt: skip
+        if changed:
+            raise InputError(
+                f"--resume keeps the run's options; these differ from {args.out}/config.json: "
+                f"{', '.join(changed)} (start a new --out instead)"
+            )
+        overrides = {k: v for k, v in given.items() if k in RESUME_OVERRIDABLE}
+        return dataclasses.replace(saved, out=str(args.out), **overrides)
+    if not given.get("data"):
+        raise InputError("inkhue train needs --data DIR (folders of colored images)")
+    if "task" not in given:
+        raise InputError("inkhue train needs --task grayscale or --task lineart")
+    return TrainConfig(**given)
