@@ -1,0 +1,170 @@
+"""Start the engine (``inkhue serve`` by default) from the panel, and wait until it answers.
+
+The command is a setting: a full path is needed when ``inkhue`` is not on the PATH that
+Krita sees (e.g. ``/home/me/.venv/bin/inkhue serve``). ``{host}``, ``{port}`` and
+``{token}`` in it are replaced by the panel's server address and token, so that the
+engine listens where the panel looks. Output (stdout and stderr merged) is kept, and
+its last lines are part of the error when the engine exits or never answers.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from collections import deque
+from urllib.parse import urlsplit
+
+from .client import EngineClient, Result
+from .qt import QtCore, Signal
+
+DEFAULT_COMMAND = "inkhue serve"
+
+
+def split_command(command: str, base_url: str, token: str = "") -> list[str]:
+    """The engine command as an argument list, placeholders filled in.
+
+    Raises ValueError with a user-facing line for an empty or unparsable command.
+    """
+    parts = urlsplit(base_url if "://" in base_url else "http://" + base_url)
+    values = {
+        "host": parts.hostname or "127.0.0.1",
+        "port": str(parts.port or 8765),
+        "token": token or "",
+    }
+    try:
+        args = shlex.split(command, posix=os.name != "nt")
+    except ValueError as exc:
+        raise ValueError(f"The engine command `{command}` cannot be parsed: {exc}") from None
+    if not args:
+        raise ValueError("The engine command is empty: set it in the panel (e.g. inkhue serve)")
+    out = []
+    for arg in args:
+        for key, value in values.items():
+            arg = arg.replace("{" + key + "}", value)
+        out.append(arg)
+    return out
+
+
+class EngineProcess(QtCore.QObject):
+    """A QProcess running the engine, watched until ``GET /health`` answers.
+
+    Signals: ``ready()`` once the engine answers, ``failed(message)`` if it does not start,
+    exits before answering or stays silent for ``timeout_s``; ``output(text)`` for each
+    chunk it prints.
+    """
+
+    ready = Signal()
+    failed = Signal(str)
+    output = Signal(str)
+
+    POLL_MS = 500
+
+    def __init__(self, client: EngineClient, timeout_s: float = 90.0, parent=None) -> None:
+        super().__init__(parent)
+        self.client = client
+        self.timeout_s = timeout_s
+        self.process: QtCore.QProcess | None = None
+        self.lines: deque[str] = deque(maxlen=200)
+        self._waiting = False
+        self._command = ""
+        self._elapsed = QtCore.QElapsedTimer()
+        self._poll_timer = QtCore.QTimer(self)
+        self._poll_timer.setSingleShot(True)
+        self._poll_timer.timeout.connect(self._poll)
+
+    def log_tail(self, lines: int = 20) -> str:
+        return "\n".join(list(self.lines)[-lines:])
+
+    def running(self) -> bool:
+        return (
+            self.process is not None
+            and self.process.state() != QtCore.QProcess.ProcessState.NotRunning
+        )
+
+    def start(self, command: str, base_url: str, token: str = "") -> None:
+        """Run ``command``; emits ``ready`` or ``failed`` later (never blocks)."""
+        if self.running():
+            self.failed.emit("The engine started from this panel is still running")
+            return
+        try:
+            args = split_command(command, base_url, token)
+        except ValueError as exc:
+            self.failed.emit(str(exc))
+            return
+        self._command = command
+        self.lines.clear()
+        process = QtCore.QProcess(self)
+        process.setProcessChannelMode(QtCore.QProcess.ProcessChannelMode.MergedChannels)
+        env = QtCore.QProcessEnvironment.systemEnvironment()
+        if token:
+            env.insert("INKHUE_TOKEN", token)
+        env.insert("PYTHONUNBUFFERED", "1")
+        process.setProcessEnvironment(env)
+        process.readyReadStandardOutput.connect(self._read)
+        process.errorOccurred.connect(self._error)
+        process.finished.connect(self._finished)
+        self.process = process
+        self._waiting = True
+        self._elapsed.start()
+        process.start(args[0], args[1:])
+        self._poll_timer.start(self.POLL_MS)
+
+    def stop(self) -> None:
+        """Terminate the engine started here (kill after 3 s)."""
+        self._waiting = False
+        self._poll_timer.stop()
+        if self.running():
+            self.process.terminate()
+            if not self.process.waitForFinished(3000):
+                self.process.kill()
+                self.process.waitForFinished(3000)
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _read(self) -> None:
+        text = bytes(self.process.readAllStandardOutput().data()).decode("utf-8", "replace")
+        for line in text.splitlines():
+            self.lines.append(line)
+        self.output.emit(text)
+
+    def _fail(self, message: str) -> None:
+        if not self._waiting:
+            return
+        self._waiting = False
+        self._poll_timer.stop()
+        tail = self.log_tail()
+        self.failed.emit(message + (f"\nEngine output:\n{tail}" if tail else ""))
+
+    def _error(self, error) -> None:
+        if error == QtCore.QProcess.ProcessError.FailedToStart:
+            self._fail(
+                f"Could not start the engine command `{self._command}`: is InkHue installed? "
+                "Set the full path of `inkhue` in the engine command (e.g. "
+                "/path/to/venv/bin/inkhue serve)"
+            )
+
+    def _finished(self, code: int, status=None) -> None:
+        if self.process is not None:
+            self._read()
+        self._fail(f"The engine command `{self._command}` exited with code {code}")
+
+    def _poll(self) -> None:
+        if not self._waiting:
+            return
+        if self._elapsed.elapsed() > self.timeout_s * 1000:
+            self._fail(
+                f"The engine command `{self._command}` did not answer at "
+                f"{self.client.base_url} within {self.timeout_s:.0f} s"
+            )
+            self.stop()
+            return
+        self.client.health(self._health)
+
+    def _health(self, result: Result) -> None:
+        if not self._waiting:
+            return
+        if result.ok:
+            self._waiting = False
+            self.ready.emit()
+        else:
+            self._poll_timer.start(self.POLL_MS)

@@ -1,0 +1,81 @@
+"""What the panel needs from its host application (Krita, or a stub in tests).
+
+``krita_io.KritaHost`` implements it on Krita's document API; tests use small stubs.
+A host raises ``PluginError`` with a user-facing line for anything it cannot do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .pixels import FrameLayout
+
+
+@dataclass
+class FrameRequest:
+    """One frame read from the document, ready to send to the engine."""
+
+    frame: bytes
+    layout: FrameLayout
+    hints: bytes | None = None  # RGBA u8 in layout.order (or bgra for gray frames)
+    description: str = ""  # e.g. "layer 'Ink' of 'scene.kra'"
+    context: Any = None  # host-private: document, node, rectangle, selection mask...
+
+
+@dataclass
+class AnimationRequest:
+    """The keyframes of a layer read from the document (one frame per keyframe)."""
+
+    frames: list[bytes]
+    times: list[int]
+    layout: FrameLayout
+    hints: list[bytes | None] | None = None
+    description: str = ""
+    context: Any = None
+    extra: dict = field(default_factory=dict)
+
+
+class Host:
+    """Interface of the host application (every method may raise ``PluginError``)."""
+
+    def layer_names(self) -> list[str]:
+        """Names of the layers that can serve as a hint layer (current document)."""
+        raise NotImplementedError
+
+    def palette_names(self) -> list[str]:
+        """Names of the palettes the user can lock colours to."""
+        raise NotImplementedError
+
+    def palette_colors(self, name: str) -> list[str]:
+        """The colours of palette ``name`` as sRGB hex strings (``#rrggbb``)."""
+        raise NotImplementedError
+
+    def read_frame(self, task: str, hint_layer: str = "") -> FrameRequest:
+        """The current frame of the source layer (selection only, if any) and its hints."""
+        raise NotImplementedError
+
+    def insert_frame(self, request: FrameRequest, result: bytes, layout: FrameLayout,
+                     model_name: str, task: str) -> str:
+        """Put a colorized frame into a NEW layer; returns the new layer's name."""
+        raise NotImplementedError
+
+    def read_animation(self, task: str, hint_layer: str = "") -> AnimationRequest:
+        """Every keyframe of the source layer within the playback range."""
+        raise NotImplementedError
+
+    def insert_animation(
+        self,
+        request: AnimationRequest,
+        results: list[bytes],
+        layout: FrameLayout,
+        model_name: str,
+        task: str,
+        done: Callable[[str, str], None],
+    ) -> None:
+        """Write results into a NEW animated layer, one keyframe per source keyframe.
+
+        May work asynchronously; calls ``done(layer_name, error)`` (error "" on success).
+        """
+        raise NotImplementedError

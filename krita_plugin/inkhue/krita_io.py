@@ -1,0 +1,379 @@
+"""All Krita document I/O of the plugin, behind the small ``Host`` interface.
+
+Facts this module relies on (measured in Krita 5.1.5, see KRITA.md):
+- ``node.pixelData(x, y, w, h)`` is little-endian BGRA for U8/U16 RGBA layers and RGBA for
+  F16/F32 ones (``node.channels()`` positions); GRAYA is gray, alpha. Bit depth comes from
+  ``colorDepth()``, never from values. CMYK, Lab, XYZ, YCbCr documents are refused with a
+  line that says how to convert them.
+- ``parent.addChildNode(new, above)`` puts ``new`` directly ABOVE ``above`` (None = on top).
+- ``node.setColorSpace("RGBA", depth, profile)`` needs a real profile name ("" fails);
+  a GRAYA document gets an RGBA result layer (it shows in colour once the image is RGB).
+- Keyframes can only be created with the GUI's timeline action ``add_blank_frame`` on the
+  active layer of the active view; the layer must be made active and control must go back
+  to Qt's event loop before the action sees it. So ``insert_animation`` is a chain of
+  ``QTimer.singleShot`` steps. We do not use ``doc.importAnimation``: it wants image files
+  (an 8/16-bit PNG round trip that loses F16/F32 and needs numpy-free encoding), places
+  frames at evenly spaced times only, and names the layer after the files; the action route
+  writes the exact bytes at exactly the source keyframes' times.
+- Undo: Krita's Python API (5.x) has no undo grouping (no begin/end macro). Adding a layer
+  through ``addChildNode`` and writing it with ``setPixelData`` are not recorded as one
+  undoable step; the user's own layers are never modified, so "undo" = delete the new layer.
+
+Nothing here changes the user's layers: results always go to a NEW layer named
+"InkHue <model name>": above the source for grayscale models, under the line art for
+line-art models.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+from .errors import PluginError
+from .host import AnimationRequest, FrameRequest, Host
+from .pixels import (
+    KRITA_DEPTHS,
+    FrameLayout,
+    clear_unselected,
+    flatten_on_white,
+    krita_rgba_order,
+    to_rgba8,
+)
+
+#: Profiles Krita ships and uses by default (sRGB primaries; "g10" = linear light).
+SRGB_PROFILE = "sRGB-elle-V2-srgbtrc.icc"
+SRGB_LINEAR_PROFILE = "sRGB-elle-V2-g10.icc"
+LAYER_PREFIX = "InkHue "
+CONVERT_HINT = "Image > Convert Image Color Space to RGB/Alpha (8-bit integer/channel)"
+
+
+def document_name(doc) -> str:
+    """A name for messages: the file's name, the document's title, or "Untitled"."""
+    path = doc.fileName() or ""
+    return os.path.basename(path) or doc.name() or "Untitled"
+
+
+def frame_format(doc, node) -> tuple[int, str]:
+    """``(channels, depth)`` of ``node``'s pixels, or PluginError naming doc/layer and the fix."""
+    name = document_name(doc)
+    for what, model, depth in (
+        (f"Document '{name}'", doc.colorModel(), doc.colorDepth()),
+        (f"Layer '{node.name()}' of '{name}'", node.colorModel(), node.colorDepth()),
+    ):
+        if model not in ("RGBA", "GRAYA"):
+            raise PluginError(
+                f"{what} is in {model} colours: InkHue reads RGB or grayscale; "
+                f"use {CONVERT_HINT}"
+            )
+        if depth not in KRITA_DEPTHS:
+            raise PluginError(
+                f"{what} has {depth} channels: InkHue reads 8/16-bit integer or 16/32-bit "
+                f"float; use {CONVERT_HINT}"
+            )
+    return (4 if node.colorModel() == "RGBA" else 2), KRITA_DEPTHS[node.colorDepth()]
+
+
+def all_nodes(node) -> list:
+    """Every node under ``node`` (depth first, bottom to top)."""
+    out = []
+    for child in node.childNodes():
+        out.append(child)
+        out.extend(all_nodes(child))
+    return out
+
+
+def same_node(a, b) -> bool:
+    return a is not None and b is not None and a.uniqueId() == b.uniqueId()
+
+
+def managed_color_hex(color) -> str:
+    """``#rrggbb`` of a Krita ManagedColor (converted to 8-bit sRGB first)."""
+    if color.colorModel() != "RGBA" or color.colorDepth() != "U8":
+        color.setColorSpace("RGBA", "U8", SRGB_PROFILE)
+    comps = list(color.componentsOrdered())[:3]
+    return "#" + "".join(f"{max(0, min(255, round(float(c) * 255))):02x}" for c in comps)
+
+
+class KritaHost(Host):
+    """Reads frames from and writes new layers into Krita documents.
+
+    ``app`` is ``Krita.instance()``; ``document``/``source`` pin a document and source
+    layer (scripts, tests); by default the active document and its active layer are used.
+    ``later(ms, fn)`` schedules a step on the event loop (``QTimer.singleShot``).
+    """
+
+    STEP_MS = 50
+
+    def __init__(self, app, document=None, source=None, palette_class=None,
+                 later: Callable[[int, Callable[[], None]], None] | None = None) -> None:
+        self.app = app
+        self._document = document
+        self._source = source
+        self._palette_class = palette_class
+        if later is None:
+            from .qt import QtCore
+
+            def later(ms, fn):
+                QtCore.QTimer.singleShot(ms, fn)
+        self._later = later
+
+    # -- what to read ------------------------------------------------------------------------
+
+    def document(self):
+        doc = self._document or self.app.activeDocument()
+        if doc is None:
+            raise PluginError("No document is open: open or create one first")
+        return doc
+
+    def source_node(self, doc):
+        node = self._source or doc.activeNode()
+        if node is None:
+            raise PluginError(f"No layer is selected in '{document_name(doc)}': select the "
+                              "layer to colorize")
+        if node.type().endswith("mask"):
+            raise PluginError(
+                f"'{node.name()}' in '{document_name(doc)}' is a mask: select the layer to "
+                "colorize"
+            )
+        return node
+
+    def layer_names(self) -> list[str]:
+        try:
+            doc = self.document()
+        except PluginError:
+            return []
+        return [n.name() for n in all_nodes(doc.rootNode()) if not n.type().endswith("mask")]
+
+    def palette_names(self) -> list[str]:
+        return sorted(self.app.resources("palette").keys())
+
+    def palette_colors(self, name: str) -> list[str]:
+        resource = self.app.resources("palette").get(name)
+        if resource is None:
+            raise PluginError(f"Palette '{name}' is not in Krita's resources: pick another")
+        palette_class = self._palette_class
+        if palette_class is None:
+            from krita import Palette as palette_class
+        palette = palette_class(resource)
+        entry = getattr(palette, "colorSetEntryByIndex", None) or palette.entryByIndex
+        colors = []
+        for i in range(palette.colorsCountTotal()):
+            swatch = entry(i)
+            if swatch is not None and swatch.isValid():
+                colors.append(managed_color_hex(swatch.color()))
+        return colors
+
+    def _area(self, doc) -> tuple[int, int, int, int, bytes | None]:
+        """The rectangle to read (selection's bounds or the whole image) and selection mask."""
+        width, height = doc.width(), doc.height()
+        selection = doc.selection()
+        if selection is None:
+            return 0, 0, width, height, None
+        x0, y0 = max(0, selection.x()), max(0, selection.y())
+        x1 = min(width, selection.x() + selection.width())
+        y1 = min(height, selection.y() + selection.height())
+        if x1 <= x0 or y1 <= y0:
+            raise PluginError(
+                f"The selection in '{document_name(doc)}' is empty: select an area, or "
+                "Select > Deselect to colorize the whole frame"
+            )
+        mask = bytes(selection.pixelData(x0, y0, x1 - x0, y1 - y0))
+        if not any(mask):
+            raise PluginError(
+                f"The selection in '{document_name(doc)}' is empty: select an area, or "
+                "Select > Deselect to colorize the whole frame"
+            )
+        return x0, y0, x1 - x0, y1 - y0, mask
+
+    def _pixels(self, node, x: int, y: int, w: int, h: int, time: int | None) -> bytes:
+        if time is not None:
+            return bytes(node.pixelDataAtTime(x, y, w, h, time))
+        if node.type() == "paintlayer":
+            return bytes(node.pixelData(x, y, w, h))
+        return bytes(node.projectionPixelData(x, y, w, h))  # groups, file/fill layers...
+
+    def _hint_node(self, doc, source, hint_layer: str):
+        if not hint_layer:
+            return None
+        node = doc.nodeByName(hint_layer)
+        if node is None:
+            raise PluginError(
+                f"Hint layer '{hint_layer}' is not in '{document_name(doc)}': pick another "
+                "hint layer or (no hints)"
+            )
+        if same_node(node, source):
+            raise PluginError(
+                f"The hint layer '{hint_layer}' is the layer being colorized: paint hints "
+                "on a layer of their own"
+            )
+        if node.colorModel() != "RGBA" or node.colorDepth() not in KRITA_DEPTHS:
+            raise PluginError(
+                f"Hint layer '{hint_layer}' is {node.colorModel()} {node.colorDepth()}: hints "
+                "need colour; use Layer > Convert > Convert Layer Color Space to RGB/Alpha"
+            )
+        return node
+
+    def _hints(self, node, order: str, area, time: int | None) -> bytes | None:
+        if node is None:
+            return None
+        x, y, w, h, _mask = area
+        depth = KRITA_DEPTHS[node.colorDepth()]
+        animated = time is not None and node.animated()
+        data = self._pixels(node, x, y, w, h, time if animated else None)
+        return to_rgba8(data, FrameLayout(w, h, 4, depth, krita_rgba_order(depth)), order)
+
+    def _prepare(self, task: str, hint_layer: str):
+        doc = self.document()
+        node = self.source_node(doc)
+        channels, depth = frame_format(doc, node)
+        area = self._area(doc)
+        x, y, w, h, _mask = area
+        layout = FrameLayout(w, h, channels, depth, krita_rgba_order(depth))
+        hint_node = self._hint_node(doc, node, hint_layer)
+        context = {"doc": doc, "node": node, "area": area, "task": task}
+        description = f"layer '{node.name()}' of '{document_name(doc)}'"
+        return doc, node, layout, hint_node, context, description
+
+    def _engine_frame(self, data: bytes, layout: FrameLayout, task: str) -> bytes:
+        # Line art on a transparent layer is lines on paper: the engine sees white paper
+        # and gives back an opaque colour layer to go under the lines.
+        return flatten_on_white(data, layout) if task == "lineart" else data
+
+    def read_frame(self, task: str, hint_layer: str = "") -> FrameRequest:
+        doc, node, layout, hint_node, context, description = self._prepare(task, hint_layer)
+        x, y, w, h, _mask = context["area"]
+        frame = self._engine_frame(self._pixels(node, x, y, w, h, None), layout, task)
+        hints = self._hints(hint_node, layout.order, context["area"], None)
+        return FrameRequest(frame, layout, hints, description, context)
+
+    def read_animation(self, task: str, hint_layer: str = "") -> AnimationRequest:
+        doc, node, layout, hint_node, context, description = self._prepare(task, hint_layer)
+        start, end = doc.playBackStartTime(), doc.playBackEndTime()
+        times = [t for t in range(start, end + 1) if node.hasKeyframeAtTime(t)]
+        if not node.animated() or not times:
+            raise PluginError(
+                f"Layer '{node.name()}' of '{document_name(doc)}' has no keyframes between "
+                f"frames {start} and {end}: use Colorize frame, or set the playback range"
+            )
+        x, y, w, h, _mask = context["area"]
+        frames = [
+            self._engine_frame(self._pixels(node, x, y, w, h, t), layout, task) for t in times
+        ]
+        hints = None
+        if hint_node is not None:
+            if hint_node.animated():
+                hints = [self._hints(hint_node, layout.order, context["area"], t) for t in times]
+            else:
+                same = self._hints(hint_node, layout.order, context["area"], None)
+                hints = [same] * len(times)
+        return AnimationRequest(frames, times, layout, hints, description, context)
+
+    # -- what to write -----------------------------------------------------------------------
+
+    def _new_layer(self, context: dict[str, Any], layout: FrameLayout, model_name: str,
+                   task: str) -> tuple[Any, str]:
+        """Create the result layer, in the right colour space, at the right place."""
+        doc, source = context["doc"], context["node"]
+        name = LAYER_PREFIX + model_name
+        layer = doc.createNode(name, "paintlayer")
+        depth = {v: k for k, v in KRITA_DEPTHS.items()}[layout.depth]
+        if source.colorModel() == "RGBA":
+            profile = source.colorProfile()
+        else:  # a gray source: same transfer curve, sRGB primaries
+            profile = SRGB_LINEAR_PROFILE if "g10" in source.colorProfile() else SRGB_PROFILE
+        if (layer.colorModel(), layer.colorDepth(), layer.colorProfile()) != (
+            "RGBA", depth, profile
+        ) and not layer.setColorSpace("RGBA", depth, profile):
+            raise PluginError(
+                f"Krita could not make an RGBA {depth} layer with profile {profile} in "
+                f"'{document_name(doc)}': use {CONVERT_HINT}"
+            )
+        parent = source.parentNode() or doc.rootNode()
+        note = ""
+        if task == "lineart":
+            siblings = parent.childNodes()
+            index = next(i for i, n in enumerate(siblings) if same_node(n, source))
+            if index > 0:
+                parent.addChildNode(layer, siblings[index - 1])  # above the one below = under
+            else:
+                # Nothing below the line art to insert above: multiply keeps the lines visible.
+                parent.addChildNode(layer, source)
+                layer.setBlendingMode("multiply")
+                note = "multiply"
+        else:
+            parent.addChildNode(layer, source)
+        context["note"] = note
+        return layer, name
+
+    def _result_bytes(self, context: dict[str, Any], data: bytes, layout: FrameLayout) -> bytes:
+        mask = context["area"][4]
+        return clear_unselected(data, layout, mask) if mask is not None else data
+
+    def insert_frame(self, request: FrameRequest, result: bytes, layout: FrameLayout,
+                     model_name: str, task: str) -> str:
+        context = request.context
+        layer, name = self._new_layer(context, layout, model_name, task)
+        x, y, w, h, _mask = context["area"]
+        layer.setPixelData(self._result_bytes(context, result, layout), x, y, w, h)
+        context["doc"].refreshProjection()
+        context["layer"] = layer
+        return name
+
+    def insert_animation(self, request: AnimationRequest, results: list[bytes],
+                         layout: FrameLayout, model_name: str, task: str,
+                         done: Callable[[str, str], None]) -> None:
+        if len(results) != len(request.times):
+            raise PluginError(
+                f"The engine gave {len(results)} frames for {len(request.times)} keyframes"
+            )
+        action = self.app.action("add_blank_frame")
+        if action is None:
+            raise PluginError(
+                "Krita's timeline action add_blank_frame is missing: Colorize animation "
+                "needs Krita's main window (it cannot run headless)"
+            )
+        context = request.context
+        doc = context["doc"]
+        active = self.app.activeDocument()
+        if active is None or not same_node(active.rootNode(), doc.rootNode()):
+            raise PluginError(
+                f"'{document_name(doc)}' is not the active document any more: switch back "
+                "to it and colorize again"
+            )
+        layer, name = self._new_layer(context, layout, model_name, task)
+        context["layer"] = layer
+        x, y, w, h, _mask = context["area"]
+        start_time = doc.currentTime()
+        doc.setActiveNode(layer)  # takes effect once control is back in the event loop
+
+        def finish(error: str) -> None:
+            doc.setCurrentTime(start_time)
+            doc.refreshProjection()
+            done("" if error else name, error)
+
+        def step(i: int, retried: bool = False) -> None:
+            if i == len(results):
+                finish("")
+                return
+            if not same_node(doc.activeNode(), layer):
+                if retried:
+                    finish(f"Could not make the new layer '{name}' active to add keyframes: "
+                           "keep the document open and try again")
+                    return
+                doc.setActiveNode(layer)
+                self._later(self.STEP_MS, lambda: step(i, True))
+                return
+            t = request.times[i]
+            doc.setCurrentTime(t)
+            doc.waitForDone()
+            action.trigger()
+            doc.waitForDone()
+            if not layer.hasKeyframeAtTime(t):
+                finish(f"Krita did not add a keyframe at frame {t} to '{name}': is the "
+                       "document shown in the active window?")
+                return
+            layer.setPixelData(self._result_bytes(context, results[i], layout), x, y, w, h)
+            self._later(self.STEP_MS, lambda: step(i + 1))
+
+        self._later(self.STEP_MS, lambda: step(0))

@@ -1,0 +1,360 @@
+"""The panel's state and actions, as a QObject with signals (the docker is a thin view).
+
+``PanelModel`` holds the engine status, the model list, the choices (model, hint layer,
+palette, detail), drives the ``EngineClient`` and the ``Host`` (Krita document I/O), and
+reports through signals. Every error is a line in ``error`` (shown by the panel with a
+Copy button); tracebacks go to the rotating log file, never to the user.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from typing import Any
+
+from . import settings as settings_mod
+from .client import AnimationJob, Call, ColorizeOptions, EngineClient, Result
+from .engine_process import EngineProcess
+from .errors import PluginError
+from .host import AnimationRequest, FrameRequest, Host
+from .qt import QtCore, Signal
+
+log = logging.getLogger("inkhue")
+
+#: Values of ``Settings.palette`` with a meaning of their own.
+PALETTE_MODEL = ""  # the model's own palette, if it has one
+PALETTE_NONE = "none"
+#: Smallest detail the panel offers (the API takes any detail > 0).
+MIN_DETAIL = 0.25
+
+
+class PanelModel(QtCore.QObject):
+    """State + actions of the InkHue panel (see module docstring).
+
+    Signals:
+      status_changed(state, text): state is "offline", "connecting", "starting", "connected"
+      models_changed(): ``models`` was refreshed
+      sources_changed(): ``layer_names`` / ``palette_names`` were refreshed
+      busy_changed(bool), progress(done, total, text) (total 0 = unknown)
+      error_changed(text) ("" = no error), message(text): an info line
+      engine_output(text): output of an engine started from the panel
+    """
+
+    status_changed = Signal(str, str)
+    models_changed = Signal()
+    sources_changed = Signal()
+    busy_changed = Signal(bool)
+    progress = Signal(int, int, str)
+    error_changed = Signal(str)
+    message = Signal(str)
+    engine_output = Signal(str)
+
+    def __init__(self, host: Host, store, client: EngineClient | None = None,
+                 parent=None) -> None:
+        super().__init__(parent)
+        self.host = host
+        self.store = store
+        self.settings = settings_mod.load(store)
+        self.client = client or EngineClient(self.settings.server_url, self.settings.token, self)
+        self.client.set_server(self.settings.server_url, self.settings.token)
+        self.engine = EngineProcess(self.client, parent=self)
+        self.engine.ready.connect(self._engine_ready)
+        self.engine.failed.connect(self._engine_failed)
+        self.engine.output.connect(self.engine_output.emit)
+        self.state = "offline"
+        self.status_text = "Not connected"
+        self.engine_info: dict[str, Any] = {}
+        self.models: list[dict[str, Any]] = []
+        self.layer_names: list[str] = []
+        self.palette_names: list[str] = []
+        self.error = ""
+        self.busy = False
+        self.last_layer = ""
+        self._call: Call | None = None
+        self._job: AnimationJob | None = None
+        self._models_call: Call | None = None
+
+    # -- settings ----------------------------------------------------------------------------
+
+    def _save(self) -> None:
+        settings_mod.save(self.store, self.settings)
+
+    def set_server(self, url: str, token: str, command: str) -> None:
+        """Change the engine address, token and start command (persisted)."""
+        self.settings.server_url = url.strip() or self.settings.server_url
+        self.settings.token = token.strip()
+        self.settings.engine_command = command.strip() or self.settings.engine_command
+        self.client.set_server(self.settings.server_url, self.settings.token)
+        self.settings.server_url = self.client.base_url
+        self._save()
+
+    def set_model(self, name: str) -> None:
+        self.settings.last_model = name
+        self._save()
+
+    def set_hint_layer(self, name: str) -> None:
+        self.settings.hint_layer = name
+        self._save()
+
+    def set_palette(self, name: str) -> None:
+        self.settings.palette = name
+        self._save()
+
+    def set_detail(self, value: float) -> None:
+        self.settings.detail = max(MIN_DETAIL, float(value))
+        self._save()
+
+    def selected_model(self) -> dict[str, Any] | None:
+        """The chosen model's description from ``/models`` (first one if none chosen)."""
+        for info in self.models:
+            if info.get("name") == self.settings.last_model:
+                return info
+        return self.models[0] if self.models else None
+
+    # -- status, errors, busy ----------------------------------------------------------------
+
+    def _set_status(self, state: str, text: str) -> None:
+        self.state, self.status_text = state, text
+        self.status_changed.emit(state, text)
+
+    def set_error(self, text: str) -> None:
+        """Show ``text`` in the panel's error area ("" clears it)."""
+        self.error = text
+        if text:
+            log.error(text)
+        self.error_changed.emit(text)
+
+    def clear_error(self) -> None:
+        if self.error:
+            self.set_error("")
+
+    def _set_busy(self, busy: bool) -> None:
+        self.busy = busy
+        self.busy_changed.emit(busy)
+
+    def _unexpected(self, what: str, exc: BaseException) -> None:
+        log.error("%s failed:\n%s", what, traceback.format_exc())
+        self.set_error(f"{what} failed: {type(exc).__name__}: {exc} (details in the log file)")
+
+    # -- engine ------------------------------------------------------------------------------
+
+    def connect_engine(self, quiet: bool = False) -> None:
+        """Ask the engine for ``/health``, then refresh the model list.
+
+        ``quiet``: a failure only shows in the status line (used when the panel appears).
+        """
+        self._set_status("connecting", f"Connecting to {self.client.base_url}...")
+        self.client.health(lambda result: self._health(result, quiet))
+
+    def refresh(self) -> None:
+        """What the panel does when it shows: layers, palettes, and the engine's models."""
+        self.refresh_sources()
+        if self.state == "connected":
+            self.refresh_models()
+        elif self.state == "offline":
+            self.connect_engine(quiet=True)
+
+    def _health(self, result: Result, quiet: bool = False) -> None:
+        if not result.ok or not isinstance(result.value, dict):
+            self.engine_info = {}
+            message = result.error or "The InkHue engine's /health answer is not an object"
+            if quiet:
+                self._set_status("offline", "Engine not running" if result.status == 0
+                                 else "Not connected")
+            else:
+                self._set_status("offline", "Not connected")
+                self.set_error(message)
+            return
+        self.engine_info = result.value
+        version = result.value.get("version", "?")
+        provider = result.value.get("provider")  # null until the engine loaded a model
+        where = f" on {provider}" if provider else ""
+        self._set_status("connected", f"Connected: InkHue {version}{where}")
+        if self.error and not self.busy:
+            self.clear_error()
+        self.refresh_models()
+
+    def start_engine(self) -> None:
+        """Run the engine command; connects once ``/health`` answers."""
+        self.clear_error()
+        self._set_status("starting", f"Starting `{self.settings.engine_command}`...")
+        self.engine.start(self.settings.engine_command, self.client.base_url,
+                          self.settings.token)
+
+    def _engine_ready(self) -> None:
+        self.message.emit("The engine is running")
+        self.connect_engine()
+
+    def _engine_failed(self, text: str) -> None:
+        self._set_status("offline", "Not connected")
+        self.set_error(text)
+
+    def refresh_models(self) -> None:
+        """Re-read ``/models`` (the server re-scans its folders, so new models appear)."""
+        if self._models_call is not None and not self._models_call.done:
+            return
+        self._models_call = self.client.models(self._models)
+
+    def _models(self, result: Result) -> None:
+        if not result.ok:
+            if self.state == "connected":
+                self._set_status("offline", "Not connected")
+            self.set_error(result.error)
+            return
+        models = result.value if isinstance(result.value, list) else []
+        self.models = [m for m in models if isinstance(m, dict) and m.get("name")]
+        self.models_changed.emit()
+
+    def refresh_sources(self) -> None:
+        """Re-read the document's layers and the palettes (hint-layer and palette pickers)."""
+        try:
+            self.layer_names = list(self.host.layer_names())
+            self.palette_names = list(self.host.palette_names())
+        except PluginError:
+            self.layer_names, self.palette_names = [], []
+        except Exception as exc:  # the host is the outside world: report, never crash Krita
+            self._unexpected("Reading the document's layers", exc)
+        self.sources_changed.emit()
+
+    # -- colorize ----------------------------------------------------------------------------
+
+    def _options(self) -> tuple[ColorizeOptions, dict[str, Any]]:
+        info = self.selected_model()
+        if info is None:
+            raise PluginError(
+                "No model: click Connect (or Start engine) so the panel can list the "
+                "engine's models"
+            )
+        palette: list[str] | str | None
+        if self.settings.palette == PALETTE_MODEL:
+            palette = None
+        elif self.settings.palette == PALETTE_NONE:
+            palette = "none"
+        else:
+            palette = self.host.palette_colors(self.settings.palette)
+            if not palette:
+                raise PluginError(
+                    f"Palette '{self.settings.palette}' has no colours: pick another palette"
+                )
+        options = ColorizeOptions(
+            model=info["name"], task=info.get("task"), detail=self.settings.detail,
+            palette=palette,
+        )
+        return options, info
+
+    def colorize_frame(self) -> None:
+        """Colorize the current frame into a new layer."""
+        if self.busy:
+            return
+        self.clear_error()
+        try:
+            options, info = self._options()
+            request = self.host.read_frame(info.get("task") or "", self.settings.hint_layer)
+        except PluginError as exc:
+            self.set_error(str(exc))
+            return
+        except Exception as exc:
+            self._unexpected("Reading the frame", exc)
+            return
+        self._set_busy(True)
+        self.progress.emit(0, 0, f"Colorizing {request.description} with {options.model}")
+        log.info("colorize frame: %s, %s, model %s", request.description,
+                 request.layout.describe(), options.model)
+        self._call = self.client.colorize(
+            request.frame, request.layout, options,
+            lambda result: self._frame_done(result, request, info), hints=request.hints,
+        )
+
+    def _frame_done(self, result: Result, request: FrameRequest, info: dict) -> None:
+        self._call = None
+        try:
+            if result.cancelled:
+                self.message.emit("Cancelled")
+                return
+            if not result.ok:
+                self.set_error(result.error)
+                return
+            try:
+                name = self.host.insert_frame(
+                    request, result.data, request.layout.result(), info["name"],
+                    info.get("task") or "",
+                )
+            except PluginError as exc:
+                self.set_error(str(exc))
+                return
+            except Exception as exc:
+                self._unexpected("Adding the colorized layer", exc)
+                return
+            self.last_layer = name
+            self.message.emit(f"Added layer '{name}'")
+            log.info("added layer %s", name)
+        finally:
+            self._set_busy(False)
+
+    def colorize_animation(self) -> None:
+        """Colorize every keyframe of the source layer into a new animated layer."""
+        if self.busy:
+            return
+        self.clear_error()
+        try:
+            options, info = self._options()
+            request = self.host.read_animation(info.get("task") or "",
+                                               self.settings.hint_layer)
+        except PluginError as exc:
+            self.set_error(str(exc))
+            return
+        except Exception as exc:
+            self._unexpected("Reading the animation", exc)
+            return
+        self._set_busy(True)
+        log.info("colorize animation: %s, %d frames, model %s", request.description,
+                 len(request.frames), options.model)
+        job = AnimationJob(self.client, request.frames, request.layout, options,
+                           hints=request.hints, parent=self)
+        job.progress.connect(self.progress.emit)
+        job.finished.connect(lambda results: self._animation_done(results, request, info))
+        job.failed.connect(self._job_failed)
+        job.cancelled.connect(self._job_cancelled)
+        self._job = job
+        job.start()
+
+    def _job_failed(self, text: str) -> None:
+        self._job = None
+        self.set_error(text)
+        self._set_busy(False)
+
+    def _job_cancelled(self) -> None:
+        self._job = None
+        self.message.emit("Cancelled")
+        self._set_busy(False)
+
+    def _animation_done(self, results: list[bytes], request: AnimationRequest,
+                        info: dict) -> None:
+        self._job = None
+        self.progress.emit(len(results), len(results), "Adding keyframes")
+
+        def done(name: str, error: str) -> None:
+            if error:
+                self.set_error(error)
+            else:
+                self.last_layer = name
+                self.message.emit(f"Added animated layer '{name}' ({len(results)} keyframes)")
+                log.info("added animated layer %s", name)
+            self._set_busy(False)
+
+        try:
+            self.host.insert_animation(request, results, request.layout.result(),
+                                       info["name"], info.get("task") or "", done)
+        except PluginError as exc:
+            done("", str(exc))
+        except Exception as exc:
+            self._unexpected("Adding the animated layer", exc)
+            self._set_busy(False)
+
+    def cancel(self) -> None:
+        """Stop the running colorize (frame or animation)."""
+        if self._call is not None:
+            self._call.abort()
+        if self._job is not None:
+            self.progress.emit(0, 0, "Cancelling...")
+            self._job.cancel()

@@ -1,0 +1,211 @@
+"""Runs INSIDE Krita through kritarunner (no window): the plugin's colorize path on real documents.
+
+    PYTHONPATH=<pykrita dir>:<tests/krita> QT_QPA_PLATFORM=offscreen \
+        kritarunner -s inkhue_krita_headless <config.json>
+
+kritarunner always exits 0, so this module writes ``result.json`` (into the config's
+``out`` folder) and ends with ``os._exit(code)``; the test checks both. It uses the
+installed plugin's own code (PanelModel + KritaHost + EngineClient), exactly what the
+docker's "Colorize frame" button runs, on documents it creates and paints:
+
+- ``u8``: RGBA U8, a grayscale source layer, the grayscale model;
+- ``lines16``: RGBA U16, transparent line art above the Background, the line-art model;
+- ``graya``: GRAYA U8, the grayscale model (the result layer must be RGBA);
+- ``cmyk``: CMYKA U8: must be refused with the "Convert Image Color Space" message.
+
+Only stdlib + Krita + Qt here (Krita's Python has no numpy): frames come as .bin files
+written by the test, and results go back as .bin files plus a PNG export.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+
+LOG: list[str] = []
+T0 = time.monotonic()
+
+
+def log(message: str) -> None:
+    line = f"[headless {time.monotonic() - T0:6.2f}s] {message}"
+    LOG.append(line)
+    print(line, flush=True)
+
+
+def wait_until(predicate, timeout_s: float, what: str) -> None:
+    """Process Qt events until ``predicate()`` holds (network replies need the loop)."""
+    from inkhue.qt import QtCore
+
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout_s} s waiting for {what}")
+        QtCore.QCoreApplication.processEvents(QtCore.QEventLoop.ProcessEventsFlag.AllEvents, 50)
+        time.sleep(0.005)
+
+
+def make_model(host, cfg):
+    from inkhue.panel_model import PanelModel
+    from inkhue.settings import QSettingsStore
+
+    store = QSettingsStore(os.path.join(cfg["out"], "settings.ini"))
+    store.write("server_url", cfg["url"])
+    model = PanelModel(host, store)
+    model.connect_engine()
+    wait_until(lambda: bool(model.models) or bool(model.error), 30, "the model list")
+    if model.error:
+        raise RuntimeError(f"connect failed: {model.error}")
+    return model
+
+
+def colorize(model, model_name: str) -> None:
+    model.set_model(model_name)
+    model.colorize_frame()
+    wait_until(lambda: not model.busy, 120, "colorize_frame")
+
+
+def read_bin(cfg, name: str) -> bytes:
+    with open(os.path.join(cfg["out"], name), "rb") as f:
+        return f.read()
+
+
+def write_bin(cfg, name: str, data: bytes) -> None:
+    with open(os.path.join(cfg["out"], name), "wb") as f:
+        f.write(bytes(data))
+
+
+def layer_info(doc) -> list[dict]:
+    return [{"name": n.name(), "model": n.colorModel(), "depth": n.colorDepth(),
+             "profile": n.colorProfile(), "blending": n.blendingMode(),
+             "channels": [c.name() for c in n.channels()]}
+            for n in doc.rootNode().childNodes()]
+
+
+def case_u8(app, cfg, results) -> None:
+    from inkhue.krita_io import KritaHost
+
+    w, h = cfg["width"], cfg["height"]
+    doc = app.createDocument(w, h, "inkhue-u8", "RGBA", "U8", "", 72.0)
+    doc.setBatchmode(True)
+    ink = doc.createNode("Gray frame", "paintlayer")
+    doc.rootNode().addChildNode(ink, None)
+    painted = read_bin(cfg, "u8_frame.bin")
+    ink.setPixelData(painted, 0, 0, w, h)
+    doc.refreshProjection()
+    doc.waitForDone()
+    model = make_model(KritaHost(app, document=doc, source=ink), cfg)
+    colorize(model, cfg["gray_model"])
+    new = doc.nodeByName("InkHue " + cfg["gray_model"])
+    results["u8"] = {"error": model.error, "layers": layer_info(doc),
+                     "source_unchanged": bytes(ink.pixelData(0, 0, w, h)) == painted,
+                     "found": new is not None}
+    if new is not None:
+        write_bin(cfg, "u8_result.bin", new.pixelData(0, 0, w, h))
+        from krita import InfoObject
+
+        png = os.path.join(cfg["out"], "u8_export.png")
+        doc.refreshProjection()
+        doc.waitForDone()
+        results["u8"]["exported"] = bool(doc.exportImage(png, InfoObject()))
+    log(f"u8: layers {[x['name'] for x in results['u8']['layers']]}, error {model.error!r}")
+    doc.setModified(False)
+    doc.close()
+
+
+def case_lines16(app, cfg, results) -> None:
+    from inkhue.krita_io import KritaHost
+
+    w, h = cfg["width"], cfg["height"]
+    doc = app.createDocument(w, h, "inkhue-lines16", "RGBA", "U16", "", 72.0)
+    doc.setBatchmode(True)
+    lines = doc.createNode("Lines", "paintlayer")
+    doc.rootNode().addChildNode(lines, None)
+    painted = read_bin(cfg, "lines16_frame.bin")
+    lines.setPixelData(painted, 0, 0, w, h)
+    doc.waitForDone()
+    model = make_model(KritaHost(app, document=doc, source=lines), cfg)
+    colorize(model, cfg["lines_model"])
+    new = doc.nodeByName("InkHue " + cfg["lines_model"])
+    results["lines16"] = {"error": model.error, "layers": layer_info(doc),
+                          "source_unchanged": bytes(lines.pixelData(0, 0, w, h)) == painted,
+                          "found": new is not None}
+    if new is not None:
+        write_bin(cfg, "lines16_result.bin", new.pixelData(0, 0, w, h))
+    log(f"lines16: layers {[x['name'] for x in results['lines16']['layers']]}, "
+        f"error {model.error!r}")
+    doc.setModified(False)
+    doc.close()
+
+
+def case_graya(app, cfg, results) -> None:
+    from inkhue.krita_io import KritaHost
+
+    w, h = cfg["width"], cfg["height"]
+    doc = app.createDocument(w, h, "inkhue-graya", "GRAYA", "U8", "", 72.0)
+    doc.setBatchmode(True)
+    ink = doc.createNode("Gray", "paintlayer")
+    doc.rootNode().addChildNode(ink, None)
+    ink.setPixelData(read_bin(cfg, "graya_frame.bin"), 0, 0, w, h)
+    doc.waitForDone()
+    model = make_model(KritaHost(app, document=doc, source=ink), cfg)
+    colorize(model, cfg["gray_model"])
+    new = doc.nodeByName("InkHue " + cfg["gray_model"])
+    results["graya"] = {"error": model.error, "layers": layer_info(doc), "found": new is not None}
+    if new is not None:
+        write_bin(cfg, "graya_result.bin", new.pixelData(0, 0, w, h))
+    log(f"graya: layers {results['graya']['layers']}, error {model.error!r}")
+    doc.setModified(False)
+    doc.close()
+
+
+def case_cmyk(app, cfg, results) -> None:
+    from inkhue.krita_io import KritaHost
+
+    doc = app.createDocument(8, 8, "inkhue-cmyk", "CMYKA", "U8", "", 72.0)
+    doc.setBatchmode(True)
+    node = doc.createNode("Ink", "paintlayer")
+    doc.rootNode().addChildNode(node, None)
+    model = make_model(KritaHost(app, document=doc, source=node), cfg)
+    colorize(model, cfg["gray_model"])
+    results["cmyk"] = {"error": model.error, "layers": [n["name"] for n in layer_info(doc)]}
+    log(f"cmyk: error {model.error!r}")
+    doc.setModified(False)
+    doc.close()
+
+
+def __main__(args: list[str]) -> None:
+    code = 1
+    results: dict = {"log": LOG}
+    cfg_path = args[0] if args else ""
+    out = os.path.dirname(cfg_path) or "."
+    try:
+        with open(cfg_path) as f:
+            cfg = json.load(f)
+        out = cfg["out"]
+        import krita
+        from krita import Krita
+
+        import inkhue
+        from inkhue import qt
+
+        results["krita"] = {"version": Krita.instance().version(), "qt": krita.qVersion(),
+                            "binding": qt.API, "python": sys.version.split()[0],
+                            "plugin_file": inkhue.__file__, "plugin_version": inkhue.__version__}
+        log(f"Krita {results['krita']['version']}, Qt {krita.qVersion()}, binding {qt.API}, "
+            f"plugin {inkhue.__file__}")
+        app = Krita.instance()
+        for case in (case_u8, case_lines16, case_graya, case_cmyk):
+            case(app, cfg, results)
+        code = 0
+    except BaseException:
+        results["exception"] = traceback.format_exc()
+        log("FAILED:\n" + results["exception"])
+    finally:
+        results["exit_code"] = code
+        with open(os.path.join(out, "result.json"), "w") as f:
+            json.dump(results, f, indent=1)
+        sys.stdout.flush()
+        os._exit(code)

@@ -1,0 +1,134 @@
+"""Fixtures of the plugin tests: the plugin on sys.path, offscreen Qt, a fake engine, a stub host.
+
+The same tests run under PySide6 (default), PyQt5 and PyQt6: set both
+``PYTEST_QT_API`` (pytest-qt) and ``INKHUE_QT_API`` (the plugin), e.g.
+``PYTEST_QT_API=pyqt5 INKHUE_QT_API=pyqt5 pytest tests/plugin``. Setting only one of
+them sets the other; two different bindings in one process would crash.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+PLUGIN_DIR = ROOT / "krita_plugin"
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+_pytest_api = os.environ.get("PYTEST_QT_API", "").lower()
+_inkhue_api = os.environ.get("INKHUE_QT_API", "").lower()
+if _pytest_api and not _inkhue_api:
+    os.environ["INKHUE_QT_API"] = _pytest_api
+elif _inkhue_api and _pytest_api and _inkhue_api != _pytest_api:
+    raise pytest.UsageError(
+        f"PYTEST_QT_API={_pytest_api} and INKHUE_QT_API={_inkhue_api} differ: set both to "
+        "the same binding"
+    )
+elif _inkhue_api and not _pytest_api and _inkhue_api != "pyside6":
+    raise pytest.UsageError(
+        f"INKHUE_QT_API={_inkhue_api}: also set PYTEST_QT_API={_inkhue_api} (pytest-qt "
+        "picks its binding before the tests load)"
+    )
+for path in (str(PLUGIN_DIR), str(HERE)):
+    if path not in sys.path:
+        sys.path.insert(0, path)
+
+from fake_engine import FakeEngine  # noqa: E402
+
+from inkhue.errors import PluginError  # noqa: E402
+from inkhue.host import AnimationRequest, FrameRequest, Host  # noqa: E402
+from inkhue.pixels import FrameLayout  # noqa: E402
+
+
+@pytest.fixture
+def fake_engine():
+    """A running fake engine (``.url``, ``.requests``, ``.fail``, ``.delay_s``...)."""
+    engine = FakeEngine().start()
+    yield engine
+    engine.stop()
+
+
+@pytest.fixture
+def dead_url():
+    """An address where nothing listens (a port that was free a moment ago)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+class StubHost(Host):
+    """A host without Krita: one RGBA u8 frame (BGRA bytes), records what is inserted."""
+
+    def __init__(self, width: int = 4, height: int = 3) -> None:
+        self.layout = FrameLayout(width, height, 4, "u8", "bgra")
+        self.frame = bytes((i * 7) % 256 if i % 4 != 3 else 255
+                           for i in range(self.layout.nbytes))
+        self.anim_frames = [bytes((i * (k + 3)) % 256 for i in range(self.layout.nbytes))
+                            for k in range(3)]
+        self.times = [0, 4, 9]
+        self.layers = ["Ink", "Hints"]
+        self.palettes = {"Tests": ["#112233", "#445566"], "Empty": []}
+        self.hints: bytes | None = None
+        self.inserted: list[dict] = []
+        self.read_error = ""
+
+    def layer_names(self):
+        return list(self.layers)
+
+    def palette_names(self):
+        return sorted(self.palettes)
+
+    def palette_colors(self, name):
+        return list(self.palettes[name])
+
+    def read_frame(self, task, hint_layer=""):
+        if self.read_error:
+            raise PluginError(self.read_error)
+        hints = self.hints if hint_layer else None
+        return FrameRequest(self.frame, self.layout, hints, "layer 'Ink' of 'stub.kra'",
+                            {"task": task, "hint_layer": hint_layer})
+
+    def insert_frame(self, request, result, layout, model_name, task):
+        self.inserted.append({"kind": "frame", "data": result, "layout": layout,
+                              "model": model_name, "task": task, "request": request})
+        return "InkHue " + model_name
+
+    def read_animation(self, task, hint_layer=""):
+        if self.read_error:
+            raise PluginError(self.read_error)
+        return AnimationRequest(list(self.anim_frames), list(self.times), self.layout, None,
+                                "layer 'Ink' of 'stub.kra'", {"task": task})
+
+    def insert_animation(self, request, results, layout, model_name, task, done):
+        self.inserted.append({"kind": "animation", "data": list(results), "layout": layout,
+                              "model": model_name, "task": task, "times": request.times})
+        done("InkHue " + model_name, "")
+
+
+@pytest.fixture
+def stub_host():
+    return StubHost()
+
+
+@pytest.fixture
+def panel(qtbot, tmp_path, stub_host, fake_engine):
+    """(widget, model) of a standalone panel pointed at the fake engine."""
+    from inkhue.docker import InkHuePanel
+    from inkhue.panel_model import PanelModel
+    from inkhue.settings import QSettingsStore
+
+    store = QSettingsStore(str(tmp_path / "settings.ini"))
+    store.write("server_url", fake_engine.url)
+    model = PanelModel(stub_host, store)
+    widget = InkHuePanel(model)
+    qtbot.addWidget(widget)
+    yield widget, model
+    # Let requests still in flight (e.g. a job's final DELETE) end before Qt objects go.
+    qtbot.waitUntil(lambda: model.client.pending() == 0, timeout=5000)

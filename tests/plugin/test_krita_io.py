@@ -1,0 +1,250 @@
+"""krita_io on the stub ``krita`` API (tests/plugin/fake_krita.py); tests/krita runs real Krita."""
+
+from __future__ import annotations
+
+import struct
+
+import fake_krita as fk
+import pytest
+
+from inkhue.errors import PluginError
+from inkhue.krita_io import KritaHost, managed_color_hex
+from inkhue.pixels import FrameLayout
+
+
+def pattern(n: int, seed: int = 1) -> bytes:
+    return bytes((i * 31 + seed * 17) % 256 for i in range(n))
+
+
+def host_for(doc, gui=True, **kw):
+    app = fk.App(doc, gui=gui)
+    steps = []
+
+    def later(ms, fn):  # run event-loop steps at once, but record them
+        steps.append(ms)
+        fn()
+
+    return KritaHost(app, palette_class=fk.Palette, later=later, **kw), app, steps
+
+
+def user_layers_snapshot(doc):
+    return {n.name(): (bytes(n.still), {t: bytes(b) for t, b in n.frames.items()})
+            for n in doc.root.childNodes()}
+
+
+def test_read_and_insert_grayscale_rgba_u8():
+    doc = fk.Document(8, 4)
+    bg = doc.add_layer("Background")
+    ink = doc.add_layer("Ink")
+    top = doc.add_layer("Top")
+    ink.fill(pattern(ink.nbytes))
+    doc.setActiveNode(ink)
+    host, _app, _ = host_for(doc)
+    before = user_layers_snapshot(doc)
+    req = host.read_frame("grayscale")
+    assert req.layout == FrameLayout(8, 4, 4, "u8", "bgra")
+    assert req.frame == bytes(ink.still) and req.hints is None
+    assert req.description == "layer 'Ink' of 'scene.kra'"
+    result = pattern(req.layout.nbytes, seed=9)
+    name = host.insert_frame(req, result, req.layout.result(), "toon", "grayscale")
+    assert name == "InkHue toon"
+    assert [n.name() for n in doc.root.childNodes()] == [
+        "Background", "Ink", "InkHue toon", "Top"]  # directly above the source
+    new = doc.nodeByName("InkHue toon")
+    assert new.pixelData(0, 0, 8, 4) == result
+    assert user_layers_snapshot(doc) == {**before, "InkHue toon": (result, {})}
+    assert doc.refreshed == 1 and bg.writes == ink.writes == top.writes == 0
+
+
+def test_lineart_goes_under_the_lines_and_is_flattened_on_white():
+    doc = fk.Document(2, 1)
+    doc.add_layer("Background")
+    lines = doc.add_layer("Lines")
+    lines.fill(bytes([0, 0, 0, 255, 10, 20, 30, 0]))  # a black line pixel, a transparent one
+    doc.setActiveNode(lines)
+    host, _app, _ = host_for(doc)
+    req = host.read_frame("lineart")
+    assert req.frame == bytes([0, 0, 0, 255, 255, 255, 255, 255])  # paper is white, opaque
+    host.insert_frame(req, bytes(8), req.layout, "inks", "lineart")
+    assert [n.name() for n in doc.root.childNodes()] == ["Background", "InkHue inks", "Lines"]
+    assert doc.nodeByName("InkHue inks").blending == "normal"
+
+
+def test_lineart_at_the_bottom_multiplies_above_it():
+    doc = fk.Document(2, 1)
+    lines = doc.add_layer("Lines")
+    doc.setActiveNode(lines)
+    host, _app, _ = host_for(doc)
+    req = host.read_frame("lineart")
+    host.insert_frame(req, bytes(8), req.layout, "inks", "lineart")
+    assert [n.name() for n in doc.root.childNodes()] == ["Lines", "InkHue inks"]
+    assert doc.nodeByName("InkHue inks").blending == "multiply"
+
+
+@pytest.mark.parametrize("depth,order,nbytes", [
+    ("U8", "bgra", 1), ("U16", "bgra", 2), ("F16", "rgba", 2), ("F32", "rgba", 4)])
+def test_depths(depth, order, nbytes):
+    doc = fk.Document(3, 2, depth=depth, profile="sRGB-elle-V2-g10.icc")
+    ink = doc.add_layer("Ink")
+    ink.fill(pattern(ink.nbytes))
+    doc.setActiveNode(ink)
+    host, _app, _ = host_for(doc)
+    req = host.read_frame("grayscale")
+    assert req.layout == FrameLayout(3, 2, 4, depth.lower(), order)
+    assert len(req.frame) == 3 * 2 * 4 * nbytes
+    host.insert_frame(req, pattern(len(req.frame), 2), req.layout, "m", "grayscale")
+    new = doc.nodeByName("InkHue m")
+    assert (new.colorModel(), new.colorDepth()) == ("RGBA", depth)
+
+
+def test_gray_document_gets_an_rgba_layer():
+    doc = fk.Document(3, 2, model="GRAYA", depth="U16", profile="Gray-D50-elle-V2-g10.icc")
+    ink = doc.add_layer("Ink")
+    ink.fill(pattern(ink.nbytes))
+    doc.setActiveNode(ink)
+    host, _app, _ = host_for(doc)
+    req = host.read_frame("grayscale")
+    assert req.layout == FrameLayout(3, 2, 2, "u16", "bgra")
+    out = req.layout.result()
+    assert out == FrameLayout(3, 2, 4, "u16", "bgra")
+    host.insert_frame(req, pattern(out.nbytes), out, "m", "grayscale")
+    new = doc.nodeByName("InkHue m")
+    assert (new.colorModel(), new.colorDepth(), new.colorProfile()) == (
+        "RGBA", "U16", "sRGB-elle-V2-g10.icc")
+    assert new.pixelData(0, 0, 3, 2) == pattern(out.nbytes)
+
+
+@pytest.mark.parametrize("model,depth,words", [
+    ("CMYKA", "U8", "is in CMYKA colours"), ("LABA", "U16", "is in LABA colours"),
+    ("RGBA", "U32", "has U32 channels")])
+def test_unsupported_documents_are_refused_clearly(model, depth, words):
+    doc = fk.Document(2, 2, model=model, depth="U8")
+    ink = doc.add_layer("Ink")
+    doc.depth = depth
+    ink._depth = depth
+    doc.setActiveNode(ink)
+    host, _app, _ = host_for(doc)
+    with pytest.raises(PluginError) as err:
+        host.read_frame("grayscale")
+    message = str(err.value)
+    assert message.startswith("Document 'scene.kra' ") and words in message
+    assert "Image > Convert Image Color Space to RGB" in message
+
+
+def test_no_document_no_layer_and_masks():
+    host, _app, _ = host_for(None)
+    with pytest.raises(PluginError, match="No document is open"):
+        host.read_frame("grayscale")
+    assert host.layer_names() == []
+    doc = fk.Document(2, 2)
+    host, _app, _ = host_for(doc)
+    with pytest.raises(PluginError, match="No layer is selected in 'scene.kra'"):
+        host.read_frame("grayscale")
+    mask = doc.add_layer("Sel", node_type="selectionmask")
+    doc.setActiveNode(mask)
+    with pytest.raises(PluginError, match="'Sel' in 'scene.kra' is a mask"):
+        host.read_frame("grayscale")
+    doc.add_layer("Ink")
+    assert host.layer_names() == ["Ink"]
+
+
+def test_selection_reads_its_rectangle_and_clears_outside():
+    doc = fk.Document(6, 4)
+    ink = doc.add_layer("Ink")
+    ink.fill(pattern(ink.nbytes))
+    doc.setActiveNode(ink)
+    mask = bytes([255, 0, 255, 255, 255, 0])  # 3x2 rect at (2, 1)
+    doc.set_selection(fk.Selection(2, 1, 3, 2, mask))
+    host, _app, _ = host_for(doc)
+    req = host.read_frame("grayscale")
+    assert req.layout.width == 3 and req.layout.height == 2
+    assert req.frame == ink.pixelData(2, 1, 3, 2)
+    result = bytes([200] * 24)
+    host.insert_frame(req, result, req.layout, "m", "grayscale")
+    new = doc.nodeByName("InkHue m")
+    got = new.pixelData(2, 1, 3, 2)
+    for i, m in enumerate(mask):
+        assert got[i * 4:(i + 1) * 4] == (bytes([200] * 4) if m else bytes(4))
+    assert new.pixelData(0, 0, 2, 1) == bytes(8)  # outside the rectangle: untouched
+    doc.set_selection(fk.Selection(2, 1, 3, 2, bytes(6)))
+    with pytest.raises(PluginError, match="The selection in 'scene.kra' is empty"):
+        host.read_frame("grayscale")
+
+
+def test_hint_layer_in_u16_becomes_rgba8_in_frame_order():
+    doc = fk.Document(2, 1, depth="U16")
+    ink = doc.add_layer("Ink")
+    hints = doc.add_layer("Hints")
+    hints.fill(struct.pack("<8H", 0x1100, 0x2200, 0x3300, 0xFFFF, 0, 0, 0, 0))
+    doc.setActiveNode(ink)
+    host, _app, _ = host_for(doc)
+    req = host.read_frame("grayscale", "Hints")
+    assert req.hints == bytes([0x11, 0x22, 0x33, 0xFF, 0, 0, 0, 0])  # bgra, like the frame
+    with pytest.raises(PluginError, match="Hint layer 'Nope' is not in 'scene.kra'"):
+        host.read_frame("grayscale", "Nope")
+    with pytest.raises(PluginError, match="is the layer being colorized"):
+        host.read_frame("grayscale", "Ink")
+    gray = doc.add_layer("GrayHints", model="GRAYA")
+    assert gray
+    with pytest.raises(PluginError, match="Hint layer 'GrayHints' is GRAYA U16: hints need"):
+        host.read_frame("grayscale", "GrayHints")
+
+
+def test_animation_keyframes_in_the_playback_range():
+    doc = fk.Document(2, 2)
+    doc.start, doc.end = 1, 8
+    doc.time = 5
+    ink = doc.add_layer("Ink")
+    for t in (0, 2, 5, 9):  # 0 and 9 are outside the playback range
+        ink.fill(pattern(ink.nbytes, seed=t), time=t)
+    doc.setActiveNode(ink)
+    host, app, steps = host_for(doc)
+    before = user_layers_snapshot(doc)
+    req = host.read_animation("grayscale")
+    assert req.times == [2, 5]
+    assert req.frames == [pattern(16, seed=2), pattern(16, seed=5)]
+    results = [pattern(16, seed=40), pattern(16, seed=50)]
+    done = []
+    host.insert_animation(req, results, req.layout, "toon", "grayscale",
+                          lambda name, error: done.append((name, error)))
+    assert done == [("InkHue toon", "")]
+    new = doc.nodeByName("InkHue toon")
+    assert sorted(new.frames) == [2, 5] == app.blank_frame.triggered_at
+    assert new.pixelDataAtTime(0, 0, 2, 2, 2) == results[0]
+    assert new.pixelDataAtTime(0, 0, 2, 2, 5) == results[1]
+    assert doc.time == 5  # the user's current frame is restored
+    assert steps and all(ms > 0 for ms in steps)  # every step went back to the event loop
+    assert {k: v for k, v in user_layers_snapshot(doc).items() if k != "InkHue toon"} == before
+
+
+def test_animation_errors():
+    doc = fk.Document(2, 2)
+    ink = doc.add_layer("Ink")
+    doc.setActiveNode(ink)
+    host, _app, _ = host_for(doc)
+    with pytest.raises(PluginError, match="Layer 'Ink' of 'scene.kra' has no keyframes"):
+        host.read_animation("grayscale")
+    ink.fill(pattern(ink.nbytes), time=3)
+    req = host.read_animation("grayscale")
+    headless, _app, _ = host_for(doc, gui=False)
+    with pytest.raises(PluginError, match="needs Krita's main window"):
+        headless.insert_animation(req, [bytes(16)], req.layout, "m", "grayscale",
+                                  lambda *a: None)
+    other, app, _ = host_for(doc)
+    app.active_document = fk.Document(2, 2)
+    with pytest.raises(PluginError, match="is not the active document"):
+        other.insert_animation(req, [bytes(16)], req.layout, "m", "grayscale",
+                               lambda *a: None)
+
+
+def test_palettes():
+    doc = fk.Document(2, 2)
+    host, app, _ = host_for(doc)
+    app.palettes = {"Inks": [fk.ManagedColor("RGBA", "U8", [1.0, 0.5, 0.0, 1.0]), None,
+                             fk.ManagedColor("CMYKA", "U8", [0.2, 0.4, 0.6, 1.0])],
+                    "A": []}
+    assert host.palette_names() == ["A", "Inks"]
+    assert host.palette_colors("Inks") == ["#ff8000", "#336699"]
+    with pytest.raises(PluginError, match="Palette 'Gone' is not in Krita's resources"):
+        host.palette_colors("Gone")
+    assert managed_color_hex(fk.ManagedColor("RGBA", "F32", [1.2, -0.1, 0.2, 1])) == "#ff0033"

@@ -1,0 +1,245 @@
+"""The panel (docker widget + PanelModel) offscreen, against the fake engine and a stub host."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from fake_engine import fake_colorize
+
+from inkhue.client import not_running_message
+from inkhue.qt import QtCore, QtWidgets
+
+Qt = QtCore.Qt
+TIMEOUT = 5000
+
+
+def click(qtbot, button) -> None:
+    assert button.isEnabled(), f"{button.objectName()} is disabled"
+    qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+
+
+def connect(qtbot, widget, model) -> None:
+    with qtbot.waitSignal(model.models_changed, timeout=TIMEOUT):
+        click(qtbot, widget.connect_button)
+
+
+def combo_items(combo) -> list[str]:
+    return [combo.itemText(i) for i in range(combo.count())]
+
+
+def test_connect_shows_status_and_models(qtbot, panel, fake_engine):
+    widget, model = panel
+    assert not widget.frame_button.isEnabled()  # no models yet
+    connect(qtbot, widget, model)
+    assert model.state == "connected"
+    assert "InkHue 9.9.9 on FakeProvider" in widget.status.text()
+    assert combo_items(widget.model_combo) == ["toon-gray (grayscale)", "toon-lines (lineart)"]
+    assert widget.frame_button.isEnabled() and widget.animation_button.isEnabled()
+    assert not widget.error_box.isVisibleTo(widget)
+
+
+def test_new_model_appears_when_the_panel_shows_again(qtbot, panel, fake_engine):
+    widget, model = panel
+    connect(qtbot, widget, model)
+    fake_engine.models.append(dict(fake_engine.models[0], name="studio-v2"))
+    widget.hide()
+    with qtbot.waitSignal(model.models_changed, timeout=TIMEOUT):
+        widget.show()
+    assert "studio-v2 (grayscale)" in combo_items(widget.model_combo)
+
+
+def test_engine_not_running_is_a_clear_error_with_copy(qtbot, panel, dead_url):
+    widget, model = panel
+    widget.url_edit.setText(dead_url)
+    with qtbot.waitSignal(model.error_changed, timeout=TIMEOUT, check_params_cb=bool):
+        click(qtbot, widget.connect_button)
+    expected = not_running_message(dead_url)
+    assert expected.startswith("The InkHue engine is not running at http://127.0.0.1:")
+    assert "click Start engine or run `inkhue serve`" in expected
+    assert widget.error_text.toPlainText() == expected
+    assert widget.error_box.isVisibleTo(widget)
+    assert model.state == "offline"
+    QtWidgets.QApplication.clipboard().clear()
+    click(qtbot, widget.copy_button)
+    assert QtWidgets.QApplication.clipboard().text() == expected
+    assert model.settings.server_url == dead_url  # the edited URL was kept
+
+
+def test_colorize_frame_inserts_a_layer(qtbot, panel, fake_engine, stub_host):
+    widget, model = panel
+    connect(qtbot, widget, model)
+    widget.model_combo.setCurrentIndex(1)  # toon-lines
+    widget.detail_spin.setValue(0.5)  # below 1: faster (the API takes > 0)
+    with qtbot.waitSignal(model.busy_changed, timeout=TIMEOUT,
+                          check_params_cb=lambda busy: not busy):
+        click(qtbot, widget.frame_button)
+    assert [i["kind"] for i in stub_host.inserted] == ["frame"]
+    inserted = stub_host.inserted[0]
+    assert inserted["model"] == "toon-lines" and inserted["task"] == "lineart"
+    assert inserted["data"] == fake_colorize(stub_host.frame, 4, "bgra", None)
+    assert inserted["layout"] == stub_host.layout  # 4 channels in, 4 out
+    assert widget.message_label.text() == "Added layer 'InkHue toon-lines'"
+    call = fake_engine.colorize_calls[-1]
+    q = call["query"]
+    assert (q["width"], q["height"], q["channels"], q["depth"], q["order"]) == (
+        "4", "3", "4", "u8", "bgra")
+    assert (q["model"], q["task"], float(q["detail"]), q["regions"], q["output"]) == (
+        "toon-lines", "lineart", 0.5, "true", "color")
+    assert "palette" not in q  # "Model's palette" = no parameter
+    assert call["parts"]["frame"] == stub_host.frame and "hints" not in call["parts"]
+    assert call["content_type"].startswith("multipart/form-data; boundary=")
+    assert not widget.error_box.isVisibleTo(widget)
+
+
+def test_palette_and_hints_are_sent(qtbot, panel, fake_engine, stub_host):
+    widget, model = panel
+    connect(qtbot, widget, model)
+    stub_host.hints = bytes([9, 8, 7, 255] + [0] * (stub_host.layout.nbytes - 4))
+    model.refresh_sources()
+    widget.palette_combo.setCurrentIndex(widget.palette_combo.findData("Tests"))
+    widget.hint_combo.setCurrentIndex(widget.hint_combo.findData("Hints"))
+    with qtbot.waitSignal(model.busy_changed, timeout=TIMEOUT,
+                          check_params_cb=lambda busy: not busy):
+        click(qtbot, widget.frame_button)
+    call = fake_engine.colorize_calls[-1]
+    assert json.loads(call["query"]["palette"]) == ["#112233", "#445566"]
+    assert call["parts"]["hints"] == stub_host.hints
+    assert stub_host.inserted[-1]["data"][:3] == bytes([9, 8, 7])  # the hint won
+    widget.palette_combo.setCurrentIndex(widget.palette_combo.findData("none"))
+    with qtbot.waitSignal(model.busy_changed, timeout=TIMEOUT,
+                          check_params_cb=lambda busy: not busy):
+        click(qtbot, widget.frame_button)
+    assert fake_engine.colorize_calls[-1]["query"]["palette"] == "none"
+
+
+def test_empty_palette_and_host_errors_show_in_the_panel(qtbot, panel, stub_host):
+    widget, model = panel
+    connect(qtbot, widget, model)
+    model.refresh_sources()
+    widget.palette_combo.setCurrentIndex(widget.palette_combo.findData("Empty"))
+    click(qtbot, widget.frame_button)
+    assert widget.error_text.toPlainText() == (
+        "Palette 'Empty' has no colours: pick another palette")
+    widget.palette_combo.setCurrentIndex(0)
+    stub_host.read_error = "Document 'x.kra' is in CMYKA colours: convert it"
+    click(qtbot, widget.frame_button)
+    assert widget.error_text.toPlainText() == stub_host.read_error
+    assert not model.busy and stub_host.inserted == []
+
+
+def test_server_error_is_shown_verbatim(qtbot, panel, fake_engine, stub_host):
+    widget, model = panel
+    connect(qtbot, widget, model)
+    fake_engine.fail = (422, "model 'toon-gray': the file is not an InkHue model; re-export it")
+    with qtbot.waitSignal(model.error_changed, timeout=TIMEOUT, check_params_cb=bool):
+        click(qtbot, widget.frame_button)
+    assert widget.error_text.toPlainText() == fake_engine.fail[1]
+    assert stub_host.inserted == []
+    assert widget.frame_button.isEnabled()  # not busy any more
+    QtWidgets.QApplication.clipboard().clear()
+    click(qtbot, widget.copy_button)
+    assert QtWidgets.QApplication.clipboard().text() == fake_engine.fail[1]
+
+
+def test_cancel_a_slow_frame(qtbot, panel, fake_engine, stub_host):
+    widget, model = panel
+    connect(qtbot, widget, model)
+    fake_engine.delay_s = 3.0
+    click(qtbot, widget.frame_button)
+    qtbot.waitUntil(lambda: len(fake_engine.colorize_calls) == 1, timeout=TIMEOUT)
+    assert widget.cancel_button.isEnabled() and not widget.frame_button.isEnabled()
+    started = time.monotonic()
+    with qtbot.waitSignal(model.busy_changed, timeout=TIMEOUT):
+        click(qtbot, widget.cancel_button)
+    assert time.monotonic() - started < 1.0  # did not wait for the engine
+    assert widget.message_label.text() == "Cancelled"
+    assert stub_host.inserted == [] and not model.error
+
+
+def test_colorize_animation(qtbot, panel, fake_engine, stub_host):
+    widget, model = panel
+    connect(qtbot, widget, model)
+    seen = []
+    model.progress.connect(lambda done, total, text: seen.append((done, total, text)))
+    with qtbot.waitSignal(model.busy_changed, timeout=TIMEOUT,
+                          check_params_cb=lambda busy: not busy):
+        click(qtbot, widget.animation_button)
+    assert model.error == ""
+    [inserted] = stub_host.inserted
+    assert inserted["kind"] == "animation" and inserted["times"] == [0, 4, 9]
+    assert inserted["data"] == [fake_colorize(f, 4, "bgra", None) for f in stub_host.anim_frames]
+    job = fake_engine.jobs["job1"]
+    assert job["spec"]["frame_count"] == 3 and job["spec"]["model"] == "toon-gray"
+    assert (job["spec"]["width"], job["spec"]["order"]) == (4, "bgra")
+    qtbot.waitUntil(lambda: fake_engine.deleted == ["job1"], timeout=TIMEOUT)  # forgotten
+    assert (3, 3, "Fetching results") in seen and any(s[2] == "Colorizing 1/3" for s in seen)
+    assert "3 keyframes" in widget.message_label.text()
+
+
+def test_cancel_an_animation(qtbot, panel, fake_engine, stub_host):
+    widget, model = panel
+    connect(qtbot, widget, model)
+    fake_engine.stall_jobs = True
+    click(qtbot, widget.animation_button)
+    qtbot.waitUntil(lambda: fake_engine.jobs.get("job1", {}).get("state") == "running",
+                    timeout=TIMEOUT)
+    with qtbot.waitSignal(model.busy_changed, timeout=TIMEOUT,
+                          check_params_cb=lambda busy: not busy):
+        click(qtbot, widget.cancel_button)
+    assert fake_engine.deleted == ["job1"]
+    assert fake_engine.jobs["job1"]["state"] == "cancelled"
+    assert stub_host.inserted == [] and widget.message_label.text() == "Cancelled"
+
+
+def test_job_failure_is_shown(qtbot, panel, fake_engine, stub_host):
+    widget, model = panel
+    connect(qtbot, widget, model)
+    fake_engine.fail = (507, "out of memory at 4096x4096: lower the detail")
+    with qtbot.waitSignal(model.error_changed, timeout=TIMEOUT, check_params_cb=bool):
+        click(qtbot, widget.animation_button)
+    assert widget.error_text.toPlainText() == fake_engine.fail[1]
+    assert not model.busy and stub_host.inserted == []
+
+
+def test_settings_persist(qtbot, tmp_path, stub_host, fake_engine):
+    from inkhue.docker import InkHuePanel
+    from inkhue.panel_model import PanelModel
+    from inkhue.settings import QSettingsStore
+
+    path = str(tmp_path / "s.ini")
+    model = PanelModel(stub_host, QSettingsStore(path))
+    widget = InkHuePanel(model)
+    qtbot.addWidget(widget)
+    widget.url_edit.setText(fake_engine.url + "/")
+    widget.token_edit.setText("s3cret")
+    widget.command_edit.setText("inkhue serve --port {port}")
+    widget._server_edited()
+    widget.detail_spin.setValue(2.0)
+    model.set_hint_layer("Hints")
+    again = PanelModel(stub_host, QSettingsStore(path))
+    s = again.settings
+    assert (s.server_url, s.token, s.engine_command, s.detail, s.hint_layer) == (
+        fake_engine.url, "s3cret", "inkhue serve --port {port}", 2.0, "Hints")
+    assert again.client.token == "s3cret"
+
+
+def test_token_is_sent(qtbot, panel, fake_engine):
+    widget, model = panel
+    fake_engine.token = "t0k"
+    with qtbot.waitSignal(model.error_changed, timeout=TIMEOUT, check_params_cb=bool):
+        click(qtbot, widget.connect_button)
+    assert "wrong token" in widget.error_text.toPlainText()
+    widget.token_edit.setText("t0k")
+    connect(qtbot, widget, model)
+    assert model.state == "connected"
+
+
+def test_engine_settings_fold_out(qtbot, panel):
+    widget, _model = panel
+    widget.show()
+    assert not widget.engine_box.isVisible()
+    click(qtbot, widget.settings_button)
+    assert widget.engine_box.isVisible() and widget.url_edit.isEnabled()
+    click(qtbot, widget.settings_button)
+    assert not widget.engine_box.isVisible()

@@ -1,0 +1,143 @@
+"""The panel against the REAL engine server (FastAPI app under uvicorn in a thread) and tiny
+ONNX models from tests/conftest.py; results are compared with the engine run in-process."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import numpy as np
+import pytest
+
+TIMEOUT = 60000
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def real_engine(tmp_path, make_tiny_model, monkeypatch):
+    """(url, {name: model path}) of a real ``inkhue serve`` app with two tiny models."""
+    uvicorn = pytest.importorskip("uvicorn")
+    from inkhue_engine.server import ServerConfig, create_app
+
+    monkeypatch.setenv("INKHUE_MODELS_DIR", str(tmp_path / "user-models"))  # keep it empty
+    models = tmp_path / "models"
+    models.mkdir()
+    paths = {
+        "tiny-gray": make_tiny_model("grayscale", models / "tiny-gray.onnx", name="tiny-gray"),
+        "tiny-lines": make_tiny_model("lineart", models / "tiny-lines.onnx", name="tiny-lines"),
+    }
+    port = free_port()
+    config = ServerConfig(port=port, models_dirs=(models,))
+    server = uvicorn.Server(uvicorn.Config(create_app(config), host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}", paths, config
+    server.should_exit = True
+    thread.join(10)
+
+
+def cartoon_frame(width: int, height: int, seed: int) -> bytes:
+    """A BGRA u8 cartoon-ish frame: gray regions split by dark lines, opaque."""
+    y, x = np.mgrid[0:height, 0:width]
+    gray = (60 + (x * 5 + y * 3 + seed * 40) % 180).astype(np.uint8)
+    gray[(x + seed) % 9 == 0] = 20
+    gray[(y * 2 + seed) % 11 == 0] = 25
+    bgra = np.stack([gray, gray, gray, np.full_like(gray, 255)], axis=-1)
+    return bgra.tobytes()
+
+
+def reference(frame: bytes, layout, model_path, hints: bytes | None = None) -> bytes:
+    """The same frame through the engine library in this process."""
+    from inkhue_engine.model import load_model
+    from inkhue_engine.pipeline import ColorizeOptions, colorize_frame
+    from inkhue_engine.server_frames import PixelLayout
+
+    wire = PixelLayout(layout.width, layout.height, layout.channels, layout.depth, layout.order)
+    arr = wire.decode(frame)
+    hint_arr = wire.hints_layout().decode(hints) if hints is not None else None
+    out = colorize_frame(arr, load_model(model_path), hints=hint_arr,
+                         options=ColorizeOptions())
+    return wire.encode(out)
+
+
+def make_panel(qtbot, tmp_path, host, url):
+    from inkhue.docker import InkHuePanel
+    from inkhue.panel_model import PanelModel
+    from inkhue.settings import QSettingsStore
+
+    store = QSettingsStore(str(tmp_path / "settings.ini"))
+    store.write("server_url", url)
+    model = PanelModel(host, store)
+    widget = InkHuePanel(model)
+    qtbot.addWidget(widget)
+    with qtbot.waitSignal(model.models_changed, timeout=TIMEOUT):
+        model.connect_engine()
+    return widget, model
+
+
+def test_frame_and_animation_through_the_real_server(qtbot, tmp_path, real_engine, stub_host):
+    from inkhue.pixels import FrameLayout
+
+    url, paths, config = real_engine
+    stub_host.layout = FrameLayout(40, 24, 4, "u8", "bgra")
+    stub_host.frame = cartoon_frame(40, 24, 0)
+    stub_host.anim_frames = [cartoon_frame(40, 24, k) for k in range(3)]
+    widget, model = make_panel(qtbot, tmp_path, stub_host, url)
+    try:
+        names = [m["name"] for m in model.models]
+        assert sorted(names) == ["tiny-gray", "tiny-lines"]
+        assert model.engine_info["status"] == "ok"
+        model.set_model("tiny-gray")
+        with qtbot.waitSignal(model.busy_changed, timeout=TIMEOUT,
+                              check_params_cb=lambda busy: not busy):
+            model.colorize_frame()
+        assert model.error == ""
+        [frame] = stub_host.inserted
+        assert frame["model"] == "tiny-gray" and frame["task"] == "grayscale"
+        want = reference(stub_host.frame, stub_host.layout, paths["tiny-gray"])
+        assert frame["data"] == want
+
+        with qtbot.waitSignal(model.busy_changed, timeout=TIMEOUT,
+                              check_params_cb=lambda busy: not busy):
+            model.colorize_animation()
+        assert model.error == ""
+        anim = stub_host.inserted[1]
+        assert anim["kind"] == "animation" and len(anim["data"]) == 3
+        # The first frame of a sequence has nothing to carry colours from: it must be
+        # exactly the single-frame result; the others must be the server's own sequence.
+        assert anim["data"][0] == reference(stub_host.anim_frames[0], stub_host.layout,
+                                            paths["tiny-gray"])
+        from inkhue_engine.model import load_model
+        from inkhue_engine.pipeline import ColorizeOptions
+        from inkhue_engine.server import Engine
+        from inkhue_engine.server_frames import PixelLayout
+
+        wire = PixelLayout(40, 24, 4, "u8", "bgra")
+        seq = Engine(config).sequence(load_model(paths["tiny-gray"]), ColorizeOptions(), True,
+                                      ((wire.decode(f), None) for f in stub_host.anim_frames))
+        assert anim["data"] == [wire.encode(r) for r in seq]
+    finally:
+        qtbot.waitUntil(lambda: model.client.pending() == 0, timeout=TIMEOUT)
+
+
+def test_real_server_errors_reach_the_panel(qtbot, tmp_path, real_engine, stub_host):
+    url, _paths, _config = real_engine
+    widget, model = make_panel(qtbot, tmp_path, stub_host, url)
+    model.models.append({"name": "gone-model", "task": "grayscale"})
+    model.set_model("gone-model")
+    with qtbot.waitSignal(model.error_changed, timeout=TIMEOUT, check_params_cb=bool):
+        model.colorize_frame()
+    assert widget.error_text.toPlainText().startswith("model: no model named 'gone-model'")
+    assert stub_host.inserted == []
+    qtbot.waitUntil(lambda: model.client.pending() == 0, timeout=TIMEOUT)
