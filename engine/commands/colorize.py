@@ -1,0 +1,121 @@
+"""``inkhue colorize``: files, folders, globs, image sequences and videos, in a batch.
+
+Re-running the same command resumes: frames whose output exists are skipped (outputs
+are written atomically, so an existing file is complete). ``--overwrite`` redoes them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+DEVICES = ["auto", "cpu", "cuda", "tensorrt", "directml", "coreml"]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``colorize`` command."""
+    p = subparsers.add_parser(
+        "colorize",
+        help="colorize images, folders, image sequences or videos",
+        description="Colorize grayscale or line-art frames. INPUT may be image files, folders "
+        "(naturally sorted: frame2 before frame10), glob patterns or videos. The output is a "
+        "file for one image, a video file (.mp4, .mov, .mkv, .webm, .gif ...) to encode every "
+        "frame into, or else a folder (image inputs keep their names, video frames become "
+        "frame_00000.png ...). Inputs are never overwritten; a re-run skips finished frames.",
+    )
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image, folder, glob or video")
+    p.add_argument("-o", dest="out", required=True, metavar="OUT",
+                   help="output image file, video file or folder")
+    p.add_argument("--model", "-m", default=None,
+                   help="model name or .onnx file (default: the bundled model of --task)")
+    p.add_argument("--task", choices=["grayscale", "lineart"], default=None,
+                   help="which bundled model to use when --model is not given "
+                   "(default: grayscale); with --model, checks the model's task")
+    p.add_argument("--hints", default=None, metavar="FILE|DIR",
+                   help="RGBA hint image for every frame, or a folder of per-frame hint images "
+                   "named like the frames (painted pixels are color hints)")
+    p.add_argument("--palette", default=None, metavar="FILE|none",
+                   help="lock colors to a Krita .kpl or GIMP .gpl palette; 'none' turns off "
+                   "the model's own palette (default: the model's palette, if it has one)")
+    p.add_argument("--detail", type=float, default=1.0,
+                   help="working size = model training size x DETAIL on the short side "
+                   "(default: 1.0; higher is slower, more detailed)")
+    p.add_argument("--device", "-d", default="auto", choices=DEVICES,
+                   help="where the model runs (default: auto)")
+    p.add_argument("--batch-size", type=int, default=4, metavar="N",
+                   help="frames per model call (default: 4)")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="threads that finish and write frames (default: up to 4)")
+    p.add_argument("--output", dest="output_kind", choices=["color", "fill"], default="color",
+                   help="'color': the finished frame; 'fill': line art's flat colors without "
+                   "the lines (default: color)")
+    p.add_argument("--no-regions", action="store_true",
+                   help="do not use the regions between lines (hint spreading, one color "
+                   "per region)")
+    p.add_argument("--no-carry", action="store_true",
+                   help="do not carry colors from the previous frame where the input did not "
+                   "change (sequences and videos)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="redo frames whose output exists (default: skip them, i.e. resume)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Colorize INPUT... into OUT. Returns 0; InkHueError for anything the user can fix."""
+    from pathlib import Path
+
+    from inkhue_engine import batch
+    from inkhue_engine.errors import InputError, ModelError
+    from inkhue_engine.frames_io import expand_inputs
+    from inkhue_engine.model import load_model, resolve_model
+    from inkhue_engine.pipeline import ColorizeOptions
+
+    if args.batch_size < 1:
+        raise InputError(f"--batch-size {args.batch_size}: use 1 or more")
+    if args.workers is not None and args.workers < 1:
+        raise InputError(f"--workers {args.workers}: use 1 or more")
+    # Cheap checks first: a typo must not wait for a model to load.
+    sources = expand_inputs(args.inputs)
+    batch.plan_outputs(sources, args.out)
+    if args.hints is not None and not Path(args.hints).exists():
+        raise InputError(f"{args.hints}: hint file or folder not found")
+    palette = palette_from_arg(args.palette)
+    options = ColorizeOptions(detail=args.detail, regions=not args.no_regions,
+                              output=args.output_kind)
+
+    path = resolve_model(args.model, args.task)
+    model = load_model(path, args.device)
+    if args.task is not None and model.info.task != args.task:
+        raise ModelError(
+            f"{path.name}: is a {model.info.task} model but --task {args.task} was given: "
+            f"drop --task or choose a {args.task} model"
+        )
+    if palette is None and args.palette is None and model.info.palette:
+        palette = tuple(model.info.palette)  # the model's own palette, unless 'none'
+    if palette:
+        options = ColorizeOptions(detail=options.detail, regions=options.regions,
+                                  output=options.output, palette=palette)
+
+    result = batch.colorize_many(
+        sources, args.out, model, options, hints=args.hints, batch_size=args.batch_size,
+        workers=args.workers, carry=not args.no_carry, overwrite=args.overwrite,
+        progress=False if args.quiet else None,
+    )
+    if not args.quiet:
+        done = f"{result.written} frame(s) written"
+        if result.skipped:
+            done += f", {result.skipped} already done (skipped; --overwrite redoes them)"
+        rate = f", {result.fps:.2f} frames/s" if result.written else ""
+        print(f"{done} in {result.seconds:.1f} s{rate} on {model.device} -> {result.output}",
+              file=sys.stdout)
+    return 0
+
+
+def palette_from_arg(value: str | None) -> tuple[str, ...] | None:
+    """None (no --palette, or 'none') or the colors of a .kpl / .gpl file."""
+    if value is None or value.lower() == "none":
+        return None
+    from inkhue_engine.palette import load_palette
+
+    return tuple(load_palette(value))

@@ -1,0 +1,199 @@
+"""``inkhue colorize``: every bad input gives one clear line, a non-zero exit, no output."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from inkhue_engine import frames_io
+from inkhue_engine.cli import main
+from inkhue_engine.color import rgb_to_lab, to_float01
+
+
+def _frame(path: Path, value: int = 0) -> Path:
+    img = np.full((40, 56), 200, np.uint8)
+    img[8:30, 6:26] = 90
+    img[8:30, 6] = 10
+    img[20:34, 30 + value : 44 + value] = 60
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frames_io.write_image_atomic(path, img)
+    return path
+
+
+def _run(capfd, *argv: str) -> tuple[int, str, str]:
+    code = main(["colorize", *argv])
+    out, err = capfd.readouterr()
+    return code, out, err
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def _assert_one_line_error(code: int, err: str, *words: str) -> None:
+    assert code != 0
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("inkhue: error: ")
+    for w in words:
+        assert w in lines[0], lines[0]
+
+
+def _bad_input(tmp_path: Path, kind: str) -> Path:
+    import tifffile
+
+    path = tmp_path / {"corrupt": "corrupt.png", "empty": "empty.png", "int16": "signed.tif",
+                       "2ch": "gray_alpha.tif"}[kind]
+    if kind == "corrupt":
+        path.write_bytes(frames_io.encode_image(np.zeros((20, 20), np.uint8), ".png")[:50])
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "int16":
+        tifffile.imwrite(path, np.zeros((8, 8), np.int16))
+    else:
+        tifffile.imwrite(path, np.zeros((8, 8, 2), np.uint8), photometric="minisblack",
+                         planarconfig="contig")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("kind", "words"),
+    [("corrupt", ["corrupt.png", "not a readable image"]), ("empty", ["empty.png", "empty"]),
+     ("int16", ["signed.tif", "int16"]), ("2ch", ["gray_alpha.tif", "2 channels"])],
+)
+@pytest.mark.parametrize("as_folder", [False, True])
+def test_bad_input_files(tmp_path, capfd, grayscale_model, kind, words, as_folder):
+    src = tmp_path / "in"
+    src.mkdir()
+    bad = _bad_input(src, kind)
+    before = _snapshot(tmp_path)
+    args = [str(src) if as_folder else str(bad), "-o", str(tmp_path / "out"),
+            "--model", str(grayscale_model), "--device", "cpu"]
+    code, _, err = _run(capfd, *args)
+    _assert_one_line_error(code, err, *words)
+    assert _snapshot(tmp_path) == before  # nothing written, no temp file, no folder
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("kind", ["text", "no-metadata", "wrong-task"])
+def test_wrong_model_file(tmp_path, capfd, make_tiny_model, kind):
+    src = _frame(tmp_path / "a.png")
+    if kind == "text":
+        model = tmp_path / "model.onnx"
+        model.write_text("not a model")
+        words = ["model.onnx", "not an ONNX model"]
+        extra: list[str] = []
+    elif kind == "no-metadata":
+        model = make_tiny_model("grayscale", tmp_path / "nometa.onnx", **{"inkhue.task": None})
+        words = ["nometa.onnx", "inkhue.task"]
+        extra = []
+    else:
+        model = make_tiny_model("lineart", tmp_path / "la.onnx")
+        words = ["la.onnx", "lineart model", "--task grayscale"]
+        extra = ["--task", "grayscale"]
+    before = _snapshot(tmp_path)
+    code, _, err = _run(capfd, str(src), "-o", str(tmp_path / "out.png"), "--model",
+                        str(model), "--device", "cpu", *extra)
+    _assert_one_line_error(code, err, *words)
+    assert _snapshot(tmp_path) == before
+
+
+def test_output_equal_to_input_is_refused(tmp_path, capfd, grayscale_model):
+    (tmp_path / "in").mkdir()
+    src = _frame(tmp_path / "in" / "a.png")
+    before = _snapshot(tmp_path)
+    for out in (str(src), str(tmp_path / "in"), str(tmp_path / "in" / ".." / "in")):
+        code, _, err = _run(capfd, str(src), "-o", out, "--model", str(grayscale_model))
+        _assert_one_line_error(code, err, "overwrite the input", "a.png")
+    assert _snapshot(tmp_path) == before
+
+
+def test_missing_input_and_missing_hint_file(tmp_path, capfd, grayscale_model):
+    src = _frame(tmp_path / "a.png")
+    before = _snapshot(tmp_path)
+    code, _, err = _run(capfd, str(tmp_path / "nope.png"), "-o", str(tmp_path / "o"),
+                        "--model", str(grayscale_model))
+    _assert_one_line_error(code, err, "nope.png", "no such file")
+    code, _, err = _run(capfd, str(src), "-o", str(tmp_path / "o"), "--model",
+                        str(grayscale_model), "--hints", str(tmp_path / "hint.png"))
+    _assert_one_line_error(code, err, "hint.png", "not found")
+    assert _snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [("GIMP Palette\nName: x\n255 0 zero red\n", ["bad.gpl", "line 3"]),
+     ("just some text\n", ["bad.gpl", "not a palette"])],
+)
+def test_palette_that_does_not_parse(tmp_path, capfd, grayscale_model, content, words):
+    src = _frame(tmp_path / "a.png")
+    pal = tmp_path / "bad.gpl"
+    pal.write_text(content)
+    before = _snapshot(tmp_path)
+    code, _, err = _run(capfd, str(src), "-o", str(tmp_path / "o"), "--model",
+                        str(grayscale_model), "--palette", str(pal))
+    _assert_one_line_error(code, err, *words)
+    assert _snapshot(tmp_path) == before
+
+
+def test_bad_options(tmp_path, capfd, grayscale_model):
+    src = _frame(tmp_path / "a.png")
+    code, _, err = _run(capfd, str(src), "-o", str(tmp_path / "o"), "--model",
+                        str(grayscale_model), "--detail", "0")
+    _assert_one_line_error(code, err, "detail")
+    code, _, err = _run(capfd, str(src), "-o", str(tmp_path / "o"), "--batch-size", "0")
+    _assert_one_line_error(code, err, "--batch-size")
+    assert not (tmp_path / "o").exists()
+
+
+# --------------------------------------------------------------------------- success
+def test_colorize_a_folder_then_resume(tmp_path, capfd, grayscale_model):
+    for i in range(3):
+        _frame(tmp_path / "in" / f"f{i}.png", value=2 * i)
+    argv = [str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--model",
+            str(grayscale_model), "--device", "cpu", "--batch-size", "2"]
+    code, out, err = _run(capfd, *argv)
+    assert code == 0 and err == ""
+    assert "3 frame(s) written" in out and "frames/s" in out
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["f0.png", "f1.png",
+                                                                       "f2.png"]
+    (tmp_path / "out" / "f1.png").unlink()
+    code, out, _ = _run(capfd, *argv)
+    assert code == 0 and "1 frame(s) written, 2 already done" in out
+
+
+def _mean_ab(path: Path) -> np.ndarray:
+    lab = rgb_to_lab(to_float01(frames_io.read_image(path)))
+    return lab[..., 1:].reshape(-1, 2)
+
+
+def test_model_palette_is_used_unless_turned_off(tmp_path, capfd, make_tiny_model):
+    model = make_tiny_model("grayscale", tmp_path / "pal.onnx", palette=["#ff0000"])
+    src = _frame(tmp_path / "a.png")
+    base = [str(src), "--model", str(model), "--device", "cpu", "-q"]
+    assert _run(capfd, *base, "-o", str(tmp_path / "locked.png"))[0] == 0
+    assert _run(capfd, *base, "-o", str(tmp_path / "free.png"), "--palette", "none")[0] == 0
+    gpl = tmp_path / "blue.gpl"
+    gpl.write_text("GIMP Palette\nName: blue\n0 0 255 blue\n")
+    assert _run(capfd, *base, "-o", str(tmp_path / "blue.png"), "--palette", str(gpl))[0] == 0
+    locked, free, blue = (_mean_ab(tmp_path / n) for n in ("locked.png", "free.png", "blue.png"))
+    red_hue = np.arctan2(locked[:, 1], locked[:, 0])  # a > 0, b > 0 side: red's hue
+    chroma = np.hypot(locked[:, 0], locked[:, 1])
+    assert np.median(red_hue[chroma > 5]) == pytest.approx(np.arctan2(67.2, 80.1), abs=0.15)
+    assert not np.allclose(locked, free)
+    assert np.median(blue[np.hypot(*blue.T) > 5][:, 1]) < -20  # blue: b well below 0
+
+
+def test_video_to_video(tmp_path, capfd, grayscale_model):
+    frames = [np.repeat(frames_io.read_image(_frame(tmp_path / f"f{i}.png", i))[..., None], 3, 2)
+              for i in range(4)]
+    clip = tmp_path / "in.mp4"
+    frames_io.write_video(clip, frames, fps=8)
+    code, out, err = _run(capfd, str(clip), "-o", str(tmp_path / "out.mov"), "--model",
+                          str(grayscale_model), "--device", "cpu")
+    assert code == 0, err
+    info = frames_io.video_info(tmp_path / "out.mov")
+    assert (info.width, info.height, info.fps) == (56, 40, 8)
+    assert frames_io.count_video_frames(tmp_path / "out.mov") == 4

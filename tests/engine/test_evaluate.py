@@ -1,0 +1,137 @@
+"""``inkhue evaluate``: model vs gray vs flat-fill on ground truth, and sequence flicker."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from inkhue_engine import evaluation, frames_io
+from inkhue_engine.cli import main
+from inkhue_engine.errors import InputError
+from inkhue_engine.model import load_model
+
+
+def _cartoon(seed: int, h: int = 48, w: int = 64) -> np.ndarray:
+    """A flat-colored, outlined cartoon: a few random colored shapes on a colored paper."""
+    rng = np.random.default_rng(seed)
+    img = np.empty((h, w, 3), np.uint8)
+    img[:] = rng.integers(120, 255, 3)
+    for _ in range(3):
+        color = tuple(int(c) for c in rng.integers(0, 255, 3))
+        x, y = int(rng.integers(8, w - 8)), int(rng.integers(8, h - 8))
+        r = int(rng.integers(5, 12))
+        cv2.circle(img, (x, y), r, color, -1)
+        cv2.circle(img, (x, y), r, (15, 15, 15), 1)
+    return img
+
+
+@pytest.fixture()
+def truth_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "truth"
+    d.mkdir()
+    for i in range(3):
+        frames_io.write_image_atomic(d / f"img{i}.png", _cartoon(i))
+    return d
+
+
+def test_evaluate_prints_the_table_and_writes_valid_json(tmp_path, capfd, truth_dir,
+                                                          grayscale_model):
+    out_json = tmp_path / "report.json"
+    code = main(["evaluate", "--model", str(grayscale_model), "--data", str(truth_dir),
+                 "--hints", "0,10", "--json", str(out_json), "--device", "cpu"])
+    out, err = capfd.readouterr()
+    assert code == 0, err
+    rows = [line.split() for line in out.splitlines() if line[:5].strip().isdigit()]
+    assert [(r[0], r[1]) for r in rows] == [
+        ("0", "model"), ("0", "gray"), ("0", "flat-fill"),
+        ("10", "model"), ("10", "gray"), ("10", "flat-fill"),
+    ]
+    report = json.loads(out_json.read_text())
+    assert report["images"] == 3 and report["hint_counts"] == [0, 10]
+    by = {(r["method"], r["hints"]): r for r in report["rows"]}
+    assert set(by) == {(m, n) for m in ("model", "gray", "flat-fill") for n in (0, 10)}
+    for r in report["rows"]:
+        assert r["images"] == 3
+        assert 0 < r["psnr"] < 100 and 0 <= r["rmse"] <= 1 and -1 <= r["ssim"] <= 1
+    # the gray baseline has no color; hints carry the truth's colors into the flat fill
+    assert by[("gray", 0)]["colorfulness"] < 1.0
+    assert by[("flat-fill", 10)]["ciede2000"] < by[("gray", 10)]["ciede2000"]
+    assert by[("flat-fill", 10)]["psnr"] > by[("gray", 10)]["psnr"]
+    # printed numbers are the JSON's
+    model10 = next(r for r in rows if r[:2] == ["10", "model"])
+    assert float(model10[2]) == pytest.approx(by[("model", 10)]["psnr"], abs=0.01)
+
+
+def test_hints_are_seeded_and_shared(truth_dir, grayscale_model):
+    model = load_model(grayscale_model, "cpu")
+    a = evaluation.evaluate_model(model, truth_dir, [10], seed=3, limit=2)
+    b = evaluation.evaluate_model(model, truth_dir, [0, 10], seed=3, limit=2)
+    c = evaluation.evaluate_model(model, truth_dir, [10], seed=4, limit=2)
+    assert a.images == 2
+    assert a.row("flat-fill", 10) == b.row("flat-fill", 10)  # same hints, whatever else runs
+    assert a.row("model", 10) == b.row("model", 10)
+    assert a.row("flat-fill", 10) != c.row("flat-fill", 10)
+
+
+def test_lineart_evaluation_with_paired_inputs_and_synthesized(tmp_path, truth_dir,
+                                                               lineart_model):
+    model = load_model(lineart_model, "cpu")
+    inputs = tmp_path / "lines"
+    inputs.mkdir()
+    for p in truth_dir.iterdir():
+        gray = cv2.cvtColor(frames_io.read_image(p), cv2.COLOR_RGB2GRAY)
+        lines = np.where(cv2.Canny(gray, 50, 150) > 0, 0, 255).astype(np.uint8)
+        frames_io.write_image_atomic(inputs / p.name, lines)
+    rep = evaluation.evaluate_model(model, truth_dir, [0, 10], inputs=inputs)
+    assert rep.images == 3 and "inputs from" in rep.inputs
+    assert rep.row("flat-fill", 10).ciede2000 < rep.row("gray", 10).ciede2000
+    synth = evaluation.evaluate_model(model, truth_dir, [10], limit=1)
+    assert "synthesized" in synth.inputs and synth.images == 1
+    (inputs / "img1.png").unlink()
+    with pytest.raises(InputError, match="no input frame named like img1.png"):
+        evaluation.evaluate_model(model, truth_dir, [0], inputs=inputs)
+
+
+def test_sequence_flicker_command(tmp_path, capfd):
+    ins, outs = tmp_path / "in", tmp_path / "out"
+    ins.mkdir()
+    outs.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        frame = np.full((20, 30), 128, np.uint8)
+        frame[:, 20:] = 10 * i  # the right part changes, the left stays
+        out = np.zeros((20, 30, 3), np.uint8)
+        out[:] = (100, 50, 50)
+        out[:, :10] += rng.integers(0, 30, (20, 10, 3), dtype=np.uint8)  # flicker on the left
+        frames_io.write_image_atomic(ins / f"f{i}.png", frame)
+        frames_io.write_image_atomic(outs / f"f{i}.png", out)
+    out_json = tmp_path / "flicker.json"
+    code = main(["evaluate", "--sequence", str(outs), "--inputs", str(ins), "--json",
+                 str(out_json)])
+    text, err = capfd.readouterr()
+    assert code == 0, err
+    assert "flicker of" in text
+    rep = json.loads(out_json.read_text())
+    assert rep["frames"] == 4
+    assert rep["static_fraction"] == pytest.approx(20 / 30)
+    assert rep["flicker"] > 1.0
+    # only the static left two thirds count: a third of them flickers
+    steady = evaluation.sequence_flicker(outs, ins)
+    assert steady.flicker == pytest.approx(rep["flicker"])
+
+
+def test_evaluate_errors_are_one_line(tmp_path, capfd, grayscale_model):
+    code = main(["evaluate", "--model", str(grayscale_model), "--data", str(tmp_path / "no")])
+    err = capfd.readouterr().err.strip().splitlines()
+    assert code != 0 and len(err) == 1 and "not found" in err[0]
+    code = main(["evaluate", "--sequence", str(tmp_path)])
+    err = capfd.readouterr().err.strip().splitlines()
+    assert code != 0 and len(err) == 1 and "--inputs" in err[0]
+    code = main(["evaluate", "--model", str(grayscale_model), "--data", str(tmp_path),
+                 "--hints", "a,b"])
+    err = capfd.readouterr().err.strip().splitlines()
+    assert code != 0 and len(err) == 1 and "--hints" in err[0]
