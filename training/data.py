@@ -14,6 +14,7 @@ Unreadable files are skipped with one warning naming them.
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -172,9 +173,13 @@ class ColorImageDataset(Dataset):
                 return read_rgb(self.files[i])
             except (ValueError, cv2.error) as exc:
                 self._bad[i] = True
-                warnings.warn(
-                    f"skipping unreadable training image {self.files[i]}: {exc}", stacklevel=3
-                )
+                msg = f"skipping unreadable training image {self.files[i]}: {exc}"
+                if torch.utils.data.get_worker_info() is None:
+                    warnings.warn(msg, stacklevel=3)
+                else:
+                    # a forked worker inherits the parent's warning filters and recorders
+                    # (pytest's, a notebook's) and its warnings can vanish: write directly
+                    print(f"warning: {msg}", file=sys.stderr, flush=True)
         raise InputError(f"none of the {len(self.files)} training images could be read")
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
