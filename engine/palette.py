@@ -17,19 +17,25 @@ holds one color element; those read here:
   when all three values lie in [0, 1].
 - ``<CMYK c= m= y= k=>``: 0..1, converted without a profile (naive).
 - ``<XYZ x= y= z=>``: D65, Y 0..1.
+
+``extract_palette`` reads a studio's palette from its colored frames (the flat colors
+of the regions between lines and color borders, merged by CIEDE2000, sorted by
+coverage); ``inkhue finetune`` stores it in the model (``inkhue.palette``).
 """
 
 from __future__ import annotations
 
 import re
 import zipfile
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from xml.etree import ElementTree
 
 import cv2
 import numpy as np
 
-from inkhue_engine.color import delta_e_2000, lab_to_rgb
+from inkhue_engine.color import delta_e_2000, lab_to_hex, lab_to_rgb, rgb_to_lab, to_float01
 from inkhue_engine.errors import InputError
 
 #: Largest number of (color, palette color) pairs compared at once by snap_lab_to_palette.
@@ -196,3 +202,168 @@ def snap_lab_to_palette(
         d = delta_e_2000(chunk[:, None, :], cand)  # [n, M]
         out[start : start + step] = np.argmin(d, axis=1)
     return out
+
+
+# --------------------------------------------------------------------------- extraction
+#: Frames are scaled down to this short side before their palette is read (speed; flat
+#: regions survive area resampling, their anti-aliased borders are boundaries anyway).
+EXTRACT_SHORT_SIDE = 512
+#: Two neighbouring pixels further apart than this (CIE76, Lab units) lie on a boundary:
+#: a line, an anti-aliased edge or the border between two flat colors.
+EXTRACT_EDGE_DE = 6.0
+#: A region counts when its pixels lie within this mean CIE76 distance of its median: flat
+#: fills and soft gradients (their median is the color), not texture or photos.
+EXTRACT_FLAT_DE = 12.0
+#: Regions smaller than this share of their frame are noise (texture, line ends).
+EXTRACT_MIN_REGION = 0.0005
+#: Colors closer than this (CIEDE2000) are one palette color.
+EXTRACT_MERGE_DE = 5.0
+#: Colors covering less than this share of the frames (on average) are dropped.
+EXTRACT_MIN_COVERAGE = 0.002
+#: Paper: light and nearly neutral. Ink: dark and nearly neutral (Lab L, chroma).
+PAPER_MIN_L, PAPER_MAX_CHROMA = 93.0, 6.0
+INK_MAX_L, INK_MAX_CHROMA = 20.0, 10.0
+
+
+@dataclass(frozen=True)
+class PaletteColor:
+    """One color of an extracted palette: its hex, Lab, share of the frames and role.
+
+    ``coverage``: mean share of a frame's pixels in flat regions of this color.
+    ``role``: 'fill' (a color the production paints with), 'paper' (near-white
+    background) or 'ink' (near-black lines and their fills).
+    """
+
+    hex: str
+    lab: tuple[float, float, float]
+    coverage: float
+    role: str
+
+
+def _flat_regions(rgb01: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(median Lab [k,3], share of the frame [k]) of the flat regions of one frame.
+
+    Regions are the areas between boundaries (inkhue_engine.regions.label_regions); a
+    boundary is wherever neighbouring pixels differ by more than EXTRACT_EDGE_DE, so
+    drawn lines, anti-aliased edges and borders between flat colors all split regions.
+    """
+    from inkhue_engine.regions import label_regions, region_means, region_medians
+
+    lab = rgb_to_lab(rgb01)
+    diff_x = np.linalg.norm(np.diff(lab, axis=1), axis=-1) > EXTRACT_EDGE_DE
+    diff_y = np.linalg.norm(np.diff(lab, axis=0), axis=-1) > EXTRACT_EDGE_DE
+    edges = weight <= 0.5  # transparent pixels are no region
+    edges[:, :-1] |= diff_x
+    edges[:, 1:] |= diff_x
+    edges[:-1, :] |= diff_y
+    edges[1:, :] |= diff_y
+    labels = label_regions(edges)
+    if labels.max() == 0:
+        return np.zeros((0, 3), np.float32), np.zeros(0, np.float64)
+    medians = region_medians(labels, lab)
+    # flatness: mean distance of a region's pixels to its median
+    dist = np.linalg.norm(lab - medians[labels], axis=-1)
+    spread, area = region_means(labels, dist[..., None], np.ones(labels.shape, np.float32))
+    keep = (area >= max(4.0, EXTRACT_MIN_REGION * labels.size)) & (spread[:, 0] <= EXTRACT_FLAT_DE)
+    keep[0] = False  # label 0: the boundaries themselves
+    return medians[keep], area[keep] / labels.size
+
+
+def _role(lab: np.ndarray) -> str:
+    chroma = float(np.hypot(lab[1], lab[2]))
+    if lab[0] >= PAPER_MIN_L and chroma <= PAPER_MAX_CHROMA:
+        return "paper"
+    if lab[0] <= INK_MAX_L and chroma <= INK_MAX_CHROMA:
+        return "ink"
+    return "fill"
+
+
+def palette_colors(
+    images: Iterable[np.ndarray], max_colors: int = 16, merge_de: float = EXTRACT_MERGE_DE
+) -> list[PaletteColor]:
+    """The flat colors of a set of colored frames, merged, with their coverage and role.
+
+    ``images``: RGB(A) or gray arrays (uint8 / uint16 / float32); transparent pixels
+    are ignored. Each frame is split into regions at its lines and color borders; the
+    flat regions give their median color, weighted by area. Colors closer than
+    ``merge_de`` (CIEDE2000) merge into their most covering one; colors covering less
+    than EXTRACT_MIN_COVERAGE of the frames are dropped. Returns up to ``max_colors``
+    fills sorted by coverage (most used first), then the paper and ink colors if the
+    frames have them (at most one of each). Raises InputError when no image is given.
+    """
+    if max_colors < 1:
+        raise InputError(f"max_colors {max_colors}: use 1 or more")
+    labs, shares = [], []
+    count = 0
+    for img in images:
+        count += 1
+        f = to_float01(np.asarray(img))
+        if f.ndim == 2:
+            f = np.repeat(f[..., None], 3, axis=2)
+        weight = f[..., 3] if f.shape[2] == 4 else np.ones(f.shape[:2], np.float32)
+        rgb = np.ascontiguousarray(f[..., :3])
+        short = min(rgb.shape[:2])
+        if short > EXTRACT_SHORT_SIDE:
+            s = EXTRACT_SHORT_SIDE / short
+            size = (max(1, round(rgb.shape[1] * s)), max(1, round(rgb.shape[0] * s)))
+            rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+            weight = cv2.resize(weight, size, interpolation=cv2.INTER_AREA)
+        lab, share = _flat_regions(rgb, weight)
+        labs.append(lab)
+        shares.append(share)
+    if count == 0:
+        raise InputError("no frames to read a palette from")
+    lab = np.concatenate(labs).astype(np.float32)
+    share = np.concatenate(shares) / count
+    # greedy merge, most covering first: each color joins the first cluster whose seed
+    # is within merge_de; a cluster's color is the coverage-weighted mean of its members
+    order = np.argsort(-share, kind="stable")
+    seeds: list[np.ndarray] = []
+    sums: list[np.ndarray] = []
+    weights: list[float] = []
+    for i in order:
+        if seeds:
+            d = delta_e_2000(np.asarray(seeds), np.broadcast_to(lab[i], (len(seeds), 3)))
+            j = int(np.argmin(d))
+            if d[j] < merge_de:
+                sums[j] += lab[i] * share[i]
+                weights[j] += float(share[i])
+                continue
+        seeds.append(lab[i])
+        sums.append(lab[i].astype(np.float64) * share[i])
+        weights.append(float(share[i]))
+    clusters = sorted(
+        ((s / w, w) for s, w in zip(sums, weights, strict=True) if w >= EXTRACT_MIN_COVERAGE),
+        key=lambda c: -c[1],
+    )
+    fills: list[PaletteColor] = []
+    neutrals: dict[str, PaletteColor] = {}
+    for center, weight in clusters:
+        role = _role(center)
+        color = PaletteColor(
+            hex=lab_to_hex(center[None, :])[0],
+            lab=tuple(round(float(v), 2) for v in center),
+            coverage=float(weight),
+            role=role,
+        )
+        if role == "fill":
+            if len(fills) < max_colors:
+                fills.append(color)
+        elif role not in neutrals:  # the most covering paper / ink
+            neutrals[role] = color
+    return fills + [neutrals[r] for r in ("paper", "ink") if r in neutrals]
+
+
+def extract_palette(
+    images: Iterable[np.ndarray], max_colors: int = 16, neutrals: bool = False
+) -> list[str]:
+    """The studio palette of a set of colored frames: its flat fill colors as '#rrggbb'.
+
+    Sorted by coverage (most used first), at most ``max_colors``. Near-white paper
+    and near-black lines are not fills and are left out, unless ``neutrals`` is set:
+    then the paper and ink colors the frames have are appended after the fills (a
+    palette lock needs them, or paper and lines would snap to a fill color).
+    See palette_colors for the method.
+    """
+    colors = palette_colors(images, max_colors=max_colors)
+    return [c.hex for c in colors if neutrals or c.role == "fill"]

@@ -15,16 +15,24 @@ Limits (``JobLimits``, set from ``ServerConfig``):
   after the last fetch (so a retried download still works); any other job that is not
   running is forgotten after ``ttl_s`` without activity. ``DELETE`` forgets a finished
   job at once and cancels a running one (it stops between frames).
+
+Training jobs (``TrainRegistry``) run ``inkhue finetune`` in a subprocess, one at a time:
+the engine never imports torch. Their progress comes as JSON lines on its stdout.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import shutil
+import subprocess
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from inkhue_engine.errors import InkHueError, InputError, ResourceError
 from inkhue_engine.server_frames import PixelLayout
@@ -343,3 +351,266 @@ class JobRegistry:
                     status["state"] = CANCELLED
                 status["forgotten"] = True
         return status
+
+
+# --------------------------------------------------------------------------- training jobs
+class UnavailableError(InkHueError):
+    """Fine-tuning cannot run on this server (no training extra, no base model): 501."""
+
+    http_status = 501
+
+
+#: Phases of a training job, in order (``phase`` of its status).
+TRAIN_PHASES = ("starting", "training", "export", "check", "finished")
+
+
+@dataclass(eq=False)
+class TrainJob:
+    """One fine-tuning: an ``inkhue finetune`` subprocess and what it last reported."""
+
+    id: str
+    name: str
+    total: int
+    workdir: Path
+    state: str = RUNNING
+    phase: str = "starting"
+    step: int = 0
+    losses: dict[str, float] | None = None
+    error: str | None = None
+    model: str | None = None
+    palette: list[str] | None = None
+    held_out_check: dict[str, float] | None = None
+    started: float = field(default_factory=time.monotonic)
+    ended: float | None = None
+    touched: float = field(default_factory=time.monotonic)
+    proc: subprocess.Popen | None = None
+    reader: threading.Thread | None = None
+    cancel_requested: bool = False
+
+    def status(self) -> dict:
+        """The job's JSON status (``GET /train/{id}``)."""
+        end = self.ended if self.ended is not None else time.monotonic()
+        return {
+            "id": self.id,
+            "name": self.name,
+            "state": self.state,
+            "phase": self.phase,
+            "step": self.step,
+            "total": self.total,
+            "losses": dict(self.losses) if self.losses else None,
+            "error": self.error,
+            "model": self.model,
+            "palette": list(self.palette) if self.palette else None,
+            "held_out_check": dict(self.held_out_check) if self.held_out_check else None,
+            "seconds": round(end - self.started, 1),
+        }
+
+    @property
+    def alive(self) -> bool:
+        return self.reader is not None and self.reader.is_alive()
+
+
+class TrainRegistry:
+    """Fine-tuning jobs: one subprocess at a time (training takes every core).
+
+    The subprocess writes progress as JSON lines on its stdout (``inkhue finetune
+    --progress-jsonl -``); a reader thread applies them to the job. Cancelling sends
+    SIGTERM (the subprocess stops and removes its temp files) and kills it after
+    ``kill_after_s``; the job's ``workdir`` (uploaded frames, temp files, stderr log) is
+    removed when the subprocess has ended, however it ended. Finished jobs are
+    forgotten after ``ttl_s`` without activity, or by DELETE.
+    """
+
+    def __init__(self, ttl_s: float = 3600.0, kill_after_s: float = 10.0) -> None:
+        self.ttl_s = ttl_s
+        self.kill_after_s = kill_after_s
+        self._jobs: dict[str, TrainJob] = {}
+        self._lock = threading.Lock()
+
+    def _purge(self, now: float) -> None:
+        for job in list(self._jobs.values()):
+            if not job.alive and job.state != RUNNING and now - job.touched > self.ttl_s:
+                del self._jobs[job.id]
+
+    def running(self) -> TrainJob | None:
+        """The job whose subprocess still runs (cancelled ones included until they end)."""
+        with self._lock:
+            return next((j for j in self._jobs.values() if j.alive), None)
+
+    def start(
+        self, name: str, argv: list[str], workdir: Path, total: int,
+        env: dict[str, str] | None = None,
+    ) -> TrainJob:
+        """Start ``argv`` (an ``inkhue finetune`` command line) as a new job.
+
+        ConflictError (409) while another fine-tuning runs. ``workdir`` belongs to the
+        job from here on: it is removed when the subprocess ends.
+        """
+        with self._lock:
+            self._purge(time.monotonic())
+            busy = next((j for j in self._jobs.values() if j.alive), None)
+            if busy is not None:
+                raise ConflictError(
+                    f"a fine-tuning is already running (job {busy.id}, model {busy.name!r}): "
+                    f"wait for it, or cancel it with DELETE /train/{busy.id}"
+                )
+            job = TrainJob(id=uuid.uuid4().hex, name=name, total=total, workdir=workdir)
+            stderr = open(workdir / "stderr.log", "wb")  # noqa: SIM115 - the child owns it
+            try:
+                job.proc = subprocess.Popen(
+                    argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
+                    cwd=workdir, env=env,
+                    # not in the server's process group: Ctrl-C on the server's terminal
+                    # reaches the server, which then stops the job itself
+                    start_new_session=os.name == "posix",
+                )  # fmt: skip
+            finally:
+                stderr.close()
+            job.reader = threading.Thread(
+                target=self._follow, args=(job,), name=f"inkhue-train-{job.id[:8]}", daemon=True
+            )
+            self._jobs[job.id] = job
+            job.reader.start()
+        log.info("training job %s started: %s", job.id, " ".join(argv))
+        return job
+
+    def _event(self, job: TrainJob, event: dict) -> None:
+        kind = event.get("event")
+        with self._lock:
+            job.touched = time.monotonic()
+            if kind == "start":
+                job.total = int(event.get("total", job.total))
+                job.palette = event.get("palette")
+                job.phase = "training"
+            elif kind == "step":
+                job.phase = "training"
+                job.step = int(event.get("step", job.step))
+                job.total = int(event.get("total", job.total))
+                if event.get("losses"):
+                    job.losses = event["losses"]
+            elif kind == "phase" and event.get("phase") in TRAIN_PHASES:
+                job.phase = event["phase"]
+            elif kind == "done":
+                job.model = event.get("model")
+                job.palette = event.get("palette")
+                job.held_out_check = event.get("held_out_check")
+            elif kind == "error":
+                job.error = str(event.get("error") or "")
+
+    def _follow(self, job: TrainJob) -> None:
+        """Reader thread: apply the progress lines, then settle the job and clean up."""
+        proc = job.proc
+        assert proc is not None and proc.stdout is not None
+        for raw in proc.stdout:
+            try:
+                event = json.loads(raw.decode("utf-8", "replace"))
+            except ValueError:
+                continue  # not a progress line
+            if isinstance(event, dict):
+                self._event(job, event)
+        code = proc.wait()
+        tail = _last_line(job.workdir / "stderr.log")
+        shutil.rmtree(job.workdir, ignore_errors=True)
+        with self._lock:
+            job.ended = time.monotonic()
+            job.touched = job.ended
+            job.phase = "finished"
+            if code == 0 and job.model:
+                job.state = DONE  # finished before a cancel could stop it: the model exists
+            elif job.cancel_requested:
+                job.state = CANCELLED
+            else:
+                job.state = FAILED
+                if not job.error:
+                    job.error = tail or f"inkhue finetune ended with exit code {code}"
+        for pipe in (proc.stdin, proc.stdout):
+            if pipe is not None:
+                pipe.close()
+        log.info("training job %s %s", job.id, job.state)
+
+    def get(self, job_id: str) -> TrainJob:
+        with self._lock:
+            self._purge(time.monotonic())
+            job = self._jobs.get(job_id)
+        if job is None:
+            raise NotFoundError(f"training job {job_id!r} not found (unknown, deleted or expired)")
+        return job
+
+    def status(self, job_id: str) -> dict:
+        job = self.get(job_id)
+        with self._lock:
+            return job.status()
+
+    def statuses(self) -> list[dict]:
+        with self._lock:
+            self._purge(time.monotonic())
+            return [j.status() for j in self._jobs.values()]
+
+    def _terminate(self, job: TrainJob) -> None:
+        """SIGTERM now, SIGKILL after ``kill_after_s`` if the subprocess still runs."""
+        proc = job.proc
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+
+        def kill() -> None:
+            if proc.poll() is None:
+                log.warning("training job %s did not stop on SIGTERM: killing it", job.id)
+                proc.kill()
+
+        timer = threading.Timer(self.kill_after_s, kill)
+        timer.daemon = True
+        timer.start()
+
+    def delete(self, job_id: str) -> dict:
+        """Cancel a running job (its subprocess is stopped, its temp files removed), or
+        forget a finished one. Returns the status with ``forgotten``."""
+        job = self.get(job_id)
+        with self._lock:
+            if job.alive:
+                if job.state == RUNNING:
+                    job.cancel_requested = True
+                    job.state = CANCELLED
+                    job.touched = time.monotonic()
+                status = job.status()
+                status["forgotten"] = False
+                terminate = True
+            else:
+                status = job.status()
+                status["forgotten"] = True
+                del self._jobs[job.id]
+                terminate = False
+        if terminate:
+            self._terminate(job)
+        return status
+
+    def cancel_all(self, wait_s: float = 15.0) -> None:
+        """Stop every running fine-tuning and wait (up to ``wait_s``) for them to end."""
+        with self._lock:
+            alive = [j for j in self._jobs.values() if j.alive]
+            for job in alive:
+                if job.state == RUNNING:
+                    job.cancel_requested = True
+                    job.state = CANCELLED
+        for job in alive:
+            self._terminate(job)
+        deadline = time.monotonic() + wait_s
+        for job in alive:
+            assert job.reader is not None
+            job.reader.join(max(0.0, deadline - time.monotonic()))
+
+
+def _last_line(path: Path) -> str:
+    """The last non-empty line of a text file ('' if none), without a CLI prefix."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+    lines = [ln.strip() for ln in text.replace("\r", "\n").splitlines() if ln.strip()]
+    if not lines:
+        return ""
+    last = lines[-1]
+    for prefix in ("inkhue: error: ",):
+        if last.startswith(prefix):
+            last = last[len(prefix):]
+    return last[:500]

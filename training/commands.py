@@ -1,4 +1,4 @@
-"""``inkhue train`` and ``inkhue export``: registered into the engine's CLI.
+"""``inkhue train``, ``inkhue export`` and ``inkhue finetune``: registered into the engine's CLI.
 
 torch is imported inside the commands only, so that ``inkhue --help`` stays fast.
 """
@@ -14,7 +14,7 @@ from inkhue_training.options import add_train_arguments
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``train`` and ``export`` subcommands."""
+    """Add the ``train``, ``export`` and ``finetune`` subcommands."""
     p = subparsers.add_parser(
         "train",
         help="train a colorization GAN on folders of colored images",
@@ -44,6 +44,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--tolerance", type=float, default=1e-3, help="parity limit (default 1e-3)")
     p.add_argument("--no-check", action="store_true", help="skip the ONNX Runtime parity check")
     p.set_defaults(func=_export)
+
+    from inkhue_training import finetune  # torch-free at import, like this module
+
+    finetune.register(subparsers)
 
 
 def _train(args: argparse.Namespace) -> int:

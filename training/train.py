@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -315,18 +316,56 @@ def _rng_state(dev: torch.device) -> dict[str, Any]:
     return state
 
 
-def train(config: TrainConfig, resume: bool = False) -> int:
+@dataclass
+class WarmStart:
+    """Initial weights of a new run that starts from a trained model (fine-tuning).
+
+    Not a resume: the optimizers, the EMA and the step count start fresh. ``generator``
+    (and ``discriminator``, if given) are state dicts for networks built from the run's
+    config; ``freeze`` names generator submodules whose weights stay fixed (e.g.
+    ``("encoder",)``; their BatchNorm statistics still adapt).
+    """
+
+    generator: dict[str, Any]
+    discriminator: dict[str, Any] | None = None
+    freeze: tuple[str, ...] = ()
+
+
+#: ``on_step(step, losses)``: called by the main process after every step; ``losses``
+#: (loss_d, loss_g, l1, adv, img_s) on logged steps, else None.
+StepCallback = Callable[[int, "dict[str, float] | None"], None]
+
+
+def train(
+    config: TrainConfig,
+    resume: bool = False,
+    *,
+    warm_start: WarmStart | None = None,
+    on_step: StepCallback | None = None,
+) -> int:
     """Run (or resume) a training run described by ``config``. Returns the exit code:
-    0 when a stop condition is reached, 130 after Ctrl-C (a checkpoint is saved first)."""
+    0 when a stop condition is reached, 130 after Ctrl-C (a checkpoint is saved first).
+
+    ``warm_start``: initial weights of a new run (refused with ``resume``); ``on_step``:
+    progress callback of the main process (see StepCallback).
+    """
+    if resume and warm_start is not None:
+        raise InputError("a resumed run continues from its checkpoint: no warm start")
     dctx = setup_distributed(config.device)
     try:
-        return _train(config, resume, dctx)
+        return _train(config, resume, dctx, warm_start, on_step)
     finally:
         if dctx.enabled and dist.is_initialized():
             dist.destroy_process_group()
 
 
-def _train(config: TrainConfig, resume: bool, dctx: Dist) -> int:
+def _train(
+    config: TrainConfig,
+    resume: bool,
+    dctx: Dist,
+    warm_start: WarmStart | None = None,
+    on_step: StepCallback | None = None,
+) -> int:
     run = Path(config.out)
     dev = dctx.device
     last = run / LAST
@@ -369,6 +408,12 @@ def _train(config: TrainConfig, resume: bool, dctx: Dist) -> int:
     disc_kwargs = {"task": config.task, "channels": tuple(config.d_channels)}
     G = Generator(**gen_kwargs).to(dev)
     D = Discriminator(**disc_kwargs).to(dev)
+    if warm_start is not None:  # before the EMA copies G
+        G.load_state_dict(warm_start.generator)
+        if warm_start.discriminator is not None:
+            D.load_state_dict(warm_start.discriminator)
+        for name in warm_start.freeze:
+            getattr(G, name).requires_grad_(False)
     fmt = torch.channels_last if config.channels_last else torch.contiguous_format
     G, D = G.to(memory_format=fmt), D.to(memory_format=fmt)
     ema = AveragedModel(G, multi_avg_fn=ema_warmup_avg_fn(config.ema_decay), use_buffers=True)
@@ -496,6 +541,7 @@ def _train(config: TrainConfig, resume: bool, dctx: Dist) -> int:
                 batch_in_epoch += 1
                 window_n += inp.shape[0] * dctx.world
                 bar.update(1)
+                vals = None
                 if step % config.log_every == 0 or step == 1:
                     now = time.monotonic()
                     rate = window_n / max(now - window_t, 1e-9)
@@ -507,6 +553,9 @@ def _train(config: TrainConfig, resume: bool, dctx: Dist) -> int:
                     if log is not None:
                         log.write(kind="train", step=step, epoch=epoch, img_s=rate,
                                   minutes=(time.monotonic() - start) / 60, **vals)  # fmt: skip
+                    vals["img_s"] = rate
+                if on_step is not None and dctx.main:
+                    on_step(step, vals)
                 if config.val_every and step % config.val_every == 0:
                     run_validation()
                 if dctx.main and config.save_every and step % config.save_every == 0:

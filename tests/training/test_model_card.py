@@ -1,0 +1,220 @@
+"""The model card writer: protocol rows, card sections, card == JSON, targets and MISSED."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from inkhue_engine import evaluation
+from inkhue_engine.color import hex_to_lab
+from inkhue_engine.model import load_model
+from inkhue_engine.pipeline import ColorizeOptions
+from inkhue_training import model_card as mc
+
+
+def _cartoon(seed: int, h: int = 48, w: int = 64) -> np.ndarray:
+    """RGB uint8: flat colored shapes with black outlines on white paper."""
+    rng = np.random.default_rng(seed)
+    img = np.full((h, w, 3), 255, np.uint8)
+    for _ in range(3):
+        color = tuple(int(v) for v in rng.integers(30, 230, 3))
+        c = (int(rng.integers(10, w - 10)), int(rng.integers(10, h - 10)))
+        r = int(rng.integers(6, 14))
+        cv2.circle(img, c, r, color, -1)
+        cv2.circle(img, c, r, (0, 0, 0), 1)
+    return img
+
+
+def _write_rgb(path: Path, rgb: np.ndarray) -> None:
+    assert cv2.imwrite(str(path), rgb[..., ::-1])
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> dict[str, Path]:
+    dev = tmp_path / "dev"
+    dev.mkdir()
+    for i in range(3):
+        _write_rgb(dev / f"img_{i}.png", _cartoon(i))
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({
+        "format": 1,
+        "corpora": {"grayscale": ["drawing", "photo"], "lineart": ["drawing"]},
+        "packages": {
+            "pkg-drawings": {"version": "1.0", "licence": "GPL-2", "source": "deb",
+                             "kept_by_content": {"drawing": 30},
+                             "splits": {"grayscale": {"train": 27, "dev": 3},
+                                        "lineart": {"train": 27, "dev": 3}}},
+            "pkg-photos": {"version": "2.0", "licence": "CC0", "source": "deb",
+                           "kept_by_content": {"photo": 5},
+                           "splits": {"grayscale": {"train": 5, "dev": 0},
+                                      "lineart": {"train": 0, "dev": 0}}},
+        },
+        "totals": {"splits": {"grayscale": {"train": 32, "dev": 3},
+                              "lineart": {"train": 27, "dev": 3}}},
+    }))
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({
+        "task": "lineart", "channels": [8, 16, 32], "n_res": 5, "crop_size": 64,
+        "batch_size": 4, "lr": 2e-4, "l1_weight": 100.0, "device": "auto"}))
+    # two sessions (resumed: minutes restart at 0): wall time 3 + 2 = 5 minutes
+    log = [{"kind": "train", "step": 1, "minutes": 0.5, "img_s": 0.1},
+           {"kind": "train", "step": 10, "minutes": 1.0, "img_s": 4.0},
+           {"kind": "train", "step": 20, "minutes": 3.0, "img_s": 6.0},
+           {"kind": "val", "step": 20, "model": {"psnr": 20.0}},
+           {"kind": "train", "step": 30, "minutes": 2.0, "img_s": 8.0}]
+    (run / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log) + "{broken\n")
+    return {"dev": dev, "manifest": manifest, "run": run, "tmp": tmp_path}
+
+
+def _table(md: str) -> list[list[str]]:
+    """Rows of the card's metrics table (cells stripped), header excluded."""
+    lines = md.split("## Metrics", 1)[1].split("## Targets", 1)[0].splitlines()
+    rows = [ln for ln in lines if re.match(r"^\| \d+ \|", ln)]
+    return [[c.strip() for c in ln.strip("|").split("|")] for ln in rows]
+
+
+@pytest.mark.parametrize("fixture", ["grayscale_model", "lineart_model"])
+def test_card_sections_and_numbers_equal_the_json(request, setup, fixture):
+    model = request.getfixturevalue(fixture)
+    out = setup["tmp"] / "card.md"
+    argv = ["--model", str(model), "--run", str(setup["run"]), "--dev", str(setup["dev"]),
+            "--manifest", str(setup["manifest"]), "--limit", "3", "-o", str(out), "--quiet",
+            "--note", "early checkpoint"]
+    assert mc.main(argv) == 0
+    md = out.read_text()
+    data = json.loads(out.with_suffix(".json").read_text())
+    task = data["task"]
+    for section in ("# Model card: tiny-test", "## Data", "## Training", "## Hardware",
+                    "## Metrics", "## Targets", "> early checkpoint"):
+        assert section in md
+    assert "python -m inkhue_training.model_card " + " ".join(argv[:2]) in md
+    # data: from the manifest; a package with nothing in this task's corpus is left out
+    assert "| pkg-drawings | 1.0 | GPL-2 |" in md
+    assert ("pkg-photos" in md) == (task == "grayscale")
+    assert data["data"]["train"] == (32 if task == "grayscale" else 27)
+    # training: both sessions summed, median rate without step 1, no checkpoint here
+    assert data["training"]["wall_minutes"] == 5.0
+    assert data["training"]["img_s_median"] == 6.0
+    assert data["training"]["logged_steps"] == 30
+    assert "checkpoint not found" in md
+    assert data["hardware"]["cores"] >= 1
+    # the protocol: 0/1/10/50 hints; palette rows for line art only (no --palette)
+    methods = {"gray", "model", "flat-fill"} | ({"model+palette"} if task == "lineart" else set())
+    assert {(r["method"], r["hints"]) for r in data["rows"]} == {
+        (m, n) for m in methods for n in (0, 1, 10, 50)}
+    assert all(r["images"] == 3 for r in data["rows"])
+    assert data["evaluated_on"]["images"] == 3
+    # every number in the table is the JSON's, at the printed precision
+    table = _table(md)
+    assert len(table) == len(data["rows"])
+    for cells, row in zip(table, data["rows"], strict=True):
+        assert cells[0] == str(row["hints"]) and cells[1] == row["method"]
+        expect = [format(row[k], f) for _, k, f in mc.COLUMNS]
+        assert cells[2:] == expect
+    # targets: the card says met / MISSED exactly as the JSON
+    assert len(data["targets"]) == 3
+    for t in data["targets"]:
+        verdict = "met" if t["met"] else "MISSED"
+        assert f"**{t['name']}**: {verdict}." in md
+
+
+def _rows(table: dict) -> list[dict]:
+    """Protocol rows from {(method, hints): (psnr, ciede2000)}."""
+    return [{"method": m, "hints": n, "psnr": p, "ciede2000": d}
+            for (m, n), (p, d) in table.items()]
+
+
+def test_targets_met_and_missed():
+    good = _rows({("gray", 0): (10, 20.0), ("model", 0): (12, 19.0),
+                  ("flat-fill", 10): (15, 12.0), ("model", 10): (16, 11.0),
+                  ("flat-fill", 50): (18, 9.0), ("model", 50): (19, 8.0)})
+    assert [t.met for t in mc.check_targets(good)] == [True, True, True]
+    bad = _rows({("gray", 0): (10, 20.0), ("model", 0): (12, 20.5),
+                 # CIEDE2000 lower by exactly 0.5: not "clearly" better
+                 ("flat-fill", 10): (15, 12.0), ("model", 10): (16, 11.5),
+                 # clearly lower CIEDE2000 but not a higher PSNR
+                 ("flat-fill", 50): (18, 9.0), ("model", 50): (18, 7.0)})
+    assert [t.met for t in mc.check_targets(bad)] == [False, False, False]
+    missing = mc.check_targets(good[:2])
+    assert [t.met for t in missing] == [True, None, None]
+
+
+def test_missed_target_is_printed_as_missed(setup, grayscale_model):
+    out = setup["tmp"] / "g.md"
+    assert mc.main(["--model", str(grayscale_model), "--run", str(setup["run"]),
+                    "--dev", str(setup["dev"]), "--manifest", str(setup["manifest"]),
+                    "-o", str(out), "--quiet"]) == 0
+    data = json.loads(out.with_suffix(".json").read_text())
+    # make the model worse than gray at 0 hints and better than flat fill at 10 and 50
+    for r in data["rows"]:
+        if r["method"] == "model":
+            r["ciede2000"], r["psnr"] = (99.0, 1.0) if r["hints"] == 0 else (0.1, 60.0)
+    data["targets"] = [vars(t) for t in mc.check_targets(data["rows"])]
+    md = mc.render_card(data)
+    assert "**(a) 0 hints vs gray**: MISSED." in md
+    assert "**(b) 10 hints vs flat fill**: met." in md
+    assert "**(b) 50 hints vs flat fill**: met." in md
+    assert md.count("MISSED") == 1
+
+
+def test_palette_loop_without_palettes_is_evaluate_models_model_rows(setup, grayscale_model):
+    """The palette-lock rows use exactly the evaluation's hints: with no palette they
+    must reproduce evaluate_model's 'model' rows."""
+    model = load_model(grayscale_model, "cpu")
+    opts = ColorizeOptions()
+    report = evaluation.evaluate_model(model, setup["dev"], mc.HINT_COUNTS, opts, seed=3)
+    pairs, _ = evaluation.load_pairs(setup["dev"], "grayscale", 256)
+    rows = mc.evaluate_palette_lock(model, pairs, mc.HINT_COUNTS, [None] * len(pairs), opts,
+                                    seed=3)
+    for r in rows:
+        ref = report.row("model", r.hints)
+        assert r.ciede2000 == pytest.approx(ref.ciede2000, abs=1e-9)
+        assert r.psnr == pytest.approx(ref.psnr, abs=1e-9)
+    # and a palette lock does change the result
+    locked = mc.evaluate_palette_lock(model, pairs, (0,), [["#ff0000", "#00ff00"]] * 3, opts)
+    assert locked[0].ciede2000 != pytest.approx(report.row("model", 0).ciede2000, abs=1e-6)
+
+
+def test_image_palette_extracts_flat_colors_else_kmeans():
+    flat = np.full((60, 90, 3), 255, np.uint8)
+    colors = {"#d02020": (0, 30), "#2040c0": (30, 60), "#30a040": (60, 90)}
+    for hx, (x0, x1) in colors.items():
+        flat[10:50, x0 + 2:x1 - 2] = [int(hx[i:i + 2], 16) for i in (1, 3, 5)]
+    palette, how = mc.image_palette(flat.astype(np.float32) / 255)
+    assert how == "extract"
+    got = hex_to_lab(palette)
+    for hx in colors:  # each flat color is in the palette (within 2 Lab units)
+        assert np.min(np.linalg.norm(got - hex_to_lab([hx]), axis=1)) < 2.0
+    noise = np.random.default_rng(0).random((40, 40, 3)).astype(np.float32)
+    palette, how = mc.image_palette(noise)
+    assert how == "kmeans" and len(palette) == mc.KMEANS_COLORS
+
+
+def test_missing_manifest_is_a_one_line_error(setup, grayscale_model, capsys):
+    code = mc.main(["--model", str(grayscale_model), "--run", str(setup["run"]),
+                    "--dev", str(setup["dev"]), "--manifest", str(setup["tmp"] / "nope.json"),
+                    "-o", str(setup["tmp"] / "x.md"), "--quiet", "--limit", "1"])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert "nope.json: corpus manifest not found" in err and "\n" not in err
+    assert not (setup["tmp"] / "x.md").exists()
+
+
+def test_limit_takes_an_even_spread_of_the_dev_folder(setup, grayscale_model):
+    """--limit spreads over the sorted folder (the first N would all be one package)."""
+    out = setup["tmp"] / "s.md"
+    assert mc.main(["--model", str(grayscale_model), "--run", str(setup["run"]),
+                    "--dev", str(setup["dev"]), "--manifest", str(setup["manifest"]),
+                    "--limit", "2", "-o", str(out), "--quiet"]) == 0
+    data = json.loads(out.with_suffix(".json").read_text())
+    assert data["settings"]["image_names"] == ["img_0.png", "img_2.png"]
+    assert data["settings"]["data"] == str(setup["dev"])  # not the temporary folder
+    assert all(r["images"] == 2 for r in data["rows"])
+    assert "(2 of 3, evenly spread over the sorted folder; names in the JSON)" in out.read_text()
+    assert mc.pick_evenly(list(range(10)), 4) == [0, 3, 6, 9]
