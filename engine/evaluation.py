@@ -11,18 +11,9 @@ RMSE, SSIM, mean CIEDE2000 and colorfulness against the truth for
 - ``flat-fill``: the non-learned baseline (``pipeline.flat_fill_frame``) with the
   same hints; DESIGN.md: a model that does not beat it with hints is not done.
 
-Line-art inputs. The line art a line-art model was trained on is synthesized from the
-color frame by ``inkhue_training.lineart`` (no torch needed). The engine does not
-depend on the training package, so there are two ways to get the inputs:
-
-1. ``inputs=DIR``: line-art frames paired with the truth by file stem (real drawings,
-   or ones synthesized once by the training tools) - always available;
-2. without ``inputs``, ``inkhue_training.lineart.synthesize_lineart`` (default style)
-   is imported lazily, inside this one function, when that package is importable
-   (it is installed with the ``inkhue`` distribution, torch or not). If it is not,
-   the error says to pass ``--inputs``. The import is deliberate and narrow: it keeps
-   evaluation on exactly the training distribution without copying the synthesis
-   into the engine, and nothing else in the engine imports training code.
+Line-art inputs: ``inputs=DIR`` pairs line-art frames with the truth by file stem (real
+drawings); without it, line art is synthesized from the truth by
+``inkhue_engine.lineart`` (default style), exactly as training makes its inputs.
 
 ``sequence_flicker`` measures temporal flicker of a colorized sequence (mean CIEDE2000
 between consecutive outputs on the pixels whose input did not change).
@@ -45,6 +36,7 @@ from inkhue_engine import metrics
 from inkhue_engine.color import lab_to_rgb, rgb_to_lab, to_float01
 from inkhue_engine.errors import InputError
 from inkhue_engine.hints import sample_hints
+from inkhue_engine.lineart import synthesize_lineart
 
 DEFAULT_HINT_COUNTS = (0, 1, 10, 50)
 METHODS = ("model", "gray", "flat-fill")
@@ -145,18 +137,6 @@ def _gray01_from_l(L: np.ndarray) -> np.ndarray:
     return lab_to_rgb(lab)[..., 0].copy()
 
 
-def _lineart_synth() -> Callable[[np.ndarray], np.ndarray]:
-    """The training package's line-art synthesis (default style), imported lazily."""
-    try:
-        from inkhue_training.lineart import synthesize_lineart
-    except ImportError:
-        raise InputError(
-            "line-art evaluation needs line-art inputs: pass --inputs DIR with line-art "
-            "frames named like the ground truth (or install inkhue with its training package)"
-        ) from None
-    return synthesize_lineart
-
-
 def load_pairs(
     data: str | os.PathLike[str], task: str, size: int = 256,
     inputs: str | os.PathLike[str] | None = None, limit: int | None = None,
@@ -183,8 +163,8 @@ def load_pairs(
             )
         source = f"inputs from {inputs}"
     elif task == "lineart":
-        synth = _lineart_synth()
-        source = "line art synthesized by inkhue_training.lineart (default style)"
+        synth = synthesize_lineart
+        source = "line art synthesized by inkhue_engine.lineart (default style)"
     else:
         source = "the ground truth's lightness"
     pairs = []

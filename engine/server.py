@@ -43,7 +43,7 @@ from starlette.datastructures import Headers, UploadFile
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from inkhue_engine import __version__
+from inkhue_engine import __version__, finetune_spec
 from inkhue_engine.batch import CarrySettings, SequenceCarry, colorize_many, plan_outputs
 from inkhue_engine.errors import InkHueError, InputError, ModelError
 from inkhue_engine.frames_io import count_video_frames, expand_inputs
@@ -694,20 +694,9 @@ _TRAIN_BODY = {
 }
 
 
-def _finetune_module() -> Any:
-    """``inkhue_training.finetune`` (torch-free at import), or UnavailableError."""
-    try:
-        import inkhue_training.finetune as ft
-    except ImportError as exc:
-        raise UnavailableError(
-            f"fine-tuning is not installed with this engine ({exc}): pip install 'inkhue[train]'"
-        ) from exc
-    return ft
-
-
 def _training_ready() -> Any:
-    """The finetune module when this server can fine-tune; UnavailableError (501) if not."""
-    ft = _finetune_module()
+    """The fine-tuning checks when this server can fine-tune; UnavailableError (501) if not."""
+    ft = finetune_spec
     missing = ft.training_missing()
     if missing:
         raise UnavailableError(missing)

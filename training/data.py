@@ -28,8 +28,8 @@ from torch.utils.data import Dataset
 from inkhue_engine.color import rgb_to_lab, to_float01
 from inkhue_engine.errors import InputError
 from inkhue_engine.hints import sample_hints
+from inkhue_engine.lineart import synthesize_lineart
 from inkhue_engine.regions import regions_of, spread_hints
-from inkhue_training.lineart import synthesize_lineart
 from inkhue_training.networks import TASKS
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp")

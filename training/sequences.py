@@ -35,6 +35,7 @@ import numpy as np
 
 from inkhue_engine.color import from_float01, lab_to_rgb, rgb_to_gray01, to_float01
 from inkhue_engine.errors import InkHueError, InputError, ResourceError
+from inkhue_engine.lineart import synthesize_lineart
 from inkhue_training.corpus import (
     composite_on_white,
     ensure_apt_tool,
@@ -152,15 +153,6 @@ def derived_frames(rgb: np.ndarray, lineart_fn=None) -> dict[str, np.ndarray]:
     return out
 
 
-def _load_lineart():
-    """training/lineart.py's synthesize_lineart with its default style, if it is there."""
-    try:
-        from inkhue_training.lineart import synthesize_lineart
-    except ImportError:
-        return None
-    return synthesize_lineart
-
-
 def render_prologue(out: Path, width: int = 576, height: int = 1008, threads: int = 2,
                     work: Path | None = None, progress: bool = True) -> dict:
     """Render prologue_kid into ``out`` (see the module doc); returns sequence.json's content."""
@@ -168,8 +160,8 @@ def render_prologue(out: Path, width: int = 576, height: int = 1008, threads: in
     sif = find_example(PROLOGUE, work or out / ".work")
     canvas = read_canvas(sif)
     frames = list(range(canvas["begin"], canvas["end"] + 1))
-    lineart_fn = _load_lineart()
-    kinds = ["color", "gray"] + (["lineart"] if lineart_fn else [])
+    lineart_fn = synthesize_lineart
+    kinds = ["color", "gray", "lineart"]
     for kind in kinds:
         (out / kind).mkdir(parents=True, exist_ok=True)
     info_file = out / "sequence.json"

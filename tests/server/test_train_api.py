@@ -122,7 +122,7 @@ def test_cancel_stops_the_subprocess_and_removes_its_files(client, bases, temp_r
 
 
 def test_without_the_train_extra_it_is_501(client, monkeypatch, bases, temp_root):
-    import inkhue_training.finetune as ft
+    import inkhue_engine.finetune_spec as ft
 
     monkeypatch.setattr(ft, "training_missing",
                         lambda: "fine-tuning needs the training extra (missing: torch): "

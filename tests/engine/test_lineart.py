@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from inkhue_engine.color import lab_to_rgb
+from inkhue_engine.lineart import LineStyle, synthesize_lineart
 from inkhue_engine.regions import lineart_lines, regions_of
-from inkhue_training.lineart import LineStyle, synthesize_lineart
 
 
 def _two_hues_same_L(h=64, w=64) -> np.ndarray:
