@@ -113,17 +113,34 @@ def not_running_message(base_url: str) -> str:
 
 def multipart_body(parts: list[tuple[str, bytes]]) -> tuple[bytes, str]:
     """A multipart/form-data body of binary ``(name, data)`` parts and its Content-Type."""
+    return form_data_body(
+        [FormPart(name, data, f"{name}.raw", "application/octet-stream") for name, data in parts]
+    )
+
+
+@dataclass
+class FormPart:
+    """One part of a multipart/form-data body: a file part when ``filename`` is set."""
+
+    name: str
+    data: bytes
+    filename: str | None = None
+    content_type: str | None = None
+
+
+def form_data_body(parts: list[FormPart]) -> tuple[bytes, str]:
+    """A multipart/form-data body and its Content-Type (names and file names are ASCII)."""
     boundary = "inkhue-" + uuid.uuid4().hex
     chunks: list[bytes] = []
-    for name, data in parts:
-        chunks.append(
-            (
-                f"--{boundary}\r\n"
-                f'Content-Disposition: form-data; name="{name}"; filename="{name}.raw"\r\n'
-                "Content-Type: application/octet-stream\r\n\r\n"
-            ).encode("ascii")
-        )
-        chunks.append(bytes(data))
+    for part in parts:
+        head = f'--{boundary}\r\nContent-Disposition: form-data; name="{part.name}"'
+        if part.filename is not None:
+            head += f'; filename="{part.filename}"'
+        head += "\r\n"
+        if part.content_type:
+            head += f"Content-Type: {part.content_type}\r\n"
+        chunks.append((head + "\r\n").encode("ascii"))
+        chunks.append(bytes(part.data))
         chunks.append(b"\r\n")
     chunks.append(f"--{boundary}--\r\n".encode("ascii"))
     return b"".join(chunks), f"multipart/form-data; boundary={boundary}"
@@ -276,6 +293,30 @@ class EngineClient(QtCore.QObject):
         """``DELETE /jobs/{id}``: cancel (or forget a finished job)."""
         return self._send("DELETE", f"/jobs/{quote(job_id)}", callback or (lambda r: None),
                           json_answer=False)
+
+    def train_info(self, callback: Callable[[Result], None]) -> Call:
+        """``GET /train`` -> ``{"available", "error", "bases", "defaults", "jobs"}``."""
+        return self._send("GET", "/train", callback, json_answer=True)
+
+    def start_training(self, frames: list[tuple[str, bytes]], options: dict[str, Any],
+                       callback: Callable[[Result], None]) -> Call:
+        """``POST /train``: ``(file name, PNG bytes)`` frames + JSON options -> the status."""
+        parts = [FormPart("frames", data, filename, "image/png") for filename, data in frames]
+        parts.append(FormPart("options", json.dumps(options).encode("utf-8"), None,
+                              "application/json"))
+        body, content_type = form_data_body(parts)
+        return self._send("POST", "/train", callback, body=body, content_type=content_type,
+                          json_answer=True, timeout_ms=self.LONG_TIMEOUT_MS)
+
+    def train_status(self, job_id: str, callback: Callable[[Result], None]) -> Call:
+        """``GET /train/{id}`` -> the fine-tuning's status."""
+        return self._send("GET", f"/train/{quote(job_id)}", callback, json_answer=True)
+
+    def cancel_training(self, job_id: str,
+                        callback: Callable[[Result], None] | None = None) -> Call:
+        """``DELETE /train/{id}``: cancel a running fine-tuning (or forget a finished one)."""
+        return self._send("DELETE", f"/train/{quote(job_id)}", callback or (lambda r: None),
+                          json_answer=True)
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -541,3 +582,150 @@ class AnimationJob(QtCore.QObject):
             self._fetch(index + 1)
 
         self._call = self.client.job_frame(self.job_id, index, got)
+
+
+#: What the panel says during each phase of a fine-tuning (GET /train/{id} ``phase``).
+TRAIN_PHASES = {
+    "starting": "Starting the fine-tuning",
+    "training": "Training",
+    "export": "Exporting the model",
+    "check": "Checking on held-out frames",
+    "finished": "Finishing",
+}
+
+
+def training_text(status: dict[str, Any]) -> str:
+    """One progress line for a fine-tuning status (phase, step / total)."""
+    phase = str(status.get("phase") or "starting")
+    if status.get("state") == "cancelled":
+        return "Stopping the fine-tuning..."
+    text = TRAIN_PHASES.get(phase, phase)
+    if phase == "training":
+        text += f" step {int(status.get('step') or 0)}/{int(status.get('total') or 0)}"
+    return text
+
+
+class TrainingJob(QtCore.QObject):
+    """One fine-tuning on the engine: upload (``POST /train``), poll, cancel (``DELETE``).
+
+    Signals: ``progress(step, total, text)`` (total 0 = busy indicator),
+    ``finished(status)`` (the ``done`` status: model, palette, held_out_check...),
+    ``failed(message)``, ``cancelled()``. Exactly one of the last three is emitted.
+    ``attach(job_id)`` follows a job that is already running (e.g. after a restart).
+    """
+
+    progress = Signal(int, int, str)
+    finished = Signal(object)
+    failed = Signal(str)
+    cancelled = Signal()
+
+    POLL_MS = 1000  # docs/HTTP_API.md: poll every second or so
+
+    def __init__(self, client: EngineClient, name: str = "", parent=None) -> None:
+        super().__init__(parent)
+        self.client = client
+        self.name = name
+        self.job_id: str | None = None
+        self.status: dict[str, Any] = {}
+        self._call: Call | None = None
+        self._over = False
+        self._cancelling = False
+        self._timer = QtCore.QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.timeout.connect(self._poll)
+
+    def start(self, frames: list[tuple[str, bytes]], options: dict[str, Any]) -> None:
+        """Upload ``frames`` (file name, PNG bytes) with ``options``; the engine starts."""
+        size = sum(len(data) for _name, data in frames)
+        amount = f"{size / 1e6:.1f} MB" if size >= 100_000 else f"{max(1, round(size / 1e3))} kB"
+        self.progress.emit(0, 0, f"Uploading {len(frames)} frames ({amount})")
+        self._call = self.client.start_training(frames, options, self._started)
+
+    def attach(self, job_id: str) -> None:
+        """Follow the running fine-tuning ``job_id``."""
+        self.job_id = job_id
+        self._poll()
+
+    def cancel(self) -> None:
+        """Stop the fine-tuning; ``cancelled`` comes once the engine has stopped it."""
+        if self._over or self._cancelling:
+            return
+        self._cancelling = True
+        if self.job_id is None:  # still uploading (or its answer is on the way)
+            self._over = True
+            if self._call is not None:
+                self._call.abort()
+            client, name = self.client, self.name
+
+            def forget(result: Result) -> None:
+                # The upload may have been complete: stop a fine-tuning it started.
+                info = result.value if result.ok and isinstance(result.value, dict) else {}
+                for status in info.get("jobs") or []:
+                    if (isinstance(status, dict) and status.get("state") == "running"
+                            and status.get("name") == name and status.get("id")):
+                        client.cancel_training(str(status["id"]))
+
+            client.train_info(forget)
+            self.cancelled.emit()
+            return
+        self._timer.stop()
+        if self._call is not None:
+            self._call.abort()
+        self.progress.emit(0, 0, "Stopping the fine-tuning...")
+        self._call = self.client.cancel_training(self.job_id, self._polled)
+
+    def _fail(self, message: str) -> None:
+        if not self._over:
+            self._over = True
+            self._timer.stop()
+            self.failed.emit(message)
+
+    def _started(self, result: Result) -> None:
+        if self._over:
+            return
+        if not result.ok:
+            self._fail(result.error)
+            return
+        info = result.value if isinstance(result.value, dict) else {}
+        if not info.get("id"):
+            self._fail("The InkHue engine started a fine-tuning without an id: update it")
+            return
+        self.job_id = str(info["id"])
+        self._polled(result)
+
+    def _poll(self) -> None:
+        if not self._over and self.job_id is not None:
+            self._call = self.client.train_status(self.job_id, self._polled)
+
+    def _polled(self, result: Result) -> None:
+        if self._over or result.cancelled:
+            return
+        if not result.ok:
+            if self._cancelling and result.status == 404:  # gone: nothing runs any more
+                self._over = True
+                self.cancelled.emit()
+                return
+            self._fail(result.error)
+            return
+        status = result.value if isinstance(result.value, dict) else {}
+        self.status = status
+        state, phase = status.get("state"), status.get("phase")
+        if state == "done":
+            self._over = True
+            total = int(status.get("total") or 0)
+            self.progress.emit(total, total, "Done")
+            self.finished.emit(status)
+        elif state == "failed":
+            self._fail(status.get("error") or "The fine-tuning failed (no reason given): see "
+                       "the engine's log")
+        elif state == "cancelled" and phase == "finished":
+            self._over = True
+            self.cancelled.emit()
+        else:
+            step, total = int(status.get("step") or 0), int(status.get("total") or 0)
+            if state == "cancelled" or phase == "starting":
+                step = total = 0  # a busy indicator
+            elif phase != "training":
+                step = total  # export, check: the steps are all done
+            self.progress.emit(step, total, training_text(status))
+            self._timer.start(self.POLL_MS)

@@ -3,16 +3,43 @@
 It works without Krita (tests build it offscreen with a stub host); inside Krita
 ``__init__.py`` wraps it in a DockWidget. Every action goes to the model; the view only
 mirrors the model's signals. Widgets have object names so tests (and Krita scripts) can
-find them: ``inkhue_colorize_frame``, ``inkhue_error_text``, ``inkhue_copy_error``...
+find them: ``inkhue_colorize_frame``, ``inkhue_error_text``, ``inkhue_copy_error``,
+``inkhue_train_toggle``, ``inkhue_train_start``... The collapsible Train section is a view
+over ``PanelModel.trainer`` (``training.Trainer``).
 """
 
 from __future__ import annotations
 
+from .host import TRAIN_SOURCE_ANIMATION, TRAIN_SOURCE_DOCUMENTS
 from .panel_model import MIN_DETAIL, PALETTE_MODEL, PALETTE_NONE, PanelModel
-from .qt import QtCore, QtWidgets
+from .qt import QtCore, QtGui, QtWidgets
+from .training import BASE_LABELS, held_out_text
 
 Qt = QtCore.Qt
 NO_HINTS = ""
+TRAIN_SOURCE_LABELS = ((TRAIN_SOURCE_ANIMATION, "Current animation range"),
+                       (TRAIN_SOURCE_DOCUMENTS, "Open documents"))
+
+
+def swatch_pixmap(colors: list[str], size: int = 12, most: int = 16):
+    """A strip of ``size`` px squares, one per ``#rrggbb`` colour (the first ``most``)."""
+    colors = list(colors)[:most]
+    pixmap = QtGui.QPixmap(max(1, len(colors)) * size, size)
+    pixmap.fill(QtGui.QColor(0, 0, 0, 0))
+    painter = QtGui.QPainter(pixmap)
+    for i, color in enumerate(colors):
+        painter.fillRect(i * size, 0, size, size, QtGui.QColor(color))
+    painter.end()
+    return pixmap
+
+
+def palette_tooltip(info: dict) -> str:
+    """What the model picker says about a model's own palette."""
+    palette = info.get("palette") or []
+    if not palette:
+        return f"{info.get('name')}: no palette of its own"
+    return (f"{info.get('name')}: palette of {len(palette)} colours ({' '.join(palette)}); "
+            "the palette lock uses it unless Palette is set to another or No palette")
 
 
 class InkHuePanel(QtWidgets.QWidget):
@@ -119,6 +146,8 @@ class InkHuePanel(QtWidgets.QWidget):
         progress_row.addWidget(self.cancel_button)
         root.addLayout(progress_row)
 
+        self._build_train(root)
+
         self.message_label = self._named(QtWidgets.QLabel(), "inkhue_message")
         self.message_label.setWordWrap(True)
         root.addWidget(self.message_label)
@@ -135,6 +164,82 @@ class InkHuePanel(QtWidgets.QWidget):
         error_layout.addWidget(self.copy_button, 0, Qt.AlignmentFlag.AlignRight)
         root.addWidget(self.error_box)
         root.addStretch(1)
+
+    def _build_train(self, root) -> None:
+        """The collapsible Train section (fine-tuning on the document's coloured frames)."""
+        self.train_button = self._named(QtWidgets.QToolButton(), "inkhue_train_toggle")
+        self.train_button.setText("Train")
+        self.train_button.setCheckable(True)
+        self.train_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.train_button.setArrowType(Qt.ArrowType.RightArrow)
+        self.train_button.setToolTip("Fine-tune a model on this production's coloured frames")
+        root.addWidget(self.train_button)
+        self.train_box = self._named(QtWidgets.QWidget(), "inkhue_train_box")
+        self.train_box.setVisible(False)
+        box = QtWidgets.QVBoxLayout(self.train_box)
+        box.setContentsMargins(12, 0, 0, 0)
+        self.train_reason = self._named(QtWidgets.QLabel(), "inkhue_train_reason")
+        self.train_reason.setWordWrap(True)
+        self.train_reason.setTextInteractionFlags(
+            Qt.TextInteractionFlag.TextSelectableByMouse)
+        box.addWidget(self.train_reason)
+        self.train_form = self._named(QtWidgets.QWidget(), "inkhue_train_form")
+        box.addWidget(self.train_form)
+        layout = QtWidgets.QVBoxLayout(self.train_form)
+        layout.setContentsMargins(0, 0, 0, 0)
+        form = QtWidgets.QFormLayout()
+        s = self.model.settings
+        self.train_name = self._named(QtWidgets.QLineEdit(s.train_name), "inkhue_train_name")
+        self.train_name.setPlaceholderText("name of the new model, e.g. studio-colours")
+        form.addRow("Name", self.train_name)
+        self.train_base = self._named(QtWidgets.QComboBox(), "inkhue_train_base")
+        self.train_base.setToolTip("The shipped model to start from: grayscale frames or "
+                                   "line art")
+        form.addRow("Base", self.train_base)
+        self.train_source = self._named(QtWidgets.QComboBox(), "inkhue_train_source")
+        for source, label in TRAIN_SOURCE_LABELS:
+            self.train_source.addItem(label, source)
+        index = self.train_source.findData(s.train_source)
+        self.train_source.setCurrentIndex(max(0, index))
+        self.train_source.setToolTip(
+            "Current animation range: every keyframe of the active layer in the playback "
+            "range (every frame of the range for a layer without keyframes, e.g. a group).\n"
+            "Open documents: the current frame of each open document (all visible layers)."
+        )
+        form.addRow("Frames", self.train_source)
+        self.train_steps = self._named(QtWidgets.QSpinBox(), "inkhue_train_steps")
+        self.train_steps.setRange(1, 100_000)
+        self.train_steps.setValue(self.model.trainer.default_steps)
+        self.train_steps.setToolTip("Training steps: more learns more of the frames and "
+                                    "takes longer")
+        form.addRow("Steps", self.train_steps)
+        layout.addLayout(form)
+        buttons = QtWidgets.QHBoxLayout()
+        self.train_export = self._named(QtWidgets.QPushButton("Export dataset\u2026"),
+                                        "inkhue_train_export")
+        self.train_export.setToolTip("Write the frames as PNG files into a folder, for "
+                                     "`inkhue finetune --data FOLDER`")
+        self.train_start = self._named(QtWidgets.QPushButton("Start training"),
+                                       "inkhue_train_start")
+        buttons.addWidget(self.train_export)
+        buttons.addWidget(self.train_start)
+        layout.addLayout(buttons)
+        progress_row = QtWidgets.QHBoxLayout()
+        self.train_progress = self._named(QtWidgets.QProgressBar(), "inkhue_train_progress")
+        self.train_progress.setTextVisible(True)
+        self.train_cancel = self._named(QtWidgets.QPushButton("Cancel"), "inkhue_train_cancel")
+        progress_row.addWidget(self.train_progress, 1)
+        progress_row.addWidget(self.train_cancel)
+        layout.addLayout(progress_row)
+        self.train_result = self._named(QtWidgets.QLabel(), "inkhue_train_result")
+        self.train_result.setWordWrap(True)
+        self.train_result.setTextInteractionFlags(
+            Qt.TextInteractionFlag.TextSelectableByMouse)
+        layout.addWidget(self.train_result)
+        self.train_swatches = self._named(QtWidgets.QLabel(), "inkhue_train_swatches")
+        layout.addWidget(self.train_swatches)
+        root.addWidget(self.train_box)
+        self._steps_from_engine = False
 
     def _bind(self) -> None:
         m = self.model
@@ -161,6 +266,18 @@ class InkHuePanel(QtWidgets.QWidget):
         for edit in (self.url_edit, self.token_edit, self.command_edit):
             edit.editingFinished.connect(self._server_edited)
 
+        t = m.trainer
+        t.changed.connect(self._on_train)
+        t.progress.connect(self._on_train_progress)
+        self.train_button.toggled.connect(self._toggle_train)
+        self.train_start.clicked.connect(self._train_start_clicked)
+        self.train_export.clicked.connect(self._train_export_clicked)
+        self.train_cancel.clicked.connect(t.cancel)
+        self.train_name.editingFinished.connect(self._train_choices_edited)
+        self.train_base.currentIndexChanged.connect(self._train_choices_edited)
+        self.train_source.currentIndexChanged.connect(self._train_choices_edited)
+        self._on_train()
+
     # -- user actions ------------------------------------------------------------------------
 
     def _server_edited(self) -> None:
@@ -182,6 +299,7 @@ class InkHuePanel(QtWidgets.QWidget):
     def _model_chosen(self, index: int) -> None:
         if not self._updating and index >= 0:
             self.model.set_model(self.model_combo.itemData(index) or "")
+            self._show_model_palette()
 
     def _hint_chosen(self, index: int) -> None:
         if not self._updating and index >= 0:
@@ -196,6 +314,37 @@ class InkHuePanel(QtWidgets.QWidget):
         self.settings_button.setArrowType(
             Qt.ArrowType.DownArrow if shown else Qt.ArrowType.RightArrow
         )
+
+    def _toggle_train(self, shown: bool) -> None:
+        self.train_box.setVisible(shown)
+        self.train_button.setArrowType(
+            Qt.ArrowType.DownArrow if shown else Qt.ArrowType.RightArrow
+        )
+
+    def _train_choices(self) -> tuple[str, str, str]:
+        return (self.train_name.text(), self.train_base.currentData() or "grayscale",
+                self.train_source.currentData() or TRAIN_SOURCE_ANIMATION)
+
+    def _train_choices_edited(self, *_args) -> None:
+        if not self._updating:
+            self.model.set_train_choices(*self._train_choices())
+
+    def _train_start_clicked(self) -> None:
+        name, base, source = self._train_choices()
+        self.model.set_train_choices(name, base, source)
+        self.model.trainer.start_training(name, base, source, self.train_steps.value())
+
+    def ask_export_folder(self) -> str:
+        """The folder the user picks for Export dataset ("" = cancelled)."""
+        return QtWidgets.QFileDialog.getExistingDirectory(
+            self, "Export the training frames into a folder")
+
+    def _train_export_clicked(self) -> None:
+        name, base, source = self._train_choices()
+        self.model.set_train_choices(name, base, source)
+        folder = self.ask_export_folder()
+        if folder:
+            self.model.trainer.export_dataset(folder, source, base)
 
     def copy_error(self) -> None:
         """Put the error text on the clipboard (for a bug report)."""
@@ -214,24 +363,52 @@ class InkHuePanel(QtWidgets.QWidget):
         self.status.setText(dot + text.replace("&", "&amp;").replace("<", "&lt;"))
         self.start_button.setEnabled(state in ("offline",) and not self.model.engine.running())
 
-    def _fill(self, combo, items: list[tuple[str, str]], current: str) -> None:
+    def _fill(self, combo, items: list[tuple], current: str) -> None:
+        """Refill ``combo`` with ``(label, data[, icon or None, tooltip])`` items."""
         self._updating = True
         try:
             combo.clear()
-            for label, data in items:
-                combo.addItem(label, data)
+            for label, data, *extra in items:
+                icon = extra[0] if extra else None
+                if icon is not None:
+                    combo.addItem(QtGui.QIcon(icon), label, data)
+                else:
+                    combo.addItem(label, data)
+                if len(extra) > 1 and extra[1]:
+                    combo.setItemData(combo.count() - 1, extra[1],
+                                      Qt.ItemDataRole.ToolTipRole)
             index = combo.findData(current)
             combo.setCurrentIndex(index if index >= 0 else 0)
         finally:
             self._updating = False
 
     def _on_models(self) -> None:
-        items = [(f"{m['name']} ({m.get('task', '?')})", m["name"]) for m in self.model.models]
+        items = [
+            (f"{m['name']} ({m.get('task', '?')})", m["name"],
+             swatch_pixmap(m["palette"]) if m.get("palette") else None, palette_tooltip(m))
+            for m in self.model.models
+        ]
         if not items:
             items = [("(no models: connect to the engine)", "")]
         chosen = self.model.selected_model()
         self._fill(self.model_combo, items, chosen["name"] if chosen else "")
         self._on_busy(self.model.busy)
+        self._show_model_palette()
+
+    def _show_model_palette(self) -> None:
+        """The palette picker's "Model's palette" item shows the chosen model's palette."""
+        index = self.palette_combo.findData(PALETTE_MODEL)
+        if index < 0:
+            return
+        info = self.model.selected_model() or {}
+        palette = info.get("palette") or []
+        self.palette_combo.setItemIcon(
+            index, QtGui.QIcon(swatch_pixmap(palette)) if palette else QtGui.QIcon())
+        self.palette_combo.setItemText(
+            index, f"Model's palette ({len(palette)} colours)" if palette else "Model's palette")
+        self.palette_combo.setItemData(
+            index, palette_tooltip(info) if info else "The model's own palette, if it has one",
+            Qt.ItemDataRole.ToolTipRole)
 
     def _on_sources(self) -> None:
         s = self.model.settings
@@ -240,6 +417,7 @@ class InkHuePanel(QtWidgets.QWidget):
         self._fill(self.palette_combo, [("Model's palette", PALETTE_MODEL),
                                         ("No palette", PALETTE_NONE)]
                    + [(n, n) for n in self.model.palette_names], s.palette)
+        self._show_model_palette()
 
     def _on_busy(self, busy: bool) -> None:
         ready = not busy and bool(self.model.models)
@@ -255,6 +433,46 @@ class InkHuePanel(QtWidgets.QWidget):
         self.progress_bar.setValue(done)
         self.progress_bar.setFormat(text + (" (%p%)" if total else ""))
         self.message_label.setText(text)
+
+    def _on_train(self) -> None:
+        t = self.model.trainer
+        running = t.state != "idle"
+        self.train_reason.setText(t.reason if not t.available else "")
+        self.train_reason.setVisible(not t.available)
+        self.train_form.setVisible(bool(t.available) or running)
+        bases = [(BASE_LABELS.get(b["name"], b["name"]), b["name"], None,
+                  f"{b['name']} base, training crop {t.crop_size(b['name'])} px")
+                 for b in t.installed_bases]
+        if [self.train_base.itemData(i) for i in range(self.train_base.count())] != [
+                b[1] for b in bases]:
+            self._fill(self.train_base, bases, self.model.settings.train_base)
+        if t.defaults and not self._steps_from_engine:
+            self.train_steps.setValue(t.default_steps)  # once: later edits are the user's
+            self._steps_from_engine = True
+        ready = bool(t.available) and not running
+        self.train_start.setEnabled(ready and self.train_base.count() > 0)
+        self.train_export.setEnabled(ready)
+        self.train_cancel.setEnabled(running)
+        self.train_progress.setVisible(running)
+        if not running:
+            self.train_progress.reset()
+        result = t.result
+        self.train_result.setVisible(result is not None)
+        self.train_swatches.setVisible(bool(result and result.get("palette")))
+        if result is not None:
+            palette = result.get("palette") or []
+            check = held_out_text(result.get("held_out_check"))
+            self.train_result.setText(
+                f"Model '{result.get('model')}' is ready. {check}."
+                + (f" Studio palette ({len(palette)} colours):" if palette else ""))
+            if palette:
+                self.train_swatches.setPixmap(swatch_pixmap(palette, size=16))
+                self.train_swatches.setToolTip(" ".join(palette))
+
+    def _on_train_progress(self, done: int, total: int, text: str) -> None:
+        self.train_progress.setRange(0, total)  # 0..0 = busy indicator
+        self.train_progress.setValue(done)
+        self.train_progress.setFormat(text + (" (%p%)" if total else ""))
 
     def _on_error(self, text: str) -> None:
         self.error_text.setPlainText(text)

@@ -37,6 +37,28 @@ class AnimationRequest:
     extra: dict = field(default_factory=dict)
 
 
+#: Where the Train section takes its coloured frames from (``Host.training_frames``).
+TRAIN_SOURCE_ANIMATION = "animation"  # the active layer over the playback range
+TRAIN_SOURCE_DOCUMENTS = "documents"  # the current frame of every open document
+TRAIN_SOURCES = (TRAIN_SOURCE_ANIMATION, TRAIN_SOURCE_DOCUMENTS)
+
+
+@dataclass
+class TrainingFrame:
+    """One coloured frame for fine-tuning; its pixels are read only when ``read()`` is called.
+
+    ``read()`` returns RGBA u8 bytes in ``rgba`` order (``width * height * 4``), sRGB-encoded,
+    and may raise ``PluginError`` (e.g. the document was closed meanwhile). Reading lazily
+    lets the panel check the set (count, sizes) first and read one frame per event-loop turn.
+    """
+
+    name: str  # a file-name stem, e.g. "scene_f0012"
+    width: int
+    height: int
+    read: Callable[[], bytes]
+    description: str = ""  # for messages, e.g. "frame 12 of layer 'Colour' of 'scene.kra'"
+
+
 class Host:
     """Interface of the host application (every method may raise ``PluginError``)."""
 
@@ -77,5 +99,13 @@ class Host:
         """Write results into a NEW animated layer, one keyframe per source keyframe.
 
         May work asynchronously; calls ``done(layer_name, error)`` (error "" on success).
+        """
+        raise NotImplementedError
+
+    def training_frames(self, source: str) -> list[TrainingFrame]:
+        """The coloured frames of ``source`` (one of ``TRAIN_SOURCES``), not read yet.
+
+        Checks what can be checked without reading pixels (documents open, colour model
+        and depth, something animated) and raises ``PluginError`` naming the document.
         """
         raise NotImplementedError

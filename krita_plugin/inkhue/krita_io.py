@@ -27,18 +27,28 @@ line-art models.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from typing import Any
 
 from .errors import PluginError
-from .host import AnimationRequest, FrameRequest, Host
+from .host import (
+    TRAIN_SOURCE_ANIMATION,
+    TRAIN_SOURCE_DOCUMENTS,
+    AnimationRequest,
+    FrameRequest,
+    Host,
+    TrainingFrame,
+)
 from .pixels import (
     KRITA_DEPTHS,
     FrameLayout,
     clear_unselected,
     flatten_on_white,
+    is_linear_profile,
     krita_rgba_order,
     to_rgba8,
+    to_srgb_rgba8,
 )
 
 #: Profiles Krita ships and uses by default (sRGB primaries; "g10" = linear light).
@@ -57,21 +67,38 @@ def document_name(doc) -> str:
 def frame_format(doc, node) -> tuple[int, str]:
     """``(channels, depth)`` of ``node``'s pixels, or PluginError naming doc/layer and the fix."""
     name = document_name(doc)
-    for what, model, depth in (
-        (f"Document '{name}'", doc.colorModel(), doc.colorDepth()),
-        (f"Layer '{node.name()}' of '{name}'", node.colorModel(), node.colorDepth()),
-    ):
-        if model not in ("RGBA", "GRAYA"):
-            raise PluginError(
-                f"{what} is in {model} colours: InkHue reads RGB or grayscale; "
-                f"use {CONVERT_HINT}"
-            )
-        if depth not in KRITA_DEPTHS:
-            raise PluginError(
-                f"{what} has {depth} channels: InkHue reads 8/16-bit integer or 16/32-bit "
-                f"float; use {CONVERT_HINT}"
-            )
+    check_color_space(f"Document '{name}'", doc.colorModel(), doc.colorDepth())
+    check_color_space(f"Layer '{node.name()}' of '{name}'", node.colorModel(), node.colorDepth())
     return (4 if node.colorModel() == "RGBA" else 2), KRITA_DEPTHS[node.colorDepth()]
+
+
+def check_color_space(what: str, model: str, depth: str) -> None:
+    """PluginError naming ``what`` unless it is RGBA/GRAYA at U8, U16, F16 or F32."""
+    if model not in ("RGBA", "GRAYA"):
+        raise PluginError(
+            f"{what} is in {model} colours: InkHue reads RGB or grayscale; use {CONVERT_HINT}"
+        )
+    if depth not in KRITA_DEPTHS:
+        raise PluginError(
+            f"{what} has {depth} channels: InkHue reads 8/16-bit integer or 16/32-bit "
+            f"float; use {CONVERT_HINT}"
+        )
+
+
+def check_training_color(what: str, model: str, depth: str) -> None:
+    """Like ``check_color_space``, and refuses grayscale: fine-tuning learns colours."""
+    check_color_space(what, model, depth)
+    if model != "RGBA":
+        raise PluginError(
+            f"{what} is grayscale ({model}): fine-tuning learns a production's colours from "
+            f"coloured frames; use {CONVERT_HINT} on a coloured version, or leave it out"
+        )
+
+
+def file_stem(text: str) -> str:
+    """A safe file-name stem from a document or layer name."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", os.path.splitext(text)[0]).strip("._")
+    return stem[:40] or "frame"
 
 
 def all_nodes(node) -> list:
@@ -377,3 +404,96 @@ class KritaHost(Host):
             self._later(self.STEP_MS, lambda: step(i + 1))
 
         self._later(self.STEP_MS, lambda: step(0))
+
+    # -- coloured frames for fine-tuning -----------------------------------------------------
+
+    def training_frames(self, source: str) -> list[TrainingFrame]:
+        if source == TRAIN_SOURCE_ANIMATION:
+            return self._animation_training_frames()
+        if source == TRAIN_SOURCE_DOCUMENTS:
+            return self._document_training_frames()
+        raise PluginError(f"Unknown frame source {source!r}: pick one in the Train section")
+
+    def _rgba8_reader(self, doc, profile: str, read_raw: Callable[[], bytes]):
+        """A ``read()`` for TrainingFrame: raw RGBA pixels -> sRGB RGBA u8 (rgba order)."""
+        depth = KRITA_DEPTHS[doc.colorDepth()]
+        layout = FrameLayout(doc.width(), doc.height(), 4, depth, krita_rgba_order(depth))
+        linear = is_linear_profile(profile)
+
+        def read() -> bytes:
+            data = read_raw()
+            if len(data) != layout.nbytes:
+                raise PluginError(
+                    f"Krita gave {len(data)} bytes for a {layout.describe()} frame of "
+                    f"'{document_name(doc)}': is the document still open?"
+                )
+            return to_srgb_rgba8(data, layout, linear)
+
+        return read
+
+    def _animation_training_frames(self) -> list[TrainingFrame]:
+        """Every keyframe of the active layer in the playback range; for a layer without
+        keyframes (e.g. a group of animated layers), every frame of the range."""
+        doc = self.document()
+        node = self.source_node(doc)
+        name = document_name(doc)
+        check_training_color(f"Document '{name}'", doc.colorModel(), doc.colorDepth())
+        check_training_color(f"Layer '{node.name()}' of '{name}'", node.colorModel(),
+                             node.colorDepth())
+        start, end = doc.playBackStartTime(), doc.playBackEndTime()
+        stem = file_stem(name)
+        w, h = doc.width(), doc.height()
+        profile = node.colorProfile()
+        frames = []
+        if node.animated():
+            times = [t for t in range(start, end + 1) if node.hasKeyframeAtTime(t)]
+            if not times:
+                raise PluginError(
+                    f"Layer '{node.name()}' of '{name}' has no keyframes between frames "
+                    f"{start} and {end}: set the playback range over the coloured frames"
+                )
+            for t in times:
+                read = self._rgba8_reader(
+                    doc, profile, lambda t=t: bytes(node.pixelDataAtTime(0, 0, w, h, t)))
+                frames.append(TrainingFrame(f"{stem}_f{t:04d}", w, h, read,
+                                            f"frame {t} of layer '{node.name()}' of '{name}'"))
+            return frames
+        if not any(n.animated() for n in all_nodes(node)):
+            raise PluginError(
+                f"Layer '{node.name()}' of '{name}' is not animated (nor is anything in it): "
+                "select the animated layer (or the group) holding the coloured frames, or "
+                "use Frames: open documents"
+            )
+        for t in range(start, end + 1):
+            read = self._rgba8_reader(doc, profile, lambda t=t: self._pixels_at(doc, node, t))
+            frames.append(TrainingFrame(f"{stem}_f{t:04d}", w, h, read,
+                                        f"frame {t} of layer '{node.name()}' of '{name}'"))
+        return frames
+
+    def _pixels_at(self, doc, node, t: int) -> bytes:
+        """The node's projection at time ``t`` (the document's time is put back after)."""
+        doc.waitForDone()  # a time switch still under way would give a stale currentTime()
+        current = doc.currentTime()
+        try:
+            doc.setCurrentTime(t)
+            doc.waitForDone()
+            return self._pixels(node, 0, 0, doc.width(), doc.height(), None)
+        finally:
+            doc.setCurrentTime(current)
+            doc.waitForDone()
+
+    def _document_training_frames(self) -> list[TrainingFrame]:
+        """The current frame of every open document (the whole image, all visible layers)."""
+        docs = list(self.app.documents())
+        if not docs:
+            raise PluginError("No document is open: open the coloured frames as documents")
+        frames = []
+        for doc in docs:
+            name = document_name(doc)
+            check_training_color(f"Document '{name}'", doc.colorModel(), doc.colorDepth())
+            read = self._rgba8_reader(
+                doc, doc.colorProfile(),
+                lambda doc=doc: bytes(doc.pixelData(0, 0, doc.width(), doc.height())))
+            frames.append(TrainingFrame(file_stem(name), doc.width(), doc.height(), read,
+                                        f"document '{name}'"))
+        return frames

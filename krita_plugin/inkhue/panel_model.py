@@ -18,6 +18,7 @@ from .engine_process import EngineProcess
 from .errors import PluginError
 from .host import AnimationRequest, FrameRequest, Host
 from .qt import QtCore, Signal
+from .training import Trainer
 
 log = logging.getLogger("inkhue")
 
@@ -73,6 +74,9 @@ class PanelModel(QtCore.QObject):
         self._call: Call | None = None
         self._job: AnimationJob | None = None
         self._models_call: Call | None = None
+        self._models_again = False
+        #: The Train section (fine-tuning on the document's coloured frames).
+        self.trainer = Trainer(self)
 
     # -- settings ----------------------------------------------------------------------------
 
@@ -102,6 +106,13 @@ class PanelModel(QtCore.QObject):
 
     def set_detail(self, value: float) -> None:
         self.settings.detail = max(MIN_DETAIL, float(value))
+        self._save()
+
+    def set_train_choices(self, name: str, base: str, source: str) -> None:
+        """Remember the Train section's name, base and frame source (persisted)."""
+        self.settings.train_name = name.strip()
+        self.settings.train_base = base
+        self.settings.train_source = source
         self._save()
 
     def selected_model(self) -> dict[str, Any] | None:
@@ -151,6 +162,7 @@ class PanelModel(QtCore.QObject):
         self.refresh_sources()
         if self.state == "connected":
             self.refresh_models()
+            self.trainer.refresh_info()
         elif self.state == "offline":
             self.connect_engine(quiet=True)
 
@@ -164,6 +176,7 @@ class PanelModel(QtCore.QObject):
             else:
                 self._set_status("offline", "Not connected")
                 self.set_error(message)
+            self.trainer.set_offline()
             return
         self.engine_info = result.value
         version = result.value.get("version", "?")
@@ -173,6 +186,7 @@ class PanelModel(QtCore.QObject):
         if self.error and not self.busy:
             self.clear_error()
         self.refresh_models()
+        self.trainer.refresh_info()
 
     def start_engine(self) -> None:
         """Run the engine command; connects once ``/health`` answers."""
@@ -189,13 +203,22 @@ class PanelModel(QtCore.QObject):
         self._set_status("offline", "Not connected")
         self.set_error(text)
 
-    def refresh_models(self) -> None:
-        """Re-read ``/models`` (the server re-scans its folders, so new models appear)."""
+    def refresh_models(self, force: bool = False) -> None:
+        """Re-read ``/models`` (the server re-scans its folders, so new models appear).
+
+        ``force``: when a request is already in flight (it may predate a new model), ask
+        once more after it.
+        """
         if self._models_call is not None and not self._models_call.done:
+            self._models_again = self._models_again or force
             return
         self._models_call = self.client.models(self._models)
 
     def _models(self, result: Result) -> None:
+        if self._models_again:
+            self._models_again = False
+            self._models_call = self.client.models(self._models)
+            return
         if not result.ok:
             if self.state == "connected":
                 self._set_status("offline", "Not connected")

@@ -202,3 +202,77 @@ def to_rgba8(data: bytes, layout: FrameLayout, order: str) -> bytes:
     if layout.order != order:
         out[0::4], out[2::4] = out[2::4], out[0::4]
     return bytes(out)
+
+
+def is_linear_profile(profile: str) -> bool:
+    """Whether a Krita colour profile stores linear light (Krita's float default, "g10")."""
+    name = (profile or "").lower()
+    return "g10" in name or "linear" in name
+
+
+def _srgb_encode(v: float) -> float:
+    """Linear light 0..1 -> sRGB-encoded 0..1 (the sRGB transfer curve)."""
+    return 12.92 * v if v <= 0.0031308 else 1.055 * v ** (1.0 / 2.4) - 0.055
+
+
+_SRGB_LUT16: bytes | None = None
+
+
+def _srgb_lut16() -> bytes:
+    """65536 entries: a 16-bit linear value -> its sRGB-encoded u8 value."""
+    global _SRGB_LUT16
+    if _SRGB_LUT16 is None:
+        _SRGB_LUT16 = bytes(int(_srgb_encode(i / 65535.0) * 255.0 + 0.5) for i in range(65536))
+    return _SRGB_LUT16
+
+
+def to_srgb_rgba8(data: bytes, layout: FrameLayout, linear: bool) -> bytes:
+    """A 4-channel frame (any depth, ``layout.order``) as sRGB-encoded RGBA u8 in rgba order.
+
+    ``linear``: the values are linear light (a "g10" profile, Krita's default for 16-bit
+    and float RGB): colour channels go through the sRGB curve (via 16-bit steps), alpha
+    stays linear. Otherwise this is ``to_rgba8(data, layout, "rgba")``. Used for the
+    coloured frames of a fine-tuning, which the training reads as sRGB PNG files.
+    """
+    if not linear:
+        return to_rgba8(data, layout, "rgba")
+    _check(data, layout)
+    if layout.channels != 4:
+        raise ValueError("colour frames need 4 channels (colour + alpha)")
+    lut = _srgb_lut16()
+    if layout.depth == "u8":
+        ints = array("H", (v * 257 for v in data))
+        alpha = bytes(data[3::4])
+    elif layout.depth == "u16":
+        ints = array("H", data)
+        alpha = bytes(data[7::8])  # little-endian high bytes, as to_rgba8
+    else:
+        values = _decode(data, layout.depth)
+        ints = array("H", (0 if not v > 0.0 else 65535 if v >= 1.0 else int(v * 65535.0 + 0.5)
+                           for v in values))
+        alpha = bytes(0 if not v > 0.0 else 255 if v >= 1.0 else int(v * 255.0 + 0.5)
+                      for v in values[3::4])
+    out = bytearray(len(ints))
+    red, blue = (2, 0) if layout.order == "bgra" else (0, 2)
+    out[0::4] = bytes(map(lut.__getitem__, ints[red::4]))
+    out[1::4] = bytes(map(lut.__getitem__, ints[1::4]))
+    out[2::4] = bytes(map(lut.__getitem__, ints[blue::4]))
+    out[3::4] = alpha
+    return bytes(out)
+
+
+def encode_png(rgba: bytes, width: int, height: int) -> bytes:
+    """PNG file bytes of an RGBA u8 frame (rgba order, non-premultiplied), encoded by Qt."""
+    from .qt import QtCore, QtGui, to_bytes
+
+    if len(rgba) != width * height * 4:
+        raise ValueError(f"frame has {len(rgba)} bytes, expected {width * height * 4} for "
+                         f"{width}x{height} RGBA u8")
+    data = bytes(rgba)  # the QImage reads this buffer until save() returns
+    image = QtGui.QImage(data, width, height, width * 4, QtGui.QImage.Format.Format_RGBA8888)
+    buffer = QtCore.QBuffer()
+    buffer.open(QtCore.QIODevice.OpenModeFlag.WriteOnly)
+    if not image.save(buffer, "PNG"):
+        raise ValueError(f"Qt could not encode a {width}x{height} PNG")
+    buffer.close()
+    return to_bytes(buffer.data())

@@ -27,6 +27,9 @@ class Settings:
     detail: float = 1.0
     palette: str = ""  # "" = the model's own palette, "none", or a palette's name
     hint_layer: str = ""
+    train_name: str = ""  # the Train section's model name
+    train_base: str = "grayscale"
+    train_source: str = "animation"  # host.TRAIN_SOURCES
 
 
 class KritaStore:

@@ -176,6 +176,46 @@ def case_cmyk(app, cfg, results) -> None:
     doc.close()
 
 
+def case_train_documents(app, cfg, results) -> None:
+    """The Train section's "Open documents" frames, read from real Krita documents (an RGBA
+    U8 one and an RGBA F32 one with Krita's default, linear profile), PNG-encoded by the
+    plugin under Krita's own PyQt; a GRAYA document must be refused."""
+    from inkhue.errors import PluginError
+    from inkhue.krita_io import KritaHost
+    from inkhue.pixels import encode_png
+
+    w, h = cfg["width"], cfg["height"]
+    docs = []
+    for name, depth, frame in (("inkhue-train-u8", "U8", "train_u8.bin"),
+                               ("inkhue-train-f32", "F32", "train_f32.bin")):
+        doc = app.createDocument(w, h, name, "RGBA", depth, "", 72.0)
+        doc.setBatchmode(True)
+        paint = doc.createNode("Paint", "paintlayer")
+        doc.rootNode().addChildNode(paint, None)
+        paint.setPixelData(read_bin(cfg, frame), 0, 0, w, h)
+        doc.refreshProjection()
+        doc.waitForDone()
+        docs.append(doc)
+    host = KritaHost(app)
+    frames = host.training_frames("documents")
+    out = {"names": [f.name for f in frames], "sizes": [[f.width, f.height] for f in frames],
+           "profiles": [d.colorProfile() for d in docs], "error": ""}
+    for f in frames:
+        with open(os.path.join(cfg["out"], f"train_{f.name}.png"), "wb") as png:
+            png.write(encode_png(f.read(), f.width, f.height))
+    gray = app.createDocument(w, h, "inkhue-train-gray", "GRAYA", "U8", "", 72.0)
+    gray.setBatchmode(True)
+    try:
+        host.training_frames("documents")
+    except PluginError as exc:
+        out["error"] = str(exc)
+    results["train_documents"] = out
+    log(f"train documents: {out}")
+    for doc in docs + [gray]:
+        doc.setModified(False)
+        doc.close()
+
+
 def __main__(args: list[str]) -> None:
     code = 1
     results: dict = {"log": LOG}
@@ -197,7 +237,7 @@ def __main__(args: list[str]) -> None:
         log(f"Krita {results['krita']['version']}, Qt {krita.qVersion()}, binding {qt.API}, "
             f"plugin {inkhue.__file__}")
         app = Krita.instance()
-        for case in (case_u8, case_lines16, case_graya, case_cmyk):
+        for case in (case_u8, case_lines16, case_graya, case_cmyk, case_train_documents):
             case(app, cfg, results)
         code = 0
     except BaseException:

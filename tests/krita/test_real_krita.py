@@ -112,6 +112,17 @@ def flatten_white(arr: np.ndarray, full: int) -> np.ndarray:
     return np.concatenate([out, np.full_like(a, full)], axis=-1).astype(arr.dtype)
 
 
+def colour_bgra() -> np.ndarray:
+    """A BGRA u8 coloured frame (flat fills, dark lines, a half-transparent corner)."""
+    y, x = np.mgrid[0:H, 0:W]
+    out = np.zeros((H, W, 4), np.uint8)
+    out[...] = [50, 60, 200, 255]
+    out[x >= W // 2] = [210, 130, 60, 255]
+    out[(x % 9 == 0) | (y % 7 == 0)] = [20, 20, 20, 255]
+    out[:4, :4, 3] = 128
+    return out
+
+
 def layer_names(case: dict) -> list[str]:
     return [layer["name"] for layer in case["layers"]]
 
@@ -127,6 +138,8 @@ def test_headless_kritarunner_colorize_frame(engine, plugin_zip, tmp_path):
         "u8_frame.bin": bgra_u8(cartoon_gray(0)),
         "lines16_frame.bin": line_art_u16(),
         "graya_frame.bin": np.stack([cartoon_gray(1), np.full((H, W), 255, np.uint8)], -1),
+        "train_u8.bin": colour_bgra(),
+        "train_f32.bin": (colour_bgra()[..., [2, 1, 0, 3]] / 255.0).astype(np.float32),
     }
     for name, arr in frames.items():
         (out / name).write_bytes(arr.tobytes())
@@ -203,6 +216,26 @@ def test_headless_kritarunner_colorize_frame(engine, plugin_zip, tmp_path):
     assert "Image > Convert Image Color Space to RGB" in cmyk["error"]
     assert cmyk["layers"] == ["Background", "Ink"]
 
+    # Train section, "Open documents": each document's projection (the painted layer over
+    # the new document's white Background) as an sRGB PNG.
+    train = result["train_documents"]
+    assert train["names"] == ["inkhue-train-u8", "inkhue-train-f32"]
+    assert train["sizes"] == [[W, H], [W, H]]
+    u8_png = cv2.imread(str(out / "train_inkhue-train-u8.png"), cv2.IMREAD_UNCHANGED)
+    want8 = flatten_white(colour_bgra(), 255)  # cv2 reads BGRA, like the painted bytes
+    assert np.abs(u8_png.astype(int) - want8.astype(int)).max() <= 1  # Krita's rounding
+    np.testing.assert_array_equal(u8_png[4:, 4:], colour_bgra()[4:, 4:])  # opaque: exact
+    f32_png = cv2.imread(str(out / "train_inkhue-train-f32.png"), cv2.IMREAD_UNCHANGED)
+    assert "g10" in train["profiles"][1]  # Krita's float default: linear light
+    f32 = frames["train_f32.bin"].astype(np.float64)  # RGBA, linear light
+    linear = f32[..., :3] * f32[..., 3:] + (1.0 - f32[..., 3:])  # over white, in linear
+    srgb = np.where(linear <= 0.0031308, 12.92 * linear,
+                    1.055 * linear ** (1 / 2.4) - 0.055)
+    want = np.round(srgb * 255)[..., ::-1]
+    assert np.abs(f32_png[..., :3].astype(np.float64) - want).max() <= 1
+    assert (f32_png[..., 3] == 255).all()
+    assert train["error"].startswith("Document 'inkhue-train-gray' is grayscale (GRAYA)")
+
 
 def test_gui_colorize_animation_from_the_docker(engine, plugin_zip, tmp_path):
     """(b)+(c) full GUI under Xvfb: 3 keyframes, the docker's Colorize animation, screenshot."""
@@ -249,3 +282,21 @@ def test_gui_colorize_animation_from_the_docker(engine, plugin_zip, tmp_path):
     for t, expected in zip(times, want, strict=True):
         assert (out / f"result_{t}.bin").read_bytes() == expected, f"keyframe {t}"
     assert result["screenshot"]["rc"] == 0 and shot.is_file() and shot.stat().st_size > 10_000
+
+    # Train section, "Current animation range": the keyframes of the animated layer, and
+    # for a group holding a copy of it every frame of the playback range, as RGBA u8.
+    train = result["training_frames"]
+    assert "error" not in train, train
+    assert train["keys"] == [f"inkhue-gui_f{t:04d}" for t in times]
+    rgba = [f[..., [2, 1, 0, 3]].tobytes() for f in frames]
+    for t, want in zip(times, rgba, strict=True):
+        assert (out / f"train_inkhue-gui_f{t:04d}.bin").read_bytes() == want, f"key {t}"
+    assert train["copy_animated"]
+    start, end = train["range"]
+    assert start == 0 and end >= times[-1]
+    assert train["group"] == [f"inkhue-gui_f{t:04d}" for t in range(start, end + 1)]
+    for t in range(start, end + 1):
+        held = max(i for i, k in enumerate(times) if k <= t)  # the keyframe shown at t
+        got = (out / f"train_group_inkhue-gui_f{t:04d}.bin").read_bytes()
+        assert got == rgba[held], f"group projection at frame {t}"
+    assert train["time_after"] == 2  # the user's frame is put back

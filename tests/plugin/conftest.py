@@ -40,7 +40,7 @@ for path in (str(PLUGIN_DIR), str(HERE)):
 from fake_engine import FakeEngine  # noqa: E402
 
 from inkhue.errors import PluginError  # noqa: E402
-from inkhue.host import AnimationRequest, FrameRequest, Host  # noqa: E402
+from inkhue.host import AnimationRequest, FrameRequest, Host, TrainingFrame  # noqa: E402
 from inkhue.pixels import FrameLayout  # noqa: E402
 
 
@@ -63,6 +63,24 @@ def dead_url():
     return f"http://127.0.0.1:{port}"
 
 
+def colour_frame(width: int, height: int, seed: int) -> bytes:
+    """An RGBA u8 (rgba order) cartoon-ish coloured frame: two flat fills split by dark lines,
+    a half-transparent bottom row; different for every ``seed``."""
+    out = bytearray()
+    for y in range(height):
+        for x in range(width):
+            if (x + seed) % 7 == 0 or (y + seed) % 9 == 0:
+                px = (20, 20, 20, 255)
+            elif x < width // 2:
+                px = ((200 + seed * 5) % 256, 60, 50, 255)
+            else:
+                px = (60, 130, (210 + seed * 3) % 256, 255)
+            if y == height - 1:
+                px = px[:3] + (128,)
+            out += bytes(px)
+    return bytes(out)
+
+
 class StubHost(Host):
     """A host without Krita: one RGBA u8 frame (BGRA bytes), records what is inserted."""
 
@@ -78,6 +96,28 @@ class StubHost(Host):
         self.hints: bytes | None = None
         self.inserted: list[dict] = []
         self.read_error = ""
+        self.train_error = ""  # training_frames raises it (e.g. a CMYK document)
+        self.train_sources: list[str] = []
+        self.train_reads = 0  # how many training frames were read (pixels)
+        self.set_training_frames(5, 24, 20)
+
+    def set_training_frames(self, n: int, width: int, height: int, seeds=None,
+                            make=colour_frame) -> None:
+        """``n`` frames ``make(width, height, seed)`` (default: coloured; ``seeds``: one per
+        frame, equal seeds = equal pixels)."""
+        seeds = list(range(n)) if seeds is None else list(seeds)
+
+        def reader(seed):
+            def read():
+                self.train_reads += 1
+                return make(width, height, seed)
+            return read
+
+        self.train_frames = [
+            TrainingFrame(f"stub_f{k:04d}", width, height, reader(seed),
+                          f"frame {k} of layer 'Colour' of 'stub.kra'")
+            for k, seed in enumerate(seeds)
+        ]
 
     def layer_names(self):
         return list(self.layers)
@@ -110,6 +150,12 @@ class StubHost(Host):
         self.inserted.append({"kind": "animation", "data": list(results), "layout": layout,
                               "model": model_name, "task": task, "times": request.times})
         done("InkHue " + model_name, "")
+
+    def training_frames(self, source):
+        self.train_sources.append(source)
+        if self.train_error:
+            raise PluginError(self.train_error)
+        return list(self.train_frames)
 
 
 @pytest.fixture

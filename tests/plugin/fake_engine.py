@@ -5,12 +5,21 @@ channel c becomes 255 - c (gray is first spread to three channels), alpha is kep
 pixel with alpha > 0 wins over that. It records every request so tests can check what
 the plugin sent. Run it as a script (``python fake_engine.py --port N``) for the tests of
 "Start engine".
+
+Fine-tuning (``/train``): the same checks and messages as engine/server.py before anything
+starts (options, file parts, PNG/TIFF/JPEG/WebP magic, at least ``min_frames`` frames, each
+frame's short side >= the crop, read from the PNG header; name taken; one job at a time),
+then a job that moves on at each poll: ``starting`` -> ``training`` (``train_step_per_poll``
+steps a poll) -> ``export`` -> ``check`` -> ``done``, when the model (with
+``train_palette``) joins ``models``. It does not train anything, and does not check colour.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
+import struct
 import threading
 import time
 from email import policy
@@ -46,6 +55,21 @@ def fake_colorize(frame: bytes, channels: int, order: str, hints: bytes | None) 
     return bytes(out)
 
 
+TRAIN_DEFAULTS = {"steps": 300, "lr": 1e-4, "batch_size": 8, "palette_colors": 16,
+                  "min_frames": 4}
+TRAIN_OPTIONS = {"name", "base", "steps", "lr", "crop_size", "batch_size", "palette_colors",
+                 "palette", "hold_out", "overwrite"}
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]{0,63}$")
+_MAGIC = (b"\x89PNG\r\n\x1a\n", b"II*\x00", b"MM\x00*", b"\xff\xd8\xff")
+
+
+def png_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a PNG's IHDR chunk, None for other files."""
+    if not data.startswith(_MAGIC[0]) or data[12:16] != b"IHDR":
+        return None
+    return struct.unpack(">II", data[16:24])
+
+
 class FakeEngine:
     """State of the fake server; ``url`` once started."""
 
@@ -59,6 +83,26 @@ class FakeEngine:
         self.stall_jobs = False  # jobs never progress (for Cancel)
         self.jobs: dict[str, dict] = {}
         self.deleted: list[str] = []
+        # fine-tuning
+        self.has_train = True  # False: an engine older than /train (404)
+        self.train_available = True
+        self.train_error: str | None = None
+        self.train_bases = [
+            {"name": "grayscale", "installed": True, "task": "grayscale", "train_size": 16},
+            {"name": "lineart", "installed": False, "task": None, "train_size": None},
+        ]
+        self.train_defaults = dict(TRAIN_DEFAULTS)
+        self.train_posts: list[dict] = []  # what POST /train received (accepted or not)
+        self.train_jobs: dict[str, dict] = {}
+        self.train_deleted: list[str] = []
+        self.train_fail: tuple[int, str] | None = None  # answer POST /train with it
+        self.train_fail_at: int | None = None  # a job fails once it reaches this step
+        self.train_stall = False  # jobs stay at step 1 (for Cancel)
+        self.train_step_per_poll = 2
+        self.train_answer_delay_s = 0.0  # sleep between starting a job and answering POST
+        self.train_palette = ["#e65037", "#468cdc", "#fad25a"]
+        self.train_check: dict | None = {"base": 21.5, "base+palette": 19.0,
+                                         "finetuned": 8.25, "finetuned+palette": 7.5}
         self._lock = threading.Lock()
         self.server: ThreadingHTTPServer | None = None
         self.thread: threading.Thread | None = None
@@ -164,6 +208,13 @@ class _Handler(BaseHTTPRequestHandler):
             "X-InkHue-Order": layout["order"], "X-InkHue-Model": layout.get("model") or "",
         })
 
+    def _multipart(self, body: bytes) -> list:
+        ctype = self.headers.get("Content-Type", "")
+        msg = BytesParser(policy=policy.default).parsebytes(
+            b"Content-Type: " + ctype.encode() + b"\r\n\r\n" + body
+        )
+        return list(msg.iter_parts())
+
     def _post_colorize(self, rest, query, body):
         st = self.state
         ctype = self.headers.get("Content-Type", "")
@@ -248,6 +299,158 @@ class _Handler(BaseHTTPRequestHandler):
             job["state"] = "cancelled"
         self.state.deleted.append(rest[0])
         self._json(200, {"id": rest[0], "state": job["state"]})
+
+
+    # -- fine-tuning -------------------------------------------------------------------------
+    def _get_train(self, rest, query, body):
+        st = self.state
+        if not st.has_train:
+            self._error(404, "Not Found")
+            return
+        if rest:
+            job = st.train_jobs.get(rest[0])
+            if job is None:
+                self._error(404, f"training job {rest[0]!r} not found (unknown, deleted or "
+                                 "expired)")
+                return
+            self._advance(job)
+            self._json(200, job)
+            return
+        self._json(200, {"available": st.train_available, "error": st.train_error,
+                         "bases": st.train_bases if st.train_available else [],
+                         "defaults": st.train_defaults if st.train_available else {},
+                         "jobs": list(st.train_jobs.values())})
+
+    def _advance(self, job: dict) -> None:
+        """One poll's worth of progress of a running fake fine-tuning."""
+        st = self.state
+        if job["state"] != "running":
+            return
+        if job["phase"] == "starting":
+            job["phase"], job["palette"] = "training", list(st.train_palette)
+        elif job["phase"] == "training":
+            if st.train_stall:
+                job["step"] = 1
+            else:
+                job["step"] = min(job["total"], job["step"] + st.train_step_per_poll)
+            job["losses"] = {"loss_d": 1.0, "loss_g": 2.0, "l1": 0.1, "adv": 0.5, "img_s": 9.0}
+            if st.train_fail_at is not None and job["step"] >= st.train_fail_at:
+                job.update(state="failed", phase="finished",
+                           error="out of memory: lower batch_size")
+            elif job["step"] == job["total"]:
+                job["phase"] = "export"
+        elif job["phase"] == "export":
+            job["phase"] = "check"
+        elif job["phase"] == "check":
+            job.update(state="done", phase="finished", model=job["name"],
+                       held_out_check=st.train_check, seconds=42.0)
+            st.models.append({"name": job["name"], "task": "grayscale",
+                              "file": f"/user/models/{job['name']}.onnx", "train_size": 16,
+                              "multiple_of": 8, "trained_on": "fine-tuned",
+                              "palette": list(st.train_palette), "builtin": False})
+
+    def _post_train(self, rest, query, body):
+        st = self.state
+        parts = self._multipart(body)
+        frames = [(p.get_filename(), p.get_payload(decode=True)) for p in parts
+                  if p.get_param("name", header="content-disposition") == "frames"]
+        options_part = [p for p in parts
+                        if p.get_param("name", header="content-disposition") == "options"]
+        raw = options_part[0].get_payload(decode=True) if options_part else None
+        post = {"content_type": self.headers.get("Content-Type", ""), "frames": frames,
+                "options_raw": raw, "options": None}
+        st.train_posts.append(post)
+        if not st.has_train:
+            self._error(404, "Not Found")
+            return
+        if not st.train_available:
+            self._error(501, st.train_error or "fine-tuning is not available")
+            return
+        if st.train_fail:
+            self._error(*st.train_fail)
+            return
+        if raw is None:
+            self._error(400, "multipart part 'options' is missing: send the training options "
+                             "as JSON, e.g. {\"name\": \"studio\", \"base\": \"grayscale\"}")
+            return
+        options = json.loads(raw)
+        post["options"] = options
+        unknown = sorted(set(options) - TRAIN_OPTIONS)
+        if unknown:
+            self._error(400, f"options field {unknown[0]!r}: Extra inputs are not permitted")
+            return
+        if not frames:
+            self._error(400, "multipart part 'frames' is missing: upload the colored frames "
+                             "as file parts named 'frames'")
+            return
+        for i, (filename, data) in enumerate(frames):
+            if filename is None:
+                self._error(400, f"frames part {i} came as a text field: send each frame as "
+                                 "a file part (with a filename in its Content-Disposition)")
+                return
+            if not data.startswith(_MAGIC) and data[8:12] != b"WEBP":
+                self._error(400, f"frames part {i} ({filename}): not a PNG, TIFF, JPEG or "
+                                 "WebP file: send each frame as an encoded image file")
+                return
+        name = str(options.get("name", "")).strip()
+        if not _NAME_RE.match(name):
+            self._error(400, f"model name {name!r}: use 1-64 letters, digits, spaces, '.', "
+                             "'_' or '-', starting with a letter or digit")
+            return
+        busy = [j for j in st.train_jobs.values() if j["state"] == "running"]
+        if busy:
+            self._error(409, f"a fine-tuning is already running (job {busy[0]['id']}, model "
+                             f"{busy[0]['name']!r}): wait for it, or cancel it with DELETE "
+                             f"/train/{busy[0]['id']}")
+            return
+        base = options.get("base", "grayscale")
+        info = next((b for b in st.train_bases if b["name"] == base), None)
+        if info is None or not info["installed"]:
+            self._error(501, f"base {base!r}: the shipped checkpoint is not installed")
+            return
+        crop = options.get("crop_size") or info.get("train_size") or 128
+        minimum = st.train_defaults["min_frames"]
+        if len(frames) < minimum:
+            self._error(400, f"uploaded frames: {len(frames)} frame(s); fine-tuning needs at "
+                             f"least {minimum} colored frames of the production (a few "
+                             "dozen work best)")
+            return
+        for i, (filename, data) in enumerate(frames):
+            size = png_size(data)
+            if size is not None and min(size) < crop:
+                self._error(400, f"uploaded frames: frame {i:04d}_{filename} is "
+                                 f"{size[0]}x{size[1]} px, smaller than the {crop}-px "
+                                 f"training crop: use frames of at least {crop} px on the "
+                                 "short side, or a smaller crop size")
+                return
+        if any(m["name"] == name and not m.get("builtin") for m in st.models):
+            self._error(409, f"name: a model {name!r} exists in the user models folder: "
+                             "choose another name, or send overwrite: true")
+            return
+        with st._lock:
+            job_id = f"train{len(st.train_jobs) + 1}"
+            job = {"id": job_id, "name": name, "state": "running", "phase": "starting",
+                   "step": 0, "total": int(options.get("steps") or TRAIN_DEFAULTS["steps"]),
+                   "losses": None, "error": None, "model": None, "palette": None,
+                   "held_out_check": None, "seconds": 0.0}
+            st.train_jobs[job_id] = job
+        if st.train_answer_delay_s:
+            time.sleep(st.train_answer_delay_s)
+        self._json(200, job)
+
+    def _delete_train(self, rest, query, body):
+        st = self.state
+        job = st.train_jobs.get(rest[0]) if rest else None
+        if job is None:
+            self._error(404, f"training job {rest[0] if rest else '?'!r} not found")
+            return
+        st.train_deleted.append(job["id"])
+        if job["state"] == "running":
+            job.update(state="cancelled", phase="finished")  # the fake "subprocess" ends now
+            self._json(200, {**job, "forgotten": False})
+        else:
+            del st.train_jobs[job["id"]]
+            self._json(200, {**job, "forgotten": True})
 
 
 def main() -> None:

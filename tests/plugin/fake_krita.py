@@ -111,6 +111,9 @@ class Node:
         return self._rect(self._buffer_at(self.doc.currentTime()), x, y, w, h)
 
     def projectionPixelData(self, x, y, w, h):  # noqa: N802
+        # A group's projection here is its top child's (enough for the plugin's reads).
+        if self._type == "grouplayer" and self._children:
+            return self._children[-1].projectionPixelData(x, y, w, h)
         return self.pixelData(x, y, w, h)
 
     def pixelDataAtTime(self, x, y, w, h, t):  # noqa: N802
@@ -181,6 +184,13 @@ class Document:
 
     def colorDepth(self):  # noqa: N802
         return self.depth
+
+    def colorProfile(self):  # noqa: N802
+        return self.profile
+
+    def pixelData(self, x, y, w, h):  # noqa: N802
+        """The image's projection at the current time (here: the top layer's)."""
+        return self.root.projectionPixelData(x, y, w, h)
 
     def fileName(self):  # noqa: N802
         return self._file
@@ -301,6 +311,7 @@ class Palette:
 class App:
     def __init__(self, document: Document | None = None, gui: bool = True) -> None:
         self.active_document = document
+        self.open_documents: list[Document] = [document] if document is not None else []
         self.gui = gui
         self.blank_frame = Action(self)
         self.palettes: dict[str, list] = {}
@@ -308,6 +319,9 @@ class App:
 
     def activeDocument(self):  # noqa: N802
         return self.active_document
+
+    def documents(self):
+        return list(self.open_documents)
 
     def action(self, name):
         return self.blank_frame if (self.gui and name == "add_blank_frame") else None

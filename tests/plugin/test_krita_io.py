@@ -248,3 +248,86 @@ def test_palettes():
     with pytest.raises(PluginError, match="Palette 'Gone' is not in Krita's resources"):
         host.palette_colors("Gone")
     assert managed_color_hex(fk.ManagedColor("RGBA", "F32", [1.2, -0.1, 0.2, 1])) == "#ff0033"
+
+
+# -- coloured frames for the Train section ----------------------------------------------------
+
+def bgra_to_rgba(data: bytes) -> bytes:
+    out = bytearray(data)
+    out[0::4], out[2::4] = out[2::4], out[0::4]
+    return bytes(out)
+
+
+def test_training_frames_are_the_keyframes_of_the_active_layer():
+    doc = fk.Document(3, 2)
+    doc.start, doc.end = 1, 8
+    doc.time = 5
+    colour = doc.add_layer("Colour")
+    for t in (0, 2, 5, 9):  # 0 and 9 are outside the playback range
+        colour.fill(pattern(colour.nbytes, seed=t), time=t)
+    doc.setActiveNode(colour)
+    host, _app, _ = host_for(doc)
+    frames = host.training_frames("animation")
+    assert [(f.name, f.width, f.height) for f in frames] == [
+        ("scene_f0002", 3, 2), ("scene_f0005", 3, 2)]
+    assert frames[0].description == "frame 2 of layer 'Colour' of 'scene.kra'"
+    assert [f.read() for f in frames] == [bgra_to_rgba(pattern(24, seed=t)) for t in (2, 5)]
+    assert doc.time == 5 and colour.writes == 0
+
+
+def test_training_frames_of_a_group_step_through_the_range():
+    doc = fk.Document(2, 2)
+    doc.start, doc.end = 0, 3
+    doc.time = 2
+    scene = doc.add_layer("Scene", node_type="grouplayer")
+    colour = fk.Node(doc, "Colour")
+    scene.addChildNode(colour, None)
+    colour.fill(pattern(16, seed=1), time=0)
+    colour.fill(pattern(16, seed=2), time=2)
+    doc.setActiveNode(scene)
+    host, _app, _ = host_for(doc)
+    frames = host.training_frames("animation")
+    assert [f.name for f in frames] == [f"scene_f{t:04d}" for t in range(4)]
+    got = [f.read() for f in frames]
+    assert got == [bgra_to_rgba(pattern(16, seed=s)) for s in (1, 1, 2, 2)]  # the projection
+    assert doc.time == 2  # put back after every read
+    still = doc.add_layer("Still")
+    doc.setActiveNode(still)
+    with pytest.raises(PluginError, match="Layer 'Still' of 'scene.kra' is not animated"):
+        host.training_frames("animation")
+
+
+def test_training_frames_of_open_documents_in_srgb():
+    a = fk.Document(2, 1, name="a.kra")
+    a.add_layer("Paint").fill(bytes([10, 20, 30, 255, 1, 2, 3, 0]))
+    f = fk.Document(2, 1, depth="F32", profile="sRGB-elle-V2-g10.icc", name="f.kra")
+    f.add_layer("Paint").fill(struct.pack("<8f", 0.5, 0.0, 1.0, 1.0, 0.2, 0.2, 0.2, 0.5))
+    host, app, _ = host_for(a)
+    app.open_documents = [a, f]
+    frames = host.training_frames("documents")
+    assert [(fr.name, fr.description) for fr in frames] == [
+        ("a", "document 'a.kra'"), ("f", "document 'f.kra'")]
+    assert frames[0].read() == bytes([30, 20, 10, 255, 3, 2, 1, 0])  # BGRA -> RGBA
+    # F32 linear light -> sRGB-encoded u8 (0.5 -> 188, 0.2 -> 124), alpha stays linear.
+    assert frames[1].read() == bytes([188, 0, 255, 255, 124, 124, 124, 128])
+    app.open_documents = []
+    with pytest.raises(PluginError, match="No document is open"):
+        host.training_frames("documents")
+
+
+@pytest.mark.parametrize("model,depth,words", [
+    ("CMYKA", "U8", "Document 'scene.kra' is in CMYKA colours"),
+    ("RGBA", "U32", "Document 'scene.kra' has U32 channels"),
+    ("GRAYA", "U8", "Document 'scene.kra' is grayscale (GRAYA): fine-tuning learns")])
+@pytest.mark.parametrize("source", ["animation", "documents"])
+def test_training_frames_refuse_unsupported_documents(model, depth, words, source):
+    doc = fk.Document(2, 2, model=model, depth="U8")
+    ink = doc.add_layer("Ink")
+    ink.fill(pattern(ink.nbytes), time=0)
+    doc.depth = ink._depth = depth
+    doc.setActiveNode(ink)
+    host, _app, _ = host_for(doc)
+    with pytest.raises(PluginError) as err:
+        host.training_frames(source)
+    assert str(err.value).startswith(words)
+    assert "Image > Convert Image Color Space to RGB" in str(err.value)

@@ -10,8 +10,10 @@ from inkhue.pixels import (
     clear_unselected,
     flatten_on_white,
     flatten_on_white_py,
+    is_linear_profile,
     krita_rgba_order,
     to_rgba8,
+    to_srgb_rgba8,
 )
 
 DTYPES = {"u8": np.uint8, "u16": np.uint16, "f16": np.float16, "f32": np.float32}
@@ -98,3 +100,39 @@ def test_to_rgba8(depth):
 def test_krita_orders():
     assert [krita_rgba_order(d) for d in ("u8", "u16", "f16", "f32")] == [
         "bgra", "bgra", "rgba", "rgba"]
+
+
+def srgb_reference(linear01: np.ndarray) -> np.ndarray:
+    """The sRGB curve in float64 (IEC 61966-2-1), rounded to u8."""
+    v = np.clip(linear01.astype(np.float64), 0.0, 1.0)
+    enc = np.where(v <= 0.0031308, 12.92 * v, 1.055 * v ** (1 / 2.4) - 0.055)
+    return np.round(enc * 255.0).astype(np.int64)
+
+
+@pytest.mark.parametrize("depth", ["u8", "u16", "f16", "f32"])
+@pytest.mark.parametrize("order", ["rgba", "bgra"])
+def test_srgb_rgba8_encodes_linear_light(depth, order):
+    arr = random_frame(depth, 4, seed=3)
+    if depth in ("f16", "f32"):
+        arr[1, 0, :3] = [1.5, -0.2, 0.5]  # out of range floats are clipped
+    layout = FrameLayout(7, 5, 4, depth, order)
+    data = arr.tobytes()
+    assert to_srgb_rgba8(data, layout, linear=False) == to_rgba8(data, layout, "rgba")
+    got = np.frombuffer(to_srgb_rgba8(data, layout, linear=True), np.uint8).reshape(5, 7, 4)
+    rgba = arr[..., [2, 1, 0, 3]] if order == "bgra" else arr
+    linear = rgba[..., :3].astype(np.float64) / FULL[depth]
+    # 16-bit steps before the curve: at most one u8 step off the exact curve.
+    assert np.abs(got[..., :3].astype(np.int64) - srgb_reference(linear)).max() <= 1
+    want_alpha = np.frombuffer(to_rgba8(data, layout, "rgba"), np.uint8).reshape(5, 7, 4)
+    want_alpha = want_alpha[..., 3]
+    np.testing.assert_array_equal(got[..., 3], want_alpha)  # alpha is not a colour
+    if depth in ("f16", "f32"):
+        # linear 0.5 is sRGB 188 (stored as r, g, b = 1.5, -0.2, 0.5 in memory order)
+        assert list(got[1, 0, :3]) == ([255, 0, 188] if order == "rgba" else [188, 0, 255])
+
+
+def test_linear_profiles():
+    assert is_linear_profile("sRGB-elle-V2-g10.icc")
+    assert is_linear_profile("scRGB (linear)")
+    assert not is_linear_profile("sRGB-elle-V2-srgbtrc.icc")
+    assert not is_linear_profile("")

@@ -273,6 +273,43 @@ class GuiDriver(Extension):
             "layers": [n.name() for n in self.doc.rootNode().childNodes()], "keys": keys,
             "pixels_unchanged": same}
         self.log(f"after one undo: {self.result['after_one_undo']}")
+        self.later(self.training_frames)
+
+    def training_frames(self) -> None:
+        """The Train section's "Current animation range" frames: the keyframes of the animated
+        layer, and every frame of the range of a group holding a copy of it (its projection
+        at each time). Written as RGBA u8 files for the test to compare."""
+        from inkhue.errors import PluginError
+        from inkhue.krita_io import KritaHost
+
+        app, doc = Krita.instance(), self.doc
+        out: dict = {}
+        try:
+            keys = KritaHost(app, document=doc, source=self.ink).training_frames("animation")
+            out["keys"] = [f.name for f in keys]
+            for f in keys:
+                with open(os.path.join(self.cfg["out"], f"train_{f.name}.bin"), "wb") as fh:
+                    fh.write(f.read())
+            group = doc.createNode("Scene", "grouplayer")
+            doc.rootNode().addChildNode(group, None)
+            copy = self.ink.duplicate()
+            group.addChildNode(copy, None)
+            doc.waitForDone()
+            out["copy_animated"] = bool(copy.animated())
+            doc.setCurrentTime(2)  # no waitForDone: the switch may still be under way
+            frames = KritaHost(app, document=doc, source=group).training_frames("animation")
+            out["group"] = [f.name for f in frames]
+            out["range"] = [doc.playBackStartTime(), doc.playBackEndTime()]
+            for f in frames:
+                with open(os.path.join(self.cfg["out"], f"train_group_{f.name}.bin"),
+                          "wb") as fh:
+                    fh.write(f.read())
+            doc.waitForDone()
+            out["time_after"] = doc.currentTime()
+        except PluginError as exc:
+            out["error"] = str(exc)
+        self.result["training_frames"] = out
+        self.log(f"training frames: {out}")
         self.quit(0)
 
 
