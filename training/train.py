@@ -18,11 +18,14 @@ import json
 import math
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -336,6 +339,39 @@ class WarmStart:
 StepCallback = Callable[[int, "dict[str, float] | None"], None]
 
 
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def stop_signals_save() -> Iterator[None]:
+    """While training, SIGINT and SIGTERM stop it with a checkpoint (KeyboardInterrupt).
+
+    A run started in the background by a non-interactive shell inherits SIGINT
+    *ignored*, and job schedulers stop with SIGTERM: without this, either loses the
+    steps since the last save. A handler a caller installed (``inkhue finetune``'s
+    cancel) is left alone.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    replace = {
+        signal.SIGINT: (signal.SIG_IGN, signal.SIG_DFL, signal.default_int_handler),
+        signal.SIGTERM: (signal.SIG_DFL,),
+    }
+    old = {}
+    for sig, defaults in replace.items():
+        current = signal.getsignal(sig)
+        if current in defaults:
+            old[sig] = current
+            signal.signal(sig, _raise_interrupt)
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
 def train(
     config: TrainConfig,
     resume: bool = False,
@@ -344,7 +380,8 @@ def train(
     on_step: StepCallback | None = None,
 ) -> int:
     """Run (or resume) a training run described by ``config``. Returns the exit code:
-    0 when a stop condition is reached, 130 after Ctrl-C (a checkpoint is saved first).
+    0 when a stop condition is reached, 130 after Ctrl-C or SIGTERM (a checkpoint is saved
+    first).
 
     ``warm_start``: initial weights of a new run (refused with ``resume``); ``on_step``:
     progress callback of the main process (see StepCallback).
@@ -353,7 +390,8 @@ def train(
         raise InputError("a resumed run continues from its checkpoint: no warm start")
     dctx = setup_distributed(config.device)
     try:
-        return _train(config, resume, dctx, warm_start, on_step)
+        with stop_signals_save():
+            return _train(config, resume, dctx, warm_start, on_step)
     finally:
         if dctx.enabled and dist.is_initialized():
             dist.destroy_process_group()

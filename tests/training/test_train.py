@@ -155,3 +155,36 @@ def test_config_round_trips(tmp_path):
     cfg = TrainConfig(data=["a"], task="lineart", channels=[8, 16, 32], out=str(tmp_path))
     cfg.save(tmp_path)
     assert TrainConfig.load(tmp_path) == cfg
+
+
+@pytest.mark.slow
+def test_sigterm_saves_even_when_started_with_sigint_ignored(images, tmp_path):
+    """A run started in the background (SIGINT ignored) and stopped by a scheduler's SIGTERM
+    still saves its last steps and exits 130."""
+    import signal
+    import time
+
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "inkhue_engine.cli", "train", "--data", str(images),
+           "--task", "grayscale", "--out", str(run), "--max-steps", "100000",
+           "--log-every", "1", *TINY]  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            log = run / "log.jsonl"
+            if log.exists() and sum(1 for _ in log.open()) >= 3:
+                break
+            assert proc.poll() is None, proc.stdout.read().decode(errors="replace")[-2000:]
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, out.decode(errors="replace")[-2000:]
+    steps = [e["step"] for e in _log(run) if e.get("kind") == "train"]
+    assert load_checkpoint(run / "last.pt")["step"] >= max(steps)
