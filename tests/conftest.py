@@ -110,3 +110,24 @@ def grayscale_model(make_tiny_model: Callable[..., Path], _tiny_model_dir: Path)
 def lineart_model(make_tiny_model: Callable[..., Path], _tiny_model_dir: Path) -> Path:
     """Path to a tiny line-art-task ONNX model (output ``lab``), session-scoped."""
     return make_tiny_model("lineart", _tiny_model_dir / "lineart.onnx")
+
+
+@pytest.fixture(scope="session")
+def tiny_base_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder holding ``grayscale.pt``: a tiny generator in the shipped base-checkpoint
+    format (train size 32), for fine-tuning tests (point INKHUE_BASE_CHECKPOINTS at it)."""
+    _import_export()
+    from inkhue_training.export import tiny_generator
+    from inkhue_training.finetune import save_base
+
+    folder = tmp_path_factory.mktemp("bases")
+    save_base(folder / "grayscale.pt", tiny_generator("grayscale", seed=1), train_size=32,
+              name="tiny-base", trained_on="random init (tests)")  # fmt: skip
+    return folder
+
+
+@pytest.fixture
+def bases_env(tiny_base_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """``tiny_base_dir``, found by ``--base grayscale`` through INKHUE_BASE_CHECKPOINTS."""
+    monkeypatch.setenv("INKHUE_BASE_CHECKPOINTS", str(tiny_base_dir))
+    return tiny_base_dir

@@ -143,19 +143,6 @@ def test_real_server_errors_reach_the_panel(qtbot, tmp_path, real_engine, stub_h
     qtbot.waitUntil(lambda: model.client.pending() == 0, timeout=TIMEOUT)
 
 
-@pytest.fixture(scope="module")
-def tiny_base(tmp_path_factory):
-    """A tiny grayscale generator in the shipped base-checkpoint format (train size 32)."""
-    pytest.importorskip("torch")
-    from inkhue_training.export import tiny_generator
-    from inkhue_training.finetune import save_base
-
-    folder = tmp_path_factory.mktemp("bases")
-    save_base(folder / "grayscale.pt", tiny_generator("grayscale", seed=1), train_size=32,
-              name="tiny-base", trained_on="random init (tests)")
-    return folder
-
-
 def gray_frame(width: int, height: int, seed: int) -> bytes:
     """``colour_frame`` without its colour (each pixel's green as gray)."""
     from conftest import colour_frame
@@ -167,12 +154,12 @@ def gray_frame(width: int, height: int, seed: int) -> bytes:
 
 @pytest.mark.slow
 def test_fine_tuning_from_the_train_section(qtbot, tmp_path, real_engine, stub_host,
-                                            tiny_base, monkeypatch):
+                                            tiny_base_dir, monkeypatch):
     """The Train section against the real server: a real ``inkhue finetune`` subprocess
     (2 steps on a tiny base) turns the host's frames into a listed, selected model."""
     from inkhue.client import TrainingJob
 
-    monkeypatch.setenv("INKHUE_BASE_CHECKPOINTS", str(tiny_base))
+    monkeypatch.setenv("INKHUE_BASE_CHECKPOINTS", str(tiny_base_dir))
     monkeypatch.setattr(TrainingJob, "POLL_MS", 200)
     url, _paths, _config = real_engine
     stub_host.set_training_frames(4, 40, 36)

@@ -37,24 +37,6 @@ def _options(**kw) -> dict[str, str]:
                                    "hold_out": 0, **kw})}  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def _tiny_base(tmp_path_factory) -> Path:
-    from inkhue_training.export import tiny_generator
-    from inkhue_training.finetune import save_base
-
-    folder = tmp_path_factory.mktemp("bases")
-    save_base(folder / "grayscale.pt", tiny_generator("grayscale", seed=1), train_size=32,
-              name="tiny-base", trained_on="random init (tests)")  # fmt: skip
-    return folder
-
-
-@pytest.fixture
-def bases(_tiny_base, monkeypatch) -> Path:
-    """A tiny grayscale base in the shipped format, found through INKHUE_BASE_CHECKPOINTS."""
-    monkeypatch.setenv("INKHUE_BASE_CHECKPOINTS", str(_tiny_base))
-    return _tiny_base
-
-
 @pytest.fixture
 def temp_root(tmp_path, monkeypatch) -> Path:
     """The server's temp folder (uploads and the subprocess's temp files go there)."""
@@ -75,7 +57,7 @@ def _wait(client, job_id: str, until=lambda s: s["phase"] == "finished", limit: 
 
 
 @pytest.mark.slow
-def test_uploaded_frames_train_to_a_listed_model(client, bases, temp_root, user_models):
+def test_uploaded_frames_train_to_a_listed_model(client, bases_env, temp_root, user_models):
     info = client.get("/train").json()
     assert info["available"] and info["error"] is None
     assert {"name": "grayscale", "installed": True, "task": "grayscale", "train_size": 32} \
@@ -103,7 +85,7 @@ def test_uploaded_frames_train_to_a_listed_model(client, bases, temp_root, user_
 
 
 @pytest.mark.slow
-def test_cancel_stops_the_subprocess_and_removes_its_files(client, bases, temp_root,
+def test_cancel_stops_the_subprocess_and_removes_its_files(client, bases_env, temp_root,
                                                            user_models):  # fmt: skip
     r = client.post("/train", files=_frames(6), data=_options(steps=100_000))
     assert r.status_code == 200, r.text
@@ -121,7 +103,7 @@ def test_cancel_stops_the_subprocess_and_removes_its_files(client, bases, temp_r
     assert list(temp_root.iterdir()) == []
 
 
-def test_without_the_train_extra_it_is_501(client, monkeypatch, bases, temp_root):
+def test_without_the_train_extra_it_is_501(client, monkeypatch, bases_env, temp_root):
     import inkhue_engine.finetune_spec as ft
 
     monkeypatch.setattr(ft, "training_missing",
@@ -162,7 +144,7 @@ def test_missing_base_checkpoint_is_501(client, tmp_path, monkeypatch, temp_root
         (_frames(4), _options(hold_out=1), 400, "hold_out 1"),
     ],
 )
-def test_bad_requests_are_refused_before_training(client, bases, temp_root, files, data,
+def test_bad_requests_are_refused_before_training(client, bases_env, temp_root, files, data,
                                                   status, needle):  # fmt: skip
     r = client.post("/train", files=files or None, data=data)
     assert r.status_code == status, r.text
@@ -172,12 +154,12 @@ def test_bad_requests_are_refused_before_training(client, bases, temp_root, file
     assert list(temp_root.iterdir()) == []
 
 
-def test_name_of_an_existing_model_is_409(client, bases, temp_root, user_models):
+def test_name_of_an_existing_model_is_409(client, bases_env, temp_root, user_models):
     r = client.post("/train", files=_frames(4), data=_options(name="tiny-gray"))
     assert r.status_code == 409 and "tiny-gray" in r.json()["error"]
 
 
-def test_server_side_folder_needs_root_and_stays_inside_it(make_client, bases, temp_root,
+def test_server_side_folder_needs_root_and_stays_inside_it(make_client, bases_env, temp_root,
                                                            tmp_path):  # fmt: skip
     client = make_client()
     r = client.post("/train", json={"name": "s", "data": str(tmp_path)})

@@ -50,24 +50,6 @@ def _nearest(palette: list[str], rgb) -> float:
     return min(_de(c, rgb) for c in palette)
 
 
-@pytest.fixture(scope="module")
-def tiny_base(tmp_path_factory) -> Path:
-    """A tiny grayscale generator in the shipped base-checkpoint format (train size 32)."""
-    from inkhue_training.export import tiny_generator
-    from inkhue_training.finetune import save_base
-
-    folder = tmp_path_factory.mktemp("bases")
-    save_base(folder / "grayscale.pt", tiny_generator("grayscale", seed=1), train_size=32,
-              name="tiny-base", trained_on="random init (tests)")  # fmt: skip
-    return folder
-
-
-@pytest.fixture
-def bases_env(tiny_base, monkeypatch) -> Path:
-    monkeypatch.setenv("INKHUE_BASE_CHECKPOINTS", str(tiny_base))
-    return tiny_base
-
-
 # ----------------------------------------------------------------------------- palette
 def test_palette_holds_the_flat_colors_not_paper_or_lines():
     rng = np.random.default_rng(0)
