@@ -72,6 +72,9 @@ def build_zip(out_dir: Path, root: Path = ROOT) -> Path:
                 info.compress_type = zipfile.ZIP_DEFLATED
                 info.external_attr = 0o644 << 16
                 zf.writestr(info, data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a zip to hand out is a normal file
         os.replace(tmp, target)
     except BaseException:
         os.unlink(tmp)
