@@ -58,6 +58,23 @@ def from_float01(img01: np.ndarray, dtype: np.dtype | type) -> np.ndarray:
     return np.rint(clipped * scale).astype(dtype)
 
 
+def on_white(img: np.ndarray) -> np.ndarray:
+    """Gray / gray+alpha / RGB / RGBA (uint8, uint16 or float32) -> RGB float01 over white.
+
+    Transparent pixels are paper, whatever color they store. ValueError for other
+    channel counts.
+    """
+    f = to_float01(img if img.ndim == 3 else img[..., None])
+    channels = f.shape[2]
+    if channels in (2, 4):
+        f = f[..., :-1] * f[..., -1:] + (1.0 - f[..., -1:])
+    if f.shape[2] == 1:
+        f = np.repeat(f, 3, axis=2)
+    if f.shape[2] != 3:
+        raise ValueError(f"cannot composite an image with {channels} channels")
+    return f
+
+
 def rgb_to_lab(rgb01: np.ndarray) -> np.ndarray:
     """sRGB float01 HxWx3 -> Lab float32 HxWx3 (L 0..100, a/b about -110..110)."""
     rgb = np.ascontiguousarray(rgb01, dtype=np.float32)

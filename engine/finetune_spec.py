@@ -21,7 +21,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from inkhue_engine.color import rgb_to_lab, to_float01
+from inkhue_engine.color import on_white, rgb_to_lab
 from inkhue_engine.errors import InkHueError, InputError
 from inkhue_engine.frames_io import natural_key, read_image
 
@@ -110,16 +110,8 @@ def list_frames(folder: str | os.PathLike) -> list[Path]:
 WHITE_LEVEL = 240 / 255
 
 
-def _on_white(img: np.ndarray) -> np.ndarray:
-    """Gray / gray+alpha / RGB / RGBA of any dtype -> RGB float01 composited on white."""
-    f = to_float01(img if img.ndim == 3 else img[..., None])
-    if f.shape[2] in (2, 4):
-        f = f[..., :-1] * f[..., -1:] + (1.0 - f[..., -1:])
-    return np.repeat(f, 3, axis=2) if f.shape[2] == 1 else f
-
-
 def _is_colored(img: np.ndarray) -> bool:
-    small = cv2.resize(_on_white(img), (128, 128), interpolation=cv2.INTER_AREA)
+    small = cv2.resize(on_white(img), (128, 128), interpolation=cv2.INTER_AREA)
     mask = small.min(axis=2) < WHITE_LEVEL
     if not mask.any():
         return False

@@ -47,7 +47,7 @@ from pathlib import Path, PurePosixPath
 import cv2
 import numpy as np
 
-from inkhue_engine.color import from_float01, rgb_to_lab, to_float01
+from inkhue_engine.color import from_float01, on_white, rgb_to_lab, to_float01
 from inkhue_engine.errors import InkHueError, InputError, ResourceError
 
 #: Bump when the selection, filters or output layout change: outputs of another recipe
@@ -286,19 +286,7 @@ def split_of(key: str, dev_fraction: float) -> str:
 
 def composite_on_white(img: np.ndarray) -> np.ndarray:
     """Gray / gray+alpha / RGB / RGBA image (uint8, uint16 or float32) -> RGB uint8 on white."""
-    if img.ndim == 2:
-        img = img[..., None]
-    f = to_float01(img)
-    channels = f.shape[2]
-    if channels in (2, 4):
-        alpha = f[..., -1:]
-        color = f[..., :-1]
-        f = color * alpha + (1.0 - alpha)
-    if f.shape[2] == 1:
-        f = np.repeat(f, 3, axis=2)
-    if f.shape[2] != 3:
-        raise ValueError(f"cannot composite an image with {channels} channels")
-    return from_float01(f, np.uint8)
+    return from_float01(on_white(img), np.uint8)
 
 
 def nonwhite_fraction(rgb: np.ndarray) -> float:

@@ -61,3 +61,14 @@ def test_delta_e_2000_reference_pair():
 def test_hex_round_trip():
     hexes = ["#ff0000", "#00ff00", "#123456", "#000000", "#ffffff"]
     assert color.lab_to_hex(color.hex_to_lab(hexes)) == hexes
+
+
+def test_on_white_composites_alpha_and_expands_gray():
+    rgba = np.zeros((1, 2, 4), np.uint8)
+    rgba[0, 0] = [255, 0, 0, 255]  # opaque red stays red
+    rgba[0, 1] = [0, 0, 0, 0]  # transparent black is paper
+    np.testing.assert_allclose(color.on_white(rgba), [[[1, 0, 0], [1, 1, 1]]])
+    gray_alpha = np.array([[[0.0, 0.5]]], np.float32)
+    np.testing.assert_allclose(color.on_white(gray_alpha), [[[0.5, 0.5, 0.5]]])
+    with pytest.raises(ValueError, match="5 channels"):
+        color.on_white(np.zeros((1, 1, 5), np.uint8))
