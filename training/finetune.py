@@ -262,6 +262,7 @@ class FinetuneOptions:
     hold_out: int | None = None  #: None: by set size (HOLD_OUT_RULES); 0: no check
     freeze: tuple[str, ...] = ()
     device: str = "auto"
+    amp: str = "auto"  #: bf16 autocast where the hardware runs it natively (2x on such CPUs)
     seed: int = 0
     work_dir: str | None = None
     overwrite: bool = False
@@ -464,6 +465,7 @@ def finetune(opts: FinetuneOptions, events: Events | None = None) -> FinetuneRes
         lr=opts.lr,
         seed=opts.seed,
         device=opts.device,
+        amp=opts.amp,
         max_steps=opts.steps,
         save_every=0,
         keep=1,
@@ -626,6 +628,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--freeze", nargs="+", default=[], choices=["encoder", "res", "decoder"],
                    help="generator parts kept fixed (fewer weights to fit a small set)")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N")
+    p.add_argument("--amp", choices=["auto", "bf16", "off"], default="auto",
+                   help="bf16 mixed precision: auto (default) uses it where the CPU/GPU runs bf16 "
+                        "natively (about 2x faster on CPUs with AVX-512 BF16)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace an existing model of the "
                    "same name")
@@ -684,7 +689,8 @@ def run(args: argparse.Namespace) -> int:
         data=args.data, base=args.base, output=args.output, name=args.name, steps=args.steps,
         lr=args.lr, crop_size=args.crop_size, batch_size=args.batch_size,
         palette_colors=args.palette_colors, palette=not args.no_palette,
-        hold_out=args.hold_out, freeze=tuple(args.freeze), device=args.device, seed=args.seed,
+        hold_out=args.hold_out, freeze=tuple(args.freeze), device=args.device, amp=args.amp,
+        seed=args.seed,
         work_dir=args.work_dir, overwrite=args.overwrite, progress_bar=not args.quiet,
     )  # fmt: skip
     sink = _JsonLines(args.progress_jsonl)

@@ -397,6 +397,30 @@ def train(
             dist.destroy_process_group()
 
 
+def cpu_bf16_supported() -> bool:
+    """Whether oneDNN runs bf16 convolutions natively here (AVX-512 BF16 or AMX)."""
+    mkldnn = torch.backends.mkldnn
+    return bool(mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def amp_context(amp: str, dev: torch.device) -> Callable[[], Any]:
+    """A factory of autocast contexts for ``--amp`` (off, bf16, auto). bf16 needs no loss
+    scaling (float32's exponent range); weights, optimizer state and the EMA stay float32.
+    bf16 is refused where the device cannot run it, rather than silently run at full precision."""
+    if amp == "auto":  # bf16 where the hardware runs it natively, else full precision
+        ok = cpu_bf16_supported() if dev.type == "cpu" else dev.type == "cuda"
+        amp = "bf16" if ok and (dev.type == "cpu" or torch.cuda.is_bf16_supported()) else "off"
+    if amp == "off":
+        return lambda: torch.autocast(dev.type, enabled=False)
+    if amp != "bf16":
+        raise InputError(f"--amp {amp}: unknown; choose off, bf16 or auto")
+    if dev.type == "cpu" and not cpu_bf16_supported():
+        raise InputError("--amp bf16: this CPU (or torch build) has no bf16 support; use --amp off")
+    if dev.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise InputError("--amp bf16: this GPU has no bf16 support; use --amp off")
+    return lambda: torch.autocast(dev.type, dtype=torch.bfloat16)
+
+
 def _train(
     config: TrainConfig,
     resume: bool,
@@ -488,6 +512,7 @@ def _train(
         G_train = nn.parallel.DistributedDataParallel(G, device_ids=ids)
         D_train = nn.parallel.DistributedDataParallel(D, device_ids=ids)
     D_plain = D  # the generator's adversarial pass: no DDP gradient sync for D
+    autocast = amp_context(config.amp, dev)
     if config.compile:
         G_train, D_train = torch.compile(G_train), torch.compile(D_train)
         D_plain = torch.compile(D)
@@ -558,18 +583,22 @@ def _train(
                 inp = inp.to(dev, non_blocking=True).contiguous(memory_format=fmt)
                 tgt = tgt.to(dev, non_blocking=True).contiguous(memory_format=fmt)
                 L = inp[:, :1]
-                fake = G_train(inp)
-                # discriminator: real pairs vs generated pairs
-                D.requires_grad_(True)
-                loss_d = 0.5 * (gan(D_train(L, tgt), True) + gan(D_train(L, fake.detach()), False))
+                with autocast():
+                    fake = G_train(inp)
+                    # discriminator: real pairs vs generated pairs
+                    D.requires_grad_(True)
+                    loss_d = 0.5 * (
+                        gan(D_train(L, tgt), True) + gan(D_train(L, fake.detach()), False)
+                    )
                 opt_d.zero_grad(set_to_none=True)
                 loss_d.backward()
                 opt_d.step()
                 # generator: L1 on the colors + fool the discriminator
                 D.requires_grad_(False)
-                adv = gan(D_plain(L, fake), True, for_generator=True)
-                l1 = color_l1(fake, tgt, config.l1_weight)
-                loss_g = l1 + config.gan_weight * adv
+                with autocast():
+                    adv = gan(D_plain(L, fake), True, for_generator=True)
+                    l1 = color_l1(fake.float(), tgt, config.l1_weight)
+                    loss_g = l1 + config.gan_weight * adv
                 opt_g.zero_grad(set_to_none=True)
                 loss_g.backward()
                 opt_g.step()

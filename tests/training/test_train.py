@@ -91,6 +91,43 @@ def test_resume_reproduces_an_uninterrupted_run(images, tmp_path):
             assert torch.allclose(value.float(), b[key][name].float(), atol=1e-5), (key, name)
 
 
+def test_bf16_autocast_trains_with_float32_weights_and_resumes_with_amp_changed(images, tmp_path):
+    if not train_mod.cpu_bf16_supported():
+        pytest.skip("this CPU has no bf16 convolutions")
+    run = tmp_path / "bf16"
+    assert _train(images, run, "--max-steps", "2", "--amp", "bf16", "--val-every", "2") == 0
+    assert json.loads((run / "config.json").read_text())["amp"] == "bf16"
+    ckpt = load_checkpoint(run / "last.pt")
+    for key in ("generator", "discriminator", "ema"):
+        floats = [v for v in ckpt[key].values() if v.is_floating_point()]
+        assert floats and all(v.dtype == torch.float32 for v in floats), key
+        assert all(torch.isfinite(v).all() for v in floats), key
+    assert all(np.isfinite(r["loss_g"]) for r in _log(run) if "loss_g" in r)
+    # how it runs may change on resume: back to full precision
+    assert inkhue(["train", "--out", str(run), "--resume", "--max-steps", "3", "--amp", "off"]) == 0
+    assert json.loads((run / "config.json").read_text())["amp"] == "off"
+
+
+def test_bf16_refused_where_the_cpu_cannot_run_it(images, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(train_mod, "cpu_bf16_supported", lambda: False)
+    assert _train(images, tmp_path / "r", "--max-steps", "1", "--amp", "bf16") == 2
+    err = capsys.readouterr().err
+    assert "--amp bf16" in err and "use --amp off" in err
+    with pytest.raises(train_mod.InputError, match="unknown"):
+        train_mod.amp_context("fp8", torch.device("cpu"))
+
+
+@pytest.mark.parametrize("supported", [True, False])
+def test_amp_auto_uses_bf16_only_where_the_cpu_runs_it(monkeypatch, supported):
+    monkeypatch.setattr(train_mod, "cpu_bf16_supported", lambda: supported)
+    with train_mod.amp_context("auto", torch.device("cpu"))():
+        assert torch.is_autocast_enabled("cpu") is supported
+        if supported:
+            assert torch.get_autocast_dtype("cpu") == torch.bfloat16
+    with train_mod.amp_context("off", torch.device("cpu"))():
+        assert not torch.is_autocast_enabled("cpu")
+
+
 def test_ctrl_c_saves_and_exits_130(images, tmp_path, monkeypatch):
     calls = []
     real = train_mod.color_l1
