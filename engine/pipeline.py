@@ -79,6 +79,9 @@ class ColorizeOptions:
     - ``palette``: sRGB hex colors; when set, colors snap to it (palette lock). A
       model's own palette (ModelInfo.palette) is applied only if passed here.
     - ``max_working_pixels``: memory bound on the working image.
+    - ``anchor_hints`` (grayscale, with ``regions``): shift the prediction in each hinted
+      region so its mean is the hint's color (the model keeps the shading inside it).
+      Line-art regions always take their hint's color.
     """
 
     detail: float = 1.0
@@ -86,6 +89,7 @@ class ColorizeOptions:
     output: str = "color"
     palette: tuple[str, ...] | None = None
     max_working_pixels: int = MAX_WORKING_PIXELS
+    anchor_hints: bool = True
 
     def __post_init__(self) -> None:
         try:
@@ -505,6 +509,8 @@ def finish_frame(prepared: PreparedFrame, prediction: np.ndarray) -> np.ndarray:
 def _finish_grayscale(p: PreparedFrame, ab: np.ndarray) -> np.ndarray:
     opts = p.options
     labels, small, med = p.labels, None, None
+    if labels is not None and opts.anchor_hints and p.region_hinted is not None:
+        ab = rg.anchor_to_hints(labels, ab, p.region_hint_ab, p.region_hinted)
     if labels is not None:
         counts = np.bincount(labels.ravel())
         small = counts <= CONSOLIDATE_MAX_FRACTION * labels.size

@@ -106,6 +106,30 @@ def spread_hints(
     return dense_ab, dense_mask.astype(np.float32)
 
 
+def anchor_to_hints(
+    labels: np.ndarray,
+    values: np.ndarray,
+    region_hint: np.ndarray,
+    region_hinted: np.ndarray,
+) -> np.ndarray:
+    """Shift each hinted region's values so that their mean is the region's hint.
+
+    ``values`` HxWxC (a prediction), ``region_hint`` [n+1, C] and ``region_hinted``
+    [n+1] bool per label (label 0, the lines, is never shifted). The variation inside
+    the region (shading the model predicted) is kept; only its average moves to what
+    the artist asked for. Unhinted regions are returned unchanged.
+    """
+    vals = np.asarray(values, np.float32)
+    hinted = np.asarray(region_hinted, bool).copy()
+    hinted[0] = False
+    if not hinted.any():
+        return vals
+    means, _ = region_means(labels, vals, np.ones(labels.shape, np.float32))
+    shift = np.zeros_like(means)
+    shift[hinted] = np.asarray(region_hint, np.float32)[hinted] - means[hinted]
+    return (vals + shift[labels]).astype(np.float32, copy=False)
+
+
 def flat_fill(labels: np.ndarray, hint_ab: np.ndarray, hint_mask: np.ndarray) -> np.ndarray:
     """Non-learned baseline: each region the mean of its hints, unhinted regions gray.
 

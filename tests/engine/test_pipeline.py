@@ -331,6 +331,20 @@ def test_a_region_covering_most_of_the_frame_is_not_flattened(l_driven):
     assert np.ptp(a) > 10
 
 
+def test_a_hinted_large_region_is_anchored_to_its_hint_and_keeps_its_shading(l_driven):
+    yy = np.linspace(40, 220, 80)[:, None]
+    frame = np.repeat(yy, 100, axis=1).astype(np.uint8)  # one region: the whole frame
+    hints = np.zeros((80, 100, 4), np.uint8)
+    hints[38:41, 48:51] = (170, 120, 120, 255)  # a muted red: in gamut at every L
+    want_a = rgb_to_lab(np.array([[[170, 120, 120]]], np.float32) / 255)[0, 0, 1]
+    on = rgb_to_lab(to_float01(P.colorize_frame(frame, l_driven, hints)))[..., 1]
+    off = rgb_to_lab(to_float01(P.colorize_frame(
+        frame, l_driven, hints, ColorizeOptions(anchor_hints=False))))[..., 1]
+    # the model's a ignores the hint (0.5 L - 25): only anchoring brings the mean to it
+    assert abs(on[5:-5, 5:-5].mean() - want_a) < 4 < abs(off[5:-5, 5:-5].mean() - want_a)
+    assert np.ptp(on) > 10  # the per-pixel variation stays
+
+
 def test_grayscale_palette_lock(l_driven):
     palette = ("#d02020", "#2040d0")
     frame = shaded()

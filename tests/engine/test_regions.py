@@ -85,3 +85,26 @@ def test_region_means_weighted():
     values = np.array([[[2.0], [4.0], [6.0]]], np.float32)
     means, total = regions.region_means(labels, values, np.array([[1, 0, 1]]))
     assert means[1, 0] == 2.0 and means[2, 0] == 6.0 and total.tolist() == [0, 1, 1]
+
+
+def test_anchor_to_hints_moves_the_mean_and_keeps_the_variation():
+    labels = regions.regions_of(two_rooms(), "lineart")
+    left, right = labels[0, 0], labels[0, 20]
+    rng = np.random.default_rng(0)
+    values = rng.normal(0, 5, (20, 30, 2)).astype(np.float32)
+    n = int(labels.max()) + 1
+    hint = np.zeros((n, 2), np.float32)
+    hinted = np.zeros(n, bool)
+    hint[left], hinted[left] = [30, -20], True
+    hint[0], hinted[0] = [99, 99], True  # the lines are never one area: ignored
+    out = regions.anchor_to_hints(labels, values, hint, hinted)
+    sel = labels == left
+    np.testing.assert_allclose(out[sel].mean(axis=0), [30, -20], atol=1e-4)
+    np.testing.assert_allclose(out[sel] - out[sel].mean(axis=0),
+                               values[sel] - values[sel].mean(axis=0), atol=1e-4)
+    untouched = labels != left
+    np.testing.assert_array_equal(out[untouched], values[untouched])
+    assert regions.anchor_to_hints(labels, values, hint, np.zeros(n, bool)) is not None
+    np.testing.assert_array_equal(
+        regions.anchor_to_hints(labels, values, hint, np.zeros(n, bool)), values)
+    assert (labels == right).any()
