@@ -74,6 +74,7 @@ from inkhue_engine.finetune_spec import (  # noqa: F401 - re-exported: the CLI's
 )
 from inkhue_engine.frames_io import read_image, write_bytes_atomic
 from inkhue_engine.lineart import synthesize_lineart
+from inkhue_training.options import AMP_CHOICES
 
 #: Random crops at several scales: frames are scaled so that their short side is
 #: crop * U(1, SCALE_MAX) before cropping (crops see from the whole frame to its details).
@@ -628,7 +629,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--freeze", nargs="+", default=[], choices=["encoder", "res", "decoder"],
                    help="generator parts kept fixed (fewer weights to fit a small set)")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N")
-    p.add_argument("--amp", choices=["auto", "bf16", "off"], default="auto",
+    p.add_argument("--amp", choices=AMP_CHOICES, default="auto",
                    help="bf16 mixed precision: auto (default) uses it where the CPU/GPU runs bf16 "
                         "natively (about 2x faster on CPUs with AVX-512 BF16)")
     p.add_argument("--seed", type=int, default=0)

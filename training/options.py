@@ -111,6 +111,9 @@ class TrainConfig:
         return cls.from_dict(values)
 
 
+#: ``--amp`` values: off, bf16 autocast, or bf16 where the hardware runs it natively.
+AMP_CHOICES = ("off", "bf16", "auto")
+
 #: Options that may change when a run is resumed: how long and how it runs, not what it learns.
 RESUME_OVERRIDABLE = {
     "max_steps", "max_minutes", "epochs", "save_every", "keep", "val_every", "grid_images",
@@ -172,7 +175,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     _bool(g, "channels-last", "channels_last memory format")
     _bool(g, "compile", "torch.compile the networks (measured on the 2-core CPU: no gain in "
           "float32, 27%% slower with --amp bf16)")
-    g.add_argument("--amp", choices=["off", "bf16", "auto"],
+    g.add_argument("--amp", choices=AMP_CHOICES,
                    help="mixed precision: bf16 autocast (weights and optimizer stay float32; "
                         "2x on CPUs with AVX-512 BF16); auto = bf16 where supported; default off")
     g.add_argument("--max-steps", type=int, help="stop after this many steps (0 = no limit)")

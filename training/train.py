@@ -51,7 +51,12 @@ from inkhue_training.data import (
 )
 from inkhue_training.losses import GANLoss, color_l1
 from inkhue_training.networks import Discriminator, Generator
-from inkhue_training.options import TrainConfig, add_train_arguments, config_from_args
+from inkhue_training.options import (
+    AMP_CHOICES,
+    TrainConfig,
+    add_train_arguments,
+    config_from_args,
+)
 
 CKPT_FORMAT = 1
 LAST = "last.pt"
@@ -407,17 +412,17 @@ def amp_context(amp: str, dev: torch.device) -> Callable[[], Any]:
     """A factory of autocast contexts for ``--amp`` (off, bf16, auto). bf16 needs no loss
     scaling (float32's exponent range); weights, optimizer state and the EMA stay float32.
     bf16 is refused where the device cannot run it, rather than silently run at full precision."""
+    if amp not in AMP_CHOICES:
+        raise InputError(f"--amp {amp}: unknown; choose {', '.join(AMP_CHOICES)}")
+    checked = {"cpu": cpu_bf16_supported, "cuda": torch.cuda.is_bf16_supported}.get(dev.type)
+    supported = checked is not None and checked()
     if amp == "auto":  # bf16 where the hardware runs it natively, else full precision
-        ok = cpu_bf16_supported() if dev.type == "cpu" else dev.type == "cuda"
-        amp = "bf16" if ok and (dev.type == "cpu" or torch.cuda.is_bf16_supported()) else "off"
+        amp = "bf16" if supported else "off"
     if amp == "off":
         return lambda: torch.autocast(dev.type, enabled=False)
-    if amp != "bf16":
-        raise InputError(f"--amp {amp}: unknown; choose off, bf16 or auto")
-    if dev.type == "cpu" and not cpu_bf16_supported():
-        raise InputError("--amp bf16: this CPU (or torch build) has no bf16 support; use --amp off")
-    if dev.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise InputError("--amp bf16: this GPU has no bf16 support; use --amp off")
+    if checked is not None and not supported:
+        what = "CPU (or torch build)" if dev.type == "cpu" else "GPU"
+        raise InputError(f"--amp bf16: this {what} has no bf16 support; use --amp off")
     return lambda: torch.autocast(dev.type, dtype=torch.bfloat16)
 
 

@@ -19,6 +19,7 @@ import os
 import re
 import tempfile
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -310,6 +311,22 @@ class Trainer(QtCore.QObject):
                       BASE_LABELS.get(base, base).lower())
         return frames
 
+    def _collect(
+        self, doing: str, collect: Callable[[], list[TrainingFrame]]
+    ) -> list[TrainingFrame] | None:
+        """Run ``collect`` when idle; its PluginError goes to the panel as it is, anything
+        else as an unexpected error of ``doing``. None: nothing to go on with."""
+        if self.state != "idle":
+            return None
+        self.panel.clear_error()
+        try:
+            return collect()
+        except PluginError as exc:
+            self.panel.set_error(str(exc))
+        except Exception as exc:
+            self.panel._unexpected(doing, exc)
+        return None
+
     def _read(self, frames: list[TrainingFrame], state: str, then) -> None:
         self.state = state
         self.result = None
@@ -323,19 +340,15 @@ class Trainer(QtCore.QObject):
 
     def start_training(self, name: str, base: str, source: str, steps: int) -> None:
         """Check the set, read the frames, upload them and follow the fine-tuning."""
-        if self.state != "idle":
-            return
-        self.panel.clear_error()
-        try:
+        def collect() -> list[TrainingFrame]:
+            nonlocal name  # checked (and normalized) before any frame is read
             if not self.available:
                 raise PluginError(self.reason or "The engine cannot fine-tune")
             name = check_model_name(name, self.panel.models)
-            frames = self._frames(source, base)
-        except PluginError as exc:
-            self.panel.set_error(str(exc))
-            return
-        except Exception as exc:
-            self.panel._unexpected("Collecting the frames to train on", exc)
+            return self._frames(source, base)
+
+        frames = self._collect("Collecting the frames to train on", collect)
+        if frames is None:
             return
         options = {"name": name, "base": base, "steps": int(steps)}
         log.info("fine-tuning %s: %d frames from %s, %s", name, len(frames), source, options)
@@ -378,17 +391,12 @@ class Trainer(QtCore.QObject):
 
     def export_dataset(self, folder: str, source: str, base: str) -> None:
         """Write the frames as PNG files into ``folder`` (for ``inkhue finetune --data``)."""
-        if self.state != "idle":
-            return
-        self.panel.clear_error()
-        try:
+        def collect() -> list[TrainingFrame]:
             check_export_folder(folder)
-            frames = self._frames(source, base)
-        except PluginError as exc:
-            self.panel.set_error(str(exc))
-            return
-        except Exception as exc:
-            self.panel._unexpected("Collecting the frames to export", exc)
+            return self._frames(source, base)
+
+        frames = self._collect("Collecting the frames to export", collect)
+        if frames is None:
             return
         self._read(frames, "exporting", lambda encoded: self._write(encoded, folder, base))
 
