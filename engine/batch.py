@@ -760,3 +760,30 @@ def _progress_bar(progress: bool | None, total: int, skipped: int) -> Any:
         disable=None if progress is None else False, smoothing=0.1,
     )
     return bar
+
+
+# --------------------------------------------------------------------------- shared
+# The planning, resume and progress pieces that engine/shot.py (keyframe shots) runs
+# its own sequential loop with.
+def frame_jobs(sources: Sequence[Source], plan: OutputPlan, overwrite: bool) -> list[FrameJob]:
+    """Every frame job of a run, in order, ``done`` set where the output exists."""
+    return list(_jobs(sources, plan, overwrite))
+
+
+def check_manifest(plan: OutputPlan, jobs: Sequence[FrameJob], settings: dict[str, Any],
+                   overwrite: bool) -> tuple[Path, bytes] | None:
+    """Refuse to resume over outputs of other settings; the record to write (or None)."""
+    return _update_manifest(plan, jobs, settings, overwrite)
+
+
+def output_fps(sources: Sequence[Source]) -> Any:
+    """Frame rate of an output video: the first input video's, else 24."""
+    return _output_fps(sources)
+
+
+def progress_bar(progress: bool | None, total: int, skipped: int, desc: str = "colorize") -> Any:
+    """A tqdm bar (None when ``progress`` is False; shown only on a terminal when None)."""
+    bar = _progress_bar(progress, total, skipped)
+    if bar is not None:
+        bar.set_description(desc)
+    return bar

@@ -590,15 +590,20 @@ def _compose_lines(fill: np.ndarray, p: PreparedFrame, output: str, rows: slice)
     return fill * (base if base.ndim == 3 else base[..., None])
 
 
-def flat_fill_frame(frame: np.ndarray, task: str, hints=None) -> np.ndarray:
+def flat_fill_frame(
+    frame: np.ndarray, task: str, hints=None, output: str = "color"
+) -> np.ndarray:
     """The non-learned baseline as a full frame: each region the mean of its hints.
 
     Regions from the frame's full-res L (regions.regions_of); unhinted regions stay
     gray. Grayscale: the frame's own L with the filled ab. Line art: each hinted region
     takes its hint color (L from an RGBA hint or (ab, mask, L); else DEFAULT_FILL_L),
     unhinted regions keep their own lightness (paper), lines multiplied on top.
+    ``output``: 'color' or 'fill' (line art without its lines), as ColorizeOptions.
     Output layout and dtype as finish_frame's.
     """
+    if output not in OUTPUTS:
+        raise InputError(f"output must be 'color' or 'fill', got {output!r}")
     if task not in TASKS:
         raise InputError(f"unknown task {task!r}: use 'grayscale' or 'lineart'")
     color01, alpha, channels = _split_frame(frame)
@@ -628,4 +633,57 @@ def flat_fill_frame(frame: np.ndarray, task: str, hints=None) -> np.ndarray:
         region_lab[hinted, 0] = rg.region_means(labels, hint_l[..., None], mask)[0][hinted, 0]
     else:
         region_lab[hinted, 0] = DEFAULT_FILL_L
-    return _lineart_from_regions(p, _region_rgb(region_lab, None), "color")
+    return _lineart_from_regions(p, _region_rgb(region_lab, None), output)
+
+
+def grayscale_with_ab(frame: np.ndarray, ab: np.ndarray) -> np.ndarray:
+    """A grayscale frame colored with ``ab`` (HxWx2, Lab units): its own L kept exactly
+    as the colorizer keeps it (chroma reduced where sRGB cannot hold it), in the
+    colorizer's output layout and dtype."""
+    color01, alpha, channels = _split_frame(frame)
+    full = color01.shape[:2]
+    if ab.shape != (*full, 2):
+        raise InputError(f"ab must be HxWx2 of the frame's size {full}, got {ab.shape}")
+    L = _lightness(color01).astype(np.float32, copy=False)
+    p = PreparedFrame(
+        input=np.zeros((4, 1, 1), np.float32), task="grayscale", work_size=full,
+        full_size=full, dtype=frame.dtype, channels=channels, alpha=alpha, L=L, base01=None,
+        labels=None, region_hint_ab=None, region_hinted=None, region_hint_L=None,
+    )
+    ab = np.asarray(ab, np.float32)
+    return _assemble_strips(p, lambda sl: _lab_to_rgb_keep_l(L[sl], ab[sl]))
+
+
+def lineart_with_fill(frame: np.ndarray, fill_lab: np.ndarray, output: str = "color") -> np.ndarray:
+    """A line-art frame over a fill (Lab HxWx3): the frame's lines multiplied on top
+    ('color') or the fill alone ('fill'), in the colorizer's output layout and dtype."""
+    if output not in OUTPUTS:
+        raise InputError(f"output must be 'color' or 'fill', got {output!r}")
+    color01, alpha, channels = _split_frame(frame)
+    full = color01.shape[:2]
+    if fill_lab.shape != (*full, 3):
+        raise InputError(f"fill must be HxWx3 of the frame's size {full}, got {fill_lab.shape}")
+    base01 = _over_white(color01, alpha)
+    p = PreparedFrame(
+        input=np.zeros((4, 1, 1), np.float32), task="lineart", work_size=full,
+        full_size=full, dtype=frame.dtype, channels=channels, alpha=alpha,
+        L=np.zeros(full, np.float32), base01=base01, labels=None, region_hint_ab=None,
+        region_hinted=None, region_hint_L=None,
+    )
+    fill = np.asarray(fill_lab, np.float32)
+    return _assemble_strips(p, lambda sl: _compose_lines(lab_to_rgb(fill[sl]), p, output, sl))
+
+
+def frame_lightness(frame: np.ndarray, task: str) -> np.ndarray:
+    """The full-resolution L (0..100, HxW float32) the pipeline cuts regions from.
+
+    Line art is composited over white first (transparent pixels are paper); a grayscale
+    frame's L is its own. Keyframe matching (engine/keyframes.py) uses it so that its
+    regions are exactly the colorizer's.
+    """
+    if task not in TASKS:
+        raise InputError(f"unknown task {task!r}: use 'grayscale' or 'lineart'")
+    color01, alpha, _ = _split_frame(frame)
+    if task == "lineart":
+        color01 = _over_white(color01, alpha)
+    return _lightness(color01).astype(np.float32, copy=False)

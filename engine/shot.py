@@ -1,0 +1,328 @@
+"""Colorize a shot from the artist's colored keyframes (``inkhue colorize --reference``).
+
+Each frame of the shot is matched to the keyframes and to the previous finished frame
+(engine/keyframes.py). Regions matched there take the reference colors; the rest go
+to the model with those colors as hints, then to the palette lock. A keyframe named
+like a frame of the shot (same file stem) is that frame as the artist colored it: it
+comes out unchanged, and its uncolored frame gives its regions.
+
+Frames run in order (each one may lean on the previous result), outputs are written
+atomically, and a re-run resumes: a finished frame is skipped and, when the next
+frame needs it, read back from its file, so a resumed run gives the same bytes as an
+uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from inkhue_engine import batch
+from inkhue_engine import frames_io as fio
+from inkhue_engine import keyframes as kf
+from inkhue_engine.color import from_float01, on_white
+from inkhue_engine.errors import InkHueError, InputError
+from inkhue_engine.frames_io import Source
+
+#: Context around unmatched regions when the model colors them (pixels at 1024 px).
+GENERATE_MARGIN = 48
+
+
+@dataclass(frozen=True, eq=False)
+class Keyframe:
+    """A colored keyframe (or model sheet) as the artist gave it."""
+
+    name: str  #: file name; its stem pairs it with the frame of the same stem
+    image: np.ndarray  #: colored pixels, any supported dtype / layout
+
+    @property
+    def stem(self) -> str:
+        return Path(self.name).stem
+
+
+def load_keyframes(paths: Sequence[str | os.PathLike[str]]) -> list[Keyframe]:
+    """Keyframes from image files and folders of images (naturally sorted)."""
+    files: list[Path] = []
+    for arg in paths:
+        p = Path(arg)
+        if p.is_dir():
+            found = sorted(
+                (f for f in p.iterdir() if f.is_file() and not f.name.startswith(".")
+                 and f.suffix.lower() in fio.IMAGE_EXTS),
+                key=lambda f: fio.natural_key(f.name),
+            )
+            if not found:
+                raise InputError(f"{p}: the keyframe folder holds no image")
+            files.extend(found)
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise InputError(f"{p}: keyframe file or folder not found")
+    stems: dict[str, Path] = {}
+    for f in files:
+        if f.stem in stems:
+            raise InputError(f"{f} and {stems[f.stem]}: two keyframes for the frame {f.stem!r}")
+        stems[f.stem] = f
+    return [Keyframe(f.name, fio.read_image(f)) for f in files]
+
+
+def keyframe_as_output(key: np.ndarray, frame: np.ndarray) -> np.ndarray:
+    """The artist's keyframe in the layout the frame's output has (same dtype; RGB,
+    or RGBA with the frame's alpha when the frame has one)."""
+    rgb = from_float01(on_white(key), frame.dtype)
+    if frame.ndim == 3 and frame.shape[2] in (2, 4):
+        return np.concatenate([rgb, frame[..., -1:]], axis=2)
+    return rgb
+
+
+def colorize_with_references(
+    frame: np.ndarray, model: Any, references: Sequence[kf.Reference], options: Any = None
+) -> tuple[np.ndarray, kf.FrameColors]:
+    """Colorize one frame from colored references (see the module docstring).
+
+    Returns the output (the colorizer's layout and dtype) and the matching it used.
+    The model runs only when some region (MIN_REGION_PX or larger) found no match;
+    the palette lock of ``options`` applies to those regions, the matched ones keep
+    the artist's colors.
+    """
+    from inkhue_engine import pipeline
+
+    options = options if options is not None else pipeline.ColorizeOptions()
+    task = model.info.task
+    references = list(references)
+    colors = kf.colors_from_references(frame, task, references)
+    lab, covered = kf.warped_colors(colors, references)
+    if task == "grayscale":
+        matched = pipeline.grayscale_with_ab(frame, lab[..., 1:])
+    else:
+        matched = pipeline.lineart_with_fill(frame, lab, options.output)
+    if covered.all():
+        return matched, colors
+    out = matched.copy()
+    rows, cols, generated = _generate(frame, model, colors, options, ~covered)
+    keep = covered[rows, cols]
+    out[rows, cols] = np.where(keep[..., None], matched[rows, cols], generated)
+    return out, colors
+
+
+def _generate(frame: np.ndarray, model: Any, colors: kf.FrameColors, options: Any,
+              need: np.ndarray) -> tuple[slice, slice, np.ndarray]:
+    """Run the model, with the matched colors as hints, on the part of the frame around
+    the pixels in ``need`` (with GENERATE_MARGIN of context), at the scale it would see
+    the whole frame at, so one unmatched region costs what its size is worth. Returns
+    (rows, cols, output)."""
+    from dataclasses import replace
+
+    from inkhue_engine import pipeline
+
+    h, w = need.shape
+    ys, xs = np.nonzero(need)
+    m = max(GENERATE_MARGIN, int(GENERATE_MARGIN * max(h, w) / 1024))
+    y0, y1 = max(0, ys.min() - m), min(h, ys.max() + 1 + m)
+    x0, x1 = max(0, xs.min() - m), min(w, xs.max() + 1 + m)
+    rows, cols = slice(y0, y1), slice(x0, x1)
+    if (y1 - y0) * (x1 - x0) > 0.5 * h * w:
+        rows, cols = slice(0, h), slice(0, w)
+    ab, mask, L = kf.hint_maps(colors, rows, cols)
+    hints = (ab, mask, L) if model.info.task == "lineart" else (ab, mask)
+    if (rows.stop - rows.start) * (cols.stop - cols.start) == h * w:
+        return rows, cols, pipeline.colorize_frame(frame, model, hints, options)
+    full_scale = pipeline.working_size((h, w), model.info, options)[0] / h
+    crop_short = min(y1 - y0, x1 - x0)
+    detail = max(1e-3, full_scale * crop_short / model.info.train_size)
+    crop_opts = replace(options, detail=min(options.detail, detail)) if full_scale < 1 else options
+    return rows, cols, pipeline.colorize_frame(frame[rows, cols], model, hints, crop_opts)
+
+
+@dataclass
+class _Previous:
+    """The last finished frame of a sequence: its input and its output (as stored)."""
+
+    sequence: int
+    frame: np.ndarray | None
+    output: np.ndarray | None
+    job: batch.FrameJob | None  # when done in an earlier run: read lazily
+    colors: kf.FrameColors | None = None  # its matching, when it was matched in this run
+
+
+def _settings(model: Any, options: Any, keys: Sequence[Keyframe], use_previous: bool) -> dict:
+    base = batch.run_settings(model, options, None, batch.CarrySettings(enabled=False))
+    digest = hashlib.sha256()
+    for k in keys:
+        digest.update(k.name.encode())
+        digest.update(str(k.image.shape).encode() + k.image.dtype.str.encode())
+        digest.update(np.ascontiguousarray(k.image).tobytes())
+    base["keyframes"] = digest.hexdigest()[:16]
+    base["follow_previous"] = use_previous
+    return base
+
+
+def colorize_shot(
+    sources: Sequence[Source],
+    out: str | os.PathLike[str],
+    model: Any,
+    keyframes: Sequence[Keyframe],
+    options: Any = None,
+    use_previous: bool = True,
+    overwrite: bool = False,
+    progress: bool | None = None,
+    on_frame: Callable[[batch.FrameJob], None] | None = None,
+    cancel: threading.Event | None = None,
+) -> batch.BatchResult:
+    """Colorize every frame of ``sources`` into ``out`` from the colored ``keyframes``.
+
+    Outputs are planned as ``batch.colorize_many`` plans them (files, folders, a
+    video); ``use_previous``: match each frame to the previous finished frame too.
+    Raises InputError for a keyframe without color or of another framing.
+    """
+    from inkhue_engine import pipeline
+
+    if not keyframes:
+        raise InputError(
+            "no keyframe given: color a frame of the shot and pass it with --reference"
+        )
+    options = options if options is not None else pipeline.ColorizeOptions()
+    task = model.info.task
+    start = time.perf_counter()
+    sources = list(sources)
+    plan = batch.plan_outputs(sources, out)
+    result = batch.BatchResult(output=plan.out)
+    jobs = batch.frame_jobs(sources, plan, overwrite)
+    if plan.mode == "video" and plan.out.is_file() and not overwrite:
+        result.skipped = len(jobs)
+        return result
+    by_stem = {k.stem: k for k in keyframes}
+    manifest = batch.check_manifest(plan, jobs, _settings(model, options, keyframes, use_previous),
+                                    overwrite)
+    inputs = fio.InputSet(s.path for s in sources)
+    todo = [j for j in jobs if not j.done]
+    result.skipped = len(jobs) - len(todo)
+    if not todo:
+        result.seconds = time.perf_counter() - start
+        return result
+    for folder in sorted({j.output.parent for j in todo if j.output is not None}):
+        folder.mkdir(parents=True, exist_ok=True)
+    if manifest is not None:
+        fio.write_bytes_atomic(*manifest)
+
+    # Keyframe references, built once the frame size is known. A keyframe named like
+    # an image frame of the shot takes its regions from that frame.
+    frame_of_stem = {Path(j.name).stem: j for j in jobs if not j.source.is_video}
+    refs: list[kf.Reference] | None = None
+
+    def references(size: tuple[int, int]) -> list[kf.Reference]:
+        nonlocal refs
+        if refs is None:
+            refs = []
+            for k in keyframes:
+                image = kf.fit_to_frame(k.image, size, k.name)
+                job = frame_of_stem.get(k.stem)
+                structure = fio.read_image(job.source.path) if job is not None else None
+                if structure is not None and structure.shape[:2] != size:
+                    structure = None
+                refs.append(kf.make_reference(image, task, structure, name=k.name))
+        return refs
+
+    video_writer = None
+    if plan.mode == "video":
+        video_writer = fio.VideoWriter(plan.out, batch.output_fps(sources), inputs)
+    bar = batch.progress_bar(progress, len(jobs), result.skipped, desc="colorize shot")
+    prev = _Previous(-1, None, None, None)
+    ok = False
+    try:
+        for job, frame in _frames(jobs, todo):
+            if cancel is not None and cancel.is_set():
+                raise InkHueError("cancelled")
+            if job.sequence != prev.sequence:
+                prev = _Previous(job.sequence, None, None, None)
+            if job.done:
+                prev = _Previous(job.sequence, None, None, job)
+                continue
+            key = by_stem.get(Path(job.name).stem)
+            colors = None
+            if key is not None:
+                out_img = keyframe_as_output(kf.fit_to_frame(key.image, frame.shape[:2], key.name),
+                                             frame)
+            else:
+                use = list(references(frame.shape[:2]))
+                if use_previous:
+                    prev_ref = _previous_reference(prev, task, frame.shape[:2])
+                    if prev_ref is not None:
+                        use.append(prev_ref)
+                out_img, colors = colorize_with_references(frame, model, use, options)
+            stored = _write(job, out_img, video_writer, inputs)
+            result.written += 1
+            if job.output is not None:
+                result.outputs.append(job.output)
+            prev = _Previous(job.sequence, frame, stored, None, colors)
+            if bar is not None:
+                bar.update(1)
+            if on_frame is not None:
+                on_frame(job)
+        ok = True
+    finally:
+        if bar is not None:
+            bar.close()
+        if video_writer is not None:
+            if ok:
+                video_writer.close()
+            else:
+                video_writer.abort()
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _frames(jobs: list[batch.FrameJob], todo: list[batch.FrameJob]
+            ) -> Iterator[tuple[batch.FrameJob, np.ndarray | None]]:
+    """Each job with its input frame (None for a done one; videos decoded in step)."""
+    last = todo[-1].index
+    videos: dict[Path, Iterator[np.ndarray]] = {}
+    for job in jobs:
+        if job.index > last:
+            return
+        if job.source.is_video:
+            it = videos.get(job.source.path)
+            if it is None:
+                it = videos[job.source.path] = fio.read_video(job.source.path)
+            frame = next(it, None)
+            if frame is None:
+                raise InputError(f"{job.source.path}: the video ended at frame {job.frame_no}")
+            yield job, (None if job.done else frame)
+        else:
+            yield job, (None if job.done else fio.read_image(job.source.path))
+
+
+def _previous_reference(prev: _Previous, task: str, size: tuple[int, int]
+                        ) -> kf.Reference | None:
+    """The previous finished frame as a reference (read back from its file when it was
+    finished by an earlier run), or None at a sequence's start."""
+    frame, output = prev.frame, prev.output
+    if prev.colors is not None and output is not None and output.shape[:2] == size:
+        return kf.previous_reference(prev.colors, output)
+    if prev.job is not None and prev.job.output is not None:
+        frame = fio.read_image(prev.job.source.path)
+        output = fio.read_image(prev.job.output)
+    if frame is None or output is None or frame.shape[:2] != size or output.shape[:2] != size:
+        return None
+    return kf.make_reference(output, task, frame, name="previous frame", kind="previous",
+                             require_color=False)
+
+
+def _write(job: batch.FrameJob, img: np.ndarray, video_writer: Any,
+           inputs: fio.InputSet) -> np.ndarray:
+    """Write one output; returns the pixels a later read of it gives."""
+    if video_writer is not None:
+        video_writer.write(img)
+        return img
+    suffix = job.output.suffix
+    stored = fio.stored_pixels(img, suffix)
+    fio.write_image_atomic(job.output, img, inputs)
+    return stored
