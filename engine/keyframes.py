@@ -47,7 +47,7 @@ MIN_REGION_PX = 24
 #: model costs more for a 200-pixel island than the island is worth.
 LOOSE_SHARE = 1e-4
 #: A match is accepted when its cost is below this (costs are 0..~1.5; see _costs).
-ACCEPT_COST = 0.5
+ACCEPT_COST = 0.4
 #: Handicap of the previous finished frame against the keyframes (same cost units):
 #: the keyframes win ties, the previous frame wins where the keyframe match is poor.
 PREVIOUS_HANDICAP = 0.08
@@ -70,12 +70,20 @@ COLOR_CHROMA = 8.0
 NEAREST_DILATIONS = 6
 #: describe_regions samples every n-th pixel of every n-th row (exact areas).
 DESCRIBE_STRIDE = 2
-#: Weights of the cost terms (see _costs): flow vote, position, area, shape, lightness.
+#: Weights of the cost terms (see _costs): flow vote, coverage, position, area, shape,
+#: lightness.
 #: Line art has no lightness inside regions (paper), so its weight goes to the vote.
 WEIGHTS = {
-    "grayscale": (0.45, 0.2, 0.1, 0.05, 0.2),
-    "lineart": (0.6, 0.25, 0.1, 0.05, 0.0),
+    "grayscale": (0.35, 0.15, 0.15, 0.1, 0.05, 0.2),
+    "lineart": (0.45, 0.2, 0.2, 0.1, 0.05, 0.0),
 }
+#: A target region "covers" its reference region fully from this share of the
+#: reference's area on (a region split in two by an occluder still matches; an island
+#: inside a large region, e.g. a new object over the background, does not).
+FULL_COVER = 0.3
+#: Lightness difference (Lab L) that costs the whole lightness weight: one fill color
+#: has one L in every frame of a grayscale shot.
+LIGHTNESS_SPAN = 8.0
 
 
 # --------------------------------------------------------------------------- regions
@@ -217,6 +225,38 @@ def make_reference(
                      describe_regions(labels, L), colors.astype(np.float32))
 
 
+#: A keyframe that is a frame of the shot must keep that frame's structure: grayscale,
+#: its L within this mean difference (Lab units); line art, this share of the frame's
+#: line pixels dark in the keyframe too.
+KEYFRAME_MAX_MEAN_DL = 8.0
+KEYFRAME_MIN_LINE_SHARE = 0.5
+
+
+def check_keyframe_fits(key: np.ndarray, frame: np.ndarray, task: str, name: str) -> None:
+    """Refuse (InputError) a keyframe that is not its frame colored: a keyframe of the
+    other task (a colored line-art frame for grayscale frames, or the reverse) or of
+    another frame. ``key`` already has the frame's size."""
+    frame_l = structure_lightness(frame, task)
+    key_l = rgb_to_lab(_color01(key, name))[..., 0]
+    if task == "grayscale":
+        dl = float(np.abs(key_l - frame_l).mean())
+        if dl > KEYFRAME_MAX_MEAN_DL:
+            raise InputError(
+                f"{name}: its lightness differs from its grayscale frame by {dl:.1f} on "
+                "average: color the grayscale frame itself (a line-art keyframe needs "
+                "--task lineart)"
+            )
+        return
+    lines = rg.lineart_lines(frame_l)
+    if lines.any():
+        share = float((key_l[lines] < rg.LINEART_L_THRESHOLD).mean())
+        if share < KEYFRAME_MIN_LINE_SHARE:
+            raise InputError(
+                f"{name}: only {share:.0%} of its frame's lines are dark in it: color the "
+                "line-art frame itself, lines kept (a shaded keyframe needs --task grayscale)"
+            )
+
+
 def fit_to_frame(image: np.ndarray, size: tuple[int, int], name: str) -> np.ndarray:
     """A keyframe scaled to the frames' (h, w) when only its scale differs (aspect within
     1%); InputError naming the file otherwise."""
@@ -270,7 +310,8 @@ class Match:
 def _votes(
     labels: np.ndarray, ref_labels: np.ndarray, flow: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Flow votes: (t, r, share) pairs, and each target region's mean displacement."""
+    """Flow votes: (t, r) pairs with the share of t's pixels landing in r and the share of
+    r's area they cover, and each target region's mean displacement."""
     h, w = labels.shape
     fh, fw = flow.shape[:2]
     stride = max(1, int(math.sqrt(h * w / 400_000)))
@@ -294,25 +335,30 @@ def _votes(
     pair, counts = np.unique(t[keep].astype(np.int64) * n_r + r[keep], return_counts=True)
     pt, pr = np.divmod(pair, n_r)
     share = counts / np.maximum(samples[pt], 1)
-    return pt, pr, share, mean_dx, mean_dy
+    ref_area = np.bincount(ref_labels.ravel(), minlength=n_r).astype(np.float64)
+    cover = counts * stride * stride / np.maximum(ref_area[pr], 1)
+    return pt, pr, share, np.minimum(cover, 1.0), mean_dx, mean_dy
 
 
 def _costs(task: str, tt: RegionTable, rt: RegionTable, ti: np.ndarray, ri: np.ndarray,
-           vote: np.ndarray, px: np.ndarray, py: np.ndarray) -> np.ndarray:
+           vote: np.ndarray, cover: np.ndarray, px: np.ndarray, py: np.ndarray) -> np.ndarray:
     """Cost of matching target regions ``ti`` to reference regions ``ri`` (pairs).
 
-    Terms, each 0..1: 1 - flow vote share; distance of the flow-moved centroid to the
-    reference centroid relative to the regions' size; |log area ratio|; difference of
-    elongation; difference of mean lightness (grayscale: the frame's L is the truth's L).
+    Terms, each 0..1: 1 - flow vote share; 1 - coverage of the reference region (full
+    from FULL_COVER); distance of the flow-moved centroid to the reference centroid
+    relative to the regions' size; |log area ratio|; difference of elongation;
+    difference of mean lightness (grayscale: a fill keeps its L from frame to frame).
     """
-    wv, wp, wa, ws, wl = WEIGHTS[task]
+    wv, wc, wp, wa, ws, wl = WEIGHTS[task]
+    c_cover = 1.0 - np.minimum(cover / FULL_COVER, 1.0)
     size = 0.5 * (np.sqrt(tt.area[ti]) + np.sqrt(rt.area[ri])) + 4.0
     dist = np.hypot(px[ti] - rt.cx[ri], py[ti] - rt.cy[ri]) / size
     c_pos = np.minimum(dist, 2.0) / 2.0
     c_area = np.minimum(np.abs(np.log(tt.area[ti] / np.maximum(rt.area[ri], 1))), 2.0) / 2.0
     c_shape = np.abs(tt.elong[ti] - rt.elong[ri])
-    c_l = np.minimum(np.abs(tt.mean_l[ti] - rt.mean_l[ri]) / 20.0, 1.0)
-    return wv * (1 - vote) + wp * c_pos + wa * c_area + ws * c_shape + wl * c_l
+    c_l = np.minimum(np.abs(tt.mean_l[ti] - rt.mean_l[ri]) / LIGHTNESS_SPAN, 1.0)
+    return (wv * (1 - vote) + wc * c_cover + wp * c_pos + wa * c_area + ws * c_shape
+            + wl * c_l)
 
 
 def match_regions(
@@ -324,7 +370,7 @@ def match_regions(
 
     n_t = table.count
     flow, _ = _flow(L, ref.L, task)
-    pt, pr, share, mdx, mdy = _votes(labels, ref.labels, flow)
+    pt, pr, share, cover, mdx, mdy = _votes(labels, ref.labels, flow)
     px, py = table.cx + mdx, table.cy + mdy  # where each region's centroid moves to
     big_t = np.flatnonzero(table.area >= MIN_REGION_PX)
     big_t = big_t[big_t > 0]
@@ -337,7 +383,7 @@ def match_regions(
 
     # candidates: flow votes, plus the nearest reference regions to the moved centroid
     ok = (share >= 0.02) & (table.area[pt] >= MIN_REGION_PX) & (ref.table.area[pr] >= MIN_REGION_PX)
-    cand_t, cand_r, cand_v = [pt[ok]], [pr[ok]], [share[ok]]
+    cand_t, cand_r, cand_v, cand_c = [pt[ok]], [pr[ok]], [share[ok]], [cover[ok]]
     tree = cKDTree(np.stack([ref.table.cx[big_r], ref.table.cy[big_r]], 1))
     k = min(NEAREST_CANDIDATES, big_r.size)
     _, near = tree.query(np.stack([px[big_t], py[big_t]], 1), k=k)
@@ -345,14 +391,15 @@ def match_regions(
     cand_t.append(np.repeat(big_t, k))
     cand_r.append(big_r[near.ravel()])
     cand_v.append(np.zeros(big_t.size * k))
-    ti, ri, vote = (np.concatenate(c) for c in (cand_t, cand_r, cand_v))
+    cand_c.append(np.zeros(big_t.size * k))
+    ti, ri, vote, cov = (np.concatenate(c) for c in (cand_t, cand_r, cand_v, cand_c))
     # one row per pair, keeping its vote (the nearest-by-position copies vote 0)
     key = ti * ref.table.count + ri
     order = np.lexsort((-vote, key))
-    key, ti, ri, vote = key[order], ti[order], ri[order], vote[order]
+    key, ti, ri, vote, cov = key[order], ti[order], ri[order], vote[order], cov[order]
     first = np.concatenate([[True], key[1:] != key[:-1]])
-    ti, ri, vote = ti[first], ri[first], vote[first]
-    c = _costs(task, table, ref.table, ti, ri, vote, px, py)
+    ti, ri, vote, cov = ti[first], ri[first], vote[first], cov[first]
+    c = _costs(task, table, ref.table, ti, ri, vote, cov, px, py)
 
     # best candidate per target region
     order = np.lexsort((c, ti))

@@ -208,28 +208,32 @@ def colorize_shot(
     if not todo:
         result.seconds = time.perf_counter() - start
         return result
-    for folder in sorted({j.output.parent for j in todo if j.output is not None}):
-        folder.mkdir(parents=True, exist_ok=True)
-    if manifest is not None:
-        fio.write_bytes_atomic(*manifest)
-
-    # Keyframe references, built once the frame size is known. A keyframe named like
-    # an image frame of the shot takes its regions from that frame.
+    # Keyframe references, built before any output is written (a bad keyframe leaves
+    # nothing behind). A keyframe named like an image frame of the shot takes its
+    # regions from that frame.
     frame_of_stem = {Path(j.name).stem: j for j in jobs if not j.source.is_video}
-    refs: list[kf.Reference] | None = None
+    refs: dict[tuple[int, int], list[kf.Reference]] = {}
 
     def references(size: tuple[int, int]) -> list[kf.Reference]:
-        nonlocal refs
-        if refs is None:
-            refs = []
+        if size not in refs:
+            built = []
             for k in keyframes:
                 image = kf.fit_to_frame(k.image, size, k.name)
                 job = frame_of_stem.get(k.stem)
                 structure = fio.read_image(job.source.path) if job is not None else None
                 if structure is not None and structure.shape[:2] != size:
                     structure = None
-                refs.append(kf.make_reference(image, task, structure, name=k.name))
-        return refs
+                if structure is not None:
+                    kf.check_keyframe_fits(image, structure, task, k.name)
+                built.append(kf.make_reference(image, task, structure, name=k.name))
+            refs[size] = built
+        return refs[size]
+
+    references(_frame_size(todo[0]))
+    for folder in sorted({j.output.parent for j in todo if j.output is not None}):
+        folder.mkdir(parents=True, exist_ok=True)
+    if manifest is not None:
+        fio.write_bytes_atomic(*manifest)
 
     video_writer = None
     if plan.mode == "video":
@@ -278,6 +282,14 @@ def colorize_shot(
                 video_writer.abort()
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _frame_size(job: batch.FrameJob) -> tuple[int, int]:
+    """(h, w) of a job's frame, without decoding a whole video."""
+    if job.source.is_video:
+        info = fio.video_info(job.source.path)
+        return info.height, info.width
+    return fio.read_image(job.source.path).shape[:2]
 
 
 def _frames(jobs: list[batch.FrameJob], todo: list[batch.FrameJob]

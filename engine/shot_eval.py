@@ -55,6 +55,11 @@ class ShotScores:
     warp_error: float
     warp_error_truth: float
     temporal_consistency: float | None  # None: the truth is perfectly still
+    # Line art: the same over the fill only (input L >= INTERIOR_L), without the drawn
+    # lines that every method takes unchanged from the input; grayscale: the same values.
+    fill_de: float = 0.0
+    fill_moving_de: float | None = None
+    fill_temporal_consistency: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -85,12 +90,15 @@ def _rgb_lab(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return rgb, rgb_to_lab(rgb)
 
 
-def _warp_error(prev: np.ndarray, cur: np.ndarray, flow: np.ndarray, valid: np.ndarray) -> float:
+def _warp_errors(prev: np.ndarray, cur: np.ndarray, flow: np.ndarray,
+                 masks: Sequence[np.ndarray]) -> list[float]:
+    """Mean absolute difference of ``cur`` and ``prev`` warped onto it, per mask."""
     h, w = cur.shape[:2]
     gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
     warped = cv2.remap(prev, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR,
                        borderMode=cv2.BORDER_REPLICATE)
-    return float(np.abs(warped - cur)[valid].mean()) if valid.any() else 0.0
+    diff = np.abs(warped - cur).mean(axis=-1)
+    return [float(diff[m].mean()) if m.any() else 0.0 for m in masks]
 
 
 def _flow_pair(l_prev: np.ndarray, l_cur: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -145,32 +153,35 @@ def evaluate_shot(
         raise InputError(f"keyframe {first_key!r}: no input frame of that name in {inputs}")
     key_l = structure_lightness(fio.read_image(in_by_stem[first_key]), task)
 
-    de_sum = moving_sum = 0.0
-    px = moving_px = right = scored = frames = 0
-    warp = warp_truth = 0.0
+    sums = np.zeros(4)  # dE all, dE moving, dE fill, dE moving fill
+    counts = np.zeros(4)
+    right = scored = frames = 0
+    warp = np.zeros(4)  # output all, truth all, output fill, truth fill
     prev: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
-    for o, t, i in _stream(out_files, truth_files, in_files):
-        stem, out_img, truth_img, in_img = o, *t, i
+    for stem, out_img, truth_img, in_img in _stream(out_files, truth_files, in_files):
         L = structure_lightness(in_img, task)
+        fill = L >= INTERIOR_L if task == "lineart" else np.ones(L.shape, bool)
         out_rgb, out_lab = _rgb_lab(out_img)
         truth_rgb, truth_lab = _rgb_lab(truth_img)
         if out_lab.shape != truth_lab.shape or L.shape != out_lab.shape[:2]:
             raise InputError(f"frame {stem}: output, truth and input differ in size")
         if prev is not None:
             flow, valid = _flow_pair(prev[0], L)
-            warp += _warp_error(prev[1], out_rgb, flow, valid)
-            warp_truth += _warp_error(prev[2], truth_rgb, flow, valid)
+            masks = (valid, valid & fill)
+            a, c = _warp_errors(prev[1], out_rgb, flow, masks)
+            b, d = _warp_errors(prev[2], truth_rgb, flow, masks)
+            warp += (a, b, c, d)
         prev = (L, out_rgb, truth_rgb)
         if stem in key_stems:
             continue
         frames += 1
         de = delta_e_2000(out_lab, truth_lab)
-        de_sum += float(de.sum(dtype=np.float64))
-        px += de.size
-        if key_l.shape == L.shape:
-            moving = np.abs(L - key_l) > MOVING_L
-            moving_sum += float(de[moving].sum(dtype=np.float64))
-            moving_px += int(moving.sum())
+        moving = np.abs(L - key_l) > MOVING_L if key_l.shape == L.shape \
+            else np.zeros(L.shape, bool)
+        for k, m in enumerate((None, moving, fill, moving & fill)):
+            part = de if m is None else de[m]
+            sums[k] += float(part.sum(dtype=np.float64))
+            counts[k] += part.size
         labels = rg.regions_of(L, task)
         if task == "lineart":
             labels = np.where(L >= INTERIOR_L, labels, 0)
@@ -179,29 +190,39 @@ def evaluate_shot(
         scored += n
     if frames == 0:
         raise InputError(f"{outputs}: no frame to score besides the keyframes")
+    mean = [sums[k] / counts[k] if counts[k] else None for k in range(4)]
     return ShotScores(
         frames=frames,
-        mean_de=de_sum / px,
-        moving_de=moving_sum / moving_px if moving_px else None,
-        moving_share=moving_px / px,
+        mean_de=mean[0],
+        moving_de=mean[1],
+        moving_share=counts[1] / counts[0],
         segment_accuracy=right / scored if scored else 0.0,
         regions=scored,
-        warp_error=warp,
-        warp_error_truth=warp_truth,
-        temporal_consistency=warp / warp_truth if warp_truth > 0 else None,
+        warp_error=float(warp[0]),
+        warp_error_truth=float(warp[1]),
+        temporal_consistency=float(warp[0] / warp[1]) if warp[1] > 0 else None,
+        fill_de=mean[2] if mean[2] is not None else float("nan"),
+        fill_moving_de=mean[3],
+        fill_temporal_consistency=float(warp[2] / warp[3]) if warp[3] > 0 else None,
     )
 
 
 def _stream(out_files: list[Path], truth_files: list[Path], in_files: list[Path]
-            ) -> Iterator[tuple[str, tuple[np.ndarray, np.ndarray], np.ndarray]]:
+            ) -> Iterator[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
     for o, t, i in zip(out_files, truth_files, in_files, strict=True):
-        yield o.stem, (fio.read_image(o), fio.read_image(t)), fio.read_image(i)
+        yield o.stem, fio.read_image(o), fio.read_image(t), fio.read_image(i)
 
 
 def format_scores(name: str, s: ShotScores) -> str:
     """One line of a shot's scores."""
     moving = "n/a" if s.moving_de is None else f"{s.moving_de:.2f}"
     tc = "n/a" if s.temporal_consistency is None else f"{s.temporal_consistency:.2f}"
-    return (f"{name}: {s.frames} frames, CIEDE2000 {s.mean_de:.2f}, moving pixels {moving} "
+    line = (f"{name}: {s.frames} frames, CIEDE2000 {s.mean_de:.2f}, moving pixels {moving} "
             f"({100 * s.moving_share:.1f}%), segment accuracy {100 * s.segment_accuracy:.1f}% "
             f"of {s.regions} regions, temporal consistency {tc}")
+    if s.fill_de != s.mean_de:
+        fm = "n/a" if s.fill_moving_de is None else f"{s.fill_moving_de:.2f}"
+        ftc = "n/a" if s.fill_temporal_consistency is None \
+            else f"{s.fill_temporal_consistency:.2f}"
+        line += f"; fill only: CIEDE2000 {s.fill_de:.2f}, moving {fm}, consistency {ftc}"
+    return line

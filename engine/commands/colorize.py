@@ -34,6 +34,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--hints", default=None, metavar="FILE|DIR",
                    help="RGBA hint image for every frame, or a folder of per-frame hint images "
                    "named like the frames (painted pixels are color hints)")
+    p.add_argument("--reference", "-r", action="append", default=None, metavar="KEY|DIR",
+                   help="a colored keyframe of the shot (or a model sheet), or a folder of "
+                   "them; repeatable. Each frame takes the keyframes' colors region by region "
+                   "(the model fills only what matches nothing). A keyframe named like a "
+                   "frame (same file stem) is that frame: it comes out as the artist colored it")
     p.add_argument("--palette", default=None, metavar="FILE|none",
                    help="lock colors to a Krita .kpl or GIMP .gpl palette; 'none' turns off "
                    "the model's own palette (default: the model's palette, if it has one)")
@@ -54,7 +59,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "per region)")
     p.add_argument("--no-carry", action="store_true",
                    help="do not carry colors from the previous frame where the input did not "
-                   "change (sequences and videos)")
+                   "change (sequences and videos); with --reference: match each frame to the "
+                   "keyframes only, not to the previous finished frame")
     p.add_argument("--overwrite", action="store_true",
                    help="redo frames whose output exists (default: skip them, i.e. resume)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
@@ -80,6 +86,14 @@ def run(args: argparse.Namespace) -> int:
     batch.plan_outputs(sources, args.out)
     if args.hints is not None and not Path(args.hints).exists():
         raise InputError(f"{args.hints}: hint file or folder not found")
+    keyframes = None
+    if args.reference:
+        from inkhue_engine.shot import load_keyframes
+
+        if args.hints is not None:
+            raise InputError("--hints and --reference do not combine: paint the colors into "
+                             "a keyframe instead")
+        keyframes = load_keyframes(args.reference)
     palette = palette_from_arg(args.palette)
     options = ColorizeOptions(detail=args.detail, regions=not args.no_regions,
                               output=args.output_kind)
@@ -97,11 +111,18 @@ def run(args: argparse.Namespace) -> int:
         options = ColorizeOptions(detail=options.detail, regions=options.regions,
                                   output=options.output, palette=palette)
 
-    result = batch.colorize_many(
-        sources, args.out, model, options, hints=args.hints, batch_size=args.batch_size,
-        workers=args.workers, carry=not args.no_carry, overwrite=args.overwrite,
-        progress=False if args.quiet else None,
-    )
+    if keyframes is not None:
+        from inkhue_engine.shot import colorize_shot
+
+        result = colorize_shot(sources, args.out, model, keyframes, options,
+                               use_previous=not args.no_carry, overwrite=args.overwrite,
+                               progress=False if args.quiet else None)
+    else:
+        result = batch.colorize_many(
+            sources, args.out, model, options, hints=args.hints, batch_size=args.batch_size,
+            workers=args.workers, carry=not args.no_carry, overwrite=args.overwrite,
+            progress=False if args.quiet else None,
+        )
     if not args.quiet:
         done = f"{result.written} frame(s) written"
         if result.skipped:

@@ -1,0 +1,274 @@
+"""Keyframe matching (engine/keyframes.py) and keyframe shots (engine/shot.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from inkhue_engine import frames_io, shot
+from inkhue_engine import keyframes as kf
+from inkhue_engine.color import delta_e_2000, from_float01, rgb_to_gray01, rgb_to_lab, to_float01
+from inkhue_engine.errors import InputError
+from inkhue_engine.model import load_model
+from inkhue_engine.regions import regions_of
+
+# Fill colors (RGB) of the cartoon: skin, shirt, hat, a ball, the background.
+SKIN, SHIRT, HAT, BALL, PAPER = (236, 188, 150), (40, 90, 200), (200, 40, 40), (60, 170, 70), (
+    245, 240, 225)
+
+
+def cartoon(dx: int = 0, dy: int = 0, ball: int = 0, new_star: bool = False,
+            size: tuple[int, int] = (120, 160)) -> np.ndarray:
+    """A colored, outlined cartoon (uint8 RGB): a body moved by (dx, dy), a ball moving on
+    its own by ``ball`` px, and optionally a star that the keyframe does not have."""
+    h, w = size
+    img = np.zeros((h, w, 3), np.uint8)
+    img[:] = PAPER
+    body = [((40 + dx, 30 + dy), (80 + dx, 100 + dy), SHIRT),
+            ((48 + dx, 8 + dy), (72 + dx, 30 + dy), SKIN),
+            ((44 + dx, 2 + dy), (76 + dx, 10 + dy), HAT)]
+    for p0, p1, color in body:
+        cv2.rectangle(img, p0, p1, color, -1)
+        cv2.rectangle(img, p0, p1, (0, 0, 0), 2)
+    cv2.circle(img, (120 + ball, 80), 14, BALL, -1)
+    cv2.circle(img, (120 + ball, 80), 14, (0, 0, 0), 2)
+    if new_star:
+        cv2.circle(img, (20, 100), 12, (250, 220, 30), -1)
+        cv2.circle(img, (20, 100), 12, (0, 0, 0), 2)
+    return img
+
+
+def gray_of(rgb: np.ndarray) -> np.ndarray:
+    """The grayscale input of a colored frame: the gray of its own Lab L, 8-bit."""
+    return from_float01(rgb_to_gray01(to_float01(rgb)), np.uint8)
+
+
+def lines_of(rgb: np.ndarray) -> np.ndarray:
+    """The line-art input of a colored frame: its black outlines on white."""
+    dark = (rgb.max(axis=2) < 40)
+    return np.where(dark, 0, 255).astype(np.uint8)
+
+
+def interior_de(out: np.ndarray, truth: np.ndarray, color: tuple[int, int, int]) -> float:
+    """Mean CIEDE2000 of ``out`` vs ``truth`` inside the truth's pixels of ``color`` (eroded)."""
+    mask = np.all(truth == np.array(color, np.uint8), axis=-1).astype(np.uint8)
+    mask = cv2.erode(mask, np.ones((5, 5), np.uint8)).astype(bool)
+    assert mask.sum() > 20
+    a = rgb_to_lab(to_float01(np.ascontiguousarray(out[..., :3])))[mask]
+    b = rgb_to_lab(to_float01(truth))[mask]
+    return float(delta_e_2000(a, b).mean())
+
+
+@pytest.fixture(scope="module")
+def models(grayscale_model, lineart_model):
+    return {"grayscale": load_model(grayscale_model, "cpu"),
+            "lineart": load_model(lineart_model, "cpu")}
+
+
+# --------------------------------------------------------------------------- descriptors
+def test_describe_regions_matches_hand_computed_moments(monkeypatch):
+    monkeypatch.setattr(kf, "DESCRIBE_STRIDE", 1)  # every pixel: exact moments
+    labels = np.zeros((40, 60), np.int32)
+    labels[5:15, 10:50] = 1  # 10 x 40 bar: centroid (9.5, 29.5), elongated
+    labels[20:36, 20:36] = 2  # 16 x 16 square: round
+    L = np.zeros((40, 60), np.float32)
+    L[labels == 2] = 70
+    t = kf.describe_regions(labels, L)
+    assert t.area[1] == 400 and t.area[2] == 256
+    assert (t.cy[1], t.cx[1]) == pytest.approx((9.5, 29.5))
+    assert (t.cy[2], t.cx[2]) == pytest.approx((27.5, 27.5))
+    assert t.mean_l[2] == pytest.approx(70)
+    # bar: variances (40^2-1)/12 along x, (10^2-1)/12 along y -> 1 - sqrt(99/1599)
+    assert t.elong[1] == pytest.approx(1 - np.sqrt(99 / 1599), abs=1e-6)
+    assert t.elong[2] == pytest.approx(0, abs=1e-6)
+    monkeypatch.setattr(kf, "DESCRIBE_STRIDE", 2)  # sampled: areas exact, the rest close
+    t2 = kf.describe_regions(labels, L)
+    assert np.array_equal(t2.area, t.area)
+    assert np.abs(t2.cy - t.cy).max() <= 1.0 and np.abs(t2.cx - t.cx).max() <= 1.0
+    assert np.allclose(t2.elong, t.elong, atol=0.05)
+
+
+# --------------------------------------------------------------------------- matching
+@pytest.mark.parametrize("task", ["grayscale", "lineart"])
+def test_moved_regions_take_their_keyframe_colors(task, models):
+    key_rgb = cartoon()
+    make_input = gray_of if task == "grayscale" else lines_of
+    ref = kf.make_reference(key_rgb, task, make_input(key_rgb))
+    truth = cartoon(dx=6, dy=3, ball=-9)
+    out, colors = shot.colorize_with_references(make_input(truth), models[task], [ref])
+    assert out.shape == (*truth.shape[:2], 3)
+    for color in (SKIN, SHIRT, HAT, BALL, PAPER):
+        assert interior_de(out, truth, color) < 2.0, color
+    assert colors.unmatched_share() == 0.0
+
+
+def test_region_split_by_an_occluder_shares_the_reference_color(models):
+    key_rgb = cartoon()
+    ref = kf.make_reference(key_rgb, "lineart", lines_of(key_rgb))
+    truth = cartoon()
+    cv2.line(truth, (38, 60), (82, 60), (0, 0, 0), 2)  # a stick cuts the shirt in two
+    out, colors = shot.colorize_with_references(lines_of(truth), models["lineart"], [ref])
+    labels = colors.labels
+    shirt_labels = np.unique(labels[np.all(truth == np.array(SHIRT, np.uint8), axis=-1)])
+    assert len(shirt_labels[shirt_labels > 0]) == 2  # the split really made two regions
+    assert interior_de(out, truth, SHIRT) < 2.0
+
+
+def test_a_region_no_keyframe_has_goes_to_the_model_on_a_crop(models, monkeypatch):
+    key_rgb = cartoon()
+    ref = kf.make_reference(key_rgb, "grayscale", gray_of(key_rgb))
+    truth = cartoon(new_star=True)
+    calls = []
+    from inkhue_engine import pipeline
+
+    real = pipeline.colorize_frame
+
+    def spy(frame, model, hints=None, options=None):
+        calls.append(frame.shape)
+        return real(frame, model, hints, options)
+
+    monkeypatch.setattr(pipeline, "colorize_frame", spy)
+    out, colors = shot.colorize_with_references(gray_of(truth), models["grayscale"], [ref])
+    assert colors.unmatched_share() > 0
+    assert len(calls) == 1 and calls[0][0] * calls[0][1] < truth.shape[0] * truth.shape[1]
+    # the matched regions keep the artist's colors even though the model ran
+    for color in (SKIN, SHIRT, HAT, BALL):
+        assert interior_de(out, truth, color) < 2.0, color
+
+
+def test_the_keyframe_wins_over_a_wrong_previous_frame(models):
+    key_rgb = cartoon()
+    key = kf.make_reference(key_rgb, "lineart", lines_of(key_rgb))
+    wrong = key_rgb.copy()
+    wrong[np.all(key_rgb == np.array(SHIRT, np.uint8), axis=-1)] = (250, 0, 250)
+    prev = kf.make_reference(wrong, "lineart", lines_of(key_rgb), kind="previous")
+    truth = cartoon(dx=2)
+    out, _ = shot.colorize_with_references(lines_of(truth), models["lineart"], [key, prev])
+    assert interior_de(out, truth, SHIRT) < 2.0
+
+
+def test_previous_frame_carries_colors_the_keyframe_cannot_place(models):
+    # the ball is far from where the keyframe has it; the previous frame has it nearby
+    key_rgb = cartoon()
+    key = kf.make_reference(key_rgb, "grayscale", gray_of(key_rgb))
+    before = cartoon(ball=24)
+    prev = kf.make_reference(before, "grayscale", gray_of(before), kind="previous")
+    truth = cartoon(ball=26)
+    out, colors = shot.colorize_with_references(gray_of(truth), models["grayscale"], [key, prev])
+    assert interior_de(out, truth, BALL) < 2.0
+    ball = colors.labels[80, 146]
+    assert colors.source[ball] == 1  # from the previous frame
+    assert colors.source[colors.labels[60, 60]] == 0  # the shirt: from the keyframe (tie)
+
+
+# --------------------------------------------------------------------------- bad keyframes
+def test_uncolored_keyframe_is_refused_with_its_name():
+    with pytest.raises(InputError, match="key.png: the keyframe has no color"):
+        kf.make_reference(gray_of(cartoon()), "grayscale", name="key.png")
+
+
+def test_keyframe_of_other_framing_is_refused_and_other_scale_is_fitted():
+    key = cartoon()
+    with pytest.raises(InputError, match="k.png: the keyframe is 160x120 but the frames are "
+                       "100x100 \\(another aspect ratio\\)"):
+        kf.fit_to_frame(key, (100, 100), "k.png")
+    big = cv2.resize(key, (320, 240), interpolation=cv2.INTER_NEAREST)
+    assert kf.fit_to_frame(big, (120, 160), "k.png").shape == key.shape
+
+
+def test_keyframe_of_the_other_task_is_refused():
+    colored = cartoon()
+    flat_lines = np.where(lines_of(colored)[..., None] == 0, 0, 255).astype(np.uint8)
+    flat_lines = np.repeat(flat_lines, 3, axis=2)
+    flat_lines[lines_of(colored) > 0] = (255, 0, 0)  # colored, but not the gray frame's L
+    with pytest.raises(InputError, match="k.png: its lightness differs"):
+        kf.check_keyframe_fits(flat_lines, gray_of(colored), "grayscale", "k.png")
+    shaded_no_lines = colored.copy()
+    shaded_no_lines[lines_of(colored) == 0] = SKIN  # light: the lines are gone
+    with pytest.raises(InputError, match="k.png: only .* of its frame's lines are dark"):
+        kf.check_keyframe_fits(shaded_no_lines, lines_of(colored), "lineart", "k.png")
+    kf.check_keyframe_fits(colored, gray_of(colored), "grayscale", "k.png")
+    kf.check_keyframe_fits(colored, lines_of(colored), "lineart", "k.png")
+
+
+# --------------------------------------------------------------------------- shots
+def write_shot(folder: Path, n: int, task: str) -> list[np.ndarray]:
+    folder.mkdir(parents=True)
+    truths = []
+    for i in range(n):
+        rgb = cartoon(dx=2 * i, ball=-3 * i)
+        truths.append(rgb)
+        frame = gray_of(rgb) if task == "grayscale" else lines_of(rgb)
+        frames_io.write_image_atomic(folder / f"f{i:03d}.png", frame)
+    return truths
+
+
+def test_shot_keyframe_comes_out_unchanged_and_resume_is_byte_identical(tmp_path, models):
+    truths = write_shot(tmp_path / "in", 6, "grayscale")
+    frames_io.write_image_atomic(tmp_path / "f000.png", truths[0])
+    keys = shot.load_keyframes([tmp_path / "f000.png"])
+    sources = frames_io.expand_inputs([str(tmp_path / "in")])
+    full = shot.colorize_shot(sources, tmp_path / "a", models["grayscale"], keys, progress=False)
+    assert full.written == 6
+    assert np.array_equal(frames_io.read_image(tmp_path / "a" / "f000.png"), truths[0])
+    for i in range(1, 6):
+        out = frames_io.read_image(tmp_path / "a" / f"f{i:03d}.png")
+        assert interior_de(out, truths[i], SHIRT) < 2.0
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_3(job):
+        if job.index == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        shot.colorize_shot(sources, tmp_path / "b", models["grayscale"], keys, progress=False,
+                           on_frame=stop_after_3)
+    assert len(list((tmp_path / "b").glob("*.png"))) == 3
+    again = shot.colorize_shot(sources, tmp_path / "b", models["grayscale"], keys, progress=False)
+    assert (again.written, again.skipped) == (3, 3)
+    for i in range(6):
+        name = f"f{i:03d}.png"
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
+def test_shot_with_a_bad_keyframe_writes_nothing(tmp_path, models):
+    write_shot(tmp_path / "in", 3, "lineart")
+    frames_io.write_image_atomic(tmp_path / "gray.png", gray_of(cartoon()))
+    keys = shot.load_keyframes([tmp_path / "gray.png"])
+    sources = frames_io.expand_inputs([str(tmp_path / "in")])
+    with pytest.raises(InputError, match="gray.png: the keyframe has no color"):
+        shot.colorize_shot(sources, tmp_path / "out", models["lineart"], keys, progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_reference(tmp_path, grayscale_model, capsys):
+    from inkhue_engine.cli import main
+
+    truths = write_shot(tmp_path / "in", 3, "grayscale")
+    (tmp_path / "keys").mkdir()
+    frames_io.write_image_atomic(tmp_path / "keys" / "f000.png", truths[0])
+    rc = main(["colorize", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--model",
+               str(grayscale_model), "--reference", str(tmp_path / "keys"), "-q"])
+    assert rc == 0
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == [
+        "f000.png", "f001.png", "f002.png"]
+    capsys.readouterr()
+    rc = main(["colorize", str(tmp_path / "in"), "-o", str(tmp_path / "o2"), "--model",
+               str(grayscale_model), "--reference", str(tmp_path / "keys"),
+               "--hints", str(tmp_path / "keys" / "f000.png")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc != 0 and err == ["inkhue: error: --hints and --reference do not combine: paint "
+                               "the colors into a keyframe instead"]
+    assert not (tmp_path / "o2").exists()
+
+
+def test_regions_of_the_test_cartoon_are_what_the_tests_assume():
+    # five fills: paper, shirt, skin, hat, ball (the shapes are closed by their outlines)
+    labels = regions_of(rgb_to_lab(to_float01(lines_of(cartoon())[..., None].repeat(3, 2)))[
+        ..., 0], "lineart")
+    assert labels.max() == 5
