@@ -17,7 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "report PSNR, RMSE, SSIM, mean CIEDE2000 and colorfulness next to the 'gray' (ab = 0) "
         "and 'flat-fill' (each region the mean of its hints) baselines. With --sequence: the "
         "flicker of colorized frames (mean CIEDE2000 between consecutive outputs where the "
-        "input did not change).",
+        "input did not change); with --sequence --truth --keyframes: the scores of a shot "
+        "colored from keyframes (--task says whether the inputs are line art).",
     )
     p.add_argument("--model", "-m", default=None,
                    help="model name or .onnx file (default: the bundled model of --task)")
@@ -29,6 +30,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "--sequence the input frames the outputs were made from")
     p.add_argument("--sequence", default=None, metavar="OUTPUTS",
                    help="folder (or video) of colorized frames: report flicker instead")
+    p.add_argument("--truth", default=None, metavar="DIR",
+                   help="--sequence: the true colors of the frames (named like the outputs): "
+                   "report CIEDE2000 (whole frames and moving pixels), segment accuracy and "
+                   "flow-warp temporal consistency instead of flicker")
+    p.add_argument("--keyframes", default=None, metavar="NAME,NAME,...",
+                   help="--sequence --truth: the frames the artist colored (file stems); "
+                   "they are left out of the scores and the first one defines moving pixels")
     p.add_argument("--hints", default="0,1,10,50", metavar="N,N,...",
                    help="hint counts to sample per image (default: 0,1,10,50)")
     p.add_argument("--palette", default=None, metavar="FILE|none",
@@ -61,6 +69,23 @@ def _hint_counts(text: str) -> list[int]:
     return counts
 
 
+def _shot_scores(args: argparse.Namespace) -> int:
+    """--sequence with --truth: the keyframe-shot scores (engine/shot_eval.py)."""
+    from inkhue_engine import evaluation, shot_eval
+    from inkhue_engine.errors import InputError
+
+    if not args.keyframes:
+        raise InputError("--truth needs --keyframes NAME,...: the frames the shot was "
+                         "colored from (e.g. --keyframes 0000)")
+    task = args.task or "grayscale"
+    keys = [k.strip() for k in args.keyframes.split(",") if k.strip()]
+    scores = shot_eval.evaluate_shot(args.sequence, args.truth, args.inputs, task, keys)
+    print(shot_eval.format_scores(f"{args.sequence} ({task})", scores))
+    if args.json:
+        evaluation.write_json(args.json, scores.as_dict())
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     """Print the table (or the flicker) and write the JSON report when asked."""
     from inkhue_engine import evaluation
@@ -71,6 +96,8 @@ def run(args: argparse.Namespace) -> int:
         if args.inputs is None:
             raise InputError("--sequence needs --inputs DIR: the frames the outputs were made "
                              "from")
+        if args.truth is not None:
+            return _shot_scores(args)
         rep = evaluation.sequence_flicker(args.sequence, args.inputs, args.tol)
         value = "n/a (no pixel stayed unchanged)" if rep.flicker is None \
             else f"{rep.flicker:.3f} mean CIEDE2000"

@@ -1,0 +1,71 @@
+"""Scores of a keyframe shot (engine/shot_eval.py) and ``inkhue evaluate --truth``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from inkhue_engine import frames_io
+from inkhue_engine.cli import main
+from inkhue_engine.color import delta_e_2000, rgb_to_lab, to_float01
+from inkhue_engine.errors import InputError
+from inkhue_engine.shot_eval import evaluate_shot
+
+sys.path.insert(0, str(Path(__file__).parent))
+from cartoon_shots import SHIRT, cartoon, gray_of  # noqa: E402
+
+
+def write(folder: Path, frames: list[np.ndarray]) -> None:
+    folder.mkdir(parents=True)
+    for i, img in enumerate(frames):
+        frames_io.write_image_atomic(folder / f"f{i}.png", img)
+
+
+@pytest.fixture
+def shot_dirs(tmp_path):
+    truth = [cartoon(dx=2 * i, ball=-3 * i) for i in range(4)]
+    write(tmp_path / "truth", truth)
+    write(tmp_path / "in", [gray_of(t) for t in truth])
+    return tmp_path, truth
+
+
+def test_perfect_output_scores_zero_and_steady(shot_dirs):
+    tmp, truth = shot_dirs
+    s = evaluate_shot(tmp / "truth", tmp / "truth", tmp / "in", "grayscale", ["f0"])
+    assert s.frames == 3  # the keyframe is left out
+    assert s.mean_de == 0.0 and s.moving_de == 0.0
+    assert s.segment_accuracy == 1.0 and s.regions > 0
+    assert s.temporal_consistency == pytest.approx(1.0)
+    assert 0 < s.moving_share < 0.5
+
+
+def test_one_wrong_region_costs_exactly_its_share(shot_dirs):
+    tmp, truth = shot_dirs
+    wrong = [t.copy() for t in truth]
+    for t in wrong[1:]:
+        t[np.all(t == np.array(SHIRT, np.uint8), axis=-1)] = (200, 200, 40)
+    write(tmp / "out", wrong)
+    s = evaluate_shot(tmp / "out", tmp / "truth", tmp / "in", "grayscale", ["f0"])
+    good = evaluate_shot(tmp / "truth", tmp / "truth", tmp / "in", "grayscale", ["f0"])
+    per_frame = good.regions // 3
+    assert s.segment_accuracy == pytest.approx(1 - 1 / per_frame)  # the shirt, in each frame
+    shirt = np.all(truth[1] == np.array(SHIRT, np.uint8), axis=-1)
+    de = delta_e_2000(rgb_to_lab(to_float01(np.array([[[200, 200, 40]]], np.uint8))),
+                      rgb_to_lab(to_float01(np.array([[SHIRT]], np.uint8))))[0, 0]
+    assert s.mean_de == pytest.approx(de * shirt.mean(), rel=0.05)
+    assert s.temporal_consistency > 1.0  # the wrong shirt is the same in every frame but moves
+
+
+def test_cli_reports_shot_scores_and_needs_keyframes(shot_dirs, capsys):
+    tmp, _ = shot_dirs
+    rc = main(["evaluate", "--sequence", str(tmp / "truth"), "--inputs", str(tmp / "in"),
+               "--truth", str(tmp / "truth"), "--keyframes", "f0", "--json",
+               str(tmp / "s.json")])
+    assert rc == 0
+    assert "segment accuracy 100.0%" in capsys.readouterr().out
+    assert (tmp / "s.json").is_file()
+    with pytest.raises(InputError, match="name the keyframe"):
+        evaluate_shot(tmp / "truth", tmp / "truth", tmp / "in", "grayscale", [])
