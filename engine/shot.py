@@ -18,7 +18,7 @@ import hashlib
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,7 @@ class Keyframe:
 
     name: str  #: file name; its stem pairs it with the frame of the same stem
     image: np.ndarray  #: colored pixels, any supported dtype / layout
+    frame: int | None = None  #: in-memory shots: index of the frame it colors (None: a sheet)
 
     @property
     def stem(self) -> str:
@@ -142,6 +143,61 @@ def _generate(frame: np.ndarray, model: Any, colors: kf.FrameColors, options: An
     return rows, cols, pipeline.colorize_frame(frame[rows, cols], model, hints, crop_opts)
 
 
+def build_references(
+    keyframes: Sequence[Keyframe], task: str, size: tuple[int, int],
+    structure_of: Callable[[Keyframe], np.ndarray | None],
+) -> list[kf.Reference]:
+    """The keyframes as references for frames of ``size`` (h, w): scaled to it, checked
+    against their own uncolored frame (``structure_of``; None for a model sheet), whose
+    regions they then take. InputError names the keyframe that cannot be used."""
+    refs = []
+    for k in keyframes:
+        image = kf.fit_to_frame(k.image, size, k.name)
+        structure = structure_of(k)
+        if structure is not None and structure.shape[:2] != size:
+            structure = None
+        if structure is not None:
+            kf.check_keyframe_fits(image, structure, task, k.name)
+        refs.append(kf.make_reference(image, task, structure, name=k.name))
+    return refs
+
+
+def colorize_frames(
+    frames: Iterable[np.ndarray], model: Any, keyframes: Sequence[Keyframe],
+    options: Any = None, use_previous: bool = True,
+    structure_of: Callable[[int], np.ndarray] | None = None,
+) -> Iterator[np.ndarray]:
+    """Colorize the frames of one shot, in order, from ``keyframes`` (in memory).
+
+    A keyframe whose ``frame`` is i is frame i as the artist colored it: it comes out
+    unchanged, and ``structure_of(i)`` (the uncolored frame i) gives its regions; a
+    keyframe without ``frame`` is a model sheet. The references are built before the
+    first frame is colorized, so a bad keyframe fails before any output.
+    """
+    task = model.info.task
+    by_index = {k.frame: k for k in keyframes if k.frame is not None}
+    refs: dict[tuple[int, int], list[kf.Reference]] = {}
+
+    def structure(k: Keyframe) -> np.ndarray | None:
+        return structure_of(k.frame) if k.frame is not None and structure_of else None
+
+    prev: kf.Reference | None = None
+    for i, frame in enumerate(frames):
+        size = frame.shape[:2]
+        if size not in refs:
+            refs[size] = build_references(keyframes, task, size, structure)
+        key = by_index.get(i)
+        if key is not None:
+            out = keyframe_as_output(kf.fit_to_frame(key.image, size, key.name), frame)
+            prev = kf.make_reference(out, task, frame, "previous frame", "previous",
+                                     require_color=False) if use_previous else None
+        else:
+            use = refs[size] + ([prev] if prev is not None and prev.L.shape == size else [])
+            out, colors = colorize_with_references(frame, model, use, options)
+            prev = kf.previous_reference(colors, out) if use_previous else None
+        yield out
+
+
 @dataclass
 class _Previous:
     """The last finished frame of a sequence: its input and its output (as stored)."""
@@ -214,19 +270,13 @@ def colorize_shot(
     frame_of_stem = {Path(j.name).stem: j for j in jobs if not j.source.is_video}
     refs: dict[tuple[int, int], list[kf.Reference]] = {}
 
+    def structure(k: Keyframe) -> np.ndarray | None:
+        job = frame_of_stem.get(k.stem)
+        return fio.read_image(job.source.path) if job is not None else None
+
     def references(size: tuple[int, int]) -> list[kf.Reference]:
         if size not in refs:
-            built = []
-            for k in keyframes:
-                image = kf.fit_to_frame(k.image, size, k.name)
-                job = frame_of_stem.get(k.stem)
-                structure = fio.read_image(job.source.path) if job is not None else None
-                if structure is not None and structure.shape[:2] != size:
-                    structure = None
-                if structure is not None:
-                    kf.check_keyframe_fits(image, structure, task, k.name)
-                built.append(kf.make_reference(image, task, structure, name=k.name))
-            refs[size] = built
+            refs[size] = build_references(keyframes, task, size, structure)
         return refs[size]
 
     references(_frame_size(todo[0]))

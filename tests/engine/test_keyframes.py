@@ -230,3 +230,26 @@ def test_regions_of_the_test_cartoon_are_what_the_tests_assume():
     labels = regions_of(rgb_to_lab(to_float01(lines_of(cartoon())[..., None].repeat(3, 2)))[
         ..., 0], "lineart")
     assert labels.max() == 5
+
+
+def test_in_memory_shot_gives_the_same_pixels_as_the_files_runner(tmp_path, models):
+    truths = write_shot(tmp_path / "in", 5, "lineart")
+    frames_io.write_image_atomic(tmp_path / "f000.png", truths[0])
+    sources = frames_io.expand_inputs([str(tmp_path / "in")])
+    shot.colorize_shot(sources, tmp_path / "out", models["lineart"],
+                       shot.load_keyframes([tmp_path / "f000.png"]), progress=False)
+    frames = [frames_io.read_image(s.path) for s in sources]
+    keys = [shot.Keyframe("key", truths[0], frame=0)]
+    outs = list(shot.colorize_frames(frames, models["lineart"], keys,
+                                     structure_of=lambda i: frames[i]))
+    assert len(outs) == 5 and np.array_equal(outs[0], truths[0])
+    for i, out in enumerate(outs):
+        assert np.array_equal(out, frames_io.read_image(tmp_path / "out" / f"f{i:03d}.png"))
+
+
+def test_in_memory_shot_refuses_a_bad_keyframe_before_the_first_frame(models):
+    frames = iter([lines_of(cartoon()), lines_of(cartoon(dx=2))])
+    outs = shot.colorize_frames(frames, models["lineart"],
+                                [shot.Keyframe("sheet.png", gray_of(cartoon()))])
+    with pytest.raises(InputError, match="sheet.png: the keyframe has no color"):
+        next(outs)
