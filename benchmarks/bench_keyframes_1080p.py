@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         refs = [ref] + ([prev] if prev is not None else [])
         out, colors = colorize_with_references(frame, model, refs)
-        prev = kf.previous_reference(colors, out)
+        prev = kf.previous_reference(colors, out, args.task)
         times.append(time.perf_counter() - t0)
     load = os.getloadavg()[0]
     print(f"{args.shot.name} {args.task} {W}x{H}: median {statistics.median(times):.3f} s/frame "

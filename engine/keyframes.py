@@ -68,6 +68,14 @@ MIN_COLORED_SHARE = 0.005
 COLOR_CHROMA = 8.0
 #: 3x3 dilations tried before the exact nearest-pixel fill (_nearest_label).
 NEAREST_DILATIONS = 6
+#: Per-pixel reference colors are taken only this far (px) inside a reference region:
+#: nearer its border a line-art pixel mixes the region with its line (anti-aliasing).
+#: Grayscale regions are cut at dilated edges already (measured on prologue_kid: an
+#: extra margin there made moving pixels worse, 1.05 -> 1.14 CIEDE2000).
+CORE_PX = {"grayscale": 0, "lineart": 1}
+#: A pixel whose structure L is within this of the reference's (and whose neighbours'
+#: are too) did not move: it takes the reference pixel at its own place, unresampled.
+STILL_L = 0.5
 #: describe_regions samples every n-th pixel of every n-th row (exact areas).
 DESCRIBE_STRIDE = 2
 #: Weights of the cost terms (see _costs): flow vote, coverage, position, area, shape,
@@ -174,6 +182,18 @@ class Reference:
     labels: np.ndarray  #: regions_of(L, task)
     table: RegionTable
     colors: np.ndarray  #: [n+1, 3] Lab of each region
+    core: np.ndarray  #: float32 HxW: the label where at least CORE_PX inside its region, else -1
+
+
+def region_core(labels: np.ndarray, px: int) -> np.ndarray:
+    """float32 HxW: each pixel's label where its whole (2*px+1)^2 neighbourhood has that
+    label (the region's core), else -1."""
+    lab = labels.astype(np.float32)
+    if px <= 0:
+        return np.where(labels > 0, lab, np.float32(-1))
+    k = cv2.getStructuringElement(cv2.MORPH_RECT, (2 * px + 1, 2 * px + 1))
+    inside = (cv2.erode(lab, k) == lab) & (cv2.dilate(lab, k) == lab) & (labels > 0)
+    return np.where(inside, lab, np.float32(-1))
 
 
 def is_colored(lab: np.ndarray) -> bool:
@@ -219,10 +239,30 @@ def make_reference(
     else:
         L = lab[..., 0].copy()
     labels = rg.regions_of(L, task)
-    colors = rg.region_medians(labels, lab) if kind == "keyframe" else rg.region_means(
-        labels, lab, np.ones(labels.shape, np.float32))[0]
+    core = region_core(labels, CORE_PX[task])
     return Reference(name, kind, lab, L.astype(np.float32, copy=False), labels,
-                     describe_regions(labels, L), colors.astype(np.float32))
+                     describe_regions(labels, L), _region_colors(labels, core, lab, kind),
+                     core)
+
+
+def _region_colors(labels: np.ndarray, core: np.ndarray, lab: np.ndarray, kind: str
+                   ) -> np.ndarray:
+    """[n+1, 3] color of each region: over its core (the fringe mixes in the lines),
+    over all its pixels when it has no core; medians for keyframes (robust to the
+    artist's texture), means for a previous frame (fast, its fills are already flat)."""
+    core_labels = np.maximum(core, 0).astype(labels.dtype)
+    if kind == "keyframe":
+        inner, whole = rg.region_medians(core_labels, lab), rg.region_medians(labels, lab)
+    else:
+        ones = np.ones(labels.shape, np.float32)
+        inner = rg.region_means(core_labels, lab, ones)[0]
+        whole = rg.region_means(labels, lab, ones)[0]
+    m = inner.shape[0]  # at most whole.shape[0]: the core may lose the last labels
+    has_core = np.bincount(core_labels.ravel(), minlength=m) > 0
+    has_core[0] = False
+    out = whole.copy()
+    out[:m][has_core] = inner[has_core]
+    return out.astype(np.float32)
 
 
 #: A keyframe that is a frame of the shot must keep that frame's structure: grayscale,
@@ -498,15 +538,15 @@ def colors_from_references(
                        tuple(flows))
 
 
-def previous_reference(colors: FrameColors, output: np.ndarray) -> Reference:
+def previous_reference(colors: FrameColors, output: np.ndarray, task: str) -> Reference:
     """The finished frame as a reference for the next one: its regions and structure
     (already computed by the matching) with the colors of ``output`` (region means)."""
     lab = rgb_to_lab(_color01(output, "previous frame"))
     if lab.shape[:2] != colors.labels.shape:
         raise InputError("the previous output differs in size from its frame")
-    means, _ = rg.region_means(colors.labels, lab, np.ones(colors.labels.shape, np.float32))
+    core = region_core(colors.labels, CORE_PX[task])
     return Reference("previous frame", "previous", lab, colors.L, colors.labels, colors.table,
-                     means.astype(np.float32))
+                     _region_colors(colors.labels, core, lab, "previous"), core)
 
 
 def warped_colors(colors: FrameColors, references: list[Reference]
@@ -514,8 +554,8 @@ def warped_colors(colors: FrameColors, references: list[Reference]
     """Per-pixel Lab of a frame from its matches: (Lab HxWx3, bool HxW covered).
 
     Inside a matched region, a pixel takes the reference's own color where the flow
-    lands it in the matched reference region (gradients, shading and static areas keep
-    the artist's exact colors), else the region's color. A line pixel, or one of a
+    lands it in the core of the matched reference region (gradients, shading and static
+    areas keep the artist's exact colors), else the region's color. A line pixel, or one of a
     loose region (FrameColors.loose), takes the flow-warped color of the reference
     its nearest matched region uses (line art puts its lines on top; a grayscale frame
     keeps its own L). Pixels of unmatched regions are not covered.
@@ -539,9 +579,13 @@ def warped_colors(colors: FrameColors, references: list[Reference]
         if not use.any():
             continue
         flow = cv2.resize(colors.flows[i], (w, h), interpolation=cv2.INTER_LINEAR)
+        # where the picture did not change, the reference pixel itself (no resampling)
+        still = (cv2.absdiff(colors.L, ref.L) <= STILL_L).view(np.uint8)
+        still = cv2.erode(still, np.ones((3, 3), np.uint8))
+        flow[still.astype(bool)] = 0.0
         mx, my = cv2.add(gx, flow[..., 0]), cv2.add(gy, flow[..., 1])
         warped = cv2.remap(ref.lab, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        where = cv2.remap(ref.labels.astype(np.float32), mx, my, cv2.INTER_NEAREST,
+        where = cv2.remap(ref.core, mx, my, cv2.INTER_NEAREST,
                           borderMode=cv2.BORDER_CONSTANT, borderValue=-1)
         where[loose] = -2.0
         exact = (use & (where == want)).view(np.uint8)

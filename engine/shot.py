@@ -194,7 +194,7 @@ def colorize_frames(
         else:
             use = refs[size] + ([prev] if prev is not None and prev.L.shape == size else [])
             out, colors = colorize_with_references(frame, model, use, options)
-            prev = kf.previous_reference(colors, out) if use_previous else None
+            prev = kf.previous_reference(colors, out, task) if use_previous else None
         yield out
 
 
@@ -368,7 +368,7 @@ def _previous_reference(prev: _Previous, task: str, size: tuple[int, int]
     finished by an earlier run), or None at a sequence's start."""
     frame, output = prev.frame, prev.output
     if prev.colors is not None and output is not None and output.shape[:2] == size:
-        return kf.previous_reference(prev.colors, output)
+        return kf.previous_reference(prev.colors, output, task)
     if prev.job is not None and prev.job.output is not None:
         frame = fio.read_image(prev.job.source.path)
         output = fio.read_image(prev.job.output)
