@@ -27,6 +27,7 @@ threads.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -348,7 +349,7 @@ class Match:
 
 
 def _votes(
-    labels: np.ndarray, ref_labels: np.ndarray, flow: np.ndarray
+    labels: np.ndarray, ref_labels: np.ndarray, ref_area: np.ndarray, flow: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Flow votes: (t, r) pairs with the share of t's pixels landing in r and the share of
     r's area they cover, and each target region's mean displacement."""
@@ -375,7 +376,6 @@ def _votes(
     pair, counts = np.unique(t[keep].astype(np.int64) * n_r + r[keep], return_counts=True)
     pt, pr = np.divmod(pair, n_r)
     share = counts / np.maximum(samples[pt], 1)
-    ref_area = np.bincount(ref_labels.ravel(), minlength=n_r).astype(np.float64)
     cover = counts * stride * stride / np.maximum(ref_area[pr], 1)
     return pt, pr, share, np.minimum(cover, 1.0), mean_dx, mean_dy
 
@@ -410,7 +410,7 @@ def match_regions(
 
     n_t = table.count
     flow, _ = _flow(L, ref.L, task)
-    pt, pr, share, cover, mdx, mdy = _votes(labels, ref.labels, flow)
+    pt, pr, share, cover, mdx, mdy = _votes(labels, ref.labels, ref.table.area, flow)
     px, py = table.cx + mdx, table.cy + mdy  # where each region's centroid moves to
     big_t = np.flatnonzero(table.area >= MIN_REGION_PX)
     big_t = big_t[big_t > 0]
@@ -562,18 +562,16 @@ def warped_colors(colors: FrameColors, references: list[Reference]
     """
     labels = colors.labels
     h, w = labels.shape
-    lab = colors.lab[labels]
     matched_px = colors.matched[labels]
     if not matched_px.any():
-        return lab, matched_px
-    loose = colors.loose()[labels]  # lines and specks follow their neighbours
+        return colors.lab[labels], matched_px
+    loose_px = colors.loose()[labels]  # lines and specks follow their neighbours
     nearest = _nearest_label(np.where(matched_px, labels, 0))
-    covered = matched_px | loose
-    src = np.where(covered, colors.source[nearest], -1)
-    np.copyto(lab, colors.lab[nearest], where=loose[..., None])
-    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    want = colors.ref_region[labels].astype(np.float32)
-    want[loose] = -2.0  # loose pixels take the warped color wherever it lands
+    covered = matched_px | loose_px
+    lab = colors.lab[np.where(loose_px, nearest, labels)]
+    src = np.where(covered, colors.source.astype(np.int32)[nearest], -1)
+    want = colors.ref_region.astype(np.float32)[labels]
+    gx, gy = _pixel_grid(h, w)
     for i, ref in enumerate(references):
         use = src == i
         if not use.any():
@@ -582,15 +580,24 @@ def warped_colors(colors: FrameColors, references: list[Reference]
         # where the picture did not change, the reference pixel itself (no resampling)
         still = (cv2.absdiff(colors.L, ref.L) <= STILL_L).view(np.uint8)
         still = cv2.erode(still, np.ones((3, 3), np.uint8))
-        flow[still.astype(bool)] = 0.0
+        flow[still.view(bool)] = 0.0
         mx, my = cv2.add(gx, flow[..., 0]), cv2.add(gy, flow[..., 1])
         warped = cv2.remap(ref.lab, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         where = cv2.remap(ref.core, mx, my, cv2.INTER_NEAREST,
                           borderMode=cv2.BORDER_CONSTANT, borderValue=-1)
-        where[loose] = -2.0
-        exact = (use & (where == want)).view(np.uint8)
+        # loose pixels take the warped color wherever it lands
+        exact = (use & ((where == want) | loose_px)).view(np.uint8)
         cv2.copyTo(warped, exact, lab)
     return lab, covered
+
+
+@functools.lru_cache(maxsize=4)
+def _pixel_grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """(x, y) coordinate planes of an h x w frame, float32 (read-only, cached: remap
+    maps are built from them for every reference of every frame)."""
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    gx.flags.writeable = gy.flags.writeable = False
+    return gx, gy
 
 
 def _nearest_label(own: np.ndarray) -> np.ndarray:
