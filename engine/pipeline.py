@@ -675,8 +675,8 @@ def _finish_grayscale(p: PreparedFrame, ab: np.ndarray) -> np.ndarray:
         small = counts <= CONSOLIDATE_MAX_FRACTION * labels.size
         small[0] = False  # line pixels keep their own values
         hinted = p.region_hinted
-        table = np.zeros((n, 3), np.float32)
-        table[:, 0] = ~small
+        table = np.zeros((n, 4), np.float32)  # keep, keep, add a, add b
+        table[:, :2] = (~small)[:, None]
         if opts.anchor_hints and hinted is not None:
             # anchoring shows only where pixels keep their own values (a small region
             # takes its hint): shift those regions so that their mean is the hint
@@ -684,13 +684,13 @@ def _finish_grayscale(p: PreparedFrame, ab: np.ndarray) -> np.ndarray:
             moved[0] = False
             if moved.any():
                 means = _region_sums_means(labels, ab, moved)
-                table[moved, 1:] = p.region_hint_ab[moved] - means[moved]
+                table[moved, 2:] = p.region_hint_ab[moved] - means[moved]
         if small.any():
             med = _region_medians(labels, ab)
             if hinted is not None:
                 med[hinted] = p.region_hint_ab[hinted]
-            table[small, 1:] = med[small]
-        if not (small.any() or table[:, 1:].any()):
+            table[small, 2:] = med[small]
+        if not (small.any() or table[:, 2:].any()):
             table = None
     pal_lab = _palette_arrays(opts.palette)[0] if opts.palette is not None else None
 
@@ -699,9 +699,10 @@ def _finish_grayscale(p: PreparedFrame, ab: np.ndarray) -> np.ndarray:
         if table is not None:
             # ab x keep + add: ab + shift where pixels keep their values, the region's
             # color where they do not (ab x 0 + color), exactly; one lookup, no np.where
-            t = rg.per_pixel(table, labels[sl])
-            ab_s *= t[..., :1]  # ab is finish_frame's own array
-            ab_s += t[..., 1:]
+            # two contiguous HxWx2 lookups: numpy is slow on 2- or 3-long inner loops
+            lab_s = labels[sl]
+            ab_s *= rg.per_pixel(table[:, :2], lab_s)  # ab is finish_frame's own array
+            ab_s += rg.per_pixel(table[:, 2:], lab_s)
         lab = cv2.merge([p.L[sl], ab_s])
         if pal_lab is not None:
             idx = _quantized_snap(lab, pal_lab, own_lightness=True)
