@@ -577,6 +577,41 @@ def list_models(extra_dirs: tuple | list = ()) -> list[ModelInfo]:
     return found
 
 
+#: Model precisions: the float model, and variants made by inkhue_training.quantize (the
+#: int8 ones of the bundled models ship beside them; docs/PERFORMANCE.md has the
+#: speed and the quality change that decided it).
+PRECISIONS = ("fp32", "int8", "fp16")
+
+
+def precision_variant(path: str | os.PathLike, precision: str = "fp32") -> Path:
+    """The file of ``path``'s model at ``precision``: ``NAME.onnx`` itself for fp32,
+    ``NAME.int8.onnx`` / ``NAME.fp16.onnx`` beside it otherwise.
+
+    ModelError when the variant is missing, saying how to make it. fp16 is for GPU
+    providers (CUDA / TensorRT) and untested on a GPU so far.
+    """
+    path = Path(path)
+    precision = (precision or "fp32").lower()
+    if precision not in PRECISIONS:
+        raise InkHueError(f"unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+    if precision == "fp32":
+        return path
+    stem = path.name[: -len(".onnx")] if path.name.lower().endswith(".onnx") else path.stem
+    for suffix in PRECISIONS[1:]:  # a variant given directly: NAME.int8.onnx
+        if stem.endswith(f".{suffix}"):
+            if suffix == precision:
+                return path
+            stem = stem[: -len(suffix) - 1]
+    variant = path.with_name(f"{stem}.{precision}.onnx")
+    if not variant.is_file():
+        raise ModelError(
+            f"{variant}: no {precision} variant of {path.name}: make it with "
+            f"'python -m inkhue_training.quantize {precision} {path} -o {variant}' "
+            "(training extra), or use --precision fp32"
+        )
+    return variant
+
+
 def resolve_model(
     name_or_path: str | os.PathLike | None,
     task: str | None = None,

@@ -37,6 +37,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", "-d", default="auto",
                    choices=["auto", "cpu", "cuda", "tensorrt", "directml", "coreml"],
                    help="where the model runs (default: auto)")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "int8", "fp16"],
+                   help="model precision: fp32, int8 (CPU; bundled for the bundled models) or "
+                   "fp16 (GPU, untested); a variant is NAME.int8.onnx / NAME.fp16.onnx beside "
+                   "the model (default: fp32)")
     p.add_argument("--no-torch", action="store_true", help="skip the torch eager timings")
     p.add_argument("--json", type=Path, default=None, metavar="FILE",
                    help="also write the figures as JSON")
@@ -50,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     """Measure and print; the figures are findings, a slow machine is no failure."""
     from inkhue_engine import bench
     from inkhue_engine.errors import InputError
-    from inkhue_engine.model import load_model, resolve_model
+    from inkhue_engine.model import load_model, precision_variant, resolve_model
     from inkhue_engine.pipeline import ColorizeOptions
 
     try:
@@ -69,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
     names = args.model or [None, "lineart"]
     models = []
     for name in names:
-        path = resolve_model(name, task="lineart" if name == "lineart" else None)
+        path = precision_variant(
+            resolve_model(name, task="lineart" if name == "lineart" else None), args.precision)
         models.append(load_model(path, args.device))
     def log(msg: str) -> None:
         if not args.quiet:

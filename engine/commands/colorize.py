@@ -42,6 +42,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "(default: 1.0; higher is slower, more detailed)")
     p.add_argument("--device", "-d", default="auto", choices=DEVICES,
                    help="where the model runs (default: auto)")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "int8", "fp16"],
+                   help="model precision: fp32, int8 (CPU; bundled for the bundled models) or "
+                   "fp16 (GPU, untested); a variant is NAME.int8.onnx / NAME.fp16.onnx beside "
+                   "the model (default: fp32)")
     p.add_argument("--batch-size", type=int, default=4, metavar="N",
                    help="frames per model call (default: 4)")
     p.add_argument("--workers", type=int, default=None, metavar="N",
@@ -68,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     from inkhue_engine import batch
     from inkhue_engine.errors import InputError, ModelError
     from inkhue_engine.frames_io import expand_inputs
-    from inkhue_engine.model import load_model, resolve_model
+    from inkhue_engine.model import load_model, precision_variant, resolve_model
     from inkhue_engine.pipeline import ColorizeOptions
 
     if args.batch_size < 1:
@@ -84,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     options = ColorizeOptions(detail=args.detail, regions=not args.no_regions,
                               output=args.output_kind)
 
-    path = resolve_model(args.model, args.task)
+    path = precision_variant(resolve_model(args.model, args.task), args.precision)
     model = load_model(path, args.device)
     if args.task is not None and model.info.task != args.task:
         raise ModelError(

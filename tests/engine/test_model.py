@@ -354,3 +354,18 @@ def test_directml_sessions_turn_off_memory_patterns():
     assert so.enable_mem_pattern is False
     assert so.execution_mode == ort.ExecutionMode.ORT_SEQUENTIAL
     assert M._session_options(ort, ["CPUExecutionProvider"]).enable_mem_pattern is True
+
+
+def test_precision_variant_finds_the_file_beside_the_model(tmp_path):
+    base = tmp_path / "gray.onnx"
+    base.write_bytes(b"x")
+    assert M.precision_variant(base, "fp32") == base
+    with pytest.raises(M.ModelError, match=r"gray\.int8\.onnx.*inkhue_training\.quantize int8"):
+        M.precision_variant(base, "int8")
+    (tmp_path / "gray.int8.onnx").write_bytes(b"x")
+    assert M.precision_variant(base, "int8") == tmp_path / "gray.int8.onnx"
+    assert M.precision_variant(tmp_path / "gray.int8.onnx", "int8") == tmp_path / "gray.int8.onnx"
+    with pytest.raises(M.ModelError, match=r"gray\.fp16\.onnx"):
+        M.precision_variant(tmp_path / "gray.int8.onnx", "fp16")
+    with pytest.raises(InkHueError, match="unknown precision"):
+        M.precision_variant(base, "int4")
