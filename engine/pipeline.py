@@ -519,14 +519,21 @@ def _region_medians(labels: np.ndarray, values: np.ndarray) -> np.ndarray:
     return med
 
 
-def _region_sums_means(labels: np.ndarray, values: np.ndarray, which: np.ndarray) -> np.ndarray:
-    """regions.region_means (unweighted) of the regions marked in ``which`` [n+1] only,
-    visiting only their pixels (same float64 sums, in the same order); [n+1, C]."""
-    n = which.shape[0]
-    sel = np.flatnonzero(rg.per_pixel(which, labels))
-    lab = np.take(labels.ravel(), sel)
-    vals = np.take(values.reshape(labels.size, -1), sel, axis=0)
-    return _sparse_means(lab, vals, None, n)[0]
+def _big_region_means(labels: np.ndarray, values: np.ndarray, which: np.ndarray) -> np.ndarray:
+    """Mean of ``values`` (HxWxC float32, C <= 4) over each region marked in ``which``
+    ([n+1] bool); [n+1, C] float32, zeros elsewhere.
+
+    For the few large regions anchoring moves (each above CONSOLIDATE_MAX_FRACTION of the
+    frame, so at most three): OpenCV's masked mean (float64 accumulation) costs one
+    comparison and one pass per region, where a bincount over a million selected pixels
+    cost several (docs/PERFORMANCE.md).
+    """
+    means = np.zeros((which.shape[0], values.shape[-1]), np.float32)
+    lab32 = labels.astype(np.int32, copy=False)
+    for r in np.flatnonzero(which):
+        mask = cv2.compare(lab32, int(r), cv2.CMP_EQ)
+        means[r] = np.asarray(cv2.mean(values, mask=mask)[: values.shape[-1]], np.float64)
+    return means
 
 
 #: Lab keys of _quantized_snap: L 0..100, a and b -128..127 in 1-unit bins.
@@ -683,7 +690,7 @@ def _finish_grayscale(p: PreparedFrame, ab: np.ndarray) -> np.ndarray:
             moved = hinted & ~small
             moved[0] = False
             if moved.any():
-                means = _region_sums_means(labels, ab, moved)
+                means = _big_region_means(p.labels, ab, moved)
                 table[moved, 2:] = p.region_hint_ab[moved] - means[moved]
         if small.any():
             med = _region_medians(labels, ab)

@@ -536,3 +536,21 @@ def test_gamut_edges_are_the_clipped_pixels():
     assert out.min() >= 0 and out.max() <= 1
     back = rgb_to_lab(out)[..., 0]
     assert np.abs(back - lab[..., 0]).max() <= 0.5  # L kept (up to OpenCV's round trip)
+
+
+def test_big_region_means_are_the_region_means():
+    # anchoring takes the means of large regions from cv2.mean (float64 accumulation)
+    from inkhue_engine import regions as rg
+
+    rng = np.random.default_rng(7)
+    L = np.where(rng.random((120, 160)) < 0.02, 5.0, 95.0).astype(np.float32)
+    labels = rg.regions_of(L, "lineart")
+    values = rng.normal(0, 30, (120, 160, 2)).astype(np.float32)
+    n = int(labels.max()) + 1
+    which = np.bincount(labels.ravel(), minlength=n) > 0.01 * labels.size
+    which[0] = False
+    assert which.any()
+    ref, _ = rg.region_means(labels, values, np.ones(labels.shape, np.float32))
+    got = P._big_region_means(labels.astype(np.intp), values, which)
+    np.testing.assert_allclose(got[which], ref[which], rtol=0, atol=1e-5)
+    assert not got[~which].any()
