@@ -551,12 +551,23 @@ def user_models_dir() -> Path:
     return base / "inkhue" / "models"
 
 
+def _listing_order(path: Path) -> tuple[str, int, str]:
+    """Files by name, a precision variant right after its float model (NAME.onnx before
+    NAME.int8.onnx): a client that takes the first model of a list gets the float one."""
+    stem = path.name[: -len(".onnx")]
+    for rank, suffix in enumerate(PRECISIONS[1:], start=1):
+        if stem.endswith(f".{suffix}"):
+            return stem[: -len(suffix) - 1], rank, path.name
+    return stem, 0, path.name
+
+
 def list_models(extra_dirs: tuple | list = ()) -> list[ModelInfo]:
     """Every valid model in the user folder, ``extra_dirs`` and the bundled folder.
 
     Rescans on each call (a file dropped in appears without a restart). Invalid
     files are skipped with a logged warning. Order: user folder, extra folders,
-    bundled; files by name within a folder; a file found twice is listed once.
+    bundled; files by name within a folder, a precision variant right after its float
+    model; a file found twice is listed once.
     """
     bundled = bundled_models_dir()
     folders = [user_models_dir(), *(Path(d) for d in extra_dirs), bundled]
@@ -565,7 +576,7 @@ def list_models(extra_dirs: tuple | list = ()) -> list[ModelInfo]:
     for folder in folders:
         if not folder.is_dir():
             continue
-        for file in sorted(folder.glob("*.onnx")):
+        for file in sorted(folder.glob("*.onnx"), key=_listing_order):
             real = file.resolve()
             if real in seen or not file.is_file():
                 continue

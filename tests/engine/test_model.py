@@ -369,3 +369,16 @@ def test_precision_variant_finds_the_file_beside_the_model(tmp_path):
         M.precision_variant(tmp_path / "gray.int8.onnx", "fp16")
     with pytest.raises(InkHueError, match="unknown precision"):
         M.precision_variant(base, "int4")
+
+
+def test_a_precision_variant_is_listed_after_its_float_model(tmp_path, monkeypatch,
+                                                             make_tiny_model):
+    # the Krita docker selects the first listed model: it must stay the float one
+    folder = tmp_path / "models"
+    folder.mkdir()
+    for file, name in (("a.int8.onnx", "a-int8"), ("a.onnx", "a"), ("a-b.onnx", "a-b"),
+                       ("a.fp16.onnx", "a-fp16")):
+        make_tiny_model("grayscale", folder / file, name=name)
+    monkeypatch.setenv("INKHUE_MODELS_DIR", str(folder))
+    names = [m.name for m in M.list_models() if m.path.parent == folder]
+    assert names == ["a", "a-int8", "a-fp16", "a-b"]
