@@ -61,6 +61,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "change (sequences and videos)")
     p.add_argument("--overwrite", action="store_true",
                    help="redo frames whose output exists (default: skip them, i.e. resume)")
+    p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help="run the frames' model work on a Ray cluster (ADDRESS, e.g. "
+                   "ray://head:10001 or auto; without one: a local cluster of this machine's "
+                   "cores); reading, carry and writing stay here, outputs are the same bytes "
+                   "(needs the 'ray' extra)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=run)
 
@@ -101,11 +106,20 @@ def run(args: argparse.Namespace) -> int:
         options = ColorizeOptions(detail=options.detail, regions=options.regions,
                                   output=options.output, palette=palette)
 
-    result = batch.colorize_many(
-        sources, args.out, model, options, hints=args.hints, batch_size=args.batch_size,
-        workers=args.workers, carry=not args.no_carry, overwrite=args.overwrite,
-        progress=False if args.quiet else None,
-    )
+    remote = None
+    if args.ray is not None:
+        from inkhue_engine.ray_runner import RayRunner
+
+        remote = RayRunner(model, options, args.batch_size, address=args.ray or None)
+    try:
+        result = batch.colorize_many(
+            sources, args.out, model, options, hints=args.hints, batch_size=args.batch_size,
+            workers=args.workers, carry=not args.no_carry, overwrite=args.overwrite,
+            progress=False if args.quiet else None, remote=remote,
+        )
+    finally:
+        if remote is not None:
+            remote.close()
     if not args.quiet:
         done = f"{result.written} frame(s) written"
         if result.skipped:
