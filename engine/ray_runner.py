@@ -11,7 +11,8 @@ same path (a shared folder, or the same install on every node).
 
 Ray is an optional extra (``pip install 'inkhue[ray]'``). Per the stack notes, work
 must leave CPUs free for the rest of the pipeline (a job whose actors took every CPU
-hung): each task asks for one CPU, and a local cluster started here gets every core.
+hung): each task asks for one CPU and runs ONNX Runtime and OpenCV on one thread, and a
+local cluster started here gets every core.
 """
 
 from __future__ import annotations
@@ -27,17 +28,24 @@ import numpy as np
 from inkhue_engine.errors import InkHueError
 
 RAY_MISSING = "--ray needs Ray: pip install 'inkhue[ray]'"
+#: CPUs (and threads) each Ray task asks for.
+TASK_CPUS = 1
 
 
 def _colorize_group(model_path: str, device: str, options: Any, frames: Sequence[np.ndarray],
-                    hints: Sequence[Any], todo: Sequence[bool],
-                    batch_size: int) -> list[np.ndarray | None]:
+                    hints: Sequence[Any], todo: Sequence[bool], batch_size: int,
+                    threads: int = 0) -> list[np.ndarray | None]:
     """One group, as colorize_many does it in one process: prepare every frame (done
-    ones too: the batch composition is part of the numbers), run, finish the todo ones."""
+    ones too: the batch composition is part of the numbers), run, finish the todo ones.
+    ``threads``: ONNX Runtime and OpenCV threads of this task (0: their defaults)."""
+    import cv2
+
     from inkhue_engine import pipeline
     from inkhue_engine.model import load_model
 
-    model = load_model(model_path, device)  # cached per worker process
+    if threads > 0:
+        cv2.setNumThreads(threads)
+    model = load_model(model_path, device, threads=threads)  # cached per worker process
     prepared = [pipeline.prepare_frame(f, model.info, h, options)
                 for f, h in zip(frames, hints, strict=True)]
     preds = pipeline.run_prepared(model, prepared, batch_size=batch_size)
@@ -70,11 +78,14 @@ class RayRunner:
                 where = address or "a local cluster"
                 raise InkHueError(f"--ray {where}: cannot start or reach Ray ({exc})") from exc
             self.started = True
-        self._task = ray.remote(num_cpus=1)(_colorize_group)
+        self._task = ray.remote(num_cpus=TASK_CPUS)(_colorize_group)
         self._model_path = str(model.info.path)
         self._device = model.requested_device
         self._options = options
         self._batch_size = batch_size
+        # a task asks for TASK_CPUS CPUs: it uses that many threads on a CPU device (two
+        # tasks with the default threads each would fight over the same cores)
+        self._threads = TASK_CPUS if model.providers[0] == "CPUExecutionProvider" else 0
         cpus = int(ray.cluster_resources().get("CPU", 1))
         #: groups worth keeping in flight: one per CPU of the cluster, and one more
         self.in_flight = max(2, cpus + 1)
@@ -83,7 +94,7 @@ class RayRunner:
                todo: Sequence[bool]) -> list[Future | None]:
         """Start one group; Futures of the finished frames (None for done ones)."""
         ref = self._task.remote(self._model_path, self._device, self._options, list(frames),
-                                list(hints), list(todo), self._batch_size)
+                                list(hints), list(todo), self._batch_size, self._threads)
         futures: list[Future | None] = [Future() if t else None for t in todo]
 
         def settle(group: Future) -> None:

@@ -382,3 +382,13 @@ def test_a_precision_variant_is_listed_after_its_float_model(tmp_path, monkeypat
     monkeypatch.setenv("INKHUE_MODELS_DIR", str(folder))
     names = [m.name for m in M.list_models() if m.path.parent == folder]
     assert names == ["a", "a-int8", "a-fp16", "a-b"]
+
+
+def test_load_model_threads_are_part_of_the_session_and_the_cache(grayscale_model):
+    default = M.load_model(grayscale_model, "cpu")
+    one = M.load_model(grayscale_model, "cpu", threads=1)
+    assert one is not default and M.load_model(grayscale_model, "cpu", threads=1) is one
+    assert one._session.get_session_options().intra_op_num_threads == 1
+    assert default._session.get_session_options().intra_op_num_threads == 0
+    x = np.zeros((1, 4, 16, 24), np.float32)
+    np.testing.assert_array_equal(one.run(x), default.run(x))
