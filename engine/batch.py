@@ -454,6 +454,7 @@ def colorize_many(
     progress: bool | None = None,
     on_frame: Callable[[FrameJob], None] | None = None,
     cancel: threading.Event | None = None,
+    remote: Any = None,
 ) -> BatchResult:
     """Colorize every frame of ``sources`` into ``out`` (see the module docstring).
 
@@ -463,7 +464,9 @@ def colorize_many(
     False, or CarrySettings); ``overwrite``: redo outputs that exist instead of
     skipping them; ``progress``: tqdm bar (None: only on a terminal); ``on_frame``:
     called in order after each output frame is written; ``cancel``: set it to stop
-    between frames (raises InkHueError). Inputs are never overwritten: a plan that
+    between frames (raises InkHueError); ``remote``: a ray_runner.RayRunner that does
+    each group's prepare / model / finish elsewhere (the same groups, the same bytes;
+    reading, carry and writing stay here). Inputs are never overwritten: a plan that
     would do so is refused before any work.
     """
     from inkhue_engine import pipeline
@@ -532,7 +535,7 @@ def colorize_many(
     try:
         return _run(jobs, groups, need_read, plan, result, model, options, hint_source,
                     settings, inputs, batch_size, workers, progress, on_frame, cancel, start,
-                    sources)
+                    sources, remote)
     except BaseException:
         if result.written == 0:  # a run that failed before its first output leaves nothing
             if new_manifest and manifest is not None:
@@ -564,14 +567,15 @@ def _run(jobs: list[FrameJob], groups: list[list[FrameJob]], need_read: list[boo
          hint_source: HintSource, settings: CarrySettings, inputs: fio.InputSet,
          batch_size: int, workers: int, progress: bool | None,
          on_frame: Callable[[FrameJob], None] | None, cancel: threading.Event | None,
-         start: float, sources: Sequence[Source]) -> BatchResult:
+         start: float, sources: Sequence[Source], remote: Any = None) -> BatchResult:
     """The three stages of colorize_many (its checks and planning done)."""
     from inkhue_engine import pipeline
 
     stop = threading.Event()
     errors: list[BaseException] = []
+    in_flight = remote.in_flight if remote is not None else 1  # groups computed at once
     q_groups: queue.Queue = queue.Queue(maxsize=2)
-    q_frames: queue.Queue = queue.Queue(maxsize=2 * batch_size + workers)
+    q_frames: queue.Queue = queue.Queue(maxsize=(1 + in_flight) * batch_size + workers)
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="inkhue-batch")
     info = model.info
 
@@ -600,7 +604,9 @@ def _run(jobs: list[FrameJob], groups: list[list[FrameJob]], need_read: list[boo
                         j.frame = _next_video_frame(video_iters, j)
                     else:
                         j.frame = fio.read_image(j.source.path)
-                    if work:  # the whole group meets the model, done frames included
+                    if work and remote is not None:  # prepared where the model runs
+                        j.prepared = hint_source.for_frame(j.name, j.frame.shape)
+                    elif work:  # the whole group meets the model, done frames included
                         j.prepared = pipeline.prepare_frame(
                             j.frame, info, hint_source.for_frame(j.name, j.frame.shape),
                             options,
@@ -694,7 +700,13 @@ def _run(jobs: list[FrameJob], groups: list[list[FrameJob]], need_read: list[boo
                 break
             if cancel is not None and cancel.is_set():
                 raise InkHueError("cancelled")
-            if any(not j.done for j in group):
+            if remote is not None and any(not j.done for j in group):
+                futures = remote.submit([j.frame for j in group], [j.prepared for j in group],
+                                        [not j.done for j in group])
+                for j, fut in zip(group, futures, strict=True):
+                    j.prepared = None
+                    _put(q_frames, (j, fut), stop)
+            elif any(not j.done for j in group):
                 predictions = pipeline.run_prepared(
                     model, [j.prepared for j in group], batch_size=batch_size
                 )

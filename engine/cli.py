@@ -22,6 +22,7 @@ ENGINE_COMMANDS = [
     "inkhue_engine.commands.info",
     "inkhue_engine.commands.evaluate",
     "inkhue_engine.commands.serve",
+    "inkhue_engine.commands.bench",
 ]
 #: Training command modules; they import torch only inside their ``func``.
 TRAINING_COMMANDS = ["inkhue_training.commands"]

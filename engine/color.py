@@ -55,6 +55,11 @@ def from_float01(img01: np.ndarray, dtype: np.dtype | type) -> np.ndarray:
     clipped = np.clip(img01, 0.0, 1.0)
     if dtype == np.float32:
         return clipped.astype(np.float32, copy=False)
+    if dtype == np.uint8 and clipped.dtype == np.float32 and clipped.ndim >= 2 and clipped.size:
+        # the same numbers (float32 product, rounded half to even, tests/engine/test_color.py)
+        # in one multi-threaded pass instead of three: ~10x faster on a 1080p frame
+        flat = np.ascontiguousarray(clipped).reshape(clipped.shape[0], -1)
+        return cv2.convertScaleAbs(flat, alpha=scale).reshape(clipped.shape)
     return np.rint(clipped * scale).astype(dtype)
 
 

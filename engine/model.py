@@ -173,8 +173,10 @@ def choose_providers(device: str = "auto") -> list[str | tuple[str, dict[str, st
     return [_provider_entry(p) for p in chosen] + ["CPUExecutionProvider"]
 
 
-def _session_options(ort: Any, providers: list, light: bool = False) -> Any:
+def _session_options(ort: Any, providers: list, light: bool = False, threads: int = 0) -> Any:
     so = ort.SessionOptions()
+    if threads > 0:  # 0: ONNX Runtime's default (one per physical core)
+        so.intra_op_num_threads = threads
     so.log_severity_level = 3
     # No busy-waiting threads: kinder inside a host application (Krita), costs ~nothing.
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
@@ -188,13 +190,15 @@ def _session_options(ort: Any, providers: list, light: bool = False) -> Any:
     return so
 
 
-def _create_session(ort: Any, path: Path, providers: list, light: bool = False) -> Any:
+def _create_session(ort: Any, path: Path, providers: list, light: bool = False,
+                    threads: int = 0) -> Any:
     if not path.is_file():
         raise ModelError(f"{path}: model file not found")
     names = [p if isinstance(p, str) else p[0] for p in providers]
     try:
         return ort.InferenceSession(
-            str(path), sess_options=_session_options(ort, names, light), providers=providers
+            str(path), sess_options=_session_options(ort, names, light, threads),
+            providers=providers,
         )
     except Exception as exc:  # ORT raises its own pybind exception types
         msg = _first_line(exc)
@@ -415,12 +419,13 @@ class Model:
     ``run`` is thread-safe (ONNX Runtime sessions are; no per-call state is kept).
     """
 
-    def __init__(self, path: str | os.PathLike, device: str = "auto") -> None:
+    def __init__(self, path: str | os.PathLike, device: str = "auto", threads: int = 0) -> None:
         ort = import_ort()
         self._ort = ort
         path = Path(path)
         requested = choose_providers(device)
-        session = _create_session(ort, path, requested)
+        session = _create_session(ort, path, requested, threads=threads)
+        self.threads = threads  #: ONNX Runtime intra-op threads asked for (0: its default)
         builtin = path.resolve().parent == bundled_models_dir().resolve()
         self.info: ModelInfo = _info_from_session(path, session, builtin=builtin)
         self.providers: list[str] = list(session.get_providers())
@@ -482,13 +487,15 @@ class Model:
         return binding.copy_outputs_to_cpu()[0]
 
 
-_MODEL_CACHE: dict[tuple[str, int, int, str], Model] = {}
+_MODEL_CACHE: dict[tuple[str, int, int, str, int], Model] = {}
 _MODEL_LOCK = threading.Lock()
-_KEY_LOCKS: dict[tuple[str, int, int, str], threading.Lock] = {}
+_KEY_LOCKS: dict[tuple[str, int, int, str, int], threading.Lock] = {}
 
 
-def load_model(path: str | os.PathLike, device: str = "auto") -> Model:
-    """Load (or reuse) a model session. Cached per (resolved path, mtime, size, device).
+def load_model(path: str | os.PathLike, device: str = "auto", threads: int = 0) -> Model:
+    """Load (or reuse) a model session. Cached per (resolved path, mtime, size, device,
+    threads). ``threads``: ONNX Runtime intra-op threads (0: its default, one per physical
+    core); a Ray task that asks for one CPU uses 1.
 
     Thread-safe: two threads asking for the same model wait for one load. A changed
     file (new mtime or size) loads anew and drops the stale session.
@@ -497,7 +504,7 @@ def load_model(path: str | os.PathLike, device: str = "auto") -> Model:
     if not path.is_file():
         raise ModelError(f"{path}: model file not found")
     device = (device or "auto").lower()
-    key = (*_file_key(path), device)
+    key = (*_file_key(path), device, int(threads))
     with _MODEL_LOCK:
         model = _MODEL_CACHE.get(key)
         if model is not None:
@@ -507,9 +514,9 @@ def load_model(path: str | os.PathLike, device: str = "auto") -> Model:
         with _MODEL_LOCK:
             model = _MODEL_CACHE.get(key)
         if model is None:
-            model = Model(path, device)
+            model = Model(path, device, threads=int(threads))
             with _MODEL_LOCK:
-                for old in [k for k in _MODEL_CACHE if k[0] == key[0] and k[3] == device]:
+                for old in [k for k in _MODEL_CACHE if k[0] == key[0] and k[3:] == key[3:]]:
                     del _MODEL_CACHE[old]  # an older version of the same file
                 _MODEL_CACHE[key] = model
     with _MODEL_LOCK:
@@ -551,12 +558,23 @@ def user_models_dir() -> Path:
     return base / "inkhue" / "models"
 
 
+def _listing_order(path: Path) -> tuple[str, int, str]:
+    """Files by name, a precision variant right after its float model (NAME.onnx before
+    NAME.int8.onnx): a client that takes the first model of a list gets the float one."""
+    stem = path.name[: -len(".onnx")]
+    for rank, suffix in enumerate(PRECISIONS[1:], start=1):
+        if stem.endswith(f".{suffix}"):
+            return stem[: -len(suffix) - 1], rank, path.name
+    return stem, 0, path.name
+
+
 def list_models(extra_dirs: tuple | list = ()) -> list[ModelInfo]:
     """Every valid model in the user folder, ``extra_dirs`` and the bundled folder.
 
     Rescans on each call (a file dropped in appears without a restart). Invalid
     files are skipped with a logged warning. Order: user folder, extra folders,
-    bundled; files by name within a folder; a file found twice is listed once.
+    bundled; files by name within a folder, a precision variant right after its float
+    model; a file found twice is listed once.
     """
     bundled = bundled_models_dir()
     folders = [user_models_dir(), *(Path(d) for d in extra_dirs), bundled]
@@ -565,7 +583,7 @@ def list_models(extra_dirs: tuple | list = ()) -> list[ModelInfo]:
     for folder in folders:
         if not folder.is_dir():
             continue
-        for file in sorted(folder.glob("*.onnx")):
+        for file in sorted(folder.glob("*.onnx"), key=_listing_order):
             real = file.resolve()
             if real in seen or not file.is_file():
                 continue
@@ -575,6 +593,41 @@ def list_models(extra_dirs: tuple | list = ()) -> list[ModelInfo]:
             except ModelError as exc:
                 log.warning("skipping %s", exc)
     return found
+
+
+#: Model precisions: the float model, and variants made by inkhue_training.quantize (the
+#: int8 ones of the bundled models ship beside them; docs/PERFORMANCE.md has the
+#: speed and the quality change that decided it).
+PRECISIONS = ("fp32", "int8", "fp16")
+
+
+def precision_variant(path: str | os.PathLike, precision: str = "fp32") -> Path:
+    """The file of ``path``'s model at ``precision``: ``NAME.onnx`` itself for fp32,
+    ``NAME.int8.onnx`` / ``NAME.fp16.onnx`` beside it otherwise.
+
+    ModelError when the variant is missing, saying how to make it. fp16 is for GPU
+    providers (CUDA / TensorRT) and untested on a GPU so far.
+    """
+    path = Path(path)
+    precision = (precision or "fp32").lower()
+    if precision not in PRECISIONS:
+        raise InkHueError(f"unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+    if precision == "fp32":
+        return path
+    stem = path.name[: -len(".onnx")] if path.name.lower().endswith(".onnx") else path.stem
+    for suffix in PRECISIONS[1:]:  # a variant given directly: NAME.int8.onnx
+        if stem.endswith(f".{suffix}"):
+            if suffix == precision:
+                return path
+            stem = stem[: -len(suffix) - 1]
+    variant = path.with_name(f"{stem}.{precision}.onnx")
+    if not variant.is_file():
+        raise ModelError(
+            f"{variant}: no {precision} variant of {path.name}: make it with "
+            f"'python -m inkhue_training.quantize {precision} {path} -o {variant}' "
+            "(training extra), or use --precision fp32"
+        )
+    return variant
 
 
 def resolve_model(

@@ -22,6 +22,7 @@ stays (richzhang's rule), and values are clipped before the integer conversion.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -40,7 +41,6 @@ from inkhue_engine.color import (
     to_float01,
 )
 from inkhue_engine.errors import InputError
-from inkhue_engine.hints import hints_from_rgba
 from inkhue_engine.model import TASK_OUTPUTS, TASKS, Model, ModelInfo
 from inkhue_engine.palette import normalize_hex, snap_lab_to_palette
 
@@ -169,6 +169,56 @@ def _lightness(color01: np.ndarray) -> np.ndarray:
     return rgb_to_lab(color01)[..., 0].copy()
 
 
+@functools.lru_cache(maxsize=4)
+def _gray_tables(dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """(float01, L) of every value of an 8- or 16-bit gray channel: [1, 2**bits] float32.
+
+    Built with to_float01 and gray_to_l themselves, so looking a pixel up gives the very
+    value the full-frame conversion gives (tests/engine/test_pipeline.py checks it), at a
+    fraction of the cost: an RGB->Lab conversion of a 1080p frame costs more than the
+    whole rest of the input stage (docs/PERFORMANCE.md).
+    """
+    values = np.arange(np.iinfo(dtype).max + 1, dtype=dtype).reshape(1, -1)
+    f01 = to_float01(values)
+    return f01, gray_to_l(f01)
+
+
+def _lookup(gray: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """table[gray] for an 8-bit (cv2.LUT, multi-threaded) or 16-bit gray image."""
+    if gray.dtype == np.uint8:
+        return cv2.LUT(gray, table)
+    return np.take(table.ravel(), gray)
+
+
+def _read_frame(
+    frame: np.ndarray, lineart: bool
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, int]:
+    """(L 0..100 float32 HxW, base01 or None, alpha in the frame's dtype or None, channels).
+
+    ``base01`` (line art only): the frame over white in float01, what the lines are
+    multiplied with. 8/16-bit gray frames take L and base01 from per-value tables (no
+    full-frame float copy, no Lab conversion); everything else goes through _split_frame.
+    """
+    gray_int = (
+        isinstance(frame, np.ndarray)
+        and frame.dtype in (np.uint8, np.uint16)
+        and frame.size > 0
+        and (frame.ndim == 2 or (frame.ndim == 3 and frame.shape[2] in (1, 2)))
+    )
+    # gray+alpha line art is composited over white first: not a per-value function
+    if gray_int and not (lineart and frame.ndim == 3 and frame.shape[2] == 2):
+        channels = 1 if frame.ndim == 2 else frame.shape[2]
+        gray = frame if frame.ndim == 2 else np.ascontiguousarray(frame[..., 0])
+        alpha = frame[..., 1].copy() if channels == 2 else None
+        f01, l_table = _gray_tables(frame.dtype)
+        base01 = _lookup(gray, f01) if lineart else None
+        return _lookup(gray, l_table), base01, alpha, channels
+    color01, alpha, channels = _split_frame(frame)
+    base01 = _over_white(color01, alpha) if lineart else None
+    L = _lightness(base01 if lineart else color01)
+    return L.astype(np.float32, copy=False), base01, alpha, channels
+
+
 def _over_white(color01: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
     """Composite over white: transparent pixels of a line layer are paper, whatever
     RGB they store (Krita's empty pixels are often black)."""
@@ -180,13 +230,33 @@ def _over_white(color01: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
     return color01 * a + (1.0 - a)
 
 
-def _read_hints(
-    hints, shape: tuple[int, int], want_l: bool
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """(ab HxWx2, mask HxW, hint L HxW or None) from None, an RGBA image or a tuple."""
+@dataclass(frozen=True)
+class _Hints:
+    """The hint pixels of a frame, sparse: a frame has millions of pixels, hints dozens.
+
+    ``idx``: flat pixel indices (ascending); ``ab`` [k, 2]; ``weight`` [k] (the mask's
+    value there, never 0); ``L`` [k] or None.
+    """
+
+    idx: np.ndarray
+    ab: np.ndarray
+    weight: np.ndarray
+    L: np.ndarray | None
+
+    def dense(self, shape: tuple[int, int]) -> np.ndarray:
+        """HxWx3 float32: mask, a x mask, b x mask (zeros off the hints)."""
+        out = np.zeros((*shape, 3), np.float32)
+        flat = out.reshape(-1, 3)
+        flat[self.idx, 0] = self.weight
+        flat[self.idx, 1:] = self.ab * self.weight[:, None]
+        return out
+
+
+def _read_hints(hints, shape: tuple[int, int], want_l: bool) -> _Hints | None:
+    """The hint pixels (None: no hint at all) from None, an RGBA image or a tuple."""
     h, w = shape
     if hints is None:
-        return np.zeros((h, w, 2), np.float32), np.zeros((h, w), np.float32), None
+        return None
     if isinstance(hints, np.ndarray):
         if hints.ndim != 3 or hints.shape[2] != 4:
             raise InputError(
@@ -202,9 +272,13 @@ def _read_hints(
             raise InputError(
                 f"unsupported hint pixel type {hints.dtype}: use uint8, uint16 or float32"
             )
-        ab, mask = hints_from_rgba(hints)
-        hint_l = rgb_to_lab(to_float01(hints[..., :3]))[..., 0] if want_l else None
-        return ab, mask, hint_l
+        # hints_from_rgba's rule (alpha > 0 marks a hint) on the hint pixels only
+        idx = np.flatnonzero(hints[..., 3] > 0)
+        if idx.size == 0:
+            return None
+        lab = rgb_to_lab(to_float01(hints.reshape(-1, 4)[idx, :3])[:, None, :])[:, 0]
+        return _Hints(idx, np.ascontiguousarray(lab[:, 1:]), np.ones(idx.size, np.float32),
+                      lab[:, 0].copy() if want_l else None)
     if isinstance(hints, tuple | list) and len(hints) in (2, 3):
         ab = np.asarray(hints[0], np.float32)
         mask = np.asarray(hints[1], np.float32)
@@ -218,11 +292,51 @@ def _read_hints(
             hint_l = np.asarray(hints[2], np.float32)
             if hint_l.shape != (h, w):
                 raise InputError(f"hint L must be HxW ({h}x{w}), got {hint_l.shape}")
-        return ab, mask, hint_l
+        idx = np.flatnonzero(mask)
+        if idx.size == 0:
+            return None
+        return _Hints(idx, ab.reshape(-1, 2)[idx], mask.ravel()[idx],
+                      hint_l.ravel()[idx] if hint_l is not None else None)
     raise InputError(
         "hints must be None, an RGBA hint image (HxWx4) or an (ab, mask) tuple, "
         f"got {type(hints).__name__}"
     )
+
+
+def _sparse_means(
+    lab: np.ndarray, values: np.ndarray, weight: np.ndarray | None, n: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """regions.region_means over chosen pixels: their labels, values [k, C] and weights
+    (None: all 1); the same float64 sums, in the same order, as over the whole frame."""
+    w = None if weight is None else weight.astype(np.float64)
+    # unit weights (weight None): counts, and the values themselves (x 1.0 changes nothing)
+    total = np.bincount(lab, weights=w, minlength=n).astype(np.float64)
+    means = np.zeros((n, values.shape[1]), np.float64)
+    for c in range(values.shape[1]):
+        v = values[:, c].astype(np.float64)
+        sums = np.bincount(lab, weights=v if w is None else v * w, minlength=n)
+        np.divide(sums, total, out=means[:, c], where=total > 0)
+    return means.astype(np.float32), total
+
+
+def _spread_dense(labels: np.ndarray, hints: _Hints, n: int) -> np.ndarray:
+    """regions.spread_hints as one HxWx3 float32 (mask, a x mask, b x mask): every region
+    holding a hint takes the mean of its hints; hints on lines stay points."""
+    pos = hints.weight > 0
+    idx, ab = hints.idx[pos], hints.ab[pos]
+    lab = np.take(labels.ravel(), idx)
+    means, weight = _sparse_means(lab, ab, None, n)
+    hinted = weight > 0
+    hinted[0] = False  # the line "region" is not one area; keep its hints as points
+    table = np.zeros((n, 3), np.float32)
+    table[hinted, 0] = 1.0
+    table[hinted, 1:] = means[hinted]
+    dense = rg.per_pixel(table, labels)
+    on_lines = lab == 0
+    flat = dense.reshape(-1, 3)
+    flat[idx[on_lines], 0] = 1.0
+    flat[idx[on_lines], 1:] = ab[on_lines]
+    return dense
 
 
 def working_size(
@@ -275,41 +389,42 @@ def prepare_frame(
     options = options or ColorizeOptions()
     if info.task not in TASKS:
         raise InputError(f"unknown task {info.task!r}")
-    color01, alpha, channels = _split_frame(frame)
-    full = color01.shape[:2]
     lineart = info.task == "lineart"
-    base01 = _over_white(color01, alpha) if lineart else None
-    L = _lightness(base01 if lineart else color01)
-    ab, mask, hint_l = _read_hints(hints, full, want_l=lineart)
+    L, base01, alpha, channels = _read_frame(frame, lineart)
+    full = L.shape[:2]
+    hints_ = _read_hints(hints, full, want_l=lineart)
 
     labels = hint_ab_r = hinted = hint_l_r = None
+    dense = None  # HxWx3: mask, a x mask, b x mask at full resolution
     if options.regions:
         labels = rg.regions_of(L, info.task)
-        if mask.any():
-            hint_ab_r, weight = rg.region_means(labels, ab, mask)
+        if hints_ is not None:
+            n = int(labels.max()) + 1
+            lab = np.take(labels.ravel(), hints_.idx)
+            hint_ab_r, weight = _sparse_means(lab, hints_.ab, hints_.weight, n)
             hinted = weight > 0
             hinted[0] = False  # lines are not one area
-            if hint_l is not None:
-                hint_l_r = rg.region_means(labels, hint_l[..., None], mask)[0][:, 0]
+            if hints_.L is not None:
+                hint_l_r = _sparse_means(lab, hints_.L[:, None], hints_.weight, n)[0][:, 0]
                 hint_l_r[~hinted] = np.nan
-            ab, mask = rg.spread_hints(labels, ab, mask)
+            dense = _spread_dense(labels, hints_, n)
+    elif hints_ is not None:
+        dense = hints_.dense(full)
 
     work = working_size(full, info, options)
     m = info.multiple_of
     padded = (math.ceil(work[0] / m) * m, math.ceil(work[1] / m) * m)
     L_w = _resize(L, work, cv2.INTER_AREA)
-    if mask.any():
-        # area-average the hinted colors and the mask alike, then keep any hinted pixel:
-        # a 3x3 hint must survive an 8x reduction
-        m_w = _resize(mask, work, cv2.INTER_AREA)
-        abm_w = _resize(ab * mask[..., None], work, cv2.INTER_AREA)
+    ab_w = np.zeros((*work, 2), np.float32)
+    mask_w = np.zeros(work, np.float32)
+    if dense is not None:
+        # area-average the hinted colors and the mask alike (one 3-channel resize), then
+        # keep any hinted pixel: a 3x3 hint must survive an 8x reduction
+        small = _resize(dense, work, cv2.INTER_AREA)
+        m_w = small[..., 0]
         hit = m_w > 1e-6
-        ab_w = np.zeros((*work, 2), np.float32)
-        ab_w[hit] = abm_w[hit] / m_w[hit][:, None]
+        ab_w[hit] = small[..., 1:][hit] / m_w[hit][:, None]
         mask_w = hit.astype(np.float32)
-    else:
-        ab_w = np.zeros((*work, 2), np.float32)
-        mask_w = np.zeros(work, np.float32)
     x = np.stack(
         [_pad(L_w, padded), _pad(ab_w[..., 0], padded), _pad(ab_w[..., 1], padded),
          _pad(mask_w, padded)]
@@ -322,7 +437,7 @@ def prepare_frame(
         dtype=frame.dtype,
         channels=channels,
         alpha=alpha,
-        L=L.astype(np.float32, copy=False),
+        L=L,
         base01=base01,
         labels=labels,
         region_hint_ab=hint_ab_r,
@@ -379,12 +494,12 @@ def colorize_frame(
 
 
 def _region_medians(labels: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Median of values per region ([n+1, C]); strided sampling on huge frames, with
-    the region mean for a region too small to be sampled."""
+    """Median of values (HxWxC) per region ([n+1, C]); strided sampling on huge frames,
+    with the region mean for a region too small to be sampled."""
     flat = labels.ravel()
-    vals = values.reshape(flat.size, -1)
     if flat.size <= MEDIAN_MAX_SAMPLES:
         return rg.region_medians(labels, values)
+    vals = values.reshape(flat.size, -1)
     n = int(flat.max()) + 1
     step = math.ceil(flat.size / MEDIAN_MAX_SAMPLES)
     s_lab, s_val = flat[::step], vals[::step]
@@ -393,13 +508,36 @@ def _region_medians(labels: np.ndarray, values: np.ndarray) -> np.ndarray:
     med[: part.shape[0]] = part
     missing = np.bincount(s_lab, minlength=n) == 0
     if missing.any():  # small regions the stride missed: their mean, from their own pixels
-        rest = missing[flat]
-        sub = flat[rest]
-        means, _ = rg.region_means(sub, vals[rest], np.ones(sub.size, np.float32))
+        rest = np.flatnonzero(np.take(missing, flat))
+        sub = np.take(flat, rest)
+        means, _ = rg.region_means(
+            sub, np.take(vals, rest, axis=0), np.ones(sub.size, np.float32)
+        )
         full = np.zeros_like(med)
         full[: means.shape[0]] = means
         med[missing] = full[missing]
     return med
+
+
+def _big_region_means(labels: np.ndarray, values: np.ndarray, which: np.ndarray) -> np.ndarray:
+    """Mean of ``values`` (HxWxC float32, C <= 4) over each region marked in ``which``
+    ([n+1] bool); [n+1, C] float32, zeros elsewhere.
+
+    For the few large regions anchoring moves (each above CONSOLIDATE_MAX_FRACTION of the
+    frame, so at most three): OpenCV's masked mean (float64 accumulation) costs one
+    comparison and one pass per region, where a bincount over a million selected pixels
+    cost several (docs/PERFORMANCE.md).
+    """
+    means = np.zeros((which.shape[0], values.shape[-1]), np.float32)
+    lab32 = labels.astype(np.int32, copy=False)
+    for r in np.flatnonzero(which):
+        mask = cv2.compare(lab32, int(r), cv2.CMP_EQ)
+        means[r] = np.asarray(cv2.mean(values, mask=mask)[: values.shape[-1]], np.float64)
+    return means
+
+
+#: Lab keys of _quantized_snap: L 0..100, a and b -128..127 in 1-unit bins.
+_SNAP_KEYS = 101 << 16
 
 
 def _quantized_snap(lab: np.ndarray, palette_lab: np.ndarray, own_lightness: bool) -> np.ndarray:
@@ -408,27 +546,42 @@ def _quantized_snap(lab: np.ndarray, palette_lab: np.ndarray, own_lightness: boo
     Lq = np.clip(q[:, 0], 0, 100)
     aq = np.clip(q[:, 1] + 128, 0, 255)
     bq = np.clip(q[:, 2] + 128, 0, 255)
-    keys, inverse = np.unique((Lq << 16) | (aq << 8) | bq, return_inverse=True)
+    key = (Lq << 16) | (aq << 8) | bq
+    # the distinct keys and each pixel's rank among them (np.unique's answer) from a
+    # table over the whole key space: linear time instead of sorting millions of keys
+    present = np.zeros(_SNAP_KEYS, bool)
+    present[key] = True
+    keys = np.flatnonzero(present)
+    rank = np.zeros(_SNAP_KEYS, np.int64)
+    rank[keys] = np.arange(keys.size)
     centres = np.stack([keys >> 16, ((keys >> 8) & 255) - 128, (keys & 255) - 128], 1)
     idx = snap_lab_to_palette(centres.astype(np.float32), palette_lab, own_lightness)
-    return idx[inverse.ravel()].reshape(lab.shape[:2])
+    return np.take(idx, np.take(rank, key)).reshape(lab.shape[:2])
 
 
-def _lab_to_rgb_keep_l(L: np.ndarray, ab: np.ndarray) -> np.ndarray:
-    """sRGB float01 of (L, ab), reducing chroma (hue kept) where clipping to the sRGB
-    gamut would change L, so the output's L stays the frame's L.
+#: Bounds of cv2.inRange that pass exactly the values strictly inside (0, 1): the
+#: smallest normal float32 and the largest float32 below 1.
+_INSIDE_LO = float(np.finfo(np.float32).tiny)
+_INSIDE_HI = float(np.nextafter(np.float32(1.0), np.float32(0.0)))
+
+
+def _lab_to_rgb_keep_l(lab: np.ndarray) -> np.ndarray:
+    """sRGB float01 of Lab HxWx3 (float32), reducing chroma (hue kept) where clipping to
+    the sRGB gamut would change L, so the output's L stays the frame's L.
 
     Light paper with a color cast puts a fifth of a frame out of gamut, so the chroma
     scale is found once per distinct color (L in 1/4 units, ab in 1/2 units; with a
     safety margin) by bisection, not once per pixel.
     """
-    lab = np.concatenate([L[..., None], ab], axis=-1).astype(np.float32)
-    rgb = lab_to_rgb(lab)
-    flat_lab, flat_rgb = lab.reshape(-1, 3), rgb.reshape(-1, 3)
-    # only a clipped pixel (a channel at 0 or 1) can be out of gamut: check those
-    edge = np.flatnonzero(((flat_rgb <= 0.0) | (flat_rgb >= 1.0)).any(axis=-1))
+    lab = np.ascontiguousarray(lab, dtype=np.float32)
+    rgb = cv2.cvtColor(lab, cv2.COLOR_Lab2RGB)
+    # only a clipped pixel (a channel at or beyond 0 or 1) can be out of gamut: check those
+    inside = cv2.inRange(rgb, (_INSIDE_LO,) * 3, (_INSIDE_HI,) * 3)
+    np.clip(rgb, 0.0, 1.0, out=rgb)
+    edge = np.flatnonzero(inside.ravel() == 0)
     if edge.size == 0:
         return rgb
+    flat_lab, flat_rgb = lab.reshape(-1, 3), rgb.reshape(-1, 3)
     err = np.abs(rgb_to_lab(flat_rgb[edge][:, None, :])[:, 0, 0] - flat_lab[edge, 0])
     bad = edge[err > _GAMUT_TOL]
     if bad.size == 0:
@@ -466,7 +619,14 @@ def _assemble_strips(p: PreparedFrame, rgb_rows: Callable[[slice], np.ndarray]) 
     step = max(1, STRIP_PIXELS // W)
     for y in range(0, H, step):
         rows = slice(y, min(H, y + step))
-        out[rows, :, :3] = from_float01(rgb_rows(rows), p.dtype)
+        rgb = rgb_rows(rows)
+        if p.dtype == np.uint8:
+            # from_float01's numbers without its clip: the strips are within [0, 1] (clipped
+            # Lab->RGB, palette colors, products of those with base01), and above 1 saturates
+            out[rows, :, :3] = cv2.convertScaleAbs(rgb.reshape(rgb.shape[0], -1),
+                                                   alpha=255.0).reshape(rgb.shape)
+        else:
+            out[rows, :, :3] = from_float01(rgb, p.dtype)
     if p.alpha is not None:
         out[..., 3] = p.alpha
     return out
@@ -499,7 +659,9 @@ def finish_frame(prepared: PreparedFrame, prediction: np.ndarray) -> np.ndarray:
             f"([{channels}, {prepared.input.shape[1]}, {prepared.input.shape[2]}])"
         )
     h, w = prepared.work_size
-    pred = np.ascontiguousarray(pred[:, :h, :w].transpose(1, 2, 0))
+    # a copy (the finishing works in place on it), upsampled interleaved: OpenCV's
+    # 2-channel INTER_LINEAR rounds differently from its 1-channel one
+    pred = np.array(pred[:, :h, :w].transpose(1, 2, 0), order="C")
     pred = _resize(pred, prepared.full_size, cv2.INTER_LINEAR)
     if prepared.task == "grayscale":
         return _finish_grayscale(prepared, pred)
@@ -507,31 +669,52 @@ def finish_frame(prepared: PreparedFrame, prediction: np.ndarray) -> np.ndarray:
 
 
 def _finish_grayscale(p: PreparedFrame, ab: np.ndarray) -> np.ndarray:
+    """The frame's L with the predicted ab (HxWx2): hinted regions anchored to their hint,
+    regions below CONSOLIDATE_MAX_FRACTION of the frame one color (their hint, else their
+    median prediction), the rest per pixel; then the palette lock and the gamut check."""
     opts = p.options
-    labels, small, med = p.labels, None, None
-    if labels is not None and opts.anchor_hints and p.region_hinted is not None:
-        ab = rg.anchor_to_hints(labels, ab, p.region_hint_ab, p.region_hinted)
+    # intp labels once: every np.take / bincount would convert int32 indices again
+    labels = p.labels.astype(np.intp) if p.labels is not None else None
+    table = None  # per region: keep the pixels' own values (x1) or not (x0); then added
     if labels is not None:
-        counts = np.bincount(labels.ravel())
+        n = int(labels.max()) + 1
+        counts = np.bincount(labels.ravel(), minlength=n)
         small = counts <= CONSOLIDATE_MAX_FRACTION * labels.size
         small[0] = False  # line pixels keep their own values
+        hinted = p.region_hinted
+        table = np.zeros((n, 4), np.float32)  # keep, keep, add a, add b
+        table[:, :2] = (~small)[:, None]
+        if opts.anchor_hints and hinted is not None:
+            # anchoring shows only where pixels keep their own values (a small region
+            # takes its hint): shift those regions so that their mean is the hint
+            moved = hinted & ~small
+            moved[0] = False
+            if moved.any():
+                means = _big_region_means(p.labels, ab, moved)
+                table[moved, 2:] = p.region_hint_ab[moved] - means[moved]
         if small.any():
             med = _region_medians(labels, ab)
-            if p.region_hinted is not None:
-                med[p.region_hinted] = p.region_hint_ab[p.region_hinted]
+            if hinted is not None:
+                med[hinted] = p.region_hint_ab[hinted]
+            table[small, 2:] = med[small]
+        if not (small.any() or table[:, 2:].any()):
+            table = None
     pal_lab = _palette_arrays(opts.palette)[0] if opts.palette is not None else None
 
     def rows(sl: slice) -> np.ndarray:
         ab_s = ab[sl]
-        if med is not None:
+        if table is not None:
+            # ab x keep + add: ab + shift where pixels keep their values, the region's
+            # color where they do not (ab x 0 + color), exactly; one lookup, no np.where
+            # two contiguous HxWx2 lookups: numpy is slow on 2- or 3-long inner loops
             lab_s = labels[sl]
-            ab_s = np.where(small[lab_s][..., None], med[lab_s], ab_s)
+            ab_s *= rg.per_pixel(table[:, :2], lab_s)  # ab is finish_frame's own array
+            ab_s += rg.per_pixel(table[:, 2:], lab_s)
+        lab = cv2.merge([p.L[sl], ab_s])
         if pal_lab is not None:
-            idx = _quantized_snap(
-                np.concatenate([p.L[sl][..., None], ab_s], axis=-1), pal_lab, own_lightness=True
-            )
-            ab_s = pal_lab[idx][..., 1:]
-        return _lab_to_rgb_keep_l(p.L[sl], ab_s.astype(np.float32))
+            idx = _quantized_snap(lab, pal_lab, own_lightness=True)
+            lab[..., 1:] = np.take(pal_lab[:, 1:], idx, axis=0)
+        return _lab_to_rgb_keep_l(lab)
 
     return _assemble_strips(p, rows)
 
@@ -547,19 +730,16 @@ def _region_rgb(region_lab: np.ndarray, palette: tuple[str, ...] | None) -> np.n
 def _lineart_from_regions(p: PreparedFrame, region_rgb: np.ndarray, output: str) -> np.ndarray:
     """One color per region; line pixels take the nearest region's color (the fill has
     no gaps under the lines), then the lines go on top (or not, for 'fill')."""
-    if p.labels.any():
-        filled = rg.fill_lines(p.labels, p.labels)  # each line pixel: its nearest region
-    else:
-        filled = p.labels  # nothing but lines: label 0's own color
+    filled = rg.fill_labels(p.labels)
     return _assemble_strips(
-        p, lambda sl: _compose_lines(region_rgb[filled[sl]], p, output, sl)
+        p, lambda sl: _compose_lines(rg.per_pixel(region_rgb, filled[sl]), p, output, sl)
     )
 
 
 def _finish_lineart(p: PreparedFrame, lab: np.ndarray) -> np.ndarray:
     opts = p.options
     if p.labels is not None:
-        region_lab = _region_medians(p.labels, lab)
+        region_lab = _region_medians(p.labels.astype(np.intp), lab)
         if p.region_hinted is not None:
             hinted = p.region_hinted
             region_lab[hinted, 1:] = p.region_hint_ab[hinted]
@@ -571,7 +751,7 @@ def _finish_lineart(p: PreparedFrame, lab: np.ndarray) -> np.ndarray:
         pal_lab, pal_rgb = _palette_arrays(opts.palette)
 
         def rows(sl: slice) -> np.ndarray:
-            fill = pal_rgb[_quantized_snap(lab[sl], pal_lab, own_lightness=False)]
+            fill = np.take(pal_rgb, _quantized_snap(lab[sl], pal_lab, own_lightness=False), axis=0)
             return _compose_lines(fill, p, opts.output, sl)
     else:
 
@@ -587,7 +767,8 @@ def _compose_lines(fill: np.ndarray, p: PreparedFrame, output: str, rows: slice)
     if output == "fill":
         return fill
     base = p.base01[rows]
-    return fill * (base if base.ndim == 3 else base[..., None])
+    fill *= base if base.ndim == 3 else base[..., None]  # fill is this strip's own array
+    return fill
 
 
 def flat_fill_frame(
@@ -606,31 +787,42 @@ def flat_fill_frame(
         raise InputError(f"output must be 'color' or 'fill', got {output!r}")
     if task not in TASKS:
         raise InputError(f"unknown task {task!r}: use 'grayscale' or 'lineart'")
-    color01, alpha, channels = _split_frame(frame)
-    full = color01.shape[:2]
     lineart = task == "lineart"
-    base01 = _over_white(color01, alpha) if lineart else None
-    L = _lightness(base01 if lineart else color01)
-    ab, mask, hint_l = _read_hints(hints, full, want_l=lineart)
+    L, base01, alpha, channels = _read_frame(frame, lineart)
+    full = L.shape[:2]
+    hints_ = _read_hints(hints, full, want_l=lineart)
     labels = rg.regions_of(L, task)
+    n = int(labels.max()) + 1
     p = PreparedFrame(
         input=np.zeros((4, 1, 1), np.float32), task=task, work_size=full, full_size=full,
         dtype=frame.dtype, channels=channels, alpha=alpha, L=L, base01=base01,
         labels=labels, region_hint_ab=None, region_hinted=None, region_hint_L=None,
     )
     if not lineart:
-        filled = rg.flat_fill(labels, ab, mask)
-        return _assemble_strips(p, lambda sl: _lab_to_rgb_keep_l(L[sl], filled[sl]))
-    region_lab, weight = rg.region_means(
-        labels, np.concatenate([L[..., None], ab], axis=-1), mask
-    )
-    hinted = weight > 0
-    hinted[0] = False  # lines are not one area (fill_lines colors them)
+        if hints_ is None:
+            filled = np.zeros((*full, 2), np.float32)
+        else:
+            filled = rg.fill_lines(labels, _spread_dense(labels, hints_, n)[..., 1:])
+        return _assemble_strips(
+            p, lambda sl: _lab_to_rgb_keep_l(cv2.merge([L[sl], np.ascontiguousarray(filled[sl])]))
+        )
     own_l, _ = rg.region_means(labels, L[..., None], np.ones(full, np.float32))
+    region_lab = np.zeros((n, 3), np.float32)
+    hinted = np.zeros(n, bool)
+    if hints_ is not None:
+        lab = np.take(labels.ravel(), hints_.idx)
+        L_at = np.take(L.ravel(), hints_.idx)
+        region_lab, weight = _sparse_means(
+            lab, np.column_stack([L_at, hints_.ab]), hints_.weight, n
+        )
+        hinted = weight > 0
+        hinted[0] = False  # lines are not one area (fill_lines colors them)
     region_lab[~hinted] = 0.0
     region_lab[~hinted, 0] = own_l[~hinted, 0]
-    if hint_l is not None:
-        region_lab[hinted, 0] = rg.region_means(labels, hint_l[..., None], mask)[0][hinted, 0]
+    if hints_ is not None and hints_.L is not None:
+        region_lab[hinted, 0] = _sparse_means(lab, hints_.L[:, None], hints_.weight, n)[0][
+            hinted, 0
+        ]
     else:
         region_lab[hinted, 0] = DEFAULT_FILL_L
     return _lineart_from_regions(p, _region_rgb(region_lab, None), output)

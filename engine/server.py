@@ -11,8 +11,9 @@ every request needs ``Authorization: Bearer <token>``, except /health and the AP
 description on a loopback-bound server. Request bodies are counted while they stream
 in and refused (413) past ``max_body_bytes``, before they are held in memory.
 Inference runs in worker threads (ONNX Runtime releases the GIL), at most
-``inference_slots`` at a time, shared by single requests and jobs (a click in Krita
-waits for at most one batch frame).
+``inference_slots`` at a time (by default one per usable core, up to 4: one long frame
+does not hold up the rest), shared by single requests and jobs (a click in Krita waits
+for at most one batch frame per slot).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import hmac
 import ipaddress
 import json
 import logging
+import os
 import re
 import shutil
 import sys
@@ -92,9 +94,9 @@ class ServerConfig:
     ``root``: the only folder ``POST /jobs/files`` may read and write (None: no
     server-side file access at all). ``models_dirs``: extra model folders besides
     the user's and the bundled ones. ``max_pixels``: largest frame (width x height).
-    ``inference_slots``: inferences run at the same time (1 suits a CPU; more can
-    help a GPU). ``preload``: load the default models at startup so that /health
-    already names the provider in use and the first click is fast.
+    ``inference_slots``: inferences run at the same time; 0 = one per usable core, up
+    to MAX_AUTO_SLOTS (auto_inference_slots). ``preload``: load the default models at
+    startup so that /health already names the provider in use and the first click is fast.
     """
 
     host: str = "127.0.0.1"
@@ -105,11 +107,26 @@ class ServerConfig:
     device: str = "auto"
     max_body_bytes: int = 512 * MiB
     max_pixels: int = 8192 * 8192
-    inference_slots: int = 1
+    inference_slots: int = 0
     max_jobs: int = 16
     max_job_bytes: int = 4096 * MiB
     job_ttl_s: float = 3600.0
     preload: bool = False
+
+
+#: Most inference slots ``inference_slots=0`` (auto) gives: each frame in flight holds its
+#: full-resolution temporaries (~0.5 GiB for a 4K frame, docs/PERFORMANCE.md).
+MAX_AUTO_SLOTS = 4
+
+
+def auto_inference_slots() -> int:
+    """One inference slot per core this process may use, at least 1, at most MAX_AUTO_SLOTS.
+
+    Two slots on two cores let a small frame run beside a long one: the frame's own
+    work is mostly single-threaded numpy, and ONNX Runtime shares its thread pool.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(MAX_AUTO_SLOTS, cores or 1))
 
 
 def is_loopback(host: str) -> bool:
@@ -503,7 +520,9 @@ class Engine:
 
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
-        self.slots = threading.BoundedSemaphore(max(1, config.inference_slots))
+        self.slots = threading.BoundedSemaphore(
+            config.inference_slots if config.inference_slots > 0 else auto_inference_slots()
+        )
         self.providers: list[str] | None = None
 
     def model_names(self) -> list[str]:

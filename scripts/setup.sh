@@ -29,7 +29,7 @@ if [ "$dev" = 1 ]; then
   fi
   # torch pinned: 2.13.0 is the CPU build on local disk; an unpinned torch pulls GBs of CUDA.
   pip install torch==2.13.0
-  pip install -e '.[cpu,train,ui,dev]'
+  pip install -e '.[cpu,train,ui,dev,ray]'
   # PyQt5 / PyQt6: the plugin's Krita 5 and Krita 6 code paths are tested under both.
   pip install PyQt5 PyQt6
 else

@@ -47,6 +47,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "(default: 1.0; higher is slower, more detailed)")
     p.add_argument("--device", "-d", default="auto", choices=DEVICES,
                    help="where the model runs (default: auto)")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "int8", "fp16"],
+                   help="model precision: fp32, int8 (CPU; bundled for the bundled models) or "
+                   "fp16 (GPU, untested); a variant is NAME.int8.onnx / NAME.fp16.onnx beside "
+                   "the model (default: fp32)")
     p.add_argument("--batch-size", type=int, default=4, metavar="N",
                    help="frames per model call (default: 4)")
     p.add_argument("--workers", type=int, default=None, metavar="N",
@@ -63,6 +67,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "keyframes only, not to the previous finished frame")
     p.add_argument("--overwrite", action="store_true",
                    help="redo frames whose output exists (default: skip them, i.e. resume)")
+    p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help="run the frames' model work on a Ray cluster (ADDRESS, e.g. "
+                   "ray://head:10001 or auto; without one: a local cluster of this machine's "
+                   "cores); reading, carry and writing stay here, outputs are the same bytes "
+                   "(needs the 'ray' extra)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=run)
 
@@ -74,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     from inkhue_engine import batch
     from inkhue_engine.errors import InputError, ModelError
     from inkhue_engine.frames_io import expand_inputs
-    from inkhue_engine.model import load_model, resolve_model
+    from inkhue_engine.model import load_model, precision_variant, resolve_model
     from inkhue_engine.pipeline import ColorizeOptions
 
     if args.batch_size < 1:
@@ -93,12 +102,15 @@ def run(args: argparse.Namespace) -> int:
         if args.hints is not None:
             raise InputError("--hints and --reference do not combine: paint the colors into "
                              "a keyframe instead")
+        if args.ray is not None:
+            raise InputError("--ray and --reference do not combine yet: a keyframe shot runs "
+                             "its frames in order, on this machine")
         keyframes = load_keyframes(args.reference)
     palette = palette_from_arg(args.palette)
     options = ColorizeOptions(detail=args.detail, regions=not args.no_regions,
                               output=args.output_kind)
 
-    path = resolve_model(args.model, args.task)
+    path = precision_variant(resolve_model(args.model, args.task), args.precision)
     model = load_model(path, args.device)
     if args.task is not None and model.info.task != args.task:
         raise ModelError(
@@ -118,11 +130,20 @@ def run(args: argparse.Namespace) -> int:
                                use_previous=not args.no_carry, overwrite=args.overwrite,
                                progress=False if args.quiet else None)
     else:
-        result = batch.colorize_many(
-            sources, args.out, model, options, hints=args.hints, batch_size=args.batch_size,
-            workers=args.workers, carry=not args.no_carry, overwrite=args.overwrite,
-            progress=False if args.quiet else None,
-        )
+        remote = None
+        if args.ray is not None:
+            from inkhue_engine.ray_runner import RayRunner
+
+            remote = RayRunner(model, options, args.batch_size, address=args.ray or None)
+        try:
+            result = batch.colorize_many(
+                sources, args.out, model, options, hints=args.hints,
+                batch_size=args.batch_size, workers=args.workers, carry=not args.no_carry,
+                overwrite=args.overwrite, progress=False if args.quiet else None, remote=remote,
+            )
+        finally:
+            if remote is not None:
+                remote.close()
     if not args.quiet:
         done = f"{result.written} frame(s) written"
         if result.skipped:

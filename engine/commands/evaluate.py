@@ -49,6 +49,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--tol", type=float, default=0.0,
                    help="--sequence: an input pixel is unchanged when it moved by at most "
                    "this (input units, e.g. 0..255; default 0)")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "int8", "fp16"],
+                   help="model precision: fp32, int8 (CPU; bundled for the bundled models) or "
+                   "fp16 (GPU, untested); a variant is NAME.int8.onnx / NAME.fp16.onnx beside "
+                   "the model (default: fp32)")
     p.add_argument("--device", "-d", default="auto",
                    choices=["auto", "cpu", "cuda", "tensorrt", "directml", "coreml"],
                    help="where the model runs (default: auto)")
@@ -113,10 +117,10 @@ def run(args: argparse.Namespace) -> int:
     counts = _hint_counts(args.hints)
     palette = palette_from_arg(args.palette)
 
-    from inkhue_engine.model import load_model, resolve_model
+    from inkhue_engine.model import load_model, precision_variant, resolve_model
     from inkhue_engine.pipeline import ColorizeOptions
 
-    path = resolve_model(args.model, args.task)
+    path = precision_variant(resolve_model(args.model, args.task), args.precision)
     model = load_model(path, args.device)
     if args.task is not None and model.info.task != args.task:
         raise ModelError(f"{path.name}: is a {model.info.task} model but --task {args.task} "

@@ -63,8 +63,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--inference-slots",
         type=int,
-        default=1,
-        help="inferences run at the same time (default: 1; more can help on a GPU)",
+        default=0,
+        help="inferences run at the same time (default 0: one per usable core, up to 4, so "
+        "one long frame does not hold up the rest)",
     )
     p.add_argument(
         "--no-preload",
@@ -88,7 +89,7 @@ def config_from_args(args: argparse.Namespace):
         if not d.is_dir():
             raise InputError(f"--models-dir {d}: not a folder")
     for name in ("port", "max_body_mb", "job_memory_mb", "inference_slots"):
-        if getattr(args, name) < (0 if name == "port" else 1):
+        if getattr(args, name) < (0 if name in ("port", "inference_slots") else 1):
             raise InputError(f"--{name.replace('_', '-')}: {getattr(args, name)} is too small")
     return ServerConfig(
         host=args.host,

@@ -72,3 +72,23 @@ def test_on_white_composites_alpha_and_expands_gray():
     np.testing.assert_allclose(color.on_white(gray_alpha), [[[0.5, 0.5, 0.5]]])
     with pytest.raises(ValueError, match="5 channels"):
         color.on_white(np.zeros((1, 1, 5), np.uint8))
+
+
+def test_from_float01_uint8_is_float32_product_rounded_half_to_even():
+    # the fast uint8 path (one OpenCV pass) must give numpy's numbers, also next to the
+    # rounding boundaries (k + 0.5) / 255 where float32 products round either way
+    k = np.arange(256, dtype=np.float64)
+    centres = ((k + 0.5) / 255).astype(np.float32)
+    near = [centres]
+    up, down = centres.copy(), centres.copy()
+    for _ in range(40):
+        up = np.nextafter(up, np.float32(2))
+        down = np.nextafter(down, np.float32(-1))
+        near += [up, down]
+    rng = np.random.default_rng(0)
+    values = np.concatenate(near + [rng.random(200_000, np.float32),
+                                    np.float32([0.0, 1.0, -0.5, 1.5, -0.0])])
+    values = values[: values.size // 3 * 3].reshape(-1, 1, 3)
+    expected = np.rint(np.clip(values, 0.0, 1.0) * np.float32(255)).astype(np.uint8)
+    np.testing.assert_array_equal(color.from_float01(values, np.uint8), expected)
+    np.testing.assert_array_equal(color.from_float01(values[:, 0], np.uint8), expected[:, 0])

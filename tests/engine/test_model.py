@@ -354,3 +354,41 @@ def test_directml_sessions_turn_off_memory_patterns():
     assert so.enable_mem_pattern is False
     assert so.execution_mode == ort.ExecutionMode.ORT_SEQUENTIAL
     assert M._session_options(ort, ["CPUExecutionProvider"]).enable_mem_pattern is True
+
+
+def test_precision_variant_finds_the_file_beside_the_model(tmp_path):
+    base = tmp_path / "gray.onnx"
+    base.write_bytes(b"x")
+    assert M.precision_variant(base, "fp32") == base
+    with pytest.raises(M.ModelError, match=r"gray\.int8\.onnx.*inkhue_training\.quantize int8"):
+        M.precision_variant(base, "int8")
+    (tmp_path / "gray.int8.onnx").write_bytes(b"x")
+    assert M.precision_variant(base, "int8") == tmp_path / "gray.int8.onnx"
+    assert M.precision_variant(tmp_path / "gray.int8.onnx", "int8") == tmp_path / "gray.int8.onnx"
+    with pytest.raises(M.ModelError, match=r"gray\.fp16\.onnx"):
+        M.precision_variant(tmp_path / "gray.int8.onnx", "fp16")
+    with pytest.raises(InkHueError, match="unknown precision"):
+        M.precision_variant(base, "int4")
+
+
+def test_a_precision_variant_is_listed_after_its_float_model(tmp_path, monkeypatch,
+                                                             make_tiny_model):
+    # the Krita docker selects the first listed model: it must stay the float one
+    folder = tmp_path / "models"
+    folder.mkdir()
+    for file, name in (("a.int8.onnx", "a-int8"), ("a.onnx", "a"), ("a-b.onnx", "a-b"),
+                       ("a.fp16.onnx", "a-fp16")):
+        make_tiny_model("grayscale", folder / file, name=name)
+    monkeypatch.setenv("INKHUE_MODELS_DIR", str(folder))
+    names = [m.name for m in M.list_models() if m.path.parent == folder]
+    assert names == ["a", "a-int8", "a-fp16", "a-b"]
+
+
+def test_load_model_threads_are_part_of_the_session_and_the_cache(grayscale_model):
+    default = M.load_model(grayscale_model, "cpu")
+    one = M.load_model(grayscale_model, "cpu", threads=1)
+    assert one is not default and M.load_model(grayscale_model, "cpu", threads=1) is one
+    assert one._session.get_session_options().intra_op_num_threads == 1
+    assert default._session.get_session_options().intra_op_num_threads == 0
+    x = np.zeros((1, 4, 16, 24), np.float32)
+    np.testing.assert_array_equal(one.run(x), default.run(x))

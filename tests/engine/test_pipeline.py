@@ -479,3 +479,78 @@ def test_strips_give_the_same_frame(gray_tiny, line_tiny, monkeypatch, palette):
     base = P.flat_fill_frame(cel(45, 38), "lineart", None)
     monkeypatch.setattr(P, "STRIP_PIXELS", 100)
     np.testing.assert_array_equal(P.flat_fill_frame(cel(45, 38), "lineart", None), base)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_gray_tables_give_the_full_frame_conversion(dtype):
+    # prepare_frame looks L (and line art's base) up per gray value instead of converting
+    # the frame: the numbers must be the full conversion's, for every value
+    from inkhue_engine.color import gray_to_l
+
+    top = np.iinfo(dtype).max
+    frame = np.arange(top + 1, dtype=dtype)
+    frame = np.resize(frame, (max(1, frame.size // 256), 256))
+    L, base01, alpha, channels = P._read_frame(frame, lineart=True)
+    np.testing.assert_array_equal(L, gray_to_l(to_float01(frame)))
+    np.testing.assert_array_equal(base01, to_float01(frame))
+    assert alpha is None and channels == 1
+    ga = np.dstack([frame, frame[::-1]])
+    L2, base2, alpha2, channels2 = P._read_frame(ga, lineart=False)
+    np.testing.assert_array_equal(L2, L)
+    assert base2 is None and channels2 == 2 and np.array_equal(alpha2, frame[::-1])
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+def test_sparse_hints_are_hints_from_rgba(dtype):
+    from inkhue_engine.hints import hints_from_rgba
+
+    rng = np.random.default_rng(5)
+    rgba = np.zeros((30, 40, 4), np.float32)
+    pick = rng.random((30, 40)) < 0.05
+    rgba[pick] = rng.random((int(pick.sum()), 4)) * 0.9 + 0.1
+    img = rgba if dtype == np.float32 else from_float01(rgba, dtype)
+    ab, mask = hints_from_rgba(img)
+    h = P._read_hints(img, (30, 40), want_l=True)
+    np.testing.assert_array_equal(h.idx, np.flatnonzero(mask))
+    np.testing.assert_array_equal(h.ab, ab.reshape(-1, 2)[h.idx])
+    np.testing.assert_array_equal(h.weight, 1.0)
+    lab = rgb_to_lab(to_float01(img[..., :3]))
+    np.testing.assert_array_equal(h.L, lab[..., 0].ravel()[h.idx])
+    dense = h.dense((30, 40))
+    np.testing.assert_array_equal(dense[..., 0], mask)
+    np.testing.assert_array_equal(dense[..., 1:], ab * mask[..., None])
+    assert P._read_hints(np.zeros((30, 40, 4), dtype), (30, 40), want_l=False) is None
+
+
+def test_gamut_edges_are_the_clipped_pixels():
+    # _lab_to_rgb_keep_l finds the pixels to check with cv2.inRange: exactly those with
+    # a channel at or beyond 0 or 1 before clipping
+    rng = np.random.default_rng(6)
+    lab = np.stack([rng.uniform(0, 100, 20000), rng.uniform(-120, 120, 20000),
+                    rng.uniform(-120, 120, 20000)], -1).astype(np.float32).reshape(100, 200, 3)
+    lab[0, :3] = [[100, 0, 0], [0, 0, 0], [50, 0, 0]]
+    raw = cv2.cvtColor(lab, cv2.COLOR_Lab2RGB)
+    inside = cv2.inRange(raw, (P._INSIDE_LO,) * 3, (P._INSIDE_HI,) * 3) > 0
+    np.testing.assert_array_equal(inside, ((raw > 0) & (raw < 1)).all(axis=-1))
+    out = P._lab_to_rgb_keep_l(lab)
+    assert out.min() >= 0 and out.max() <= 1
+    back = rgb_to_lab(out)[..., 0]
+    assert np.abs(back - lab[..., 0]).max() <= 0.5  # L kept (up to OpenCV's round trip)
+
+
+def test_big_region_means_are_the_region_means():
+    # anchoring takes the means of large regions from cv2.mean (float64 accumulation)
+    from inkhue_engine import regions as rg
+
+    rng = np.random.default_rng(7)
+    L = np.where(rng.random((120, 160)) < 0.02, 5.0, 95.0).astype(np.float32)
+    labels = rg.regions_of(L, "lineart")
+    values = rng.normal(0, 30, (120, 160, 2)).astype(np.float32)
+    n = int(labels.max()) + 1
+    which = np.bincount(labels.ravel(), minlength=n) > 0.01 * labels.size
+    which[0] = False
+    assert which.any()
+    ref, _ = rg.region_means(labels, values, np.ones(labels.shape, np.float32))
+    got = P._big_region_means(labels.astype(np.intp), values, which)
+    np.testing.assert_allclose(got[which], ref[which], rtol=0, atol=1e-5)
+    assert not got[~which].any()

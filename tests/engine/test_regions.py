@@ -108,3 +108,68 @@ def test_anchor_to_hints_moves_the_mean_and_keeps_the_variation():
     np.testing.assert_array_equal(
         regions.anchor_to_hints(labels, values, hint, np.zeros(n, bool)), values)
     assert (labels == right).any()
+
+
+def _random_labels(rng, h, w, density):
+    L = np.where(rng.random((h, w)) < density, 5.0, 95.0).astype(np.float32)
+    return regions.regions_of(L, "lineart")
+
+
+def test_opencv_numbers_non_line_pixels_in_raster_order():
+    # fill_labels relies on it (with a fallback when the first or last number is off)
+    import cv2
+
+    rng = np.random.default_rng(1)
+    for _ in range(10):
+        lines = (rng.random((int(rng.integers(1, 90)), int(rng.integers(1, 90))))
+                 < rng.random()).astype(np.uint8)
+        _, nearest = cv2.distanceTransformWithLabels(
+            lines, cv2.DIST_L2, 3, labelType=cv2.DIST_LABEL_PIXEL)
+        free = np.flatnonzero(lines.ravel() == 0)
+        np.testing.assert_array_equal(nearest.ravel()[free], np.arange(1, free.size + 1))
+
+
+def test_fill_labels_is_fill_lines_of_the_labels():
+    rng = np.random.default_rng(2)
+    for density in (0.0, 0.2, 0.6, 1.0):
+        labels = _random_labels(rng, 41, 57, density)
+        np.testing.assert_array_equal(regions.fill_labels(labels),
+                                      regions.fill_lines(labels, labels))
+    labels = regions.regions_of(two_rooms(), "lineart")
+    filled = regions.fill_labels(labels)
+    assert (filled != 0).all() and filled[0, 15] in (labels[0, 14], labels[0, 16])
+
+
+def test_region_medians_match_a_lexsort_reference():
+    rng = np.random.default_rng(3)
+    labels = _random_labels(rng, 50, 60, 0.3)
+    values = rng.normal(0, 20, (50, 60, 2)).astype(np.float32)
+    values[rng.random((50, 60)) < 0.2] = 0.0
+    values[rng.random((50, 60)) < 0.1] = -0.0
+    values[rng.random((50, 60)) < 0.1] = -3.5  # ties
+    n = int(labels.max()) + 1
+    flat = labels.ravel()
+    counts = np.bincount(flat, minlength=n)
+    mid = np.concatenate([[0], np.cumsum(counts)[:-1]]) + np.maximum(counts - 1, 0) // 2
+    med = regions.region_medians(labels, values)
+    for c in range(2):
+        v = values[..., c].ravel()
+        order = np.lexsort((v, flat))
+        np.testing.assert_array_equal(med[counts > 0, c], v[order[mid[counts > 0]]])
+
+
+def test_sparse_weights_give_the_dense_sums():
+    rng = np.random.default_rng(4)
+    labels = _random_labels(rng, 40, 40, 0.3)
+    values = rng.normal(0, 20, (40, 40, 2)).astype(np.float32)
+    weights = (rng.random((40, 40)) < 0.05) * rng.random((40, 40))
+    means, total = regions.region_means(labels, values, weights)
+    n = int(labels.max()) + 1
+    w = weights.ravel()
+    ref_total = np.bincount(labels.ravel(), weights=w, minlength=n)
+    np.testing.assert_array_equal(total, ref_total)
+    for c in range(2):
+        sums = np.bincount(labels.ravel(), weights=values[..., c].ravel().astype(float) * w,
+                           minlength=n)
+        ref = np.divide(sums, ref_total, out=np.zeros(n), where=ref_total > 0)
+        np.testing.assert_array_equal(means[:, c], ref.astype(np.float32))
