@@ -832,18 +832,19 @@ def grayscale_with_ab(frame: np.ndarray, ab: np.ndarray) -> np.ndarray:
     """A grayscale frame colored with ``ab`` (HxWx2, Lab units): its own L kept exactly
     as the colorizer keeps it (chroma reduced where sRGB cannot hold it), in the
     colorizer's output layout and dtype."""
-    color01, alpha, channels = _split_frame(frame)
-    full = color01.shape[:2]
+    L, _, alpha, channels = _read_frame(frame, lineart=False)
+    full = L.shape[:2]
     if ab.shape != (*full, 2):
         raise InputError(f"ab must be HxWx2 of the frame's size {full}, got {ab.shape}")
-    L = _lightness(color01).astype(np.float32, copy=False)
     p = PreparedFrame(
         input=np.zeros((4, 1, 1), np.float32), task="grayscale", work_size=full,
         full_size=full, dtype=frame.dtype, channels=channels, alpha=alpha, L=L, base01=None,
         labels=None, region_hint_ab=None, region_hinted=None, region_hint_L=None,
     )
     ab = np.asarray(ab, np.float32)
-    return _assemble_strips(p, lambda sl: _lab_to_rgb_keep_l(L[sl], ab[sl]))
+    return _assemble_strips(
+        p, lambda sl: _lab_to_rgb_keep_l(cv2.merge([L[sl], np.ascontiguousarray(ab[sl])]))
+    )
 
 
 def lineart_with_fill(frame: np.ndarray, fill_lab: np.ndarray, output: str = "color") -> np.ndarray:
@@ -851,15 +852,14 @@ def lineart_with_fill(frame: np.ndarray, fill_lab: np.ndarray, output: str = "co
     ('color') or the fill alone ('fill'), in the colorizer's output layout and dtype."""
     if output not in OUTPUTS:
         raise InputError(f"output must be 'color' or 'fill', got {output!r}")
-    color01, alpha, channels = _split_frame(frame)
-    full = color01.shape[:2]
+    L, base01, alpha, channels = _read_frame(frame, lineart=True)
+    full = L.shape[:2]
     if fill_lab.shape != (*full, 3):
         raise InputError(f"fill must be HxWx3 of the frame's size {full}, got {fill_lab.shape}")
-    base01 = _over_white(color01, alpha)
     p = PreparedFrame(
         input=np.zeros((4, 1, 1), np.float32), task="lineart", work_size=full,
         full_size=full, dtype=frame.dtype, channels=channels, alpha=alpha,
-        L=np.zeros(full, np.float32), base01=base01, labels=None, region_hint_ab=None,
+        L=L, base01=base01, labels=None, region_hint_ab=None,
         region_hinted=None, region_hint_L=None,
     )
     fill = np.asarray(fill_lab, np.float32)
@@ -875,7 +875,4 @@ def frame_lightness(frame: np.ndarray, task: str) -> np.ndarray:
     """
     if task not in TASKS:
         raise InputError(f"unknown task {task!r}: use 'grayscale' or 'lineart'")
-    color01, alpha, _ = _split_frame(frame)
-    if task == "lineart":
-        color01 = _over_white(color01, alpha)
-    return _lightness(color01).astype(np.float32, copy=False)
+    return _read_frame(frame, lineart=task == "lineart")[0]
