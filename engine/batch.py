@@ -47,7 +47,7 @@ import numpy as np
 
 from inkhue_engine import frames_io as fio
 from inkhue_engine.color import DTYPE_SCALE, to_float01
-from inkhue_engine.errors import InkHueError, InputError, OutputError
+from inkhue_engine.errors import ForbiddenError, InkHueError, InputError, OutputError
 from inkhue_engine.frames_io import Source
 
 #: Output file names of video frames written to a folder (0-based frame numbers).
@@ -283,10 +283,18 @@ class HintSource:
     A per-frame hint image is matched by file stem to the frame's name (an image
     input's file name, or ``frame_00012`` for a video's frames); frames without one
     get no hints. A hint image is RGBA: painted (alpha > 0) pixels are hints.
+
+    ``root`` (the server's --root): every hint file must lie under it once symlinks are
+    resolved, checked when the folder is scanned and again when a file is read (a link
+    may be swapped in between); ForbiddenError otherwise.
     """
 
-    def __init__(self, hints: str | os.PathLike[str] | None, names: Sequence[str] = ()) -> None:
+    def __init__(
+        self, hints: str | os.PathLike[str] | None, names: Sequence[str] = (),
+        root: str | os.PathLike[str] | None = None,
+    ) -> None:
         self.path = Path(hints) if hints is not None else None
+        self.root = Path(root).resolve() if root is not None else None
         self._single: np.ndarray | None = None
         self._by_stem: dict[str, Path] = {}
         if self.path is None:
@@ -295,6 +303,7 @@ class HintSource:
             for p in self.path.iterdir():
                 if p.is_file() and not p.name.startswith(".") \
                         and p.suffix.lower() in fio.IMAGE_EXTS:
+                    self._check_root(p)
                     self._by_stem[p.stem] = p
             stems = {Path(n).stem for n in names}
             if names and not stems & set(self._by_stem):
@@ -307,8 +316,12 @@ class HintSource:
         else:
             raise InputError(f"{self.path}: hint file or folder not found")
 
-    @staticmethod
-    def _load(path: Path) -> np.ndarray:
+    def _check_root(self, path: Path) -> None:
+        if self.root is not None and not path.resolve().is_relative_to(self.root):
+            raise ForbiddenError(f"hints: {path.name!r} links outside the server's --root folder")
+
+    def _load(self, path: Path) -> np.ndarray:
+        self._check_root(path)
         img = fio.read_image(path)
         if img.ndim != 3 or img.shape[2] != 4:
             raise InputError(
@@ -454,6 +467,7 @@ def colorize_many(
     progress: bool | None = None,
     on_frame: Callable[[FrameJob], None] | None = None,
     cancel: threading.Event | None = None,
+    root: str | os.PathLike[str] | None = None,
 ) -> BatchResult:
     """Colorize every frame of ``sources`` into ``out`` (see the module docstring).
 
@@ -463,8 +477,9 @@ def colorize_many(
     False, or CarrySettings); ``overwrite``: redo outputs that exist instead of
     skipping them; ``progress``: tqdm bar (None: only on a terminal); ``on_frame``:
     called in order after each output frame is written; ``cancel``: set it to stop
-    between frames (raises InkHueError). Inputs are never overwritten: a plan that
-    would do so is refused before any work.
+    between frames (raises InkHueError); ``root``: hint files must lie under it
+    (``HintSource``). Inputs are never overwritten: a plan that would do so is refused
+    before any work.
     """
     from inkhue_engine import pipeline
 
@@ -486,7 +501,7 @@ def colorize_many(
         return result
 
     jobs = list(_jobs(sources, plan, overwrite))
-    hint_source = HintSource(hints, [j.name for j in jobs])
+    hint_source = HintSource(hints, [j.name for j in jobs], root=root)
     manifest = _update_manifest(plan, jobs, run_settings(model, options, hints, settings),
                                 overwrite)
     inputs = fio.InputSet(s.path for s in sources)

@@ -44,8 +44,14 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from inkhue_engine import __version__, finetune_spec
-from inkhue_engine.batch import CarrySettings, SequenceCarry, colorize_many, plan_outputs
-from inkhue_engine.errors import InkHueError, InputError, ModelError
+from inkhue_engine.batch import (
+    CarrySettings,
+    HintSource,
+    SequenceCarry,
+    colorize_many,
+    plan_outputs,
+)
+from inkhue_engine.errors import ForbiddenError, InkHueError, InputError, ModelError
 from inkhue_engine.frames_io import count_video_frames, expand_inputs
 from inkhue_engine.model import (
     Model,
@@ -57,6 +63,7 @@ from inkhue_engine.model import (
 from inkhue_engine.pipeline import ColorizeOptions, colorize_frame
 from inkhue_engine.server_frames import PixelLayout, parse_palette
 from inkhue_engine.server_jobs import (
+    MAX_JOB_FRAMES,
     ConflictError,
     Job,
     JobLimits,
@@ -74,12 +81,6 @@ DEFAULT_PORT = 8765
 OPEN_PATHS = frozenset({"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
 #: Host header names that address this machine's loopback.
 LOOPBACK_NAMES = frozenset({"localhost", "localhost."})
-
-
-class ForbiddenError(InkHueError):
-    """A server-side path outside the allowed root, or file access switched off (403)."""
-
-    http_status = 403
 
 
 # --------------------------------------------------------------------------- config
@@ -151,8 +152,55 @@ def _host_is_loopback(host_header: str | None) -> bool:
     return host.lower() in LOOPBACK_NAMES or is_loopback(host)
 
 
+def _host_port(authority: str) -> tuple[str, str]:
+    """(lower-case host, port or '') of a Host header or an Origin's authority."""
+    authority = authority.strip().lower()
+    if authority.startswith("["):  # [::1]:8765
+        end = authority.find("]")
+        host, rest = authority[1:end], authority[end + 1 :]
+        return host, rest[1:] if rest.startswith(":") else ""
+    host, _, port = authority.partition(":")
+    return host, port
+
+
+def _cross_site(headers: Headers) -> str | None:
+    """Why a request sent by a browser on behalf of another site is refused (None: it is not).
+
+    Browsers add ``Origin`` to every cross-origin request (and to same-origin POSTs),
+    and ``Sec-Fetch-Site`` to every request; the Krita plugin, the CLI and scripts send
+    neither. A request from a web page the artist happens to have open therefore
+    carries an Origin that is not this server's own (the Host it addressed), or
+    ``Sec-Fetch-Site: cross-site`` / ``same-site``: such a request must not drive the
+    engine (a simple multipart POST needs no CORS preflight). The server's own pages
+    (/docs) are same-origin and still work.
+    """
+    origin = headers.get("origin")
+    if origin is not None:
+        scheme, sep, authority = origin.strip().partition("://")
+        default = {"http": "80", "https": "443"}.get(scheme.lower(), "") if sep else ""
+        o_host, o_port = _host_port(authority)
+        h_host, h_port = _host_port(headers.get("host", ""))
+        same = bool(default) and bool(o_host) and (o_host, o_port or default) == (
+            h_host, h_port or default
+        )
+        if not same:
+            return (
+                f"Origin {origin[:100]!r} is refused: this server answers its own pages and "
+                f"local programs (the Krita plugin, scripts), not requests sent by web pages "
+                f"of other sites"
+            )
+    site = headers.get("sec-fetch-site", "").strip().lower()
+    if site in ("cross-site", "same-site"):
+        return (
+            f"Sec-Fetch-Site {site!r} is refused: this server does not answer requests that "
+            f"web pages of other sites make a browser send"
+        )
+    return None
+
+
 class GuardMiddleware:
-    """Host check, bearer token and streamed request-size limit, before any route runs.
+    """Host check, cross-site (Origin) check, bearer token and streamed request-size
+    limit, before any route runs.
 
     A pure ASGI middleware so the body keeps streaming: the limit is enforced on the
     Content-Length header first, then by counting the bytes as they arrive (a client
@@ -183,6 +231,10 @@ class GuardMiddleware:
                 f"requests addressed to localhost / 127.0.0.1",
             )
             await response(scope, receive, send)
+            return
+        refused = _cross_site(headers)
+        if refused is not None:
+            await _json_error(403, refused)(scope, receive, send)
             return
         if self.token is not None and not (self.loopback and scope["path"] in OPEN_PATHS):
             scheme, _, credentials = headers.get("authorization", "").partition(" ")
@@ -300,7 +352,8 @@ class ColorizeQuery(Options, Layout):
 class JobRequest(Options, Layout):
     """Body of POST /jobs."""
 
-    frame_count: int = Field(ge=1)
+    frame_count: int = Field(ge=1, le=MAX_JOB_FRAMES, description="frames in the job "
+                             "(a longer sequence: several jobs)")
     carry: bool = Field(
         True, description="the frames are one sequence: carry colors from frame to frame "
         "where the picture did not change (less flicker)"
@@ -1036,7 +1089,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         out = resolve_under_root(spec.out, config.root, "out")
         hints = resolve_under_root(spec.hints, config.root, "hints") if spec.hints else None
         choice = await run_in_threadpool(engine.choose, spec)
-        sources, total = await run_in_threadpool(_plan_files, inputs, out, config.root)
+        sources, total = await run_in_threadpool(_plan_files, inputs, out, config.root, hints)
         model = await run_in_threadpool(engine.load, choice.path)
         options = engine.options_for(choice, model)
 
@@ -1045,6 +1098,7 @@ def create_app(config: ServerConfig) -> FastAPI:
                 sources, out, model, options, hints=hints, batch_size=spec.batch_size,
                 carry=spec.carry, overwrite=spec.overwrite, progress=False,
                 on_frame=lambda frame: jobs.progress(job, frame.index + 1), cancel=job.cancel,
+                root=config.root,
             )
             jobs.progress(job, job.total)
 
@@ -1135,9 +1189,12 @@ def _header_safe(text: str) -> str:
     return "".join(c if " " <= c <= "~" else "?" for c in text)
 
 
-def _plan_files(inputs: list[Path], out: Path, root: Path | None) -> tuple[list[Any], int]:
+def _plan_files(
+    inputs: list[Path], out: Path, root: Path | None, hints: Path | None = None
+) -> tuple[list[Any], int]:
     """Expand files / folders / globs, check every match still lies under ``root`` (a
-    symlink may point out of it), check the output plan; -> (sources, frame count)."""
+    symlink may point out of it), and so does every file of a hints folder; check the
+    output plan; -> (sources, frame count)."""
     assert root is not None
     real_root = root.resolve()
     sources = expand_inputs([str(p) for p in inputs])
@@ -1146,6 +1203,8 @@ def _plan_files(inputs: list[Path], out: Path, root: Path | None) -> tuple[list[
             raise ForbiddenError(
                 f"inputs: {src.path.name!r} links outside the server's --root folder"
             )
+    if hints is not None:
+        HintSource(hints, root=real_root)  # 403 now rather than a failed job later
     plan_outputs(sources, out)  # refuses overwriting an input, clashing names...
     total = sum(count_video_frames(s.path) if s.is_video else 1 for s in sources)
     return sources, total

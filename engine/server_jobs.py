@@ -7,9 +7,11 @@ fetched. A *files* job works on server-side files and only reports progress.
 Limits (``JobLimits``, set from ``ServerConfig``):
 - at most ``max_jobs`` jobs are known at once (any state); creating one more is refused
   (507) until a client deletes or fetches finished ones;
-- a frames job reserves ``frame_count x (input frame + result frame)`` bytes when it is
-  created, plus each hint image when it arrives; the sum over all jobs stays under
-  ``max_bytes`` (507 otherwise: split the sequence into smaller jobs);
+- a frames job has at most ``MAX_JOB_FRAMES`` frames, and reserves ``frame_count x
+  (input frame + result frame + FRAME_OVERHEAD)`` bytes when it is created, before
+  anything per frame is allocated, plus each hint image when it arrives; the sum over
+  all jobs stays under ``max_bytes`` (507 otherwise: split the sequence into smaller
+  jobs);
 - an input frame's bytes are dropped as soon as its result exists;
 - a finished job whose results have all been fetched is forgotten ``fetched_grace_s``
   after the last fetch (so a retried download still works); any other job that is not
@@ -40,6 +42,12 @@ from inkhue_engine.server_frames import PixelLayout
 log = logging.getLogger("inkhue_engine.server")
 
 MiB = 1024 * 1024
+#: Most frames one frames job may have (over an hour of animation at 24 fps).
+MAX_JOB_FRAMES = 100_000
+#: Bytes reserved per frame for the job's own bookkeeping (its slots in the input,
+#: hint and result lists, its entry in ``fetched``), so that a job of many tiny frames
+#: cannot allocate memory outside the reservation.
+FRAME_OVERHEAD = 256
 
 UPLOADING, RUNNING, DONE, CANCELLED, FAILED = "uploading", "running", "done", "cancelled", "failed"
 FINISHED = (DONE, CANCELLED, FAILED)
@@ -85,6 +93,7 @@ class Job:
     hints: list[bytes | None] = field(default_factory=list)
     results: list[bytes | None] = field(default_factory=list)
     fetched: set[int] = field(default_factory=set)
+    missing: int = 0  #: frames not uploaded yet (frames jobs)
     cancel: threading.Event = field(default_factory=threading.Event)
     #: What the worker thread runs, ``work(job)``; frames jobs start it after the last upload.
     work: Callable[[Job], None] | None = None
@@ -178,20 +187,19 @@ class JobRegistry:
         ``work`` takes each input with ``take_input`` and stores each result with
         ``store_result``, in order, and returns early when ``job.cancel`` is set.
         """
-        if total < 1:
-            raise InputError(f"frame_count: must be >= 1, got {total}")
-        job = Job(
-            id=uuid.uuid4().hex,
-            kind="frames",
-            total=total,
-            layout=layout,
-            model_name=model_name,
-            work=work,
-            inputs=[None] * total,
-            hints=[None] * total,
-            results=[None] * total,
-        )
-        return self._add(job, total * (layout.nbytes + layout.out_nbytes))
+        if not 1 <= total <= MAX_JOB_FRAMES:
+            raise InputError(
+                f"frame_count: must be 1..{MAX_JOB_FRAMES}, got {total}; split a longer "
+                f"sequence into several jobs"
+            )
+        job = Job(id=uuid.uuid4().hex, kind="frames", total=total, layout=layout,
+                  model_name=model_name, work=work, missing=total)  # fmt: skip
+        # reserve first: the per-frame lists are allocated only once the memory is granted
+        self._add(job, total * (layout.nbytes + layout.out_nbytes + FRAME_OVERHEAD))
+        job.inputs = [None] * total
+        job.hints = [None] * total
+        job.results = [None] * total
+        return job
 
     def _frame_index(self, job: Job, index: int) -> None:
         if job.kind != "frames":
@@ -225,9 +233,11 @@ class JobRegistry:
         with self._lock:
             if job.state != UPLOADING:
                 raise ConflictError(f"job {job.id} is {job.state}; it takes no more frames")
+            if job.inputs[index] is None:
+                job.missing -= 1
             job.inputs[index] = data
             job.touched = time.monotonic()
-            ready = all(x is not None for x in job.inputs)
+            ready = job.missing == 0
             if ready:
                 job.state = RUNNING
             status = job.status()
@@ -314,6 +324,8 @@ class JobRegistry:
                     # a result slot that was never filled needs no reservation
                     missing = sum(r is None for r in job.results)
                     job.reserved -= missing * (job.layout.nbytes + job.layout.out_nbytes)
+                    # (the per-frame lists live until the job is forgotten: their
+                    # FRAME_OVERHEAD stays reserved)
                 job.touched = time.monotonic()
             log.info("job %s %s (%d/%d)", job.id, job.state, job.done, job.total)
 

@@ -105,6 +105,11 @@ def test_job_carry_can_be_switched_off(client, named_models):
 def test_job_errors(client):
     r = client.post("/jobs", json={**LAYOUT, "frame_count": 0, "model": "tiny-gray"})
     assert r.status_code == 400 and "frame_count" in r.json()["error"]
+    # a 100-byte request may not make the server allocate gigabytes (nor answer 500)
+    for count in (50_000_000, 10**30):
+        r = client.post("/jobs", json={"width": 1, "height": 1, "channels": 1, "depth": "u8",
+                                       "frame_count": count, "model": "tiny-gray"})
+        assert r.status_code == 400 and "frame_count" in r.json()["error"], r.text
     r = client.post("/jobs", json={**LAYOUT, "frame_count": 1, "model": "nope"})
     assert r.status_code == 404
     job_id = client.post("/jobs", json={**LAYOUT, "frame_count": 1, "model": "tiny-gray"}
@@ -152,7 +157,9 @@ def test_job_cancel_stops_between_frames(client, monkeypatch):
 
 
 def test_job_memory_limit_is_507(make_client):
-    client = make_client(max_job_bytes=W * H * 8 * 2)
+    from inkhue_engine.server_jobs import FRAME_OVERHEAD
+
+    client = make_client(max_job_bytes=(W * H * 8 + FRAME_OVERHEAD) * 2)
     r = client.post("/jobs", json={**LAYOUT, "frame_count": 3, "model": "tiny-gray"})
     assert r.status_code == 507 and "split the sequence" in r.json()["error"]
     assert client.post("/jobs", json={**LAYOUT, "frame_count": 2, "model": "tiny-gray"}
@@ -191,6 +198,8 @@ def test_files_job_under_root(make_client, tmp_path):
         {"inputs": ["in"], "out": "out", "hints": "/tmp"},
         {"inputs": ["link/*.png"], "out": "out"},  # a symlink inside root pointing out
         {"inputs": ["in2"], "out": "out"},  # a folder holding a symlink to a file outside
+        # a hints folder inside root holding a symlink to a hint image outside
+        {"inputs": ["in"], "out": "out", "hints": "hints"},
     ],
 )
 def test_files_job_outside_root_is_403(make_client, tmp_path, body):
@@ -200,6 +209,8 @@ def test_files_job_outside_root_is_403(make_client, tmp_path, body):
     (root / "link").symlink_to(tmp_path / "outside")
     (root / "in2").mkdir()
     (root / "in2" / "evil.png").symlink_to(tmp_path / "outside" / "f0.png")
+    (root / "hints").mkdir()
+    (root / "hints" / "f0.png").symlink_to(tmp_path / "outside" / "f0.png")
     client = make_client(root=root)
     r = client.post("/jobs/files", json={**body, "model": "tiny-gray"})
     assert r.status_code == 403, r.text
@@ -212,3 +223,20 @@ def test_files_job_refused_without_root(client, tmp_path):
     r = client.post("/jobs/files", json={"inputs": [str(tmp_path / "in")],
                                          "out": str(tmp_path / "out"), "model": "tiny-gray"})
     assert r.status_code == 403 and "--root" in r.json()["error"]
+
+
+def test_hint_link_swapped_in_after_planning_is_refused(tmp_path):
+    # the folder is checked when the job is planned, and each file again when it is read
+    from inkhue_engine.batch import HintSource
+    from inkhue_engine.errors import ForbiddenError
+
+    root = tmp_path / "root"
+    _write_frames(root / "hints", 1)
+    _write_frames(tmp_path / "outside", 1)
+    source = HintSource(root / "hints", ["f0.png"], root=root)
+    (root / "hints" / "f0.png").unlink()
+    (root / "hints" / "f0.png").symlink_to(tmp_path / "outside" / "f0.png")
+    with pytest.raises(ForbiddenError, match="f0.png.*outside the server's --root"):
+        source.for_frame("f0.png", (H, W))
+    # without a root (the CLI) the same folder is fine
+    assert HintSource(root / "hints", ["f0.png"]).for_frame("f0.png", (H, W)) is not None
