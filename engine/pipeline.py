@@ -42,7 +42,7 @@ from inkhue_engine.color import (
 from inkhue_engine.errors import InputError
 from inkhue_engine.hints import hints_from_rgba
 from inkhue_engine.model import TASK_OUTPUTS, TASKS, Model, ModelInfo
-from inkhue_engine.palette import normalize_hex, snap_lab_to_palette
+from inkhue_engine.palette import check_palette_length, normalize_hex, snap_lab_to_palette
 
 #: Default memory bound of the working image (pixels): ~2 MPx is a 1920x1080 frame.
 MAX_WORKING_PIXELS = 2 * 1024 * 1024
@@ -109,6 +109,7 @@ class ColorizeOptions:
             colors = [self.palette] if isinstance(self.palette, str) else list(self.palette)
             if not colors:
                 raise InputError("palette is empty: give at least one '#rrggbb' color")
+            check_palette_length(len(colors), "palette")
             object.__setattr__(self, "palette", tuple(normalize_hex(c) for c in colors))
 
 

@@ -60,6 +60,7 @@ from inkhue_engine.model import (
     resolve_model,
     user_models_dir,
 )
+from inkhue_engine.palette import MAX_PALETTE_COLORS
 from inkhue_engine.pipeline import ColorizeOptions, colorize_frame
 from inkhue_engine.server_frames import PixelLayout, parse_palette
 from inkhue_engine.server_jobs import (
@@ -307,6 +308,9 @@ class ModelEntry(BaseModel):
     builtin: bool
 
 
+HexColor = Annotated[str, Field(pattern=r"^#?[0-9a-fA-F]{6}$", examples=["#ff0000"])]
+
+
 class Options(BaseModel):
     """Colorize options shared by /colorize (as query parameters) and the jobs (as JSON)."""
 
@@ -324,10 +328,14 @@ class Options(BaseModel):
     output: Literal["color", "fill"] = Field(
         "color", description="color: the colored frame; fill: flat colors only"
     )
-    palette: list[str] | Literal["none"] | None = Field(
+    palette: (
+        Annotated[list[HexColor], Field(min_length=1, max_length=MAX_PALETTE_COLORS)]
+        | Literal["none"]
+        | None
+    ) = Field(
         None,
-        description="list of sRGB hex colors; 'none' turns off the model's own palette; "
-        "absent or null: the model's palette, if any",
+        description=f"list of 1-{MAX_PALETTE_COLORS} sRGB hex colors; 'none' turns off the "
+        "model's own palette; absent or null: the model's palette, if any",
     )
 
 
@@ -343,9 +351,10 @@ class ColorizeQuery(Options, Layout):
     """Query parameters of POST /colorize."""
 
     palette: str | None = Field(
-        None,
-        description="JSON list of sRGB hex colors, e.g. [\"#ff0000\",\"#00ff00\"]; 'none' "
-        "turns off the model's own palette; absent: the model's palette, if any",
+        None, min_length=1, max_length=16 * MAX_PALETTE_COLORS,
+        description=f"JSON list of 1-{MAX_PALETTE_COLORS} sRGB hex colors, e.g. "
+        "[\"#ff0000\",\"#00ff00\"]; 'none' turns off the model's own palette; absent: the "
+        "model's palette, if any",
     )
 
 

@@ -198,6 +198,9 @@ def test_model_palette_is_used_unless_turned_off(client, make_tiny_model, user_m
         ({"detail": 0}, W * H * 4, "'detail'"),
         ({"output": "lines"}, W * H * 4, "'output'"),
         ({"palette": "red"}, W * H * 4, "palette"),
+        # 4,000 colors took 42 s of one inference slot; over 256 is refused up front
+        ({"palette": json.dumps([f"#{i:06x}" for i in range(1000)])}, W * H * 4, "palette"),
+        ({"palette": json.dumps([f"#{i:06x}" for i in range(257)])}, W * H * 4, "256"),
         ({"width": "abc"}, 10, "'width'"),
     ],
 )

@@ -240,3 +240,12 @@ def test_hint_link_swapped_in_after_planning_is_refused(tmp_path):
         source.for_frame("f0.png", (H, W))
     # without a root (the CLI) the same folder is fine
     assert HintSource(root / "hints", ["f0.png"]).for_frame("f0.png", (H, W)) is not None
+
+
+def test_job_palette_length_is_bounded(client):
+    body = {**LAYOUT, "frame_count": 1, "model": "tiny-gray"}
+    for count in (257, 4000):
+        r = client.post("/jobs", json={**body, "palette": [f"#{i:06x}" for i in range(count)]})
+        assert r.status_code == 400 and "palette" in r.json()["error"], r.text
+    r = client.post("/jobs", json={**body, "palette": [f"#{i:06x}" for i in range(256)]})
+    assert r.status_code == 200, r.text
