@@ -498,7 +498,7 @@ def _train(
     torch.manual_seed(config.seed + dctx.rank)  # but not the same random stream after
     step, epoch, batch_in_epoch = 0, 0, 0
     if resume:
-        ckpt = torch.load(last, map_location=dev, weights_only=False)
+        ckpt = torch.load(last, map_location=dev, weights_only=True)
         G.load_state_dict(ckpt["generator"])
         D.load_state_dict(ckpt["discriminator"])
         ema.load_state_dict(ckpt["ema"])

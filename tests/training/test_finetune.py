@@ -213,6 +213,32 @@ def test_shipped_base_round_trip_and_pack_from_a_run_checkpoint(tmp_path):
     assert small.stat().st_size < out.stat().st_size
 
 
+class _RunsCode:
+    """Unpickling this calls ``Path.touch(marker)``: what a hostile .pt could do."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_a_base_checkpoint_cannot_run_code(tmp_path):
+    # a .pt handed to `inkhue finetune --base` may come from anywhere: torch's full
+    # unpickler would run what it names; weights_only refuses it
+    import torch
+
+    from inkhue_training.finetune import load_base
+
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": "inkhue-base-checkpoint", "generator_kwargs": {},
+                "payload": _RunsCode(marker)}, evil)
+    with pytest.raises(InputError, match="evil.pt: not a readable training checkpoint"):
+        load_base(evil)
+    assert not marker.exists()
+
+
 # ----------------------------------------------------------------------------- end to end
 @pytest.mark.slow
 def test_finetune_writes_model_palette_card_and_is_listed(tmp_path, monkeypatch, bases_env):
