@@ -698,6 +698,8 @@ def resolve_under_root(raw: str, root: Path | None, what: str) -> Path:
         raise ForbiddenError(
             "server-side files are switched off: start the server with --root DIR"
         )
+    if "\x00" in raw:
+        raise InputError(f"{what}: {raw!r} holds a NUL byte, which no file name can hold")
     root = root.resolve()
     path = Path(raw)
     if not path.is_absolute():

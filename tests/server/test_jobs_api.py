@@ -218,6 +218,21 @@ def test_files_job_outside_root_is_403(make_client, tmp_path, body):
     assert not (root / "out").exists() and not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("body", [
+    {"inputs": ["in/f0.png\x00.txt"], "out": "out"},
+    {"inputs": ["in"], "out": "o\x00ut"},
+    {"inputs": ["in"], "out": "out", "hints": "\x00"},
+    {"inputs": ["in/*\x00"], "out": "out"},
+])
+def test_nul_byte_in_a_path_is_400(make_client, tmp_path, body):
+    root = tmp_path / "root"
+    _write_frames(root / "in", 1)
+    client = make_client(root=root, raise_server_exceptions=False)
+    r = client.post("/jobs/files", json={**body, "model": "tiny-gray"})
+    assert r.status_code == 400, r.text
+    assert "NUL byte" in r.json()["error"]
+
+
 def test_files_job_refused_without_root(client, tmp_path):
     _write_frames(tmp_path / "in", 1)
     r = client.post("/jobs/files", json={"inputs": [str(tmp_path / "in")],
