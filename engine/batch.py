@@ -152,6 +152,7 @@ class FrameJob:
     done: bool = False  # its output already exists (skipped)
     frame: np.ndarray | None = None
     prepared: Any = None
+    error: str | None = None  # why its input could not be used (the run went on)
 
 
 @dataclass
@@ -163,6 +164,9 @@ class BatchResult:
     seconds: float = 0.0
     output: Path | None = None
     outputs: list[Path] = field(default_factory=list)
+    #: Frames whose input could not be used (without fail_fast): one line each, naming
+    #: the file; the other frames were written.
+    failed: list[str] = field(default_factory=list)
 
     @property
     def fps(self) -> float:
@@ -468,6 +472,8 @@ def colorize_many(
     on_frame: Callable[[FrameJob], None] | None = None,
     cancel: threading.Event | None = None,
     root: str | os.PathLike[str] | None = None,
+    fail_fast: bool = True,
+    max_pixels: int | None = fio.DEFAULT_MAX_PIXELS,
 ) -> BatchResult:
     """Colorize every frame of ``sources`` into ``out`` (see the module docstring).
 
@@ -478,8 +484,15 @@ def colorize_many(
     skipping them; ``progress``: tqdm bar (None: only on a terminal); ``on_frame``:
     called in order after each output frame is written; ``cancel``: set it to stop
     between frames (raises InkHueError); ``root``: hint files must lie under it
-    (``HintSource``). Inputs are never overwritten: a plan that would do so is refused
-    before any work.
+    (``HintSource``); ``max_pixels``: largest frame (width x height; None: no limit).
+    Inputs are never overwritten: a plan that would do so is refused before any work.
+
+    ``fail_fast`` (the default) raises the first frame's InputError (an unreadable or
+    too large image, a hint image that does not fit it). Without it the run goes on:
+    every other frame is written, the bad ones are listed in ``BatchResult.failed``, and
+    a sequence's carry starts afresh after a bad frame (so a re-run gives the same
+    pixels). A video output is all or nothing, so it always fails fast; so do errors of
+    the model, the output and video decoding.
     """
     from inkhue_engine import pipeline
 
@@ -494,6 +507,11 @@ def colorize_many(
     start = time.perf_counter()
     plan = plan_outputs(sources, out)
     result = BatchResult(output=plan.out)
+    fail_fast = fail_fast or plan.mode == "video"
+    for src in sources:  # a video's size is in its header: refuse it before any work
+        if src.is_video:
+            info = fio.video_info(src.path)
+            fio.check_pixels(info.width, info.height, max_pixels, src.path)
 
     if plan.mode == "video" and plan.out.is_file() and not overwrite:
         result.skipped = sum(1 for _ in _jobs(sources, plan, overwrite))
@@ -544,18 +562,24 @@ def colorize_many(
     if manifest is not None:
         fio.write_bytes_atomic(*manifest)
 
+    def clean_up() -> None:
+        if new_manifest and manifest is not None:
+            manifest[0].unlink(missing_ok=True)
+        for folder in reversed(created):
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+
     try:
-        return _run(jobs, groups, need_read, plan, result, model, options, hint_source,
-                    settings, inputs, batch_size, workers, progress, on_frame, cancel, start,
-                    sources)
+        result = _run(jobs, groups, need_read, plan, result, model, options, hint_source,
+                      settings, inputs, batch_size, workers, progress, on_frame, cancel, start,
+                      sources, fail_fast, max_pixels)
     except BaseException:
         if result.written == 0:  # a run that failed before its first output leaves nothing
-            if new_manifest and manifest is not None:
-                manifest[0].unlink(missing_ok=True)
-            for folder in reversed(created):
-                if folder.is_dir() and not any(folder.iterdir()):
-                    folder.rmdir()
+            clean_up()
         raise
+    if result.written == 0 and result.failed:
+        clean_up()
+    return result
 
 
 def _make_dirs(folder: Path) -> list[Path]:
@@ -579,7 +603,8 @@ def _run(jobs: list[FrameJob], groups: list[list[FrameJob]], need_read: list[boo
          hint_source: HintSource, settings: CarrySettings, inputs: fio.InputSet,
          batch_size: int, workers: int, progress: bool | None,
          on_frame: Callable[[FrameJob], None] | None, cancel: threading.Event | None,
-         start: float, sources: Sequence[Source]) -> BatchResult:
+         start: float, sources: Sequence[Source], fail_fast: bool,
+         max_pixels: int | None) -> BatchResult:
     """The three stages of colorize_many (its checks and planning done)."""
     from inkhue_engine import pipeline
 
@@ -611,15 +636,20 @@ def _run(jobs: list[FrameJob], groups: list[list[FrameJob]], need_read: list[boo
                 for j in group:
                     if cancel is not None and cancel.is_set():
                         raise InkHueError("cancelled")
-                    if j.source.is_video:
+                    if j.source.is_video:  # a decoding error stops the run (the stream)
                         j.frame = _next_video_frame(video_iters, j)
-                    else:
-                        j.frame = fio.read_image(j.source.path)
-                    if work:  # the whole group meets the model, done frames included
-                        j.prepared = pipeline.prepare_frame(
-                            j.frame, info, hint_source.for_frame(j.name, j.frame.shape),
-                            options,
-                        )
+                    try:
+                        if not j.source.is_video:
+                            j.frame = fio.read_image(j.source.path, max_pixels)
+                        if work:  # the whole group meets the model, done frames included
+                            j.prepared = pipeline.prepare_frame(
+                                j.frame, info, hint_source.for_frame(j.name, j.frame.shape),
+                                options,
+                            )
+                    except InputError as exc:
+                        if fail_fast:
+                            raise
+                        j.error, j.frame, j.prepared = str(exc), None, None
                 _put(q_groups, group, stop)
             _put(q_groups, _END, stop)
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread
@@ -655,6 +685,15 @@ def _run(jobs: list[FrameJob], groups: list[list[FrameJob]], need_read: list[boo
                 if item is _END:
                     break
                 job, fut = item
+                if job.error is not None:
+                    # the sequence starts afresh after a bad frame, as it will on a re-run
+                    carries.pop(job.sequence, None)
+                    previous.pop(job.sequence, None)
+                    if not job.done:
+                        result.failed.append(job.error)
+                        if bar is not None:
+                            bar.update(1)
+                    continue
                 state = carries.setdefault(job.sequence, SequenceCarry(settings))
                 static = (state.observe(job.frame)
                           if settings.enabled and job.frame is not None else None)
@@ -709,16 +748,18 @@ def _run(jobs: list[FrameJob], groups: list[list[FrameJob]], need_read: list[boo
                 break
             if cancel is not None and cancel.is_set():
                 raise InkHueError("cancelled")
-            if any(not j.done for j in group):
+            usable = [j for j in group if j.error is None]
+            if any(not j.done for j in usable):
                 predictions = pipeline.run_prepared(
-                    model, [j.prepared for j in group], batch_size=batch_size
+                    model, [j.prepared for j in usable], batch_size=batch_size
                 )
-                for j, pred in zip(group, predictions, strict=True):
-                    fut = None
+                futures: dict[int, Future | None] = {}
+                for j, pred in zip(usable, predictions, strict=True):
                     if not j.done:
-                        fut = pool.submit(pipeline.finish_frame, j.prepared, pred)
+                        futures[j.index] = pool.submit(pipeline.finish_frame, j.prepared, pred)
                     j.prepared = None
-                    _put(q_frames, (j, fut), stop)
+                for j in group:  # in order, bad frames included (the sequencer lists them)
+                    _put(q_frames, (j, futures.get(j.index)), stop)
             else:
                 for j in group:
                     _put(q_frames, (j, None), stop)

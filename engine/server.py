@@ -52,7 +52,7 @@ from inkhue_engine.batch import (
     plan_outputs,
 )
 from inkhue_engine.errors import ForbiddenError, InkHueError, InputError, ModelError
-from inkhue_engine.frames_io import count_video_frames, expand_inputs
+from inkhue_engine.frames_io import DEFAULT_MAX_PIXELS, count_video_frames, expand_inputs
 from inkhue_engine.model import (
     Model,
     list_models,
@@ -106,7 +106,7 @@ class ServerConfig:
     models_dirs: tuple[Path, ...] = ()
     device: str = "auto"
     max_body_bytes: int = 512 * MiB
-    max_pixels: int = 8192 * 8192
+    max_pixels: int = DEFAULT_MAX_PIXELS
     inference_slots: int = 1
     max_jobs: int = 16
     max_job_bytes: int = 4096 * MiB
@@ -1105,13 +1105,19 @@ def create_app(config: ServerConfig) -> FastAPI:
         options = engine.options_for(choice, model)
 
         def work(job: Job) -> None:
-            colorize_many(
+            result = colorize_many(
                 sources, out, model, options, hints=hints, batch_size=spec.batch_size,
                 carry=spec.carry, overwrite=spec.overwrite, progress=False,
                 on_frame=lambda frame: jobs.progress(job, frame.index + 1), cancel=job.cancel,
-                root=config.root,
+                root=config.root, fail_fast=False, max_pixels=config.max_pixels,
             )
             jobs.progress(job, job.total)
+            if result.failed:  # every good frame is written; the job says which failed
+                more = f" (and {len(result.failed) - 1} more)" if len(result.failed) > 1 else ""
+                raise InputError(
+                    f"{len(result.failed)} of {job.total} frames failed, the others are "
+                    f"written: {result.failed[0]}{more}"
+                )
 
         job = jobs.create_files_job(total, model.info.name, work)
         return job.status()

@@ -10,6 +10,10 @@ import argparse
 import sys
 
 DEVICES = ["auto", "cpu", "cuda", "tensorrt", "directml", "coreml"]
+#: frames_io.DEFAULT_MAX_PIXELS, repeated so that ``inkhue --help`` imports no OpenCV.
+DEFAULT_MAX_PIXELS = 8192 * 8192
+#: Exit status when some frames could not be read and every other one was written.
+EXIT_SOME_FAILED = 1
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -57,12 +61,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "change (sequences and videos)")
     p.add_argument("--overwrite", action="store_true",
                    help="redo frames whose output exists (default: skip them, i.e. resume)")
+    p.add_argument("--fail-fast", action="store_true",
+                   help="stop at the first frame that cannot be read (default: write every "
+                   "other frame, list the bad ones at the end and exit with status 1)")
+    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, metavar="N",
+                   help=f"largest frame, width x height (default: {DEFAULT_MAX_PIXELS} = "
+                   "8192 x 8192, as the server; a 20000 x 20000 frame needs ~15 GB); 0: no limit")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Colorize INPUT... into OUT. Returns 0; InkHueError for anything the user can fix."""
+    """Colorize INPUT... into OUT. Returns 0, or EXIT_SOME_FAILED when some frames could not
+    be read (listed on stderr; the others are written); InkHueError for anything else the
+    user can fix."""
     from pathlib import Path
 
     from inkhue_engine import batch
@@ -75,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--batch-size {args.batch_size}: use 1 or more")
     if args.workers is not None and args.workers < 1:
         raise InputError(f"--workers {args.workers}: use 1 or more")
+    if args.max_pixels < 0:
+        raise InputError(f"--max-pixels {args.max_pixels}: use 0 (no limit) or more")
     # Cheap checks first: a typo must not wait for a model to load.
     sources = expand_inputs(args.inputs)
     batch.plan_outputs(sources, args.out)
@@ -100,7 +114,8 @@ def run(args: argparse.Namespace) -> int:
     result = batch.colorize_many(
         sources, args.out, model, options, hints=args.hints, batch_size=args.batch_size,
         workers=args.workers, carry=not args.no_carry, overwrite=args.overwrite,
-        progress=False if args.quiet else None,
+        progress=False if args.quiet else None, fail_fast=args.fail_fast,
+        max_pixels=args.max_pixels or None,
     )
     if not args.quiet:
         done = f"{result.written} frame(s) written"
@@ -109,6 +124,15 @@ def run(args: argparse.Namespace) -> int:
         rate = f", {result.fps:.2f} frames/s" if result.written else ""
         print(f"{done} in {result.seconds:.1f} s{rate} on {model.device} -> {result.output}",
               file=sys.stdout)
+    if result.failed:
+        for line in result.failed:
+            print(f"inkhue: error: {line}", file=sys.stderr)
+        if result.written or result.skipped or len(result.failed) > 1:
+            print(f"inkhue: error: {len(result.failed)} frame(s) failed, listed above; the "
+                  f"other {result.written + result.skipped} are written: fix the bad ones "
+                  f"and run the same command again (it skips finished frames)",
+                  file=sys.stderr)
+        return EXIT_SOME_FAILED
     return 0
 
 

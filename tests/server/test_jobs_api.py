@@ -264,3 +264,17 @@ def test_job_palette_length_is_bounded(client):
         assert r.status_code == 400 and "palette" in r.json()["error"], r.text
     r = client.post("/jobs", json={**body, "palette": [f"#{i:06x}" for i in range(256)]})
     assert r.status_code == 200, r.text
+
+
+def test_files_job_writes_the_good_frames_and_names_the_bad_one(make_client, tmp_path):
+    root = tmp_path / "root"
+    _write_frames(root / "in", 4)
+    (root / "in" / "f2.png").write_bytes(b"not a png")
+    client = make_client(root=root)
+    r = client.post("/jobs/files", json={"inputs": ["in"], "out": "out", "model": "tiny-gray"})
+    assert r.status_code == 200, r.text
+    status = _wait(client, r.json()["id"])
+    assert status["state"] == "failed", status
+    assert status["error"].startswith("1 of 4 frames failed, the others are written: ")
+    assert "f2.png" in status["error"]
+    assert sorted(p.name for p in (root / "out").glob("*.png")) == ["f0.png", "f1.png", "f3.png"]
