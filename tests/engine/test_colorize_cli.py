@@ -77,6 +77,41 @@ def test_bad_input_files(tmp_path, capfd, grayscale_model, kind, words, as_folde
     assert not (tmp_path / "out").exists()
 
 
+def _nan_model(make_tiny_model, path: Path) -> Path:
+    """The tiny grayscale model with its output multiplied by NaN (a diverged model)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    src = make_tiny_model("grayscale", path)
+    graph_model = onnx.load(str(src))
+    graph = graph_model.graph
+    for node in graph.node:
+        node.output[:] = ["ab_raw" if o == "ab" else o for o in node.output]
+    graph.initializer.append(helper.make_tensor("nan", TensorProto.FLOAT, [], [float("nan")]))
+    graph.node.append(helper.make_node("Mul", ["ab_raw", "nan"], ["ab"]))
+    onnx.save(graph_model, str(path))
+    return path
+
+
+def test_model_that_outputs_nan(tmp_path, capfd, make_tiny_model):
+    # it used to give exit 0 and an all-white image
+    model = _nan_model(make_tiny_model, tmp_path / "nan.onnx")
+    src = _frame(tmp_path / "a.png")
+    code, _, err = _run(capfd, str(src), "-o", str(tmp_path / "out.png"), "--model",
+                        str(model), "--device", "cpu")
+    _assert_one_line_error(code, err, "nan.onnx", "'tiny-test'", "NaN")
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_model_with_absurd_multiple_of(tmp_path, capfd, make_tiny_model):
+    # it used to give a 31-line traceback (numpy asked for 37 GiB)
+    model = make_tiny_model("grayscale", tmp_path / "big.onnx", multiple_of="100000")
+    src = _frame(tmp_path / "a.png")
+    code, _, err = _run(capfd, str(src), "-o", str(tmp_path / "out.png"), "--model",
+                        str(model), "--device", "cpu")
+    _assert_one_line_error(code, err, "big.onnx", "inkhue.multiple_of=100000")
+
+
 @pytest.mark.parametrize("kind", ["text", "no-metadata", "wrong-task"])
 def test_wrong_model_file(tmp_path, capfd, make_tiny_model, kind):
     src = _frame(tmp_path / "a.png")
