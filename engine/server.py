@@ -17,6 +17,7 @@ waits for at most one batch frame).
 
 from __future__ import annotations
 
+import errno
 import glob
 import hmac
 import ipaddress
@@ -37,10 +38,11 @@ import numpy as np
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers, UploadFile
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from inkhue_engine import __version__, finetune_spec
@@ -309,6 +311,9 @@ class ModelEntry(BaseModel):
 
 
 HexColor = Annotated[str, Field(pattern=r"^#?[0-9a-fA-F]{6}$", examples=["#ff0000"])]
+#: A server-side path as a client sends it: not empty, no NUL byte.
+#: (The pattern is checked by resolve_under_root, whose message says what is wrong.)
+ServerPath = Annotated[str, Field(min_length=1, json_schema_extra={"pattern": "^[^\\u0000]+$"})]
 
 
 class Options(BaseModel):
@@ -324,7 +329,7 @@ class Options(BaseModel):
         1.0, gt=0, description="working short side = the model's train_size x detail (> 0; "
         "above 1 for finer detail, below 1 for speed or memory)"
     )
-    regions: bool = Field(True, description="make each region between lines one color")
+    regions: StrictBool = Field(True, description="make each region between lines one color")
     output: Literal["color", "fill"] = Field(
         "color", description="color: the colored frame; fill: flat colors only"
     )
@@ -350,6 +355,9 @@ class Layout(BaseModel):
 class ColorizeQuery(Options, Layout):
     """Query parameters of POST /colorize."""
 
+    # a query carries text: "true" / "false" are its booleans (JSON bodies take only
+    # true / false: 0 is not a boolean there)
+    regions: bool = Field(True, description="make each region between lines one color")
     palette: str | None = Field(
         None, min_length=1, max_length=16 * MAX_PALETTE_COLORS,
         description=f"JSON list of 1-{MAX_PALETTE_COLORS} sRGB hex colors, e.g. "
@@ -363,7 +371,7 @@ class JobRequest(Options, Layout):
 
     frame_count: int = Field(ge=1, le=MAX_JOB_FRAMES, description="frames in the job "
                              "(a longer sequence: several jobs)")
-    carry: bool = Field(
+    carry: StrictBool = Field(
         True, description="the frames are one sequence: carry colors from frame to frame "
         "where the picture did not change (less flicker)"
     )
@@ -381,21 +389,21 @@ class JobStatus(BaseModel):
 class FilesJobRequest(Options):
     """Body of POST /jobs/files: server-side files, all under the server's --root."""
 
-    inputs: list[str] = Field(
+    inputs: list[ServerPath] = Field(
         min_length=1,
         description="image files, folders, globs or videos; absolute or relative to --root",
     )
-    out: str = Field(
+    out: ServerPath = Field(
         description="where results go, under --root: a folder (created if needed), an "
         "image file (one image in) or a video file (.mp4 / .mov...)"
     )
-    hints: str | None = Field(
+    hints: ServerPath | None = Field(
         None, description="under --root: one RGBA hint image for all frames, or a folder of "
         "hint images named like the frames"
     )
     batch_size: int = Field(4, ge=1, le=64)
-    carry: bool = Field(True, description="carry colors between frames of a sequence")
-    overwrite: bool = Field(False, description="redo outputs that exist (else: skip them)")
+    carry: StrictBool = Field(True, description="carry colors between frames of a sequence")
+    overwrite: StrictBool = Field(False, description="redo outputs that exist (else: skip them)")
 
 
 class TrainOptions(BaseModel):
@@ -404,8 +412,10 @@ class TrainOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(
+        # finetune_spec.check_model_name checks it, with a message that says what to do
+        json_schema_extra={"pattern": r"^\s*[A-Za-z0-9][A-Za-z0-9._ -]{0,63}(\.onnx)?\s*$"},
         description="name of the new model (and its file name in the user models folder): "
-        "1-64 letters, digits, spaces, '.', '_' or '-'"
+        "1-64 letters, digits, spaces, '.', '_' or '-', starting with a letter or digit",
     )
     base: Literal["grayscale", "lineart"] = Field(
         "grayscale", description="the shipped base model to start from"
@@ -419,18 +429,20 @@ class TrainOptions(BaseModel):
     palette_colors: int | None = Field(
         None, ge=1, le=64, description="fill colors kept in the studio palette (16)"
     )
-    palette: bool = Field(True, description="store the studio palette in the model")
+    palette: StrictBool = Field(True, description="store the studio palette in the model")
     hold_out: int | None = Field(
         None, ge=0, le=8, description="frames held out for the check in the model card "
         "(default: 1 from 10 frames, 2 from 24)"
     )
-    overwrite: bool = Field(False, description="replace a user model of the same name")
+    overwrite: StrictBool = Field(False, description="replace a user model of the same name")
 
 
 class TrainFilesRequest(TrainOptions):
     """JSON body of POST /train over a server-side folder of frames (under --root)."""
 
-    data: str = Field(description="folder of colored frames, absolute or relative to --root")
+    data: ServerPath = Field(
+        description="folder of colored frames, absolute or relative to --root"
+    )
 
 
 class TrainStatus(BaseModel):
@@ -474,11 +486,12 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         (400, "bad request (names the field)"),
         (401, "token missing or wrong"),
         (404, "unknown job, frame or model"),
-        (413, "body or frame over the server's limits"),
+        (413, "body, frame or job over the server's limits"),
         (422, "model file breaks the model contract"),
         (500, "internal error"),
         (501, "fine-tuning is not available on this server (says what to install)"),
-        (507, "out of memory / job limits"),
+        (429, "the server holds too many jobs or too much job memory now: retry later"),
+        (507, "out of memory"),
     )
 }
 _BINARY = {"schema": {"type": "string", "format": "binary"}}
@@ -740,14 +753,20 @@ _TRAIN_BODY = {
                         "frames": {
                             "type": "array",
                             "items": {"type": "string", "format": "binary"},
+                            "minItems": finetune_spec.MIN_FRAMES,
+                            "maxItems": MAX_TRAIN_FRAMES,
                             "description": "colored frames as PNG, TIFF, JPEG or WebP files, "
                             "one file part each (in order)",
                         },
                         "options": {
-                            "type": "string",
-                            "description": "JSON object: the TrainOptions schema",
+                            "$ref": "#/components/schemas/TrainOptions",
+                            "description": "the training options as a JSON part",
                         },
                     },
+                },
+                "encoding": {
+                    "frames": {"contentType": "application/octet-stream"},
+                    "options": {"contentType": "application/json"},
                 },
             },
             "application/json": {
@@ -938,6 +957,20 @@ def create_app(config: ServerConfig) -> FastAPI:
         lifespan=lifespan,
     )
     train_jobs = TrainRegistry(ttl_s=config.job_ttl_s)
+    default_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        """FastAPI's description plus the schemas /train's hand-written body refers to."""
+        schema = default_openapi()  # built once, then cached by FastAPI
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for model in (TrainOptions, TrainFilesRequest):
+            if model.__name__ not in components:
+                body = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                components.update(body.pop("$defs", {}))
+                components[model.__name__] = body
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     app.state.engine = engine
     app.state.jobs = jobs
     app.state.train_jobs = train_jobs
@@ -950,7 +983,24 @@ def create_app(config: ServerConfig) -> FastAPI:
 
     @app.exception_handler(HTTPException)
     async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        return _json_error(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:
+            # Starlette's Allow names the methods of the first route of this path only
+            # (GET /train, not POST /train): name those of every route of the path
+            methods = _path_methods(app, request.scope)
+            headers = {**(headers or {}), "Allow": ", ".join(methods)}
+            allowed = " or ".join(methods)
+            message = f"method {request.method} is not allowed on this path: use {allowed}"
+            return _json_error(405, message, headers)
+        return _json_error(exc.status_code, str(exc.detail), headers)
+
+    @app.exception_handler(OSError)
+    async def _os_error(request: Request, exc: OSError) -> JSONResponse:
+        if exc.errno in _PATH_ERRNOS:  # a path the client sent cannot name a file here
+            name = str(exc.filename)[:200] if exc.filename is not None else "a path"
+            message = f"path {name!r}: {exc.strerror}: send a valid path under the --root"
+            return _json_error(400, message)
+        return await _unexpected(request, exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -1199,6 +1249,20 @@ def create_app(config: ServerConfig) -> FastAPI:
         return await run_in_threadpool(train_jobs.delete, job_id)
 
     return app
+
+
+#: errno values of an OSError that a client's path causes (400, not 500).
+_PATH_ERRNOS = frozenset({errno.ENAMETOOLONG, errno.ELOOP, errno.ENOTDIR, errno.EILSEQ})
+
+
+def _path_methods(app: FastAPI, scope: Scope) -> list[str]:
+    """Every HTTP method some route of the request's path answers."""
+    methods: set[str] = set()
+    for route in app.router.routes:
+        match, _ = route.matches({**scope, "method": "GET"})
+        if match != Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)
 
 
 def _header_safe(text: str) -> str:

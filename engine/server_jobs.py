@@ -6,12 +6,12 @@ fetched. A *files* job works on server-side files and only reports progress.
 
 Limits (``JobLimits``, set from ``ServerConfig``):
 - at most ``max_jobs`` jobs are known at once (any state); creating one more is refused
-  (507) until a client deletes or fetches finished ones;
+  (429: try again later) until a client deletes or fetches finished ones;
 - a frames job has at most ``MAX_JOB_FRAMES`` frames, and reserves ``frame_count x
   (input frame + result frame + FRAME_OVERHEAD)`` bytes when it is created, before
   anything per frame is allocated, plus each hint image when it arrives; the sum over
-  all jobs stays under ``max_bytes`` (507 otherwise: split the sequence into smaller
-  jobs);
+  all jobs stays under ``max_bytes`` (429 while other jobs hold the memory; 413 for a
+  job that could never fit: split the sequence into smaller jobs);
 - an input frame's bytes are dropped as soon as its result exists;
 - a finished job whose results have all been fetched is forgotten ``fetched_grace_s``
   after the last fetch (so a retried download still works); any other job that is not
@@ -57,6 +57,18 @@ class NotFoundError(InkHueError):
     """A job, frame or model that the request names does not exist (404)."""
 
     http_status = 404
+
+
+class BusyError(ResourceError):
+    """The server holds too many jobs, or their memory, right now (429: retry later)."""
+
+    http_status = 429
+
+
+class JobTooLargeError(ResourceError):
+    """A job that needs more memory than the server ever grants (413: split it)."""
+
+    http_status = 413
 
 
 class ConflictError(InputError):
@@ -143,8 +155,14 @@ class JobRegistry:
 
     def _reserve(self, job: Job, nbytes: int) -> None:
         used = sum(j.reserved for j in self._jobs.values())
+        if nbytes > self.limits.max_bytes:
+            raise JobTooLargeError(
+                f"this needs {nbytes / MiB:.0f} MiB of server memory, over the server's "
+                f"limit of {self.limits.max_bytes / MiB:.0f} MiB for all jobs; split the "
+                f"sequence into smaller jobs"
+            )
         if used + nbytes > self.limits.max_bytes:
-            raise ResourceError(
+            raise BusyError(
                 f"this needs {nbytes / MiB:.0f} MiB of server memory but only "
                 f"{(self.limits.max_bytes - used) / MiB:.0f} MiB of "
                 f"{self.limits.max_bytes / MiB:.0f} MiB are free; split the sequence into "
@@ -156,7 +174,7 @@ class JobRegistry:
         with self._lock:
             self._purge(time.monotonic())
             if len(self._jobs) >= self.limits.max_jobs:
-                raise ResourceError(
+                raise BusyError(
                     f"the server already holds {len(self._jobs)} jobs (its limit); "
                     f"fetch or DELETE finished jobs first"
                 )

@@ -323,6 +323,65 @@ def test_openapi_lists_the_endpoints_and_binary_bodies(client):
     assert spec["openapi"].startswith("3.")
 
 
+def _refs(node) -> set[str]:
+    if isinstance(node, dict):
+        found = {node["$ref"]} if isinstance(node.get("$ref"), str) else set()
+        return found.union(*(_refs(v) for v in node.values()))
+    if isinstance(node, list):
+        return set().union(*(_refs(v) for v in node))
+    return set()
+
+
+def test_every_schema_reference_resolves(client):
+    # /train's JSON body referred to TrainFilesRequest, which was not in the components
+    spec = client.get("/openapi.json").json()
+    components = spec["components"]["schemas"]
+    refs = _refs(spec)
+    assert "#/components/schemas/TrainFilesRequest" in refs
+    for ref in refs:
+        assert ref.startswith("#/components/schemas/"), ref
+        assert ref.rsplit("/", 1)[1] in components, ref
+    assert "data" in components["TrainFilesRequest"]["properties"]
+    assert components["TrainFilesRequest"]["additionalProperties"] is False
+    # the same document twice (it is built once)
+    assert client.get("/openapi.json").json() == spec
+
+
+@pytest.mark.parametrize(("method", "path", "allowed"), [
+    ("delete", "/train", "GET, POST"),
+    ("put", "/jobs", "POST"),
+    ("post", "/jobs/abc", "DELETE, GET"),
+    ("options", "/health", "GET"),
+])
+def test_405_names_every_method_of_the_path(client, method, path, allowed):
+    # Starlette named the first route's methods only: GET for /train, not POST
+    r = client.request(method.upper(), path)
+    assert r.status_code == 405
+    assert r.headers["Allow"] == allowed
+    assert "not allowed" in r.json()["error"]
+
+
+@pytest.mark.parametrize("field", ["carry", "regions"])
+@pytest.mark.parametrize("value", [0, 1, "true", "yes"])
+def test_json_booleans_are_booleans(client, field, value):
+    # "carry": 0 was taken as false: a JSON body that breaks the schema is refused
+    body = {"width": 4, "height": 4, "channels": 1, "depth": "u8", "frame_count": 1,
+            "model": "tiny-gray", field: value}
+    r = client.post("/jobs", json=body)
+    assert r.status_code == 400 and field in r.json()["error"], r.text
+    assert client.post("/jobs", json={**body, field: False}).status_code == 200
+
+
+def test_empty_palette_query_is_refused_by_the_schema_too(client):
+    spec = client.get("/openapi.json").json()
+    params = {p["name"]: p for p in spec["paths"]["/colorize"]["post"]["parameters"]}
+    palette = params["palette"]["schema"]["anyOf"][0]
+    assert palette["minLength"] == 1
+    r = _post(client, b"\0" * 16, {"width": 4, "height": 4, "channels": 1, "depth": "u8",
+                                    "palette": ""})
+    assert r.status_code == 400 and "palette" in r.json()["error"]
+
+
 def test_inference_does_not_block_the_event_loop(client, monkeypatch):
     """While one colorize request is stuck in inference, other requests are answered."""
     import threading

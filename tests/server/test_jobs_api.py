@@ -156,13 +156,24 @@ def test_job_cancel_stops_between_frames(client, monkeypatch):
     assert r.status_code == 409
 
 
-def test_job_memory_limit_is_507(make_client):
+def test_job_memory_limits_are_413_and_429(make_client):
+    # client errors, not server errors (5xx): a job too large for this server ever (413),
+    # or one that must wait until other jobs free their memory (429)
     from inkhue_engine.server_jobs import FRAME_OVERHEAD
 
-    client = make_client(max_job_bytes=(W * H * 8 + FRAME_OVERHEAD) * 2)
+    client = make_client(max_job_bytes=(W * H * 8 + FRAME_OVERHEAD) * 2, max_jobs=2)
     r = client.post("/jobs", json={**LAYOUT, "frame_count": 3, "model": "tiny-gray"})
-    assert r.status_code == 507 and "split the sequence" in r.json()["error"]
-    assert client.post("/jobs", json={**LAYOUT, "frame_count": 2, "model": "tiny-gray"}
+    assert r.status_code == 413 and "split the sequence" in r.json()["error"]
+    first = client.post("/jobs", json={**LAYOUT, "frame_count": 1, "model": "tiny-gray"})
+    assert first.status_code == 200
+    r = client.post("/jobs", json={**LAYOUT, "frame_count": 2, "model": "tiny-gray"})
+    assert r.status_code == 429 and "DELETE finished jobs" in r.json()["error"]
+    assert client.post("/jobs", json={**LAYOUT, "frame_count": 1, "model": "tiny-gray"}
+                       ).status_code == 200
+    r = client.post("/jobs", json={**LAYOUT, "frame_count": 1, "model": "tiny-gray"})
+    assert r.status_code == 429 and "holds 2 jobs" in r.json()["error"]
+    client.delete(f"/jobs/{first.json()['id']}")
+    assert client.post("/jobs", json={**LAYOUT, "frame_count": 1, "model": "tiny-gray"}
                        ).status_code == 200
 
 
@@ -218,19 +229,30 @@ def test_files_job_outside_root_is_403(make_client, tmp_path, body):
     assert not (root / "out").exists() and not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("body", [
-    {"inputs": ["in/f0.png\x00.txt"], "out": "out"},
-    {"inputs": ["in"], "out": "o\x00ut"},
-    {"inputs": ["in"], "out": "out", "hints": "\x00"},
-    {"inputs": ["in/*\x00"], "out": "out"},
+@pytest.mark.parametrize("body, field", [
+    ({"inputs": ["in/f0.png\x00.txt"], "out": "out"}, "inputs: 'in/f0.png\\x00.txt' holds a NUL"),
+    ({"inputs": ["in"], "out": "o\x00ut"}, "out: 'o\\x00ut' holds a NUL byte"),
+    ({"inputs": ["in"], "out": "out", "hints": "\x00"}, "hints: '\\x00' holds a NUL byte"),
+    ({"inputs": ["in", "in/*\x00"], "out": "out"}, "inputs: 'in/*\\x00' holds a NUL byte"),
+    ({"inputs": ["in"], "out": ""}, "out"),  # valid by the schema before, refused anyway
+    ({"inputs": [""], "out": "out"}, "inputs.0"),
+    ({"inputs": ["x" * 300], "out": "out"}, "x" * 50),  # a name too long: a 500 before
 ])
-def test_nul_byte_in_a_path_is_400(make_client, tmp_path, body):
+def test_bad_paths_are_400(make_client, tmp_path, body, field):
     root = tmp_path / "root"
     _write_frames(root / "in", 1)
     client = make_client(root=root, raise_server_exceptions=False)
     r = client.post("/jobs/files", json={**body, "model": "tiny-gray"})
     assert r.status_code == 400, r.text
-    assert "NUL byte" in r.json()["error"]
+    assert field in r.json()["error"]
+
+
+def test_nul_byte_reaches_no_file_call(tmp_path):
+    from inkhue_engine.errors import InputError
+    from inkhue_engine.server import resolve_under_root
+
+    with pytest.raises(InputError, match="hints: .* holds a NUL byte"):
+        resolve_under_root("a\x00b", tmp_path, "hints")
 
 
 def test_files_job_refused_without_root(client, tmp_path):
