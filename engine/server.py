@@ -28,6 +28,7 @@ import shutil
 import sys
 import tempfile
 import threading
+import typing
 from collections.abc import Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
@@ -38,7 +39,14 @@ import numpy as np
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationError,
+    model_validator,
+)
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers, UploadFile
 from starlette.exceptions import HTTPException
@@ -316,6 +324,32 @@ HexColor = Annotated[str, Field(pattern=r"^#?[0-9a-fA-F]{6}$", examples=["#ff000
 ServerPath = Annotated[str, Field(min_length=1, json_schema_extra={"pattern": "^[^\\u0000]+$"})]
 
 
+def _is_number(annotation: Any) -> bool:
+    """Whether a field's type is int or float (or one of them | None)."""
+    if annotation in (int, float):
+        return True
+    return any(a in (int, float) for a in typing.get_args(annotation))
+
+
+class JsonBody(BaseModel):
+    """A JSON request body: its numbers must be JSON numbers.
+
+    Pydantic's lax mode takes ``true`` and ``"5"`` for an int, which the API description
+    does not allow (and a client that sends them has a bug worth hearing about). 2.0 for
+    an int stays accepted: JSON Schema counts it as an integer.
+    """
+
+    @model_validator(mode="before")
+    @classmethod
+    def _numbers_are_numbers(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for name, field in cls.model_fields.items():
+                value = data.get(name)
+                if isinstance(value, (bool, str)) and _is_number(field.annotation):
+                    raise ValueError(f"{name!r} must be a JSON number, got {value!r}")
+        return data
+
+
 class Options(BaseModel):
     """Colorize options shared by /colorize (as query parameters) and the jobs (as JSON)."""
 
@@ -366,7 +400,7 @@ class ColorizeQuery(Options, Layout):
     )
 
 
-class JobRequest(Options, Layout):
+class JobRequest(JsonBody, Options, Layout):
     """Body of POST /jobs."""
 
     frame_count: int = Field(ge=1, le=MAX_JOB_FRAMES, description="frames in the job "
@@ -386,7 +420,7 @@ class JobStatus(BaseModel):
     forgotten: bool | None = Field(None, description="DELETE only: the job is gone")
 
 
-class FilesJobRequest(Options):
+class FilesJobRequest(JsonBody, Options):
     """Body of POST /jobs/files: server-side files, all under the server's --root."""
 
     inputs: list[ServerPath] = Field(
@@ -406,7 +440,7 @@ class FilesJobRequest(Options):
     overwrite: StrictBool = Field(False, description="redo outputs that exist (else: skip them)")
 
 
-class TrainOptions(BaseModel):
+class TrainOptions(JsonBody):
     """Options of a fine-tuning (``POST /train``); absent ones take inkhue finetune's defaults."""
 
     model_config = ConfigDict(extra="forbid")
@@ -1256,13 +1290,23 @@ _PATH_ERRNOS = frozenset({errno.ENAMETOOLONG, errno.ELOOP, errno.ENOTDIR, errno.
 
 
 def _path_methods(app: FastAPI, scope: Scope) -> list[str]:
-    """Every HTTP method some route of the request's path answers."""
-    methods: set[str] = set()
+    """Every HTTP method of the request's path, as the API description lists them.
+
+    A literal path outranks a template that also matches it (/jobs/files is POST only,
+    though /jobs/{job_id} would match it too): the methods of the matching routes with
+    the fewest path parameters.
+    """
+    by_template: dict[str, tuple[int, set[str]]] = {}
     for route in app.router.routes:
         match, _ = route.matches({**scope, "method": "GET"})
-        if match != Match.NONE:
-            methods |= set(getattr(route, "methods", None) or ())
-    return sorted(methods)
+        if match != Match.NONE and getattr(route, "methods", None):
+            params = len(getattr(route, "param_convertors", {}))
+            entry = by_template.setdefault(route.path, (params, set()))
+            entry[1].update(route.methods)
+    if not by_template:
+        return []
+    fewest = min(p for p, _ in by_template.values())
+    return sorted(set().union(*(m for p, m in by_template.values() if p == fewest)))
 
 
 def _header_safe(text: str) -> str:
