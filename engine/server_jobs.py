@@ -129,8 +129,10 @@ class Job:
 class JobRegistry:
     """Thread-safe registry of batch jobs (see the module docstring for its limits)."""
 
-    def __init__(self, limits: JobLimits) -> None:
+    def __init__(self, limits: JobLimits, clock: Callable[[], float] = time.monotonic) -> None:
         self.limits = limits
+        #: Seconds of a monotonic clock (expiry); tests pass one they can move.
+        self.clock = clock
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
 
@@ -172,7 +174,9 @@ class JobRegistry:
 
     def _add(self, job: Job, reserve: int) -> Job:
         with self._lock:
-            self._purge(time.monotonic())
+            now = self.clock()
+            self._purge(now)
+            job.touched = now
             if len(self._jobs) >= self.limits.max_jobs:
                 raise BusyError(
                     f"the server already holds {len(self._jobs)} jobs (its limit); "
@@ -185,7 +189,7 @@ class JobRegistry:
     def get(self, job_id: str) -> Job:
         """The job ``job_id``; NotFoundError if it is unknown or forgotten."""
         with self._lock:
-            self._purge(time.monotonic())
+            self._purge(self.clock())
             job = self._jobs.get(job_id)
         if job is None:
             raise NotFoundError(f"job {job_id!r} not found (unknown, deleted or expired)")
@@ -240,7 +244,7 @@ class JobRegistry:
             if job.hints[index] is None:
                 self._reserve(job, len(data))
             job.hints[index] = data
-            job.touched = time.monotonic()
+            job.touched = self.clock()
             return job.status()
 
     def put_frame(self, job_id: str, index: int, data: bytes) -> dict:
@@ -254,7 +258,7 @@ class JobRegistry:
             if job.inputs[index] is None:
                 job.missing -= 1
             job.inputs[index] = data
-            job.touched = time.monotonic()
+            job.touched = self.clock()
             ready = job.missing == 0
             if ready:
                 job.state = RUNNING
@@ -280,7 +284,7 @@ class JobRegistry:
             job.inputs[index] = None
             job.reserved -= job.layout.nbytes  # the input's bytes are gone
             job.done += 1
-            job.touched = time.monotonic()
+            job.touched = self.clock()
 
     def result(self, job_id: str, index: int) -> tuple[Job, bytes]:
         """Result frame ``index`` of a frames job (NotFoundError until it is done)."""
@@ -294,7 +298,7 @@ class JobRegistry:
                     f"frame {index} of job {job.id} is not done (job is {job.state}){detail}"
                 )
             job.fetched.add(index)
-            job.touched = time.monotonic()
+            job.touched = self.clock()
         return job, data
 
     # -- any job ---------------------------------------------------------------------
@@ -310,7 +314,7 @@ class JobRegistry:
         """A files job reports how many items are done."""
         with self._lock:
             job.done = done
-            job.touched = time.monotonic()
+            job.touched = self.clock()
 
     def start(self, job: Job) -> None:
         """Run ``job.work(job)`` in a background thread, then record how it ended."""
@@ -344,7 +348,7 @@ class JobRegistry:
                     job.reserved -= missing * (job.layout.nbytes + job.layout.out_nbytes)
                     # (the per-frame lists live until the job is forgotten: their
                     # FRAME_OVERHEAD stays reserved)
-                job.touched = time.monotonic()
+                job.touched = self.clock()
             log.info("job %s %s (%d/%d)", job.id, job.state, job.done, job.total)
 
         job.thread = threading.Thread(target=run, name=f"inkhue-job-{job.id[:8]}", daemon=True)
@@ -369,7 +373,7 @@ class JobRegistry:
             if job.state == RUNNING:
                 job.cancel.set()
                 job.state = status["state"] = CANCELLED
-                job.touched = time.monotonic()
+                job.touched = self.clock()
                 status["forgotten"] = False
             elif job.thread is not None and job.thread.is_alive():
                 # cancelled, the worker still finishing its current frame
@@ -419,7 +423,7 @@ class TrainJob:
 
     def status(self) -> dict:
         """The job's JSON status (``GET /train/{id}``)."""
-        end = self.ended if self.ended is not None else time.monotonic()
+        end = self.ended if self.ended is not None else self.clock()
         return {
             "id": self.id,
             "name": self.name,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 
@@ -38,13 +37,24 @@ def _copy_work(jobs: JobRegistry, gate: threading.Event | None = None):
 
 
 def _wait(jobs: JobRegistry, job_id: str, states=("done", "cancelled", "failed")) -> dict:
-    for _ in range(500):
-        status = jobs.status(job_id)
-        job = jobs.get(job_id)
-        if status["state"] in states and not job.thread.is_alive():
-            return status
-        time.sleep(0.01)
-    raise AssertionError(f"job stuck: {jobs.status(job_id)}")
+    """The job's status once its worker thread has ended (an event, not a sleep)."""
+    job = jobs.get(job_id)
+    assert job.thread is not None
+    job.thread.join(30)
+    assert not job.thread.is_alive(), f"job stuck: {jobs.status(job_id)}"
+    status = jobs.status(job_id)
+    assert status["state"] in states, status
+    return status
+
+
+class _Clock:
+    """A monotonic clock the test moves by hand (expiry without sleeping)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 def test_frames_job_runs_after_the_last_upload_and_frees_inputs():
@@ -122,18 +132,23 @@ def test_failed_work_reports_the_error_line():
 
 
 def test_expiry_after_fetching_everything_and_after_ttl():
-    jobs = JobRegistry(JobLimits(fetched_grace_s=0.0, ttl_s=0.2))
+    clock = _Clock()
+    jobs = JobRegistry(JobLimits(fetched_grace_s=60.0, ttl_s=3600.0), clock=clock)
     job = jobs.create_frames_job(LAYOUT, 1, "m", _copy_work(jobs))
     jobs.put_frame(job.id, 0, b"\0" * 32)
     _wait(jobs, job.id)
     jobs.result(job.id, 0)
-    time.sleep(0.01)
+    clock.now += 59.0
+    assert jobs.result(job.id, 0)[1] == b"\0" * 32  # a retried download within the grace
+    clock.now += 60.5
     with pytest.raises(NotFoundError):
         jobs.status(job.id)  # all results fetched: gone after the grace
     idle = jobs.create_frames_job(LAYOUT, 1, "m", _copy_work(jobs))
-    time.sleep(0.25)
+    clock.now += 3599.0
+    assert jobs.status(idle.id)["state"] == "uploading"
+    clock.now += 1.5
     with pytest.raises(NotFoundError):
-        jobs.status(idle.id)  # an abandoned upload expires
+        jobs.status(idle.id)  # an abandoned upload expires after the TTL
 
 
 def test_many_tiny_frames_are_reserved_before_anything_is_allocated():

@@ -146,7 +146,9 @@ def test_job_cancel_stops_between_frames(client, monkeypatch):
     r = client.delete(f"/jobs/{job_id}")
     assert r.json()["state"] == "cancelled" and r.json()["forgotten"] is False
     gate.set()
-    time.sleep(0.2)
+    worker = client.app.state.jobs.get(job_id).thread
+    worker.join(30)  # the worker ends: wait for that, not for a guessed time
+    assert not worker.is_alive()
     status = client.get(f"/jobs/{job_id}").json()
     assert status["state"] == "cancelled"
     assert status["done"] == 1  # the frame in flight finished; no other one started
