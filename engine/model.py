@@ -17,7 +17,6 @@ import importlib
 import json
 import logging
 import os
-import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -220,13 +219,11 @@ def _is_oom(msg: str) -> bool:
 
 
 def _cache_dir() -> Path:
-    if sys.platform == "win32":
-        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
-    elif sys.platform == "darwin":
-        base = Path.home() / "Library" / "Caches"
-    else:
-        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "inkhue"
+    """The platform's cache folder for InkHue (platformdirs: ~/.cache/inkhue on Linux,
+    ~/Library/Caches/inkhue on macOS, %LOCALAPPDATA%/inkhue/Cache on Windows)."""
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("inkhue", appauthor=False))
 
 
 # --------------------------------------------------------------------------- metadata
@@ -564,19 +561,16 @@ def bundled_models_dir() -> Path:
 def user_models_dir() -> Path:
     """Where a user's own models go: $INKHUE_MODELS_DIR, else the platform's data folder.
 
-    Linux: $XDG_DATA_HOME/inkhue/models (~/.local/share/inkhue/models); macOS:
-    ~/Library/Application Support/inkhue/models; Windows: %LOCALAPPDATA%/inkhue/models.
+    The data folder is platformdirs' (Linux: $XDG_DATA_HOME/inkhue/models, i.e.
+    ~/.local/share/inkhue/models; macOS: ~/Library/Application Support/inkhue/models;
+    Windows: %LOCALAPPDATA%/inkhue/models).
     """
     env = os.environ.get("INKHUE_MODELS_DIR")
     if env:
         return Path(env).expanduser()
-    if sys.platform == "win32":
-        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
-    elif sys.platform == "darwin":
-        base = Path.home() / "Library" / "Application Support"
-    else:
-        base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
-    return base / "inkhue" / "models"
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("inkhue", appauthor=False)) / "models"
 
 
 def list_models(extra_dirs: tuple | list = ()) -> list[ModelInfo]:

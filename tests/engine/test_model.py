@@ -312,6 +312,11 @@ def test_user_models_dir(monkeypatch, tmp_path):
     assert M.user_models_dir() == tmp_path / "mine"
     monkeypatch.delenv("INKHUE_MODELS_DIR")
     assert M.user_models_dir().parts[-2:] == ("inkhue", "models")
+    if sys.platform.startswith("linux"):  # the XDG rules, through platformdirs
+        monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+        assert M.user_models_dir() == tmp_path / "data" / "inkhue" / "models"
+        assert M._cache_dir() == tmp_path / "cache" / "inkhue"
     assert M.bundled_models_dir().name == "models"
 
 
