@@ -9,7 +9,7 @@ RMSE, SSIM, mean CIEDE2000 and colorfulness against the truth for
 - ``model``: the full pipeline (regions, palette lock when asked);
 - ``gray``: the model input with ab = 0 (what "do nothing" scores);
 - ``flat-fill``: the non-learned baseline (``pipeline.flat_fill_frame``) with the
-  same hints; DESIGN.md: a model that does not beat it with hints is not done.
+  same hints; docs/DESIGN.md: a model that does not beat it with hints is not done.
 
 Line-art inputs: ``inputs=DIR`` pairs line-art frames with the truth by file stem (real
 drawings); without it, line art is synthesized from the truth by

@@ -6,7 +6,7 @@ an ONNX Runtime session (``get_modelmeta().custom_metadata_map``) and cached per
 file version (path, mtime, size).
 
 Providers: ``get_available_providers()`` lists CUDA and TensorRT even on a machine
-without a GPU (docs/STACK.md), so it only says what the *installed wheel* could
+without a GPU (docs/FACTS.md), so it only says what the *installed wheel* could
 use. What really runs is ``session.get_providers()`` after the session exists;
 ``Model.providers`` and ``Model.device`` report that.
 """

@@ -224,7 +224,7 @@ def validate(gen: nn.Module, val: ValSet, task: str, device: torch.device) -> di
     """PSNR (sRGB, dB) and RMSE (ab, Lab units) of ``gen`` without and with hints.
 
     Also the baselines a model has to beat: gray (ab = 0, grayscale task) and the
-    flat fill of the hints over the regions (DESIGN.md).
+    flat fill of the hints over the regions (docs/DESIGN.md).
     """
     result: dict[str, Any] = {}
     outputs = {}

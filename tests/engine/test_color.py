@@ -33,7 +33,7 @@ def test_lab_matches_scikit_image_and_round_trips():
     rng = np.random.default_rng(1)
     rgb = rng.random((16, 16, 3)).astype(np.float32)
     lab = color.rgb_to_lab(rgb)
-    assert np.abs(lab - rgb2lab(rgb)).max() < 0.7  # STACK.md: cv2 vs skimage within 0.6
+    assert np.abs(lab - rgb2lab(rgb)).max() < 0.7  # docs/FACTS.md: cv2 vs skimage within 0.6
     np.testing.assert_allclose(color.lab_to_rgb(lab), rgb, atol=2e-3)
 
 
