@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
@@ -111,6 +111,16 @@ class ColorizeOptions:
                 raise InputError("palette is empty: give at least one '#rrggbb' color")
             check_palette_length(len(colors), "palette")
             object.__setattr__(self, "palette", tuple(normalize_hex(c) for c in colors))
+
+
+def with_palette(
+    options: ColorizeOptions, asked: tuple[str, ...] | None, info: ModelInfo
+) -> ColorizeOptions:
+    """``options`` with the palette lock settled, the same way for the CLI and the server:
+    ``asked`` colors when given; ``()`` (the user said "none") no palette at all; None the
+    model's own palette (``info.palette``), if it has one."""
+    palette = asked if asked is not None else (tuple(info.palette) if info.palette else None)
+    return replace(options, palette=palette or None)
 
 
 @dataclass(frozen=True, eq=False)

@@ -31,7 +31,7 @@ import threading
 import typing
 from collections.abc import Iterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -71,7 +71,7 @@ from inkhue_engine.model import (
     user_models_dir,
 )
 from inkhue_engine.palette import MAX_PALETTE_COLORS
-from inkhue_engine.pipeline import ColorizeOptions, colorize_frame
+from inkhue_engine.pipeline import ColorizeOptions, colorize_frame, with_palette
 from inkhue_engine.server_frames import PixelLayout, parse_palette
 from inkhue_engine.server_jobs import (
     MAX_JOB_FRAMES,
@@ -659,11 +659,8 @@ class Engine:
 
     @staticmethod
     def options_for(choice: _Choice, model: Model) -> ColorizeOptions:
-        """The options with the palette settled: asked for, else the model's own, or none."""
-        palette = choice.palette
-        if palette is None:
-            palette = tuple(model.info.palette) if model.info.palette else None
-        return replace(choice.options, palette=palette or None)
+        """The options with the palette settled (pipeline.with_palette, as the CLI does)."""
+        return with_palette(choice.options, choice.palette, model.info)
 
     def load(self, path: Path) -> Model:
         model = load_model(path, device=self.config.device)

@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     from inkhue_engine.errors import InputError, ModelError
     from inkhue_engine.frames_io import expand_inputs
     from inkhue_engine.model import load_model, resolve_model
-    from inkhue_engine.pipeline import ColorizeOptions
+    from inkhue_engine.pipeline import ColorizeOptions, with_palette
 
     if args.batch_size < 1:
         raise InputError(f"--batch-size {args.batch_size}: use 1 or more")
@@ -105,11 +105,7 @@ def run(args: argparse.Namespace) -> int:
             f"{path.name}: is a {model.info.task} model but --task {args.task} was given: "
             f"drop --task or choose a {args.task} model"
         )
-    if palette is None and args.palette is None and model.info.palette:
-        palette = tuple(model.info.palette)  # the model's own palette, unless 'none'
-    if palette:
-        options = ColorizeOptions(detail=options.detail, regions=options.regions,
-                                  output=options.output, palette=palette)
+    options = with_palette(options, palette, model.info)
 
     result = batch.colorize_many(
         sources, args.out, model, options, hints=args.hints, batch_size=args.batch_size,
@@ -137,9 +133,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def palette_from_arg(value: str | None) -> tuple[str, ...] | None:
-    """None (no --palette, or 'none') or the colors of a .kpl / .gpl file."""
-    if value is None or value.lower() == "none":
+    """--palette as ``pipeline.with_palette`` takes it: None (not given: the model's own
+    palette), ``()`` ('none': no palette) or the colors of a .kpl / .gpl file."""
+    if value is None:
         return None
+    if value.lower() == "none":
+        return ()
     from inkhue_engine.palette import load_palette
 
     return tuple(load_palette(value))

@@ -93,16 +93,14 @@ def run(args: argparse.Namespace) -> int:
     palette = palette_from_arg(args.palette)
 
     from inkhue_engine.model import load_model, resolve_model
-    from inkhue_engine.pipeline import ColorizeOptions
+    from inkhue_engine.pipeline import ColorizeOptions, with_palette
 
     path = resolve_model(args.model, args.task)
     model = load_model(path, args.device)
     if args.task is not None and model.info.task != args.task:
         raise ModelError(f"{path.name}: is a {model.info.task} model but --task {args.task} "
                          "was given")
-    if palette is None and args.palette is None and model.info.palette:
-        palette = tuple(model.info.palette)
-    options = ColorizeOptions(detail=args.detail, palette=palette or None)
+    options = with_palette(ColorizeOptions(detail=args.detail), palette, model.info)
     total = len(evaluation.ground_truth_files(args.data, args.limit))
     with tqdm(total=total, desc="evaluate", unit="img", file=sys.stderr, dynamic_ncols=True,
               disable=True if args.quiet else None) as bar:  # None: on a terminal only

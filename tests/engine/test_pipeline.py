@@ -479,3 +479,18 @@ def test_strips_give_the_same_frame(gray_tiny, line_tiny, monkeypatch, palette):
     base = P.flat_fill_frame(cel(45, 38), "lineart", None)
     monkeypatch.setattr(P, "STRIP_PIXELS", 100)
     np.testing.assert_array_equal(P.flat_fill_frame(cel(45, 38), "lineart", None), base)
+
+
+def test_with_palette_settles_the_palette_once_for_cli_and_server():
+    from types import SimpleNamespace
+
+    from inkhue_engine.pipeline import ColorizeOptions, with_palette
+
+    own = SimpleNamespace(palette=["#ff0000", "#00ff00"])
+    none = SimpleNamespace(palette=None)
+    base = ColorizeOptions(detail=0.5)
+    assert with_palette(base, None, own).palette == ("#ff0000", "#00ff00")  # the model's
+    assert with_palette(base, (), own).palette is None  # 'none' turns it off
+    assert with_palette(base, ("#0000FF",), own).palette == ("#0000ff",)  # asked for
+    assert with_palette(base, None, none).palette is None
+    assert with_palette(base, None, own).detail == 0.5  # the rest is kept
