@@ -36,7 +36,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -125,6 +125,24 @@ class SequenceCarry:
         mask = (static & (change <= limit)).view(np.uint8)
         # (cv2: ~20x faster than np.where on a 1 MPx frame)
         return cv2.copyTo(previous, mask, fresh.copy())
+
+
+def colorize_sequence(
+    frames: Iterable[tuple[np.ndarray, np.ndarray | None]],
+    colorize: Callable[[np.ndarray, np.ndarray | None], np.ndarray],
+    settings: CarrySettings,
+) -> Iterator[np.ndarray]:
+    """Colorize the consecutive (frame, hints) of one sequence in order with
+    ``colorize(frame, hints)``, carrying colors from the previous result where the input
+    did not change (``SequenceCarry``). The server's frames jobs run this; colorize_many's
+    sequencer does the same per frame, around its resume and write logic."""
+    state = SequenceCarry(settings)
+    previous: np.ndarray | None = None
+    for frame, hints in frames:
+        static = state.observe(frame) if settings.enabled else None
+        fresh = colorize(frame, hints)
+        previous = state.apply(fresh, static, previous) if settings.enabled else fresh
+        yield previous
 
 
 def _channel_max(img: np.ndarray) -> np.ndarray:

@@ -57,8 +57,8 @@ from inkhue_engine import __version__, finetune_spec
 from inkhue_engine.batch import (
     CarrySettings,
     HintSource,
-    SequenceCarry,
     colorize_many,
+    colorize_sequence,
     plan_outputs,
 )
 from inkhue_engine.errors import ForbiddenError, InkHueError, InputError, ModelError
@@ -688,14 +688,12 @@ class Engine:
         frames: Iterator[tuple[np.ndarray, np.ndarray | None]],
     ) -> Iterator[np.ndarray]:
         """Colorize consecutive frames of one sequence, in order, carrying colors from
-        the previous result where the input did not change (as engine.batch does)."""
-        state = SequenceCarry(CarrySettings(enabled=carry))
-        previous = None
-        for frame, hints in frames:
-            static = state.observe(frame) if carry else None
-            fresh = self.colorize(frame, model, hints, options)
-            previous = state.apply(fresh, static, previous) if carry else fresh
-            yield previous
+        the previous result where the input did not change (engine.batch's
+        colorize_sequence), each frame holding an inference slot."""
+        return colorize_sequence(
+            frames, lambda frame, hints: self.colorize(frame, model, hints, options),
+            CarrySettings(enabled=carry),
+        )
 
 
 def _layout(spec: Layout, max_pixels: int) -> PixelLayout:
