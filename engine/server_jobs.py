@@ -423,7 +423,7 @@ class TrainJob:
 
     def status(self) -> dict:
         """The job's JSON status (``GET /train/{id}``)."""
-        end = self.ended if self.ended is not None else self.clock()
+        end = self.ended if self.ended is not None else time.monotonic()
         return {
             "id": self.id,
             "name": self.name,
