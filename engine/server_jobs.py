@@ -214,8 +214,10 @@ class JobRegistry:
                 f"frame_count: must be 1..{MAX_JOB_FRAMES}, got {total}; split a longer "
                 f"sequence into several jobs"
             )
-        job = Job(id=uuid.uuid4().hex, kind="frames", total=total, layout=layout,
-                  model_name=model_name, work=work, missing=total)  # fmt: skip
+        job = Job(
+            id=uuid.uuid4().hex, kind="frames", total=total, layout=layout,
+            model_name=model_name, work=work, missing=total,
+        )
         # reserve first: the per-frame lists are allocated only once the memory is granted
         self._add(job, total * (layout.nbytes + layout.out_nbytes + FRAME_OVERHEAD))
         job.inputs = [None] * total
