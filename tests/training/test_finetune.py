@@ -118,7 +118,7 @@ def _gray(folder: Path) -> Path:
         (lambda d: d / "nowhere", "no such folder of colored frames"),
         (lambda d: (d / "empty").mkdir() or d / "empty", "no frames"),
         (lambda d: write_frames(d / "few", 3), "3 frame(s); fine-tuning needs at least 4"),
-        (lambda d: _broken(d / "broken"), "frame frame9.png: not a readable image"),
+        (lambda d: _broken(d / "broken"), "frame frame9.png: the PNG file is truncated"),
         (lambda d: write_frames(d / "small", 5, h=24, w=40), "smaller than the 32-px"),
         (lambda d: _gray(d / "gray"), "none of the 5 frames has color"),
     ],
