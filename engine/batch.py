@@ -36,7 +36,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -47,7 +47,7 @@ import numpy as np
 
 from inkhue_engine import frames_io as fio
 from inkhue_engine.color import DTYPE_SCALE, to_float01
-from inkhue_engine.errors import InkHueError, InputError, OutputError
+from inkhue_engine.errors import ForbiddenError, InkHueError, InputError, OutputError
 from inkhue_engine.frames_io import Source
 
 #: Output file names of video frames written to a folder (0-based frame numbers).
@@ -127,6 +127,24 @@ class SequenceCarry:
         return cv2.copyTo(previous, mask, fresh.copy())
 
 
+def colorize_sequence(
+    frames: Iterable[tuple[np.ndarray, np.ndarray | None]],
+    colorize: Callable[[np.ndarray, np.ndarray | None], np.ndarray],
+    settings: CarrySettings,
+) -> Iterator[np.ndarray]:
+    """Colorize the consecutive (frame, hints) of one sequence in order with
+    ``colorize(frame, hints)``, carrying colors from the previous result where the input
+    did not change (``SequenceCarry``). The server's frames jobs run this; colorize_many's
+    sequencer does the same per frame, around its resume and write logic."""
+    state = SequenceCarry(settings)
+    previous: np.ndarray | None = None
+    for frame, hints in frames:
+        static = state.observe(frame) if settings.enabled else None
+        fresh = colorize(frame, hints)
+        previous = state.apply(fresh, static, previous) if settings.enabled else fresh
+        yield previous
+
+
 def _channel_max(img: np.ndarray) -> np.ndarray:
     """Per-pixel maximum over channels (cv2: numpy's max(axis=2) is ~20x slower)."""
     if img.ndim == 2:
@@ -152,6 +170,7 @@ class FrameJob:
     done: bool = False  # its output already exists (skipped)
     frame: np.ndarray | None = None
     prepared: Any = None
+    error: str | None = None  # why its input could not be used (the run went on)
 
 
 @dataclass
@@ -163,6 +182,9 @@ class BatchResult:
     seconds: float = 0.0
     output: Path | None = None
     outputs: list[Path] = field(default_factory=list)
+    #: Frames whose input could not be used (without fail_fast): one line each, naming
+    #: the file; the other frames were written.
+    failed: list[str] = field(default_factory=list)
 
     @property
     def fps(self) -> float:
@@ -283,10 +305,18 @@ class HintSource:
     A per-frame hint image is matched by file stem to the frame's name (an image
     input's file name, or ``frame_00012`` for a video's frames); frames without one
     get no hints. A hint image is RGBA: painted (alpha > 0) pixels are hints.
+
+    ``root`` (the server's --root): every hint file must lie under it once symlinks are
+    resolved, checked when the folder is scanned and again when a file is read (a link
+    may be swapped in between); ForbiddenError otherwise.
     """
 
-    def __init__(self, hints: str | os.PathLike[str] | None, names: Sequence[str] = ()) -> None:
+    def __init__(
+        self, hints: str | os.PathLike[str] | None, names: Sequence[str] = (),
+        root: str | os.PathLike[str] | None = None,
+    ) -> None:
         self.path = Path(hints) if hints is not None else None
+        self.root = Path(root).resolve() if root is not None else None
         self._single: np.ndarray | None = None
         self._by_stem: dict[str, Path] = {}
         if self.path is None:
@@ -295,6 +325,7 @@ class HintSource:
             for p in self.path.iterdir():
                 if p.is_file() and not p.name.startswith(".") \
                         and p.suffix.lower() in fio.IMAGE_EXTS:
+                    self._check_root(p)
                     self._by_stem[p.stem] = p
             stems = {Path(n).stem for n in names}
             if names and not stems & set(self._by_stem):
@@ -307,8 +338,12 @@ class HintSource:
         else:
             raise InputError(f"{self.path}: hint file or folder not found")
 
-    @staticmethod
-    def _load(path: Path) -> np.ndarray:
+    def _check_root(self, path: Path) -> None:
+        if self.root is not None and not path.resolve().is_relative_to(self.root):
+            raise ForbiddenError(f"hints: {path.name!r} links outside the server's --root folder")
+
+    def _load(self, path: Path) -> np.ndarray:
+        self._check_root(path)
         img = fio.read_image(path)
         if img.ndim != 3 or img.shape[2] != 4:
             raise InputError(
@@ -455,6 +490,9 @@ def colorize_many(
     on_frame: Callable[[FrameJob], None] | None = None,
     cancel: threading.Event | None = None,
     remote: Any = None,
+    root: str | os.PathLike[str] | None = None,
+    fail_fast: bool = True,
+    max_pixels: int | None = fio.DEFAULT_MAX_PIXELS,
 ) -> BatchResult:
     """Colorize every frame of ``sources`` into ``out`` (see the module docstring).
 
@@ -466,8 +504,16 @@ def colorize_many(
     called in order after each output frame is written; ``cancel``: set it to stop
     between frames (raises InkHueError); ``remote``: a ray_runner.RayRunner that does
     each group's prepare / model / finish elsewhere (the same groups, the same bytes;
-    reading, carry and writing stay here). Inputs are never overwritten: a plan that
-    would do so is refused before any work.
+    reading, carry and writing stay here); ``root``: hint files must lie under it
+    (``HintSource``); ``max_pixels``: largest frame (width x height; None: no limit).
+    Inputs are never overwritten: a plan that would do so is refused before any work.
+
+    ``fail_fast`` (the default) raises the first frame's InputError (an unreadable or
+    too large image, a hint image that does not fit it). Without it the run goes on:
+    every other frame is written, the bad ones are listed in ``BatchResult.failed``, and
+    a sequence's carry starts afresh after a bad frame (so a re-run gives the same
+    pixels). A video output is all or nothing, so it always fails fast; so do errors of
+    the model, the output and video decoding.
     """
     from inkhue_engine import pipeline
 
@@ -482,6 +528,11 @@ def colorize_many(
     start = time.perf_counter()
     plan = plan_outputs(sources, out)
     result = BatchResult(output=plan.out)
+    fail_fast = fail_fast or plan.mode == "video"
+    for src in sources:  # a video's size is in its header: refuse it before any work
+        if src.is_video:
+            info = fio.video_info(src.path)
+            fio.check_pixels(info.width, info.height, max_pixels, src.path)
 
     if plan.mode == "video" and plan.out.is_file() and not overwrite:
         result.skipped = sum(1 for _ in _jobs(sources, plan, overwrite))
@@ -489,7 +540,7 @@ def colorize_many(
         return result
 
     jobs = list(_jobs(sources, plan, overwrite))
-    hint_source = HintSource(hints, [j.name for j in jobs])
+    hint_source = HintSource(hints, [j.name for j in jobs], root=root)
     manifest = _update_manifest(plan, jobs, run_settings(model, options, hints, settings),
                                 overwrite)
     inputs = fio.InputSet(s.path for s in sources)
@@ -532,18 +583,24 @@ def colorize_many(
     if manifest is not None:
         fio.write_bytes_atomic(*manifest)
 
+    def clean_up() -> None:
+        if new_manifest and manifest is not None:
+            manifest[0].unlink(missing_ok=True)
+        for folder in reversed(created):
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+
     try:
-        return _run(jobs, groups, need_read, plan, result, model, options, hint_source,
-                    settings, inputs, batch_size, workers, progress, on_frame, cancel, start,
-                    sources, remote)
+        result = _run(jobs, groups, need_read, plan, result, model, options, hint_source,
+                      settings, inputs, batch_size, workers, progress, on_frame, cancel, start,
+                      sources, fail_fast, max_pixels, remote)
     except BaseException:
         if result.written == 0:  # a run that failed before its first output leaves nothing
-            if new_manifest and manifest is not None:
-                manifest[0].unlink(missing_ok=True)
-            for folder in reversed(created):
-                if folder.is_dir() and not any(folder.iterdir()):
-                    folder.rmdir()
+            clean_up()
         raise
+    if result.written == 0 and result.failed:
+        clean_up()
+    return result
 
 
 def _make_dirs(folder: Path) -> list[Path]:
@@ -567,7 +624,8 @@ def _run(jobs: list[FrameJob], groups: list[list[FrameJob]], need_read: list[boo
          hint_source: HintSource, settings: CarrySettings, inputs: fio.InputSet,
          batch_size: int, workers: int, progress: bool | None,
          on_frame: Callable[[FrameJob], None] | None, cancel: threading.Event | None,
-         start: float, sources: Sequence[Source], remote: Any = None) -> BatchResult:
+         start: float, sources: Sequence[Source], fail_fast: bool,
+         max_pixels: int | None, remote: Any = None) -> BatchResult:
     """The three stages of colorize_many (its checks and planning done)."""
     from inkhue_engine import pipeline
 
@@ -600,17 +658,22 @@ def _run(jobs: list[FrameJob], groups: list[list[FrameJob]], need_read: list[boo
                 for j in group:
                     if cancel is not None and cancel.is_set():
                         raise InkHueError("cancelled")
-                    if j.source.is_video:
+                    if j.source.is_video:  # a decoding error stops the run (the stream)
                         j.frame = _next_video_frame(video_iters, j)
-                    else:
-                        j.frame = fio.read_image(j.source.path)
-                    if work and remote is not None:  # prepared where the model runs
-                        j.prepared = hint_source.for_frame(j.name, j.frame.shape)
-                    elif work:  # the whole group meets the model, done frames included
-                        j.prepared = pipeline.prepare_frame(
-                            j.frame, info, hint_source.for_frame(j.name, j.frame.shape),
-                            options,
-                        )
+                    try:
+                        if not j.source.is_video:
+                            j.frame = fio.read_image(j.source.path, max_pixels)
+                        if work and remote is not None:  # prepared where the model runs
+                            j.prepared = hint_source.for_frame(j.name, j.frame.shape)
+                        elif work:  # the whole group meets the model, done frames included
+                            j.prepared = pipeline.prepare_frame(
+                                j.frame, info, hint_source.for_frame(j.name, j.frame.shape),
+                                options,
+                            )
+                    except InputError as exc:
+                        if fail_fast:
+                            raise
+                        j.error, j.frame, j.prepared = str(exc), None, None
                 _put(q_groups, group, stop)
             _put(q_groups, _END, stop)
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread
@@ -646,6 +709,15 @@ def _run(jobs: list[FrameJob], groups: list[list[FrameJob]], need_read: list[boo
                 if item is _END:
                     break
                 job, fut = item
+                if job.error is not None:
+                    # the sequence starts afresh after a bad frame, as it will on a re-run
+                    carries.pop(job.sequence, None)
+                    previous.pop(job.sequence, None)
+                    if not job.done:
+                        result.failed.append(job.error)
+                        if bar is not None:
+                            bar.update(1)
+                    continue
                 state = carries.setdefault(job.sequence, SequenceCarry(settings))
                 static = (state.observe(job.frame)
                           if settings.enabled and job.frame is not None else None)
@@ -700,22 +772,27 @@ def _run(jobs: list[FrameJob], groups: list[list[FrameJob]], need_read: list[boo
                 break
             if cancel is not None and cancel.is_set():
                 raise InkHueError("cancelled")
-            if remote is not None and any(not j.done for j in group):
-                futures = remote.submit([j.frame for j in group], [j.prepared for j in group],
-                                        [not j.done for j in group])
-                for j, fut in zip(group, futures, strict=True):
-                    j.prepared = None
-                    _put(q_frames, (j, fut), stop)
-            elif any(not j.done for j in group):
-                predictions = pipeline.run_prepared(
-                    model, [j.prepared for j in group], batch_size=batch_size
+            usable = [j for j in group if j.error is None]
+            if remote is not None and any(not j.done for j in usable):
+                remote_futures = remote.submit(
+                    [j.frame for j in usable], [j.prepared for j in usable],
+                    [not j.done for j in usable],
                 )
-                for j, pred in zip(group, predictions, strict=True):
-                    fut = None
-                    if not j.done:
-                        fut = pool.submit(pipeline.finish_frame, j.prepared, pred)
+                by_index = {j.index: f for j, f in zip(usable, remote_futures, strict=True)}
+                for j in group:  # in order, bad frames included (the sequencer lists them)
                     j.prepared = None
-                    _put(q_frames, (j, fut), stop)
+                    _put(q_frames, (j, by_index.get(j.index)), stop)
+            elif any(not j.done for j in usable):
+                predictions = pipeline.run_prepared(
+                    model, [j.prepared for j in usable], batch_size=batch_size
+                )
+                futures: dict[int, Future | None] = {}
+                for j, pred in zip(usable, predictions, strict=True):
+                    if not j.done:
+                        futures[j.index] = pool.submit(pipeline.finish_frame, j.prepared, pred)
+                    j.prepared = None
+                for j in group:  # in order, bad frames included (the sequencer lists them)
+                    _put(q_frames, (j, futures.get(j.index)), stop)
             else:
                 for j in group:
                     _put(q_frames, (j, None), stop)

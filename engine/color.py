@@ -3,7 +3,7 @@
 Training and the engine both import this module, so a model always sees the same
 preprocessing it was trained with. The conversion is OpenCV's float32 path
 (D65 white, sRGB transfer curve): ~10 ms for a 1080p frame against ~100 ms for
-scikit-image, and within 0.6 Lab units of it (measured, docs/STACK.md). Never use
+scikit-image, and within 0.6 Lab units of it (measured, docs/FACTS.md). Never use
 OpenCV's uint8 Lab: it is scaled and quantized (errors up to 2.5 in a).
 CIEDE2000 comes from scikit-image, the reference implementation we trust.
 

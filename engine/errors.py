@@ -30,3 +30,10 @@ class ResourceError(InkHueError):
     """Out of memory or similar: the message suggests a smaller working size."""
 
     http_status = 507
+
+
+class ForbiddenError(InkHueError):
+    """A server-side path outside the allowed root, file access switched off, or a
+    request a browser sent for another site (403)."""
+
+    http_status = 403

@@ -9,7 +9,7 @@ RMSE, SSIM, mean CIEDE2000 and colorfulness against the truth for
 - ``model``: the full pipeline (regions, palette lock when asked);
 - ``gray``: the model input with ab = 0 (what "do nothing" scores);
 - ``flat-fill``: the non-learned baseline (``pipeline.flat_fill_frame``) with the
-  same hints; DESIGN.md: a model that does not beat it with hints is not done.
+  same hints; docs/DESIGN.md: a model that does not beat it with hints is not done.
 
 Line-art inputs: ``inputs=DIR`` pairs line-art frames with the truth by file stem (real
 drawings); without it, line art is synthesized from the truth by
@@ -137,6 +137,13 @@ def _gray01_from_l(L: np.ndarray) -> np.ndarray:
     return lab_to_rgb(lab)[..., 0].copy()
 
 
+def ground_truth_files(data: str | os.PathLike[str], limit: int | None = None) -> list[Path]:
+    """The ground-truth images of ``data`` that an evaluation reads, in order (the first
+    ``limit`` of them)."""
+    truths = _image_files(Path(data), "ground-truth")
+    return truths[: max(0, limit)] if limit is not None else truths
+
+
 def load_pairs(
     data: str | os.PathLike[str], task: str, size: int = 256,
     inputs: str | os.PathLike[str] | None = None, limit: int | None = None,
@@ -148,10 +155,7 @@ def load_pairs(
     the truth's own L. Line art: frames from ``inputs`` (paired by file stem, scaled
     to the truth's size) or synthesized (see the module doc).
     """
-    data = Path(data)
-    truths = _image_files(data, "ground-truth")
-    if limit is not None:
-        truths = truths[: max(0, limit)]
+    truths = ground_truth_files(data, limit)
     by_stem: dict[str, Path] = {}
     if inputs is not None:
         by_stem = {p.stem: p for p in _image_files(Path(inputs), "inputs")}

@@ -16,6 +16,7 @@ import glob
 import os
 import re
 import secrets
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -60,6 +61,10 @@ LOSSY_EXTS = frozenset({".jpg", ".jpeg"})
 NO_ALPHA_EXTS = frozenset({".jpg", ".jpeg"})
 #: Temporary files of atomic writes end with this (before a video's own extension).
 TEMP_MARK = ".inkhue-tmp"
+#: Largest frame (width x height) read by default, the server's limit too: a 20000 x 20000
+#: frame took 14.7 GB on its way through the pipeline. ``--max-pixels`` raises it.
+DEFAULT_MAX_PIXELS = 8192 * 8192
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 _GLOB_CHARS = re.compile(r"[*?\[]")
 
@@ -176,15 +181,108 @@ def _tiff_samples(data: np.ndarray) -> int | None:
         return None
 
 
-def decode_image(data: np.ndarray, name: str | os.PathLike[str] = "image") -> np.ndarray:
+def _check_png(data: memoryview, name: str | os.PathLike[str]) -> tuple[int, int]:
+    """(width, height) of a PNG whose chunk structure is whole; InputError otherwise.
+
+    libpng prints its own lines to stderr for a truncated file or a 0 x 0 header before
+    OpenCV gives up: the structure is checked here first (lengths, CRCs, IHDR first,
+    IEND last), so the user reads one line that says what is wrong.
+    """
+    pos, first, size = len(_PNG_SIGNATURE), True, (0, 0)
+    again = "export the frame again"
+    while True:
+        if pos + 12 > len(data):
+            raise InputError(
+                f"{name}: the PNG file is truncated (no IEND chunk at its end): {again}"
+            )
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        tag = bytes(data[pos + 4 : pos + 8]).decode("latin-1")
+        end = pos + 12 + length
+        if length > 0x7FFFFFFF or end > len(data):
+            raise InputError(
+                f"{name}: the PNG file is truncated (its {tag} chunk is cut off): {again}"
+            )
+        if zlib.crc32(data[pos + 4 : end - 4]) != int.from_bytes(data[end - 4 : end], "big"):
+            raise InputError(
+                f"{name}: the PNG file is damaged (the checksum of its {tag} chunk is wrong): "
+                f"{again}"
+            )
+        if first:
+            if tag != "IHDR" or length != 13:
+                raise InputError(
+                    f"{name}: not a valid PNG file (it does not start with a header chunk): "
+                    f"{again}"
+                )
+            size = (
+                int.from_bytes(data[pos + 8 : pos + 12], "big"),
+                int.from_bytes(data[pos + 12 : pos + 16], "big"),
+            )
+            if size[0] == 0 or size[1] == 0:
+                raise InputError(
+                    f"{name}: the PNG file says its frame is {size[0]} x {size[1]} pixels: "
+                    f"{again}"
+                )
+            first = False
+        if tag == "IEND":
+            return size
+        pos = end
+
+
+#: Start-of-frame markers of a JPEG (they hold its size); C4, C8 and CC are other segments.
+_JPEG_FRAME_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a JPEG's frame header, None when not found."""
+    pos = 2
+    while pos + 9 <= len(data):
+        if data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if 0xD0 <= marker <= 0xD9 or marker == 0x01:  # no length
+            pos += 2
+            continue
+        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+        if marker in _JPEG_FRAME_MARKERS:
+            h = int.from_bytes(data[pos + 5 : pos + 7], "big")
+            w = int.from_bytes(data[pos + 7 : pos + 9], "big")
+            return w, h
+        pos += 2 + length
+    return None
+
+
+def check_pixels(width: int, height: int, max_pixels: int | None, name: object) -> None:
+    """InputError when a ``width`` x ``height`` frame is over ``max_pixels`` (None: no limit)."""
+    if max_pixels is not None and width * height > max_pixels:
+        raise InputError(
+            f"{name}: {width} x {height} = {width * height} pixels is over the limit of "
+            f"{max_pixels} pixels: scale the frame down, or raise the limit (--max-pixels)"
+        )
+
+
+def decode_image(
+    data: np.ndarray, name: str | os.PathLike[str] = "image", max_pixels: int | None = None
+) -> np.ndarray:
     """Decode an encoded image (bytes as a uint8 array) to RGB(A) / gray, dtype kept.
 
     uint8, uint16 and float32 are kept; float16 / float64 become float32. Anything
     else (signed integers, 2 or 5+ channels, undecodable data) raises InputError
-    naming ``name``.
+    naming ``name``. A frame over ``max_pixels`` (width x height; None: no limit) is
+    refused, before decoding for PNG and JPEG (their headers give the size).
     """
     if data.size == 0:
         raise InputError(f"{name}: the file is empty: export the frame again")
+    raw = data[:65536].tobytes()
+    size = None
+    if raw.startswith(_PNG_SIGNATURE):
+        size = _check_png(memoryview(np.ascontiguousarray(data)).cast("B"), name)
+    elif raw.startswith(b"\xff\xd8"):
+        size = _jpeg_size(raw) if max_pixels is not None else None
+    if size is not None:
+        check_pixels(*size, max_pixels, name)
     try:
         img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     except cv2.error:
@@ -194,6 +292,7 @@ def decode_image(data: np.ndarray, name: str | os.PathLike[str] = "image") -> np
             f"{name}: not a readable image (corrupt, truncated or an unsupported format): "
             "re-export it as PNG, TIFF, JPEG, WebP or EXR"
         )
+    check_pixels(img.shape[1], img.shape[0], max_pixels, name)
     if img.dtype in (np.float16, np.float64):
         img = img.astype(np.float32)
     if img.dtype not in (np.uint8, np.uint16, np.float32):
@@ -220,14 +319,15 @@ def decode_image(data: np.ndarray, name: str | os.PathLike[str] = "image") -> np
     )
 
 
-def read_image(path: str | os.PathLike[str]) -> np.ndarray:
+def read_image(path: str | os.PathLike[str], max_pixels: int | None = None) -> np.ndarray:
     """Read an image file as RGB(A) or gray, dtype preserved (uint8 / uint16 / float32).
 
     float16 / float64 (EXR, TIFF) become float32. Empty, corrupt or unsupported
-    files raise InputError with one line naming the file.
+    files, and frames over ``max_pixels`` (None: no limit), raise InputError with one
+    line naming the file.
     """
     path = Path(path)
-    return decode_image(_read_bytes(path), path)
+    return decode_image(_read_bytes(path), path, max_pixels)
 
 
 def conform_for_format(img: np.ndarray, suffix: str) -> np.ndarray:

@@ -1,6 +1,6 @@
 """Synthetic line art from a color image, for training the line-art task.
 
-There are no real line-art / color pairs in the corpus (DATA.md), so the input of
+There are no real line-art / color pairs in the corpus (docs/FACTS.md), so the input of
 the line-art model is drawn from the color frame itself: an XDoG-style soft
 threshold of a difference of Gaussians on L (the dark side of every lightness
 edge), united with Canny edges of the color image (outlines between regions of

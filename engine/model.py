@@ -6,7 +6,7 @@ an ONNX Runtime session (``get_modelmeta().custom_metadata_map``) and cached per
 file version (path, mtime, size).
 
 Providers: ``get_available_providers()`` lists CUDA and TensorRT even on a machine
-without a GPU (docs/STACK.md), so it only says what the *installed wheel* could
+without a GPU (docs/FACTS.md), so it only says what the *installed wheel* could
 use. What really runs is ``session.get_providers()`` after the session exists;
 ``Model.providers`` and ``Model.device`` report that.
 """
@@ -17,7 +17,6 @@ import importlib
 import json
 import logging
 import os
-import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -224,13 +223,11 @@ def _is_oom(msg: str) -> bool:
 
 
 def _cache_dir() -> Path:
-    if sys.platform == "win32":
-        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
-    elif sys.platform == "darwin":
-        base = Path.home() / "Library" / "Caches"
-    else:
-        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "inkhue"
+    """The platform's cache folder for InkHue (platformdirs: ~/.cache/inkhue on Linux,
+    ~/Library/Caches/inkhue on macOS, %LOCALAPPDATA%/inkhue/Cache on Windows)."""
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("inkhue", appauthor=False))
 
 
 # --------------------------------------------------------------------------- metadata
@@ -264,7 +261,17 @@ class ModelInfo:
         }
 
 
-def _positive_int(path: Path, meta: dict[str, str], key: str) -> int:
+#: Sane bounds of the size metadata. A frame is padded up to a multiple of
+#: ``multiple_of`` (a U-Net with 8 halvings needs 256; 100000 asked numpy for 37 GiB), and
+#: the working short side is ``train_size`` x detail (16 px is too small to colorize,
+#: 4096 beyond any frame the pipeline works at).
+MULTIPLE_OF_RANGE = (1, 256)
+TRAIN_SIZE_RANGE = (16, 4096)
+
+
+def _positive_int(
+    path: Path, meta: dict[str, str], key: str, bounds: tuple[int, int]
+) -> int:
     raw = meta[key]
     try:
         value = int(raw)
@@ -274,6 +281,12 @@ def _positive_int(path: Path, meta: dict[str, str], key: str) -> int:
         raise ModelError(
             f"{path.name}: metadata {key}={raw!r} is not a positive integer; "
             "re-export the model with 'inkhue export'"
+        )
+    lo, hi = bounds
+    if not lo <= value <= hi:
+        raise ModelError(
+            f"{path.name}: metadata {key}={value} is outside {lo}..{hi}: the file is broken "
+            "or not meant for InkHue; re-export the model with 'inkhue export'"
         )
     return value
 
@@ -297,8 +310,8 @@ def _info_from_session(path: Path, session: Any, builtin: bool = False) -> Model
         raise ModelError(
             f"{path.name}: metadata inkhue.task={task!r} is unknown: use 'grayscale' or 'lineart'"
         )
-    multiple_of = _positive_int(path, meta, "inkhue.multiple_of")
-    train_size = _positive_int(path, meta, "inkhue.train_size")
+    multiple_of = _positive_int(path, meta, "inkhue.multiple_of", MULTIPLE_OF_RANGE)
+    train_size = _positive_int(path, meta, "inkhue.train_size", TRAIN_SIZE_RANGE)
     palette = None
     if "inkhue.palette" in meta:
         palette = _parse_palette_meta(path, meta["inkhue.palette"])
@@ -317,18 +330,24 @@ def _info_from_session(path: Path, session: Any, builtin: bool = False) -> Model
 
 
 def _parse_palette_meta(path: Path, raw: str) -> list[str]:
-    from inkhue_engine.palette import normalize_hex
+    from inkhue_engine.palette import MAX_PALETTE_COLORS, normalize_hex
 
     try:
         colors = json.loads(raw)
         if not isinstance(colors, list) or not colors:
             raise ValueError
-        return [normalize_hex(c) for c in colors]
+        colors = [normalize_hex(c) for c in colors]
     except (ValueError, InkHueError) as exc:
         raise ModelError(
             f"{path.name}: metadata inkhue.palette is not a JSON list of '#rrggbb' colors: "
             f"{raw[:60]!r}"
         ) from exc
+    if len(colors) > MAX_PALETTE_COLORS:
+        raise ModelError(
+            f"{path.name}: metadata inkhue.palette holds {len(colors)} colors, over the "
+            f"limit of {MAX_PALETTE_COLORS}; re-export the model with a smaller palette"
+        )
+    return colors
 
 
 def _check_graph(path: Path, session: Any, task: str) -> None:
@@ -474,7 +493,13 @@ class Model:
             if _is_oom(msg):
                 raise ResourceError(f"{OOM_ADVICE} ({msg})") from exc
             raise ModelError(f"{self.info.path.name}: running the model failed: {msg}") from exc
-        return np.asarray(out, dtype=np.float32)
+        out = np.asarray(out, dtype=np.float32)
+        if not np.isfinite(out).all():  # else NaN becomes a white frame, and exit 0
+            raise ModelError(
+                f"{self.info.path.name}: model {self.info.name!r} output NaN or infinite "
+                f"values: the model is broken (e.g. a diverged training); use another model"
+            )
+        return out
 
     def _run_bound(self, batch: np.ndarray) -> np.ndarray:
         """GPU run with IO binding: one upload, output left on the device, one download."""
@@ -543,19 +568,16 @@ def bundled_models_dir() -> Path:
 def user_models_dir() -> Path:
     """Where a user's own models go: $INKHUE_MODELS_DIR, else the platform's data folder.
 
-    Linux: $XDG_DATA_HOME/inkhue/models (~/.local/share/inkhue/models); macOS:
-    ~/Library/Application Support/inkhue/models; Windows: %LOCALAPPDATA%/inkhue/models.
+    The data folder is platformdirs' (Linux: $XDG_DATA_HOME/inkhue/models, i.e.
+    ~/.local/share/inkhue/models; macOS: ~/Library/Application Support/inkhue/models;
+    Windows: %LOCALAPPDATA%/inkhue/models).
     """
     env = os.environ.get("INKHUE_MODELS_DIR")
     if env:
         return Path(env).expanduser()
-    if sys.platform == "win32":
-        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
-    elif sys.platform == "darwin":
-        base = Path.home() / "Library" / "Application Support"
-    else:
-        base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
-    return base / "inkhue" / "models"
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("inkhue", appauthor=False)) / "models"
 
 
 def _listing_order(path: Path) -> tuple[str, int, str]:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
@@ -42,7 +42,7 @@ from inkhue_engine.color import (
 )
 from inkhue_engine.errors import InputError
 from inkhue_engine.model import TASK_OUTPUTS, TASKS, Model, ModelInfo
-from inkhue_engine.palette import normalize_hex, snap_lab_to_palette
+from inkhue_engine.palette import check_palette_length, normalize_hex, snap_lab_to_palette
 
 #: Default memory bound of the working image (pixels): ~2 MPx is a 1920x1080 frame.
 MAX_WORKING_PIXELS = 2 * 1024 * 1024
@@ -109,7 +109,18 @@ class ColorizeOptions:
             colors = [self.palette] if isinstance(self.palette, str) else list(self.palette)
             if not colors:
                 raise InputError("palette is empty: give at least one '#rrggbb' color")
+            check_palette_length(len(colors), "palette")
             object.__setattr__(self, "palette", tuple(normalize_hex(c) for c in colors))
+
+
+def with_palette(
+    options: ColorizeOptions, asked: tuple[str, ...] | None, info: ModelInfo
+) -> ColorizeOptions:
+    """``options`` with the palette lock settled, the same way for the CLI and the server:
+    ``asked`` colors when given; ``()`` (the user said "none") no palette at all; None the
+    model's own palette (``info.palette``), if it has one."""
+    palette = asked if asked is not None else (tuple(info.palette) if info.palette else None)
+    return replace(options, palette=palette or None)
 
 
 @dataclass(frozen=True, eq=False)

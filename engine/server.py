@@ -4,12 +4,11 @@
 with uvicorn. Frames travel as raw pixels (server_frames.PixelLayout), batch jobs
 live in an in-memory registry (server_jobs.JobRegistry).
 
-Safety: bound to loopback by default, where a request must also be *addressed* to
-loopback (its Host header), which stops web pages from reaching the server through
-DNS rebinding. Binding anywhere else needs a token (``check_bind``); with a token,
-every request needs ``Authorization: Bearer <token>``, except /health and the API
-description on a loopback-bound server. Request bodies are counted while they stream
-in and refused (413) past ``max_body_bytes``, before they are held in memory.
+The parts, by concern: server_security (who may talk to the server: bind check, Host,
+Origin, token, streamed body limit; paths that never leave ``--root``), server_frames
+(raw pixels on the wire), server_jobs (the job and training registries),
+server_training (the /train routes), server_schemas (shared request and error types).
+This module holds the configuration, the engine glue and the colorize and jobs routes.
 Inference runs in worker threads (ONNX Runtime releases the GIL), at most
 ``inference_slots`` at a time (by default one per usable core, up to 4: one long frame
 does not hold up the rest), shared by single requests and jobs (a click in Krita waits
@@ -18,20 +17,13 @@ for at most one batch frame per slot).
 
 from __future__ import annotations
 
-import glob
-import hmac
-import ipaddress
-import json
+import errno
 import logging
 import os
-import re
-import shutil
-import sys
-import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -39,16 +31,27 @@ import numpy as np
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    Field,
+    StrictBool,
+)
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import Headers, UploadFile
+from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.routing import Match
+from starlette.types import Scope
 
-from inkhue_engine import __version__, finetune_spec
-from inkhue_engine.batch import CarrySettings, SequenceCarry, colorize_many, plan_outputs
-from inkhue_engine.errors import InkHueError, InputError, ModelError
-from inkhue_engine.frames_io import count_video_frames, expand_inputs
+from inkhue_engine import __version__
+from inkhue_engine.batch import (
+    CarrySettings,
+    HintSource,
+    colorize_many,
+    colorize_sequence,
+    plan_outputs,
+)
+from inkhue_engine.errors import ForbiddenError, InkHueError, InputError, ModelError
+from inkhue_engine.frames_io import DEFAULT_MAX_PIXELS, count_video_frames, expand_inputs
 from inkhue_engine.model import (
     Model,
     list_models,
@@ -56,32 +59,36 @@ from inkhue_engine.model import (
     resolve_model,
     user_models_dir,
 )
-from inkhue_engine.pipeline import ColorizeOptions, colorize_frame
+from inkhue_engine.palette import MAX_PALETTE_COLORS
+from inkhue_engine.pipeline import ColorizeOptions, colorize_frame, with_palette
 from inkhue_engine.server_frames import PixelLayout, parse_palette
 from inkhue_engine.server_jobs import (
+    MAX_JOB_FRAMES,
     ConflictError,
     Job,
     JobLimits,
     JobRegistry,
     NotFoundError,
     TrainRegistry,
-    UnavailableError,
+)
+from inkhue_engine.server_schemas import ERRORS, ErrorBody, HexColor, JsonBody, ServerPath
+from inkhue_engine.server_security import (
+    GuardMiddleware,
+    check_bind,
+    is_loopback,
+    json_error,
+    resolve_under_root,
+)
+from inkhue_engine.server_training import (
+    TrainFilesRequest,
+    TrainOptions,
+    add_training_routes,
 )
 
 log = logging.getLogger("inkhue_engine.server")
 
 MiB = 1024 * 1024
 DEFAULT_PORT = 8765
-#: Paths a loopback-bound server answers without the token (no pixels, no files).
-OPEN_PATHS = frozenset({"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
-#: Host header names that address this machine's loopback.
-LOOPBACK_NAMES = frozenset({"localhost", "localhost."})
-
-
-class ForbiddenError(InkHueError):
-    """A server-side path outside the allowed root, or file access switched off (403)."""
-
-    http_status = 403
 
 
 # --------------------------------------------------------------------------- config
@@ -106,7 +113,7 @@ class ServerConfig:
     models_dirs: tuple[Path, ...] = ()
     device: str = "auto"
     max_body_bytes: int = 512 * MiB
-    max_pixels: int = 8192 * 8192
+    max_pixels: int = DEFAULT_MAX_PIXELS
     inference_slots: int = 0
     max_jobs: int = 16
     max_job_bytes: int = 4096 * MiB
@@ -129,126 +136,7 @@ def auto_inference_slots() -> int:
     return max(1, min(MAX_AUTO_SLOTS, cores or 1))
 
 
-def is_loopback(host: str) -> bool:
-    """True when ``host`` (an address or name to bind to) is this machine's loopback only."""
-    host = host.strip().strip("[]")
-    if host.lower() in ("localhost", "localhost."):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # any other name may resolve to a public interface
-
-
-def check_bind(host: str, token: str | None) -> None:
-    """Refuse to serve on anything but loopback without a token (InputError)."""
-    if not is_loopback(host) and not token:
-        raise InputError(
-            f"--host {host!r} exposes the server beyond this machine: set a token with "
-            f"--token or the INKHUE_TOKEN environment variable, or bind to 127.0.0.1"
-        )
-
-
-# --------------------------------------------------------------------------- guard
-
-
-def _json_error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status, headers=headers)
-
-
-def _host_is_loopback(host_header: str | None) -> bool:
-    """Whether a Host header names loopback (``localhost``, ``127.x.x.x``, ``[::1]``)."""
-    if not host_header:
-        return False
-    host = host_header.strip()
-    if host.startswith("["):  # [::1]:8765
-        host = host[1 : host.find("]")] if "]" in host else host
-    elif host.count(":") == 1:
-        host = host.rsplit(":", 1)[0]
-    return host.lower() in LOOPBACK_NAMES or is_loopback(host)
-
-
-class GuardMiddleware:
-    """Host check, bearer token and streamed request-size limit, before any route runs.
-
-    A pure ASGI middleware so the body keeps streaming: the limit is enforced on the
-    Content-Length header first, then by counting the bytes as they arrive (a client
-    may send no length, or lie about it).
-    """
-
-    def __init__(self, app: ASGIApp, config: ServerConfig) -> None:
-        self.app = app
-        self.token = config.token.encode() if config.token else None
-        self.loopback = is_loopback(config.host)
-        self.max_body = config.max_body_bytes
-
-    def _too_large(self) -> str:
-        return (
-            f"request body is over the server's limit of {self.max_body} bytes: send smaller "
-            f"frames (or a smaller batch per job), or start the server with a higher limit"
-        )
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = Headers(scope=scope)
-        if self.loopback and not _host_is_loopback(headers.get("host")):
-            response = _json_error(
-                400,
-                f"Host header {headers.get('host')!r} is refused: this server only answers "
-                f"requests addressed to localhost / 127.0.0.1",
-            )
-            await response(scope, receive, send)
-            return
-        if self.token is not None and not (self.loopback and scope["path"] in OPEN_PATHS):
-            scheme, _, credentials = headers.get("authorization", "").partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(
-                credentials.strip().encode(), self.token
-            ):
-                response = _json_error(
-                    401,
-                    "missing or wrong token: send the header 'Authorization: Bearer <token>' "
-                    "with the token the server was started with",
-                    {"WWW-Authenticate": "Bearer"},
-                )
-                await response(scope, receive, send)
-                return
-        length = headers.get("content-length")
-        if length is not None:
-            try:
-                declared = int(length)
-            except ValueError:
-                await _json_error(400, f"Content-Length {length!r} is not a number")(
-                    scope, receive, send
-                )
-                return
-            if declared > self.max_body:
-                await _json_error(413, self._too_large())(scope, receive, send)
-                return
-        received = 0
-
-        async def counting_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_body:
-                    # An HTTPException passes FastAPI's body parsing unchanged and
-                    # becomes the JSON 413 in the exception handler.
-                    raise HTTPException(413, self._too_large())
-            return message
-
-        await self.app(scope, counting_receive, send)
-
-
 # --------------------------------------------------------------------------- schemas
-
-
-class ErrorBody(BaseModel):
-    """Every error answer: one line that names the field / file and what to do."""
-
-    error: str
 
 
 class Health(BaseModel):
@@ -272,6 +160,9 @@ class ModelEntry(BaseModel):
     builtin: bool
 
 
+
+
+
 class Options(BaseModel):
     """Colorize options shared by /colorize (as query parameters) and the jobs (as JSON)."""
 
@@ -285,14 +176,18 @@ class Options(BaseModel):
         1.0, gt=0, description="working short side = the model's train_size x detail (> 0; "
         "above 1 for finer detail, below 1 for speed or memory)"
     )
-    regions: bool = Field(True, description="make each region between lines one color")
+    regions: StrictBool = Field(True, description="make each region between lines one color")
     output: Literal["color", "fill"] = Field(
         "color", description="color: the colored frame; fill: flat colors only"
     )
-    palette: list[str] | Literal["none"] | None = Field(
+    palette: (
+        Annotated[list[HexColor], Field(min_length=1, max_length=MAX_PALETTE_COLORS)]
+        | Literal["none"]
+        | None
+    ) = Field(
         None,
-        description="list of sRGB hex colors; 'none' turns off the model's own palette; "
-        "absent or null: the model's palette, if any",
+        description=f"list of 1-{MAX_PALETTE_COLORS} sRGB hex colors; 'none' turns off the "
+        "model's own palette; absent or null: the model's palette, if any",
     )
 
 
@@ -307,18 +202,23 @@ class Layout(BaseModel):
 class ColorizeQuery(Options, Layout):
     """Query parameters of POST /colorize."""
 
+    # a query carries text: "true" / "false" are its booleans (JSON bodies take only
+    # true / false: 0 is not a boolean there)
+    regions: bool = Field(True, description="make each region between lines one color")
     palette: str | None = Field(
-        None,
-        description="JSON list of sRGB hex colors, e.g. [\"#ff0000\",\"#00ff00\"]; 'none' "
-        "turns off the model's own palette; absent: the model's palette, if any",
+        None, min_length=1, max_length=16 * MAX_PALETTE_COLORS,
+        description=f"JSON list of 1-{MAX_PALETTE_COLORS} sRGB hex colors, e.g. "
+        "[\"#ff0000\",\"#00ff00\"]; 'none' turns off the model's own palette; absent: the "
+        "model's palette, if any",
     )
 
 
-class JobRequest(Options, Layout):
+class JobRequest(JsonBody, Options, Layout):
     """Body of POST /jobs."""
 
-    frame_count: int = Field(ge=1)
-    carry: bool = Field(
+    frame_count: int = Field(ge=1, le=MAX_JOB_FRAMES, description="frames in the job "
+                             "(a longer sequence: several jobs)")
+    carry: StrictBool = Field(
         True, description="the frames are one sequence: carry colors from frame to frame "
         "where the picture did not change (less flicker)"
     )
@@ -333,109 +233,26 @@ class JobStatus(BaseModel):
     forgotten: bool | None = Field(None, description="DELETE only: the job is gone")
 
 
-class FilesJobRequest(Options):
+class FilesJobRequest(JsonBody, Options):
     """Body of POST /jobs/files: server-side files, all under the server's --root."""
 
-    inputs: list[str] = Field(
+    inputs: list[ServerPath] = Field(
         min_length=1,
         description="image files, folders, globs or videos; absolute or relative to --root",
     )
-    out: str = Field(
+    out: ServerPath = Field(
         description="where results go, under --root: a folder (created if needed), an "
         "image file (one image in) or a video file (.mp4 / .mov...)"
     )
-    hints: str | None = Field(
+    hints: ServerPath | None = Field(
         None, description="under --root: one RGBA hint image for all frames, or a folder of "
         "hint images named like the frames"
     )
     batch_size: int = Field(4, ge=1, le=64)
-    carry: bool = Field(True, description="carry colors between frames of a sequence")
-    overwrite: bool = Field(False, description="redo outputs that exist (else: skip them)")
+    carry: StrictBool = Field(True, description="carry colors between frames of a sequence")
+    overwrite: StrictBool = Field(False, description="redo outputs that exist (else: skip them)")
 
 
-class TrainOptions(BaseModel):
-    """Options of a fine-tuning (``POST /train``); absent ones take inkhue finetune's defaults."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(
-        description="name of the new model (and its file name in the user models folder): "
-        "1-64 letters, digits, spaces, '.', '_' or '-'"
-    )
-    base: Literal["grayscale", "lineart"] = Field(
-        "grayscale", description="the shipped base model to start from"
-    )
-    steps: int | None = Field(None, ge=1, le=100_000, description="training steps (300)")
-    lr: float | None = Field(None, gt=0, le=1, description="learning rate (1e-4)")
-    crop_size: int | None = Field(
-        None, ge=16, le=1024, description="training crop, px (the base's training size)"
-    )
-    batch_size: int | None = Field(None, ge=1, le=256, description="crops per step (8)")
-    palette_colors: int | None = Field(
-        None, ge=1, le=64, description="fill colors kept in the studio palette (16)"
-    )
-    palette: bool = Field(True, description="store the studio palette in the model")
-    hold_out: int | None = Field(
-        None, ge=0, le=8, description="frames held out for the check in the model card "
-        "(default: 1 from 10 frames, 2 from 24)"
-    )
-    overwrite: bool = Field(False, description="replace a user model of the same name")
-
-
-class TrainFilesRequest(TrainOptions):
-    """JSON body of POST /train over a server-side folder of frames (under --root)."""
-
-    data: str = Field(description="folder of colored frames, absolute or relative to --root")
-
-
-class TrainStatus(BaseModel):
-    id: str
-    name: str
-    state: Literal["running", "done", "cancelled", "failed"]
-    phase: Literal["starting", "training", "export", "check", "finished"]
-    step: int
-    total: int
-    losses: dict[str, float] | None = Field(
-        description="last logged losses: loss_d, loss_g, l1, adv, img_s"
-    )
-    error: str | None
-    model: str | None = Field(description="name of the new model (in GET /models) once done")
-    palette: list[str] | None
-    held_out_check: dict[str, float] | None = Field(
-        description="mean CIEDE2000 on held-out frames: base, finetuned (+palette)"
-    )
-    seconds: float
-    forgotten: bool | None = Field(None, description="DELETE only: the job is gone")
-
-
-class TrainBase(BaseModel):
-    name: str
-    installed: bool
-    task: str | None = None
-    train_size: int | None = None
-
-
-class TrainInfo(BaseModel):
-    available: bool = Field(description="whether this server can fine-tune")
-    error: str | None = Field(description="why not, and what to install")
-    bases: list[TrainBase]
-    defaults: dict[str, Any]
-    jobs: list[TrainStatus]
-
-
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody, "description": text}
-    for code, text in (
-        (400, "bad request (names the field)"),
-        (401, "token missing or wrong"),
-        (404, "unknown job, frame or model"),
-        (413, "body or frame over the server's limits"),
-        (422, "model file breaks the model contract"),
-        (500, "internal error"),
-        (501, "fine-tuning is not available on this server (says what to install)"),
-        (507, "out of memory / job limits"),
-    )
-}
 _BINARY = {"schema": {"type": "string", "format": "binary"}}
 _FRAME_HEADERS = {
     f"X-InkHue-{name}": {"schema": {"type": "string"}, "description": text}
@@ -454,7 +271,7 @@ _FRAME_RESPONSE = {
         "content": {"application/octet-stream": _BINARY},
         "headers": _FRAME_HEADERS,
     },
-    **_ERRORS,
+    **ERRORS,
 }
 _RAW_BODY = {
     "requestBody": {
@@ -569,11 +386,8 @@ class Engine:
 
     @staticmethod
     def options_for(choice: _Choice, model: Model) -> ColorizeOptions:
-        """The options with the palette settled: asked for, else the model's own, or none."""
-        palette = choice.palette
-        if palette is None:
-            palette = tuple(model.info.palette) if model.info.palette else None
-        return replace(choice.options, palette=palette or None)
+        """The options with the palette settled (pipeline.with_palette, as the CLI does)."""
+        return with_palette(choice.options, choice.palette, model.info)
 
     def load(self, path: Path) -> Model:
         model = load_model(path, device=self.config.device)
@@ -601,14 +415,12 @@ class Engine:
         frames: Iterator[tuple[np.ndarray, np.ndarray | None]],
     ) -> Iterator[np.ndarray]:
         """Colorize consecutive frames of one sequence, in order, carrying colors from
-        the previous result where the input did not change (as engine.batch does)."""
-        state = SequenceCarry(CarrySettings(enabled=carry))
-        previous = None
-        for frame, hints in frames:
-            static = state.observe(frame) if carry else None
-            fresh = self.colorize(frame, model, hints, options)
-            previous = state.apply(fresh, static, previous) if carry else fresh
-            yield previous
+        the previous result where the input did not change (engine.batch's
+        colorize_sequence), each frame holding an inference slot."""
+        return colorize_sequence(
+            frames, lambda frame, hints: self.colorize(frame, model, hints, options),
+            CarrySettings(enabled=carry),
+        )
 
 
 def _layout(spec: Layout, max_pixels: int) -> PixelLayout:
@@ -639,226 +451,6 @@ async def _form_part(form: Any, name: str, required: bool) -> bytes | None:
             f"(give it a filename in its Content-Disposition)"
         )
     return await part.read()
-
-
-# --------------------------------------------------------------------------- server paths
-
-
-def resolve_under_root(raw: str, root: Path | None, what: str) -> Path:
-    """A client's server-side path (or glob), made absolute and checked to lie under ``root``.
-
-    Relative paths are taken from ``root``; symlinks and '..' are resolved before the
-    check. Glob patterns keep their wildcard part, which may not contain '..'.
-    Raises ForbiddenError (403) outside ``root`` or when there is no root at all.
-    """
-    if root is None:
-        raise ForbiddenError(
-            "server-side files are switched off: start the server with --root DIR"
-        )
-    root = root.resolve()
-    path = Path(raw)
-    if not path.is_absolute():
-        path = root / path
-    parts = path.parts
-    magic = next((i for i, p in enumerate(parts) if glob.has_magic(p)), len(parts))
-    base, rest = Path(*parts[:magic]), parts[magic:]
-    if ".." in rest:
-        raise ForbiddenError(
-            f"{what}: {raw!r}: '..' after a wildcard could leave the server's --root folder"
-        )
-    resolved = base.resolve()
-    if not resolved.is_relative_to(root):
-        raise ForbiddenError(f"{what}: {raw!r} lies outside the server's --root folder")
-    return resolved.joinpath(*rest)
-
-
-# --------------------------------------------------------------------------- training
-
-
-#: Most frames one POST /train may upload.
-MAX_TRAIN_FRAMES = 2000
-_FRAME_MAGIC = (
-    (b"\x89PNG\r\n\x1a\n", ".png"),
-    (b"II*\x00", ".tif"),
-    (b"MM\x00*", ".tif"),
-    (b"\xff\xd8\xff", ".jpg"),
-)
-_TRAIN_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["frames", "options"],
-                    "properties": {
-                        "frames": {
-                            "type": "array",
-                            "items": {"type": "string", "format": "binary"},
-                            "description": "colored frames as PNG, TIFF, JPEG or WebP files, "
-                            "one file part each (in order)",
-                        },
-                        "options": {
-                            "type": "string",
-                            "description": "JSON object: the TrainOptions schema",
-                        },
-                    },
-                },
-            },
-            "application/json": {
-                "schema": {"$ref": "#/components/schemas/TrainFilesRequest"},
-            },
-        },
-    }
-}
-
-
-def _training_ready() -> Any:
-    """The fine-tuning checks when this server can fine-tune; UnavailableError (501) if not."""
-    ft = finetune_spec
-    missing = ft.training_missing()
-    if missing:
-        raise UnavailableError(missing)
-    return ft
-
-
-def _validation_message(exc: ValidationError, where: str) -> str:
-    lines = []
-    for err in exc.errors():
-        field = ".".join(str(x) for x in err.get("loc", ())) or "body"
-        lines.append(f"{where} {field!r}: {err.get('msg', 'invalid')}")
-    return "; ".join(lines) or f"invalid {where}"
-
-
-def _parse_train_options(raw: Any, model: type[TrainOptions], where: str) -> TrainOptions:
-    if isinstance(raw, (bytes, bytearray)):
-        raw = raw.decode("utf-8", "replace")
-    if isinstance(raw, str):
-        try:
-            raw = json.loads(raw)
-        except ValueError as exc:
-            raise InputError(f"{where}: not JSON ({exc})") from None
-    if not isinstance(raw, dict):
-        raise InputError(f"{where}: expected a JSON object, e.g. {{\"name\": \"studio\"}}")
-    try:
-        return model.model_validate(raw)
-    except ValidationError as exc:
-        raise InputError(_validation_message(exc, f"{where} field")) from None
-
-
-def _frame_suffix(data: bytes, index: int, filename: str | None) -> str:
-    for magic, ext in _FRAME_MAGIC:
-        if data.startswith(magic):
-            return ext
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return ".webp"
-    raise InputError(
-        f"frames part {index} ({filename or 'no file name'}): not a PNG, TIFF, JPEG or WebP "
-        f"file: send each frame as an encoded image file"
-    )
-
-
-def _save_frames(parts: list[tuple[bytes, str | None]], folder: Path) -> None:
-    """Write uploaded frames as 0000_<name>.<ext> (upload order; client names sanitized)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for i, (data, filename) in enumerate(parts):
-        ext = _frame_suffix(data, i, filename)
-        stem = re.sub(r"[^A-Za-z0-9._-]", "_", Path(filename or "frame").stem)[:40].lstrip(".")
-        (folder / f"{i:04d}_{stem or 'frame'}{ext}").write_bytes(data)
-
-
-def _device_flag(device: str) -> str:
-    """The torch device of a fine-tuning, from the server's ONNX Runtime --device."""
-    if device in ("cpu",):
-        return "cpu"
-    if device in ("cuda", "tensorrt"):
-        return "cuda"
-    return "auto"
-
-
-def _start_training(
-    spec: TrainOptions, data: Path, workdir: Path, config: ServerConfig,
-    registry: TrainRegistry, root: Path | None = None,
-) -> dict:
-    """Check a fine-tuning request like ``inkhue finetune`` does, then start it.
-
-    ``root``: every frame of a server-side ``data`` folder must lie under it (symlinks
-    resolved). ``workdir`` belongs to the job once it has started.
-    """
-    ft = _training_ready()
-    name = ft.check_model_name(spec.name)
-    busy = registry.running()
-    if busy is not None:
-        raise ConflictError(
-            f"a fine-tuning is already running (job {busy.id}, model {busy.name!r}): wait "
-            f"for it, or cancel it with DELETE /train/{busy.id}"
-        )
-    base_path = ft.resolve_base(spec.base)
-    side = ft.base_sidecar(base_path) or {}
-    crop = spec.crop_size or int(side.get("train_size") or 128)
-    frames = ft.check_frames(data, crop, label=None if root is not None else "uploaded frames")
-    if root is not None:
-        root = root.resolve()
-        for f in frames.files:
-            if not f.resolve().is_relative_to(root):
-                raise ForbiddenError(f"data: {frames.rel(f)!r} links outside the server's --root")
-    if spec.hold_out is not None and len(frames.files) - spec.hold_out < ft.MIN_FRAMES:
-        raise InputError(
-            f"hold_out {spec.hold_out}: leaves {len(frames.files) - spec.hold_out} of "
-            f"{len(frames.files)} frames to train on (at least {ft.MIN_FRAMES})"
-        )
-    folder = user_models_dir()
-    out = folder / f"{name}.onnx"
-    if not spec.overwrite and (out.exists() or out.with_suffix(".md").exists()):
-        raise ConflictError(
-            f"name: a model {name!r} exists in the user models folder: choose another name, "
-            f"or send overwrite: true"
-        )
-    folder.mkdir(parents=True, exist_ok=True)
-    argv = [
-        sys.executable, "-m", "inkhue_engine.cli", "finetune",
-        "--data", str(data), "--base", str(base_path), "-o", str(out), "--name", name,
-        "--device", _device_flag(config.device), "--work-dir", str(workdir),
-        "--progress-jsonl", "-", "--quiet", "--stop-on-stdin-eof",
-    ]  # fmt: skip
-    for flag, value in (("--steps", spec.steps), ("--lr", spec.lr),
-                        ("--crop-size", spec.crop_size), ("--batch-size", spec.batch_size),
-                        ("--palette-colors", spec.palette_colors),
-                        ("--hold-out", spec.hold_out)):  # fmt: skip
-        if value is not None:
-            argv += [flag, str(value)]
-    if not spec.palette:
-        argv.append("--no-palette")
-    if spec.overwrite:
-        argv.append("--overwrite")
-    job = registry.start(name, argv, workdir, total=spec.steps or ft.DEFAULT_STEPS)
-    return registry.status(job.id)
-
-
-def _train_info(registry: TrainRegistry) -> dict:
-    ft, error = None, None
-    try:
-        ft = _training_ready()
-    except UnavailableError as exc:
-        error = str(exc)
-    bases = []
-    if ft is not None:
-        folder = ft.base_checkpoints_dir()
-        for b in ft.BASES:
-            path = folder / f"{b}.pt"
-            side = ft.base_sidecar(path) or {} if path.is_file() else {}
-            bases.append({"name": b, "installed": path.is_file(), "task": side.get("task"),
-                          "train_size": side.get("train_size")})  # fmt: skip
-        if not any(b["installed"] for b in bases):
-            error = (f"no base checkpoint is installed in {folder}: fine-tuning needs "
-                     f"grayscale.pt or lineart.pt there")  # fmt: skip
-    defaults = {}
-    if ft is not None:
-        defaults = {"steps": ft.DEFAULT_STEPS, "lr": ft.DEFAULT_LR,
-                    "batch_size": ft.DEFAULT_BATCH, "palette_colors": ft.DEFAULT_PALETTE_COLORS,
-                    "min_frames": ft.MIN_FRAMES}  # fmt: skip
-    return {"available": error is None, "error": error, "bases": bases, "defaults": defaults,
-            "jobs": registry.statuses()}  # fmt: skip
 
 
 # --------------------------------------------------------------------------- app
@@ -893,6 +485,20 @@ def create_app(config: ServerConfig) -> FastAPI:
         lifespan=lifespan,
     )
     train_jobs = TrainRegistry(ttl_s=config.job_ttl_s)
+    default_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        """FastAPI's description plus the schemas /train's hand-written body refers to."""
+        schema = default_openapi()  # built once, then cached by FastAPI
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for model in (TrainOptions, TrainFilesRequest):
+            if model.__name__ not in components:
+                body = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                components.update(body.pop("$defs", {}))
+                components[model.__name__] = body
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     app.state.engine = engine
     app.state.jobs = jobs
     app.state.train_jobs = train_jobs
@@ -901,11 +507,28 @@ def create_app(config: ServerConfig) -> FastAPI:
 
     @app.exception_handler(InkHueError)
     async def _inkhue_error(request: Request, exc: InkHueError) -> JSONResponse:
-        return _json_error(exc.http_status, str(exc))
+        return json_error(exc.http_status, str(exc))
 
     @app.exception_handler(HTTPException)
     async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        return _json_error(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:
+            # Starlette's Allow names the methods of the first route of this path only
+            # (GET /train, not POST /train): name those of every route of the path
+            methods = _path_methods(app, request.scope)
+            headers = {**(headers or {}), "Allow": ", ".join(methods)}
+            allowed = " or ".join(methods)
+            message = f"method {request.method} is not allowed on this path: use {allowed}"
+            return json_error(405, message, headers)
+        return json_error(exc.status_code, str(exc.detail), headers)
+
+    @app.exception_handler(OSError)
+    async def _os_error(request: Request, exc: OSError) -> JSONResponse:
+        if exc.errno in _PATH_ERRNOS:  # a path the client sent cannot name a file here
+            name = str(exc.filename)[:200] if exc.filename is not None else "a path"
+            message = f"path {name!r}: {exc.strerror}: send a valid path under the --root"
+            return json_error(400, message)
+        return await _unexpected(request, exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -916,16 +539,16 @@ def create_app(config: ServerConfig) -> FastAPI:
             kind = where.get(loc[0], loc[0]) if loc else "request"
             field = ".".join(loc[1:]) or "body"
             lines.append(f"{kind} {field!r}: {err.get('msg', 'invalid')}")
-        return _json_error(400, "; ".join(lines) or "invalid request")
+        return json_error(400, "; ".join(lines) or "invalid request")
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
         first = str(exc).splitlines()[0] if str(exc) else ""
-        return _json_error(500, f"internal error: {type(exc).__name__}: {first}".rstrip(": "))
+        return json_error(500, f"internal error: {type(exc).__name__}: {first}".rstrip(": "))
 
     # -- info ---------------------------------------------------------------------
-    @app.get("/health", response_model=Health, responses=_ERRORS)
+    @app.get("/health", response_model=Health, responses=ERRORS)
     async def health() -> dict:
         """Server status, version, the provider in use and the model names."""
         names = await run_in_threadpool(engine.model_names)
@@ -938,7 +561,7 @@ def create_app(config: ServerConfig) -> FastAPI:
             "models": names,
         }
 
-    @app.get("/models", response_model=list[ModelEntry], responses=_ERRORS)
+    @app.get("/models", response_model=list[ModelEntry], responses=ERRORS)
     async def models() -> list[dict]:
         """Bundled and user models (re-scanned on each call)."""
         infos = await run_in_threadpool(list_models, config.models_dirs)
@@ -975,7 +598,7 @@ def create_app(config: ServerConfig) -> FastAPI:
 
     # -- jobs over uploaded frames ------------------------------------------------
     @app.post("/jobs", response_model=JobStatus, response_model_exclude_unset=True,
-              responses=_ERRORS)
+              responses=ERRORS)
     async def create_job(spec: JobRequest) -> dict:
         """A batch job over ``frame_count`` frames; upload them with PUT, then poll."""
         layout = _layout(spec, config.max_pixels)
@@ -1002,7 +625,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         return job.status()
 
     @app.put("/jobs/{job_id}/frames/{index}", response_model=JobStatus,
-             response_model_exclude_unset=True, openapi_extra=_RAW_BODY, responses=_ERRORS)
+             response_model_exclude_unset=True, openapi_extra=_RAW_BODY, responses=ERRORS)
     async def put_frame(job_id: str, index: int, request: Request) -> dict:
         """Upload frame ``index`` (0-based); the job starts once every frame is there."""
         job = jobs.get(job_id)
@@ -1012,7 +635,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         return jobs.put_frame(job_id, index, data)
 
     @app.put("/jobs/{job_id}/hints/{index}", response_model=JobStatus,
-             response_model_exclude_unset=True, openapi_extra=_RAW_BODY, responses=_ERRORS)
+             response_model_exclude_unset=True, openapi_extra=_RAW_BODY, responses=ERRORS)
     async def put_hints(job_id: str, index: int, request: Request) -> dict:
         """Upload the hint image (RGBA u8) of frame ``index``, before that frame."""
         job = jobs.get(job_id)
@@ -1022,7 +645,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         return jobs.put_hints(job_id, index, data)
 
     @app.get("/jobs/{job_id}", response_model=JobStatus, response_model_exclude_unset=True,
-             responses=_ERRORS)
+             responses=ERRORS)
     async def job_status(job_id: str) -> dict:
         """State and progress of a job."""
         return jobs.status(job_id)
@@ -1036,7 +659,7 @@ def create_app(config: ServerConfig) -> FastAPI:
                         headers=job.layout.headers(_header_safe(job.model_name)))
 
     @app.delete("/jobs/{job_id}", response_model=JobStatus, response_model_exclude_unset=True,
-                responses=_ERRORS)
+                responses=ERRORS)
     async def delete_job(job_id: str) -> dict:
         """Cancel a job (stops between frames), or forget it once it has finished."""
         return jobs.delete(job_id)
@@ -1044,7 +667,7 @@ def create_app(config: ServerConfig) -> FastAPI:
     # -- jobs over server-side files ----------------------------------------------
     @app.post("/jobs/files", response_model=JobStatus, response_model_exclude_unset=True,
               responses={403: {"model": ErrorBody, "description": "path outside --root"},
-                         **_ERRORS})
+                         **ERRORS})
     async def files_job(spec: FilesJobRequest) -> dict:
         """Colorize server-side files under ``--root`` into ``out`` (under it too).
 
@@ -1055,98 +678,54 @@ def create_app(config: ServerConfig) -> FastAPI:
         out = resolve_under_root(spec.out, config.root, "out")
         hints = resolve_under_root(spec.hints, config.root, "hints") if spec.hints else None
         choice = await run_in_threadpool(engine.choose, spec)
-        sources, total = await run_in_threadpool(_plan_files, inputs, out, config.root)
+        sources, total = await run_in_threadpool(_plan_files, inputs, out, config.root, hints)
         model = await run_in_threadpool(engine.load, choice.path)
         options = engine.options_for(choice, model)
 
         def work(job: Job) -> None:
-            colorize_many(
+            result = colorize_many(
                 sources, out, model, options, hints=hints, batch_size=spec.batch_size,
                 carry=spec.carry, overwrite=spec.overwrite, progress=False,
                 on_frame=lambda frame: jobs.progress(job, frame.index + 1), cancel=job.cancel,
+                root=config.root, fail_fast=False, max_pixels=config.max_pixels,
             )
             jobs.progress(job, job.total)
+            if result.failed:  # every good frame is written; the job says which failed
+                more = f" (and {len(result.failed) - 1} more)" if len(result.failed) > 1 else ""
+                raise InputError(
+                    f"{len(result.failed)} of {job.total} frames failed, the others are "
+                    f"written: {result.failed[0]}{more}"
+                )
 
         job = jobs.create_files_job(total, model.info.name, work)
         return job.status()
 
-    # -- training (fine-tuning on a studio's frames) ------------------------------
-    @app.get("/train", response_model=TrainInfo, responses=_ERRORS)
-    async def train_info() -> dict:
-        """Whether this server can fine-tune, its base models, defaults and jobs."""
-        return await run_in_threadpool(_train_info, train_jobs)
-
-    @app.post("/train", response_model=TrainStatus, response_model_exclude_unset=True,
-              openapi_extra=_TRAIN_BODY,
-              responses={403: {"model": ErrorBody, "description": "data outside --root"},
-                         409: {"model": ErrorBody, "description": "a fine-tuning runs, or "
-                               "the model name is taken"}, **_ERRORS})  # fmt: skip
-    async def start_train(request: Request) -> dict:
-        """Fine-tune a base model on uploaded frames (multipart) or a server-side folder
-        (JSON); the new model appears in GET /models when the job is done."""
-        _training_ready()  # 501 before reading a big upload
-        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        workdir = Path(tempfile.mkdtemp(prefix="inkhue-train-"))
-        try:
-            if ctype == "multipart/form-data":
-                async with request.form(max_files=MAX_TRAIN_FRAMES, max_fields=4) as form:
-                    raw = form.get("options")
-                    if isinstance(raw, UploadFile):
-                        raw = await raw.read()
-                    if raw is None:
-                        raise InputError(
-                            "multipart part 'options' is missing: send the training options "
-                            "as JSON, e.g. {\"name\": \"studio\", \"base\": \"grayscale\"}"
-                        )
-                    spec = _parse_train_options(raw, TrainOptions, "options")
-                    parts = []
-                    for i, part in enumerate(form.getlist("frames")):
-                        if not isinstance(part, UploadFile):
-                            raise InputError(
-                                f"frames part {i} came as a text field: send each frame as a "
-                                f"file part (with a filename in its Content-Disposition)"
-                            )
-                        parts.append((await part.read(), part.filename))
-                if not parts:
-                    raise InputError("multipart part 'frames' is missing: upload the colored "
-                                     "frames as file parts named 'frames'")  # fmt: skip
-                data, root = workdir / "frames", None
-                await run_in_threadpool(_save_frames, parts, data)
-                del parts
-            elif ctype == "application/json":
-                try:
-                    body = await request.json()
-                except ValueError as exc:
-                    raise InputError(f"body: not JSON ({exc})") from None
-                spec = _parse_train_options(body, TrainFilesRequest, "JSON")
-                data, root = resolve_under_root(spec.data, config.root, "data"), config.root
-            else:
-                raise InputError(
-                    f"Content-Type {ctype or 'missing'!r}: send multipart/form-data with "
-                    f"'frames' file parts and an 'options' JSON part, or JSON with 'data' "
-                    f"(a folder under the server's --root)"
-                )
-            return await run_in_threadpool(
-                _start_training, spec, data, workdir, config, train_jobs, root
-            )
-        except BaseException:
-            shutil.rmtree(workdir, ignore_errors=True)
-            raise
-
-    @app.get("/train/{job_id}", response_model=TrainStatus, response_model_exclude_unset=True,
-             responses=_ERRORS)
-    async def train_status(job_id: str) -> dict:
-        """State, step / total, last losses, error, and the model's name once done."""
-        return train_jobs.status(job_id)
-
-    @app.delete("/train/{job_id}", response_model=TrainStatus,
-                response_model_exclude_unset=True, responses=_ERRORS)
-    async def cancel_train(job_id: str) -> dict:
-        """Cancel a running fine-tuning (its subprocess stops, its temp files are
-        removed, no model is written), or forget a finished one."""
-        return await run_in_threadpool(train_jobs.delete, job_id)
-
+    add_training_routes(app, config, train_jobs)
     return app
+
+
+#: errno values of an OSError that a client's path causes (400, not 500).
+_PATH_ERRNOS = frozenset({errno.ENAMETOOLONG, errno.ELOOP, errno.ENOTDIR, errno.EILSEQ})
+
+
+def _path_methods(app: FastAPI, scope: Scope) -> list[str]:
+    """Every HTTP method of the request's path, as the API description lists them.
+
+    A literal path outranks a template that also matches it (/jobs/files is POST only,
+    though /jobs/{job_id} would match it too): the methods of the matching routes with
+    the fewest path parameters.
+    """
+    by_template: dict[str, tuple[int, set[str]]] = {}
+    for route in app.router.routes:
+        match, _ = route.matches({**scope, "method": "GET"})
+        if match != Match.NONE and getattr(route, "methods", None):
+            params = len(getattr(route, "param_convertors", {}))
+            entry = by_template.setdefault(route.path, (params, set()))
+            entry[1].update(route.methods)
+    if not by_template:
+        return []
+    fewest = min(p for p, _ in by_template.values())
+    return sorted(set().union(*(m for p, m in by_template.values() if p == fewest)))
 
 
 def _header_safe(text: str) -> str:
@@ -1154,9 +733,12 @@ def _header_safe(text: str) -> str:
     return "".join(c if " " <= c <= "~" else "?" for c in text)
 
 
-def _plan_files(inputs: list[Path], out: Path, root: Path | None) -> tuple[list[Any], int]:
+def _plan_files(
+    inputs: list[Path], out: Path, root: Path | None, hints: Path | None = None
+) -> tuple[list[Any], int]:
     """Expand files / folders / globs, check every match still lies under ``root`` (a
-    symlink may point out of it), check the output plan; -> (sources, frame count)."""
+    symlink may point out of it), and so does every file of a hints folder; check the
+    output plan; -> (sources, frame count)."""
     assert root is not None
     real_root = root.resolve()
     sources = expand_inputs([str(p) for p in inputs])
@@ -1165,6 +747,8 @@ def _plan_files(inputs: list[Path], out: Path, root: Path | None) -> tuple[list[
             raise ForbiddenError(
                 f"inputs: {src.path.name!r} links outside the server's --root folder"
             )
+    if hints is not None:
+        HintSource(hints, root=real_root)  # 403 now rather than a failed job later
     plan_outputs(sources, out)  # refuses overwriting an input, clashing names...
     total = sum(count_video_frames(s.path) if s.is_video else 1 for s in sources)
     return sources, total

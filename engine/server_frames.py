@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from inkhue_engine.errors import InputError
-from inkhue_engine.palette import normalize_hex
+from inkhue_engine.palette import check_palette_length, normalize_hex
 
 Depth = Literal["u8", "u16", "f16", "f32"]
 Order = Literal["rgba", "bgra"]
@@ -180,4 +180,5 @@ def parse_palette(value: str | list[str] | None) -> tuple[str, ...] | None:
             ) from None
     if not isinstance(value, list) or not all(isinstance(c, str) for c in value):
         raise InputError("palette: expected a list of hex colors like [\"#ff0000\"] or none")
+    check_palette_length(len(value), "palette")
     return tuple(normalize_hex(c) for c in value)

@@ -6,10 +6,12 @@ fetched. A *files* job works on server-side files and only reports progress.
 
 Limits (``JobLimits``, set from ``ServerConfig``):
 - at most ``max_jobs`` jobs are known at once (any state); creating one more is refused
-  (507) until a client deletes or fetches finished ones;
-- a frames job reserves ``frame_count x (input frame + result frame)`` bytes when it is
-  created, plus each hint image when it arrives; the sum over all jobs stays under
-  ``max_bytes`` (507 otherwise: split the sequence into smaller jobs);
+  (429: try again later) until a client deletes or fetches finished ones;
+- a frames job has at most ``MAX_JOB_FRAMES`` frames, and reserves ``frame_count x
+  (input frame + result frame + FRAME_OVERHEAD)`` bytes when it is created, before
+  anything per frame is allocated, plus each hint image when it arrives; the sum over
+  all jobs stays under ``max_bytes`` (429 while other jobs hold the memory; 413 for a
+  job that could never fit: split the sequence into smaller jobs);
 - an input frame's bytes are dropped as soon as its result exists;
 - a finished job whose results have all been fetched is forgotten ``fetched_grace_s``
   after the last fetch (so a retried download still works); any other job that is not
@@ -40,6 +42,12 @@ from inkhue_engine.server_frames import PixelLayout
 log = logging.getLogger("inkhue_engine.server")
 
 MiB = 1024 * 1024
+#: Most frames one frames job may have (over an hour of animation at 24 fps).
+MAX_JOB_FRAMES = 100_000
+#: Bytes reserved per frame for the job's own bookkeeping (its slots in the input,
+#: hint and result lists, its entry in ``fetched``), so that a job of many tiny frames
+#: cannot allocate memory outside the reservation.
+FRAME_OVERHEAD = 256
 
 UPLOADING, RUNNING, DONE, CANCELLED, FAILED = "uploading", "running", "done", "cancelled", "failed"
 FINISHED = (DONE, CANCELLED, FAILED)
@@ -49,6 +57,18 @@ class NotFoundError(InkHueError):
     """A job, frame or model that the request names does not exist (404)."""
 
     http_status = 404
+
+
+class BusyError(ResourceError):
+    """The server holds too many jobs, or their memory, right now (429: retry later)."""
+
+    http_status = 429
+
+
+class JobTooLargeError(ResourceError):
+    """A job that needs more memory than the server ever grants (413: split it)."""
+
+    http_status = 413
 
 
 class ConflictError(InputError):
@@ -85,6 +105,7 @@ class Job:
     hints: list[bytes | None] = field(default_factory=list)
     results: list[bytes | None] = field(default_factory=list)
     fetched: set[int] = field(default_factory=set)
+    missing: int = 0  #: frames not uploaded yet (frames jobs)
     cancel: threading.Event = field(default_factory=threading.Event)
     #: What the worker thread runs, ``work(job)``; frames jobs start it after the last upload.
     work: Callable[[Job], None] | None = None
@@ -108,8 +129,10 @@ class Job:
 class JobRegistry:
     """Thread-safe registry of batch jobs (see the module docstring for its limits)."""
 
-    def __init__(self, limits: JobLimits) -> None:
+    def __init__(self, limits: JobLimits, clock: Callable[[], float] = time.monotonic) -> None:
         self.limits = limits
+        #: Seconds of a monotonic clock (expiry); tests pass one they can move.
+        self.clock = clock
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
 
@@ -134,8 +157,14 @@ class JobRegistry:
 
     def _reserve(self, job: Job, nbytes: int) -> None:
         used = sum(j.reserved for j in self._jobs.values())
+        if nbytes > self.limits.max_bytes:
+            raise JobTooLargeError(
+                f"this needs {nbytes / MiB:.0f} MiB of server memory, over the server's "
+                f"limit of {self.limits.max_bytes / MiB:.0f} MiB for all jobs; split the "
+                f"sequence into smaller jobs"
+            )
         if used + nbytes > self.limits.max_bytes:
-            raise ResourceError(
+            raise BusyError(
                 f"this needs {nbytes / MiB:.0f} MiB of server memory but only "
                 f"{(self.limits.max_bytes - used) / MiB:.0f} MiB of "
                 f"{self.limits.max_bytes / MiB:.0f} MiB are free; split the sequence into "
@@ -145,9 +174,11 @@ class JobRegistry:
 
     def _add(self, job: Job, reserve: int) -> Job:
         with self._lock:
-            self._purge(time.monotonic())
+            now = self.clock()
+            self._purge(now)
+            job.touched = now
             if len(self._jobs) >= self.limits.max_jobs:
-                raise ResourceError(
+                raise BusyError(
                     f"the server already holds {len(self._jobs)} jobs (its limit); "
                     f"fetch or DELETE finished jobs first"
                 )
@@ -158,7 +189,7 @@ class JobRegistry:
     def get(self, job_id: str) -> Job:
         """The job ``job_id``; NotFoundError if it is unknown or forgotten."""
         with self._lock:
-            self._purge(time.monotonic())
+            self._purge(self.clock())
             job = self._jobs.get(job_id)
         if job is None:
             raise NotFoundError(f"job {job_id!r} not found (unknown, deleted or expired)")
@@ -178,20 +209,21 @@ class JobRegistry:
         ``work`` takes each input with ``take_input`` and stores each result with
         ``store_result``, in order, and returns early when ``job.cancel`` is set.
         """
-        if total < 1:
-            raise InputError(f"frame_count: must be >= 1, got {total}")
+        if not 1 <= total <= MAX_JOB_FRAMES:
+            raise InputError(
+                f"frame_count: must be 1..{MAX_JOB_FRAMES}, got {total}; split a longer "
+                f"sequence into several jobs"
+            )
         job = Job(
-            id=uuid.uuid4().hex,
-            kind="frames",
-            total=total,
-            layout=layout,
-            model_name=model_name,
-            work=work,
-            inputs=[None] * total,
-            hints=[None] * total,
-            results=[None] * total,
+            id=uuid.uuid4().hex, kind="frames", total=total, layout=layout,
+            model_name=model_name, work=work, missing=total,
         )
-        return self._add(job, total * (layout.nbytes + layout.out_nbytes))
+        # reserve first: the per-frame lists are allocated only once the memory is granted
+        self._add(job, total * (layout.nbytes + layout.out_nbytes + FRAME_OVERHEAD))
+        job.inputs = [None] * total
+        job.hints = [None] * total
+        job.results = [None] * total
+        return job
 
     def _frame_index(self, job: Job, index: int) -> None:
         if job.kind != "frames":
@@ -214,7 +246,7 @@ class JobRegistry:
             if job.hints[index] is None:
                 self._reserve(job, len(data))
             job.hints[index] = data
-            job.touched = time.monotonic()
+            job.touched = self.clock()
             return job.status()
 
     def put_frame(self, job_id: str, index: int, data: bytes) -> dict:
@@ -225,9 +257,11 @@ class JobRegistry:
         with self._lock:
             if job.state != UPLOADING:
                 raise ConflictError(f"job {job.id} is {job.state}; it takes no more frames")
+            if job.inputs[index] is None:
+                job.missing -= 1
             job.inputs[index] = data
-            job.touched = time.monotonic()
-            ready = all(x is not None for x in job.inputs)
+            job.touched = self.clock()
+            ready = job.missing == 0
             if ready:
                 job.state = RUNNING
             status = job.status()
@@ -252,7 +286,7 @@ class JobRegistry:
             job.inputs[index] = None
             job.reserved -= job.layout.nbytes  # the input's bytes are gone
             job.done += 1
-            job.touched = time.monotonic()
+            job.touched = self.clock()
 
     def result(self, job_id: str, index: int) -> tuple[Job, bytes]:
         """Result frame ``index`` of a frames job (NotFoundError until it is done)."""
@@ -266,7 +300,7 @@ class JobRegistry:
                     f"frame {index} of job {job.id} is not done (job is {job.state}){detail}"
                 )
             job.fetched.add(index)
-            job.touched = time.monotonic()
+            job.touched = self.clock()
         return job, data
 
     # -- any job ---------------------------------------------------------------------
@@ -282,7 +316,7 @@ class JobRegistry:
         """A files job reports how many items are done."""
         with self._lock:
             job.done = done
-            job.touched = time.monotonic()
+            job.touched = self.clock()
 
     def start(self, job: Job) -> None:
         """Run ``job.work(job)`` in a background thread, then record how it ended."""
@@ -314,7 +348,9 @@ class JobRegistry:
                     # a result slot that was never filled needs no reservation
                     missing = sum(r is None for r in job.results)
                     job.reserved -= missing * (job.layout.nbytes + job.layout.out_nbytes)
-                job.touched = time.monotonic()
+                    # (the per-frame lists live until the job is forgotten: their
+                    # FRAME_OVERHEAD stays reserved)
+                job.touched = self.clock()
             log.info("job %s %s (%d/%d)", job.id, job.state, job.done, job.total)
 
         job.thread = threading.Thread(target=run, name=f"inkhue-job-{job.id[:8]}", daemon=True)
@@ -339,7 +375,7 @@ class JobRegistry:
             if job.state == RUNNING:
                 job.cancel.set()
                 job.state = status["state"] = CANCELLED
-                job.touched = time.monotonic()
+                job.touched = self.clock()
                 status["forgotten"] = False
             elif job.thread is not None and job.thread.is_alive():
                 # cancelled, the worker still finishing its current frame

@@ -18,7 +18,8 @@ pip() { .venv/bin/python -m pip -q --disable-pip-version-check "$@"; }
 if [ "$dev" = 1 ]; then
   if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
     need=""
-    for pkg in krita python3-pyqt5 xvfb xauth imagemagick; do
+    # librsvg2-bin: rsvg-convert rasterizes the corpus' SVGs (tests/training/test_corpus.py)
+    for pkg in krita python3-pyqt5 xvfb xauth imagemagick librsvg2-bin; do
       dpkg -s "$pkg" >/dev/null 2>&1 || need="$need $pkg"
     done
     if [ -n "$need" ]; then

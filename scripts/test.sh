@@ -14,5 +14,6 @@ if [ $# -eq 0 ]; then
   done
 fi
 export INKHUE_REQUIRE_KRITA=${INKHUE_REQUIRE_KRITA:-1}
+export INKHUE_REQUIRE_RSVG=${INKHUE_REQUIRE_RSVG:-1}
 echo "== full test suite"
 exec .venv/bin/python -m pytest "$@"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import re
 import tempfile
 import warnings
@@ -238,14 +239,26 @@ def tiny_generator(
 
 
 def load_checkpoint(ckpt_path: str | os.PathLike) -> dict[str, Any]:
-    """Load a training checkpoint (CPU tensors); InputError if it is not one."""
+    """Load a training checkpoint (CPU tensors); InputError if it is not one.
+
+    ``weights_only=True``: a checkpoint holds tensors, dicts, lists and plain values only,
+    and a .pt given to ``inkhue finetune --base`` may come from anywhere; torch's full
+    unpickler would run any code the file names.
+    """
     ckpt_path = Path(ckpt_path)
     if not ckpt_path.is_file():
         raise InputError(f"{ckpt_path}: no such checkpoint file")
     try:
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:  # weights_only refused an object
+        raise InputError(
+            f"{ckpt_path}: not a readable training checkpoint: it holds Python objects other "
+            f"than tensors and plain values, and loading it could run code; use a checkpoint "
+            f"written by inkhue"
+        ) from exc
     except Exception as exc:  # torch raises many kinds for a bad file
-        raise InputError(f"{ckpt_path}: not a readable training checkpoint ({exc})") from exc
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise InputError(f"{ckpt_path}: not a readable training checkpoint ({first})") from exc
     if not isinstance(ckpt, dict) or "generator_kwargs" not in ckpt:
         raise InputError(f"{ckpt_path}: not an InkHue training checkpoint (no generator_kwargs)")
     return ckpt

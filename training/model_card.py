@@ -196,7 +196,7 @@ def checkpoint_step(path: Path) -> tuple[int | None, str]:
     try:
         import torch
 
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
         return int(ckpt["step"]), ""
     except Exception as exc:  # no torch, or not a checkpoint: the card says why
         return None, f"not readable: {type(exc).__name__}"

@@ -1,6 +1,6 @@
 """The GAN: a Lab encoder-decoder generator and a weaker conditional discriminator.
 
-The generator follows arXiv 1803.05400 as measured in MODEL_NOTES.md: a stride-2
+The generator follows arXiv 1803.05400 as measured (docs/FACTS.md, "The generator"): a stride-2
 encoder, residual blocks in the seed's unpadded form at the bottleneck, a bilinear
 decoder with skip connections and a tanh output. It takes the model contract's raw
 Lab input ``[N, 4, H, W]`` (L 0..100, hint a, hint b, hint mask) and normalizes

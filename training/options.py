@@ -24,7 +24,8 @@ CONFIG_NAME = "config.json"
 
 @dataclass
 class TrainConfig:
-    """All options of a training run (defaults after MODEL_NOTES.md)."""
+    """All options of a training run (defaults after the probe of docs/FACTS.md, "The
+    generator")."""
 
     # data
     data: list[str] = field(default_factory=list)

@@ -5,7 +5,8 @@
 
 ``prologue`` renders Synfig's ``prologue_kid`` example (Debian packages ``synfig`` and
 ``synfig-examples``; GPL-2+), an outlined anime boy in a 121-frame idle loop, where only about
-5% of the pixels ever change: the right sequence to measure flicker on static areas (DATA.md).
+5% of the pixels ever change: the right sequence to measure flicker on static areas
+(docs/FACTS.md, "Training data").
 
 Output folder::
 
@@ -113,7 +114,8 @@ def render_range(sif: Path, first: int, last: int, width: int, height: int,
     """Render frames ``first..last`` (inclusive) as PNG into ``tmp``; returns them in order."""
     for old in tmp.glob("*.png"):
         old.unlink()
-    # frame numbers must be written "23f": a bare number is read as seconds (DATA.md)
+    # frame numbers must be written "23f": a bare number is read as a time, not a frame
+    # (docs/FACTS.md, "Training data")
     cmd = ["synfig", "-q", "-T", str(threads), str(sif), "-t", "png", "-o", str(tmp / "f.png"),
            "-w", str(width), "-h", str(height),
            "--begin-time", f"{first}f", "--end-time", f"{last}f"]
@@ -199,7 +201,7 @@ def render_prologue(out: Path, width: int = 576, height: int = 1008, threads: in
     bar.close()
     seconds = time.perf_counter() - t0
 
-    # share of pixels that ever change over the loop (DATA.md: about 5%), and between
+    # share of pixels that ever change over the loop (docs/FACTS.md: about 5%), and between
     # consecutive frames; a change is > CHANGE_LEVEL in a channel, so that antialiasing
     # jitter of the renderer does not count
     prev = first = cv2.imread(str(out / "color" / name(frames[0]))).astype(np.int16)

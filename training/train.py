@@ -15,7 +15,6 @@ import argparse
 import dataclasses
 import itertools
 import json
-import math
 import os
 import shutil
 import signal
@@ -38,6 +37,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
+from inkhue_engine import metrics
 from inkhue_engine.color import lab_to_rgb
 from inkhue_engine.errors import InkHueError, InputError
 from inkhue_engine.regions import flat_fill, regions_of
@@ -200,9 +200,14 @@ def _full_lab(inp: np.ndarray, color: np.ndarray, task: str) -> np.ndarray:
     return color.transpose(1, 2, 0)
 
 
+#: Logged PSNR of an exact match (metrics.psnr says inf), so that a mean over images stays
+#: finite: the value of an MSE of 1e-10.
+PSNR_CAP = 100.0
+
+
 def _psnr(rgb: np.ndarray, ref: np.ndarray) -> float:
-    mse = float(np.mean((rgb - ref) ** 2))
-    return 10.0 * math.log10(1.0 / max(mse, 1e-10))
+    """The engine's PSNR (inkhue_engine.metrics), capped at PSNR_CAP for the logs."""
+    return min(metrics.psnr(rgb, ref), PSNR_CAP)
 
 
 @torch.no_grad()
@@ -219,7 +224,7 @@ def validate(gen: nn.Module, val: ValSet, task: str, device: torch.device) -> di
     """PSNR (sRGB, dB) and RMSE (ab, Lab units) of ``gen`` without and with hints.
 
     Also the baselines a model has to beat: gray (ab = 0, grayscale task) and the
-    flat fill of the hints over the regions (DESIGN.md).
+    flat fill of the hints over the regions (docs/DESIGN.md).
     """
     result: dict[str, Any] = {}
     outputs = {}
@@ -498,7 +503,7 @@ def _train(
     torch.manual_seed(config.seed + dctx.rank)  # but not the same random stream after
     step, epoch, batch_in_epoch = 0, 0, 0
     if resume:
-        ckpt = torch.load(last, map_location=dev, weights_only=False)
+        ckpt = torch.load(last, map_location=dev, weights_only=True)
         G.load_state_dict(ckpt["generator"])
         D.load_state_dict(ckpt["discriminator"])
         ema.load_state_dict(ckpt["ema"])

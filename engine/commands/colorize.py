@@ -10,6 +10,10 @@ import argparse
 import sys
 
 DEVICES = ["auto", "cpu", "cuda", "tensorrt", "directml", "coreml"]
+#: frames_io.DEFAULT_MAX_PIXELS, repeated so that ``inkhue --help`` imports no OpenCV.
+DEFAULT_MAX_PIXELS = 8192 * 8192
+#: Exit status when some frames could not be read and every other one was written.
+EXIT_SOME_FAILED = 1
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -72,24 +76,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "ray://head:10001 or auto; without one: a local cluster of this machine's "
                    "cores); reading, carry and writing stay here, outputs are the same bytes "
                    "(needs the 'ray' extra)")
+    p.add_argument("--fail-fast", action="store_true",
+                   help="stop at the first frame that cannot be read (default: write every "
+                   "other frame, list the bad ones at the end and exit with status 1)")
+    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, metavar="N",
+                   help=f"largest frame, width x height (default: {DEFAULT_MAX_PIXELS} = "
+                   "8192 x 8192, as the server; a 20000 x 20000 frame needs ~15 GB); 0: no limit")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Colorize INPUT... into OUT. Returns 0; InkHueError for anything the user can fix."""
+    """Colorize INPUT... into OUT. Returns 0, or EXIT_SOME_FAILED when some frames could not
+    be read (listed on stderr; the others are written); InkHueError for anything else the
+    user can fix."""
     from pathlib import Path
 
     from inkhue_engine import batch
     from inkhue_engine.errors import InputError, ModelError
     from inkhue_engine.frames_io import expand_inputs
     from inkhue_engine.model import load_model, precision_variant, resolve_model
-    from inkhue_engine.pipeline import ColorizeOptions
+    from inkhue_engine.pipeline import ColorizeOptions, with_palette
 
     if args.batch_size < 1:
         raise InputError(f"--batch-size {args.batch_size}: use 1 or more")
     if args.workers is not None and args.workers < 1:
         raise InputError(f"--workers {args.workers}: use 1 or more")
+    if args.max_pixels < 0:
+        raise InputError(f"--max-pixels {args.max_pixels}: use 0 (no limit) or more")
     # Cheap checks first: a typo must not wait for a model to load.
     sources = expand_inputs(args.inputs)
     batch.plan_outputs(sources, args.out)
@@ -117,15 +131,13 @@ def run(args: argparse.Namespace) -> int:
             f"{path.name}: is a {model.info.task} model but --task {args.task} was given: "
             f"drop --task or choose a {args.task} model"
         )
-    if palette is None and args.palette is None and model.info.palette:
-        palette = tuple(model.info.palette)  # the model's own palette, unless 'none'
-    if palette:
-        options = ColorizeOptions(detail=options.detail, regions=options.regions,
-                                  output=options.output, palette=palette)
+    options = with_palette(options, palette, model.info)
 
     if keyframes is not None:
         from inkhue_engine.shot import colorize_shot
 
+        # a shot runs its frames in order, each leaning on the previous one: it stops at
+        # the first frame that cannot be read (the frames after it would lose their anchor)
         result = colorize_shot(sources, args.out, model, keyframes, options,
                                use_previous=not args.no_carry, overwrite=args.overwrite,
                                progress=False if args.quiet else None)
@@ -139,7 +151,8 @@ def run(args: argparse.Namespace) -> int:
             result = batch.colorize_many(
                 sources, args.out, model, options, hints=args.hints,
                 batch_size=args.batch_size, workers=args.workers, carry=not args.no_carry,
-                overwrite=args.overwrite, progress=False if args.quiet else None, remote=remote,
+                overwrite=args.overwrite, progress=False if args.quiet else None,
+                fail_fast=args.fail_fast, max_pixels=args.max_pixels or None, remote=remote,
             )
         finally:
             if remote is not None:
@@ -151,13 +164,25 @@ def run(args: argparse.Namespace) -> int:
         rate = f", {result.fps:.2f} frames/s" if result.written else ""
         print(f"{done} in {result.seconds:.1f} s{rate} on {model.device} -> {result.output}",
               file=sys.stdout)
+    if result.failed:
+        for line in result.failed:
+            print(f"inkhue: error: {line}", file=sys.stderr)
+        if result.written or result.skipped or len(result.failed) > 1:
+            print(f"inkhue: error: {len(result.failed)} frame(s) failed, listed above; the "
+                  f"other {result.written + result.skipped} are written: fix the bad ones "
+                  f"and run the same command again (it skips finished frames)",
+                  file=sys.stderr)
+        return EXIT_SOME_FAILED
     return 0
 
 
 def palette_from_arg(value: str | None) -> tuple[str, ...] | None:
-    """None (no --palette, or 'none') or the colors of a .kpl / .gpl file."""
-    if value is None or value.lower() == "none":
+    """--palette as ``pipeline.with_palette`` takes it: None (not given: the model's own
+    palette), ``()`` ('none': no palette) or the colors of a .kpl / .gpl file."""
+    if value is None:
         return None
+    if value.lower() == "none":
+        return ()
     from inkhue_engine.palette import load_palette
 
     return tuple(load_palette(value))

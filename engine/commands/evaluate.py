@@ -57,6 +57,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    choices=["auto", "cpu", "cuda", "tensorrt", "directml", "coreml"],
                    help="where the model runs (default: auto)")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the report as JSON")
+    p.add_argument("--quiet", "-q", action="store_true",
+                   help="no progress bar (it is shown on a terminal only anyway)")
     p.set_defaults(func=run)
 
 
@@ -92,6 +94,10 @@ def _shot_scores(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Print the table (or the flicker) and write the JSON report when asked."""
+    import sys
+
+    from tqdm import tqdm
+
     from inkhue_engine import evaluation
     from inkhue_engine.commands.colorize import palette_from_arg
     from inkhue_engine.errors import InputError, ModelError
@@ -118,20 +124,21 @@ def run(args: argparse.Namespace) -> int:
     palette = palette_from_arg(args.palette)
 
     from inkhue_engine.model import load_model, precision_variant, resolve_model
-    from inkhue_engine.pipeline import ColorizeOptions
+    from inkhue_engine.pipeline import ColorizeOptions, with_palette
 
     path = precision_variant(resolve_model(args.model, args.task), args.precision)
     model = load_model(path, args.device)
     if args.task is not None and model.info.task != args.task:
         raise ModelError(f"{path.name}: is a {model.info.task} model but --task {args.task} "
                          "was given")
-    if palette is None and args.palette is None and model.info.palette:
-        palette = tuple(model.info.palette)
-    options = ColorizeOptions(detail=args.detail, palette=palette or None)
-    report = evaluation.evaluate_model(
-        model, args.data, counts, options, size=args.size, seed=args.seed, limit=args.limit,
-        inputs=args.inputs,
-    )
+    options = with_palette(ColorizeOptions(detail=args.detail), palette, model.info)
+    total = len(evaluation.ground_truth_files(args.data, args.limit))
+    with tqdm(total=total, desc="evaluate", unit="img", file=sys.stderr, dynamic_ncols=True,
+              disable=True if args.quiet else None) as bar:  # None: on a terminal only
+        report = evaluation.evaluate_model(
+            model, args.data, counts, options, size=args.size, seed=args.seed,
+            limit=args.limit, inputs=args.inputs, progress=lambda _name: bar.update(1),
+        )
     print(evaluation.format_table(report))
     if args.json:
         evaluation.write_json(args.json, report.as_dict())

@@ -1,6 +1,7 @@
 """All Krita document I/O of the plugin, behind the small ``Host`` interface.
 
-Facts this module relies on (measured in Krita 5.1.5, see KRITA.md):
+Facts this module relies on (measured in Krita 5.1.5; docs/FACTS.md, "Krita", in the
+InkHue repository):
 - ``node.pixelData(x, y, w, h)`` is little-endian BGRA for U8/U16 RGBA layers and RGBA for
   F16/F32 ones (``node.channels()`` positions); GRAYA is gray, alpha. Bit depth comes from
   ``colorDepth()``, never from values. CMYK, Lab, XYZ, YCbCr documents are refused with a

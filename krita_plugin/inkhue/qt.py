@@ -4,7 +4,7 @@ Inside Krita the binding is the one Krita itself loaded, told by Krita's Qt majo
 version (``krita.qVersion()``): "5" -> PyQt5 (Krita 5.x), "6" -> PyQt6 (Krita 6.x).
 We never "try PyQt6 first" (a machine with Krita 5 may have PyQt6 installed, and the
 wrong PyQt refuses to load or crashes), and never import PySide6 inside Krita: it
-segfaults the process (measured, KRITA.md).
+segfaults the process (measured, docs/FACTS.md in the InkHue repository).
 
 Outside Krita (the standalone panel, the tests) the default is PySide6; the
 environment variable ``INKHUE_QT_API`` (``pyside6``, ``pyqt5`` or ``pyqt6``) overrides

@@ -197,6 +197,23 @@ def test_carrying_colors_reduces_flicker_on_static_regions(tmp_path, gray_model)
     assert with_carry < 0.5 * without
 
 
+def test_server_sequences_and_batches_carry_the_same_way(tmp_path, gray_model):
+    # the server's frames jobs run batch.colorize_sequence; colorize_many carries inside
+    # its sequencer: one frame at a time (batch size 1) they give the same pixels
+    from inkhue_engine.pipeline import colorize_frame
+
+    inputs = make_sequence(tmp_path / "in", 6)
+    batch.colorize_many(frames_io.expand_inputs([tmp_path / "in"]), tmp_path / "out",
+                        gray_model, batch_size=1)
+    frames = [(frames_io.read_image(p), None) for p in inputs]
+    carried = list(batch.colorize_sequence(
+        frames, lambda f, h: colorize_frame(f, gray_model, h), batch.CarrySettings()))
+    plain = [colorize_frame(f, gray_model) for f, _ in frames]
+    assert any(not np.array_equal(c, p) for c, p in zip(carried, plain, strict=True))
+    for path, got in zip(inputs, carried, strict=True):
+        np.testing.assert_array_equal(frames_io.read_image(tmp_path / "out" / path.name), got)
+
+
 def test_carry_follows_a_slow_fade_instead_of_freezing():
     settings = batch.CarrySettings(tolerance=3 / 255, erode_px=0, max_change=1.0)
     carry = batch.SequenceCarry(settings)

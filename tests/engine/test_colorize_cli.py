@@ -60,7 +60,7 @@ def _bad_input(tmp_path: Path, kind: str) -> Path:
 
 @pytest.mark.parametrize(
     ("kind", "words"),
-    [("corrupt", ["corrupt.png", "not a readable image"]), ("empty", ["empty.png", "empty"]),
+    [("corrupt", ["corrupt.png", "truncated"]), ("empty", ["empty.png", "empty"]),
      ("int16", ["signed.tif", "int16"]), ("2ch", ["gray_alpha.tif", "2 channels"])],
 )
 @pytest.mark.parametrize("as_folder", [False, True])
@@ -75,6 +75,41 @@ def test_bad_input_files(tmp_path, capfd, grayscale_model, kind, words, as_folde
     _assert_one_line_error(code, err, *words)
     assert _snapshot(tmp_path) == before  # nothing written, no temp file, no folder
     assert not (tmp_path / "out").exists()
+
+
+def _nan_model(make_tiny_model, path: Path) -> Path:
+    """The tiny grayscale model with its output multiplied by NaN (a diverged model)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    src = make_tiny_model("grayscale", path)
+    graph_model = onnx.load(str(src))
+    graph = graph_model.graph
+    for node in graph.node:
+        node.output[:] = ["ab_raw" if o == "ab" else o for o in node.output]
+    graph.initializer.append(helper.make_tensor("nan", TensorProto.FLOAT, [], [float("nan")]))
+    graph.node.append(helper.make_node("Mul", ["ab_raw", "nan"], ["ab"]))
+    onnx.save(graph_model, str(path))
+    return path
+
+
+def test_model_that_outputs_nan(tmp_path, capfd, make_tiny_model):
+    # it used to give exit 0 and an all-white image
+    model = _nan_model(make_tiny_model, tmp_path / "nan.onnx")
+    src = _frame(tmp_path / "a.png")
+    code, _, err = _run(capfd, str(src), "-o", str(tmp_path / "out.png"), "--model",
+                        str(model), "--device", "cpu")
+    _assert_one_line_error(code, err, "nan.onnx", "'tiny-test'", "NaN")
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_model_with_absurd_multiple_of(tmp_path, capfd, make_tiny_model):
+    # it used to give a 31-line traceback (numpy asked for 37 GiB)
+    model = make_tiny_model("grayscale", tmp_path / "big.onnx", multiple_of="100000")
+    src = _frame(tmp_path / "a.png")
+    code, _, err = _run(capfd, str(src), "-o", str(tmp_path / "out.png"), "--model",
+                        str(model), "--device", "cpu")
+    _assert_one_line_error(code, err, "big.onnx", "inkhue.multiple_of=100000")
 
 
 @pytest.mark.parametrize("kind", ["text", "no-metadata", "wrong-task"])
@@ -197,3 +232,80 @@ def test_video_to_video(tmp_path, capfd, grayscale_model):
     info = frames_io.video_info(tmp_path / "out.mov")
     assert (info.width, info.height, info.fps) == (56, 40, 8)
     assert frames_io.count_video_frames(tmp_path / "out.mov") == 4
+
+
+def _sequence(folder: Path, n: int) -> list[Path]:
+    return [_frame(folder / f"f{i:02d}.png", value=i % 5) for i in range(n)]
+
+
+def test_a_bad_frame_does_not_cost_the_good_ones(tmp_path, capfd, grayscale_model):
+    # 12 frames with a corrupt 9th: the batch used to stop and write nothing at all
+    frames = _sequence(tmp_path / "in", 12)
+    frames[8].write_bytes(frames[8].read_bytes()[:60])
+    out = tmp_path / "out"
+    args = [str(tmp_path / "in"), "-o", str(out), "--model", str(grayscale_model),
+            "--device", "cpu", "--batch-size", "1"]
+    code, stdout, err = _run(capfd, *args)
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 2, err
+    assert lines[0].startswith("inkhue: error: ") and "f08.png" in lines[0]
+    assert "truncated" in lines[0]
+    assert "1 frame(s) failed" in lines[1] and "other 11" in lines[1]
+    assert "11 frame(s) written" in stdout
+    written = sorted(p.name for p in out.glob("*.png"))
+    assert written == [p.name for p in frames if p.name != "f08.png"]
+    # carry starts afresh after the bad frame: frames 9-11 are what a run of them alone gives
+    alone = tmp_path / "alone"
+    assert _run(capfd, *[str(p) for p in frames[9:]], "-o", str(alone), "--model",
+                str(grayscale_model), "--device", "cpu", "--batch-size", "1")[0] == 0
+    for p in frames[9:]:
+        assert (out / p.name).read_bytes() == (alone / p.name).read_bytes(), p.name
+    # a re-run skips the written frames and lists the bad one again
+    code, stdout, err = _run(capfd, *args)
+    assert code == 1 and "f08.png" in err and "11 already done" in stdout
+    # fixed, the re-run writes only it
+    _frame(frames[8], value=8 % 5)
+    code, stdout, err = _run(capfd, *args)
+    assert code == 0 and err == "" and "1 frame(s) written" in stdout
+
+
+def test_fail_fast_stops_at_the_bad_frame(tmp_path, capfd, grayscale_model):
+    frames = _sequence(tmp_path / "in", 6)
+    frames[0].write_bytes(b"")
+    code, _, err = _run(capfd, str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--model",
+                        str(grayscale_model), "--device", "cpu", "--fail-fast")
+    _assert_one_line_error(code, err, "f00.png", "empty")
+    assert not (tmp_path / "out").exists()
+
+
+def _huge_png(path: Path, width: int, height: int) -> Path:
+    """A valid PNG structure whose header claims width x height (its data is tiny)."""
+    import struct
+    import zlib
+
+    def chunk(tag: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body))
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n"
+                     + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+    return path
+
+
+def test_pixel_limit_like_the_server(tmp_path, capfd, grayscale_model):
+    from inkhue_engine.commands.colorize import DEFAULT_MAX_PIXELS
+    from inkhue_engine.server import ServerConfig
+
+    assert DEFAULT_MAX_PIXELS == frames_io.DEFAULT_MAX_PIXELS == ServerConfig().max_pixels
+    # a 20000 x 20000 PNG took 14.7 GB: refused from its header, before decoding
+    big = _huge_png(tmp_path / "big.png", 20000, 20000)
+    code, _, err = _run(capfd, str(big), "-o", str(tmp_path / "o.png"), "--model",
+                        str(grayscale_model), "--device", "cpu")
+    _assert_one_line_error(code, err, "big.png", "20000 x 20000", "--max-pixels")
+    # the option lowers and raises it
+    src = _frame(tmp_path / "a.png")  # 56 x 40
+    base = [str(src), "--model", str(grayscale_model), "--device", "cpu"]
+    code, _, err = _run(capfd, *base, "-o", str(tmp_path / "b.png"), "--max-pixels", "2239")
+    _assert_one_line_error(code, err, "a.png", "56 x 40 = 2240 pixels")
+    assert _run(capfd, *base, "-o", str(tmp_path / "c.png"), "--max-pixels", "2240")[0] == 0

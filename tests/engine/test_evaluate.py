@@ -135,3 +135,27 @@ def test_evaluate_errors_are_one_line(tmp_path, capfd, grayscale_model):
                  "--hints", "a,b"])
     err = capfd.readouterr().err.strip().splitlines()
     assert code != 0 and len(err) == 1 and "--hints" in err[0]
+
+
+def test_evaluate_shows_progress(monkeypatch, capfd, truth_dir, grayscale_model):
+    import tqdm
+
+    bars = []
+
+    class Bar(tqdm.tqdm):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **{**kwargs, "disable": False})
+            bars.append((kwargs, self))
+
+    monkeypatch.setattr(tqdm, "tqdm", Bar)
+    code = main(["evaluate", "--model", str(grayscale_model), "--data", str(truth_dir),
+                 "--hints", "0", "--limit", "2", "--device", "cpu"])
+    assert code == 0
+    (kwargs, bar), = bars
+    assert kwargs["total"] == 2 and bar.n == 2  # one step per image
+    assert kwargs["disable"] is None  # shown on a terminal only
+    assert "evaluate" in capfd.readouterr().err
+    bars.clear()
+    main(["evaluate", "--model", str(grayscale_model), "--data", str(truth_dir), "--hints",
+          "0", "--limit", "1", "--device", "cpu", "--quiet"])
+    assert bars[0][0]["disable"] is True

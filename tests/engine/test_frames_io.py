@@ -133,6 +133,28 @@ def _write_bad(tmp_path: Path, kind: str) -> Path:
         path = tmp_path / "corrupt.png"
         data = fio.encode_image(_rgb(), ".png")
         path.write_bytes(data[:40])  # a truncated PNG
+    elif kind.startswith("cut"):  # cut at a point where libpng used to print its own lines
+        path = tmp_path / f"{kind}.png"
+        data = fio.encode_image(_rgb(), ".png")
+        path.write_bytes(data[: {"cut20": 20, "cut_half": len(data) // 2,
+                                 "cut_end": len(data) - 1}[kind]])
+    elif kind == "zero":  # a header that says 0 x 0 pixels (libpng: "Invalid IHDR data")
+        import struct
+        import zlib
+
+        def chunk(tag: bytes, body: bytes) -> bytes:
+            return (struct.pack(">I", len(body)) + tag + body
+                    + struct.pack(">I", zlib.crc32(tag + body)))
+
+        path = tmp_path / "zero.png"
+        path.write_bytes(b"\x89PNG\r\n\x1a\n"
+                         + chunk(b"IHDR", struct.pack(">IIBBBBB", 0, 0, 8, 2, 0, 0, 0))
+                         + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+    elif kind == "crc":
+        path = tmp_path / "crc.png"
+        data = bytearray(fio.encode_image(_rgb(), ".png"))
+        data[60] ^= 0xFF  # inside the first IDAT
+        path.write_bytes(bytes(data))
     elif kind == "garbage":
         path = tmp_path / "garbage.jpg"
         path.write_bytes(b"this is not an image at all" * 20)
@@ -150,8 +172,10 @@ def _write_bad(tmp_path: Path, kind: str) -> Path:
 
 @pytest.mark.parametrize(
     ("kind", "words"),
-    [("empty", "empty"), ("corrupt", "not a readable image"), ("garbage", "not a readable"),
-     ("int16", "int16"), ("2ch", "2 channels")],
+    [("empty", "empty"), ("corrupt", "truncated"), ("garbage", "not a readable"),
+     ("int16", "int16"), ("2ch", "2 channels"), ("cut20", "truncated"),
+     ("cut_half", "truncated"), ("cut_end", "truncated"), ("zero", "0 x 0 pixels"),
+     ("crc", "damaged")],
 )
 def test_bad_images_raise_one_clear_line(tmp_path, capfd, kind, words):
     path = _write_bad(tmp_path, kind)
@@ -159,7 +183,24 @@ def test_bad_images_raise_one_clear_line(tmp_path, capfd, kind, words):
         fio.read_image(path)
     msg = str(err.value)
     assert path.name in msg and words in msg and "\n" not in msg
-    assert capfd.readouterr().err == ""  # OpenCV's own decoder noise is silenced
+    assert capfd.readouterr().err == ""  # no libpng / OpenCV lines beside ours
+
+
+def test_pixel_limit_is_checked_before_decoding(tmp_path, monkeypatch):
+    img = _rgb()  # 17 x 12
+    h, w = img.shape[:2]
+    for ext in (".png", ".jpg", ".tif"):
+        path = tmp_path / f"f{ext}"
+        path.write_bytes(fio.encode_image(img, ext))
+        assert fio.read_image(path, max_pixels=w * h).shape[:2] == (h, w)
+        with pytest.raises(InputError, match=rf"{w} x {h} = {w * h} pixels is over the limit "
+                                             rf"of {w * h - 1} pixels.*--max-pixels"):
+            fio.read_image(path, max_pixels=w * h - 1)
+    # PNG and JPEG are refused from their headers: the decoder never runs
+    monkeypatch.setattr(fio.cv2, "imdecode", lambda *a: pytest.fail("decoded"))
+    for ext in (".png", ".jpg"):
+        with pytest.raises(InputError, match="over the limit"):
+            fio.read_image(tmp_path / f"f{ext}", max_pixels=w * h - 1)
 
 
 def test_write_refuses_to_overwrite_an_input(tmp_path):

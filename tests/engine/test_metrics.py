@@ -106,3 +106,41 @@ def test_flicker_rgb_inputs_and_no_static_pixels():
     assert math.isnan(metrics.flicker(outs[:1], [a], tol=0))
     with pytest.raises(ValueError):
         metrics.flicker(outs, [a], tol=0)
+
+
+def _ssim_by_hand(x: np.ndarray, y: np.ndarray, win: int = 7) -> float:
+    """SSIM as Wang et al. (2004) define it, window by window: 7 x 7 uniform windows,
+    sample (N - 1) variances, C1 = (0.01 L)^2, C2 = (0.03 L)^2 with L = 1, the mean over
+    every window that fits inside the image (no padding)."""
+    c1, c2 = 0.01**2, 0.03**2
+    n = win * win
+    values = []
+    for i in range(x.shape[0] - win + 1):
+        for j in range(x.shape[1] - win + 1):
+            a = x[i : i + win, j : j + win].astype(np.float64).ravel()
+            b = y[i : i + win, j : j + win].astype(np.float64).ravel()
+            ma, mb = a.mean(), b.mean()
+            va = ((a - ma) ** 2).sum() / (n - 1)
+            vb = ((b - mb) ** 2).sum() / (n - 1)
+            cov = ((a - ma) * (b - mb)).sum() / (n - 1)
+            values.append((2 * ma * mb + c1) * (2 * cov + c2)
+                          / ((ma**2 + mb**2 + c1) * (va + vb + c2)))
+    return float(np.mean(values))
+
+
+def test_ssim_reference_values():
+    # two flat images: only the luminance term is left, worked out by hand
+    a, b = np.full((16, 16), 0.2), np.full((16, 16), 0.3)
+    expected = (2 * 0.2 * 0.3 + 1e-4) / (0.2**2 + 0.3**2 + 1e-4)  # 0.923136...
+    assert metrics.ssim(a, b) == pytest.approx(expected, abs=1e-9)
+    assert expected == pytest.approx(0.9231360, abs=1e-7)
+    # structure and contrast too: a noisy image against a darker copy with noise added
+    rng = np.random.default_rng(3)
+    x = rng.uniform(0, 1, (12, 13))
+    y = np.clip(0.6 * x + 0.1 + rng.normal(0, 0.05, x.shape), 0, 1)
+    assert metrics.ssim(x, y) == pytest.approx(_ssim_by_hand(x, y), abs=1e-9)
+    # RGB: the channels' mean
+    rgb_x = np.stack([x, 1 - x, x**2], -1)
+    rgb_y = np.stack([y, 1 - y, y**2], -1)
+    by_channel = np.mean([_ssim_by_hand(rgb_x[..., c], rgb_y[..., c]) for c in range(3)])
+    assert metrics.ssim(rgb_x, rgb_y) == pytest.approx(by_channel, abs=1e-9)

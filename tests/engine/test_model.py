@@ -91,6 +91,12 @@ def test_output_must_match_task(make_tiny_model, tmp_path):
         ({"train_size": "0"}, "inkhue.train_size='0' is not a positive integer"),
         ({"palette": "red"}, "inkhue.palette is not a JSON list"),
         ({"palette": ["#ff0000", "blue"]}, "inkhue.palette is not a JSON list"),
+        # 100000 made numpy ask for 37 GiB (a 31-line traceback)
+        ({"multiple_of": "100000"}, r"inkhue.multiple_of=100000 is outside 1..256"),
+        ({"multiple_of": "512"}, r"inkhue.multiple_of=512 is outside 1..256"),
+        ({"train_size": "8"}, r"inkhue.train_size=8 is outside 16..4096"),
+        ({"train_size": "100000"}, r"inkhue.train_size=100000 is outside 16..4096"),
+        ({"palette": [f"#{i:06x}" for i in range(257)]}, "257 colors, over the limit of 256"),
     ],
 )
 def test_bad_metadata_values(make_tiny_model, tmp_path, overrides, pattern):
@@ -249,6 +255,21 @@ def test_other_runtime_errors_become_model_errors(grayscale_model):
         model.run(np.zeros((1, 4, 8, 8), np.float32))
 
 
+class _NanSession:
+    def run(self, names, feeds):
+        x = feeds["input"]
+        out = np.zeros((x.shape[0], 2, *x.shape[2:]), np.float32)
+        out[0, 0, 0, 0] = np.nan
+        return [out]
+
+
+def test_non_finite_output_is_a_model_error(grayscale_model):
+    model = M.Model(grayscale_model, "cpu")
+    model._session = _NanSession()
+    with pytest.raises(ModelError, match=r"grayscale.onnx: model 'tiny-test' output NaN"):
+        model.run(np.zeros((1, 4, 8, 8), np.float32))
+
+
 def test_session_cache_reuse_and_invalidation(make_tiny_model, tmp_path):
     path = make_tiny_model("grayscale", tmp_path / "c.onnx")
     a = M.load_model(path)
@@ -291,6 +312,11 @@ def test_user_models_dir(monkeypatch, tmp_path):
     assert M.user_models_dir() == tmp_path / "mine"
     monkeypatch.delenv("INKHUE_MODELS_DIR")
     assert M.user_models_dir().parts[-2:] == ("inkhue", "models")
+    if sys.platform.startswith("linux"):  # the XDG rules, through platformdirs
+        monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+        assert M.user_models_dir() == tmp_path / "data" / "inkhue" / "models"
+        assert M._cache_dir() == tmp_path / "cache" / "inkhue"
     assert M.bundled_models_dir().name == "models"
 
 

@@ -140,3 +140,19 @@ def test_snap_chunks_large_inputs(monkeypatch):
     L = rng.uniform(0, 100, 50).astype(np.float32)
     lab = np.stack([L, np.zeros_like(L), np.zeros_like(L)], 1)
     assert (snap_lab_to_palette(lab, pal) == (L > 50)).all()
+
+
+def test_palette_length_is_bounded(tmp_path):
+    from inkhue_engine.palette import MAX_PALETTE_COLORS
+    from inkhue_engine.pipeline import ColorizeOptions
+
+    colors = [f"#{i:06x}" for i in range(MAX_PALETTE_COLORS + 1)]
+    with pytest.raises(InputError, match=f"{MAX_PALETTE_COLORS + 1} colors is over the limit"):
+        ColorizeOptions(palette=tuple(colors))
+    assert len(ColorizeOptions(palette=tuple(colors[:-1])).palette) == MAX_PALETTE_COLORS
+    gpl = tmp_path / "big.gpl"
+    gpl.write_text("GIMP Palette\n" + "".join(
+        f"{int(c[1:3], 16)} {int(c[3:5], 16)} {int(c[5:], 16)} c{i}\n"
+        for i, c in enumerate(colors)))
+    with pytest.raises(InputError, match="big.gpl: 257 colors"):
+        load_palette(gpl)

@@ -554,3 +554,18 @@ def test_big_region_means_are_the_region_means():
     got = P._big_region_means(labels.astype(np.intp), values, which)
     np.testing.assert_allclose(got[which], ref[which], rtol=0, atol=1e-5)
     assert not got[~which].any()
+
+
+def test_with_palette_settles_the_palette_once_for_cli_and_server():
+    from types import SimpleNamespace
+
+    from inkhue_engine.pipeline import ColorizeOptions, with_palette
+
+    own = SimpleNamespace(palette=["#ff0000", "#00ff00"])
+    none = SimpleNamespace(palette=None)
+    base = ColorizeOptions(detail=0.5)
+    assert with_palette(base, None, own).palette == ("#ff0000", "#00ff00")  # the model's
+    assert with_palette(base, (), own).palette is None  # 'none' turns it off
+    assert with_palette(base, ("#0000FF",), own).palette == ("#0000ff",)  # asked for
+    assert with_palette(base, None, none).palette is None
+    assert with_palette(base, None, own).detail == 0.5  # the rest is kept

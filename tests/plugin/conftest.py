@@ -46,7 +46,7 @@ from inkhue.pixels import FrameLayout  # noqa: E402
 
 @pytest.fixture
 def fake_engine():
-    """A running fake engine (``.url``, ``.requests``, ``.fail``, ``.delay_s``...)."""
+    """A running fake engine (``.url``, ``.requests``, ``.fail``, ``.hold``...)."""
     engine = FakeEngine().start()
     yield engine
     engine.stop()

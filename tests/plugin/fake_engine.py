@@ -79,7 +79,7 @@ class FakeEngine:
         self.requests: list[tuple[str, str, dict]] = []  # (method, path, query)
         self.colorize_calls: list[dict] = []
         self.fail: tuple[int, str] | None = None  # answer every /colorize or /jobs with it
-        self.delay_s = 0.0  # sleep before answering /colorize
+        self.hold: threading.Event | None = None  # /colorize answers once it is set
         self.stall_jobs = False  # jobs never progress (for Cancel)
         self.jobs: dict[str, dict] = {}
         self.deleted: list[str] = []
@@ -225,8 +225,8 @@ class _Handler(BaseHTTPRequestHandler):
                  for p in msg.iter_parts()}
         st.colorize_calls.append({"query": query, "parts": parts,
                                   "content_type": ctype})
-        if st.delay_s:
-            time.sleep(st.delay_s)
+        if st.hold is not None:
+            st.hold.wait(60)
         if st.fail:
             self._error(*st.fail)
             return

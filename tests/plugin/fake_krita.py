@@ -1,7 +1,7 @@
 """A small stub of Krita's Python API (``krita`` module) for unit tests of krita_io.
 
 It mimics what the real API does in the cases the plugin uses (measured in Krita 5.1.5,
-KRITA.md): pixelData is a rectangle of the layer's full-size buffer in the layer's byte
+docs/FACTS.md): pixelData is a rectangle of the layer's full-size buffer in the layer's byte
 layout, ``addChildNode(child, above)`` inserts directly above ``above`` (None = on top),
 ``setColorSpace`` needs a real profile, keyframes exist only where the ``add_blank_frame``
 action put them (or where a test set them up). The real Krita tests (tests/krita) check

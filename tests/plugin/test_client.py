@@ -119,13 +119,18 @@ def test_answers_that_are_not_the_engine(qtbot, not_json_server):
 
 
 def test_abort_gives_a_cancelled_result(qtbot, fake_engine):
-    fake_engine.delay_s = 2.0
+    fake_engine.hold = threading.Event()  # the engine answers only when the test says so
     client = EngineClient(fake_engine.url)
     box: list[Result] = []
     handle = client.colorize(b"\0" * 16, FrameLayout(2, 2, 4, "u8"), ColorizeOptions(),
                              box.append)
-    qtbot.waitUntil(lambda: bool(fake_engine.colorize_calls), timeout=TIMEOUT)
-    handle.abort()
-    qtbot.waitUntil(lambda: bool(box), timeout=1000)
-    assert box[0].cancelled and not box[0].ok
-    assert client.pending() == 0
+    try:
+        qtbot.waitUntil(lambda: bool(fake_engine.colorize_calls), timeout=TIMEOUT)
+        handle.abort()
+        qtbot.waitUntil(lambda: bool(box), timeout=TIMEOUT)
+        # the result came while the engine still held the request: abort did not wait
+        assert not fake_engine.hold.is_set()
+        assert box[0].cancelled and not box[0].ok
+        assert client.pending() == 0
+    finally:
+        fake_engine.hold.set()

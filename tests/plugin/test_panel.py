@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import time
+import threading
 
 from fake_engine import fake_colorize
 
@@ -145,16 +145,19 @@ def test_server_error_is_shown_verbatim(qtbot, panel, fake_engine, stub_host):
 def test_cancel_a_slow_frame(qtbot, panel, fake_engine, stub_host):
     widget, model = panel
     connect(qtbot, widget, model)
-    fake_engine.delay_s = 3.0
+    fake_engine.hold = threading.Event()  # the engine answers only when the test says so
     click(qtbot, widget.frame_button)
     qtbot.waitUntil(lambda: len(fake_engine.colorize_calls) == 1, timeout=TIMEOUT)
     assert widget.cancel_button.isEnabled() and not widget.frame_button.isEnabled()
-    started = time.monotonic()
-    with qtbot.waitSignal(model.busy_changed, timeout=TIMEOUT):
-        click(qtbot, widget.cancel_button)
-    assert time.monotonic() - started < 1.0  # did not wait for the engine
-    assert widget.message_label.text() == "Cancelled"
-    assert stub_host.inserted == [] and not model.error
+    try:
+        with qtbot.waitSignal(model.busy_changed, timeout=TIMEOUT):
+            click(qtbot, widget.cancel_button)
+        # the panel is idle while the engine still holds the request: it did not wait
+        assert not fake_engine.hold.is_set()
+        assert widget.message_label.text() == "Cancelled"
+        assert stub_host.inserted == [] and not model.error
+    finally:
+        fake_engine.hold.set()
 
 
 def test_colorize_animation(qtbot, panel, fake_engine, stub_host):

@@ -198,6 +198,9 @@ def test_model_palette_is_used_unless_turned_off(client, make_tiny_model, user_m
         ({"detail": 0}, W * H * 4, "'detail'"),
         ({"output": "lines"}, W * H * 4, "'output'"),
         ({"palette": "red"}, W * H * 4, "palette"),
+        # 4,000 colors took 42 s of one inference slot; over 256 is refused up front
+        ({"palette": json.dumps([f"#{i:06x}" for i in range(1000)])}, W * H * 4, "palette"),
+        ({"palette": json.dumps([f"#{i:06x}" for i in range(257)])}, W * H * 4, "256"),
         ({"width": "abc"}, 10, "'width'"),
     ],
 )
@@ -318,6 +321,83 @@ def test_openapi_lists_the_endpoints_and_binary_bodies(client):
     get = paths["/jobs/{job_id}/frames/{index}"]["get"]
     assert "application/octet-stream" in get["responses"]["200"]["content"]
     assert spec["openapi"].startswith("3.")
+
+
+def _refs(node) -> set[str]:
+    if isinstance(node, dict):
+        found = {node["$ref"]} if isinstance(node.get("$ref"), str) else set()
+        return found.union(*(_refs(v) for v in node.values()))
+    if isinstance(node, list):
+        return set().union(*(_refs(v) for v in node))
+    return set()
+
+
+def test_every_schema_reference_resolves(client):
+    # /train's JSON body referred to TrainFilesRequest, which was not in the components
+    spec = client.get("/openapi.json").json()
+    components = spec["components"]["schemas"]
+    refs = _refs(spec)
+    assert "#/components/schemas/TrainFilesRequest" in refs
+    for ref in refs:
+        assert ref.startswith("#/components/schemas/"), ref
+        assert ref.rsplit("/", 1)[1] in components, ref
+    assert "data" in components["TrainFilesRequest"]["properties"]
+    assert components["TrainFilesRequest"]["additionalProperties"] is False
+    # the same document twice (it is built once)
+    assert client.get("/openapi.json").json() == spec
+
+
+@pytest.mark.parametrize(("method", "path", "allowed"), [
+    ("delete", "/train", "GET, POST"),
+    ("put", "/jobs", "POST"),
+    ("post", "/jobs/abc", "DELETE, GET"),
+    ("options", "/health", "GET"),
+    ("options", "/jobs/files", "POST"),  # not /jobs/{job_id}'s GET and DELETE
+    ("get", "/train/x/y", None),
+])
+def test_405_names_every_method_of_the_path(client, method, path, allowed):
+    # Starlette named the first route's methods only: GET for /train, not POST
+    r = client.request(method.upper(), path)
+    if allowed is None:
+        assert r.status_code == 404
+        return
+    assert r.status_code == 405
+    assert r.headers["Allow"] == allowed
+    assert "not allowed" in r.json()["error"]
+
+
+@pytest.mark.parametrize("field", ["carry", "regions"])
+@pytest.mark.parametrize("value", [0, 1, "true", "yes"])
+def test_json_booleans_are_booleans(client, field, value):
+    # "carry": 0 was taken as false: a JSON body that breaks the schema is refused
+    body = {"width": 4, "height": 4, "channels": 1, "depth": "u8", "frame_count": 1,
+            "model": "tiny-gray", field: value}
+    r = client.post("/jobs", json=body)
+    assert r.status_code == 400 and field in r.json()["error"], r.text
+    assert client.post("/jobs", json={**body, field: False}).status_code == 200
+
+
+@pytest.mark.parametrize("body", [
+    {"frame_count": True}, {"frame_count": "2"}, {"width": "4"}, {"detail": "1.0"},
+    {"detail": True},
+])
+def test_json_numbers_are_numbers(client, body):
+    base = {"width": 4, "height": 4, "channels": 1, "depth": "u8", "frame_count": 1,
+            "model": "tiny-gray"}
+    r = client.post("/jobs", json={**base, **body})
+    assert r.status_code == 400 and "must be a JSON number" in r.json()["error"], r.text
+    # an integral float is an integer in JSON Schema: still taken
+    assert client.post("/jobs", json={**base, "frame_count": 2.0}).status_code == 200
+
+
+def test_empty_palette_query_is_refused_by_the_schema_too(client):
+    spec = client.get("/openapi.json").json()
+    params = {p["name"]: p for p in spec["paths"]["/colorize"]["post"]["parameters"]}
+    palette = params["palette"]["schema"]["anyOf"][0]
+    assert palette["minLength"] == 1
+    r = _post(client, b"\0" * 16, {"width": 4, "height": 4, "channels": 1, "depth": "u8",
+                                    "palette": ""})
+    assert r.status_code == 400 and "palette" in r.json()["error"]
 
 
 def test_inference_does_not_block_the_event_loop(client, monkeypatch):

@@ -105,6 +105,11 @@ def test_job_carry_can_be_switched_off(client, named_models):
 def test_job_errors(client):
     r = client.post("/jobs", json={**LAYOUT, "frame_count": 0, "model": "tiny-gray"})
     assert r.status_code == 400 and "frame_count" in r.json()["error"]
+    # a 100-byte request may not make the server allocate gigabytes (nor answer 500)
+    for count in (50_000_000, 10**30):
+        r = client.post("/jobs", json={"width": 1, "height": 1, "channels": 1, "depth": "u8",
+                                       "frame_count": count, "model": "tiny-gray"})
+        assert r.status_code == 400 and "frame_count" in r.json()["error"], r.text
     r = client.post("/jobs", json={**LAYOUT, "frame_count": 1, "model": "nope"})
     assert r.status_code == 404
     job_id = client.post("/jobs", json={**LAYOUT, "frame_count": 1, "model": "tiny-gray"}
@@ -141,7 +146,9 @@ def test_job_cancel_stops_between_frames(client, monkeypatch):
     r = client.delete(f"/jobs/{job_id}")
     assert r.json()["state"] == "cancelled" and r.json()["forgotten"] is False
     gate.set()
-    time.sleep(0.2)
+    worker = client.app.state.jobs.get(job_id).thread
+    worker.join(30)  # the worker ends: wait for that, not for a guessed time
+    assert not worker.is_alive()
     status = client.get(f"/jobs/{job_id}").json()
     assert status["state"] == "cancelled"
     assert status["done"] == 1  # the frame in flight finished; no other one started
@@ -151,11 +158,24 @@ def test_job_cancel_stops_between_frames(client, monkeypatch):
     assert r.status_code == 409
 
 
-def test_job_memory_limit_is_507(make_client):
-    client = make_client(max_job_bytes=W * H * 8 * 2)
+def test_job_memory_limits_are_413_and_429(make_client):
+    # client errors, not server errors (5xx): a job too large for this server ever (413),
+    # or one that must wait until other jobs free their memory (429)
+    from inkhue_engine.server_jobs import FRAME_OVERHEAD
+
+    client = make_client(max_job_bytes=(W * H * 8 + FRAME_OVERHEAD) * 2, max_jobs=2)
     r = client.post("/jobs", json={**LAYOUT, "frame_count": 3, "model": "tiny-gray"})
-    assert r.status_code == 507 and "split the sequence" in r.json()["error"]
-    assert client.post("/jobs", json={**LAYOUT, "frame_count": 2, "model": "tiny-gray"}
+    assert r.status_code == 413 and "split the sequence" in r.json()["error"]
+    first = client.post("/jobs", json={**LAYOUT, "frame_count": 1, "model": "tiny-gray"})
+    assert first.status_code == 200
+    r = client.post("/jobs", json={**LAYOUT, "frame_count": 2, "model": "tiny-gray"})
+    assert r.status_code == 429 and "DELETE finished jobs" in r.json()["error"]
+    assert client.post("/jobs", json={**LAYOUT, "frame_count": 1, "model": "tiny-gray"}
+                       ).status_code == 200
+    r = client.post("/jobs", json={**LAYOUT, "frame_count": 1, "model": "tiny-gray"})
+    assert r.status_code == 429 and "holds 2 jobs" in r.json()["error"]
+    client.delete(f"/jobs/{first.json()['id']}")
+    assert client.post("/jobs", json={**LAYOUT, "frame_count": 1, "model": "tiny-gray"}
                        ).status_code == 200
 
 
@@ -191,6 +211,8 @@ def test_files_job_under_root(make_client, tmp_path):
         {"inputs": ["in"], "out": "out", "hints": "/tmp"},
         {"inputs": ["link/*.png"], "out": "out"},  # a symlink inside root pointing out
         {"inputs": ["in2"], "out": "out"},  # a folder holding a symlink to a file outside
+        # a hints folder inside root holding a symlink to a hint image outside
+        {"inputs": ["in"], "out": "out", "hints": "hints"},
     ],
 )
 def test_files_job_outside_root_is_403(make_client, tmp_path, body):
@@ -200,6 +222,8 @@ def test_files_job_outside_root_is_403(make_client, tmp_path, body):
     (root / "link").symlink_to(tmp_path / "outside")
     (root / "in2").mkdir()
     (root / "in2" / "evil.png").symlink_to(tmp_path / "outside" / "f0.png")
+    (root / "hints").mkdir()
+    (root / "hints" / "f0.png").symlink_to(tmp_path / "outside" / "f0.png")
     client = make_client(root=root)
     r = client.post("/jobs/files", json={**body, "model": "tiny-gray"})
     assert r.status_code == 403, r.text
@@ -207,8 +231,74 @@ def test_files_job_outside_root_is_403(make_client, tmp_path, body):
     assert not (root / "out").exists() and not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("body, field", [
+    ({"inputs": ["in/f0.png\x00.txt"], "out": "out"}, "inputs: 'in/f0.png\\x00.txt' holds a NUL"),
+    ({"inputs": ["in"], "out": "o\x00ut"}, "out: 'o\\x00ut' holds a NUL byte"),
+    ({"inputs": ["in"], "out": "out", "hints": "\x00"}, "hints: '\\x00' holds a NUL byte"),
+    ({"inputs": ["in", "in/*\x00"], "out": "out"}, "inputs: 'in/*\\x00' holds a NUL byte"),
+    ({"inputs": ["in"], "out": ""}, "out"),  # valid by the schema before, refused anyway
+    ({"inputs": [""], "out": "out"}, "inputs.0"),
+    ({"inputs": ["x" * 300], "out": "out"}, "x" * 50),  # a name too long: a 500 before
+])
+def test_bad_paths_are_400(make_client, tmp_path, body, field):
+    root = tmp_path / "root"
+    _write_frames(root / "in", 1)
+    client = make_client(root=root, raise_server_exceptions=False)
+    r = client.post("/jobs/files", json={**body, "model": "tiny-gray"})
+    assert r.status_code == 400, r.text
+    assert field in r.json()["error"]
+
+
+def test_nul_byte_reaches_no_file_call(tmp_path):
+    from inkhue_engine.errors import InputError
+    from inkhue_engine.server import resolve_under_root
+
+    with pytest.raises(InputError, match="hints: .* holds a NUL byte"):
+        resolve_under_root("a\x00b", tmp_path, "hints")
+
+
 def test_files_job_refused_without_root(client, tmp_path):
     _write_frames(tmp_path / "in", 1)
     r = client.post("/jobs/files", json={"inputs": [str(tmp_path / "in")],
                                          "out": str(tmp_path / "out"), "model": "tiny-gray"})
     assert r.status_code == 403 and "--root" in r.json()["error"]
+
+
+def test_hint_link_swapped_in_after_planning_is_refused(tmp_path):
+    # the folder is checked when the job is planned, and each file again when it is read
+    from inkhue_engine.batch import HintSource
+    from inkhue_engine.errors import ForbiddenError
+
+    root = tmp_path / "root"
+    _write_frames(root / "hints", 1)
+    _write_frames(tmp_path / "outside", 1)
+    source = HintSource(root / "hints", ["f0.png"], root=root)
+    (root / "hints" / "f0.png").unlink()
+    (root / "hints" / "f0.png").symlink_to(tmp_path / "outside" / "f0.png")
+    with pytest.raises(ForbiddenError, match="f0.png.*outside the server's --root"):
+        source.for_frame("f0.png", (H, W))
+    # without a root (the CLI) the same folder is fine
+    assert HintSource(root / "hints", ["f0.png"]).for_frame("f0.png", (H, W)) is not None
+
+
+def test_job_palette_length_is_bounded(client):
+    body = {**LAYOUT, "frame_count": 1, "model": "tiny-gray"}
+    for count in (257, 4000):
+        r = client.post("/jobs", json={**body, "palette": [f"#{i:06x}" for i in range(count)]})
+        assert r.status_code == 400 and "palette" in r.json()["error"], r.text
+    r = client.post("/jobs", json={**body, "palette": [f"#{i:06x}" for i in range(256)]})
+    assert r.status_code == 200, r.text
+
+
+def test_files_job_writes_the_good_frames_and_names_the_bad_one(make_client, tmp_path):
+    root = tmp_path / "root"
+    _write_frames(root / "in", 4)
+    (root / "in" / "f2.png").write_bytes(b"not a png")
+    client = make_client(root=root)
+    r = client.post("/jobs/files", json={"inputs": ["in"], "out": "out", "model": "tiny-gray"})
+    assert r.status_code == 200, r.text
+    status = _wait(client, r.json()["id"])
+    assert status["state"] == "failed", status
+    assert status["error"].startswith("1 of 4 frames failed, the others are written: ")
+    assert "f2.png" in status["error"]
+    assert sorted(p.name for p in (root / "out").glob("*.png")) == ["f0.png", "f1.png", "f3.png"]

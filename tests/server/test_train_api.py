@@ -132,7 +132,7 @@ def test_missing_base_checkpoint_is_501(client, tmp_path, monkeypatch, temp_root
         (_frames(4) + [("frames", ("x.png", b"hello", "image/png"))], _options(), 400,
          "frames part 4 (x.png): not a PNG"),
         (_frames(4) + [("frames", ("x.png", b"\x89PNG\r\n\x1a\nbroken", "image/png"))],
-         _options(), 400, "not a readable image"),
+         _options(), 400, "PNG file is truncated"),
         (_frames(4), {}, 400, "'options' is missing"),
         ([("options", ("o.json", _options()["options"].encode(), "application/json"))], {},
          400, "'frames' is missing"),

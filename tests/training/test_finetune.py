@@ -118,7 +118,7 @@ def _gray(folder: Path) -> Path:
         (lambda d: d / "nowhere", "no such folder of colored frames"),
         (lambda d: (d / "empty").mkdir() or d / "empty", "no frames"),
         (lambda d: write_frames(d / "few", 3), "3 frame(s); fine-tuning needs at least 4"),
-        (lambda d: _broken(d / "broken"), "frame frame9.png: not a readable image"),
+        (lambda d: _broken(d / "broken"), "frame frame9.png: the PNG file is truncated"),
         (lambda d: write_frames(d / "small", 5, h=24, w=40), "smaller than the 32-px"),
         (lambda d: _gray(d / "gray"), "none of the 5 frames has color"),
     ],
@@ -211,6 +211,32 @@ def test_shipped_base_round_trip_and_pack_from_a_run_checkpoint(tmp_path):
     small = pack_base(out, tmp_path / "small.pt")  # re-pack without the discriminator
     assert load_base(small).discriminator is None
     assert small.stat().st_size < out.stat().st_size
+
+
+class _RunsCode:
+    """Unpickling this calls ``Path.touch(marker)``: what a hostile .pt could do."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_a_base_checkpoint_cannot_run_code(tmp_path):
+    # a .pt handed to `inkhue finetune --base` may come from anywhere: torch's full
+    # unpickler would run what it names; weights_only refuses it
+    import torch
+
+    from inkhue_training.finetune import load_base
+
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": "inkhue-base-checkpoint", "generator_kwargs": {},
+                "payload": _RunsCode(marker)}, evil)
+    with pytest.raises(InputError, match="evil.pt: not a readable training checkpoint"):
+        load_base(evil)
+    assert not marker.exists()
 
 
 # ----------------------------------------------------------------------------- end to end

@@ -225,3 +225,14 @@ def test_sigterm_saves_even_when_started_with_sigint_ignored(images, tmp_path):
     assert proc.returncode == 130, out.decode(errors="replace")[-2000:]
     steps = [e["step"] for e in _log(run) if e.get("kind") == "train"]
     assert load_checkpoint(run / "last.pt")["step"] >= max(steps)
+
+
+def test_validation_psnr_is_the_engines():
+    from inkhue_engine import metrics
+    from inkhue_training import train
+
+    rng = np.random.default_rng(0)
+    a = rng.uniform(0, 1, (8, 9, 3)).astype(np.float32)
+    b = np.clip(a + rng.normal(0, 0.05, a.shape), 0, 1).astype(np.float32)
+    assert train._psnr(a, b) == metrics.psnr(a, b)
+    assert train._psnr(a, a) == train.PSNR_CAP  # an exact match keeps the mean finite

@@ -3,7 +3,7 @@
 Installed by tests/krita/test_real_krita.py next to the InkHue plugin in a temporary HOME
 and enabled in its kritarc. When Krita's window appears it runs a chain of
 ``QTimer.singleShot`` steps (Krita applies active-layer changes and actions only once
-control is back in its event loop, KRITA.md):
+control is back in its event loop, docs/FACTS.md):
 
 1. create an RGBA U8 document, show it, add a layer "Ink" with keyframes at the configured
    times (``add_blank_frame`` + ``setPixelData``), each frame's pixels from a .bin file;
