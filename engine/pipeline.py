@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
@@ -42,7 +42,7 @@ from inkhue_engine.color import (
 from inkhue_engine.errors import InputError
 from inkhue_engine.hints import hints_from_rgba
 from inkhue_engine.model import TASK_OUTPUTS, TASKS, Model, ModelInfo
-from inkhue_engine.palette import normalize_hex, snap_lab_to_palette
+from inkhue_engine.palette import normalize_hex, snap_regions_to_palette
 
 #: Default memory bound of the working image (pixels): ~2 MPx is a 1920x1080 frame.
 MAX_WORKING_PIXELS = 2 * 1024 * 1024
@@ -402,18 +402,6 @@ def _region_medians(labels: np.ndarray, values: np.ndarray) -> np.ndarray:
     return med
 
 
-def _quantized_snap(lab: np.ndarray, palette_lab: np.ndarray, own_lightness: bool) -> np.ndarray:
-    """Palette index per pixel of Lab HxWx3, snapping each distinct color (1-unit bins) once."""
-    q = np.rint(lab.reshape(-1, 3)).astype(np.int64)
-    Lq = np.clip(q[:, 0], 0, 100)
-    aq = np.clip(q[:, 1] + 128, 0, 255)
-    bq = np.clip(q[:, 2] + 128, 0, 255)
-    keys, inverse = np.unique((Lq << 16) | (aq << 8) | bq, return_inverse=True)
-    centres = np.stack([keys >> 16, ((keys >> 8) & 255) - 128, (keys & 255) - 128], 1)
-    idx = snap_lab_to_palette(centres.astype(np.float32), palette_lab, own_lightness)
-    return idx[inverse.ravel()].reshape(lab.shape[:2])
-
-
 def _lab_to_rgb_keep_l(L: np.ndarray, ab: np.ndarray) -> np.ndarray:
     """sRGB float01 of (L, ab), reducing chroma (hue kept) where clipping to the sRGB
     gamut would change L, so the output's L stays the frame's L.
@@ -511,6 +499,12 @@ def _finish_grayscale(p: PreparedFrame, ab: np.ndarray) -> np.ndarray:
     labels, small, med = p.labels, None, None
     if labels is not None and opts.anchor_hints and p.region_hinted is not None:
         ab = rg.anchor_to_hints(labels, ab, p.region_hint_ab, p.region_hinted)
+    if opts.palette is not None:  # one palette color per region, the frame's L inside
+        pal_ab = _palette_arrays(opts.palette)[0][:, 1:]
+        filled, entry = _palette_regions(p, np.concatenate([p.L[..., None], ab], axis=-1))
+        return _assemble_strips(
+            p, lambda sl: _lab_to_rgb_keep_l(p.L[sl], pal_ab[entry[filled[sl]]])
+        )
     if labels is not None:
         counts = np.bincount(labels.ravel())
         small = counts <= CONSOLIDATE_MAX_FRACTION * labels.size
@@ -519,29 +513,35 @@ def _finish_grayscale(p: PreparedFrame, ab: np.ndarray) -> np.ndarray:
             med = _region_medians(labels, ab)
             if p.region_hinted is not None:
                 med[p.region_hinted] = p.region_hint_ab[p.region_hinted]
-    pal_lab = _palette_arrays(opts.palette)[0] if opts.palette is not None else None
 
     def rows(sl: slice) -> np.ndarray:
         ab_s = ab[sl]
         if med is not None:
             lab_s = labels[sl]
             ab_s = np.where(small[lab_s][..., None], med[lab_s], ab_s)
-        if pal_lab is not None:
-            idx = _quantized_snap(
-                np.concatenate([p.L[sl][..., None], ab_s], axis=-1), pal_lab, own_lightness=True
-            )
-            ab_s = pal_lab[idx][..., 1:]
         return _lab_to_rgb_keep_l(p.L[sl], ab_s.astype(np.float32))
 
     return _assemble_strips(p, rows)
 
 
-def _region_rgb(region_lab: np.ndarray, palette: tuple[str, ...] | None) -> np.ndarray:
-    """float01 RGB of one Lab color per region, snapped to the palette when given."""
-    if palette is not None:
-        pal_lab, pal_rgb = _palette_arrays(palette)
-        return pal_rgb[snap_lab_to_palette(region_lab, pal_lab)]
+def _region_rgb(region_lab: np.ndarray) -> np.ndarray:
+    """float01 RGB of one Lab color per region."""
     return lab_to_rgb(region_lab[:, None, :].astype(np.float32))[:, 0, :]
+
+
+def _palette_regions(p: PreparedFrame, lab: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Palette lock by region (palette.snap_regions_to_palette): (labels with each line
+    pixel given its nearest region, palette index per label). Regions come from the frame
+    even when ``options.regions`` is off: a palette lock never snaps single pixels."""
+    if p.labels is None:
+        p = replace(p, labels=rg.regions_of(p.L, p.task))
+    grayscale = p.task == "grayscale"
+    region_lab = _region_medians(p.labels, lab) if grayscale else _lineart_region_lab(p, lab)
+    entry = snap_regions_to_palette(
+        region_lab, _palette_arrays(p.options.palette)[0], own_lightness=grayscale,
+        region_hint_ab=p.region_hint_ab, region_hinted=p.region_hinted,
+    )
+    return (rg.fill_lines(p.labels, p.labels) if p.labels.any() else p.labels), entry
 
 
 def _lineart_from_regions(p: PreparedFrame, region_rgb: np.ndarray, output: str) -> np.ndarray:
@@ -558,27 +558,32 @@ def _lineart_from_regions(p: PreparedFrame, region_rgb: np.ndarray, output: str)
 
 def _finish_lineart(p: PreparedFrame, lab: np.ndarray) -> np.ndarray:
     opts = p.options
-    if p.labels is not None:
-        region_lab = _region_medians(p.labels, lab)
-        if p.region_hinted is not None:
-            hinted = p.region_hinted
-            region_lab[hinted, 1:] = p.region_hint_ab[hinted]
-            if p.region_hint_L is not None:
-                known = hinted & np.isfinite(p.region_hint_L)
-                region_lab[known, 0] = p.region_hint_L[known]
-        return _lineart_from_regions(p, _region_rgb(region_lab, opts.palette), opts.output)
     if opts.palette is not None:
-        pal_lab, pal_rgb = _palette_arrays(opts.palette)
+        filled, entry = _palette_regions(p, lab)
+        pal_rgb = _palette_arrays(opts.palette)[1]
+        return _assemble_strips(
+            p, lambda sl: _compose_lines(pal_rgb[entry[filled[sl]]], p, opts.output, sl)
+        )
+    if p.labels is not None:
+        return _lineart_from_regions(p, _region_rgb(_lineart_region_lab(p, lab)), opts.output)
 
-        def rows(sl: slice) -> np.ndarray:
-            fill = pal_rgb[_quantized_snap(lab[sl], pal_lab, own_lightness=False)]
-            return _compose_lines(fill, p, opts.output, sl)
-    else:
-
-        def rows(sl: slice) -> np.ndarray:
-            return _compose_lines(lab_to_rgb(lab[sl]), p, opts.output, sl)
+    def rows(sl: slice) -> np.ndarray:
+        return _compose_lines(lab_to_rgb(lab[sl]), p, opts.output, sl)
 
     return _assemble_strips(p, rows)
+
+
+def _lineart_region_lab(p: PreparedFrame, lab: np.ndarray) -> np.ndarray:
+    """One Lab color per region: its hint (with the hint's L when known), else the
+    median prediction."""
+    region_lab = _region_medians(p.labels, lab)
+    if p.region_hinted is not None:
+        hinted = p.region_hinted
+        region_lab[hinted, 1:] = p.region_hint_ab[hinted]
+        if p.region_hint_L is not None:
+            known = hinted & np.isfinite(p.region_hint_L)
+            region_lab[known, 0] = p.region_hint_L[known]
+    return region_lab
 
 
 def _compose_lines(fill: np.ndarray, p: PreparedFrame, output: str, rows: slice) -> np.ndarray:
@@ -628,4 +633,4 @@ def flat_fill_frame(frame: np.ndarray, task: str, hints=None) -> np.ndarray:
         region_lab[hinted, 0] = rg.region_means(labels, hint_l[..., None], mask)[0][hinted, 0]
     else:
         region_lab[hinted, 0] = DEFAULT_FILL_L
-    return _lineart_from_regions(p, _region_rgb(region_lab, None), "color")
+    return _lineart_from_regions(p, _region_rgb(region_lab), "color")
