@@ -33,8 +33,9 @@ def dev_images(root: Path, package: str, limit: int, params: corpus.Params) -> l
     """Up to ``limit`` corpus-kept dev-split images of one extracted package, RGB uint8."""
     sel = corpus.select_files(package, corpus.list_images(root))
     out = []
-    for rel, (content, why) in sorted(sel.items()):
-        if why is not None or corpus.split_of(f"{package}/{rel}", params.dev_fraction) != "dev":
+    for rel, (_content, why) in sorted(sel.items()):
+        split = corpus.split_of(corpus.split_key(package, rel), params.dev_fraction)
+        if why is not None or split != "dev":
             continue
         try:
             rgb = corpus.load_image(root / rel, params.size, params.min_side)
