@@ -1,6 +1,6 @@
 """Rebuild the base-model training corpus from Debian packages and PyPI wheels.
 
-The recipe of shared/DATA.md as code, so anyone can reproduce the base models::
+The recipe of docs/DATA.md as code, so anyone can reproduce the base models::
 
     python -m inkhue_training.corpus --out /work/data/corpus [--work DIR] [--size 256] [--jobs 2]
 
@@ -20,7 +20,7 @@ file is written atomically.
 
 Why rsvg-convert rather than cairosvg: librsvg is the SVG renderer of the GNOME desktop, reads
 .svgz itself, supports more of SVG (CSS, filters) than cairosvg, and needs no extra Python
-dependency; DATA.md measured both at the same speed.
+dependency; both were measured at the same speed on the project's machine (docs/DATA.md).
 
 The selection and filter logic are pure functions (``select_files``, ``size_drop_reason``,
 ``content_drop_reason``, ``split_of``, ``summarize``, ``build_manifest``) so they can be
@@ -147,7 +147,7 @@ PACKAGES += (
 PACKAGES_BY_NAME = {p.name: p for p in PACKAGES}
 
 # --- which files of each package are used --------------------------------------------------
-#: openclipart folders of symbols, icons, maps and logos rather than pictures (DATA.md).
+#: openclipart folders of symbols, icons, maps and logos rather than pictures (docs/DATA.md).
 OPENCLIPART_EXCLUDED = frozenset(
     {"computer", "shapes", "signs_and_symbols", "buttons", "logos", "geography"}
 )

@@ -24,7 +24,7 @@ CONFIG_NAME = "config.json"
 
 @dataclass
 class TrainConfig:
-    """All options of a training run (defaults after MODEL_NOTES.md)."""
+    """All options of a training run (defaults after the CPU probe in docs/TRAINING.md)."""
 
     # data
     data: list[str] = field(default_factory=list)
