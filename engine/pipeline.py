@@ -42,7 +42,11 @@ from inkhue_engine.color import (
 )
 from inkhue_engine.errors import InputError
 from inkhue_engine.model import TASK_OUTPUTS, TASKS, Model, ModelInfo
-from inkhue_engine.palette import check_palette_length, normalize_hex, snap_lab_to_palette
+from inkhue_engine.palette import (
+    check_palette_length,
+    normalize_hex,
+    snap_regions_to_palette,
+)
 
 #: Default memory bound of the working image (pixels): ~2 MPx is a 1920x1080 frame.
 MAX_WORKING_PIXELS = 2 * 1024 * 1024
@@ -547,29 +551,6 @@ def _big_region_means(labels: np.ndarray, values: np.ndarray, which: np.ndarray)
     return means
 
 
-#: Lab keys of _quantized_snap: L 0..100, a and b -128..127 in 1-unit bins.
-_SNAP_KEYS = 101 << 16
-
-
-def _quantized_snap(lab: np.ndarray, palette_lab: np.ndarray, own_lightness: bool) -> np.ndarray:
-    """Palette index per pixel of Lab HxWx3, snapping each distinct color (1-unit bins) once."""
-    q = np.rint(lab.reshape(-1, 3)).astype(np.int64)
-    Lq = np.clip(q[:, 0], 0, 100)
-    aq = np.clip(q[:, 1] + 128, 0, 255)
-    bq = np.clip(q[:, 2] + 128, 0, 255)
-    key = (Lq << 16) | (aq << 8) | bq
-    # the distinct keys and each pixel's rank among them (np.unique's answer) from a
-    # table over the whole key space: linear time instead of sorting millions of keys
-    present = np.zeros(_SNAP_KEYS, bool)
-    present[key] = True
-    keys = np.flatnonzero(present)
-    rank = np.zeros(_SNAP_KEYS, np.int64)
-    rank[keys] = np.arange(keys.size)
-    centres = np.stack([keys >> 16, ((keys >> 8) & 255) - 128, (keys & 255) - 128], 1)
-    idx = snap_lab_to_palette(centres.astype(np.float32), palette_lab, own_lightness)
-    return np.take(idx, np.take(rank, key)).reshape(lab.shape[:2])
-
-
 #: Bounds of cv2.inRange that pass exactly the values strictly inside (0, 1): the
 #: smallest normal float32 and the largest float32 below 1.
 _INSIDE_LO = float(np.finfo(np.float32).tiny)
@@ -682,8 +663,16 @@ def finish_frame(prepared: PreparedFrame, prediction: np.ndarray) -> np.ndarray:
 def _finish_grayscale(p: PreparedFrame, ab: np.ndarray) -> np.ndarray:
     """The frame's L with the predicted ab (HxWx2): hinted regions anchored to their hint,
     regions below CONSOLIDATE_MAX_FRACTION of the frame one color (their hint, else their
-    median prediction), the rest per pixel; then the palette lock and the gamut check."""
+    median prediction), the rest per pixel; then the gamut check. With a palette: one
+    palette color per region (_palette_regions), never per pixel."""
     opts = p.options
+    if opts.palette is not None:  # one palette color per region, the frame's L inside
+        # (hinted regions take their hint's entry, so anchoring changes nothing here)
+        pal_ab = _palette_arrays(opts.palette)[0][:, 1:]
+        filled, entry = _palette_regions(p, cv2.merge([p.L, np.ascontiguousarray(ab)]))
+        return _assemble_strips(p, lambda sl: _lab_to_rgb_keep_l(
+            cv2.merge([p.L[sl], np.ascontiguousarray(np.take(pal_ab, entry[filled[sl]], axis=0))])
+        ))
     # intp labels once: every np.take / bincount would convert int32 indices again
     labels = p.labels.astype(np.intp) if p.labels is not None else None
     table = None  # per region: keep the pixels' own values (x1) or not (x0); then added
@@ -710,7 +699,6 @@ def _finish_grayscale(p: PreparedFrame, ab: np.ndarray) -> np.ndarray:
             table[small, 2:] = med[small]
         if not (small.any() or table[:, 2:].any()):
             table = None
-    pal_lab = _palette_arrays(opts.palette)[0] if opts.palette is not None else None
 
     def rows(sl: slice) -> np.ndarray:
         ab_s = ab[sl]
@@ -721,21 +709,30 @@ def _finish_grayscale(p: PreparedFrame, ab: np.ndarray) -> np.ndarray:
             lab_s = labels[sl]
             ab_s *= rg.per_pixel(table[:, :2], lab_s)  # ab is finish_frame's own array
             ab_s += rg.per_pixel(table[:, 2:], lab_s)
-        lab = cv2.merge([p.L[sl], ab_s])
-        if pal_lab is not None:
-            idx = _quantized_snap(lab, pal_lab, own_lightness=True)
-            lab[..., 1:] = np.take(pal_lab[:, 1:], idx, axis=0)
-        return _lab_to_rgb_keep_l(lab)
+        return _lab_to_rgb_keep_l(cv2.merge([p.L[sl], ab_s]))
 
     return _assemble_strips(p, rows)
 
 
-def _region_rgb(region_lab: np.ndarray, palette: tuple[str, ...] | None) -> np.ndarray:
-    """float01 RGB of one Lab color per region, snapped to the palette when given."""
-    if palette is not None:
-        pal_lab, pal_rgb = _palette_arrays(palette)
-        return pal_rgb[snap_lab_to_palette(region_lab, pal_lab)]
+def _region_rgb(region_lab: np.ndarray) -> np.ndarray:
+    """float01 RGB of one Lab color per region."""
     return lab_to_rgb(region_lab[:, None, :].astype(np.float32))[:, 0, :]
+
+
+def _palette_regions(p: PreparedFrame, lab: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Palette lock by region (palette.snap_regions_to_palette): (labels with each line
+    pixel given its nearest region, palette index per label). Regions come from the frame
+    even when ``options.regions`` is off: a palette lock never snaps single pixels."""
+    if p.labels is None:
+        p = replace(p, labels=rg.regions_of(p.L, p.task))
+    grayscale = p.task == "grayscale"
+    region_lab = (_region_medians(p.labels.astype(np.intp), lab) if grayscale
+                  else _lineart_region_lab(p, lab))
+    entry = snap_regions_to_palette(
+        region_lab, _palette_arrays(p.options.palette)[0], own_lightness=grayscale,
+        region_hint_ab=p.region_hint_ab, region_hinted=p.region_hinted,
+    )
+    return rg.fill_labels(p.labels), entry
 
 
 def _lineart_from_regions(p: PreparedFrame, region_rgb: np.ndarray, output: str) -> np.ndarray:
@@ -749,27 +746,31 @@ def _lineart_from_regions(p: PreparedFrame, region_rgb: np.ndarray, output: str)
 
 def _finish_lineart(p: PreparedFrame, lab: np.ndarray) -> np.ndarray:
     opts = p.options
-    if p.labels is not None:
-        region_lab = _region_medians(p.labels.astype(np.intp), lab)
-        if p.region_hinted is not None:
-            hinted = p.region_hinted
-            region_lab[hinted, 1:] = p.region_hint_ab[hinted]
-            if p.region_hint_L is not None:
-                known = hinted & np.isfinite(p.region_hint_L)
-                region_lab[known, 0] = p.region_hint_L[known]
-        return _lineart_from_regions(p, _region_rgb(region_lab, opts.palette), opts.output)
     if opts.palette is not None:
-        pal_lab, pal_rgb = _palette_arrays(opts.palette)
+        filled, entry = _palette_regions(p, lab)
+        pal_rgb = _palette_arrays(opts.palette)[1]
+        return _assemble_strips(p, lambda sl: _compose_lines(
+            np.take(pal_rgb, entry[filled[sl]], axis=0), p, opts.output, sl))
+    if p.labels is not None:
+        return _lineart_from_regions(p, _region_rgb(_lineart_region_lab(p, lab)), opts.output)
 
-        def rows(sl: slice) -> np.ndarray:
-            fill = np.take(pal_rgb, _quantized_snap(lab[sl], pal_lab, own_lightness=False), axis=0)
-            return _compose_lines(fill, p, opts.output, sl)
-    else:
-
-        def rows(sl: slice) -> np.ndarray:
-            return _compose_lines(lab_to_rgb(lab[sl]), p, opts.output, sl)
+    def rows(sl: slice) -> np.ndarray:
+        return _compose_lines(lab_to_rgb(lab[sl]), p, opts.output, sl)
 
     return _assemble_strips(p, rows)
+
+
+def _lineart_region_lab(p: PreparedFrame, lab: np.ndarray) -> np.ndarray:
+    """One Lab color per region: its hint (with the hint's L when known), else the
+    median prediction."""
+    region_lab = _region_medians(p.labels.astype(np.intp), lab)
+    if p.region_hinted is not None:
+        hinted = p.region_hinted
+        region_lab[hinted, 1:] = p.region_hint_ab[hinted]
+        if p.region_hint_L is not None:
+            known = hinted & np.isfinite(p.region_hint_L)
+            region_lab[known, 0] = p.region_hint_L[known]
+    return region_lab
 
 
 def _compose_lines(fill: np.ndarray, p: PreparedFrame, output: str, rows: slice) -> np.ndarray:
@@ -836,7 +837,7 @@ def flat_fill_frame(
         ]
     else:
         region_lab[hinted, 0] = DEFAULT_FILL_L
-    return _lineart_from_regions(p, _region_rgb(region_lab, None), output)
+    return _lineart_from_regions(p, _region_rgb(region_lab), output)
 
 
 def grayscale_with_ab(frame: np.ndarray, ab: np.ndarray) -> np.ndarray:

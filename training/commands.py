@@ -28,11 +28,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "export",
         help="export a training checkpoint to an ONNX model for the engine",
-        description="Export the EMA generator of a checkpoint (or a run folder's last.pt) to "
+        description="Export the EMA generator of a checkpoint (or of a run folder's best.pt, "
+        "the checkpoint with the best validation score, else its last.pt) to "
         "one ONNX file with the inkhue.* metadata, and check it against PyTorch in ONNX "
         "Runtime (the max abs difference is printed; above --tolerance it fails).",
     )
-    p.add_argument("checkpoint", type=Path, help="checkpoint .pt, or a run folder (its last.pt)")
+    p.add_argument("checkpoint", type=Path,
+                   help="checkpoint .pt, or a run folder (its best.pt, else its last.pt)")
     p.add_argument("-o", "--output", type=Path, required=True, help="ONNX file to write")
     p.add_argument("--name", help="model name (default: the run folder's name)")
     p.add_argument("--trained-on", help="what it was trained on (default: from the run)")
@@ -76,8 +78,9 @@ def _export(args: argparse.Namespace) -> int:
     from inkhue_training.export import export_checkpoint
 
     ckpt = args.checkpoint
-    if ckpt.is_dir():
-        ckpt = ckpt / "last.pt"
+    if ckpt.is_dir():  # ship the checkpoint chosen by the dev metric, not the last step
+        ckpt = ckpt / "best.pt" if (ckpt / "best.pt").is_file() else ckpt / "last.pt"
+        print(f"exporting {ckpt}")
     if args.output.exists() and args.output.resolve() == ckpt.resolve():
         raise InputError(f"{args.output}: would overwrite the checkpoint; choose another -o")
     diff = export_checkpoint(

@@ -1,7 +1,6 @@
 """Rebuild the base-model training corpus from Debian packages and PyPI wheels.
 
-The recipe of docs/FACTS.md ("Training data") as code, so anyone can reproduce the base
-models::
+The recipe of docs/DATA.md as code, so anyone can reproduce the base models::
 
     python -m inkhue_training.corpus --out /work/data/corpus [--work DIR] [--size 256] [--jobs 2]
 
@@ -21,7 +20,7 @@ file is written atomically.
 
 Why rsvg-convert rather than cairosvg: librsvg is the SVG renderer of the GNOME desktop, reads
 .svgz itself, supports more of SVG (CSS, filters) than cairosvg, and needs no extra Python
-dependency; both measured at the same speed (docs/FACTS.md, "Training data").
+dependency; both were measured at the same speed on the project's machine (docs/DATA.md).
 
 The selection and filter logic are pure functions (``select_files``, ``size_drop_reason``,
 ``content_drop_reason``, ``split_of``, ``summarize``, ``build_manifest``) so they can be
@@ -59,11 +58,14 @@ CORPORA = ("grayscale", "lineart")
 SPLITS = ("train", "dev")
 #: Which corpora a kind of content goes to: line art is synthesized from drawn images only.
 #: "drawing": cartoons and clip art; "painting": painted portraits (drawn, but shaded and
-#: duller); "photo": photos and large painted landscapes (grayscale only, kept large).
+#: duller); "photo": photos and large painted landscapes (grayscale only, kept large);
+#: "render": 3D-rendered game art (shaded objects, often on black: no drawn lines to learn
+#: line art from, so grayscale only, at the drawings' size).
 CORPORA_BY_CONTENT = {
     "drawing": ("grayscale", "lineart"),
     "painting": ("grayscale", "lineart"),
     "photo": ("grayscale",),
+    "render": ("grayscale",),
 }
 
 SVG_EXTS = (".svg", ".svgz")
@@ -129,11 +131,23 @@ PACKAGES: tuple[Package, ...] = (
         ("matplotlib/mpl-data/sample_data/",),
     ),
 )
+#: The official campaigns of Wesnoth 1.16, one package each: painted portraits and story
+#: paintings, like wesnoth-1.16-data (their copyright files are identical: GPL-2+).
+WESNOTH_CAMPAIGNS = (
+    "did", "dm", "dw", "ei", "httt", "l", "low", "nr", "sof", "sota", "sotbe", "thot", "trow",
+    "tsg", "ttb", "utbs",
+)  # fmt: skip
+#: Added for base models 2.0 (issue 12); licences read from each package's copyright file.
+PACKAGES += (
+    Package("freedroidrpg-data", "deb", "GPL-2+ (artwork under Files: *)"),
+    Package("lincity-ng-data", "deb", "GPL-2+ (artwork under Files: *)"),
+    Package("neverball-data", "deb", "GPL-2+ (artwork under Files: *)"),
+    *(Package(f"wesnoth-1.16-{c}", "deb", "GPL-2+") for c in WESNOTH_CAMPAIGNS),
+)
 PACKAGES_BY_NAME = {p.name: p for p in PACKAGES}
 
 # --- which files of each package are used --------------------------------------------------
-#: openclipart folders of symbols, icons, maps and logos rather than pictures
-#: (docs/FACTS.md, "Training data").
+#: openclipart folders of symbols, icons, maps and logos rather than pictures (docs/DATA.md).
 OPENCLIPART_EXCLUDED = frozenset(
     {"computer", "shapes", "signs_and_symbols", "buttons", "logos", "geography"}
 )
@@ -157,6 +171,12 @@ WHEEL_PHOTOS = {
     "matplotlib": frozenset({"grace_hopper.jpg"}),
 }
 _RESOLUTION = re.compile(r"^(\d+)x(\d+)$")
+#: freedroidrpg: each item / droid is rendered from 32 angles (portrait_0001..0032); four
+#: views 90 degrees apart are kept, the rest are near-duplicates.
+FREEDROID_VIEWS = frozenset({"portrait_0001", "portrait_0009", "portrait_0017", "portrait_0025"})
+#: lincity-ng: an animated building is a series blacksmith0.png, blacksmith1.png, ...: the
+#: first frame stands for the series.
+_TRAILING_DIGITS = re.compile(r"^(.*?)(\d+)$")
 
 #: (content, drop reason): content is a key of CORPORA_BY_CONTENT, or "" when dropped.
 Selection = tuple[str, "str | None"]
@@ -223,6 +243,30 @@ def _select_one(package: str, relpath: str) -> Selection:
         if not _under(rel, "usr/share/lxqt/wallpapers"):
             return "", "not_selected"
         return ("photo", None) if rel.stem in LXQT_PHOTOS else ("", "not_photo")
+    if package.startswith("wesnoth-1.16-") and package[len("wesnoth-1.16-"):] in WESNOTH_CAMPAIGNS:
+        parts = _under(rel, "usr/share/games/wesnoth/1.16/data/campaigns")
+        if parts and len(parts) > 3 and parts[1] == "images":
+            if parts[2] == "portraits":
+                return "painting", None
+            if parts[2] == "story":
+                return "photo", None
+        return "", "not_selected"  # unit sprites (72 px), map overlays, terrain
+    if package == "freedroidrpg-data":
+        parts = _under(rel, "usr/share/freedroidrpg/data/graphics")
+        # items/<kind>/<item>/portrait_NNNN.jpg and droids/<droid>/portrait_NNNN.jpg
+        if not parts or len(parts) != {"items": 4, "droids": 3}.get(parts[0]):
+            return "", "not_selected"  # GUI, floor tiles, atlases, backgrounds with UI
+        if not rel.stem.startswith("portrait_"):
+            return "", "not_selected"  # inventory icons, in-game sprites (small)
+        return ("render", None) if rel.stem in FREEDROID_VIEWS else ("", "duplicate")
+    if package == "lincity-ng-data":
+        parts = _under(rel, "usr/share/games/lincity-ng/images/tiles")
+        return ("drawing", None) if parts and len(parts) == 1 else ("", "not_selected")
+    if package == "neverball-data":
+        parts = _under(rel, "usr/share/games/neverball")
+        if parts and len(parts) == 2 and parts[0].startswith("shot-"):
+            return "render", None  # level screenshots (3D renders)
+        return "", "not_selected"
     if package in WHEEL_PHOTOS:
         return ("photo", None) if rel.name in WHEEL_PHOTOS[package] else ("", "not_photo")
     raise ValueError(f"unknown package {package!r}: add it to PACKAGES and _select_one")
@@ -257,6 +301,18 @@ def select_files(package: str, relpaths: list[str]) -> dict[str, Selection]:
             path = PurePosixPath(rel)
             if path.name == "preview.png" and str(path.with_name("map.png")) in out:
                 out[rel] = ("", "duplicate")
+    if package == "lincity-ng-data":  # animation frames: keep the lowest-numbered
+        first: dict[str, tuple[int, str]] = {}
+        for rel in kept:
+            m = _TRAILING_DIGITS.match(PurePosixPath(rel).stem)
+            if m:
+                key, n = m[1], int(m[2])
+                if key not in first or n < first[key][0]:
+                    first[key] = (n, rel)
+        firsts = {rel for _, rel in first.values()}
+        for rel in kept:
+            if _TRAILING_DIGITS.match(PurePosixPath(rel).stem) and rel not in firsts:
+                out[rel] = ("", "duplicate")
     if package == "plasma-workspace-wallpapers":
         best: dict[PurePosixPath, tuple[int, str]] = {}
         for rel in [r for r in kept if out[r][1] is None]:
@@ -280,6 +336,15 @@ def select_files(package: str, relpaths: list[str]) -> dict[str, Selection]:
 
 
 # --- pure filters ------------------------------------------------------------------------
+def split_key(package: str, relpath: str) -> str:
+    """What decides a file's split: the file, except where several files show one thing
+    (freedroidrpg's views of one item: its folder), so that no view of a dev item is
+    trained on."""
+    if package == "freedroidrpg-data":
+        return f"{package}/{PurePosixPath(relpath).parent}"
+    return f"{package}/{relpath}"
+
+
 def split_of(key: str, dev_fraction: float) -> str:
     """'dev' or 'train' for a source file, from a hash of its key (stable across runs)."""
     h = int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:8], "big")
@@ -296,13 +361,19 @@ def nonwhite_fraction(rgb: np.ndarray) -> float:
     return float(np.mean(rgb.min(axis=2) < WHITE_LEVEL))
 
 
-def mean_chroma(rgb: np.ndarray) -> float:
+#: A pixel is "black" (a render's empty background) when all its channels are at most this.
+BLACK_LEVEL = 16
+
+
+def mean_chroma(rgb: np.ndarray, ignore_black: bool = False) -> float:
     """Mean Lab chroma of the non-white pixels of an RGB uint8 image (0 if all white).
 
     Measured on the non-white pixels so that clip art on a white page is judged by its
     drawing, not by how much paper surrounds it.
     """
     mask = rgb.min(axis=2) < WHITE_LEVEL
+    if ignore_black:  # a render's black background is no part of the object
+        mask &= rgb.max(axis=2) > BLACK_LEVEL
     if not mask.any():
         return 0.0
     lab = rgb_to_lab(to_float01(rgb))
@@ -322,11 +393,14 @@ def size_drop_reason(
     return None
 
 
-def content_drop_reason(rgb: np.ndarray, min_nonwhite: float, min_chroma: float) -> str | None:
-    """'mostly_white' or 'low_chroma' for an RGB uint8 image not worth training on."""
+def content_drop_reason(
+    rgb: np.ndarray, min_nonwhite: float, min_chroma: float, ignore_black: bool = False
+) -> str | None:
+    """'mostly_white' or 'low_chroma' for an RGB uint8 image not worth training on.
+    ``ignore_black``: judge the chroma without near-black pixels (renders on black)."""
     if nonwhite_fraction(rgb) < min_nonwhite:
         return "mostly_white"
-    if mean_chroma(rgb) < min_chroma:
+    if mean_chroma(rgb, ignore_black) < min_chroma:
         return "low_chroma"
     return None
 
@@ -473,10 +547,12 @@ def process_file(job: _Job) -> FileResult:
     res.reason = size_drop_reason(h, w, p.min_side, p.max_aspect)
     if res.reason is None:
         res.nonwhite = round(nonwhite_fraction(rgb), 4)
-        res.chroma = round(mean_chroma(rgb), 2)
+        render = job.content == "render"
+        res.chroma = round(mean_chroma(rgb, render), 2)
         res.reason = content_drop_reason(
             rgb, p.min_nonwhite,
             p.min_chroma if job.content == "drawing" else p.natural_min_chroma,
+            ignore_black=render,
         )
     if res.reason is None:
         write_png_atomic(job.outputs[0], rgb)
@@ -707,7 +783,7 @@ def build_package(
     results: list[FileResult] = []
     todo: list[_Job] = []
     for rel, (content, reason) in selection.items():
-        split = split_of(f"{pkg.name}/{rel}", params.dev_fraction)
+        split = split_of(split_key(pkg.name, rel), params.dev_fraction)
         if reason is not None:
             results.append(FileResult(rel, content, reason, split))
             continue

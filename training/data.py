@@ -103,6 +103,11 @@ class DataConfig:
     p_no_hints: float = 0.3
     #: otherwise 1..max_hints hint points
     max_hints: int = 30
+    #: how the count is drawn: "uniform" over 1..max_hints, or "geometric" with
+    #: hint_geometric_p (mean 1/p), capped at max_hints (Zhang et al., SIGGRAPH 2017: few
+    #: hints are the common case, many hints the rare one)
+    hint_count: str = "uniform"
+    hint_geometric_p: float = 0.125
     hint_patch: int = 3
     #: probability that a transparent image is put on a random flat color (else white)
     p_color_background: float = 0.3
@@ -239,7 +244,7 @@ def make_item(
     elif rng.random() < config.p_no_hints:
         n_hints = 0
     else:
-        n_hints = int(rng.integers(1, max(1, config.max_hints) + 1))
+        n_hints = draw_hint_count(config, rng)
     hint_ab = np.zeros((c, c, 2), np.float32)
     hint_mask = np.zeros((c, c), np.float32)
     if n_hints > 0:
@@ -252,6 +257,16 @@ def make_item(
     inp[1:3] = hint_ab.transpose(2, 0, 1)
     inp[3] = hint_mask
     return inp, np.ascontiguousarray(target.transpose(2, 0, 1), np.float32)
+
+
+def draw_hint_count(config: DataConfig, rng: np.random.Generator) -> int:
+    """Hints of an item that has hints: 1..max_hints, uniform or geometric (see DataConfig)."""
+    top = max(1, config.max_hints)
+    if config.hint_count == "geometric":
+        return int(min(top, rng.geometric(config.hint_geometric_p)))
+    if config.hint_count != "uniform":
+        raise ValueError(f"unknown hint count {config.hint_count!r}: use uniform or geometric")
+    return int(rng.integers(1, top + 1))
 
 
 def worker_init(_worker_id: int) -> None:

@@ -443,7 +443,10 @@ def build_card_data(
 ) -> dict[str, Any]:
     """Everything the card shows (the JSON written next to it)."""
     info = measured["model_info"]
-    ckpt = checkpoint if checkpoint is not None else run / "last.pt"
+    if checkpoint is not None:
+        ckpt = checkpoint
+    else:  # what `inkhue export RUN` ships: best.pt when the run chose one
+        ckpt = run / "best.pt" if (run / "best.pt").is_file() else run / "last.pt"
     step, why = checkpoint_step(ckpt)
     ckpt_note = None
     if step is not None and ckpt.stat().st_mtime > model_path.stat().st_mtime:
@@ -593,7 +596,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--run", type=Path, required=True,
                    help="its training run folder (config.json, log.jsonl, last.pt)")
     p.add_argument("--checkpoint", type=Path, default=None,
-                   help="the checkpoint the model was exported from (default: RUN/last.pt)")
+                   help="the checkpoint the model was exported from (default: RUN/best.pt, "
+                   "else RUN/last.pt)")
     p.add_argument("--dev", type=Path, required=True, help="dev split folder (ground truth)")
     p.add_argument("--manifest", type=Path, required=True, help="corpus manifest.json")
     p.add_argument("--limit", type=int, default=None, metavar="N", help="first N dev images")

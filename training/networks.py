@@ -1,10 +1,18 @@
 """The GAN: a Lab encoder-decoder generator and a weaker conditional discriminator.
 
-The generator follows arXiv 1803.05400 as measured (docs/FACTS.md, "The generator"): a stride-2
+The generator follows arXiv 1803.05400 as measured in docs/TRAINING.md: a stride-2
 encoder, residual blocks in the seed's unpadded form at the bottleneck, a bilinear
-decoder with skip connections and a tanh output. It takes the model contract's raw
-Lab input ``[N, 4, H, W]`` (L 0..100, hint a, hint b, hint mask) and normalizes
-inside, so the exported ONNX graph is fed raw Lab units by the engine.
+decoder with skip connections and a tanh output. Two options (docs/TRAINING.md):
+
+- ``global_context``: image-level features (strided convs, global average pool, a linear
+  layer) broadcast and fused into the bottleneck, after Iizuka et al. (SIGGRAPH 2016), so
+  a crop is colored as one picture;
+- ``color_head="classification"``: ab predicted as a distribution over quantized ab
+  classes (training/color_classes.py, Zhang et al. ECCV 2016) and decoded inside the
+  graph by the annealed mean, so the ONNX output is still ab (or Lab) in Lab units.
+
+It takes the model contract's raw Lab input ``[N, 4, H, W]`` (L 0..100, hint a, hint b,
+hint mask) and normalizes inside, so the exported ONNX graph is fed raw Lab units.
 """
 
 from __future__ import annotations
@@ -14,8 +22,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from inkhue_engine.color import AB_SCALE, L_MAX
+from inkhue_training.color_classes import AbQuantizer, annealed_mean
 
 TASKS = ("grayscale", "lineart")
+COLOR_HEADS = ("regression", "classification")
 #: Output channels per task: ab for grayscale frames, Lab for line art.
 OUT_CHANNELS = {"grayscale": 2, "lineart": 3}
 
@@ -99,6 +109,29 @@ def _staged_pads(total: int) -> list[nn.Module]:
     return stages
 
 
+class GlobalContext(nn.Module):
+    """Image-level features fused into every bottleneck position (Iizuka et al. 2016).
+
+    Two stride-2 3x3 convs on the bottleneck features, a global average pool and a linear
+    layer give one vector per image; it is broadcast over the bottleneck, concatenated
+    with the local features and mixed by a 1x1 conv. Works at any size (the pool is
+    global), so the exported graph keeps its dynamic H, W.
+    """
+
+    def __init__(self, ch: int) -> None:
+        super().__init__()
+        self.down = nn.Sequential(_conv_bn_relu(ch, ch, 2), _conv_bn_relu(ch, ch, 2))
+        self.fc = nn.Sequential(nn.Linear(ch, ch), nn.ReLU(inplace=True))
+        self.fuse = nn.Sequential(
+            nn.Conv2d(2 * ch, ch, 1, bias=False), nn.BatchNorm2d(ch), nn.ReLU(inplace=True)
+        )
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        g = self.fc(self.down(h).mean(dim=(2, 3)))
+        g = g[:, :, None, None].expand(-1, -1, h.shape[2], h.shape[3])
+        return self.fuse(torch.cat([h, g], dim=1))
+
+
 class Generator(nn.Module):
     """Encoder-decoder colorizer for one task ('grayscale' -> ab, 'lineart' -> Lab).
 
@@ -109,10 +142,19 @@ class Generator(nn.Module):
     """
 
     def __init__(
-        self, task: str, channels: tuple[int, ...] = (32, 64, 128), n_res: int = 5
+        self,
+        task: str,
+        channels: tuple[int, ...] = (32, 64, 128),
+        n_res: int = 5,
+        global_context: bool = False,
+        color_head: str = "regression",
     ) -> None:
         super().__init__()
         self.task = _check_task(task)
+        if color_head not in COLOR_HEADS:
+            raise ValueError(f"unknown color head {color_head!r}: use {COLOR_HEADS}")
+        self.color_head = color_head
+        self.global_context = bool(global_context)
         self.channels = tuple(int(c) for c in channels)
         self.n_res = int(n_res)
         widths = list(self.channels) + [self.channels[-1]]
@@ -121,6 +163,7 @@ class Generator(nn.Module):
             [_conv_bn_relu(4, widths[0])]
             + [_conv_bn_relu(widths[i - 1], widths[i], 2) for i in range(1, len(widths))]
         )
+        self.context = GlobalContext(widths[-1]) if self.global_context else None
         self.pad = nn.Sequential(*_staged_pads(2 * self.n_res))
         self.res = nn.Sequential(*[ResidualBlock(widths[-1]) for _ in range(self.n_res)])
         # decoder stage i: upsample, concat the encoder's features at that scale, conv
@@ -131,25 +174,54 @@ class Generator(nn.Module):
             dec.append(_conv_bn_relu(cur + widths[i], out))
             cur = out
         self.decoder = nn.ModuleList(dec)
-        self.head = nn.Conv2d(cur, OUT_CHANNELS[task], 3, padding=1)
-        with torch.no_grad():  # start near gray (tanh ~0), away from its flat ends
-            self.head.weight.mul_(0.1)
+        classify = color_head == "classification"
+        # regression: ab (or Lab); classification: only line art's L is regressed
+        n_reg = (1 if task == "lineart" else 0) if classify else OUT_CHANNELS[task]
+        self.head = nn.Conv2d(cur, n_reg, 3, padding=1) if n_reg else None
+        if self.head is not None:
+            with torch.no_grad():  # start near gray (tanh ~0), away from its flat ends
+                self.head.weight.mul_(0.1)
+        self.class_head = None
+        if classify:
+            centers = torch.from_numpy(AbQuantizer().centers)
+            self.register_buffer("ab_centers", centers, persistent=False)
+            self.class_head = nn.Conv2d(cur, centers.shape[0], 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Raw Lab input [N,4,H,W] -> ab [N,2,H,W] or Lab [N,3,H,W] in Lab units."""
+    def forward(
+        self, x: torch.Tensor, with_logits: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]:
+        """Raw Lab input [N,4,H,W] -> ab [N,2,H,W] or Lab [N,3,H,W] in Lab units.
+
+        ``with_logits`` (training): (that color, class logits [N,Q,H,W] or None for the
+        regression head). A keyword of forward() rather than another method, so that
+        DistributedDataParallel sees the call.
+        """
+        color, logits = self._forward(x)
+        return (color, logits) if with_logits else color
+
+    def _forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         h = torch.cat([normalize_l(x[:, :1]), x[:, 1:3] / AB_SCALE, x[:, 3:4]], dim=1)
         skips = []
         for stage in self.encoder:
             h = stage(h)
             skips.append(h)
+        if self.context is not None:
+            h = self.context(h)
         h = self.res(self.pad(h))
         for stage, skip in zip(self.decoder, reversed(skips[:-1]), strict=True):
             h = F.interpolate(h, scale_factor=2.0, mode="bilinear", align_corners=False)
             h = stage(torch.cat([h, skip], dim=1))
-        y = torch.tanh(self.head(h))
+        if self.class_head is None:
+            y = torch.tanh(self.head(h))
+            if self.task == "grayscale":
+                return y * AB_SCALE, None
+            return torch.cat([(y[:, :1] + 1.0) * (L_MAX / 2.0), y[:, 1:] * AB_SCALE], dim=1), None
+        logits = self.class_head(h)
+        ab = annealed_mean(logits, self.ab_centers).to(h.dtype)
         if self.task == "grayscale":
-            return y * AB_SCALE
-        return torch.cat([(y[:, :1] + 1.0) * (L_MAX / 2.0), y[:, 1:] * AB_SCALE], dim=1)
+            return ab, logits
+        L = (torch.tanh(self.head(h)) + 1.0) * (L_MAX / 2.0)
+        return torch.cat([L, ab], dim=1), logits
 
 
 class Discriminator(nn.Module):

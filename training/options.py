@@ -24,8 +24,7 @@ CONFIG_NAME = "config.json"
 
 @dataclass
 class TrainConfig:
-    """All options of a training run (defaults after the probe of docs/FACTS.md, "The
-    generator")."""
+    """All options of a training run (defaults after the CPU probe in docs/TRAINING.md)."""
 
     # data
     data: list[str] = field(default_factory=list)
@@ -41,6 +40,8 @@ class TrainConfig:
     repeat: int = 1
     p_no_hints: float = 0.3
     max_hints: int = 30
+    hint_count: str = "uniform"  # or "geometric" (Zhang et al. SIGGRAPH 2017)
+    hint_geometric_p: float = 0.125
     hint_patch: int = 3
     p_color_background: float = 0.3
     workers: int = -1  # -1: 0 on CPU, 4 on CUDA
@@ -48,6 +49,10 @@ class TrainConfig:
     channels: list[int] = field(default_factory=lambda: [32, 64, 128])
     n_res: int = 5
     d_channels: list[int] = field(default_factory=lambda: [32, 64, 128])
+    global_context: bool = False
+    color_head: str = "regression"  # or "classification" (Zhang et al. ECCV 2016)
+    class_weight: float = 1.0  # weight of the rebalanced cross-entropy (classification)
+    class_prior_images: int = 500  # training images read for the class prior
     # optimization
     batch_size: int = 16
     lr: float = 2e-4
@@ -61,6 +66,8 @@ class TrainConfig:
     label_noise_kind: str = "uniform"
     label_flip: float = 0.05
     ema_decay: float = 0.999
+    lr_decay: str = "none"  # "linear" or "cosine" to 0 over the last part of max_steps
+    lr_decay_start: float = 0.5  # share of max_steps before the decay starts
     # run
     seed: int = 0
     device: str = "auto"
@@ -74,6 +81,7 @@ class TrainConfig:
     keep: int = 3
     val_every: int = 0  # 0 = every epoch
     val_hints: int = 10
+    select_metric: str = "ciede2000"  # best.pt: lowest mean CIEDE2000 on validation
     grid_images: int = 6
     log_every: int = 10
     progress: bool = True
@@ -112,6 +120,12 @@ class TrainConfig:
         return cls.from_dict(values)
 
 
+HINT_COUNTS = ("uniform", "geometric")
+COLOR_HEADS = ("regression", "classification")
+LR_DECAYS = ("none", "linear", "cosine")
+#: ``--select-metric``: what best.pt is chosen by (lower is better for both).
+SELECT_METRICS = ("ciede2000", "rmse_ab")
+
 #: ``--amp`` values: off, bf16 autocast, or bf16 where the hardware runs it natively.
 AMP_CHOICES = ("off", "bf16", "auto")
 
@@ -119,6 +133,7 @@ AMP_CHOICES = ("off", "bf16", "auto")
 RESUME_OVERRIDABLE = {
     "max_steps", "max_minutes", "epochs", "save_every", "keep", "val_every", "grid_images",
     "log_every", "progress", "device", "workers", "compile", "channels_last", "amp",
+    "select_metric",
 }  # fmt: skip
 
 
@@ -150,6 +165,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--repeat", type=int, help="visits of each image per epoch (default 1)")
     g.add_argument("--p-no-hints", type=float, help=f"default {d.p_no_hints}")
     g.add_argument("--max-hints", type=int, help=f"default {d.max_hints}")
+    g.add_argument("--hint-count", choices=HINT_COUNTS,
+                   help="how many hints an item gets: uniform 1..max-hints (default), or "
+                   "geometric with --hint-geometric-p, capped at --max-hints (Zhang et al. 2017)")
+    g.add_argument("--hint-geometric-p", type=float, help=f"default {d.hint_geometric_p}")
     g.add_argument("--hint-patch", type=int, help=f"default {d.hint_patch}")
     g.add_argument("--p-color-background", type=float, help=f"default {d.p_color_background}")
     g.add_argument("--workers", type=int, help="DataLoader workers (default: 0 on CPU, 4 on CUDA)")
@@ -157,6 +176,15 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--channels", type=int, nargs="+", help=f"default {d.channels}")
     g.add_argument("--n-res", type=int, help=f"residual blocks (default {d.n_res})")
     g.add_argument("--d-channels", type=int, nargs="+", help=f"default {d.d_channels}")
+    _bool(g, "global-context", "fuse image-level features into the bottleneck (Iizuka et al. "
+          "2016; default off)")
+    g.add_argument("--color-head", choices=COLOR_HEADS,
+                   help="regression (default) or classification over quantized ab with class "
+                   "rebalancing and annealed-mean decoding (Zhang et al. 2016)")
+    g.add_argument("--class-weight", type=float,
+                   help=f"weight of the rebalanced cross-entropy (default {d.class_weight})")
+    g.add_argument("--class-prior-images", type=int,
+                   help=f"training images read for the class prior ({d.class_prior_images})")
     g = parser.add_argument_group("optimization")
     g.add_argument("--batch-size", type=int, help=f"per process (default {d.batch_size})")
     g.add_argument("--lr", type=float, help=f"default {d.lr}")
@@ -170,6 +198,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--label-noise-kind", choices=["uniform", "gaussian"])
     g.add_argument("--label-flip", type=float, help=f"default {d.label_flip}")
     g.add_argument("--ema-decay", type=float, help=f"default {d.ema_decay}")
+    g.add_argument("--lr-decay", choices=LR_DECAYS,
+                   help="learning-rate decay to 0 at --max-steps (needs --max-steps; default none)")
+    g.add_argument("--lr-decay-start", type=float,
+                   help=f"share of --max-steps before the decay starts ({d.lr_decay_start})")
     g = parser.add_argument_group("run")
     g.add_argument("--seed", type=int, help="default 0")
     g.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
@@ -187,6 +219,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--val-every", type=int,
                    help="validate every N steps (default: each epoch, >= 100 steps apart)")
     g.add_argument("--val-hints", type=int, help=f"hints in the hinted validation ({d.val_hints})")
+    g.add_argument("--select-metric", choices=SELECT_METRICS,
+                   help="validation metric (mean of 0 and --val-hints hints) that picks best.pt, "
+                   "the checkpoint to ship (default ciede2000)")
     g.add_argument("--grid-images", type=int, help=f"images in the sample grid ({d.grid_images})")
     g.add_argument("--log-every", type=int, help=f"steps between log lines ({d.log_every})")
     _bool(g, "progress", "tqdm progress bar (default on)")

@@ -38,12 +38,20 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
 from inkhue_engine import metrics
-from inkhue_engine.color import lab_to_rgb
+from inkhue_engine.color import lab_to_rgb, rgb_to_lab
 from inkhue_engine.errors import InkHueError, InputError
+from inkhue_engine.metrics import mean_ciede2000
 from inkhue_engine.regions import flat_fill, regions_of
+from inkhue_training.color_classes import (
+    AbQuantizer,
+    class_histogram,
+    rebalance_weights,
+    rebalanced_cross_entropy,
+)
 from inkhue_training.data import (
     ColorImageDataset,
     DataConfig,
+    composite,
     list_images,
     make_item,
     read_rgb,
@@ -53,6 +61,10 @@ from inkhue_training.losses import GANLoss, color_l1
 from inkhue_training.networks import Discriminator, Generator
 from inkhue_training.options import (
     AMP_CHOICES,
+    COLOR_HEADS,
+    HINT_COUNTS,
+    LR_DECAYS,
+    SELECT_METRICS,
     TrainConfig,
     add_train_arguments,
     config_from_args,
@@ -60,6 +72,8 @@ from inkhue_training.options import (
 
 CKPT_FORMAT = 1
 LAST = "last.pt"
+#: The checkpoint with the best validation score (--select-metric): the one to ship.
+BEST = "best.pt"
 LOG = "log.jsonl"
 
 
@@ -158,10 +172,72 @@ def data_config(config: TrainConfig, **kw) -> DataConfig:
         vflip=config.vflip,
         p_no_hints=config.p_no_hints,
         max_hints=config.max_hints,
+        hint_count=config.hint_count,
+        hint_geometric_p=config.hint_geometric_p,
         hint_patch=config.hint_patch,
         p_color_background=config.p_color_background,
         **kw,
     )
+
+
+def check_options(config: TrainConfig) -> None:
+    """One clear line for an option value the run cannot use (before any work)."""
+    choices = {"hint_count": HINT_COUNTS, "color_head": COLOR_HEADS, "lr_decay": LR_DECAYS,
+               "select_metric": SELECT_METRICS}  # fmt: skip
+    for key, allowed in choices.items():
+        if getattr(config, key) not in allowed:
+            flag = "--" + key.replace("_", "-")
+            raise InputError(f"{flag} {getattr(config, key)!r}: choose {', '.join(allowed)}")
+    if config.lr_decay != "none" and config.max_steps <= 0:
+        raise InputError(f"--lr-decay {config.lr_decay} decays to 0 at --max-steps: give it")
+    if not 0.0 <= config.lr_decay_start < 1.0:
+        raise InputError(f"--lr-decay-start {config.lr_decay_start}: use 0 <= x < 1")
+    if not 0.0 < config.hint_geometric_p <= 1.0:
+        raise InputError(f"--hint-geometric-p {config.hint_geometric_p}: use 0 < p <= 1")
+
+
+def lr_factor(config: TrainConfig, step: int) -> float:
+    """Learning-rate multiplier at ``step`` (0-based): 1, then linear or cosine to 0 at
+    max_steps over its last (1 - lr_decay_start) share. A pure function of the step, so a
+    resumed run (even with a new --max-steps) needs no scheduler state."""
+    if config.lr_decay == "none" or config.max_steps <= 0:
+        return 1.0
+    start = config.lr_decay_start * config.max_steps
+    if step < start:
+        return 1.0
+    t = min(1.0, (step - start) / max(1.0, config.max_steps - start))
+    if config.lr_decay == "linear":
+        return 1.0 - t
+    return 0.5 * (1.0 + math.cos(math.pi * t))
+
+
+def class_prior(
+    files: list[Path], quantizer: AbQuantizer, max_images: int, thumb: int = 64
+) -> np.ndarray:
+    """Empirical distribution of the ab classes over up to ``max_images`` training images
+    (evenly spread over the list; each a thumbnail of long side ``thumb``, over white)."""
+    if not files:
+        raise InputError("no training images to estimate the color-class prior from")
+    pick = np.unique(np.linspace(0, len(files) - 1, min(len(files), max(1, max_images)))
+                     .round().astype(int))  # fmt: skip
+    samples = []
+    for i in pick:
+        try:
+            rgb, alpha = read_rgb(files[i])
+        except (ValueError, cv2.error) as exc:
+            warnings.warn(f"class prior: skipping unreadable image {files[i]}: {exc}",
+                          stacklevel=2)  # fmt: skip
+            continue
+        if alpha is not None:
+            rgb = composite(rgb, alpha, (1.0, 1.0, 1.0))
+        s = thumb / max(rgb.shape[:2])
+        if s < 1:
+            size = (max(1, round(rgb.shape[1] * s)), max(1, round(rgb.shape[0] * s)))
+            rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+        samples.append(rgb_to_lab(np.ascontiguousarray(rgb, np.float32))[..., 1:].reshape(-1, 2))
+    if not samples:
+        raise InputError("no readable training image for the color-class prior")
+    return class_histogram(quantizer, np.concatenate(samples))
 
 
 # ----------------------------------------------------------------------------- validation
@@ -233,13 +309,16 @@ def validate(gen: nn.Module, val: ValSet, task: str, device: torch.device) -> di
         pred = predict(gen, x, device)
         outputs[name] = pred
         inp = x.numpy()
-        psnr, rmse, psnr_b, rmse_b = [], [], [], []
+        psnr, rmse, de, psnr_b, rmse_b = [], [], [], [], []
         for i in range(len(inp)):
             truth = _full_lab(inp[i], tgt[i], task)
             out = _full_lab(inp[i], pred[i], task)
             ref_rgb = lab_to_rgb(truth)
-            psnr.append(_psnr(lab_to_rgb(out), ref_rgb))
+            out_rgb = lab_to_rgb(out)
+            psnr.append(_psnr(out_rgb, ref_rgb))
             rmse.append(float(np.sqrt(np.mean((out[..., 1:] - truth[..., 1:]) ** 2))))
+            # as `inkhue evaluate` scores it: the shown (sRGB-clipped) colors against the truth
+            de.append(mean_ciede2000(rgb_to_lab(out_rgb), rgb_to_lab(ref_rgb)))
             # baseline: gray without hints, flat fill of the hints with them
             if name == "plain":
                 base_ab = np.zeros_like(truth[..., 1:])
@@ -251,7 +330,8 @@ def validate(gen: nn.Module, val: ValSet, task: str, device: torch.device) -> di
             rmse_b.append(float(np.sqrt(np.mean((base_ab - truth[..., 1:]) ** 2))))
             if task == "grayscale":  # line art: the baseline has no L of its own
                 psnr_b.append(_psnr(lab_to_rgb(base), ref_rgb))
-        result[name] = {"psnr": float(np.mean(psnr)), "rmse_ab": float(np.mean(rmse))}
+        result[name] = {"psnr": float(np.mean(psnr)), "rmse_ab": float(np.mean(rmse)),
+                        "ciede2000": float(np.mean(de))}
         base_name = "gray" if name == "plain" else "flat_fill"
         result[name][f"{base_name}_rmse_ab"] = float(np.mean(rmse_b))
         if psnr_b:
@@ -453,6 +533,7 @@ def _train(
     if dev.type == "cpu":
         cv2.setNumThreads(1)  # torch owns the cores; OpenCV threads would fight it
 
+    check_options(config)
     train_files, val_files = split_files(config)
     dataset = ColorImageDataset(
         train_files, data_config(config), seed=config.seed + 1000 * dctx.rank,
@@ -476,7 +557,8 @@ def _train(
     )
     valset = build_valset(val_files, config) if dctx.main else None
 
-    gen_kwargs = {"task": config.task, "channels": tuple(config.channels), "n_res": config.n_res}
+    gen_kwargs = {"task": config.task, "channels": tuple(config.channels), "n_res": config.n_res,
+                  "global_context": config.global_context, "color_head": config.color_head}
     disc_kwargs = {"task": config.task, "channels": tuple(config.d_channels)}
     G = Generator(**gen_kwargs).to(dev)
     D = Discriminator(**disc_kwargs).to(dev)
@@ -502,8 +584,15 @@ def _train(
 
     torch.manual_seed(config.seed + dctx.rank)  # but not the same random stream after
     step, epoch, batch_in_epoch = 0, 0, 0
+    quantizer = AbQuantizer() if config.color_head == "classification" else None
+    class_w: torch.Tensor | None = None
+    best: dict[str, Any] = {"metric": config.select_metric, "value": None, "step": None}
     if resume:
         ckpt = torch.load(last, map_location=dev, weights_only=True)
+        if ckpt.get("class_weights") is not None:
+            class_w = ckpt["class_weights"].to(dev)
+        if (ckpt.get("best") or {}).get("metric") == config.select_metric:
+            best = dict(ckpt["best"])
         G.load_state_dict(ckpt["generator"])
         D.load_state_dict(ckpt["discriminator"])
         ema.load_state_dict(ckpt["ema"])
@@ -515,6 +604,10 @@ def _train(
             torch.cuda.set_rng_state(ckpt["rng"]["cuda"], dev)
         step, epoch, batch_in_epoch = ckpt["step"], ckpt["epoch"], ckpt["batch_in_epoch"]
         del ckpt
+
+    if quantizer is not None and class_w is None:  # the same weights on every rank
+        prior = class_prior(train_files, quantizer, config.class_prior_images)
+        class_w = torch.from_numpy(rebalance_weights(quantizer, prior)).to(dev)
 
     G_train, D_train = G, D
     if dctx.enabled:
@@ -538,6 +631,8 @@ def _train(
             "opt_g": opt_g.state_dict(),
             "opt_d": opt_d.state_dict(),
             "rng": {"gan": gan.rng_state(), **_rng_state(dev)},
+            "class_weights": None if class_w is None else class_w.cpu(),
+            "best": dict(best),
             "step": step,
             "epoch": epoch,
             "batch_in_epoch": batch_in_epoch,
@@ -559,8 +654,14 @@ def _train(
         if config.grid_images > 0:
             grid = sample_grid(valset, outputs, config.task, config.grid_images)
             write_png(run / "samples" / f"step_{step:08d}.png", grid)
-        line = " ".join(f"{k}: psnr {v['psnr']:.2f} rmse_ab {v['rmse_ab']:.2f}"
-                        for k, v in res.items())  # fmt: skip
+        line = " ".join(f"{k}: psnr {v['psnr']:.2f} rmse_ab {v['rmse_ab']:.2f} "
+                        f"dE {v['ciede2000']:.2f}" for k, v in res.items())  # fmt: skip
+        score = float(np.mean([res[k][config.select_metric] for k in ("plain", "hinted")]))
+        if best["value"] is None or score < best["value"]:  # lower is better for both metrics
+            best.update(value=score, step=step)
+            _atomic_write(run / BEST, lambda tmp: torch.save(state(), tmp))
+            log.write(kind="best", step=step, metric=config.select_metric, value=score)
+            line += f" -> {BEST} ({config.select_metric} {score:.3f})"
         print(f"[val step {step}] {line}", file=sys.stderr, flush=True)
 
     if dctx.main:
@@ -593,8 +694,11 @@ def _train(
                 inp = inp.to(dev, non_blocking=True).contiguous(memory_format=fmt)
                 tgt = tgt.to(dev, non_blocking=True).contiguous(memory_format=fmt)
                 L = inp[:, :1]
+                for opt in (opt_g, opt_d):
+                    for group in opt.param_groups:
+                        group["lr"] = config.lr * lr_factor(config, step)
                 with autocast():
-                    fake = G_train(inp)
+                    fake, logits = G_train(inp, with_logits=True)
                     # discriminator: real pairs vs generated pairs
                     D.requires_grad_(True)
                     loss_d = 0.5 * (
@@ -609,6 +713,10 @@ def _train(
                     adv = gan(D_plain(L, fake), True, for_generator=True)
                     l1 = color_l1(fake.float(), tgt, config.l1_weight)
                     loss_g = l1 + config.gan_weight * adv
+                    if logits is not None:  # classification head: rebalanced cross-entropy
+                        target_cls = quantizer.encode_torch(tgt[:, -2:])
+                        ce = rebalanced_cross_entropy(logits, target_cls, class_w)
+                        loss_g = loss_g + config.class_weight * ce
                 opt_g.zero_grad(set_to_none=True)
                 loss_g.backward()
                 opt_g.step()
@@ -625,6 +733,9 @@ def _train(
                     window_t, window_n = now, 0
                     vals = {"loss_d": loss_d.item(), "loss_g": loss_g.item(),
                             "l1": l1.item(), "adv": adv.item()}  # fmt: skip
+                    if logits is not None:
+                        vals["ce"] = ce.item()
+                    vals["lr"] = opt_g.param_groups[0]["lr"]
                     bar.set_postfix(d=f"{vals['loss_d']:.3f}", l1=f"{vals['l1']:.2f}",
                                     adv=f"{vals['adv']:.2f}", img_s=f"{rate:.1f}")  # fmt: skip
                     if log is not None:

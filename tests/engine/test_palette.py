@@ -9,7 +9,12 @@ import pytest
 
 from inkhue_engine.color import hex_to_lab
 from inkhue_engine.errors import InputError
-from inkhue_engine.palette import load_palette, normalize_hex, snap_lab_to_palette
+from inkhue_engine.palette import (
+    load_palette,
+    normalize_hex,
+    snap_lab_to_palette,
+    snap_regions_to_palette,
+)
 
 GPL = """GIMP Palette
 Name: Test
@@ -156,3 +161,19 @@ def test_palette_length_is_bounded(tmp_path):
         for i, c in enumerate(colors)))
     with pytest.raises(InputError, match="big.gpl: 257 colors"):
         load_palette(gpl)
+
+
+def test_snap_regions_one_index_per_region_and_hints_win():
+    pal = hex_to_lab(["#d02020", "#2040d0", "#ffffff"])
+    region_lab = np.array([[10, 0, 0], [50, 30, 20], [50, 5, -30], [98, 1, 1]], np.float32)
+    assert snap_regions_to_palette(region_lab, pal).tolist()[1:] == [0, 1, 2]
+    hinted = np.array([False, True, False, False])
+    hint_ab = np.zeros((4, 2), np.float32)
+    hint_ab[1] = (10, -40)  # region 1 predicted red, hinted blue
+    got = snap_regions_to_palette(region_lab, pal, region_hint_ab=hint_ab, region_hinted=hinted)
+    assert got.tolist()[1:] == [1, 1, 2]
+    assert region_lab[1, 1] == 30  # the caller's array is not changed
+    # own lightness: a light, reddish region is red by hue even though white is nearer in L
+    light = np.array([[85.0, 25.0, 12.0]], np.float32)
+    assert snap_regions_to_palette(light, pal[[0, 2]]).tolist() == [1]
+    assert snap_regions_to_palette(light, pal[[0, 2]], own_lightness=True).tolist() == [0]

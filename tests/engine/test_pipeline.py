@@ -14,7 +14,7 @@ import pytest
 
 from inkhue_engine import model as M
 from inkhue_engine import pipeline as P
-from inkhue_engine.color import from_float01, hex_to_lab, rgb_to_lab, to_float01
+from inkhue_engine.color import from_float01, hex_to_lab, lab_to_rgb, rgb_to_lab, to_float01
 from inkhue_engine.errors import InputError
 from inkhue_engine.pipeline import ColorizeOptions
 
@@ -354,11 +354,61 @@ def test_grayscale_palette_lock(l_driven):
     hue = np.degrees(np.arctan2(lab[..., 2], lab[..., 1]))
     pal_hue = np.degrees(np.arctan2(pal[:, 2], pal[:, 1]))
     chroma = np.hypot(lab[..., 1], lab[..., 2])
-    colored = chroma > 5
+    # pixels of L < 10 (the drawn lines) carry too little color in 8 bits to measure a hue
+    colored = (chroma > 5) & (lab[..., 0] > 10)
     assert colored.mean() > 0.5
     diff = np.abs((hue[colored][:, None] - pal_hue[None, :] + 180) % 360 - 180).min(axis=1)
     assert diff.max() < 3.0  # every colored pixel carries a palette hue
     assert np.abs(lab[..., 0] - in_l(frame)).max() <= 1.0  # and the frame's L
+
+
+def _palette_entry_per_pixel(out, palette):
+    """Index of the palette color whose hue each pixel carries (-1: too gray to tell)."""
+    lab = rgb_to_lab(to_float01(out))
+    pal = hex_to_lab(list(palette))
+    hue = np.degrees(np.arctan2(lab[..., 2], lab[..., 1]))
+    pal_hue = np.degrees(np.arctan2(pal[:, 2], pal[:, 1]))
+    diff = np.abs((hue[..., None] - pal_hue + 180) % 360 - 180)
+    idx = diff.argmin(axis=-1)
+    idx[np.hypot(lab[..., 1], lab[..., 2]) < 5] = -1
+    return idx
+
+
+@pytest.mark.parametrize("regions", [True, False])
+def test_grayscale_palette_lock_snaps_a_mottled_region_as_one(l_driven, regions):
+    """A large, softly mottled background (one region, no L edges) whose predicted a
+    wanders across the border between two palette colors: the lock gives it ONE color
+    (the region's), not blotches of both with specks. Per pixel it would take both."""
+    rng = np.random.default_rng(3)
+    noise = cv2.GaussianBlur(rng.normal(0, 1, (90, 120)).astype(np.float32), (0, 0), 6)
+    L = 50 + 6 * noise / np.abs(noise).max()  # L 44..56: the model's a = 0.5 L - 25 = -3..3
+    lab = np.zeros((90, 120, 3), np.float32)
+    lab[..., 0] = L
+    frame = from_float01(lab_to_rgb(lab)[..., 0], np.uint8)
+    palette = ("#c86464", "#50a050")  # a muted red (a > 0) and a green (a < 0)
+    p = P.prepare_frame(frame, l_driven.info, options=ColorizeOptions(regions=True))
+    assert p.labels.max() == 1 and (p.labels == 1).all()  # one region, no lines
+    out = P.colorize_frame(frame, l_driven, options=ColorizeOptions(palette=palette,
+                                                                    regions=regions))
+    entries = _palette_entry_per_pixel(out, palette)
+    assert (entries >= 0).all()
+    assert len(np.unique(entries)) == 1
+    assert np.abs(rgb_to_lab(to_float01(out))[..., 0] - in_l(frame)).max() <= 1.0
+
+
+def test_grayscale_palette_lock_takes_the_regions_hint(l_driven):
+    """A hinted region snaps its hint's color, whatever the model predicts there."""
+    frame = shaded()
+    palette = ("#d02020", "#2040d0")
+    hints = np.zeros((*frame.shape, 4), np.uint8)
+    hints[10:12, 60:62] = (60, 80, 200, 255)  # blue, in the top-right region
+    opts = ColorizeOptions(palette=palette, anchor_hints=False)
+    plain = _palette_entry_per_pixel(P.colorize_frame(frame, l_driven, options=opts), palette)
+    hinted = _palette_entry_per_pixel(P.colorize_frame(frame, l_driven, hints, opts), palette)
+    top_right = (slice(3, 27), slice(44, 77))
+    assert (plain[top_right] == 0).all()  # the model's a there is > 0: red
+    assert (hinted[top_right] == 1).all()
+    np.testing.assert_array_equal(hinted[33:57, 44:77], plain[33:57, 44:77])  # others stay
 
 
 # --------------------------------------------------------------------------- line art
@@ -411,6 +461,8 @@ def test_lineart_palette_lock_outputs_only_palette_colors(line_tiny, line_echo):
             opts = ColorizeOptions(palette=palette, output="fill", regions=regions)
             fill = P.colorize_frame(frame, model, hints=hints, options=opts)
             assert {tuple(px) for px in fill.reshape(-1, 3).tolist()} <= rgb
+            # by region even without the regions option: one color per region
+            assert len(np.unique(fill[5:55, 45:75].reshape(-1, 3), axis=0)) == 1
             out = P.colorize_frame(frame, model, hints=hints,
                                    options=ColorizeOptions(palette=palette, regions=regions))
             paper = frame[..., 0] == 255

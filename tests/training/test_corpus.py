@@ -6,7 +6,7 @@ import json
 import os
 import shutil
 import zipfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import cv2
 import numpy as np
@@ -184,6 +184,77 @@ def test_game_and_photo_package_rules():
         "scikit-image", ["skimage/data/chelsea.png", "skimage/data/camera.png"])
     assert sel["skimage/data/chelsea.png"] == ("photo", None)
     assert sel["skimage/data/camera.png"] == ("", "not_photo")
+
+
+# --- sources added for base models 2.0 (issue 12) ---------------------------------------------
+FD = "usr/share/freedroidrpg/data/graphics"
+
+
+def test_freedroid_keeps_four_views_of_item_and_droid_renders_split_by_item():
+    paths = [f"{FD}/items/weapons/laser_rifle/portrait_{i:04d}.jpg" for i in range(1, 33)]
+    paths += [f"{FD}/droids/123/portrait_0001.jpg", f"{FD}/droids/123/123_1.png",
+              f"{FD}/items/weapons/laser_rifle/inv_image.png", f"{FD}/gui/buttons/ok.png",
+              f"{FD}/backgrounds/credits.jpg"]  # fmt: skip
+    sel = corpus.select_files("freedroidrpg-data", paths)
+    kept = sorted(p for p, (_, why) in sel.items() if why is None)
+    assert [PurePosixPath(p).stem for p in kept] == [
+        "portrait_0001", "portrait_0001", "portrait_0009", "portrait_0017", "portrait_0025"]
+    assert all(sel[p][0] == "render" for p in kept)
+    assert sel[paths[1]] == ("", "duplicate")
+    assert [sel[p][1] for p in paths[-4:]] == ["not_selected"] * 4
+    # every view of one item lands in one split: no view of a dev item is trained on
+    splits = {corpus.split_of(corpus.split_key("freedroidrpg-data", p), 0.5) for p in paths[:32]}
+    assert len(splits) == 1
+    assert corpus.CORPORA_BY_CONTENT["render"] == ("grayscale",)
+
+
+def test_render_on_black_is_kept_and_a_gray_render_dropped(tmp_path):
+    out = tmp_path / "out"
+    (out / "grayscale" / "train").mkdir(parents=True)
+    render = np.zeros((260, 130, 3), np.uint8)  # a lit object on black, as freedroidrpg's
+    cv2.circle(render, (65, 130), 50, (40, 90, 200), -1)  # BGR: an orange ball
+    gray = np.zeros((260, 130, 3), np.uint8)
+    cv2.circle(gray, (65, 130), 50, (128, 128, 128), -1)
+    results = []
+    for name, img in (("ball.jpg", render), ("gray.jpg", gray)):
+        cv2.imwrite(str(tmp_path / name), img)
+        job = _job(tmp_path / name, out, content="render")
+        assert [p.parent.parent.name for p in job.outputs] == ["grayscale"]
+        results.append(corpus.process_file(job))
+    assert results[0].reason is None and results[0].shape == (256, 128)
+    assert results[1].reason == "low_chroma"
+    # the black background does not count: a small colored object on black is kept
+    small = np.zeros((260, 130, 3), np.uint8)
+    cv2.circle(small, (65, 130), 18, (40, 90, 200), -1)
+    assert corpus.mean_chroma(small) < 8 < corpus.mean_chroma(small, ignore_black=True)
+    cv2.imwrite(str(tmp_path / "small.png"), small)
+    assert corpus.process_file(_job(tmp_path / "small.png", out, content="render")).reason is None
+
+
+def test_lincity_keeps_one_frame_of_each_animated_tile():
+    lc = "usr/share/games/lincity-ng/images"
+    paths = [f"{lc}/tiles/blacksmith{i}.png" for i in range(7)]
+    paths += [f"{lc}/tiles/school.png", f"{lc}/tiles/bridge_rail_0.png",
+              f"{lc}/tiles/bridge_rail_90.png", f"{lc}/gui/buttons/ok.png"]  # fmt: skip
+    sel = corpus.select_files("lincity-ng-data", paths)
+    kept = sorted(PurePosixPath(p).name for p, (_, why) in sel.items() if why is None)
+    assert kept == ["blacksmith0.png", "bridge_rail_0.png", "school.png"]
+    assert sel[paths[3]] == ("", "duplicate")
+    assert sel[f"{lc}/gui/buttons/ok.png"] == ("", "not_selected")
+
+
+def test_neverball_shots_and_wesnoth_campaigns():
+    nb = "usr/share/games/neverball"
+    sel = corpus.select_files("neverball-data", [f"{nb}/shot-easy/a.jpg", f"{nb}/textures/x.png"])
+    assert sel[f"{nb}/shot-easy/a.jpg"] == ("render", None)
+    assert sel[f"{nb}/textures/x.png"] == ("", "not_selected")
+    camp = f"{WN}/campaigns/Heir_To_The_Throne/images"
+    paths = [f"{camp}/portraits/delfador.png", f"{camp}/story/httt_story1.jpg",
+             f"{camp}/units/elves/x.png", f"{camp}/maps/overlay.png"]  # fmt: skip
+    sel = corpus.select_files("wesnoth-1.16-httt", paths)
+    assert [sel[p] for p in paths] == [("painting", None), ("photo", None),
+                                       ("", "not_selected"), ("", "not_selected")]
+    assert {f"wesnoth-1.16-{c}" for c in corpus.WESNOTH_CAMPAIGNS} <= set(corpus.PACKAGES_BY_NAME)
 
 
 def test_unknown_package_is_refused():
