@@ -95,10 +95,14 @@ class Host:
         model_name: str,
         task: str,
         done: Callable[[str, str], None],
-    ) -> None:
+        progress: Callable[[int, int, str], None] | None = None,
+    ) -> Any:
         """Write results into a NEW animated layer, one keyframe per source keyframe.
 
-        May work asynchronously; calls ``done(layer_name, error)`` (error "" on success).
+        May work asynchronously; calls ``done(layer_name, error)`` once: ``(name, "")`` on
+        success, ``("", error)`` on failure, ``("", "")`` when cancelled (a failed or
+        cancelled insertion leaves no layer behind). ``progress(done, total, text)`` reports
+        each keyframe and pauses. Returns a handle whose ``cancel()`` stops it.
         """
         raise NotImplementedError
 

@@ -11,7 +11,10 @@ Facts this module relies on (measured in Krita 5.1.5, see KRITA.md):
 - Keyframes can only be created with the GUI's timeline action ``add_blank_frame`` on the
   active layer of the active view; the layer must be made active and control must go back
   to Qt's event loop before the action sees it. So ``insert_animation`` is a chain of
-  ``QTimer.singleShot`` steps. We do not use ``doc.importAnimation``: it wants image files
+  ``QTimer.singleShot`` steps (``KeyframeInsertion``). The action acts on the document
+  IN FRONT, whichever it is: before each trigger the insertion checks that its own
+  document is the active one (and waits while the artist looks at another). We do not use
+  ``doc.importAnimation``: it wants image files
   (an 8/16-bit PNG round trip that loses F16/F32 and needs numpy-free encoding), places
   frames at evenly spaced times only, and names the layer after the files; the action route
   writes the exact bytes at exactly the source keyframes' times.
@@ -349,7 +352,9 @@ class KritaHost(Host):
 
     def insert_animation(self, request: AnimationRequest, results: list[bytes],
                          layout: FrameLayout, model_name: str, task: str,
-                         done: Callable[[str, str], None]) -> None:
+                         done: Callable[[str, str], None],
+                         progress: Callable[[int, int, str], None] | None = None,
+                         ) -> KeyframeInsertion:
         if len(results) != len(request.times):
             raise PluginError(
                 f"The engine gave {len(results)} frames for {len(request.times)} keyframes"
@@ -360,50 +365,25 @@ class KritaHost(Host):
                 "Krita's timeline action add_blank_frame is missing: Colorize animation "
                 "needs Krita's main window (it cannot run headless)"
             )
-        context = request.context
-        doc = context["doc"]
-        active = self.app.activeDocument()
-        if active is None or not same_node(active.rootNode(), doc.rootNode()):
+        doc = request.context["doc"]
+        if not self._in_front(doc):
             raise PluginError(
                 f"'{document_name(doc)}' is not the active document any more: switch back "
                 "to it and colorize again"
             )
-        layer, name = self._new_layer(context, layout, model_name, task)
-        context["layer"] = layer
-        x, y, w, h, _mask = context["area"]
-        start_time = doc.currentTime()
-        doc.setActiveNode(layer)  # takes effect once control is back in the event loop
+        insertion = KeyframeInsertion(self, request, results, layout, model_name, task,
+                                      action, done, progress)
+        insertion.start()
+        return insertion
 
-        def finish(error: str) -> None:
-            doc.setCurrentTime(start_time)
-            doc.refreshProjection()
-            done("" if error else name, error)
+    def _in_front(self, doc) -> bool:
+        """Whether ``doc`` is the document of the active window's active view: the one
+        Krita's timeline actions act on."""
+        active = self.app.activeDocument()
+        return active is not None and same_node(active.rootNode(), doc.rootNode())
 
-        def step(i: int, retried: bool = False) -> None:
-            if i == len(results):
-                finish("")
-                return
-            if not same_node(doc.activeNode(), layer):
-                if retried:
-                    finish(f"Could not make the new layer '{name}' active to add keyframes: "
-                           "keep the document open and try again")
-                    return
-                doc.setActiveNode(layer)
-                self._later(self.STEP_MS, lambda: step(i, True))
-                return
-            t = request.times[i]
-            doc.setCurrentTime(t)
-            doc.waitForDone()
-            action.trigger()
-            doc.waitForDone()
-            if not layer.hasKeyframeAtTime(t):
-                finish(f"Krita did not add a keyframe at frame {t} to '{name}': is the "
-                       "document shown in the active window?")
-                return
-            layer.setPixelData(self._result_bytes(context, results[i], layout), x, y, w, h)
-            self._later(self.STEP_MS, lambda: step(i + 1))
-
-        self._later(self.STEP_MS, lambda: step(0))
+    def _is_open(self, root_id) -> bool:
+        return any(d.rootNode().uniqueId() == root_id for d in self.app.documents())
 
     # -- coloured frames for fine-tuning -----------------------------------------------------
 
@@ -497,3 +477,140 @@ class KritaHost(Host):
             frames.append(TrainingFrame(file_stem(name), doc.width(), doc.height(), read,
                                         f"document '{name}'"))
         return frames
+
+
+class KeyframeInsertion:
+    """Writes an animation's results into a new layer, one keyframe per step on Qt's loop.
+
+    Krita's ``add_blank_frame`` acts on whatever document is in front. So before EVERY
+    trigger (in the same event-loop turn, so nothing can switch in between) it checks that
+    the result's own document is the active one and its new layer the active layer; while
+    the artist looks at another document it waits (``progress`` says so) and goes on when
+    they come back. On failure or ``cancel()`` the unfinished layer is removed, so the
+    document holds either the complete result layer or none.
+    """
+
+    POLL_MS = 250
+    #: Event-loop turns to wait for Krita to make the new layer active before giving up.
+    ACTIVATE_TRIES = 8
+
+    def __init__(self, host: KritaHost, request: AnimationRequest, results: list[bytes],
+                 layout: FrameLayout, model_name: str, task: str, action,
+                 done: Callable[[str, str], None],
+                 progress: Callable[[int, int, str], None] | None) -> None:
+        self.host = host
+        self.request = request
+        self.results = results
+        self.layout = layout
+        self.model_name = model_name
+        self.task = task
+        self.action = action
+        self._done = done
+        self._progress = progress or (lambda done, total, text: None)
+        self.context = request.context
+        self.doc = self.context["doc"]
+        self.doc_name = document_name(self.doc)
+        self.root_id = self.doc.rootNode().uniqueId()
+        self.layer = None
+        self.name = ""
+        self.cancelled = False
+        self.finished = False
+        self.paused = False
+        self._tries = 0
+
+    def start(self) -> None:
+        doc = self.doc
+        self.layer, self.name = self.host._new_layer(self.context, self.layout,
+                                                     self.model_name, self.task)
+        self.context["layer"] = self.layer
+        self.start_time = doc.currentTime()
+        doc.setActiveNode(self.layer)  # takes effect once control is back in the event loop
+        self._later(lambda: self._step(0))
+
+    def cancel(self) -> None:
+        """Stop before the next keyframe; the unfinished layer is removed."""
+        self.cancelled = True
+
+    def _later(self, fn, ms: int | None = None) -> None:
+        self.host._later(self.host.STEP_MS if ms is None else ms, fn)
+
+    def _layer_present(self) -> bool:
+        return any(same_node(n, self.layer) for n in all_nodes(self.doc.rootNode()))
+
+    def _finish(self, error: str) -> None:
+        self.finished = True
+        if not self.host._is_open(self.root_id):
+            self._done("", error or f"'{self.doc_name}' was closed before its keyframes "
+                       "were all added")
+            return
+        doc = self.doc
+        removed = False
+        if (error or self.cancelled) and self._layer_present():
+            self.layer.remove()  # never leave a partial result behind
+            removed = True
+        doc.setCurrentTime(self.start_time)
+        doc.refreshProjection()
+        if self.cancelled and not error:
+            self._done("", "")
+            return
+        if error and removed:
+            error += f" (the unfinished layer '{self.name}' was removed)"
+        self._done("" if error else self.name, error)
+
+    def _step(self, i: int) -> None:
+        if self.finished:
+            return
+        total = len(self.results)
+        if self.cancelled:
+            self._finish("")
+            return
+        if not self.host._is_open(self.root_id):
+            self._finish("")
+            return
+        if not self._layer_present():
+            self._finish(f"The new layer '{self.name}' was deleted while its keyframes were "
+                         "being added: colorize again")
+            return
+        if i == total:
+            self._finish("")
+            return
+        doc = self.doc
+        if not self.host._in_front(doc):
+            # Another document is in front: the timeline action would act on IT.
+            self.paused = True
+            self._progress(i, total, f"Paused: switch back to '{self.doc_name}' to finish "
+                           f"adding keyframes ({i}/{total})")
+            self._later(lambda: self._step(i), self.POLL_MS)
+            return
+        if self.paused:
+            self.paused = False
+            self._tries = 0
+            self._progress(i, total, "Adding keyframes")
+        if not same_node(doc.activeNode(), self.layer):
+            self._tries += 1
+            if self._tries > self.ACTIVATE_TRIES:
+                self._finish(f"Could not make the new layer '{self.name}' active to add "
+                             "keyframes: keep it selected while Colorize animation runs")
+                return
+            doc.setActiveNode(self.layer)
+            self._later(lambda: self._step(i))
+            return
+        self._tries = 0
+        t = self.request.times[i]
+        doc.setCurrentTime(t)
+        doc.waitForDone()
+        # Checked again right before the trigger, in this same event-loop turn.
+        if not (self.host._in_front(doc) and same_node(doc.activeNode(), self.layer)):
+            self._later(lambda: self._step(i))
+            return
+        self.action.trigger()
+        doc.waitForDone()
+        if not self.layer.hasKeyframeAtTime(t):
+            self._finish(f"Krita did not add a keyframe at frame {t} to '{self.name}' in "
+                         f"'{self.doc_name}'")
+            return
+        x, y, w, h, _mask = self.context["area"]
+        self.layer.setPixelData(self.host._result_bytes(self.context, self.results[i],
+                                                        self.layout), x, y, w, h)
+        self._progress(i + 1, total, "Adding keyframes")
+        self._later(lambda: self._step(i + 1))

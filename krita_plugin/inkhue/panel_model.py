@@ -73,6 +73,7 @@ class PanelModel(QtCore.QObject):
         self.last_layer = ""
         self._call: Call | None = None
         self._job: AnimationJob | None = None
+        self._insertion = None  # the host's keyframe insertion in progress (cancel())
         self._models_call: Call | None = None
         self._models_again = False
         #: The Train section (fine-tuning on the document's coloured frames).
@@ -354,11 +355,14 @@ class PanelModel(QtCore.QObject):
     def _animation_done(self, results: list[bytes], request: AnimationRequest,
                         info: dict) -> None:
         self._job = None
-        self.progress.emit(len(results), len(results), "Adding keyframes")
+        self.progress.emit(0, len(results), "Adding keyframes")
 
         def done(name: str, error: str) -> None:
+            self._insertion = None
             if error:
                 self.set_error(error)
+            elif not name:
+                self.message.emit("Cancelled: no layer was added")
             else:
                 self.last_layer = name
                 self.message.emit(f"Added animated layer '{name}' ({len(results)} keyframes)")
@@ -366,11 +370,13 @@ class PanelModel(QtCore.QObject):
             self._set_busy(False)
 
         try:
-            self.host.insert_animation(request, results, request.layout.result(),
-                                       info["name"], info.get("task") or "", done)
+            self._insertion = self.host.insert_animation(
+                request, results, request.layout.result(), info["name"],
+                info.get("task") or "", done, progress=self.progress.emit)
         except PluginError as exc:
             done("", str(exc))
         except Exception as exc:
+            self._insertion = None
             self._unexpected("Adding the animated layer", exc)
             self._set_busy(False)
 
@@ -381,3 +387,6 @@ class PanelModel(QtCore.QObject):
         if self._job is not None:
             self.progress.emit(0, 0, "Cancelling...")
             self._job.cancel()
+        if self._insertion is not None:
+            self.progress.emit(0, 0, "Cancelling: removing the unfinished layer...")
+            self._insertion.cancel()

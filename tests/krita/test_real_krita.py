@@ -300,3 +300,75 @@ def test_gui_colorize_animation_from_the_docker(engine, plugin_zip, tmp_path):
         got = (out / f"train_group_inkhue-gui_f{t:04d}.bin").read_bytes()
         assert got == rgba[held], f"group projection at frame {t}"
     assert train["time_after"] == 2  # the user's frame is put back
+
+
+def run_gui(engine, plugin_zip, tmp_path, name: str, cfg: dict, timeout_s: int = 300) -> dict:
+    """Krita's GUI under Xvfb with the test driver and ``cfg``; returns its result.json."""
+    server, _models = engine
+    home = tmp_path / "home"
+    install_plugin(home, plugin_zip, {"inkhue_gui_driver": HERE / "inkhue_gui_driver"})
+    cfg = {"out": str(tmp_path / "out"), "url": server.url, "width": W, "height": H,
+           "watchdog_s": timeout_s - 60, **cfg}
+    (tmp_path / "out").mkdir(exist_ok=True)
+    (tmp_path / "out" / "config.json").write_text(json.dumps(cfg))
+    env = krita_env(home, INKHUE_GUI_CONFIG=str(tmp_path / "out" / "config.json"))
+    log_path = artifacts_dir() / f"krita-{name}.log"
+    run = run_bounded(["xvfb-run", "-a", "-s", "-screen 0 1600x1000x24", "krita", "--nosplash"],
+                      env, timeout_s, log_path)
+    print(f"krita GUI ({name}): rc {run.returncode}, {run.seconds:.1f} s, log {log_path}")
+    result_path = tmp_path / "out" / "result.json"
+    assert result_path.is_file(), f"no result.json:\n{run.output[-4000:]}"
+    result = json.loads(result_path.read_text())
+    shutil.copy(result_path, artifacts_dir() / f"krita-{name}-result.json")
+    for line in result["log"]:
+        print(line)
+    assert not run.timed_out
+    assert result.get("exception") is None, result["exception"]
+    assert result["exit_code"] == 0
+    return result
+
+
+def test_gui_tab_switch_while_adding_keyframes(engine, plugin_zip, tmp_path):
+    """Issue 14 item 7 (data loss): clicking another document's tab while the docker adds
+    the keyframes of Colorize animation must not touch that document; the insertion waits
+    for the artist to come back and then finishes the result layer completely."""
+    server, models = engine
+    out = tmp_path / "out"
+    out.mkdir()
+    times = list(range(12))
+    frames = [bgra_u8(cartoon_gray(seed)) for seed in times]
+    for t, arr in zip(times, frames, strict=True):
+        (out / f"frame_{t}.bin").write_bytes(arr.tobytes())
+    other = colour_bgra()
+    other[..., 3] = 255  # the artist's drawing in the other document: every pixel opaque
+    (out / "other.bin").write_bytes(other.tobytes())
+    shot = artifacts_dir() / "krita-tab-switch.png"
+    shot.unlink(missing_ok=True)
+    result = run_gui(engine, plugin_zip, tmp_path, "tab-switch",
+                     {"times": times, "end": 14, "model": models["gray"],
+                      "scenario": "tab_switch", "screenshot": str(shot)})
+    ts = result["tab_switch"]
+    assert ts["before"]["unchanged"] and ts["before"]["opaque"] == W * H
+    assert ts["busy_at_switch"] and 2 <= len(ts["keys_at_switch"]) < len(times)
+    assert ts["b_active_after_click"]
+    # While the other document is in front: its drawing is untouched, no keyframe is added
+    # anywhere, and the docker says why it waits.
+    during = ts["during"]
+    assert during["b_active"]
+    assert during["unchanged"] and during["opaque"] == W * H, during
+    assert during["keys"] == [0] and during["layers"] == ["Background", "Art"]
+    assert during["result_keys"] == ts["keys_at_switch"]
+    assert during["busy"] and during["error"] == ""
+    assert "inkhue-gui" in during["progress"] and "switch back" in during["progress"].lower()
+    # Back on its tab: the result layer is finished, complete and right; B still untouched.
+    after = ts["after"]
+    assert after["error"] == "", after["error"]
+    assert after["unchanged"] and after["keys"] == [0]
+    assert after["result_keys"] == times
+    assert after["layers"] == ["Background", "Ink", f"InkHue {models['gray']}"]
+    assert after["current_time"] == 0
+    layout = {"width": W, "height": H, "channels": 4, "depth": "u8", "order": "bgra"}
+    want = server.job([f.tobytes() for f in frames], layout, models["gray"])
+    for t, expected in zip(times, want, strict=True):
+        assert (out / f"result_{t}.bin").read_bytes() == expected, f"keyframe {t}"
+    assert ts.get("screenshot_rc") == 0 and shot.is_file()

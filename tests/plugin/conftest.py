@@ -146,7 +146,8 @@ class StubHost(Host):
         return AnimationRequest(list(self.anim_frames), list(self.times), self.layout, None,
                                 "layer 'Ink' of 'stub.kra'", {"task": task})
 
-    def insert_animation(self, request, results, layout, model_name, task, done):
+    def insert_animation(self, request, results, layout, model_name, task, done,
+                         progress=None):
         self.inserted.append({"kind": "animation", "data": list(results), "layout": layout,
                               "model": model_name, "task": task, "times": request.times})
         done("InkHue " + model_name, "")

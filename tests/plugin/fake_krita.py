@@ -88,6 +88,11 @@ class Node:
         child._parent = self
         return True
 
+    def remove(self):
+        self._parent._children.remove(self)
+        self._parent = None
+        return True
+
     # animation
     def animated(self):
         return bool(self.frames)

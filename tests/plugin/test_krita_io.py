@@ -331,3 +331,83 @@ def test_training_frames_refuse_unsupported_documents(model, depth, words, sourc
         host.training_frames(source)
     assert str(err.value).startswith(words)
     assert "Image > Convert Image Color Space to RGB" in str(err.value)
+
+
+def queued_host(doc, other):
+    """A host whose event-loop steps wait in a queue (run them with ``run(n)``)."""
+    app = fk.App(doc)
+    app.open_documents.append(other)
+    queue = []
+    host = KritaHost(app, palette_class=fk.Palette, later=lambda ms, fn: queue.append(fn))
+
+    def run(n=1):
+        for _ in range(n):
+            if queue:
+                queue.pop(0)()
+    return host, app, queue, run
+
+
+def animated_doc():
+    doc = fk.Document(2, 2)
+    ink = doc.add_layer("Ink")
+    for t in (1, 2, 3):
+        ink.fill(pattern(ink.nbytes, seed=t), time=t)
+    doc.setActiveNode(ink)
+    return doc
+
+
+def test_animation_waits_while_another_document_is_in_front():
+    """Issue 14 item 7: the timeline action acts on the document in front; while another
+    one is there no keyframe is added (anywhere), and the insertion goes on when back."""
+    doc, other = animated_doc(), fk.Document(2, 2, name="other.kra")
+    art = other.add_layer("Art")
+    art.fill(pattern(art.nbytes, seed=9), time=0)
+    other.setActiveNode(art)
+    host, app, queue, run = queued_host(doc, other)
+    req = host.read_animation("grayscale")
+    results = [pattern(16, seed=40 + k) for k in range(3)]
+    done, progress = [], []
+    host.insert_animation(req, results, req.layout, "toon", "grayscale",
+                          lambda *a: done.append(a), progress=lambda *a: progress.append(a))
+    run(1)  # the first keyframe
+    new = doc.nodeByName("InkHue toon")
+    assert sorted(new.frames) == [1]
+    app.active_document = other  # the artist clicks the other document's tab
+    run(10)
+    assert art.frames[0] == pattern(art.nbytes, seed=9) and sorted(art.frames) == [0]
+    assert sorted(new.frames) == [1] and not done
+    assert progress[-1][2].startswith("Paused: switch back to 'scene.kra'")
+    app.active_document = doc
+    run(10)
+    assert done == [("InkHue toon", "")]
+    assert sorted(new.frames) == [1, 2, 3]
+    assert [new.pixelDataAtTime(0, 0, 2, 2, t) for t in (1, 2, 3)] == results
+    assert not queue
+
+
+def test_animation_cancel_and_failure_leave_no_partial_layer():
+    doc, other = animated_doc(), fk.Document(2, 2, name="other.kra")
+    host, app, _queue, run = queued_host(doc, other)
+    req = host.read_animation("grayscale")
+    results = [pattern(16, seed=40 + k) for k in range(3)]
+    done = []
+    insertion = host.insert_animation(req, results, req.layout, "toon", "grayscale",
+                                      lambda *a: done.append(a))
+    run(1)
+    assert sorted(doc.nodeByName("InkHue toon").frames) == [1]
+    insertion.cancel()
+    run(2)
+    assert done == [("", "")]
+    assert doc.nodeByName("InkHue toon") is None
+    assert [n.name() for n in doc.root.childNodes()] == ["Ink"]
+    # Krita refusing a keyframe: the partial layer goes too, and the error says so.
+    done.clear()
+    host.insert_animation(req, results, req.layout, "toon", "grayscale",
+                          lambda *a: done.append(a))
+    run(1)
+    app.blank_frame.trigger = lambda: None
+    run(3)
+    assert done and done[0][0] == ""
+    assert "did not add a keyframe at frame 2" in done[0][1]
+    assert "the unfinished layer 'InkHue toon' was removed" in done[0][1]
+    assert doc.nodeByName("InkHue toon") is None

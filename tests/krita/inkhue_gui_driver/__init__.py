@@ -204,6 +204,11 @@ class GuiDriver(Extension):
                  f"{[combo.itemText(i) for i in range(combo.count())]}; chosen "
                  f"{self.model.settings.last_model}")
         self.doc.setActiveNode(self.ink)
+        if self.cfg.get("scenario") == "tab_switch":
+            from .tab_switch import TabSwitch
+
+            TabSwitch(self).start()
+            return
         self.later(self.click_colorize)
 
     def click_colorize(self) -> None:
