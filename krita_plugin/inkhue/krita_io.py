@@ -113,6 +113,14 @@ def all_nodes(node) -> list:
     return out
 
 
+def unique_layer_name(doc, name: str) -> str:
+    """``name``, or ``name 2``, ``name 3``... when the document already has a layer of it."""
+    taken = {n.name() for n in all_nodes(doc.rootNode())}
+    if name not in taken:
+        return name
+    return next(f"{name} {k}" for k in range(2, len(taken) + 3) if f"{name} {k}" not in taken)
+
+
 def same_node(a, b) -> bool:
     return a is not None and b is not None and a.uniqueId() == b.uniqueId()
 
@@ -165,6 +173,12 @@ class KritaHost(Host):
             raise PluginError(
                 f"'{node.name()}' in '{document_name(doc)}' is a mask: select the layer to "
                 "colorize"
+            )
+        if node.name().startswith(LAYER_PREFIX):
+            # Colorizing a result again would stack a second result on the first.
+            raise PluginError(
+                f"'{node.name()}' in '{document_name(doc)}' is an InkHue result: select the "
+                "line-art or grayscale layer to colorize"
             )
         return node
 
@@ -305,7 +319,7 @@ class KritaHost(Host):
                    task: str) -> tuple[Any, str]:
         """Create the result layer, in the right colour space, at the right place."""
         doc, source = context["doc"], context["node"]
-        name = LAYER_PREFIX + model_name
+        name = unique_layer_name(doc, LAYER_PREFIX + model_name)
         layer = doc.createNode(name, "paintlayer")
         depth = {v: k for k, v in KRITA_DEPTHS.items()}[layout.depth]
         if source.colorModel() == "RGBA":
@@ -348,6 +362,10 @@ class KritaHost(Host):
         layer.setPixelData(self._result_bytes(context, result, layout), x, y, w, h)
         context["doc"].refreshProjection()
         context["layer"] = layer
+        # The next Colorize must read the source again. Krita makes a new layer active from
+        # its event loop (after this returns), so the source is made active after that.
+        doc, source = context["doc"], context["node"]
+        self._later(self.STEP_MS, lambda: doc.setActiveNode(source))
         return name
 
     def insert_animation(self, request: AnimationRequest, results: list[bytes],
@@ -549,6 +567,7 @@ class KeyframeInsertion:
             self.layer.remove()  # never leave a partial result behind
             removed = True
         doc.setCurrentTime(self.start_time)
+        doc.setActiveNode(self.context["node"])  # the next Colorize reads the source again
         doc.refreshProjection()
         if self.cancelled and not error:
             self._done("", "")

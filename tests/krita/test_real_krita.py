@@ -281,6 +281,15 @@ def test_gui_colorize_animation_from_the_docker(engine, plugin_zip, tmp_path):
     want = server.job([f.tobytes() for f in frames], layout, models["gray"])
     for t, expected in zip(times, want, strict=True):
         assert (out / f"result_{t}.bin").read_bytes() == expected, f"keyframe {t}"
+    # Issue 14 item 8: the source stays the active layer, so a second Colorize frame reads
+    # the source again and its result gets a name of its own.
+    assert result["active_after_animation"] == "Ink"
+    again = result["colorize_again"]
+    assert again["error"] == "" and again["active"] == "Ink"
+    assert again["layers"] == ["Background", "Ink", f"InkHue {models['gray']} 2",
+                               f"InkHue {models['gray']}"]
+    assert (out / "again.bin").read_bytes() == server.colorize(frames[0].tobytes(), layout,
+                                                                models["gray"])
     assert result["screenshot"]["rc"] == 0 and shot.is_file() and shot.stat().st_size > 10_000
 
     # Train section, "Current animation range": the keyframes of the animated layer, and

@@ -411,3 +411,25 @@ def test_animation_cancel_and_failure_leave_no_partial_layer():
     assert "did not add a keyframe at frame 2" in done[0][1]
     assert "the unfinished layer 'InkHue toon' was removed" in done[0][1]
     assert doc.nodeByName("InkHue toon") is None
+
+
+def test_a_result_layer_is_not_colorized_again_and_results_get_their_own_names():
+    """Issue 14 item 8: the source is made active again after Colorize; a result layer
+    selected by hand is refused; a second result of the same model gets a name of its own."""
+    doc = fk.Document(2, 2)
+    ink = doc.add_layer("Ink")
+    ink.fill(pattern(ink.nbytes))
+    doc.setActiveNode(ink)
+    host, _app, _ = host_for(doc)
+    req = host.read_frame("grayscale")
+    assert host.insert_frame(req, pattern(16, seed=3), req.layout, "toon",
+                             "grayscale") == "InkHue toon"
+    assert doc.activeNode() is ink
+    req = host.read_frame("grayscale")
+    assert host.insert_frame(req, pattern(16, seed=4), req.layout, "toon",
+                             "grayscale") == "InkHue toon 2"
+    assert [n.name() for n in doc.root.childNodes()] == ["Ink", "InkHue toon 2", "InkHue toon"]
+    doc.setActiveNode(doc.nodeByName("InkHue toon"))
+    with pytest.raises(PluginError, match="'InkHue toon' in 'scene.kra' is an InkHue result: "
+                                          "select the line-art or grayscale layer"):
+        host.read_frame("grayscale")

@@ -247,6 +247,32 @@ class GuiDriver(Extension):
         self.result["source_unchanged"] = unchanged
         self.result["current_time"] = doc.currentTime()
         self.log(f"result keyframes {keys}; source unchanged {unchanged}")
+        self.later(self.colorize_again)
+
+    def colorize_again(self) -> None:
+        """Issue 14 item 8: after Colorize the source is still the active layer, so a
+        second Colorize frame reads the source again (not the result)."""
+        active = self.doc.activeNode()
+        self.result["active_after_animation"] = active.name() if active else None
+        self.log(f"active layer after Colorize animation: "
+                 f"{self.result['active_after_animation']!r}; clicking Colorize frame")
+        self.panel.frame_button.click()
+        # As an artist would click again: some time after the result appeared.
+        self.wait(lambda: not self.model.busy, lambda: self.later(self.after_again, 500),
+                  "Colorize frame", 60)
+
+    def after_again(self) -> None:
+        doc, cfg = self.doc, self.cfg
+        active = doc.activeNode()
+        again = {"layers": [n.name() for n in doc.rootNode().childNodes()],
+                 "active": active.name() if active else None, "error": self.model.error,
+                 "message": self.panel.message_label.text()}
+        new = doc.nodeByName(f"InkHue {cfg['model']} 2")
+        if new is not None:
+            with open(os.path.join(cfg["out"], "again.bin"), "wb") as f:
+                f.write(bytes(new.pixelData(0, 0, cfg["width"], cfg["height"])))
+        self.result["colorize_again"] = again
+        self.log(f"after a second Colorize frame: {again}")
         doc.setCurrentTime(cfg["times"][1])  # show a colorized frame in the screenshot
         self.later(self.screenshot, 1500)
 
