@@ -411,12 +411,20 @@ class InkHuePanel(QtWidgets.QWidget):
             Qt.ItemDataRole.ToolTipRole)
 
     def _on_sources(self) -> None:
-        s = self.model.settings
+        m = self.model
         self._fill(self.hint_combo, [("(no hints)", NO_HINTS)]
-                   + [(n, n) for n in self.model.layer_names], s.hint_layer)
+                   + [(n, n) for n in m.layer_names], m.hint_layer)
         self._fill(self.palette_combo, [("Model's palette", PALETTE_MODEL),
                                         ("No palette", PALETTE_NONE)]
-                   + [(n, n) for n in self.model.palette_names], s.palette)
+                   + [(n, n) for n in m.palette_names], m.palette)
+        chosen = m.selected_model()  # the active document's model
+        index = self.model_combo.findData(chosen["name"]) if chosen else -1
+        if index >= 0 and index != self.model_combo.currentIndex():
+            self._updating = True
+            try:
+                self.model_combo.setCurrentIndex(index)
+            finally:
+                self._updating = False
         self._show_model_palette()
 
     def _on_busy(self, busy: bool) -> None:
@@ -432,7 +440,6 @@ class InkHuePanel(QtWidgets.QWidget):
         self.progress_bar.setRange(0, total)  # 0..0 = busy indicator
         self.progress_bar.setValue(done)
         self.progress_bar.setFormat(text + (" (%p%)" if total else ""))
-        self.message_label.setText(text)
 
     def _on_train(self) -> None:
         t = self.model.trainer

@@ -62,6 +62,10 @@ class TrainingFrame:
 class Host:
     """Interface of the host application (every method may raise ``PluginError``)."""
 
+    def document_key(self) -> str:
+        """An id of the active document, stable while it is open ("" = none)."""
+        return ""
+
     def layer_names(self) -> list[str]:
         """Names of the layers that can serve as a hint layer (current document)."""
         raise NotImplementedError

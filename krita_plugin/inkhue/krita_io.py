@@ -182,6 +182,13 @@ class KritaHost(Host):
             )
         return node
 
+    def document_key(self) -> str:
+        doc = self._document or self.app.activeDocument()
+        if doc is None:
+            return ""
+        uid = doc.rootNode().uniqueId()  # a QUuid in Krita
+        return str(uid.toString() if hasattr(uid, "toString") else uid)
+
     def layer_names(self) -> list[str]:
         try:
             doc = self.document()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import traceback
+from dataclasses import dataclass
 from typing import Any
 
 from . import settings as settings_mod
@@ -29,13 +30,23 @@ PALETTE_NONE = "none"
 MIN_DETAIL = 0.25
 
 
+@dataclass
+class DocumentChoices:
+    """What the artist chose for one document (the panel shows the active document's)."""
+
+    model: str
+    hint_layer: str
+    palette: str
+
+
 class PanelModel(QtCore.QObject):
     """State + actions of the InkHue panel (see module docstring).
 
     Signals:
       status_changed(state, text): state is "offline", "connecting", "starting", "connected"
       models_changed(): ``models`` was refreshed
-      sources_changed(): ``layer_names`` / ``palette_names`` were refreshed
+      sources_changed(): ``layer_names`` / ``palette_names`` were refreshed, or another
+        document became the active one (its choices are shown)
       busy_changed(bool), progress(done, total, text) (total 0 = unknown)
       error_changed(text) ("" = no error), message(text): an info line
       engine_output(text): output of an engine started from the panel
@@ -69,7 +80,12 @@ class PanelModel(QtCore.QObject):
         self.layer_names: list[str] = []
         self.palette_names: list[str] = []
         self.error = ""
+        self.message_text = ""
         self.busy = False
+        #: Choices per open document (``Host.document_key``); settings hold the defaults.
+        self.documents: dict[str, DocumentChoices] = {}
+        self.document_key = ""
+        self.progress.connect(lambda _done, _total, text: self.say(text))
         self.last_layer = ""
         self._call: Call | None = None
         self._job: AnimationJob | None = None
@@ -93,15 +109,40 @@ class PanelModel(QtCore.QObject):
         self.settings.server_url = self.client.base_url
         self._save()
 
+    @property
+    def choices(self) -> DocumentChoices:
+        """The active document's choices (new documents start from the last ones made)."""
+        choices = self.documents.get(self.document_key)
+        if choices is None:
+            s = self.settings
+            hint = s.hint_layer if s.hint_layer in self.layer_names else ""
+            choices = self.documents[self.document_key] = DocumentChoices(
+                s.last_model, hint, s.palette)
+        return choices
+
+    @property
+    def hint_layer(self) -> str:
+        """The hint layer used for the active document ("" = none): the one chosen for it,
+        if it still has a layer of that name."""
+        name = self.choices.hint_layer
+        return name if name in self.layer_names else ""
+
+    @property
+    def palette(self) -> str:
+        return self.choices.palette
+
     def set_model(self, name: str) -> None:
+        self.choices.model = name
         self.settings.last_model = name
         self._save()
 
     def set_hint_layer(self, name: str) -> None:
+        self.choices.hint_layer = name
         self.settings.hint_layer = name
         self._save()
 
     def set_palette(self, name: str) -> None:
+        self.choices.palette = name
         self.settings.palette = name
         self._save()
 
@@ -119,7 +160,7 @@ class PanelModel(QtCore.QObject):
     def selected_model(self) -> dict[str, Any] | None:
         """The chosen model's description from ``/models`` (first one if none chosen)."""
         for info in self.models:
-            if info.get("name") == self.settings.last_model:
+            if info.get("name") == self.choices.model:
                 return info
         return self.models[0] if self.models else None
 
@@ -130,11 +171,18 @@ class PanelModel(QtCore.QObject):
         self.status_changed.emit(state, text)
 
     def set_error(self, text: str) -> None:
-        """Show ``text`` in the panel's error area ("" clears it)."""
+        """Show ``text`` in the panel's error area ("" clears it); an error replaces the
+        message line (it would describe an earlier action)."""
         self.error = text
         if text:
             log.error(text)
+            self.say("")
         self.error_changed.emit(text)
+
+    def say(self, text: str) -> None:
+        """Show ``text`` on the message line ("" clears it)."""
+        self.message_text = text
+        self.message.emit(text)
 
     def clear_error(self) -> None:
         if self.error:
@@ -197,7 +245,7 @@ class PanelModel(QtCore.QObject):
                           self.settings.token)
 
     def _engine_ready(self) -> None:
-        self.message.emit("The engine is running")
+        self.say("The engine is running")
         self.connect_engine()
 
     def _engine_failed(self, text: str) -> None:
@@ -230,14 +278,22 @@ class PanelModel(QtCore.QObject):
         self.models_changed.emit()
 
     def refresh_sources(self) -> None:
-        """Re-read the document's layers and the palettes (hint-layer and palette pickers)."""
+        """Re-read the active document's layers and the palettes (hint-layer and palette
+        pickers); on a switch to another document the panel shows that document's choices
+        and drops the message line (it was about the other document)."""
         try:
+            key = self.host.document_key()
             self.layer_names = list(self.host.layer_names())
             self.palette_names = list(self.host.palette_names())
         except PluginError:
-            self.layer_names, self.palette_names = [], []
+            key, self.layer_names, self.palette_names = "", [], []
         except Exception as exc:  # the host is the outside world: report, never crash Krita
+            key = self.document_key
             self._unexpected("Reading the document's layers", exc)
+        if key != self.document_key:
+            self.document_key = key
+            if not self.busy:
+                self.say("")
         self.sources_changed.emit()
 
     # -- colorize ----------------------------------------------------------------------------
@@ -250,15 +306,16 @@ class PanelModel(QtCore.QObject):
                 "engine's models"
             )
         palette: list[str] | str | None
-        if self.settings.palette == PALETTE_MODEL:
+        chosen = self.palette
+        if chosen == PALETTE_MODEL:
             palette = None
-        elif self.settings.palette == PALETTE_NONE:
+        elif chosen == PALETTE_NONE:
             palette = "none"
         else:
-            palette = self.host.palette_colors(self.settings.palette)
+            palette = self.host.palette_colors(chosen)
             if not palette:
                 raise PluginError(
-                    f"Palette '{self.settings.palette}' has no colours: pick another palette"
+                    f"Palette '{chosen}' has no colours: pick another palette"
                 )
         options = ColorizeOptions(
             model=info["name"], task=info.get("task"), detail=self.settings.detail,
@@ -273,7 +330,7 @@ class PanelModel(QtCore.QObject):
         self.clear_error()
         try:
             options, info = self._options()
-            request = self.host.read_frame(info.get("task") or "", self.settings.hint_layer)
+            request = self.host.read_frame(info.get("task") or "", self.hint_layer)
         except PluginError as exc:
             self.set_error(str(exc))
             return
@@ -293,7 +350,7 @@ class PanelModel(QtCore.QObject):
         self._call = None
         try:
             if result.cancelled:
-                self.message.emit("Cancelled")
+                self.say("Cancelled")
                 return
             if not result.ok:
                 self.set_error(result.error)
@@ -310,7 +367,7 @@ class PanelModel(QtCore.QObject):
                 self._unexpected("Adding the colorized layer", exc)
                 return
             self.last_layer = name
-            self.message.emit(f"Added layer '{name}'")
+            self.say(f"Added layer '{name}'")
             log.info("added layer %s", name)
         finally:
             self._set_busy(False)
@@ -323,7 +380,7 @@ class PanelModel(QtCore.QObject):
         try:
             options, info = self._options()
             request = self.host.read_animation(info.get("task") or "",
-                                               self.settings.hint_layer)
+                                               self.hint_layer)
         except PluginError as exc:
             self.set_error(str(exc))
             return
@@ -349,7 +406,7 @@ class PanelModel(QtCore.QObject):
 
     def _job_cancelled(self) -> None:
         self._job = None
-        self.message.emit("Cancelled")
+        self.say("Cancelled")
         self._set_busy(False)
 
     def _animation_done(self, results: list[bytes], request: AnimationRequest,
@@ -362,10 +419,10 @@ class PanelModel(QtCore.QObject):
             if error:
                 self.set_error(error)
             elif not name:
-                self.message.emit("Cancelled: no layer was added")
+                self.say("Cancelled: no layer was added")
             else:
                 self.last_layer = name
-                self.message.emit(f"Added animated layer '{name}' ({len(results)} keyframes)")
+                self.say(f"Added animated layer '{name}' ({len(results)} keyframes)")
                 log.info("added animated layer %s", name)
             self._set_busy(False)
 

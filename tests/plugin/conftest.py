@@ -100,6 +100,10 @@ class StubHost(Host):
         self.train_sources: list[str] = []
         self.train_reads = 0  # how many training frames were read (pixels)
         self.set_training_frames(5, 24, 20)
+        self.doc_key = "doc-1"  # which document is active (tests switch it)
+
+    def document_key(self):
+        return self.doc_key
 
     def set_training_frames(self, n: int, width: int, height: int, seeds=None,
                             make=colour_frame) -> None:
@@ -131,6 +135,9 @@ class StubHost(Host):
     def read_frame(self, task, hint_layer=""):
         if self.read_error:
             raise PluginError(self.read_error)
+        if hint_layer and hint_layer not in self.layers:  # as KritaHost
+            raise PluginError(f"Hint layer '{hint_layer}' is not in 'stub.kra': pick another "
+                              "hint layer or (no hints)")
         hints = self.hints if hint_layer else None
         return FrameRequest(self.frame, self.layout, hints, "layer 'Ink' of 'stub.kra'",
                             {"task": task, "hint_layer": hint_layer})

@@ -243,3 +243,70 @@ def test_engine_settings_fold_out(qtbot, panel):
     assert widget.engine_box.isVisible() and widget.url_edit.isEnabled()
     click(qtbot, widget.settings_button)
     assert not widget.engine_box.isVisible()
+
+
+def colorize_frame(qtbot, widget, model) -> None:
+    with qtbot.waitSignal(model.busy_changed, timeout=TIMEOUT,
+                          check_params_cb=lambda busy: not busy):
+        click(qtbot, widget.frame_button)
+
+
+def switch_document(model, stub_host, key: str, layers: list[str]) -> None:
+    """What Krita's canvasChanged does when the artist clicks another document's tab."""
+    stub_host.doc_key, stub_host.layers = key, layers
+    model.refresh_sources()
+
+
+def test_choices_are_per_document(qtbot, panel, stub_host):
+    """Issue 14 item 9: a hint layer chosen in one document does not follow the artist to a
+    document without it (the combo said "(no hints)" but Colorize failed); each document
+    keeps its own hint layer, model and palette."""
+    widget, model = panel
+    connect(qtbot, widget, model)
+    switch_document(model, stub_host, "doc-a", ["Ink", "hints"])
+    widget.hint_combo.setCurrentIndex(widget.hint_combo.findData("hints"))
+    widget.model_combo.setCurrentIndex(1)  # toon-lines
+    widget.palette_combo.setCurrentIndex(widget.palette_combo.findData("Tests"))
+    assert model.hint_layer == "hints"
+    switch_document(model, stub_host, "doc-b", ["Ink"])
+    assert widget.hint_combo.currentText() == "(no hints)" and model.hint_layer == ""
+    colorize_frame(qtbot, widget, model)
+    assert model.error == ""
+    assert stub_host.inserted[-1]["request"].context["hint_layer"] == ""
+    # doc-b starts from the last choices, and changing them there leaves doc-a's alone.
+    assert widget.model_combo.currentData() == "toon-lines"
+    widget.model_combo.setCurrentIndex(0)
+    widget.palette_combo.setCurrentIndex(widget.palette_combo.findData("none"))
+    switch_document(model, stub_host, "doc-a", ["Ink", "hints"])
+    assert widget.hint_combo.currentData() == "hints"
+    assert widget.model_combo.currentData() == "toon-lines"
+    assert widget.palette_combo.currentData() == "Tests"
+    colorize_frame(qtbot, widget, model)
+    assert stub_host.inserted[-1]["request"].context["hint_layer"] == "hints"
+    assert stub_host.inserted[-1]["model"] == "toon-lines"
+    switch_document(model, stub_host, "doc-b", ["Ink"])
+    assert widget.model_combo.currentData() == "toon-gray"
+    assert widget.palette_combo.currentData() == "none"
+
+
+def test_message_line_is_about_the_last_thing_done(qtbot, panel, stub_host, dead_url):
+    """Issue 14 item 13: the message line never shows an earlier document's (or action's)
+    line next to a new error."""
+    widget, model = panel
+    connect(qtbot, widget, model)
+    colorize_frame(qtbot, widget, model)
+    assert widget.message_label.text() == "Added layer 'InkHue toon-gray'"
+    switch_document(model, stub_host, "doc-2", ["Ink"])
+    assert widget.message_label.text() == ""
+    colorize_frame(qtbot, widget, model)
+    stub_host.read_error = "Layer 'Ink' of 'stub.kra' is in CMYKA colours"
+    click(qtbot, widget.frame_button)
+    assert widget.error_text.toPlainText() == stub_host.read_error
+    assert widget.message_label.text() == ""
+    # An engine that went away: "Colorizing ..." does not stay next to the error.
+    stub_host.read_error = ""
+    model.client.set_server(dead_url)
+    with qtbot.waitSignal(model.error_changed, timeout=TIMEOUT, check_params_cb=bool):
+        click(qtbot, widget.frame_button)
+    qtbot.waitUntil(lambda: not model.busy, timeout=TIMEOUT)
+    assert widget.message_label.text() == ""
