@@ -32,6 +32,8 @@ def shared_model():
         logs.setup_logging()
         app = Krita.instance()
         _model = PanelModel(KritaHost(app, palette_class=Palette), KritaStore(app))
+        # The engine started from the docker ends with Krita (aboutToQuit too, as a backup).
+        app.notifier().applicationClosing.connect(_model.engine.stop)
     return _model
 
 

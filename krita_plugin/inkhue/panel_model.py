@@ -52,6 +52,9 @@ class PanelModel(QtCore.QObject):
       engine_output(text): output of an engine started from the panel
     """
 
+    #: How often a connected panel checks that the engine still answers.
+    HEALTH_WATCH_MS = 4000
+
     status_changed = Signal(str, str)
     models_changed = Signal()
     sources_changed = Signal()
@@ -72,6 +75,13 @@ class PanelModel(QtCore.QObject):
         self.engine = EngineProcess(self.client, parent=self)
         self.engine.ready.connect(self._engine_ready)
         self.engine.failed.connect(self._engine_failed)
+        self.engine.stopped.connect(self._engine_stopped)
+        # While connected the engine is asked for /health now and then: one that was
+        # stopped or killed shows as "Engine not running" (and Start engine is offered).
+        self._watch = QtCore.QTimer(self)
+        self._watch.setInterval(self.HEALTH_WATCH_MS)
+        self._watch.timeout.connect(self.check_engine)
+        self._watch_call: Call | None = None
         self.engine.output.connect(self.engine_output.emit)
         self.state = "offline"
         self.status_text = "Not connected"
@@ -168,7 +178,25 @@ class PanelModel(QtCore.QObject):
 
     def _set_status(self, state: str, text: str) -> None:
         self.state, self.status_text = state, text
+        if state == "connected":
+            self._watch.start()
+        else:
+            self._watch.stop()
         self.status_changed.emit(state, text)
+
+    def check_engine(self) -> None:
+        """Ask ``/health`` quietly; an engine that does not answer any more is shown as
+        not running (the status line only: the error area keeps what it says)."""
+        if self._watch_call is not None and not self._watch_call.done:
+            return
+        self._watch_call = self.client.health(self._watched)
+
+    def _watched(self, result: Result) -> None:
+        if result.ok or result.cancelled or self.state != "connected":
+            return
+        self._set_status("offline", "Engine not running" if result.status == 0
+                         else "Not connected")
+        self.trainer.set_offline()
 
     def set_error(self, text: str) -> None:
         """Show ``text`` in the panel's error area ("" clears it); an error replaces the
@@ -247,6 +275,11 @@ class PanelModel(QtCore.QObject):
     def _engine_ready(self) -> None:
         self.say("The engine is running")
         self.connect_engine()
+
+    def _engine_stopped(self, text: str) -> None:
+        self._set_status("offline", "Engine not running")
+        self.trainer.set_offline()
+        self.say(text)
 
     def _engine_failed(self, text: str) -> None:
         self._set_status("offline", "Not connected")
@@ -354,6 +387,7 @@ class PanelModel(QtCore.QObject):
                 return
             if not result.ok:
                 self.set_error(result.error)
+                self.check_engine()
                 return
             try:
                 name = self.host.insert_frame(
@@ -403,6 +437,7 @@ class PanelModel(QtCore.QObject):
         self._job = None
         self.set_error(text)
         self._set_busy(False)
+        self.check_engine()
 
     def _job_cancelled(self) -> None:
         self._job = None

@@ -381,3 +381,47 @@ def test_gui_tab_switch_while_adding_keyframes(engine, plugin_zip, tmp_path):
     for t, expected in zip(times, want, strict=True):
         assert (out / f"result_{t}.bin").read_bytes() == expected, f"keyframe {t}"
     assert ts.get("screenshot_rc") == 0 and shot.is_file()
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"  # a zombie has exited (nobody reaped it yet)
+
+
+def test_gui_engine_killed_and_krita_quit(engine, plugin_zip, tmp_path):
+    """Issue 14 item 10: a killed engine shows as not running with Start engine offered,
+    and the engine started from the docker ends when Krita quits."""
+    import signal
+    import time
+
+    from krita_support import free_port
+
+    _server, models = engine
+    exe = Path(sys.executable).with_name("inkhue")
+    port = free_port()
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "frame_0.bin").write_bytes(bgra_u8(cartoon_gray(0)).tobytes())
+    command = (f"setsid {exe} serve --port {{port}} --no-preload "
+               f"--models-dir {models['gray_path'].parent}")
+    result = run_gui(engine, plugin_zip, tmp_path, "engine",
+                     {"times": [0], "end": 2, "model": models["gray"], "scenario": "engine",
+                      "engine_url": f"http://127.0.0.1:{port}", "engine_command": command})
+    eng = result["engine"]
+    second = eng.get("second", {}).get("pid")
+    try:
+        assert eng["first"]["state"] == "connected" and not eng["first"]["start_enabled"]
+        after = eng["after_kill"]
+        assert after["state"] == "offline" and after["status"] == "Engine not running"
+        assert after["start_enabled"]
+        assert after["message"].startswith("The engine started from this panel exited")
+        assert eng["second"]["state"] == "connected"
+        deadline = time.monotonic() + 10
+        while process_alive(second) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not process_alive(second), "the engine outlived Krita"
+    finally:
+        if second and process_alive(second):
+            os.kill(second, signal.SIGKILL)

@@ -209,6 +209,11 @@ class GuiDriver(Extension):
 
             TabSwitch(self).start()
             return
+        if self.cfg.get("scenario") == "engine":
+            from .engine_life import EngineLife
+
+            EngineLife(self).start()
+            return
         self.later(self.click_colorize)
 
     def click_colorize(self) -> None:
