@@ -52,6 +52,7 @@ from .pixels import (
     krita_rgba_order,
     to_rgba8,
     to_srgb_rgba8,
+    transfer_curve,
 )
 
 #: Profiles Krita ships and uses by default (sRGB primaries; "g10" = linear light).
@@ -272,7 +273,19 @@ class KritaHost(Host):
         depth = KRITA_DEPTHS[node.colorDepth()]
         animated = time is not None and node.animated()
         data = self._pixels(node, x, y, w, h, time if animated else None)
+        data = self._to_engine(data, w, h, node.colorModel(), node.colorDepth(),
+                               node.colorProfile())
         return to_rgba8(data, FrameLayout(w, h, 4, depth, krita_rgba_order(depth)), order)
+
+    def _to_engine(self, data: bytes, w: int, h: int, model: str, depth: str,
+                   profile: str) -> bytes:
+        """Pixels as the engine reads them: sRGB-encoded. A linear-light layer (Krita's
+        default for 16-bit and float) read as sRGB gives darker, duller colours."""
+        if not is_linear_profile(profile):
+            return data
+        wire = KRITA_DEPTHS[depth]
+        layout = FrameLayout(w, h, 4 if model == "RGBA" else 2, wire, krita_rgba_order(wire))
+        return transfer_curve(data, layout, to_srgb=True)
 
     def _prepare(self, task: str, hint_layer: str):
         doc = self.document()
@@ -286,6 +299,11 @@ class KritaHost(Host):
         description = f"layer '{node.name()}' of '{document_name(doc)}'"
         return doc, node, layout, hint_node, context, description
 
+    def _source_pixels(self, node, context: dict[str, Any], time: int | None) -> bytes:
+        x, y, w, h, _mask = context["area"]
+        return self._to_engine(self._pixels(node, x, y, w, h, time), w, h, node.colorModel(),
+                               node.colorDepth(), node.colorProfile())
+
     def _engine_frame(self, data: bytes, layout: FrameLayout, task: str) -> bytes:
         # Line art on a transparent layer is lines on paper: the engine sees white paper
         # and gives back an opaque colour layer to go under the lines.
@@ -294,7 +312,7 @@ class KritaHost(Host):
     def read_frame(self, task: str, hint_layer: str = "") -> FrameRequest:
         doc, node, layout, hint_node, context, description = self._prepare(task, hint_layer)
         x, y, w, h, _mask = context["area"]
-        frame = self._engine_frame(self._pixels(node, x, y, w, h, None), layout, task)
+        frame = self._engine_frame(self._source_pixels(node, context, None), layout, task)
         hints = self._hints(hint_node, layout.order, context["area"], None)
         return FrameRequest(frame, layout, hints, description, context)
 
@@ -309,7 +327,8 @@ class KritaHost(Host):
             )
         x, y, w, h, _mask = context["area"]
         frames = [
-            self._engine_frame(self._pixels(node, x, y, w, h, t), layout, task) for t in times
+            self._engine_frame(self._source_pixels(node, context, t), layout, task)
+            for t in times
         ]
         hints = None
         if hint_node is not None:
@@ -355,9 +374,14 @@ class KritaHost(Host):
         else:
             parent.addChildNode(layer, source)
         context["note"] = note
+        context["result_space"] = ("RGBA", depth, profile)
         return layer, name
 
     def _result_bytes(self, context: dict[str, Any], data: bytes, layout: FrameLayout) -> bytes:
+        """The engine's (sRGB-encoded) answer in the result layer's profile, the pixels
+        outside the selection cleared."""
+        if is_linear_profile(context["result_space"][2]):
+            data = transfer_curve(data, layout, to_srgb=False)
         mask = context["area"][4]
         return clear_unselected(data, layout, mask) if mask is not None else data
 
@@ -372,7 +396,13 @@ class KritaHost(Host):
         # The next Colorize must read the source again. Krita makes a new layer active from
         # its event loop (after this returns), so the source is made active after that.
         doc, source = context["doc"], context["node"]
-        self._later(self.STEP_MS, lambda: doc.setActiveNode(source))
+        root_id = doc.rootNode().uniqueId()
+
+        def activate_source() -> None:
+            if self._is_open(root_id):  # a closed document's wrapper must not be touched
+                doc.setActiveNode(source)
+
+        self._later(self.STEP_MS, activate_source)
         return name
 
     def insert_animation(self, request: AnimationRequest, results: list[bytes],

@@ -19,12 +19,14 @@ written by the test, and results go back as .bin files plus a PNG export.
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import os
 import sys
 import time
 import traceback
 
+faulthandler.enable()  # a crash inside Krita leaves a Python stack in the log
 LOG: list[str] = []
 T0 = time.monotonic()
 
@@ -119,7 +121,10 @@ def case_lines16(app, cfg, results) -> None:
     from inkhue.krita_io import KritaHost
 
     w, h = cfg["width"], cfg["height"]
-    doc = app.createDocument(w, h, "inkhue-lines16", "RGBA", "U16", "", 72.0)
+    # sRGB-encoded 16-bit (not Krita's linear default): the engine gets the values as they
+    # are, so the test can compare with a direct request (case_depths covers linear).
+    doc = app.createDocument(w, h, "inkhue-lines16", "RGBA", "U16",
+                             "sRGB-elle-V2-srgbtrc.icc", 72.0)
     doc.setBatchmode(True)
     lines = doc.createNode("Lines", "paintlayer")
     doc.rootNode().addChildNode(lines, None)
@@ -159,6 +164,43 @@ def case_graya(app, cfg, results) -> None:
     log(f"graya: layers {results['graya']['layers']}, error {model.error!r}")
     doc.setModified(False)
     doc.close()
+
+
+def case_depths(app, cfg, results) -> None:
+    """Issue 14 item 11: the same picture as RGBA U8 (sRGB), U16 and F32 (Krita's linear
+    "g10" defaults, converted from the U8 document by Krita), colorized through the plugin;
+    each result layer is converted back to 8-bit sRGB by Krita for the test to compare."""
+    from inkhue.krita_io import KritaHost
+
+    w, h = cfg["width"], cfg["height"]
+    out = {}
+    for depth, profile in (("U8", "sRGB-elle-V2-srgbtrc.icc"), ("U16", "sRGB-elle-V2-g10.icc"),
+                           ("F32", "sRGB-elle-V2-g10.icc")):
+        doc = app.createDocument(w, h, f"inkhue-{depth.lower()}", "RGBA", "U8", "", 72.0)
+        doc.setBatchmode(True)
+        ink = doc.createNode("Gray frame", "paintlayer")
+        doc.rootNode().addChildNode(ink, None)
+        ink.setPixelData(read_bin(cfg, "u8_frame.bin"), 0, 0, w, h)
+        doc.waitForDone()
+        if depth != "U8":
+            doc.setColorSpace("RGBA", depth, profile)
+            doc.waitForDone()
+        info = {"profile": doc.colorProfile(), "depth": doc.colorDepth()}
+        model = make_model(KritaHost(app, document=doc, source=ink), cfg)
+        colorize(model, cfg["gray_model"])
+        info["error"] = model.error
+        new = doc.nodeByName("InkHue " + cfg["gray_model"])
+        if new is not None:
+            info["layer_profile"] = new.colorProfile()
+            doc.setColorSpace("RGBA", "U8", "sRGB-elle-V2-srgbtrc.icc")
+            doc.waitForDone()
+            write_bin(cfg, f"depth_{depth}_result.bin", new.pixelData(0, 0, w, h))
+        out[depth] = info
+        log(f"depth {depth}: {info}")
+        doc.setModified(False)
+        doc.close()
+    results["depths"] = out
+    log(f"depths: {out}")
 
 
 def case_cmyk(app, cfg, results) -> None:
@@ -237,8 +279,12 @@ def __main__(args: list[str]) -> None:
         log(f"Krita {results['krita']['version']}, Qt {krita.qVersion()}, binding {qt.API}, "
             f"plugin {inkhue.__file__}")
         app = Krita.instance()
-        for case in (case_u8, case_lines16, case_graya, case_cmyk, case_train_documents):
-            case(app, cfg, results)
+        cases = (case_u8, case_lines16, case_graya, case_depths, case_cmyk,
+                 case_train_documents)
+        only = cfg.get("cases")  # a subset, by name, when debugging
+        for case in cases:
+            if not only or case.__name__ in only:
+                case(app, cfg, results)
         code = 0
     except BaseException:
         results["exception"] = traceback.format_exc()

@@ -210,6 +210,25 @@ def test_headless_kritarunner_colorize_frame(engine, plugin_zip, tmp_path):
                            models["gray"])
     assert (out / "graya_result.bin").read_bytes() == want
 
+    # Issue 14 item 11: the same picture in U16 and F32 (Krita's linear "g10" default)
+    # comes out in the same colours as in U8 (compared in 8-bit sRGB, converted by Krita).
+    depths = result["depths"]
+    chroma = {}
+    for depth in ("U8", "U16", "F32"):
+        assert depths[depth]["error"] == "", depths[depth]
+        bgra = np.frombuffer((out / f"depth_{depth}_result.bin").read_bytes(),
+                             np.uint8).reshape(H, W, 4)
+        lab = cv2.cvtColor(np.ascontiguousarray(bgra[..., :3]), cv2.COLOR_BGR2LAB)
+        ab = lab[..., 1:].astype(np.float64) - 128.0
+        chroma[depth] = float(np.hypot(ab[..., 0], ab[..., 1]).mean())
+        depths[depth]["bgra"] = bgra
+    print(f"mean chroma (CIELAB, 8-bit sRGB) U8 / U16 / F32: {chroma}")
+    assert "g10" in depths["U16"]["profile"] and "g10" in depths["F32"]["profile"]
+    for depth in ("U16", "F32"):
+        assert abs(chroma[depth] - chroma["U8"]) < 0.5, chroma
+        diff = np.abs(depths[depth]["bgra"].astype(int) - depths["U8"]["bgra"].astype(int))
+        assert diff.mean() < 1.0 and diff.max() <= 8, (depth, diff.mean(), diff.max())
+
     # CMYK: refused with a line naming the document and the fix; nothing added.
     cmyk = result["cmyk"]
     assert cmyk["error"].startswith("Document 'inkhue-cmyk' is in CMYKA colours")

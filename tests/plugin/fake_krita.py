@@ -11,10 +11,37 @@ the same behaviour against Krita itself.
 from __future__ import annotations
 
 import itertools
+import struct
 
 DEPTH_BYTES = {"U8": 1, "U16": 2, "F16": 2, "F32": 4}
 CHANNELS = {"RGBA": 4, "GRAYA": 2, "CMYKA": 5, "LABA": 4, "XYZA": 4}
 _ids = itertools.count(1)
+
+
+def _linear(profile: str) -> bool:
+    return "g10" in profile
+
+
+def transfer(data: bytes, model: str, depth: str, source: str, target: str) -> bytes:
+    """Reference for tests: what Krita's conversion does between an sRGB-curve and a linear
+    ("g10") profile of the same primaries (the colour channels through the sRGB curve,
+    computed per value; alpha unchanged)."""
+    if _linear(source) == _linear(target):
+        return data
+    fmt = {"U8": "B", "U16": "H", "F16": "e", "F32": "f"}[depth]
+    full = {"U8": 255, "U16": 65535}.get(depth, 1.0)
+    values = list(struct.unpack(f"<{len(data) // struct.calcsize(fmt)}{fmt}", data))
+    n = CHANNELS[model]
+    for i, v in enumerate(values):
+        if i % n == n - 1:
+            continue  # alpha
+        x = min(max(v / full, 0.0), 1.0)
+        if _linear(source):  # linear -> sRGB-encoded
+            y = 12.92 * x if x <= 0.0031308 else 1.055 * x ** (1 / 2.4) - 0.055
+        else:
+            y = x / 12.92 if x <= 0.04045 else ((x + 0.055) / 1.055) ** 2.4
+        values[i] = round(y * full) if isinstance(full, int) else y
+    return struct.pack(f"<{len(values)}{fmt}", *values)
 
 
 class Node:
@@ -255,6 +282,19 @@ class Document:
     def refreshProjection(self):  # noqa: N802
         self.refreshed += 1
 
+    def setBatchmode(self, value):  # noqa: N802
+        self.batch = value
+
+    def setModified(self, value):  # noqa: N802
+        self.modified = value
+
+    def close(self):
+        app = getattr(self, "app", None)
+        if app is not None and self in app.open_documents:
+            app.open_documents.remove(self)
+        self.closed = True
+        return True
+
 
 class Action:
     """``add_blank_frame``: a blank keyframe on the active layer at the current time."""
@@ -318,12 +358,20 @@ class App:
         self.active_document = document
         self.open_documents: list[Document] = [document] if document is not None else []
         self.gui = gui
+        self.created: list[Document] = []  # documents made with createDocument
         self.blank_frame = Action(self)
         self.palettes: dict[str, list] = {}
         self.settings: dict[tuple[str, str], str] = {}
 
     def activeDocument(self):  # noqa: N802
         return self.active_document
+
+    def createDocument(self, w, h, name, model, depth, profile, res):  # noqa: N802
+        doc = Document(w, h, model, depth, profile, name)
+        doc.app = self
+        self.open_documents.append(doc)
+        self.created.append(doc)
+        return doc
 
     def documents(self):
         return list(self.open_documents)

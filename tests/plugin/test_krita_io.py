@@ -92,9 +92,27 @@ def test_depths(depth, order, nbytes):
     req = host.read_frame("grayscale")
     assert req.layout == FrameLayout(3, 2, 4, depth.lower(), order)
     assert len(req.frame) == 3 * 2 * 4 * nbytes
+    linear, srgb = "sRGB-elle-V2-g10.icc", "sRGB-elle-V2-srgbtrc.icc"
+    # Issue 14 item 11: linear values (Krita's 16-bit/float default) go to the engine
+    # sRGB-encoded (as 8-bit documents' do), and its answer comes back linear.
+    assert_same_pixels(req.frame, fk.transfer(pattern(ink.nbytes), "RGBA", depth, linear,
+                                              srgb), depth)
     host.insert_frame(req, pattern(len(req.frame), 2), req.layout, "m", "grayscale")
     new = doc.nodeByName("InkHue m")
-    assert (new.colorModel(), new.colorDepth()) == ("RGBA", depth)
+    assert (new.colorModel(), new.colorDepth(), new.colorProfile()) == ("RGBA", depth, linear)
+    assert_same_pixels(new.pixelData(0, 0, 3, 2), fk.transfer(
+        pattern(len(req.frame), 2), "RGBA", depth, srgb, linear), depth)
+
+
+def assert_same_pixels(got: bytes, want: bytes, depth: str) -> None:
+    """Integers exactly; floats within what a 16-bit step of the curve table allows."""
+    if depth in ("U8", "U16"):
+        assert got == want
+        return
+    fmt = {"F16": "e", "F32": "f"}[depth]
+    a = struct.unpack(f"<{len(got) // struct.calcsize(fmt)}{fmt}", got)
+    b = struct.unpack(f"<{len(want) // struct.calcsize(fmt)}{fmt}", want)
+    assert max(abs(x - y) for x, y in zip(a, b, strict=True)) < 2e-3
 
 
 def test_gray_document_gets_an_rgba_layer():
@@ -107,11 +125,16 @@ def test_gray_document_gets_an_rgba_layer():
     assert req.layout == FrameLayout(3, 2, 2, "u16", "bgra")
     out = req.layout.result()
     assert out == FrameLayout(3, 2, 4, "u16", "bgra")
+    # Linear light ("g10") in Krita, sRGB-encoded for the engine, and back.
+    assert req.frame == fk.transfer(pattern(ink.nbytes), "GRAYA", "U16",
+                                    "Gray-D50-elle-V2-g10.icc", "Gray-D50-elle-V2-srgbtrc.icc")
     host.insert_frame(req, pattern(out.nbytes), out, "m", "grayscale")
     new = doc.nodeByName("InkHue m")
     assert (new.colorModel(), new.colorDepth(), new.colorProfile()) == (
         "RGBA", "U16", "sRGB-elle-V2-g10.icc")
-    assert new.pixelData(0, 0, 3, 2) == pattern(out.nbytes)
+    assert new.pixelData(0, 0, 3, 2) == fk.transfer(pattern(out.nbytes), "RGBA", "U16",
+                                                    "sRGB-elle-V2-srgbtrc.icc",
+                                                    "sRGB-elle-V2-g10.icc")
 
 
 @pytest.mark.parametrize("model,depth,words", [
