@@ -161,7 +161,12 @@ class InkHuePanel(QtWidgets.QWidget):
         self.error_text.setStyleSheet("color: #c0392b;")
         self.copy_button = self._named(QtWidgets.QPushButton("Copy error"), "inkhue_copy_error")
         error_layout.addWidget(self.error_text)
-        error_layout.addWidget(self.copy_button, 0, Qt.AlignmentFlag.AlignRight)
+        self.fix_button = self._named(QtWidgets.QPushButton(), "inkhue_fix")
+        error_buttons = QtWidgets.QHBoxLayout()
+        error_buttons.addWidget(self.fix_button)
+        error_buttons.addStretch(1)
+        error_buttons.addWidget(self.copy_button)
+        error_layout.addLayout(error_buttons)
         root.addWidget(self.error_box)
         root.addStretch(1)
 
@@ -258,6 +263,7 @@ class InkHuePanel(QtWidgets.QWidget):
         self.animation_button.clicked.connect(m.colorize_animation)
         self.cancel_button.clicked.connect(m.cancel)
         self.copy_button.clicked.connect(self.copy_error)
+        self.fix_button.clicked.connect(m.apply_fix)
         self.settings_button.toggled.connect(self._toggle_settings)
         self.model_combo.currentIndexChanged.connect(self._model_chosen)
         self.hint_combo.currentIndexChanged.connect(self._hint_chosen)
@@ -484,6 +490,9 @@ class InkHuePanel(QtWidgets.QWidget):
     def _on_error(self, text: str) -> None:
         self.error_text.setPlainText(text)
         self.error_box.setVisible(bool(text))
+        fix = self.model.fix
+        self.fix_button.setVisible(fix is not None)
+        self.fix_button.setText(fix[0] if fix else "")
 
 
 def standalone_panel(host, settings_path: str | None = None, log_path: str | None = None):

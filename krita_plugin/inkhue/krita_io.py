@@ -290,6 +290,18 @@ class KritaHost(Host):
     def _prepare(self, task: str, hint_layer: str):
         doc = self.document()
         node = self.source_node(doc)
+        if doc.colorModel() == "GRAYA":
+            # A colour layer in a grayscale image is shown gray: the colours would be there
+            # but the artist could not see them.
+            check_color_space(f"Document '{document_name(doc)}'", doc.colorModel(),
+                              doc.colorDepth())
+            depth = doc.colorDepth()
+            raise PluginError(
+                f"Document '{document_name(doc)}' is grayscale (GRAYA {depth}): Krita would "
+                f"show the colours gray. Click 'Convert to RGB and colorize' (converts the "
+                f"image to RGB/Alpha {depth}, one Edit > Undo takes it back), or use "
+                "Image > Convert Image Color Space",
+                fix=("Convert to RGB and colorize", lambda: self.convert_to_rgb(doc)))
         channels, depth = frame_format(doc, node)
         area = self._area(doc)
         x, y, w, h, _mask = area
@@ -338,6 +350,20 @@ class KritaHost(Host):
                 same = self._hints(hint_node, layout.order, context["area"], None)
                 hints = [same] * len(times)
         return AnimationRequest(frames, times, layout, hints, description, context)
+
+    def convert_to_rgb(self, doc) -> str:
+        """Convert a grayscale image to RGB/Alpha at its own depth (sRGB primaries, the same
+        transfer curve: linear stays linear); returns a line saying what was done."""
+        depth = doc.colorDepth()
+        profile = SRGB_LINEAR_PROFILE if is_linear_profile(doc.colorProfile()) else SRGB_PROFILE
+        doc.setColorSpace("RGBA", depth, profile)
+        doc.waitForDone()
+        if doc.colorModel() != "RGBA":
+            raise PluginError(f"Krita could not convert '{document_name(doc)}' to RGB/Alpha "
+                              f"{depth}: use Image > Convert Image Color Space")
+        doc.refreshProjection()
+        return (f"Converted '{document_name(doc)}' to RGB/Alpha ({depth}, {profile}) so the "
+                "colours show; Edit > Undo takes it back")
 
     # -- what to write -----------------------------------------------------------------------
 

@@ -90,6 +90,8 @@ class PanelModel(QtCore.QObject):
         self.layer_names: list[str] = []
         self.palette_names: list[str] = []
         self.error = ""
+        self.fix: tuple | None = None  # (label, action, retry) offered with the error
+        self._note = ""  # what a fix did, said again with the next result
         self.message_text = ""
         self.busy = False
         #: Choices per open document (``Host.document_key``); settings hold the defaults.
@@ -198,14 +200,41 @@ class PanelModel(QtCore.QObject):
                          else "Not connected")
         self.trainer.set_offline()
 
-    def set_error(self, text: str) -> None:
+    def set_error(self, text: str, fix=None, retry=None) -> None:
         """Show ``text`` in the panel's error area ("" clears it); an error replaces the
-        message line (it would describe an earlier action)."""
+        message line (it would describe an earlier action). ``fix`` (a ``PluginError.fix``)
+        is offered as a button; after it ``retry()`` runs (the action that failed)."""
         self.error = text
+        self.fix = (fix[0], fix[1], retry) if fix and text else None
         if text:
             log.error(text)
             self.say("")
         self.error_changed.emit(text)
+
+    def apply_fix(self) -> None:
+        """Run the fix offered with the error (e.g. convert the image to RGB), then the
+        action that failed."""
+        if self.fix is None or self.busy:
+            return
+        _label, action, retry = self.fix
+        self.set_error("")
+        try:
+            done = action()
+        except PluginError as exc:
+            self.set_error(str(exc))
+            return
+        except Exception as exc:
+            self._unexpected("Fixing the document", exc)
+            return
+        log.info(done)
+        self.say(done)
+        self._note = done  # repeated with the result's line, which replaces this one
+        if retry is not None:
+            retry()
+
+    def _take_note(self) -> str:
+        note, self._note = self._note, ""
+        return f". {note}" if note else ""
 
     def say(self, text: str) -> None:
         """Show ``text`` on the message line ("" clears it)."""
@@ -365,7 +394,7 @@ class PanelModel(QtCore.QObject):
             options, info = self._options()
             request = self.host.read_frame(info.get("task") or "", self.hint_layer)
         except PluginError as exc:
-            self.set_error(str(exc))
+            self.set_error(str(exc), exc.fix, self.colorize_frame)
             return
         except Exception as exc:
             self._unexpected("Reading the frame", exc)
@@ -401,7 +430,7 @@ class PanelModel(QtCore.QObject):
                 self._unexpected("Adding the colorized layer", exc)
                 return
             self.last_layer = name
-            self.say(f"Added layer '{name}'")
+            self.say(f"Added layer '{name}'" + self._take_note())
             log.info("added layer %s", name)
         finally:
             self._set_busy(False)
@@ -416,7 +445,7 @@ class PanelModel(QtCore.QObject):
             request = self.host.read_animation(info.get("task") or "",
                                                self.hint_layer)
         except PluginError as exc:
-            self.set_error(str(exc))
+            self.set_error(str(exc), exc.fix, self.colorize_animation)
             return
         except Exception as exc:
             self._unexpected("Reading the animation", exc)
@@ -457,7 +486,8 @@ class PanelModel(QtCore.QObject):
                 self.say("Cancelled: no layer was added")
             else:
                 self.last_layer = name
-                self.say(f"Added animated layer '{name}' ({len(results)} keyframes)")
+                self.say(f"Added animated layer '{name}' ({len(results)} keyframes)"
+                         + self._take_note())
                 log.info("added animated layer %s", name)
             self._set_busy(False)
 

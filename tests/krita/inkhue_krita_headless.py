@@ -10,7 +10,8 @@ docker's "Colorize frame" button runs, on documents it creates and paints:
 
 - ``u8``: RGBA U8, a grayscale source layer, the grayscale model;
 - ``lines16``: RGBA U16, transparent line art above the Background, the line-art model;
-- ``graya``: GRAYA U8, the grayscale model (the result layer must be RGBA);
+- ``graya``: GRAYA U8: Colorize offers to convert the image to RGB, the fix does it;
+- ``depths``: the same picture in U8, U16 and F32 (linear) documents: the same colours;
 - ``cmyk``: CMYKA U8: must be refused with the "Convert Image Color Space" message.
 
 Only stdlib + Krita + Qt here (Krita's Python has no numpy): frames come as .bin files
@@ -146,6 +147,8 @@ def case_lines16(app, cfg, results) -> None:
 
 
 def case_graya(app, cfg, results) -> None:
+    """A GRAYA U8 document: Colorize stops with an offer to convert the image to RGB (a
+    colour layer in a gray image shows gray); the offered fix converts it and colorizes."""
     from inkhue.krita_io import KritaHost
 
     w, h = cfg["width"], cfg["height"]
@@ -157,11 +160,22 @@ def case_graya(app, cfg, results) -> None:
     doc.waitForDone()
     model = make_model(KritaHost(app, document=doc, source=ink), cfg)
     colorize(model, cfg["gray_model"])
+    out = {"first_error": model.error, "fix": model.fix[0] if model.fix else None,
+           "layers_before_fix": [n["name"] for n in layer_info(doc)]}
+    model.apply_fix()
+    wait_until(lambda: not model.busy, 120, "colorize after the fix")
     new = doc.nodeByName("InkHue " + cfg["gray_model"])
-    results["graya"] = {"error": model.error, "layers": layer_info(doc), "found": new is not None}
+    out.update(error=model.error, message=model.message_text, layers=layer_info(doc),
+               doc_space=[doc.colorModel(), doc.colorDepth(), doc.colorProfile()],
+               found=new is not None)
     if new is not None:
+        write_bin(cfg, "graya_source_rgb.bin", ink.pixelData(0, 0, w, h))
         write_bin(cfg, "graya_result.bin", new.pixelData(0, 0, w, h))
-    log(f"graya: layers {results['graya']['layers']}, error {model.error!r}")
+        doc.refreshProjection()
+        doc.waitForDone()
+        write_bin(cfg, "graya_projection.bin", doc.pixelData(0, 0, w, h))
+    results["graya"] = out
+    log(f"graya: {out}")
     doc.setModified(False)
     doc.close()
 

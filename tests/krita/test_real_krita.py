@@ -200,15 +200,29 @@ def test_headless_kritarunner_colorize_frame(engine, plugin_zip, tmp_path):
     np.testing.assert_array_equal(got16, np.frombuffer(want, np.uint16))
     assert (got16.reshape(H, W, 4)[..., 3] == 65535).all()
 
-    # GRAYA document: the result layer is RGBA (colour) at the same depth.
+    # GRAYA document (issue 14 item 1): Colorize stops with an offer to convert the image
+    # to RGB; the fix converts it (same depth) and colorizes, and the colours show.
     graya = result["graya"]
+    assert graya["first_error"].startswith(
+        "Document 'inkhue-graya' is grayscale (GRAYA U8): Krita would show the colours gray")
+    assert graya["fix"] == "Convert to RGB and colorize"
+    assert graya["layers_before_fix"] == ["Background", "Gray"]
     assert graya["error"] == ""
+    assert graya["doc_space"] == ["RGBA", "U8", "sRGB-elle-V2-srgbtrc.icc"]
+    assert graya["message"].startswith(f"Added layer 'InkHue {models['gray']}'. Converted "
+                                       "'inkhue-graya' to RGB/Alpha (U8")
     new = graya["layers"][-1]
     assert (new["name"], new["model"], new["depth"]) == (
         f"InkHue {models['gray']}", "RGBA", "U8")
-    want = server.colorize(frames["graya_frame.bin"].tobytes(), dict(layout, channels=2),
-                           models["gray"])
-    assert (out / "graya_result.bin").read_bytes() == want
+    source = (out / "graya_source_rgb.bin").read_bytes()
+    src = np.frombuffer(source, np.uint8).reshape(H, W, 4)
+    gray = frames["graya_frame.bin"][..., 0].astype(int)
+    assert np.abs(src[..., :3].astype(int) - gray[..., None]).max() <= 1  # still the picture
+    got = (out / "graya_result.bin").read_bytes()
+    assert got == server.colorize(source, layout, models["gray"])
+    projection = np.frombuffer((out / "graya_projection.bin").read_bytes(),
+                               np.uint8).reshape(H, W, 4)
+    np.testing.assert_array_equal(projection, np.frombuffer(got, np.uint8).reshape(H, W, 4))
 
     # Issue 14 item 11: the same picture in U16 and F32 (Krita's linear "g10" default)
     # comes out in the same colours as in U8 (compared in 8-bit sRGB, converted by Krita).

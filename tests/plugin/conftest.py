@@ -101,6 +101,7 @@ class StubHost(Host):
         self.train_reads = 0  # how many training frames were read (pixels)
         self.set_training_frames(5, 24, 20)
         self.doc_key = "doc-1"  # which document is active (tests switch it)
+        self.gray = False  # a grayscale image: read_frame offers a conversion
 
     def document_key(self):
         return self.doc_key
@@ -135,6 +136,12 @@ class StubHost(Host):
     def read_frame(self, task, hint_layer=""):
         if self.read_error:
             raise PluginError(self.read_error)
+        if self.gray:  # as KritaHost for a GRAYA image: an offer to convert it
+
+            def convert():
+                self.gray = False
+                return "Converted 'stub.kra' to RGB/Alpha"
+            raise PluginError("Document 'stub.kra' is grayscale", fix=("Convert", convert))
         if hint_layer and hint_layer not in self.layers:  # as KritaHost
             raise PluginError(f"Hint layer '{hint_layer}' is not in 'stub.kra': pick another "
                               "hint layer or (no hints)")

@@ -282,6 +282,32 @@ class Document:
     def refreshProjection(self):  # noqa: N802
         self.refreshed += 1
 
+    def setColorSpace(self, model, depth, profile):  # noqa: N802
+        """Image > Convert Image Color Space (here only GRAYA -> RGBA at the same depth)."""
+        assert (self.model, model, depth == self.depth) == ("GRAYA", "RGBA", True)
+        size = DEPTH_BYTES[depth]
+
+        def rgba(buf: bytes) -> bytearray:
+            out = bytearray()
+            for i in range(0, len(buf), 2 * size):
+                gray, alpha = buf[i:i + size], buf[i + size:i + 2 * size]
+                out += gray * 3 + alpha
+            return out
+
+        for node in [n for n in self.all() if n._model == "GRAYA"]:
+            node.still = rgba(bytes(node.still))
+            node.frames = {t: rgba(bytes(b)) for t, b in node.frames.items()}
+            node._model, node._profile = model, profile
+        self.model, self.profile = model, profile
+        return True
+
+    def all(self) -> list:
+        def walk(node):
+            for child in node.childNodes():
+                yield child
+                yield from walk(child)
+        return list(walk(self.root))
+
     def setBatchmode(self, value):  # noqa: N802
         self.batch = value
 

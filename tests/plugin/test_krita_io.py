@@ -115,9 +115,10 @@ def assert_same_pixels(got: bytes, want: bytes, depth: str) -> None:
     assert max(abs(x - y) for x, y in zip(a, b, strict=True)) < 2e-3
 
 
-def test_gray_document_gets_an_rgba_layer():
-    doc = fk.Document(3, 2, model="GRAYA", depth="U16", profile="Gray-D50-elle-V2-g10.icc")
-    ink = doc.add_layer("Ink")
+def test_gray_layer_gets_an_rgba_layer():
+    """A GRAYA layer in an RGB image: the result is an RGBA layer (its colours show)."""
+    doc = fk.Document(3, 2, model="RGBA", depth="U16", profile="sRGB-elle-V2-g10.icc")
+    ink = doc.add_layer("Ink", model="GRAYA", profile="Gray-D50-elle-V2-g10.icc")
     ink.fill(pattern(ink.nbytes))
     doc.setActiveNode(ink)
     host, _app, _ = host_for(doc)
@@ -135,6 +136,32 @@ def test_gray_document_gets_an_rgba_layer():
     assert new.pixelData(0, 0, 3, 2) == fk.transfer(pattern(out.nbytes), "RGBA", "U16",
                                                     "sRGB-elle-V2-srgbtrc.icc",
                                                     "sRGB-elle-V2-g10.icc")
+
+
+@pytest.mark.parametrize("depth,profile,rgb_profile", [
+    ("U8", "Gray-D50-elle-V2-srgbtrc.icc", "sRGB-elle-V2-srgbtrc.icc"),
+    ("F32", "Gray-D50-elle-V2-g10.icc", "sRGB-elle-V2-g10.icc")])
+def test_gray_document_is_offered_a_conversion_to_rgb(depth, profile, rgb_profile):
+    """Issue 14 item 1: in a grayscale image a colour layer shows gray, so Colorize stops
+    with a line saying so and offers to convert the image to RGB at its own depth."""
+    doc = fk.Document(3, 2, model="GRAYA", depth=depth, profile=profile)
+    ink = doc.add_layer("Ink")
+    ink.fill(pattern(ink.nbytes))
+    doc.setActiveNode(ink)
+    host, _app, _ = host_for(doc)
+    with pytest.raises(PluginError, match=f"Document 'scene.kra' is grayscale \\(GRAYA "
+                                          f"{depth}\\): Krita would show the colours gray"
+                       ) as caught:
+        host.read_frame("grayscale")
+    assert [n.name() for n in doc.root.childNodes()] == ["Ink"]  # nothing added
+    label, action = caught.value.fix
+    assert label == "Convert to RGB and colorize"
+    assert action() == (f"Converted 'scene.kra' to RGB/Alpha ({depth}, {rgb_profile}) so "
+                        "the colours show; Edit > Undo takes it back")
+    assert (doc.colorModel(), doc.colorDepth(), doc.colorProfile()) == ("RGBA", depth,
+                                                                        rgb_profile)
+    req = host.read_frame("grayscale")
+    assert req.layout.channels == 4
 
 
 @pytest.mark.parametrize("model,depth,words", [

@@ -310,3 +310,25 @@ def test_message_line_is_about_the_last_thing_done(qtbot, panel, stub_host, dead
         click(qtbot, widget.frame_button)
     qtbot.waitUntil(lambda: not model.busy, timeout=TIMEOUT)
     assert widget.message_label.text() == ""
+
+
+def test_an_offered_fix_runs_and_colorizes(qtbot, panel, stub_host):
+    """Issue 14 item 1 (panel side): the host's offered fix is a button next to the error;
+    clicking it fixes the document and runs Colorize again."""
+    widget, model = panel
+    connect(qtbot, widget, model)
+    stub_host.gray = True
+    click(qtbot, widget.frame_button)
+    assert widget.error_text.toPlainText() == "Document 'stub.kra' is grayscale"
+    assert widget.fix_button.isVisibleTo(widget) and widget.fix_button.text() == "Convert"
+    assert not stub_host.inserted
+    with qtbot.waitSignal(model.busy_changed, timeout=TIMEOUT,
+                          check_params_cb=lambda busy: not busy):
+        click(qtbot, widget.fix_button)
+    assert not stub_host.gray and [i["kind"] for i in stub_host.inserted] == ["frame"]
+    assert not widget.error_box.isVisibleTo(widget)
+    assert widget.message_label.text() == (
+        "Added layer 'InkHue toon-gray'. Converted 'stub.kra' to RGB/Alpha")
+    stub_host.read_error = "Layer 'Ink' is a mask"  # an error without a fix: no button
+    click(qtbot, widget.frame_button)
+    assert not widget.fix_button.isVisibleTo(widget)
