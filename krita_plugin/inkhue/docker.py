@@ -57,6 +57,7 @@ class InkHuePanel(QtWidgets.QWidget):
         self._on_sources()
         self._on_busy(False)
         self._on_error(model.error)
+        self._on_result()
 
     # -- layout ------------------------------------------------------------------------------
 
@@ -145,6 +146,20 @@ class InkHuePanel(QtWidgets.QWidget):
         progress_row.addWidget(self.progress_bar, 1)
         progress_row.addWidget(self.cancel_button)
         root.addLayout(progress_row)
+
+        self.result_box = self._named(QtWidgets.QWidget(), "inkhue_result_box")
+        result_row = QtWidgets.QHBoxLayout(self.result_box)
+        result_row.setContentsMargins(0, 0, 0, 0)
+        self.result_label = self._named(QtWidgets.QLabel(), "inkhue_result_label")
+        self.result_label.setWordWrap(True)
+        self.keep_button = self._named(QtWidgets.QPushButton("Keep"), "inkhue_keep")
+        self.keep_button.setToolTip("Keep the new layer (this bar goes away)")
+        self.discard_button = self._named(QtWidgets.QPushButton("Discard"), "inkhue_discard")
+        self.discard_button.setToolTip("Delete the new layer with all its keyframes")
+        result_row.addWidget(self.result_label, 1)
+        result_row.addWidget(self.keep_button)
+        result_row.addWidget(self.discard_button)
+        root.addWidget(self.result_box)
 
         self._build_train(root)
 
@@ -264,6 +279,9 @@ class InkHuePanel(QtWidgets.QWidget):
         self.cancel_button.clicked.connect(m.cancel)
         self.copy_button.clicked.connect(self.copy_error)
         self.fix_button.clicked.connect(m.apply_fix)
+        m.result_changed.connect(self._on_result)
+        self.keep_button.clicked.connect(m.keep_result)
+        self.discard_button.clicked.connect(m.discard_result)
         self.settings_button.toggled.connect(self._toggle_settings)
         self.model_combo.currentIndexChanged.connect(self._model_chosen)
         self.hint_combo.currentIndexChanged.connect(self._hint_chosen)
@@ -438,6 +456,8 @@ class InkHuePanel(QtWidgets.QWidget):
         self.frame_button.setEnabled(ready)
         self.animation_button.setEnabled(ready)
         self.cancel_button.setEnabled(busy)
+        self.keep_button.setEnabled(not busy)
+        self.discard_button.setEnabled(not busy)
         self.progress_bar.setVisible(busy)
         if not busy:
             self.progress_bar.reset()
@@ -486,6 +506,11 @@ class InkHuePanel(QtWidgets.QWidget):
         self.train_progress.setRange(0, total)  # 0..0 = busy indicator
         self.train_progress.setValue(done)
         self.train_progress.setFormat(text + (" (%p%)" if total else ""))
+
+    def _on_result(self) -> None:
+        name = self.model.result_name
+        self.result_box.setVisible(bool(name))
+        self.result_label.setText(f"New layer '{name}'" if name else "")
 
     def _on_error(self, text: str) -> None:
         self.error_text.setPlainText(text)

@@ -66,6 +66,10 @@ class Host:
         """An id of the active document, stable while it is open ("" = none)."""
         return ""
 
+    def document_key_of(self, context: Any) -> str:
+        """``document_key`` of the document a request (its ``context``) was read from."""
+        return self.document_key()
+
     def layer_names(self) -> list[str]:
         """Names of the layers that can serve as a hint layer (current document)."""
         raise NotImplementedError
@@ -108,6 +112,10 @@ class Host:
         cancelled insertion leaves no layer behind). ``progress(done, total, text)`` reports
         each keyframe and pauses. Returns a handle whose ``cancel()`` stops it.
         """
+        raise NotImplementedError
+
+    def remove_result(self, context: Any) -> None:
+        """Delete the result layer that an insert wrote (``context`` is the request's)."""
         raise NotImplementedError
 
     def training_frames(self, source: str) -> list[TrainingFrame]:

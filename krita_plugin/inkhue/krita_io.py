@@ -185,8 +185,13 @@ class KritaHost(Host):
 
     def document_key(self) -> str:
         doc = self._document or self.app.activeDocument()
-        if doc is None:
-            return ""
+        return self._key(doc) if doc is not None else ""
+
+    def document_key_of(self, context: dict[str, Any]) -> str:
+        return self._key(context["doc"])
+
+    @staticmethod
+    def _key(doc) -> str:
         uid = doc.rootNode().uniqueId()  # a QUuid in Krita
         return str(uid.toString() if hasattr(uid, "toString") else uid)
 
@@ -350,6 +355,16 @@ class KritaHost(Host):
                 same = self._hints(hint_node, layout.order, context["area"], None)
                 hints = [same] * len(times)
         return AnimationRequest(frames, times, layout, hints, description, context)
+
+    def remove_result(self, context: dict[str, Any]) -> None:
+        doc, layer = context["doc"], context.get("layer")
+        if layer is None or not self._is_open(doc.rootNode().uniqueId()):
+            raise PluginError("The result's document is not open any more")
+        if not any(same_node(n, layer) for n in all_nodes(doc.rootNode())):
+            raise PluginError(f"The layer '{layer.name()}' is not in "
+                              f"'{document_name(doc)}' any more (deleted already?)")
+        layer.remove()
+        doc.refreshProjection()
 
     def convert_to_rgb(self, doc) -> str:
         """Convert a grayscale image to RGB/Alpha at its own depth (sRGB primaries, the same

@@ -63,6 +63,7 @@ class PanelModel(QtCore.QObject):
     error_changed = Signal(str)
     message = Signal(str)
     engine_output = Signal(str)
+    result_changed = Signal()
 
     def __init__(self, host: Host, store, client: EngineClient | None = None,
                  parent=None) -> None:
@@ -92,6 +93,9 @@ class PanelModel(QtCore.QObject):
         self.error = ""
         self.fix: tuple | None = None  # (label, action, retry) offered with the error
         self._note = ""  # what a fix did, said again with the next result
+        #: The last result of each document, until the artist keeps or discards it:
+        #: document key -> (host context, layer name).
+        self.results: dict[str, tuple[Any, str]] = {}
         self.message_text = ""
         self.busy = False
         #: Choices per open document (``Host.document_key``); settings hold the defaults.
@@ -356,6 +360,7 @@ class PanelModel(QtCore.QObject):
             self.document_key = key
             if not self.busy:
                 self.say("")
+            self.result_changed.emit()
         self.sources_changed.emit()
 
     # -- colorize ----------------------------------------------------------------------------
@@ -430,6 +435,7 @@ class PanelModel(QtCore.QObject):
                 self._unexpected("Adding the colorized layer", exc)
                 return
             self.last_layer = name
+            self._set_result(request.context, name)
             self.say(f"Added layer '{name}'" + self._take_note())
             log.info("added layer %s", name)
         finally:
@@ -486,6 +492,7 @@ class PanelModel(QtCore.QObject):
                 self.say("Cancelled: no layer was added")
             else:
                 self.last_layer = name
+                self._set_result(request.context, name)
                 self.say(f"Added animated layer '{name}' ({len(results)} keyframes)"
                          + self._take_note())
                 log.info("added animated layer %s", name)
@@ -501,6 +508,42 @@ class PanelModel(QtCore.QObject):
             self._insertion = None
             self._unexpected("Adding the animated layer", exc)
             self._set_busy(False)
+
+    # -- the last result: keep or discard -------------------------------------------------
+
+    def _set_result(self, context: Any, name: str) -> None:
+        # Keyed by the result's own document (the artist may have switched since).
+        self.results[self.host.document_key_of(context)] = (context, name)
+        self.result_changed.emit()
+
+    @property
+    def result_name(self) -> str:
+        """The active document's result waiting for Keep / Discard ("" = none)."""
+        entry = self.results.get(self.document_key)
+        return entry[1] if entry else ""
+
+    def keep_result(self) -> None:
+        """Keep the active document's last result (the Keep / Discard bar goes)."""
+        if self.results.pop(self.document_key, None) is not None:
+            self.result_changed.emit()
+
+    def discard_result(self) -> None:
+        """Delete the active document's last result layer (all its keyframes at once; in
+        Krita 5 a Colorize is many undo steps, this is one click)."""
+        entry = self.results.pop(self.document_key, None)
+        if entry is None:
+            return
+        self.result_changed.emit()
+        context, name = entry
+        try:
+            self.host.remove_result(context)
+        except PluginError as exc:
+            self.set_error(str(exc))
+            return
+        except Exception as exc:
+            self._unexpected("Removing the result", exc)
+            return
+        self.say(f"Removed layer '{name}'")
 
     def cancel(self) -> None:
         """Stop the running colorize (frame or animation)."""

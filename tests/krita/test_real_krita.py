@@ -323,6 +323,12 @@ def test_gui_colorize_animation_from_the_docker(engine, plugin_zip, tmp_path):
                                f"InkHue {models['gray']}"]
     assert (out / "again.bin").read_bytes() == server.colorize(frames[0].tobytes(), layout,
                                                                 models["gray"])
+    # Issue 14 item 12: Discard deletes the new layer in one click.
+    assert again["result_bar"] == f"New layer 'InkHue {models['gray']} 2'"
+    discard = result["after_discard"]
+    assert discard["layers"] == ["Background", "Ink", f"InkHue {models['gray']}"]
+    assert discard["message"] == f"Removed layer 'InkHue {models['gray']} 2'"
+    assert not discard["bar_visible"]
     assert result["screenshot"]["rc"] == 0 and shot.is_file() and shot.stat().st_size > 10_000
 
     # Train section, "Current animation range": the keyframes of the animated layer, and

@@ -102,6 +102,7 @@ class StubHost(Host):
         self.set_training_frames(5, 24, 20)
         self.doc_key = "doc-1"  # which document is active (tests switch it)
         self.gray = False  # a grayscale image: read_frame offers a conversion
+        self.removed: list = []  # contexts of the results removed
 
     def document_key(self):
         return self.doc_key
@@ -147,7 +148,8 @@ class StubHost(Host):
                               "hint layer or (no hints)")
         hints = self.hints if hint_layer else None
         return FrameRequest(self.frame, self.layout, hints, "layer 'Ink' of 'stub.kra'",
-                            {"task": task, "hint_layer": hint_layer})
+                            {"task": task, "hint_layer": hint_layer,
+                             "doc_key": self.doc_key})
 
     def insert_frame(self, request, result, layout, model_name, task):
         self.inserted.append({"kind": "frame", "data": result, "layout": layout,
@@ -158,13 +160,20 @@ class StubHost(Host):
         if self.read_error:
             raise PluginError(self.read_error)
         return AnimationRequest(list(self.anim_frames), list(self.times), self.layout, None,
-                                "layer 'Ink' of 'stub.kra'", {"task": task})
+                                "layer 'Ink' of 'stub.kra'",
+                                {"task": task, "doc_key": self.doc_key})
 
     def insert_animation(self, request, results, layout, model_name, task, done,
                          progress=None):
         self.inserted.append({"kind": "animation", "data": list(results), "layout": layout,
                               "model": model_name, "task": task, "times": request.times})
         done("InkHue " + model_name, "")
+
+    def document_key_of(self, context):
+        return context["doc_key"]
+
+    def remove_result(self, context):
+        self.removed.append(context)
 
     def training_frames(self, source):
         self.train_sources.append(source)

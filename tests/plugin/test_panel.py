@@ -332,3 +332,25 @@ def test_an_offered_fix_runs_and_colorizes(qtbot, panel, stub_host):
     stub_host.read_error = "Layer 'Ink' is a mask"  # an error without a fix: no button
     click(qtbot, widget.frame_button)
     assert not widget.fix_button.isVisibleTo(widget)
+
+
+def test_keep_or_discard_the_result(qtbot, panel, stub_host):
+    """Issue 14 item 12: a Colorize is many undo steps in Krita 5; the docker offers to
+    discard the new layer in one click (or keep it), per document."""
+    widget, model = panel
+    connect(qtbot, widget, model)
+    switch_document(model, stub_host, "doc-1", ["Ink"])  # what the docker does on show
+    assert not widget.result_box.isVisibleTo(widget)
+    colorize_frame(qtbot, widget, model)
+    assert widget.result_box.isVisibleTo(widget)
+    assert widget.result_label.text() == "New layer 'InkHue toon-gray'"
+    switch_document(model, stub_host, "doc-2", ["Ink"])  # another document: its own bar
+    assert not widget.result_box.isVisibleTo(widget)
+    switch_document(model, stub_host, "doc-1", ["Ink"])
+    click(qtbot, widget.discard_button)
+    assert stub_host.removed == [stub_host.inserted[0]["request"].context]
+    assert widget.message_label.text() == "Removed layer 'InkHue toon-gray'"
+    assert not widget.result_box.isVisibleTo(widget)
+    colorize_frame(qtbot, widget, model)
+    click(qtbot, widget.keep_button)
+    assert not widget.result_box.isVisibleTo(widget) and len(stub_host.removed) == 1

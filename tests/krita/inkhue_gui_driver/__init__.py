@@ -277,7 +277,18 @@ class GuiDriver(Extension):
             with open(os.path.join(cfg["out"], "again.bin"), "wb") as f:
                 f.write(bytes(new.pixelData(0, 0, cfg["width"], cfg["height"])))
         self.result["colorize_again"] = again
+        again["result_bar"] = self.panel.result_label.text()
         self.log(f"after a second Colorize frame: {again}")
+        self.panel.discard_button.click()  # issue 14 item 12: one click takes it back
+        self.later(self.after_discard)
+
+    def after_discard(self) -> None:
+        doc, cfg = self.doc, self.cfg
+        self.result["after_discard"] = {
+            "layers": [n.name() for n in doc.rootNode().childNodes()],
+            "message": self.panel.message_label.text(),
+            "bar_visible": self.panel.result_box.isVisible()}
+        self.log(f"after Discard: {self.result['after_discard']}")
         doc.setCurrentTime(cfg["times"][1])  # show a colorized frame in the screenshot
         self.later(self.screenshot, 1500)
 
