@@ -41,6 +41,7 @@ def _register() -> None:
     from krita import DockWidget, DockWidgetFactory, DockWidgetFactoryBase, Extension, Krita
 
     from .docker import InkHuePanel
+    from .qt import QtWidgets
 
     class InkHueDocker(DockWidget):
         """Krita's dock around the panel; follows the active canvas."""
@@ -48,8 +49,13 @@ def _register() -> None:
         def __init__(self) -> None:
             super().__init__()
             self.setWindowTitle("InkHue")
-            self.panel = InkHuePanel(shared_model(), self)
-            self.setWidget(self.panel)
+            self.panel = InkHuePanel(shared_model())
+            # Scrolls when the docker is shorter than the panel (the Train section is tall).
+            scroll = QtWidgets.QScrollArea(self)
+            scroll.setWidgetResizable(True)
+            scroll.setFrameShape(QtWidgets.QFrame.Shape.NoFrame)
+            scroll.setWidget(self.panel)
+            self.setWidget(scroll)
 
         def canvasChanged(self, canvas) -> None:  # noqa: N802 - Krita's name
             shared_model().refresh_sources()
