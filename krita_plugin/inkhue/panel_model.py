@@ -39,6 +39,18 @@ class DocumentChoices:
     palette: str
 
 
+@dataclass
+class RunningJob:
+    """A colorize running for one document: whichever of its stages is in flight."""
+
+    key: str  # Host.document_key of its document
+    description: str  # e.g. "layer 'Ink' of 'scene.kra'"
+    call: Call | None = None  # POST /colorize (a frame)
+    job: AnimationJob | None = None  # an engine job (an animation)
+    insertion: Any = None  # the host's keyframe insertion (cancel())
+    progress: tuple[int, int, str] = (0, 0, "")
+
+
 class PanelModel(QtCore.QObject):
     """State + actions of the InkHue panel (see module docstring).
 
@@ -97,15 +109,13 @@ class PanelModel(QtCore.QObject):
         #: document key -> (host context, layer name).
         self.results: dict[str, tuple[Any, str]] = {}
         self.message_text = ""
-        self.busy = False
         #: Choices per open document (``Host.document_key``); settings hold the defaults.
         self.documents: dict[str, DocumentChoices] = {}
-        self.document_key = ""
+        self.document_key = host.document_key()
         self.progress.connect(lambda _done, _total, text: self.say(text))
         self.last_layer = ""
-        self._call: Call | None = None
-        self._job: AnimationJob | None = None
-        self._insertion = None  # the host's keyframe insertion in progress (cancel())
+        #: The colorize running in each document (document key -> RunningJob).
+        self.jobs: dict[str, RunningJob] = {}
         self._models_call: Call | None = None
         self._models_again = False
         #: The Train section (fine-tuning on the document's coloured frames).
@@ -249,9 +259,10 @@ class PanelModel(QtCore.QObject):
         if self.error:
             self.set_error("")
 
-    def _set_busy(self, busy: bool) -> None:
-        self.busy = busy
-        self.busy_changed.emit(busy)
+    @property
+    def busy(self) -> bool:
+        """Whether the active document has a colorize running (each document its own)."""
+        return self.document_key in self.jobs
 
     def _unexpected(self, what: str, exc: BaseException) -> None:
         log.error("%s failed:\n%s", what, traceback.format_exc())
@@ -358,9 +369,13 @@ class PanelModel(QtCore.QObject):
             self._unexpected("Reading the document's layers", exc)
         if key != self.document_key:
             self.document_key = key
-            if not self.busy:
+            job = self.jobs.get(key)
+            if job is None:
                 self.say("")
             self.result_changed.emit()
+            self.busy_changed.emit(job is not None)  # this document's own job, if any
+            if job is not None:
+                self.progress.emit(*job.progress)
         self.sources_changed.emit()
 
     # -- colorize ----------------------------------------------------------------------------
@@ -390,34 +405,67 @@ class PanelModel(QtCore.QObject):
         )
         return options, info
 
-    def colorize_frame(self) -> None:
-        """Colorize the current frame into a new layer."""
+    def _begin(self, request) -> RunningJob:
+        job = RunningJob(self.host.document_key_of(request.context), request.description)
+        self.jobs[job.key] = job
+        if job.key == self.document_key:
+            self.busy_changed.emit(True)
+        return job
+
+    def _end(self, job: RunningJob) -> None:
+        if self.jobs.get(job.key) is job:
+            del self.jobs[job.key]
+        if job.key == self.document_key:
+            self.busy_changed.emit(False)
+
+    def _job_progress(self, job: RunningJob, done: int, total: int, text: str) -> None:
+        job.progress = (done, total, text)
+        if job.key == self.document_key:
+            self.progress.emit(done, total, text)
+        elif text.startswith("Paused"):  # it needs the artist: say it wherever they are
+            self.say(text)
+
+    def _job_says(self, job: RunningJob, text: str) -> None:
+        """A job's closing line: as is in its own document, naming it elsewhere."""
+        self.say(text if job.key == self.document_key else f"{text} ({job.description})")
+
+    def _read(self, read, retry):
+        """``(options, info, request)`` or None after showing why not."""
+        if self.host.document_key() != self.document_key:
+            self.refresh_sources()  # e.g. an action used before the docker ever showed
         if self.busy:
-            return
+            return None
         self.clear_error()
         try:
             options, info = self._options()
-            request = self.host.read_frame(info.get("task") or "", self.hint_layer)
+            return options, info, read(info.get("task") or "", self.hint_layer)
         except PluginError as exc:
-            self.set_error(str(exc), exc.fix, self.colorize_frame)
-            return
+            self.set_error(str(exc), exc.fix, retry)
         except Exception as exc:
-            self._unexpected("Reading the frame", exc)
+            self._unexpected("Reading the document", exc)
+        return None
+
+    def colorize_frame(self) -> None:
+        """Colorize the current frame into a new layer."""
+        got = self._read(self.host.read_frame, self.colorize_frame)
+        if got is None:
             return
-        self._set_busy(True)
-        self.progress.emit(0, 0, f"Colorizing {request.description} with {options.model}")
+        options, info, request = got
+        job = self._begin(request)
+        self._job_progress(job, 0, 0, f"Colorizing {request.description} with {options.model}")
         log.info("colorize frame: %s, %s, model %s", request.description,
                  request.layout.describe(), options.model)
-        self._call = self.client.colorize(
+        job.call = self.client.colorize(
             request.frame, request.layout, options,
-            lambda result: self._frame_done(result, request, info), hints=request.hints,
+            lambda result: self._frame_done(job, result, request, info), hints=request.hints,
         )
 
-    def _frame_done(self, result: Result, request: FrameRequest, info: dict) -> None:
-        self._call = None
+    def _frame_done(self, job: RunningJob, result: Result, request: FrameRequest,
+                    info: dict) -> None:
+        job.call = None
         try:
             if result.cancelled:
-                self.say("Cancelled")
+                self._job_says(job, "Cancelled")
                 return
             if not result.ok:
                 self.set_error(result.error)
@@ -436,78 +484,71 @@ class PanelModel(QtCore.QObject):
                 return
             self.last_layer = name
             self._set_result(request.context, name)
-            self.say(f"Added layer '{name}'" + self._take_note())
+            self._job_says(job, f"Added layer '{name}'" + self._take_note())
             log.info("added layer %s", name)
         finally:
-            self._set_busy(False)
+            self._end(job)
 
     def colorize_animation(self) -> None:
         """Colorize every keyframe of the source layer into a new animated layer."""
-        if self.busy:
+        got = self._read(self.host.read_animation, self.colorize_animation)
+        if got is None:
             return
-        self.clear_error()
-        try:
-            options, info = self._options()
-            request = self.host.read_animation(info.get("task") or "",
-                                               self.hint_layer)
-        except PluginError as exc:
-            self.set_error(str(exc), exc.fix, self.colorize_animation)
-            return
-        except Exception as exc:
-            self._unexpected("Reading the animation", exc)
-            return
-        self._set_busy(True)
+        options, info, request = got
+        job = self._begin(request)
         log.info("colorize animation: %s, %d frames, model %s", request.description,
                  len(request.frames), options.model)
-        job = AnimationJob(self.client, request.frames, request.layout, options,
-                           hints=request.hints, parent=self)
-        job.progress.connect(self.progress.emit)
-        job.finished.connect(lambda results: self._animation_done(results, request, info))
-        job.failed.connect(self._job_failed)
-        job.cancelled.connect(self._job_cancelled)
-        self._job = job
-        job.start()
+        engine_job = AnimationJob(self.client, request.frames, request.layout, options,
+                                  hints=request.hints, parent=self)
+        engine_job.progress.connect(lambda d, t, text: self._job_progress(job, d, t, text))
+        engine_job.finished.connect(
+            lambda results: self._animation_done(job, results, request, info))
+        engine_job.failed.connect(lambda text: self._job_failed(job, text))
+        engine_job.cancelled.connect(lambda: self._job_cancelled(job))
+        job.job = engine_job
+        engine_job.start()
 
-    def _job_failed(self, text: str) -> None:
-        self._job = None
+    def _job_failed(self, job: RunningJob, text: str) -> None:
+        job.job = None
         self.set_error(text)
-        self._set_busy(False)
+        self._end(job)
         self.check_engine()
 
-    def _job_cancelled(self) -> None:
-        self._job = None
-        self.say("Cancelled")
-        self._set_busy(False)
+    def _job_cancelled(self, job: RunningJob) -> None:
+        job.job = None
+        self._job_says(job, "Cancelled")
+        self._end(job)
 
-    def _animation_done(self, results: list[bytes], request: AnimationRequest,
-                        info: dict) -> None:
-        self._job = None
-        self.progress.emit(0, len(results), "Adding keyframes")
+    def _animation_done(self, job: RunningJob, results: list[bytes],
+                        request: AnimationRequest, info: dict) -> None:
+        job.job = None
+        self._job_progress(job, 0, len(results), "Adding keyframes")
 
         def done(name: str, error: str) -> None:
-            self._insertion = None
+            job.insertion = None
             if error:
                 self.set_error(error)
             elif not name:
-                self.say("Cancelled: no layer was added")
+                self._job_says(job, "Cancelled: no layer was added")
             else:
                 self.last_layer = name
                 self._set_result(request.context, name)
-                self.say(f"Added animated layer '{name}' ({len(results)} keyframes)"
-                         + self._take_note())
+                self._job_says(job, f"Added animated layer '{name}' ({len(results)} "
+                               "keyframes)" + self._take_note())
                 log.info("added animated layer %s", name)
-            self._set_busy(False)
+            self._end(job)
 
         try:
-            self._insertion = self.host.insert_animation(
+            job.insertion = self.host.insert_animation(
                 request, results, request.layout.result(), info["name"],
-                info.get("task") or "", done, progress=self.progress.emit)
+                info.get("task") or "", done,
+                progress=lambda d, t, text: self._job_progress(job, d, t, text))
         except PluginError as exc:
             done("", str(exc))
         except Exception as exc:
-            self._insertion = None
+            job.insertion = None
             self._unexpected("Adding the animated layer", exc)
-            self._set_busy(False)
+            self._end(job)
 
     # -- the last result: keep or discard -------------------------------------------------
 
@@ -546,12 +587,15 @@ class PanelModel(QtCore.QObject):
         self.say(f"Removed layer '{name}'")
 
     def cancel(self) -> None:
-        """Stop the running colorize (frame or animation)."""
-        if self._call is not None:
-            self._call.abort()
-        if self._job is not None:
-            self.progress.emit(0, 0, "Cancelling...")
-            self._job.cancel()
-        if self._insertion is not None:
-            self.progress.emit(0, 0, "Cancelling: removing the unfinished layer...")
-            self._insertion.cancel()
+        """Stop the active document's colorize (frame or animation, at any stage)."""
+        job = self.jobs.get(self.document_key)
+        if job is None:
+            return
+        if job.call is not None:
+            job.call.abort()
+        if job.job is not None:
+            self._job_progress(job, 0, 0, "Cancelling...")
+            job.job.cancel()
+        if job.insertion is not None:
+            self._job_progress(job, 0, 0, "Cancelling: removing the unfinished layer...")
+            job.insertion.cancel()

@@ -354,3 +354,29 @@ def test_keep_or_discard_the_result(qtbot, panel, stub_host):
     colorize_frame(qtbot, widget, model)
     click(qtbot, widget.keep_button)
     assert not widget.result_box.isVisibleTo(widget) and len(stub_host.removed) == 1
+
+
+def test_each_document_has_its_own_running_job(qtbot, panel, stub_host, fake_engine):
+    """Issue 14 item 4: a colorize running in one document does not make the docker busy
+    in another; Cancel stops the active document's job only."""
+    widget, model = panel
+    connect(qtbot, widget, model)
+    fake_engine.delay_s = 1.5
+    click(qtbot, widget.frame_button)  # doc-1, slow
+    assert model.busy and not widget.frame_button.isEnabled()
+    switch_document(model, stub_host, "doc-2", ["Ink"])
+    assert not model.busy and widget.frame_button.isEnabled()
+    assert not widget.progress_bar.isVisibleTo(widget)
+    click(qtbot, widget.frame_button)  # doc-2, concurrently
+    assert model.busy
+    click(qtbot, widget.cancel_button)  # cancels doc-2's only
+    qtbot.waitUntil(lambda: not model.busy, timeout=TIMEOUT)
+    assert widget.message_label.text() == "Cancelled"
+    assert set(model.jobs) == {"doc-1"}
+    switch_document(model, stub_host, "doc-1", ["Ink"])
+    assert model.busy and widget.progress_bar.isVisibleTo(widget)
+    assert "Colorizing layer 'Ink' of 'stub.kra'" in widget.progress_bar.format()
+    qtbot.waitUntil(lambda: not model.busy, timeout=TIMEOUT)
+    assert [(i["kind"], i["request"].context["doc_key"]) for i in stub_host.inserted] == [
+        ("frame", "doc-1")]
+    assert widget.message_label.text() == "Added layer 'InkHue toon-gray'"
