@@ -55,6 +55,8 @@ def _register() -> None:
             scroll.setWidgetResizable(True)
             scroll.setFrameShape(QtWidgets.QFrame.Shape.NoFrame)
             scroll.setWidget(self.panel)
+            # Room for the main controls; the folded-out sections scroll.
+            scroll.setMinimumHeight(min(self.panel.sizeHint().height(), 420))
             self.setWidget(scroll)
 
         def canvasChanged(self, canvas) -> None:  # noqa: N802 - Krita's name

@@ -179,6 +179,9 @@ class GuiDriver(Extension):
         if not docks:
             self.fail("the InkHue docker is not registered")
             return
+        for other in app.dockers():  # room for the docker in the screenshot
+            if other.objectName() not in ("KisLayerBox",) and other not in docks:
+                other.hide()
         dock = docks[0]
         dock.setFloating(False)
         dock.show()
@@ -279,18 +282,21 @@ class GuiDriver(Extension):
         self.result["colorize_again"] = again
         again["result_bar"] = self.panel.result_label.text()
         self.log(f"after a second Colorize frame: {again}")
+        doc.setCurrentTime(cfg["times"][1])  # show a colorized frame in the screenshot
+        self.later(self.screenshot, 1500)
+
+    def discard(self) -> None:
         self.panel.discard_button.click()  # issue 14 item 12: one click takes it back
         self.later(self.after_discard)
 
     def after_discard(self) -> None:
-        doc, cfg = self.doc, self.cfg
+        doc = self.doc
         self.result["after_discard"] = {
             "layers": [n.name() for n in doc.rootNode().childNodes()],
             "message": self.panel.message_label.text(),
             "bar_visible": self.panel.result_box.isVisible()}
         self.log(f"after Discard: {self.result['after_discard']}")
-        doc.setCurrentTime(cfg["times"][1])  # show a colorized frame in the screenshot
-        self.later(self.screenshot, 1500)
+        self.later(self.undo_once)
 
     def screenshot(self) -> None:
         path = self.cfg.get("screenshot")
@@ -299,7 +305,7 @@ class GuiDriver(Extension):
                                   text=True, timeout=60)
             self.result["screenshot"] = {"rc": proc.returncode, "stderr": proc.stderr[-500:]}
             self.log(f"screenshot {path}: rc {proc.returncode}")
-        self.later(self.undo_once)
+        self.later(self.discard)
 
     def undo_once(self) -> None:
         """Measure what one Edit > Undo takes back (Krita has no undo grouping for scripts)."""
