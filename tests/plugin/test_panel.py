@@ -380,3 +380,15 @@ def test_each_document_has_its_own_running_job(qtbot, panel, stub_host, fake_eng
     assert [(i["kind"], i["request"].context["doc_key"]) for i in stub_host.inserted] == [
         ("frame", "doc-1")]
     assert widget.message_label.text() == "Added layer 'InkHue toon-gray'"
+
+
+def test_progress_bar_is_never_the_animated_busy_indicator(qtbot, panel, fake_engine):
+    """Issue 14 item 14: Qt's busy indicator (range 0..0) animates on Krita's main thread,
+    which made a 1080p upload take 10.4 s instead of 0.2 s."""
+    widget, model = panel
+    connect(qtbot, widget, model)
+    fake_engine.delay_s = 0.5
+    ranges = []
+    model.progress.connect(lambda *_: ranges.append(widget.progress_bar.maximum()))
+    colorize_frame(qtbot, widget, model)
+    assert ranges and min(ranges) >= 1
