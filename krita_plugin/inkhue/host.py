@@ -26,12 +26,17 @@ class FrameRequest:
 
 @dataclass
 class AnimationRequest:
-    """The keyframes of a layer read from the document (one frame per keyframe)."""
+    """The keyframes of a layer (one frame per keyframe).
 
-    frames: list[bytes]
+    ``frames`` / ``hints`` items are bytes or a function returning them: a host may read the
+    pixels only when the frame is uploaded (one per event-loop turn, cancellable), so the
+    plugin never holds every input frame at once. Such a function may raise PluginError.
+    """
+
+    frames: list[bytes | Callable[[], bytes]]
     times: list[int]
     layout: FrameLayout
-    hints: list[bytes | None] | None = None
+    hints: list[bytes | None | Callable[[], bytes | None]] | None = None
     description: str = ""
     context: Any = None
     extra: dict = field(default_factory=dict)

@@ -343,14 +343,16 @@ class KritaHost(Host):
                 f"frames {start} and {end}: use Colorize frame, or set the playback range"
             )
         x, y, w, h, _mask = context["area"]
+        # Read when each frame is uploaded (AnimationJob), not all at once here.
         frames = [
-            self._engine_frame(self._source_pixels(node, context, t), layout, task)
+            lambda t=t: self._engine_frame(self._source_pixels(node, context, t), layout, task)
             for t in times
         ]
         hints = None
         if hint_node is not None:
             if hint_node.animated():
-                hints = [self._hints(hint_node, layout.order, context["area"], t) for t in times]
+                hints = [lambda t=t: self._hints(hint_node, layout.order, context["area"], t)
+                         for t in times]
             else:
                 same = self._hints(hint_node, layout.order, context["area"], None)
                 hints = [same] * len(times)

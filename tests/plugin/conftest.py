@@ -103,6 +103,8 @@ class StubHost(Host):
         self.doc_key = "doc-1"  # which document is active (tests switch it)
         self.gray = False  # a grayscale image: read_frame offers a conversion
         self.removed: list = []  # contexts of the results removed
+        self.lazy = False  # read_animation gives readers (as KritaHost), not bytes
+        self.anim_reads: list[int] = []
 
     def document_key(self):
         return self.doc_key
@@ -159,7 +161,14 @@ class StubHost(Host):
     def read_animation(self, task, hint_layer=""):
         if self.read_error:
             raise PluginError(self.read_error)
-        return AnimationRequest(list(self.anim_frames), list(self.times), self.layout, None,
+        def reader(k):
+            def read():
+                self.anim_reads.append(k)
+                return self.anim_frames[k]
+            return read
+        frames = ([reader(k) for k in range(len(self.anim_frames))] if self.lazy
+                  else list(self.anim_frames))
+        return AnimationRequest(frames, list(self.times), self.layout, None,
                                 "layer 'Ink' of 'stub.kra'",
                                 {"task": task, "doc_key": self.doc_key})
 

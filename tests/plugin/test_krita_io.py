@@ -252,7 +252,7 @@ def test_animation_keyframes_in_the_playback_range():
     before = user_layers_snapshot(doc)
     req = host.read_animation("grayscale")
     assert req.times == [2, 5]
-    assert req.frames == [pattern(16, seed=2), pattern(16, seed=5)]
+    assert [read() for read in req.frames] == [pattern(16, seed=2), pattern(16, seed=5)]
     results = [pattern(16, seed=40), pattern(16, seed=50)]
     done = []
     host.insert_animation(req, results, req.layout, "toon", "grayscale",

@@ -392,3 +392,32 @@ def test_progress_bar_is_never_the_animated_busy_indicator(qtbot, panel, fake_en
     model.progress.connect(lambda *_: ranges.append(widget.progress_bar.maximum()))
     colorize_frame(qtbot, widget, model)
     assert ranges and min(ranges) >= 1
+
+
+def test_animation_frames_are_read_one_by_one_and_cancel_stops_reading(qtbot, panel,
+                                                                      stub_host):
+    """Issue 14 item 3 (part): keyframes are read when each is uploaded, not all at once
+    before the job; Cancel while reading stops before the next frame is read."""
+    widget, model = panel
+    connect(qtbot, widget, model)
+    stub_host.lazy = True
+    seen = []
+
+    def on_progress(done, total, text):
+        seen.append(text)
+        if text.startswith("Reading and sending frame 2/"):
+            model.cancel()
+    model.progress.connect(on_progress)
+    with qtbot.waitSignal(model.busy_changed, timeout=TIMEOUT,
+                          check_params_cb=lambda busy: not busy):
+        click(qtbot, widget.animation_button)
+    assert stub_host.anim_reads == [0]
+    assert widget.message_label.text() == "Cancelled" and not stub_host.inserted
+    # Uncancelled: every frame read once, in order, and the result inserted.
+    model.progress.disconnect(on_progress)
+    stub_host.anim_reads.clear()
+    with qtbot.waitSignal(model.busy_changed, timeout=TIMEOUT,
+                          check_params_cb=lambda busy: not busy):
+        click(qtbot, widget.animation_button)
+    assert stub_host.anim_reads == [0, 1, 2]
+    assert [i["kind"] for i in stub_host.inserted] == ["animation"]
