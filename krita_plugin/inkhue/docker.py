@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from .host import TRAIN_SOURCE_ANIMATION, TRAIN_SOURCE_DOCUMENTS
 from .panel_model import MIN_DETAIL, PALETTE_MODEL, PALETTE_NONE, PanelModel
+from .properties import bind, show_value
 from .qt import QtCore, QtGui, QtWidgets
 from .training import BASE_LABELS, held_out_text
 
@@ -49,7 +50,6 @@ class InkHuePanel(QtWidgets.QWidget):
         super().__init__(parent)
         self.model = model
         self.setObjectName("inkhue_panel")
-        self._updating = False
         self._build()
         self._bind()
         self._on_status(model.state, model.status_text)
@@ -283,10 +283,12 @@ class InkHuePanel(QtWidgets.QWidget):
         self.keep_button.clicked.connect(m.keep_result)
         self.discard_button.clicked.connect(m.discard_result)
         self.settings_button.toggled.connect(self._toggle_settings)
-        self.model_combo.currentIndexChanged.connect(self._model_chosen)
-        self.hint_combo.currentIndexChanged.connect(self._hint_chosen)
-        self.palette_combo.currentIndexChanged.connect(self._palette_chosen)
-        self.detail_spin.valueChanged.connect(m.set_detail)
+        # The choices: two-way bindings to the model's declared properties.
+        bind(self.model_combo, m, "chosen_model",
+             on_change=lambda _name: self._show_model_palette())
+        bind(self.hint_combo, m, "hint_layer")
+        bind(self.palette_combo, m, "palette")
+        bind(self.detail_spin, m, "detail")
         for edit in (self.url_edit, self.token_edit, self.command_edit):
             edit.editingFinished.connect(self._server_edited)
 
@@ -320,19 +322,6 @@ class InkHuePanel(QtWidgets.QWidget):
         self.model.refresh_sources()
         self.model.connect_engine()
 
-    def _model_chosen(self, index: int) -> None:
-        if not self._updating and index >= 0:
-            self.model.set_model(self.model_combo.itemData(index) or "")
-            self._show_model_palette()
-
-    def _hint_chosen(self, index: int) -> None:
-        if not self._updating and index >= 0:
-            self.model.set_hint_layer(self.hint_combo.itemData(index) or NO_HINTS)
-
-    def _palette_chosen(self, index: int) -> None:
-        if not self._updating and index >= 0:
-            self.model.set_palette(self.palette_combo.itemData(index) or PALETTE_MODEL)
-
     def _toggle_settings(self, shown: bool) -> None:
         self.engine_box.setVisible(shown)
         self.settings_button.setArrowType(
@@ -350,8 +339,7 @@ class InkHuePanel(QtWidgets.QWidget):
                 self.train_source.currentData() or TRAIN_SOURCE_ANIMATION)
 
     def _train_choices_edited(self, *_args) -> None:
-        if not self._updating:
-            self.model.set_train_choices(*self._train_choices())
+        self.model.set_train_choices(*self._train_choices())
 
     def _train_start_clicked(self) -> None:
         name, base, source = self._train_choices()
@@ -389,7 +377,7 @@ class InkHuePanel(QtWidgets.QWidget):
 
     def _fill(self, combo, items: list[tuple], current: str) -> None:
         """Refill ``combo`` with ``(label, data[, icon or None, tooltip])`` items."""
-        self._updating = True
+        blocked = combo.blockSignals(True)  # a refill is not the artist's choice
         try:
             combo.clear()
             for label, data, *extra in items:
@@ -404,7 +392,7 @@ class InkHuePanel(QtWidgets.QWidget):
             index = combo.findData(current)
             combo.setCurrentIndex(index if index >= 0 else 0)
         finally:
-            self._updating = False
+            combo.blockSignals(blocked)
 
     def _on_models(self) -> None:
         items = [
@@ -442,13 +430,8 @@ class InkHuePanel(QtWidgets.QWidget):
                                         ("No palette", PALETTE_NONE)]
                    + [(n, n) for n in m.palette_names], m.palette)
         chosen = m.selected_model()  # the active document's model
-        index = self.model_combo.findData(chosen["name"]) if chosen else -1
-        if index >= 0 and index != self.model_combo.currentIndex():
-            self._updating = True
-            try:
-                self.model_combo.setCurrentIndex(index)
-            finally:
-                self._updating = False
+        if chosen:
+            show_value(self.model_combo, chosen["name"])
         self._show_model_palette()
 
     def _on_busy(self, busy: bool) -> None:

@@ -18,6 +18,7 @@ from .client import AnimationJob, Call, ColorizeOptions, EngineClient, Result
 from .engine_process import EngineProcess
 from .errors import PluginError
 from .host import AnimationRequest, FrameRequest, Host
+from .properties import Property, notify
 from .qt import QtCore, Signal
 from .training import Trainer
 
@@ -55,6 +56,8 @@ class PanelModel(QtCore.QObject):
     """State + actions of the InkHue panel (see module docstring).
 
     Signals:
+      property_changed(name, value): a Property (chosen_model, hint_layer, palette,
+        detail) has a new value
       status_changed(state, text): state is "offline", "connecting", "starting", "connected"
       models_changed(): ``models`` was refreshed
       sources_changed(): ``layer_names`` / ``palette_names`` were refreshed, or another
@@ -67,6 +70,7 @@ class PanelModel(QtCore.QObject):
     #: How often a connected panel checks that the engine still answers.
     HEALTH_WATCH_MS = 4000
 
+    property_changed = Signal(str, object)  # (name, value) of a Property
     status_changed = Signal(str, str)
     models_changed = Signal()
     sources_changed = Signal()
@@ -146,35 +150,44 @@ class PanelModel(QtCore.QObject):
                 s.last_model, hint, s.palette)
         return choices
 
-    @property
-    def hint_layer(self) -> str:
-        """The hint layer used for the active document ("" = none): the one chosen for it,
-        if it still has a layer of that name."""
-        name = self.choices.hint_layer
-        return name if name in self.layer_names else ""
+    # -- the choices, declared once (properties.bind ties the docker's widgets to them) --
 
-    @property
-    def palette(self) -> str:
-        return self.choices.palette
+    def _choose(self, field: str, setting: str, value) -> None:
+        setattr(self.choices, field, value)
+        setattr(self.settings, setting, value)  # the default of documents opened later
+        self._save()
+
+    chosen_model = Property(
+        get=lambda self: self.choices.model,
+        set=lambda self, v: self._choose("model", "last_model", v),
+        doc="The model chosen for the active document (a name from /models).")
+    hint_layer = Property(
+        get=lambda self: (self.choices.hint_layer
+                          if self.choices.hint_layer in self.layer_names else ""),
+        set=lambda self, v: self._choose("hint_layer", "hint_layer", v),
+        doc="The active document's hint layer (\"\" = none): the one chosen for it, if "
+            "it still has a layer of that name.")
+    palette = Property(
+        get=lambda self: self.choices.palette,
+        set=lambda self, v: self._choose("palette", "palette", v),
+        doc="The active document's palette: PALETTE_MODEL, PALETTE_NONE or a name.")
+    detail = Property(
+        get=lambda self: self.settings.detail,
+        set=lambda self, v: (setattr(self.settings, "detail", max(MIN_DETAIL, float(v))),
+                             self._save()),
+        doc="The detail factor (> 0; the docker offers MIN_DETAIL and up).")
 
     def set_model(self, name: str) -> None:
-        self.choices.model = name
-        self.settings.last_model = name
-        self._save()
+        self.chosen_model = name
 
     def set_hint_layer(self, name: str) -> None:
-        self.choices.hint_layer = name
-        self.settings.hint_layer = name
-        self._save()
+        self.hint_layer = name
 
     def set_palette(self, name: str) -> None:
-        self.choices.palette = name
-        self.settings.palette = name
-        self._save()
+        self.palette = name
 
     def set_detail(self, value: float) -> None:
-        self.settings.detail = max(MIN_DETAIL, float(value))
-        self._save()
+        self.detail = value
 
     def set_train_choices(self, name: str, base: str, source: str) -> None:
         """Remember the Train section's name, base and frame source (persisted)."""
@@ -377,6 +390,8 @@ class PanelModel(QtCore.QObject):
             if job is not None:
                 self.progress.emit(*job.progress)
         self.sources_changed.emit()
+        # This document's choices (or its hint layer's presence) may differ from the last.
+        notify(self, "chosen_model", "hint_layer", "palette")
 
     # -- colorize ----------------------------------------------------------------------------
 
