@@ -453,7 +453,7 @@ class KritaHost(Host):
                          done: Callable[[str, str], None],
                          progress: Callable[[int, int, str], None] | None = None,
                          ) -> KeyframeInsertion:
-        if len(results) != len(request.times):
+        if len(results) > len(request.times):
             raise PluginError(
                 f"The engine gave {len(results)} frames for {len(request.times)} keyframes"
             )
@@ -586,6 +586,10 @@ class KeyframeInsertion:
     the artist looks at another document it waits (``progress`` says so) and goes on when
     they come back. On failure or ``cancel()`` the unfinished layer is removed, so the
     document holds either the complete result layer or none.
+
+    ``results`` may be the first part only (an animation colorized in chunks): ``feed()``
+    gives the next results as they arrive, ``fail(error)`` ends it with an error. Each
+    result is dropped once written, so memory holds only what is not inserted yet.
     """
 
     POLL_MS = 250
@@ -598,7 +602,9 @@ class KeyframeInsertion:
                  progress: Callable[[int, int, str], None] | None) -> None:
         self.host = host
         self.request = request
-        self.results = results
+        self.results = list(results)
+        self.total = len(request.times)
+        self.error = ""  # set by fail(): the next step ends with it
         self.layout = layout
         self.model_name = model_name
         self.task = task
@@ -628,6 +634,18 @@ class KeyframeInsertion:
     def cancel(self) -> None:
         """Stop before the next keyframe; the unfinished layer is removed."""
         self.cancelled = True
+
+    def feed(self, results: list[bytes]) -> None:
+        """The next results (for the keyframes after those given so far)."""
+        if len(self.results) + len(results) > self.total:
+            self.fail(f"The engine gave {len(self.results) + len(results)} frames for "
+                      f"{self.total} keyframes")
+            return
+        self.results.extend(results)
+
+    def fail(self, error: str) -> None:
+        """End with ``error`` before the next keyframe (the unfinished layer is removed)."""
+        self.error = self.error or error
 
     def _later(self, fn, ms: int | None = None) -> None:
         self.host._later(self.host.STEP_MS if ms is None else ms, fn)
@@ -659,9 +677,12 @@ class KeyframeInsertion:
     def _step(self, i: int) -> None:
         if self.finished:
             return
-        total = len(self.results)
+        total = self.total
         if self.cancelled:
             self._finish("")
+            return
+        if self.error:
+            self._finish(self.error)
             return
         if not self.host._is_open(self.root_id):
             self._finish("")
@@ -672,6 +693,9 @@ class KeyframeInsertion:
             return
         if i == total:
             self._finish("")
+            return
+        if i >= len(self.results):  # the engine is still colorizing the next chunk
+            self._later(lambda: self._step(i), self.POLL_MS)
             return
         doc = self.doc
         if not self.host._in_front(doc):
@@ -711,5 +735,6 @@ class KeyframeInsertion:
         x, y, w, h, _mask = self.context["area"]
         self.layer.setPixelData(self.host._result_bytes(self.context, self.results[i],
                                                         self.layout), x, y, w, h)
+        self.results[i] = b""  # written: let it go
         self._progress(i + 1, total, "Adding keyframes")
         self._later(lambda: self._step(i + 1))

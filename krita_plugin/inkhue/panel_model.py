@@ -67,6 +67,8 @@ class PanelModel(QtCore.QObject):
       engine_output(text): output of an engine started from the panel
     """
 
+    #: Keyframes per engine job in Colorize animation (bounded memory on both sides).
+    ANIMATION_CHUNK = 16
     #: How often a connected panel checks that the engine still answers.
     HEALTH_WATCH_MS = 4000
 
@@ -505,19 +507,35 @@ class PanelModel(QtCore.QObject):
             self._end(job)
 
     def colorize_animation(self) -> None:
-        """Colorize every keyframe of the source layer into a new animated layer."""
+        """Colorize every keyframe of the source layer into a new animated layer.
+
+        The keyframes go to the engine in chunks of ``ANIMATION_CHUNK`` frames, one engine
+        job each: the first chunk's keyframes are added while the engine colorizes the
+        next, and neither side holds the whole animation (the engine reserves memory per
+        job). Colours are carried from frame to frame inside a chunk.
+        """
         got = self._read(self.host.read_animation, self.colorize_animation)
         if got is None:
             return
         options, info, request = got
         job = self._begin(request)
-        log.info("colorize animation: %s, %d frames, model %s", request.description,
-                 len(request.frames), options.model)
-        engine_job = AnimationJob(self.client, request.frames, request.layout, options,
-                                  hints=request.hints, parent=self)
-        engine_job.progress.connect(lambda d, t, text: self._job_progress(job, d, t, text))
+        log.info("colorize animation: %s, %d frames, model %s, chunks of %d",
+                 request.description, len(request.frames), options.model,
+                 self.ANIMATION_CHUNK)
+        self._animation_chunk(job, request, options, info, 0)
+
+    def _animation_chunk(self, job: RunningJob, request: AnimationRequest,
+                         options: ColorizeOptions, info: dict, start: int) -> None:
+        total = len(request.frames)
+        end = min(start + self.ANIMATION_CHUNK, total)
+        where = f" (frames {start + 1}-{end} of {total})" if end - start < total else ""
+        hints = request.hints[start:end] if request.hints else None
+        engine_job = AnimationJob(self.client, request.frames[start:end], request.layout,
+                                  options, hints=hints, parent=self)
+        engine_job.progress.connect(
+            lambda d, t, text: self._job_progress(job, start + d, total, text + where))
         engine_job.finished.connect(
-            lambda results: self._animation_done(job, results, request, info))
+            lambda results: self._chunk_done(job, request, options, info, end, results))
         engine_job.failed.connect(lambda text: self._job_failed(job, text))
         engine_job.cancelled.connect(lambda: self._job_cancelled(job))
         job.job = engine_job
@@ -525,22 +543,47 @@ class PanelModel(QtCore.QObject):
 
     def _job_failed(self, job: RunningJob, text: str) -> None:
         job.job = None
+        if job.insertion is not None:  # it removes its unfinished layer, then ends the job
+            job.insertion.fail(text)
+            self.check_engine()
+            return
         self.set_error(text)
         self._end(job)
         self.check_engine()
 
     def _job_cancelled(self, job: RunningJob) -> None:
         job.job = None
+        if job.insertion is not None:  # it removes its unfinished layer, then ends the job
+            job.insertion.cancel()
+            return
         self._job_says(job, "Cancelled")
         self._end(job)
 
-    def _animation_done(self, job: RunningJob, results: list[bytes],
-                        request: AnimationRequest, info: dict) -> None:
+    def _chunk_done(self, job: RunningJob, request: AnimationRequest,
+                    options: ColorizeOptions, info: dict, end: int,
+                    results: list[bytes]) -> None:
         job.job = None
-        self._job_progress(job, 0, len(results), "Adding keyframes")
+        total = len(request.frames)
+        if job.insertion is not None:
+            job.insertion.feed(results)
+        else:
+            self._start_insertion(job, request, info, results)
+        if end < total and self.jobs.get(job.key) is job and job.insertion is not None:
+            self._animation_chunk(job, request, options, info, end)
+
+    def _start_insertion(self, job: RunningJob, request: AnimationRequest, info: dict,
+                         results: list[bytes]) -> None:
+        total = len(request.frames)
+        self._job_progress(job, 0, total, "Adding keyframes")
 
         def done(name: str, error: str) -> None:
             job.insertion = None
+            if job.job is not None:  # a chunk still on the engine: drop it
+                engine_job, job.job = job.job, None
+                engine_job.cancelled.disconnect()
+                engine_job.failed.disconnect()
+                engine_job.finished.disconnect()
+                engine_job.cancel()
             if error:
                 self.set_error(error)
             elif not name:
@@ -548,7 +591,7 @@ class PanelModel(QtCore.QObject):
             else:
                 self.last_layer = name
                 self._set_result(request.context, name)
-                self._job_says(job, f"Added animated layer '{name}' ({len(results)} "
+                self._job_says(job, f"Added animated layer '{name}' ({total} "
                                "keyframes)" + self._take_note())
                 log.info("added animated layer %s", name)
             self._end(job)
@@ -557,7 +600,9 @@ class PanelModel(QtCore.QObject):
             job.insertion = self.host.insert_animation(
                 request, results, request.layout.result(), info["name"],
                 info.get("task") or "", done,
-                progress=lambda d, t, text: self._job_progress(job, d, t, text))
+                progress=lambda d, t, text: self._job_progress(job, d, t, f"{text} {d}/{t}"
+                                                               if text == "Adding keyframes"
+                                                               else text))
         except PluginError as exc:
             done("", str(exc))
         except Exception as exc:

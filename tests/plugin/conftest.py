@@ -174,9 +174,36 @@ class StubHost(Host):
 
     def insert_animation(self, request, results, layout, model_name, task, done,
                          progress=None):
-        self.inserted.append({"kind": "animation", "data": list(results), "layout": layout,
-                              "model": model_name, "task": task, "times": request.times})
-        done("InkHue " + model_name, "")
+        entry = {"kind": "animation", "data": [], "layout": layout, "model": model_name,
+                 "task": task, "times": request.times, "feeds": 0}
+        self.inserted.append(entry)
+        host = self
+
+        class Insertion:  # like KeyframeInsertion: results may come in chunks
+            over = False
+
+            def feed(self, more):
+                entry["data"].extend(more)
+                entry["feeds"] += 1
+                if len(entry["data"]) == len(request.times):
+                    self.over = True
+                    done("InkHue " + model_name, "")
+
+            def cancel(self):
+                self.end("")
+
+            def fail(self, error):
+                self.end(error)
+
+            def end(self, error):
+                if not self.over:
+                    self.over = True
+                    host.inserted.remove(entry)
+                    done("", error)
+
+        insertion = Insertion()
+        insertion.feed(results)
+        return insertion
 
     def document_key_of(self, context):
         return context["doc_key"]

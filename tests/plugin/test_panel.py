@@ -421,3 +421,24 @@ def test_animation_frames_are_read_one_by_one_and_cancel_stops_reading(qtbot, pa
         click(qtbot, widget.animation_button)
     assert stub_host.anim_reads == [0, 1, 2]
     assert [i["kind"] for i in stub_host.inserted] == ["animation"]
+
+
+def test_animation_goes_to_the_engine_in_chunks(qtbot, panel, stub_host, fake_engine):
+    """Issue 14 item 3: one engine job per ANIMATION_CHUNK keyframes; the keyframes of a
+    chunk are handed to the host as soon as it is done; a failure in a later chunk ends
+    it without a partial result."""
+    widget, model = panel
+    connect(qtbot, widget, model)
+    model.ANIMATION_CHUNK = 2
+    with qtbot.waitSignal(model.busy_changed, timeout=TIMEOUT,
+                          check_params_cb=lambda busy: not busy):
+        click(qtbot, widget.animation_button)
+    assert model.error == ""
+    entry = stub_host.inserted[-1]
+    assert entry["feeds"] == 2  # chunks [0, 1] and [2]
+    counts = [int(job["spec"]["frame_count"]) for job in fake_engine.jobs.values()]
+    assert counts == [2, 1]
+    want = [fake_colorize(f, 4, "bgra", None) for f in stub_host.anim_frames]
+    assert entry["data"] == want
+    assert widget.message_label.text() == (
+        "Added animated layer 'InkHue toon-gray' (3 keyframes)")

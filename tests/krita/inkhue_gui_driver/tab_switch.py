@@ -75,6 +75,8 @@ class TabSwitch:
     # -- steps -------------------------------------------------------------------------------
 
     def start(self) -> None:
+        if self.cfg.get("chunk"):  # several engine jobs, keyframes added chunk by chunk
+            self.d.model.ANIMATION_CHUNK = int(self.cfg["chunk"])
         win = Krita.instance().activeWindow()
         self.mdi = win.qwindow().findChild(QtWidgets.QMdiArea)
         self.sub_a = self.mdi.activeSubWindow()
