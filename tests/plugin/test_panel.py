@@ -442,3 +442,20 @@ def test_animation_goes_to_the_engine_in_chunks(qtbot, panel, stub_host, fake_en
     assert entry["data"] == want
     assert widget.message_label.text() == (
         "Added animated layer 'InkHue toon-gray' (3 keyframes)")
+
+
+def test_a_failing_later_chunk_leaves_no_partial_result(qtbot, panel, stub_host,
+                                                        fake_engine):
+    widget, model = panel
+    connect(qtbot, widget, model)
+    model.ANIMATION_CHUNK = 2
+
+    def on_progress(done, total, text):
+        if "(frames 3-3 of 3)" in text:  # the second chunk: the engine breaks down
+            fake_engine.fail = (500, "the engine broke down")
+    model.progress.connect(on_progress)
+    with qtbot.waitSignal(model.busy_changed, timeout=TIMEOUT,
+                          check_params_cb=lambda busy: not busy):
+        click(qtbot, widget.animation_button)
+    assert model.error == "the engine broke down"
+    assert stub_host.inserted == []  # the first chunk's keyframes went with the layer
