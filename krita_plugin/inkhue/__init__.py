@@ -32,6 +32,8 @@ def shared_model():
         logs.setup_logging()
         app = Krita.instance()
         _model = PanelModel(KritaHost(app, palette_class=Palette), KritaStore(app))
+        # The engine started from the docker ends with Krita (aboutToQuit too, as a backup).
+        app.notifier().applicationClosing.connect(_model.engine.stop)
     return _model
 
 
@@ -39,6 +41,7 @@ def _register() -> None:
     from krita import DockWidget, DockWidgetFactory, DockWidgetFactoryBase, Extension, Krita
 
     from .docker import InkHuePanel
+    from .qt import QtWidgets
 
     class InkHueDocker(DockWidget):
         """Krita's dock around the panel; follows the active canvas."""
@@ -46,8 +49,15 @@ def _register() -> None:
         def __init__(self) -> None:
             super().__init__()
             self.setWindowTitle("InkHue")
-            self.panel = InkHuePanel(shared_model(), self)
-            self.setWidget(self.panel)
+            self.panel = InkHuePanel(shared_model())
+            # Scrolls when the docker is shorter than the panel (the Train section is tall).
+            scroll = QtWidgets.QScrollArea(self)
+            scroll.setWidgetResizable(True)
+            scroll.setFrameShape(QtWidgets.QFrame.Shape.NoFrame)
+            scroll.setWidget(self.panel)
+            # Room for the main controls; the folded-out sections scroll.
+            scroll.setMinimumHeight(min(self.panel.sizeHint().height(), 420))
+            self.setWidget(scroll)
 
         def canvasChanged(self, canvas) -> None:  # noqa: N802 - Krita's name
             shared_model().refresh_sources()

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
+from .errors import PluginError
 from .pixels import FrameLayout
 from .qt import QtCore, QtNetwork, Signal, to_bytes
 
@@ -445,10 +446,10 @@ class AnimationJob(QtCore.QObject):
     def __init__(
         self,
         client: EngineClient,
-        frames: list[bytes],
+        frames: list[bytes | Callable[[], bytes]],
         layout: FrameLayout,
         options: ColorizeOptions,
-        hints: list[bytes | None] | None = None,
+        hints: list[bytes | None | Callable[[], bytes | None]] | None = None,
         parent=None,
     ) -> None:
         super().__init__(parent)
@@ -522,8 +523,18 @@ class AnimationJob(QtCore.QObject):
             self.progress.emit(0, self.total, "Colorizing")
             self._timer.start(self.POLL_MS)
             return
-        self.progress.emit(0, self.total, f"Sending frame {index + 1}/{self.total}")
-        hint = self.hints[index] if self.hints else None
+        self.progress.emit(index, self.total, f"Reading and sending frame {index + 1}/"
+                           f"{self.total}")
+        if self._over:  # cancelled meanwhile (e.g. from a progress handler)
+            return
+        try:  # frames (and hints) may be read only now, one per upload
+            frame = self.frames[index]
+            frame = frame() if callable(frame) else frame
+            hint = self.hints[index] if self.hints else None
+            hint = hint() if callable(hint) else hint
+        except PluginError as exc:
+            self._fail(str(exc))
+            return
 
         def frame_done(result: Result) -> None:
             if self._ok(result):
@@ -532,9 +543,7 @@ class AnimationJob(QtCore.QObject):
         def send_frame(result: Result | None = None) -> None:
             if result is not None and not self._ok(result):
                 return
-            self._call = self.client.upload_frame(
-                self.job_id, index, self.frames[index], frame_done
-            )
+            self._call = self.client.upload_frame(self.job_id, index, frame, frame_done)
 
         if hint is not None:
             self._call = self.client.upload_hints(self.job_id, index, hint, send_frame)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from .host import TRAIN_SOURCE_ANIMATION, TRAIN_SOURCE_DOCUMENTS
 from .panel_model import MIN_DETAIL, PALETTE_MODEL, PALETTE_NONE, PanelModel
+from .properties import bind, show_value
 from .qt import QtCore, QtGui, QtWidgets
 from .training import BASE_LABELS, held_out_text
 
@@ -49,7 +50,6 @@ class InkHuePanel(QtWidgets.QWidget):
         super().__init__(parent)
         self.model = model
         self.setObjectName("inkhue_panel")
-        self._updating = False
         self._build()
         self._bind()
         self._on_status(model.state, model.status_text)
@@ -57,6 +57,7 @@ class InkHuePanel(QtWidgets.QWidget):
         self._on_sources()
         self._on_busy(False)
         self._on_error(model.error)
+        self._on_result()
 
     # -- layout ------------------------------------------------------------------------------
 
@@ -146,6 +147,20 @@ class InkHuePanel(QtWidgets.QWidget):
         progress_row.addWidget(self.cancel_button)
         root.addLayout(progress_row)
 
+        self.result_box = self._named(QtWidgets.QWidget(), "inkhue_result_box")
+        result_row = QtWidgets.QHBoxLayout(self.result_box)
+        result_row.setContentsMargins(0, 0, 0, 0)
+        self.result_label = self._named(QtWidgets.QLabel(), "inkhue_result_label")
+        self.result_label.setWordWrap(True)
+        self.keep_button = self._named(QtWidgets.QPushButton("Keep"), "inkhue_keep")
+        self.keep_button.setToolTip("Keep the new layer (this bar goes away)")
+        self.discard_button = self._named(QtWidgets.QPushButton("Discard"), "inkhue_discard")
+        self.discard_button.setToolTip("Delete the new layer with all its keyframes")
+        result_row.addWidget(self.result_label, 1)
+        result_row.addWidget(self.keep_button)
+        result_row.addWidget(self.discard_button)
+        root.addWidget(self.result_box)
+
         self._build_train(root)
 
         self.message_label = self._named(QtWidgets.QLabel(), "inkhue_message")
@@ -161,7 +176,12 @@ class InkHuePanel(QtWidgets.QWidget):
         self.error_text.setStyleSheet("color: #c0392b;")
         self.copy_button = self._named(QtWidgets.QPushButton("Copy error"), "inkhue_copy_error")
         error_layout.addWidget(self.error_text)
-        error_layout.addWidget(self.copy_button, 0, Qt.AlignmentFlag.AlignRight)
+        self.fix_button = self._named(QtWidgets.QPushButton(), "inkhue_fix")
+        error_buttons = QtWidgets.QHBoxLayout()
+        error_buttons.addWidget(self.fix_button)
+        error_buttons.addStretch(1)
+        error_buttons.addWidget(self.copy_button)
+        error_layout.addLayout(error_buttons)
         root.addWidget(self.error_box)
         root.addStretch(1)
 
@@ -258,11 +278,17 @@ class InkHuePanel(QtWidgets.QWidget):
         self.animation_button.clicked.connect(m.colorize_animation)
         self.cancel_button.clicked.connect(m.cancel)
         self.copy_button.clicked.connect(self.copy_error)
+        self.fix_button.clicked.connect(m.apply_fix)
+        m.result_changed.connect(self._on_result)
+        self.keep_button.clicked.connect(m.keep_result)
+        self.discard_button.clicked.connect(m.discard_result)
         self.settings_button.toggled.connect(self._toggle_settings)
-        self.model_combo.currentIndexChanged.connect(self._model_chosen)
-        self.hint_combo.currentIndexChanged.connect(self._hint_chosen)
-        self.palette_combo.currentIndexChanged.connect(self._palette_chosen)
-        self.detail_spin.valueChanged.connect(m.set_detail)
+        # The choices: two-way bindings to the model's declared properties.
+        bind(self.model_combo, m, "chosen_model",
+             on_change=lambda _name: self._show_model_palette())
+        bind(self.hint_combo, m, "hint_layer")
+        bind(self.palette_combo, m, "palette")
+        bind(self.detail_spin, m, "detail")
         for edit in (self.url_edit, self.token_edit, self.command_edit):
             edit.editingFinished.connect(self._server_edited)
 
@@ -296,19 +322,6 @@ class InkHuePanel(QtWidgets.QWidget):
         self.model.refresh_sources()
         self.model.connect_engine()
 
-    def _model_chosen(self, index: int) -> None:
-        if not self._updating and index >= 0:
-            self.model.set_model(self.model_combo.itemData(index) or "")
-            self._show_model_palette()
-
-    def _hint_chosen(self, index: int) -> None:
-        if not self._updating and index >= 0:
-            self.model.set_hint_layer(self.hint_combo.itemData(index) or NO_HINTS)
-
-    def _palette_chosen(self, index: int) -> None:
-        if not self._updating and index >= 0:
-            self.model.set_palette(self.palette_combo.itemData(index) or PALETTE_MODEL)
-
     def _toggle_settings(self, shown: bool) -> None:
         self.engine_box.setVisible(shown)
         self.settings_button.setArrowType(
@@ -326,8 +339,7 @@ class InkHuePanel(QtWidgets.QWidget):
                 self.train_source.currentData() or TRAIN_SOURCE_ANIMATION)
 
     def _train_choices_edited(self, *_args) -> None:
-        if not self._updating:
-            self.model.set_train_choices(*self._train_choices())
+        self.model.set_train_choices(*self._train_choices())
 
     def _train_start_clicked(self) -> None:
         name, base, source = self._train_choices()
@@ -365,7 +377,7 @@ class InkHuePanel(QtWidgets.QWidget):
 
     def _fill(self, combo, items: list[tuple], current: str) -> None:
         """Refill ``combo`` with ``(label, data[, icon or None, tooltip])`` items."""
-        self._updating = True
+        blocked = combo.blockSignals(True)  # a refill is not the artist's choice
         try:
             combo.clear()
             for label, data, *extra in items:
@@ -380,7 +392,7 @@ class InkHuePanel(QtWidgets.QWidget):
             index = combo.findData(current)
             combo.setCurrentIndex(index if index >= 0 else 0)
         finally:
-            self._updating = False
+            combo.blockSignals(blocked)
 
     def _on_models(self) -> None:
         items = [
@@ -411,12 +423,15 @@ class InkHuePanel(QtWidgets.QWidget):
             Qt.ItemDataRole.ToolTipRole)
 
     def _on_sources(self) -> None:
-        s = self.model.settings
+        m = self.model
         self._fill(self.hint_combo, [("(no hints)", NO_HINTS)]
-                   + [(n, n) for n in self.model.layer_names], s.hint_layer)
+                   + [(n, n) for n in m.layer_names], m.hint_layer)
         self._fill(self.palette_combo, [("Model's palette", PALETTE_MODEL),
                                         ("No palette", PALETTE_NONE)]
-                   + [(n, n) for n in self.model.palette_names], s.palette)
+                   + [(n, n) for n in m.palette_names], m.palette)
+        chosen = m.selected_model()  # the active document's model
+        if chosen:
+            show_value(self.model_combo, chosen["name"])
         self._show_model_palette()
 
     def _on_busy(self, busy: bool) -> None:
@@ -424,15 +439,18 @@ class InkHuePanel(QtWidgets.QWidget):
         self.frame_button.setEnabled(ready)
         self.animation_button.setEnabled(ready)
         self.cancel_button.setEnabled(busy)
+        self.keep_button.setEnabled(not busy)
+        self.discard_button.setEnabled(not busy)
         self.progress_bar.setVisible(busy)
         if not busy:
             self.progress_bar.reset()
 
     def _on_progress(self, done: int, total: int, text: str) -> None:
-        self.progress_bar.setRange(0, total)  # 0..0 = busy indicator
-        self.progress_bar.setValue(done)
+        # Never Qt's animated busy indicator (range 0..0): in Krita it kept the main thread
+        # busy and a 1080p upload took 10.4 s instead of 0.2 s (issue 14 item 14).
+        self.progress_bar.setRange(0, max(total, 1))
+        self.progress_bar.setValue(done if total else 0)
         self.progress_bar.setFormat(text + (" (%p%)" if total else ""))
-        self.message_label.setText(text)
 
     def _on_train(self) -> None:
         t = self.model.trainer
@@ -470,13 +488,21 @@ class InkHuePanel(QtWidgets.QWidget):
                 self.train_swatches.setToolTip(" ".join(palette))
 
     def _on_train_progress(self, done: int, total: int, text: str) -> None:
-        self.train_progress.setRange(0, total)  # 0..0 = busy indicator
-        self.train_progress.setValue(done)
+        self.train_progress.setRange(0, max(total, 1))  # no animated busy indicator
+        self.train_progress.setValue(done if total else 0)
         self.train_progress.setFormat(text + (" (%p%)" if total else ""))
+
+    def _on_result(self) -> None:
+        name = self.model.result_name
+        self.result_box.setVisible(bool(name))
+        self.result_label.setText(f"New layer '{name}'" if name else "")
 
     def _on_error(self, text: str) -> None:
         self.error_text.setPlainText(text)
         self.error_box.setVisible(bool(text))
+        fix = self.model.fix
+        self.fix_button.setVisible(fix is not None)
+        self.fix_button.setText(fix[0] if fix else "")
 
 
 def standalone_panel(host, settings_path: str | None = None, log_path: str | None = None):

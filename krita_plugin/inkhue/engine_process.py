@@ -49,12 +49,16 @@ class EngineProcess(QtCore.QObject):
     """A QProcess running the engine, watched until ``GET /health`` answers.
 
     Signals: ``ready()`` once the engine answers, ``failed(message)`` if it does not start,
-    exits before answering or stays silent for ``timeout_s``; ``output(text)`` for each
-    chunk it prints.
+    exits before answering or stays silent for ``timeout_s``; ``stopped(message)`` when it
+    exits after it was ready; ``output(text)`` for each chunk it prints.
+
+    The engine started here is stopped when the application quits (``aboutToQuit``): it
+    would otherwise keep its port and memory after Krita is gone.
     """
 
     ready = Signal()
     failed = Signal(str)
+    stopped = Signal(str)
     output = Signal(str)
 
     POLL_MS = 500
@@ -71,6 +75,10 @@ class EngineProcess(QtCore.QObject):
         self._poll_timer = QtCore.QTimer(self)
         self._poll_timer.setSingleShot(True)
         self._poll_timer.timeout.connect(self._poll)
+        self._ready = False
+        app = QtCore.QCoreApplication.instance()
+        if app is not None:
+            app.aboutToQuit.connect(self.stop)
 
     def log_tail(self, lines: int = 20) -> str:
         return "\n".join(list(self.lines)[-lines:])
@@ -105,6 +113,7 @@ class EngineProcess(QtCore.QObject):
         process.finished.connect(self._finished)
         self.process = process
         self._waiting = True
+        self._ready = False
         self._elapsed.start()
         process.start(args[0], args[1:])
         self._poll_timer.start(self.POLL_MS)
@@ -112,6 +121,7 @@ class EngineProcess(QtCore.QObject):
     def stop(self) -> None:
         """Terminate the engine started here (kill after 3 s)."""
         self._waiting = False
+        self._ready = False  # a stop asked for is not news
         self._poll_timer.stop()
         if self.running():
             self.process.terminate()
@@ -146,6 +156,13 @@ class EngineProcess(QtCore.QObject):
     def _finished(self, code: int, status=None) -> None:
         if self.process is not None:
             self._read()
+        if self._ready:
+            self._ready = False
+            tail = self.log_tail(5)
+            self.stopped.emit(f"The engine started from this panel exited (code {code}): "
+                              "click Start engine to run it again"
+                              + (f"\nEngine output:\n{tail}" if tail else ""))
+            return
         self._fail(f"The engine command `{self._command}` exited with code {code}")
 
     def _poll(self) -> None:
@@ -165,6 +182,7 @@ class EngineProcess(QtCore.QObject):
             return
         if result.ok:
             self._waiting = False
+            self._ready = True
             self.ready.emit()
         else:
             self._poll_timer.start(self.POLL_MS)

@@ -26,12 +26,17 @@ class FrameRequest:
 
 @dataclass
 class AnimationRequest:
-    """The keyframes of a layer read from the document (one frame per keyframe)."""
+    """The keyframes of a layer (one frame per keyframe).
 
-    frames: list[bytes]
+    ``frames`` / ``hints`` items are bytes or a function returning them: a host may read the
+    pixels only when the frame is uploaded (one per event-loop turn, cancellable), so the
+    plugin never holds every input frame at once. Such a function may raise PluginError.
+    """
+
+    frames: list[bytes | Callable[[], bytes]]
     times: list[int]
     layout: FrameLayout
-    hints: list[bytes | None] | None = None
+    hints: list[bytes | None | Callable[[], bytes | None]] | None = None
     description: str = ""
     context: Any = None
     extra: dict = field(default_factory=dict)
@@ -61,6 +66,14 @@ class TrainingFrame:
 
 class Host:
     """Interface of the host application (every method may raise ``PluginError``)."""
+
+    def document_key(self) -> str:
+        """An id of the active document, stable while it is open ("" = none)."""
+        return ""
+
+    def document_key_of(self, context: Any) -> str:
+        """``document_key`` of the document a request (its ``context``) was read from."""
+        return self.document_key()
 
     def layer_names(self) -> list[str]:
         """Names of the layers that can serve as a hint layer (current document)."""
@@ -95,11 +108,19 @@ class Host:
         model_name: str,
         task: str,
         done: Callable[[str, str], None],
-    ) -> None:
+        progress: Callable[[int, int, str], None] | None = None,
+    ) -> Any:
         """Write results into a NEW animated layer, one keyframe per source keyframe.
 
-        May work asynchronously; calls ``done(layer_name, error)`` (error "" on success).
+        May work asynchronously; calls ``done(layer_name, error)`` once: ``(name, "")`` on
+        success, ``("", error)`` on failure, ``("", "")`` when cancelled (a failed or
+        cancelled insertion leaves no layer behind). ``progress(done, total, text)`` reports
+        each keyframe and pauses. Returns a handle whose ``cancel()`` stops it.
         """
+        raise NotImplementedError
+
+    def remove_result(self, context: Any) -> None:
+        """Delete the result layer that an insert wrote (``context`` is the request's)."""
         raise NotImplementedError
 
     def training_frames(self, source: str) -> list[TrainingFrame]:

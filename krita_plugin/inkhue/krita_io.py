@@ -12,7 +12,10 @@ InkHue repository):
 - Keyframes can only be created with the GUI's timeline action ``add_blank_frame`` on the
   active layer of the active view; the layer must be made active and control must go back
   to Qt's event loop before the action sees it. So ``insert_animation`` is a chain of
-  ``QTimer.singleShot`` steps. We do not use ``doc.importAnimation``: it wants image files
+  ``QTimer.singleShot`` steps (``KeyframeInsertion``). The action acts on the document
+  IN FRONT, whichever it is: before each trigger the insertion checks that its own
+  document is the active one (and waits while the artist looks at another). We do not use
+  ``doc.importAnimation``: it wants image files
   (an 8/16-bit PNG round trip that loses F16/F32 and needs numpy-free encoding), places
   frames at evenly spaced times only, and names the layer after the files; the action route
   writes the exact bytes at exactly the source keyframes' times.
@@ -50,6 +53,7 @@ from .pixels import (
     krita_rgba_order,
     to_rgba8,
     to_srgb_rgba8,
+    transfer_curve,
 )
 
 #: Profiles Krita ships and uses by default (sRGB primaries; "g10" = linear light).
@@ -111,6 +115,14 @@ def all_nodes(node) -> list:
     return out
 
 
+def unique_layer_name(doc, name: str) -> str:
+    """``name``, or ``name 2``, ``name 3``... when the document already has a layer of it."""
+    taken = {n.name() for n in all_nodes(doc.rootNode())}
+    if name not in taken:
+        return name
+    return next(f"{name} {k}" for k in range(2, len(taken) + 3) if f"{name} {k}" not in taken)
+
+
 def same_node(a, b) -> bool:
     return a is not None and b is not None and a.uniqueId() == b.uniqueId()
 
@@ -164,7 +176,25 @@ class KritaHost(Host):
                 f"'{node.name()}' in '{document_name(doc)}' is a mask: select the layer to "
                 "colorize"
             )
+        if node.name().startswith(LAYER_PREFIX):
+            # Colorizing a result again would stack a second result on the first.
+            raise PluginError(
+                f"'{node.name()}' in '{document_name(doc)}' is an InkHue result: select the "
+                "line-art or grayscale layer to colorize"
+            )
         return node
+
+    def document_key(self) -> str:
+        doc = self._document or self.app.activeDocument()
+        return self._key(doc) if doc is not None else ""
+
+    def document_key_of(self, context: dict[str, Any]) -> str:
+        return self._key(context["doc"])
+
+    @staticmethod
+    def _key(doc) -> str:
+        uid = doc.rootNode().uniqueId()  # a QUuid in Krita
+        return str(uid.toString() if hasattr(uid, "toString") else uid)
 
     def layer_names(self) -> list[str]:
         try:
@@ -249,11 +279,35 @@ class KritaHost(Host):
         depth = KRITA_DEPTHS[node.colorDepth()]
         animated = time is not None and node.animated()
         data = self._pixels(node, x, y, w, h, time if animated else None)
+        data = self._to_engine(data, w, h, node.colorModel(), node.colorDepth(),
+                               node.colorProfile())
         return to_rgba8(data, FrameLayout(w, h, 4, depth, krita_rgba_order(depth)), order)
+
+    def _to_engine(self, data: bytes, w: int, h: int, model: str, depth: str,
+                   profile: str) -> bytes:
+        """Pixels as the engine reads them: sRGB-encoded. A linear-light layer (Krita's
+        default for 16-bit and float) read as sRGB gives darker, duller colours."""
+        if not is_linear_profile(profile):
+            return data
+        wire = KRITA_DEPTHS[depth]
+        layout = FrameLayout(w, h, 4 if model == "RGBA" else 2, wire, krita_rgba_order(wire))
+        return transfer_curve(data, layout, to_srgb=True)
 
     def _prepare(self, task: str, hint_layer: str):
         doc = self.document()
         node = self.source_node(doc)
+        if doc.colorModel() == "GRAYA":
+            # A colour layer in a grayscale image is shown gray: the colours would be there
+            # but the artist could not see them.
+            check_color_space(f"Document '{document_name(doc)}'", doc.colorModel(),
+                              doc.colorDepth())
+            depth = doc.colorDepth()
+            raise PluginError(
+                f"Document '{document_name(doc)}' is grayscale (GRAYA {depth}): Krita would "
+                f"show the colours gray. Click 'Convert to RGB and colorize' (converts the "
+                f"image to RGB/Alpha {depth}, one Edit > Undo takes it back), or use "
+                "Image > Convert Image Color Space",
+                fix=("Convert to RGB and colorize", lambda: self.convert_to_rgb(doc)))
         channels, depth = frame_format(doc, node)
         area = self._area(doc)
         x, y, w, h, _mask = area
@@ -263,6 +317,11 @@ class KritaHost(Host):
         description = f"layer '{node.name()}' of '{document_name(doc)}'"
         return doc, node, layout, hint_node, context, description
 
+    def _source_pixels(self, node, context: dict[str, Any], time: int | None) -> bytes:
+        x, y, w, h, _mask = context["area"]
+        return self._to_engine(self._pixels(node, x, y, w, h, time), w, h, node.colorModel(),
+                               node.colorDepth(), node.colorProfile())
+
     def _engine_frame(self, data: bytes, layout: FrameLayout, task: str) -> bytes:
         # Line art on a transparent layer is lines on paper: the engine sees white paper
         # and gives back an opaque colour layer to go under the lines.
@@ -271,7 +330,7 @@ class KritaHost(Host):
     def read_frame(self, task: str, hint_layer: str = "") -> FrameRequest:
         doc, node, layout, hint_node, context, description = self._prepare(task, hint_layer)
         x, y, w, h, _mask = context["area"]
-        frame = self._engine_frame(self._pixels(node, x, y, w, h, None), layout, task)
+        frame = self._engine_frame(self._source_pixels(node, context, None), layout, task)
         hints = self._hints(hint_node, layout.order, context["area"], None)
         return FrameRequest(frame, layout, hints, description, context)
 
@@ -285,17 +344,44 @@ class KritaHost(Host):
                 f"frames {start} and {end}: use Colorize frame, or set the playback range"
             )
         x, y, w, h, _mask = context["area"]
+        # Read when each frame is uploaded (AnimationJob), not all at once here.
         frames = [
-            self._engine_frame(self._pixels(node, x, y, w, h, t), layout, task) for t in times
+            lambda t=t: self._engine_frame(self._source_pixels(node, context, t), layout, task)
+            for t in times
         ]
         hints = None
         if hint_node is not None:
             if hint_node.animated():
-                hints = [self._hints(hint_node, layout.order, context["area"], t) for t in times]
+                hints = [lambda t=t: self._hints(hint_node, layout.order, context["area"], t)
+                         for t in times]
             else:
                 same = self._hints(hint_node, layout.order, context["area"], None)
                 hints = [same] * len(times)
         return AnimationRequest(frames, times, layout, hints, description, context)
+
+    def remove_result(self, context: dict[str, Any]) -> None:
+        doc, layer = context["doc"], context.get("layer")
+        if layer is None or not self._is_open(doc.rootNode().uniqueId()):
+            raise PluginError("The result's document is not open any more")
+        if not any(same_node(n, layer) for n in all_nodes(doc.rootNode())):
+            raise PluginError(f"The layer '{layer.name()}' is not in "
+                              f"'{document_name(doc)}' any more (deleted already?)")
+        layer.remove()
+        doc.refreshProjection()
+
+    def convert_to_rgb(self, doc) -> str:
+        """Convert a grayscale image to RGB/Alpha at its own depth (sRGB primaries, the same
+        transfer curve: linear stays linear); returns a line saying what was done."""
+        depth = doc.colorDepth()
+        profile = SRGB_LINEAR_PROFILE if is_linear_profile(doc.colorProfile()) else SRGB_PROFILE
+        doc.setColorSpace("RGBA", depth, profile)
+        doc.waitForDone()
+        if doc.colorModel() != "RGBA":
+            raise PluginError(f"Krita could not convert '{document_name(doc)}' to RGB/Alpha "
+                              f"{depth}: use Image > Convert Image Color Space")
+        doc.refreshProjection()
+        return (f"Converted '{document_name(doc)}' to RGB/Alpha ({depth}, {profile}) so the "
+                "colours show; Edit > Undo takes it back")
 
     # -- what to write -----------------------------------------------------------------------
 
@@ -303,7 +389,7 @@ class KritaHost(Host):
                    task: str) -> tuple[Any, str]:
         """Create the result layer, in the right colour space, at the right place."""
         doc, source = context["doc"], context["node"]
-        name = LAYER_PREFIX + model_name
+        name = unique_layer_name(doc, LAYER_PREFIX + model_name)
         layer = doc.createNode(name, "paintlayer")
         depth = {v: k for k, v in KRITA_DEPTHS.items()}[layout.depth]
         if source.colorModel() == "RGBA":
@@ -332,9 +418,14 @@ class KritaHost(Host):
         else:
             parent.addChildNode(layer, source)
         context["note"] = note
+        context["result_space"] = ("RGBA", depth, profile)
         return layer, name
 
     def _result_bytes(self, context: dict[str, Any], data: bytes, layout: FrameLayout) -> bytes:
+        """The engine's (sRGB-encoded) answer in the result layer's profile, the pixels
+        outside the selection cleared."""
+        if is_linear_profile(context["result_space"][2]):
+            data = transfer_curve(data, layout, to_srgb=False)
         mask = context["area"][4]
         return clear_unselected(data, layout, mask) if mask is not None else data
 
@@ -346,12 +437,24 @@ class KritaHost(Host):
         layer.setPixelData(self._result_bytes(context, result, layout), x, y, w, h)
         context["doc"].refreshProjection()
         context["layer"] = layer
+        # The next Colorize must read the source again. Krita makes a new layer active from
+        # its event loop (after this returns), so the source is made active after that.
+        doc, source = context["doc"], context["node"]
+        root_id = doc.rootNode().uniqueId()
+
+        def activate_source() -> None:
+            if self._is_open(root_id):  # a closed document's wrapper must not be touched
+                doc.setActiveNode(source)
+
+        self._later(self.STEP_MS, activate_source)
         return name
 
     def insert_animation(self, request: AnimationRequest, results: list[bytes],
                          layout: FrameLayout, model_name: str, task: str,
-                         done: Callable[[str, str], None]) -> None:
-        if len(results) != len(request.times):
+                         done: Callable[[str, str], None],
+                         progress: Callable[[int, int, str], None] | None = None,
+                         ) -> KeyframeInsertion:
+        if len(results) > len(request.times):
             raise PluginError(
                 f"The engine gave {len(results)} frames for {len(request.times)} keyframes"
             )
@@ -361,50 +464,25 @@ class KritaHost(Host):
                 "Krita's timeline action add_blank_frame is missing: Colorize animation "
                 "needs Krita's main window (it cannot run headless)"
             )
-        context = request.context
-        doc = context["doc"]
-        active = self.app.activeDocument()
-        if active is None or not same_node(active.rootNode(), doc.rootNode()):
+        doc = request.context["doc"]
+        if not self._in_front(doc):
             raise PluginError(
                 f"'{document_name(doc)}' is not the active document any more: switch back "
                 "to it and colorize again"
             )
-        layer, name = self._new_layer(context, layout, model_name, task)
-        context["layer"] = layer
-        x, y, w, h, _mask = context["area"]
-        start_time = doc.currentTime()
-        doc.setActiveNode(layer)  # takes effect once control is back in the event loop
+        insertion = KeyframeInsertion(self, request, results, layout, model_name, task,
+                                      action, done, progress)
+        insertion.start()
+        return insertion
 
-        def finish(error: str) -> None:
-            doc.setCurrentTime(start_time)
-            doc.refreshProjection()
-            done("" if error else name, error)
+    def _in_front(self, doc) -> bool:
+        """Whether ``doc`` is the document of the active window's active view: the one
+        Krita's timeline actions act on."""
+        active = self.app.activeDocument()
+        return active is not None and same_node(active.rootNode(), doc.rootNode())
 
-        def step(i: int, retried: bool = False) -> None:
-            if i == len(results):
-                finish("")
-                return
-            if not same_node(doc.activeNode(), layer):
-                if retried:
-                    finish(f"Could not make the new layer '{name}' active to add keyframes: "
-                           "keep the document open and try again")
-                    return
-                doc.setActiveNode(layer)
-                self._later(self.STEP_MS, lambda: step(i, True))
-                return
-            t = request.times[i]
-            doc.setCurrentTime(t)
-            doc.waitForDone()
-            action.trigger()
-            doc.waitForDone()
-            if not layer.hasKeyframeAtTime(t):
-                finish(f"Krita did not add a keyframe at frame {t} to '{name}': is the "
-                       "document shown in the active window?")
-                return
-            layer.setPixelData(self._result_bytes(context, results[i], layout), x, y, w, h)
-            self._later(self.STEP_MS, lambda: step(i + 1))
-
-        self._later(self.STEP_MS, lambda: step(0))
+    def _is_open(self, root_id) -> bool:
+        return any(d.rootNode().uniqueId() == root_id for d in self.app.documents())
 
     # -- coloured frames for fine-tuning -----------------------------------------------------
 
@@ -498,3 +576,166 @@ class KritaHost(Host):
             frames.append(TrainingFrame(file_stem(name), doc.width(), doc.height(), read,
                                         f"document '{name}'"))
         return frames
+
+
+class KeyframeInsertion:
+    """Writes an animation's results into a new layer, one keyframe per step on Qt's loop.
+
+    Krita's ``add_blank_frame`` acts on whatever document is in front. So before EVERY
+    trigger (in the same event-loop turn, so nothing can switch in between) it checks that
+    the result's own document is the active one and its new layer the active layer; while
+    the artist looks at another document it waits (``progress`` says so) and goes on when
+    they come back. On failure or ``cancel()`` the unfinished layer is removed, so the
+    document holds either the complete result layer or none.
+
+    ``results`` may be the first part only (an animation colorized in chunks): ``feed()``
+    gives the next results as they arrive, ``fail(error)`` ends it with an error. Each
+    result is dropped once written, so memory holds only what is not inserted yet.
+    """
+
+    POLL_MS = 250
+    #: Event-loop turns to wait for Krita to make the new layer active before giving up.
+    ACTIVATE_TRIES = 8
+
+    def __init__(self, host: KritaHost, request: AnimationRequest, results: list[bytes],
+                 layout: FrameLayout, model_name: str, task: str, action,
+                 done: Callable[[str, str], None],
+                 progress: Callable[[int, int, str], None] | None) -> None:
+        self.host = host
+        self.request = request
+        self.results = list(results)
+        self.total = len(request.times)
+        self.error = ""  # set by fail(): the next step ends with it
+        self.layout = layout
+        self.model_name = model_name
+        self.task = task
+        self.action = action
+        self._done = done
+        self._progress = progress or (lambda done, total, text: None)
+        self.context = request.context
+        self.doc = self.context["doc"]
+        self.doc_name = document_name(self.doc)
+        self.root_id = self.doc.rootNode().uniqueId()
+        self.layer = None
+        self.name = ""
+        self.cancelled = False
+        self.finished = False
+        self.paused = False
+        self._tries = 0
+
+    def start(self) -> None:
+        doc = self.doc
+        self.layer, self.name = self.host._new_layer(self.context, self.layout,
+                                                     self.model_name, self.task)
+        self.context["layer"] = self.layer
+        self.start_time = doc.currentTime()
+        doc.setActiveNode(self.layer)  # takes effect once control is back in the event loop
+        self._later(lambda: self._step(0))
+
+    def cancel(self) -> None:
+        """Stop before the next keyframe; the unfinished layer is removed."""
+        self.cancelled = True
+
+    def feed(self, results: list[bytes]) -> None:
+        """The next results (for the keyframes after those given so far)."""
+        if len(self.results) + len(results) > self.total:
+            self.fail(f"The engine gave {len(self.results) + len(results)} frames for "
+                      f"{self.total} keyframes")
+            return
+        self.results.extend(results)
+
+    def fail(self, error: str) -> None:
+        """End with ``error`` before the next keyframe (the unfinished layer is removed)."""
+        self.error = self.error or error
+
+    def _later(self, fn, ms: int | None = None) -> None:
+        self.host._later(self.host.STEP_MS if ms is None else ms, fn)
+
+    def _layer_present(self) -> bool:
+        return any(same_node(n, self.layer) for n in all_nodes(self.doc.rootNode()))
+
+    def _finish(self, error: str) -> None:
+        self.finished = True
+        if not self.host._is_open(self.root_id):
+            self._done("", error or f"'{self.doc_name}' was closed before its keyframes "
+                       "were all added")
+            return
+        doc = self.doc
+        removed = False
+        if (error or self.cancelled) and self._layer_present():
+            self.layer.remove()  # never leave a partial result behind
+            removed = True
+        doc.setCurrentTime(self.start_time)
+        doc.setActiveNode(self.context["node"])  # the next Colorize reads the source again
+        doc.refreshProjection()
+        if self.cancelled and not error:
+            self._done("", "")
+            return
+        if error and removed:
+            error += f" (the unfinished layer '{self.name}' was removed)"
+        self._done("" if error else self.name, error)
+
+    def _step(self, i: int) -> None:
+        if self.finished:
+            return
+        total = self.total
+        if self.cancelled:
+            self._finish("")
+            return
+        if self.error:
+            self._finish(self.error)
+            return
+        if not self.host._is_open(self.root_id):
+            self._finish("")
+            return
+        if not self._layer_present():
+            self._finish(f"The new layer '{self.name}' was deleted while its keyframes were "
+                         "being added: colorize again")
+            return
+        if i == total:
+            self._finish("")
+            return
+        if i >= len(self.results):  # the engine is still colorizing the next chunk
+            self._later(lambda: self._step(i), self.POLL_MS)
+            return
+        doc = self.doc
+        if not self.host._in_front(doc):
+            # Another document is in front: the timeline action would act on IT.
+            self.paused = True
+            self._progress(i, total, f"Paused: switch back to '{self.doc_name}' to finish "
+                           f"adding keyframes ({i}/{total})")
+            self._later(lambda: self._step(i), self.POLL_MS)
+            return
+        if self.paused:
+            self.paused = False
+            self._tries = 0
+            self._progress(i, total, "Adding keyframes")
+        if not same_node(doc.activeNode(), self.layer):
+            self._tries += 1
+            if self._tries > self.ACTIVATE_TRIES:
+                self._finish(f"Could not make the new layer '{self.name}' active to add "
+                             "keyframes: keep it selected while Colorize animation runs")
+                return
+            doc.setActiveNode(self.layer)
+            self._later(lambda: self._step(i))
+            return
+        self._tries = 0
+        t = self.request.times[i]
+        doc.setCurrentTime(t)
+        doc.waitForDone()
+        # Checked again right before the trigger, in this same event-loop turn.
+        if not (self.host._in_front(doc) and same_node(doc.activeNode(), self.layer)):
+            self._later(lambda: self._step(i))
+            return
+        self.action.trigger()
+        doc.waitForDone()
+        if not self.layer.hasKeyframeAtTime(t):
+            self._finish(f"Krita did not add a keyframe at frame {t} to '{self.name}' in "
+                         f"'{self.doc_name}'")
+            return
+        x, y, w, h, _mask = self.context["area"]
+        self.layer.setPixelData(self.host._result_bytes(self.context, self.results[i],
+                                                        self.layout), x, y, w, h)
+        self.results[i] = b""  # written: let it go
+        self._progress(i + 1, total, "Adding keyframes")
+        self._later(lambda: self._step(i + 1))

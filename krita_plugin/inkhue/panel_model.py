@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import traceback
+from dataclasses import dataclass
 from typing import Any
 
 from . import settings as settings_mod
@@ -17,6 +18,7 @@ from .client import AnimationJob, Call, ColorizeOptions, EngineClient, Result
 from .engine_process import EngineProcess
 from .errors import PluginError
 from .host import AnimationRequest, FrameRequest, Host
+from .properties import Property, notify
 from .qt import QtCore, Signal
 from .training import Trainer
 
@@ -29,18 +31,48 @@ PALETTE_NONE = "none"
 MIN_DETAIL = 0.25
 
 
+@dataclass
+class DocumentChoices:
+    """What the artist chose for one document (the panel shows the active document's)."""
+
+    model: str
+    hint_layer: str
+    palette: str
+
+
+@dataclass
+class RunningJob:
+    """A colorize running for one document: whichever of its stages is in flight."""
+
+    key: str  # Host.document_key of its document
+    description: str  # e.g. "layer 'Ink' of 'scene.kra'"
+    call: Call | None = None  # POST /colorize (a frame)
+    job: AnimationJob | None = None  # an engine job (an animation)
+    insertion: Any = None  # the host's keyframe insertion (cancel())
+    progress: tuple[int, int, str] = (0, 0, "")
+
+
 class PanelModel(QtCore.QObject):
     """State + actions of the InkHue panel (see module docstring).
 
     Signals:
+      property_changed(name, value): a Property (chosen_model, hint_layer, palette,
+        detail) has a new value
       status_changed(state, text): state is "offline", "connecting", "starting", "connected"
       models_changed(): ``models`` was refreshed
-      sources_changed(): ``layer_names`` / ``palette_names`` were refreshed
+      sources_changed(): ``layer_names`` / ``palette_names`` were refreshed, or another
+        document became the active one (its choices are shown)
       busy_changed(bool), progress(done, total, text) (total 0 = unknown)
       error_changed(text) ("" = no error), message(text): an info line
       engine_output(text): output of an engine started from the panel
     """
 
+    #: Keyframes per engine job in Colorize animation (bounded memory on both sides).
+    ANIMATION_CHUNK = 16
+    #: How often a connected panel checks that the engine still answers.
+    HEALTH_WATCH_MS = 4000
+
+    property_changed = Signal(str, object)  # (name, value) of a Property
     status_changed = Signal(str, str)
     models_changed = Signal()
     sources_changed = Signal()
@@ -49,6 +81,7 @@ class PanelModel(QtCore.QObject):
     error_changed = Signal(str)
     message = Signal(str)
     engine_output = Signal(str)
+    result_changed = Signal()
 
     def __init__(self, host: Host, store, client: EngineClient | None = None,
                  parent=None) -> None:
@@ -61,6 +94,13 @@ class PanelModel(QtCore.QObject):
         self.engine = EngineProcess(self.client, parent=self)
         self.engine.ready.connect(self._engine_ready)
         self.engine.failed.connect(self._engine_failed)
+        self.engine.stopped.connect(self._engine_stopped)
+        # While connected the engine is asked for /health now and then: one that was
+        # stopped or killed shows as "Engine not running" (and Start engine is offered).
+        self._watch = QtCore.QTimer(self)
+        self._watch.setInterval(self.HEALTH_WATCH_MS)
+        self._watch.timeout.connect(self.check_engine)
+        self._watch_call: Call | None = None
         self.engine.output.connect(self.engine_output.emit)
         self.state = "offline"
         self.status_text = "Not connected"
@@ -69,10 +109,19 @@ class PanelModel(QtCore.QObject):
         self.layer_names: list[str] = []
         self.palette_names: list[str] = []
         self.error = ""
-        self.busy = False
+        self.fix: tuple | None = None  # (label, action, retry) offered with the error
+        self._note = ""  # what a fix did, said again with the next result
+        #: The last result of each document, until the artist keeps or discards it:
+        #: document key -> (host context, layer name).
+        self.results: dict[str, tuple[Any, str]] = {}
+        self.message_text = ""
+        #: Choices per open document (``Host.document_key``); settings hold the defaults.
+        self.documents: dict[str, DocumentChoices] = {}
+        self.document_key = host.document_key()
+        self.progress.connect(lambda _done, _total, text: self.say(text))
         self.last_layer = ""
-        self._call: Call | None = None
-        self._job: AnimationJob | None = None
+        #: The colorize running in each document (document key -> RunningJob).
+        self.jobs: dict[str, RunningJob] = {}
         self._models_call: Call | None = None
         self._models_again = False
         #: The Train section (fine-tuning on the document's coloured frames).
@@ -92,21 +141,55 @@ class PanelModel(QtCore.QObject):
         self.settings.server_url = self.client.base_url
         self._save()
 
-    def set_model(self, name: str) -> None:
-        self.settings.last_model = name
+    @property
+    def choices(self) -> DocumentChoices:
+        """The active document's choices (new documents start from the last ones made)."""
+        choices = self.documents.get(self.document_key)
+        if choices is None:
+            s = self.settings
+            hint = s.hint_layer if s.hint_layer in self.layer_names else ""
+            choices = self.documents[self.document_key] = DocumentChoices(
+                s.last_model, hint, s.palette)
+        return choices
+
+    # -- the choices, declared once (properties.bind ties the docker's widgets to them) --
+
+    def _choose(self, field: str, setting: str, value) -> None:
+        setattr(self.choices, field, value)
+        setattr(self.settings, setting, value)  # the default of documents opened later
         self._save()
+
+    chosen_model = Property(
+        get=lambda self: self.choices.model,
+        set=lambda self, v: self._choose("model", "last_model", v),
+        doc="The model chosen for the active document (a name from /models).")
+    hint_layer = Property(
+        get=lambda self: (self.choices.hint_layer
+                          if self.choices.hint_layer in self.layer_names else ""),
+        set=lambda self, v: self._choose("hint_layer", "hint_layer", v),
+        doc="The active document's hint layer (\"\" = none): the one chosen for it, if "
+            "it still has a layer of that name.")
+    palette = Property(
+        get=lambda self: self.choices.palette,
+        set=lambda self, v: self._choose("palette", "palette", v),
+        doc="The active document's palette: PALETTE_MODEL, PALETTE_NONE or a name.")
+    detail = Property(
+        get=lambda self: self.settings.detail,
+        set=lambda self, v: (setattr(self.settings, "detail", max(MIN_DETAIL, float(v))),
+                             self._save()),
+        doc="The detail factor (> 0; the docker offers MIN_DETAIL and up).")
+
+    def set_model(self, name: str) -> None:
+        self.chosen_model = name
 
     def set_hint_layer(self, name: str) -> None:
-        self.settings.hint_layer = name
-        self._save()
+        self.hint_layer = name
 
     def set_palette(self, name: str) -> None:
-        self.settings.palette = name
-        self._save()
+        self.palette = name
 
     def set_detail(self, value: float) -> None:
-        self.settings.detail = max(MIN_DETAIL, float(value))
-        self._save()
+        self.detail = value
 
     def set_train_choices(self, name: str, base: str, source: str) -> None:
         """Remember the Train section's name, base and frame source (persisted)."""
@@ -118,7 +201,7 @@ class PanelModel(QtCore.QObject):
     def selected_model(self) -> dict[str, Any] | None:
         """The chosen model's description from ``/models`` (first one if none chosen)."""
         for info in self.models:
-            if info.get("name") == self.settings.last_model:
+            if info.get("name") == self.choices.model:
                 return info
         return self.models[0] if self.models else None
 
@@ -126,22 +209,75 @@ class PanelModel(QtCore.QObject):
 
     def _set_status(self, state: str, text: str) -> None:
         self.state, self.status_text = state, text
+        if state == "connected":
+            self._watch.start()
+        else:
+            self._watch.stop()
         self.status_changed.emit(state, text)
 
-    def set_error(self, text: str) -> None:
-        """Show ``text`` in the panel's error area ("" clears it)."""
+    def check_engine(self) -> None:
+        """Ask ``/health`` quietly; an engine that does not answer any more is shown as
+        not running (the status line only: the error area keeps what it says)."""
+        if self._watch_call is not None and not self._watch_call.done:
+            return
+        self._watch_call = self.client.health(self._watched)
+
+    def _watched(self, result: Result) -> None:
+        if result.ok or result.cancelled or self.state != "connected":
+            return
+        self._set_status("offline", "Engine not running" if result.status == 0
+                         else "Not connected")
+        self.trainer.set_offline()
+
+    def set_error(self, text: str, fix=None, retry=None) -> None:
+        """Show ``text`` in the panel's error area ("" clears it); an error replaces the
+        message line (it would describe an earlier action). ``fix`` (a ``PluginError.fix``)
+        is offered as a button; after it ``retry()`` runs (the action that failed)."""
         self.error = text
+        self.fix = (fix[0], fix[1], retry) if fix and text else None
         if text:
             log.error(text)
+            self.say("")
         self.error_changed.emit(text)
+
+    def apply_fix(self) -> None:
+        """Run the fix offered with the error (e.g. convert the image to RGB), then the
+        action that failed."""
+        if self.fix is None or self.busy:
+            return
+        _label, action, retry = self.fix
+        self.set_error("")
+        try:
+            done = action()
+        except PluginError as exc:
+            self.set_error(str(exc))
+            return
+        except Exception as exc:
+            self._unexpected("Fixing the document", exc)
+            return
+        log.info(done)
+        self.say(done)
+        self._note = done  # repeated with the result's line, which replaces this one
+        if retry is not None:
+            retry()
+
+    def _take_note(self) -> str:
+        note, self._note = self._note, ""
+        return f". {note}" if note else ""
+
+    def say(self, text: str) -> None:
+        """Show ``text`` on the message line ("" clears it)."""
+        self.message_text = text
+        self.message.emit(text)
 
     def clear_error(self) -> None:
         if self.error:
             self.set_error("")
 
-    def _set_busy(self, busy: bool) -> None:
-        self.busy = busy
-        self.busy_changed.emit(busy)
+    @property
+    def busy(self) -> bool:
+        """Whether the active document has a colorize running (each document its own)."""
+        return self.document_key in self.jobs
 
     def _unexpected(self, what: str, exc: BaseException) -> None:
         log.error("%s failed:\n%s", what, traceback.format_exc())
@@ -196,8 +332,13 @@ class PanelModel(QtCore.QObject):
                           self.settings.token)
 
     def _engine_ready(self) -> None:
-        self.message.emit("The engine is running")
+        self.say("The engine is running")
         self.connect_engine()
+
+    def _engine_stopped(self, text: str) -> None:
+        self._set_status("offline", "Engine not running")
+        self.trainer.set_offline()
+        self.say(text)
 
     def _engine_failed(self, text: str) -> None:
         self._set_status("offline", "Not connected")
@@ -229,15 +370,30 @@ class PanelModel(QtCore.QObject):
         self.models_changed.emit()
 
     def refresh_sources(self) -> None:
-        """Re-read the document's layers and the palettes (hint-layer and palette pickers)."""
+        """Re-read the active document's layers and the palettes (hint-layer and palette
+        pickers); on a switch to another document the panel shows that document's choices
+        and drops the message line (it was about the other document)."""
         try:
+            key = self.host.document_key()
             self.layer_names = list(self.host.layer_names())
             self.palette_names = list(self.host.palette_names())
         except PluginError:
-            self.layer_names, self.palette_names = [], []
+            key, self.layer_names, self.palette_names = "", [], []
         except Exception as exc:  # the host is the outside world: report, never crash Krita
+            key = self.document_key
             self._unexpected("Reading the document's layers", exc)
+        if key != self.document_key:
+            self.document_key = key
+            job = self.jobs.get(key)
+            if job is None:
+                self.say("")
+            self.result_changed.emit()
+            self.busy_changed.emit(job is not None)  # this document's own job, if any
+            if job is not None:
+                self.progress.emit(*job.progress)
         self.sources_changed.emit()
+        # This document's choices (or its hint layer's presence) may differ from the last.
+        notify(self, "chosen_model", "hint_layer", "palette")
 
     # -- colorize ----------------------------------------------------------------------------
 
@@ -249,15 +405,16 @@ class PanelModel(QtCore.QObject):
                 "engine's models"
             )
         palette: list[str] | str | None
-        if self.settings.palette == PALETTE_MODEL:
+        chosen = self.palette
+        if chosen == PALETTE_MODEL:
             palette = None
-        elif self.settings.palette == PALETTE_NONE:
+        elif chosen == PALETTE_NONE:
             palette = "none"
         else:
-            palette = self.host.palette_colors(self.settings.palette)
+            palette = self.host.palette_colors(chosen)
             if not palette:
                 raise PluginError(
-                    f"Palette '{self.settings.palette}' has no colours: pick another palette"
+                    f"Palette '{chosen}' has no colours: pick another palette"
                 )
         options = ColorizeOptions(
             model=info["name"], task=info.get("task"), detail=self.settings.detail,
@@ -265,37 +422,71 @@ class PanelModel(QtCore.QObject):
         )
         return options, info
 
-    def colorize_frame(self) -> None:
-        """Colorize the current frame into a new layer."""
+    def _begin(self, request) -> RunningJob:
+        job = RunningJob(self.host.document_key_of(request.context), request.description)
+        self.jobs[job.key] = job
+        if job.key == self.document_key:
+            self.busy_changed.emit(True)
+        return job
+
+    def _end(self, job: RunningJob) -> None:
+        if self.jobs.get(job.key) is job:
+            del self.jobs[job.key]
+        if job.key == self.document_key:
+            self.busy_changed.emit(False)
+
+    def _job_progress(self, job: RunningJob, done: int, total: int, text: str) -> None:
+        job.progress = (done, total, text)
+        if job.key == self.document_key:
+            self.progress.emit(done, total, text)
+        elif text.startswith("Paused"):  # it needs the artist: say it wherever they are
+            self.say(text)
+
+    def _job_says(self, job: RunningJob, text: str) -> None:
+        """A job's closing line: as is in its own document, naming it elsewhere."""
+        self.say(text if job.key == self.document_key else f"{text} ({job.description})")
+
+    def _read(self, read, retry):
+        """``(options, info, request)`` or None after showing why not."""
+        if self.host.document_key() != self.document_key:
+            self.refresh_sources()  # e.g. an action used before the docker ever showed
         if self.busy:
-            return
+            return None
         self.clear_error()
         try:
             options, info = self._options()
-            request = self.host.read_frame(info.get("task") or "", self.settings.hint_layer)
+            return options, info, read(info.get("task") or "", self.hint_layer)
         except PluginError as exc:
-            self.set_error(str(exc))
-            return
+            self.set_error(str(exc), exc.fix, retry)
         except Exception as exc:
-            self._unexpected("Reading the frame", exc)
+            self._unexpected("Reading the document", exc)
+        return None
+
+    def colorize_frame(self) -> None:
+        """Colorize the current frame into a new layer."""
+        got = self._read(self.host.read_frame, self.colorize_frame)
+        if got is None:
             return
-        self._set_busy(True)
-        self.progress.emit(0, 0, f"Colorizing {request.description} with {options.model}")
+        options, info, request = got
+        job = self._begin(request)
+        self._job_progress(job, 0, 0, f"Colorizing {request.description} with {options.model}")
         log.info("colorize frame: %s, %s, model %s", request.description,
                  request.layout.describe(), options.model)
-        self._call = self.client.colorize(
+        job.call = self.client.colorize(
             request.frame, request.layout, options,
-            lambda result: self._frame_done(result, request, info), hints=request.hints,
+            lambda result: self._frame_done(job, result, request, info), hints=request.hints,
         )
 
-    def _frame_done(self, result: Result, request: FrameRequest, info: dict) -> None:
-        self._call = None
+    def _frame_done(self, job: RunningJob, result: Result, request: FrameRequest,
+                    info: dict) -> None:
+        job.call = None
         try:
             if result.cancelled:
-                self.message.emit("Cancelled")
+                self._job_says(job, "Cancelled")
                 return
             if not result.ok:
                 self.set_error(result.error)
+                self.check_engine()
                 return
             try:
                 name = self.host.insert_frame(
@@ -309,75 +500,162 @@ class PanelModel(QtCore.QObject):
                 self._unexpected("Adding the colorized layer", exc)
                 return
             self.last_layer = name
-            self.message.emit(f"Added layer '{name}'")
+            self._set_result(request.context, name)
+            self._job_says(job, f"Added layer '{name}'" + self._take_note())
             log.info("added layer %s", name)
         finally:
-            self._set_busy(False)
+            self._end(job)
 
     def colorize_animation(self) -> None:
-        """Colorize every keyframe of the source layer into a new animated layer."""
-        if self.busy:
+        """Colorize every keyframe of the source layer into a new animated layer.
+
+        The keyframes go to the engine in chunks of ``ANIMATION_CHUNK`` frames, one engine
+        job each: the first chunk's keyframes are added while the engine colorizes the
+        next, and neither side holds the whole animation (the engine reserves memory per
+        job). Colours are carried from frame to frame inside a chunk.
+        """
+        got = self._read(self.host.read_animation, self.colorize_animation)
+        if got is None:
             return
-        self.clear_error()
+        options, info, request = got
+        job = self._begin(request)
+        log.info("colorize animation: %s, %d frames, model %s, chunks of %d",
+                 request.description, len(request.frames), options.model,
+                 self.ANIMATION_CHUNK)
+        self._animation_chunk(job, request, options, info, 0)
+
+    def _animation_chunk(self, job: RunningJob, request: AnimationRequest,
+                         options: ColorizeOptions, info: dict, start: int) -> None:
+        total = len(request.frames)
+        end = min(start + self.ANIMATION_CHUNK, total)
+        where = f" (frames {start + 1}-{end} of {total})" if end - start < total else ""
+        hints = request.hints[start:end] if request.hints else None
+        engine_job = AnimationJob(self.client, request.frames[start:end], request.layout,
+                                  options, hints=hints, parent=self)
+        engine_job.progress.connect(
+            lambda d, t, text: self._job_progress(job, start + d, total, text + where))
+        engine_job.finished.connect(
+            lambda results: self._chunk_done(job, request, options, info, end, results))
+        engine_job.failed.connect(lambda text: self._job_failed(job, text))
+        engine_job.cancelled.connect(lambda: self._job_cancelled(job))
+        job.job = engine_job
+        engine_job.start()
+
+    def _job_failed(self, job: RunningJob, text: str) -> None:
+        job.job = None
+        if job.insertion is not None:  # it removes its unfinished layer, then ends the job
+            job.insertion.fail(text)
+            self.check_engine()
+            return
+        self.set_error(text)
+        self._end(job)
+        self.check_engine()
+
+    def _job_cancelled(self, job: RunningJob) -> None:
+        job.job = None
+        if job.insertion is not None:  # it removes its unfinished layer, then ends the job
+            job.insertion.cancel()
+            return
+        self._job_says(job, "Cancelled")
+        self._end(job)
+
+    def _chunk_done(self, job: RunningJob, request: AnimationRequest,
+                    options: ColorizeOptions, info: dict, end: int,
+                    results: list[bytes]) -> None:
+        job.job = None
+        total = len(request.frames)
+        if job.insertion is not None:
+            job.insertion.feed(results)
+        else:
+            self._start_insertion(job, request, info, results)
+        if end < total and self.jobs.get(job.key) is job and job.insertion is not None:
+            self._animation_chunk(job, request, options, info, end)
+
+    def _start_insertion(self, job: RunningJob, request: AnimationRequest, info: dict,
+                         results: list[bytes]) -> None:
+        total = len(request.frames)
+        self._job_progress(job, 0, total, "Adding keyframes")
+
+        def done(name: str, error: str) -> None:
+            job.insertion = None
+            if job.job is not None:  # a chunk still on the engine: drop it
+                engine_job, job.job = job.job, None
+                engine_job.cancelled.disconnect()
+                engine_job.failed.disconnect()
+                engine_job.finished.disconnect()
+                engine_job.cancel()
+            if error:
+                self.set_error(error)
+            elif not name:
+                self._job_says(job, "Cancelled: no layer was added")
+            else:
+                self.last_layer = name
+                self._set_result(request.context, name)
+                self._job_says(job, f"Added animated layer '{name}' ({total} "
+                               "keyframes)" + self._take_note())
+                log.info("added animated layer %s", name)
+            self._end(job)
+
         try:
-            options, info = self._options()
-            request = self.host.read_animation(info.get("task") or "",
-                                               self.settings.hint_layer)
+            job.insertion = self.host.insert_animation(
+                request, results, request.layout.result(), info["name"],
+                info.get("task") or "", done,
+                progress=lambda d, t, text: self._job_progress(job, d, t, f"{text} {d}/{t}"
+                                                               if text == "Adding keyframes"
+                                                               else text))
+        except PluginError as exc:
+            done("", str(exc))
+        except Exception as exc:
+            job.insertion = None
+            self._unexpected("Adding the animated layer", exc)
+            self._end(job)
+
+    # -- the last result: keep or discard -------------------------------------------------
+
+    def _set_result(self, context: Any, name: str) -> None:
+        # Keyed by the result's own document (the artist may have switched since).
+        self.results[self.host.document_key_of(context)] = (context, name)
+        self.result_changed.emit()
+
+    @property
+    def result_name(self) -> str:
+        """The active document's result waiting for Keep / Discard ("" = none)."""
+        entry = self.results.get(self.document_key)
+        return entry[1] if entry else ""
+
+    def keep_result(self) -> None:
+        """Keep the active document's last result (the Keep / Discard bar goes)."""
+        if self.results.pop(self.document_key, None) is not None:
+            self.result_changed.emit()
+
+    def discard_result(self) -> None:
+        """Delete the active document's last result layer (all its keyframes at once; in
+        Krita 5 a Colorize is many undo steps, this is one click)."""
+        entry = self.results.pop(self.document_key, None)
+        if entry is None:
+            return
+        self.result_changed.emit()
+        context, name = entry
+        try:
+            self.host.remove_result(context)
         except PluginError as exc:
             self.set_error(str(exc))
             return
         except Exception as exc:
-            self._unexpected("Reading the animation", exc)
+            self._unexpected("Removing the result", exc)
             return
-        self._set_busy(True)
-        log.info("colorize animation: %s, %d frames, model %s", request.description,
-                 len(request.frames), options.model)
-        job = AnimationJob(self.client, request.frames, request.layout, options,
-                           hints=request.hints, parent=self)
-        job.progress.connect(self.progress.emit)
-        job.finished.connect(lambda results: self._animation_done(results, request, info))
-        job.failed.connect(self._job_failed)
-        job.cancelled.connect(self._job_cancelled)
-        self._job = job
-        job.start()
-
-    def _job_failed(self, text: str) -> None:
-        self._job = None
-        self.set_error(text)
-        self._set_busy(False)
-
-    def _job_cancelled(self) -> None:
-        self._job = None
-        self.message.emit("Cancelled")
-        self._set_busy(False)
-
-    def _animation_done(self, results: list[bytes], request: AnimationRequest,
-                        info: dict) -> None:
-        self._job = None
-        self.progress.emit(len(results), len(results), "Adding keyframes")
-
-        def done(name: str, error: str) -> None:
-            if error:
-                self.set_error(error)
-            else:
-                self.last_layer = name
-                self.message.emit(f"Added animated layer '{name}' ({len(results)} keyframes)")
-                log.info("added animated layer %s", name)
-            self._set_busy(False)
-
-        try:
-            self.host.insert_animation(request, results, request.layout.result(),
-                                       info["name"], info.get("task") or "", done)
-        except PluginError as exc:
-            done("", str(exc))
-        except Exception as exc:
-            self._unexpected("Adding the animated layer", exc)
-            self._set_busy(False)
+        self.say(f"Removed layer '{name}'")
 
     def cancel(self) -> None:
-        """Stop the running colorize (frame or animation)."""
-        if self._call is not None:
-            self._call.abort()
-        if self._job is not None:
-            self.progress.emit(0, 0, "Cancelling...")
-            self._job.cancel()
+        """Stop the active document's colorize (frame or animation, at any stage)."""
+        job = self.jobs.get(self.document_key)
+        if job is None:
+            return
+        if job.call is not None:
+            job.call.abort()
+        if job.job is not None:
+            self._job_progress(job, 0, 0, "Cancelling...")
+            job.job.cancel()
+        if job.insertion is not None:
+            self._job_progress(job, 0, 0, "Cancelling: removing the unfinished layer...")
+            job.insertion.cancel()

@@ -215,6 +215,63 @@ def _srgb_encode(v: float) -> float:
     return 12.92 * v if v <= 0.0031308 else 1.055 * v ** (1.0 / 2.4) - 0.055
 
 
+def _srgb_decode(v: float) -> float:
+    """sRGB-encoded 0..1 -> linear light 0..1."""
+    return v / 12.92 if v <= 0.04045 else ((v + 0.055) / 1.055) ** 2.4
+
+
+_CURVE_LUTS: dict[tuple[str, bool], object] = {}
+
+
+def _curve_lut(depth: str, to_srgb: bool):
+    """A table from an integer code (u8: 0..255, else 0..65535) to the curve's output in
+    ``depth``'s own units (ints for u8/u16, floats 0..1 for f16/f32)."""
+    key = (depth, to_srgb)
+    if key not in _CURVE_LUTS:
+        curve = _srgb_encode if to_srgb else _srgb_decode
+        if depth == "u8":
+            _CURVE_LUTS[key] = bytes(int(curve(i / 255.0) * 255.0 + 0.5) for i in range(256))
+        elif depth == "u16":
+            _CURVE_LUTS[key] = array(
+                "H", (int(curve(i / 65535.0) * 65535.0 + 0.5) for i in range(65536)))
+        else:
+            _CURVE_LUTS[key] = [curve(i / 65535.0) for i in range(65536)]
+    return _CURVE_LUTS[key]
+
+
+def transfer_curve(data: bytes, layout: FrameLayout, to_srgb: bool) -> bytes:
+    """The colour channels of a frame through the sRGB curve; alpha unchanged.
+
+    ``to_srgb``: linear light -> sRGB-encoded (what the engine reads), else back. Krita's
+    default profile for 16-bit integer and float RGB/gray is linear ("g10"); the engine
+    reads and writes sRGB-encoded values, as in 8-bit. Integers go through an exact table
+    (round to nearest); floats are clipped to 0..1 and looked up at 16-bit steps (the
+    pipeline clips floats to 0..1 too).
+    """
+    _check(data, layout)
+    n = layout.channels
+    colour = range(n - 1) if n in (2, 4) else range(n)
+    lut = _curve_lut(layout.depth, to_srgb)
+    if layout.depth == "u8":
+        out = bytearray(data.translate(lut))
+        if n in (2, 4):
+            out[n - 1::n] = data[n - 1::n]  # alpha stays
+        return bytes(out)
+    if layout.depth == "u16":
+        values = array("H", data)
+        for c in colour:
+            values[c::n] = array("H", map(lut.__getitem__, values[c::n]))
+        return values.tobytes()
+
+    def look(v: float) -> float:
+        return lut[0 if not v > 0.0 else 65535 if v >= 1.0 else int(v * 65535.0 + 0.5)]
+
+    values = _decode(data, layout.depth)
+    for c in colour:
+        values[c::n] = [look(v) for v in values[c::n]]
+    return _encode(values, layout.depth)
+
+
 _SRGB_LUT16: bytes | None = None
 
 

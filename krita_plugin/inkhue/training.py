@@ -120,15 +120,26 @@ def check_export_folder(folder: str) -> None:
         )
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def export_frames(frames: list[EncodedFrame], folder: str) -> list[str]:
-    """Write the frames as PNG files into ``folder`` (each atomically); returns the paths."""
+    """Write the frames as PNG files into ``folder`` (each atomically); returns the paths.
+
+    The files get the usual permissions (0666 less the umask): mkstemp's 0600 would make
+    a dataset that others (a render farm user, a colleague) cannot read."""
     paths = []
+    mode = 0o666 & ~_umask()
     for frame in frames:
         path = os.path.join(folder, frame.filename)
         fd, tmp = tempfile.mkstemp(prefix=".inkhue-", suffix=".png.tmp", dir=folder)
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(frame.png)
+            os.chmod(tmp, mode)
             os.replace(tmp, path)
         except BaseException:
             if os.path.exists(tmp):

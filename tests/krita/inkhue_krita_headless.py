@@ -10,7 +10,8 @@ docker's "Colorize frame" button runs, on documents it creates and paints:
 
 - ``u8``: RGBA U8, a grayscale source layer, the grayscale model;
 - ``lines16``: RGBA U16, transparent line art above the Background, the line-art model;
-- ``graya``: GRAYA U8, the grayscale model (the result layer must be RGBA);
+- ``graya``: GRAYA U8: Colorize offers to convert the image to RGB, the fix does it;
+- ``depths``: the same picture in U8, U16 and F32 (linear) documents: the same colours;
 - ``cmyk``: CMYKA U8: must be refused with the "Convert Image Color Space" message.
 
 Only stdlib + Krita + Qt here (Krita's Python has no numpy): frames come as .bin files
@@ -19,12 +20,14 @@ written by the test, and results go back as .bin files plus a PNG export.
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import os
 import sys
 import time
 import traceback
 
+faulthandler.enable()  # a crash inside Krita leaves a Python stack in the log
 LOG: list[str] = []
 T0 = time.monotonic()
 
@@ -119,7 +122,10 @@ def case_lines16(app, cfg, results) -> None:
     from inkhue.krita_io import KritaHost
 
     w, h = cfg["width"], cfg["height"]
-    doc = app.createDocument(w, h, "inkhue-lines16", "RGBA", "U16", "", 72.0)
+    # sRGB-encoded 16-bit (not Krita's linear default): the engine gets the values as they
+    # are, so the test can compare with a direct request (case_depths covers linear).
+    doc = app.createDocument(w, h, "inkhue-lines16", "RGBA", "U16",
+                             "sRGB-elle-V2-srgbtrc.icc", 72.0)
     doc.setBatchmode(True)
     lines = doc.createNode("Lines", "paintlayer")
     doc.rootNode().addChildNode(lines, None)
@@ -141,6 +147,8 @@ def case_lines16(app, cfg, results) -> None:
 
 
 def case_graya(app, cfg, results) -> None:
+    """A GRAYA U8 document: Colorize stops with an offer to convert the image to RGB (a
+    colour layer in a gray image shows gray); the offered fix converts it and colorizes."""
     from inkhue.krita_io import KritaHost
 
     w, h = cfg["width"], cfg["height"]
@@ -152,13 +160,61 @@ def case_graya(app, cfg, results) -> None:
     doc.waitForDone()
     model = make_model(KritaHost(app, document=doc, source=ink), cfg)
     colorize(model, cfg["gray_model"])
+    out = {"first_error": model.error, "fix": model.fix[0] if model.fix else None,
+           "layers_before_fix": [n["name"] for n in layer_info(doc)]}
+    model.apply_fix()
+    wait_until(lambda: not model.busy, 120, "colorize after the fix")
     new = doc.nodeByName("InkHue " + cfg["gray_model"])
-    results["graya"] = {"error": model.error, "layers": layer_info(doc), "found": new is not None}
+    out.update(error=model.error, message=model.message_text, layers=layer_info(doc),
+               doc_space=[doc.colorModel(), doc.colorDepth(), doc.colorProfile()],
+               found=new is not None)
     if new is not None:
+        write_bin(cfg, "graya_source_rgb.bin", ink.pixelData(0, 0, w, h))
         write_bin(cfg, "graya_result.bin", new.pixelData(0, 0, w, h))
-    log(f"graya: layers {results['graya']['layers']}, error {model.error!r}")
+        doc.refreshProjection()
+        doc.waitForDone()
+        write_bin(cfg, "graya_projection.bin", doc.pixelData(0, 0, w, h))
+    results["graya"] = out
+    log(f"graya: {out}")
     doc.setModified(False)
     doc.close()
+
+
+def case_depths(app, cfg, results) -> None:
+    """Issue 14 item 11: the same picture as RGBA U8 (sRGB), U16 and F32 (Krita's linear
+    "g10" defaults, converted from the U8 document by Krita), colorized through the plugin;
+    each result layer is converted back to 8-bit sRGB by Krita for the test to compare."""
+    from inkhue.krita_io import KritaHost
+
+    w, h = cfg["width"], cfg["height"]
+    out = {}
+    for depth, profile in (("U8", "sRGB-elle-V2-srgbtrc.icc"), ("U16", "sRGB-elle-V2-g10.icc"),
+                           ("F32", "sRGB-elle-V2-g10.icc")):
+        doc = app.createDocument(w, h, f"inkhue-{depth.lower()}", "RGBA", "U8", "", 72.0)
+        doc.setBatchmode(True)
+        ink = doc.createNode("Gray frame", "paintlayer")
+        doc.rootNode().addChildNode(ink, None)
+        ink.setPixelData(read_bin(cfg, "u8_frame.bin"), 0, 0, w, h)
+        doc.waitForDone()
+        if depth != "U8":
+            doc.setColorSpace("RGBA", depth, profile)
+            doc.waitForDone()
+        info = {"profile": doc.colorProfile(), "depth": doc.colorDepth()}
+        model = make_model(KritaHost(app, document=doc, source=ink), cfg)
+        colorize(model, cfg["gray_model"])
+        info["error"] = model.error
+        new = doc.nodeByName("InkHue " + cfg["gray_model"])
+        if new is not None:
+            info["layer_profile"] = new.colorProfile()
+            doc.setColorSpace("RGBA", "U8", "sRGB-elle-V2-srgbtrc.icc")
+            doc.waitForDone()
+            write_bin(cfg, f"depth_{depth}_result.bin", new.pixelData(0, 0, w, h))
+        out[depth] = info
+        log(f"depth {depth}: {info}")
+        doc.setModified(False)
+        doc.close()
+    results["depths"] = out
+    log(f"depths: {out}")
 
 
 def case_cmyk(app, cfg, results) -> None:
@@ -237,8 +293,12 @@ def __main__(args: list[str]) -> None:
         log(f"Krita {results['krita']['version']}, Qt {krita.qVersion()}, binding {qt.API}, "
             f"plugin {inkhue.__file__}")
         app = Krita.instance()
-        for case in (case_u8, case_lines16, case_graya, case_cmyk, case_train_documents):
-            case(app, cfg, results)
+        cases = (case_u8, case_lines16, case_graya, case_depths, case_cmyk,
+                 case_train_documents)
+        only = cfg.get("cases")  # a subset, by name, when debugging
+        for case in cases:
+            if not only or case.__name__ in only:
+                case(app, cfg, results)
         code = 0
     except BaseException:
         results["exception"] = traceback.format_exc()

@@ -200,15 +200,48 @@ def test_headless_kritarunner_colorize_frame(engine, plugin_zip, tmp_path):
     np.testing.assert_array_equal(got16, np.frombuffer(want, np.uint16))
     assert (got16.reshape(H, W, 4)[..., 3] == 65535).all()
 
-    # GRAYA document: the result layer is RGBA (colour) at the same depth.
+    # GRAYA document (issue 14 item 1): Colorize stops with an offer to convert the image
+    # to RGB; the fix converts it (same depth) and colorizes, and the colours show.
     graya = result["graya"]
+    assert graya["first_error"].startswith(
+        "Document 'inkhue-graya' is grayscale (GRAYA U8): Krita would show the colours gray")
+    assert graya["fix"] == "Convert to RGB and colorize"
+    assert graya["layers_before_fix"] == ["Background", "Gray"]
     assert graya["error"] == ""
+    assert graya["doc_space"] == ["RGBA", "U8", "sRGB-elle-V2-srgbtrc.icc"]
+    assert graya["message"].startswith(f"Added layer 'InkHue {models['gray']}'. Converted "
+                                       "'inkhue-graya' to RGB/Alpha (U8")
     new = graya["layers"][-1]
     assert (new["name"], new["model"], new["depth"]) == (
         f"InkHue {models['gray']}", "RGBA", "U8")
-    want = server.colorize(frames["graya_frame.bin"].tobytes(), dict(layout, channels=2),
-                           models["gray"])
-    assert (out / "graya_result.bin").read_bytes() == want
+    source = (out / "graya_source_rgb.bin").read_bytes()
+    src = np.frombuffer(source, np.uint8).reshape(H, W, 4)
+    gray = frames["graya_frame.bin"][..., 0].astype(int)
+    assert np.abs(src[..., :3].astype(int) - gray[..., None]).max() <= 1  # still the picture
+    got = (out / "graya_result.bin").read_bytes()
+    assert got == server.colorize(source, layout, models["gray"])
+    projection = np.frombuffer((out / "graya_projection.bin").read_bytes(),
+                               np.uint8).reshape(H, W, 4)
+    np.testing.assert_array_equal(projection, np.frombuffer(got, np.uint8).reshape(H, W, 4))
+
+    # Issue 14 item 11: the same picture in U16 and F32 (Krita's linear "g10" default)
+    # comes out in the same colours as in U8 (compared in 8-bit sRGB, converted by Krita).
+    depths = result["depths"]
+    chroma = {}
+    for depth in ("U8", "U16", "F32"):
+        assert depths[depth]["error"] == "", depths[depth]
+        bgra = np.frombuffer((out / f"depth_{depth}_result.bin").read_bytes(),
+                             np.uint8).reshape(H, W, 4)
+        lab = cv2.cvtColor(np.ascontiguousarray(bgra[..., :3]), cv2.COLOR_BGR2LAB)
+        ab = lab[..., 1:].astype(np.float64) - 128.0
+        chroma[depth] = float(np.hypot(ab[..., 0], ab[..., 1]).mean())
+        depths[depth]["bgra"] = bgra
+    print(f"mean chroma (CIELAB, 8-bit sRGB) U8 / U16 / F32: {chroma}")
+    assert "g10" in depths["U16"]["profile"] and "g10" in depths["F32"]["profile"]
+    for depth in ("U16", "F32"):
+        assert abs(chroma[depth] - chroma["U8"]) < 0.5, chroma
+        diff = np.abs(depths[depth]["bgra"].astype(int) - depths["U8"]["bgra"].astype(int))
+        assert diff.mean() < 1.0 and diff.max() <= 8, (depth, diff.mean(), diff.max())
 
     # CMYK: refused with a line naming the document and the fix; nothing added.
     cmyk = result["cmyk"]
@@ -281,6 +314,21 @@ def test_gui_colorize_animation_from_the_docker(engine, plugin_zip, tmp_path):
     want = server.job([f.tobytes() for f in frames], layout, models["gray"])
     for t, expected in zip(times, want, strict=True):
         assert (out / f"result_{t}.bin").read_bytes() == expected, f"keyframe {t}"
+    # Issue 14 item 8: the source stays the active layer, so a second Colorize frame reads
+    # the source again and its result gets a name of its own.
+    assert result["active_after_animation"] == "Ink"
+    again = result["colorize_again"]
+    assert again["error"] == "" and again["active"] == "Ink"
+    assert again["layers"] == ["Background", "Ink", f"InkHue {models['gray']} 2",
+                               f"InkHue {models['gray']}"]
+    assert (out / "again.bin").read_bytes() == server.colorize(frames[0].tobytes(), layout,
+                                                                models["gray"])
+    # Issue 14 item 12: Discard deletes the new layer in one click.
+    assert again["result_bar"] == f"New layer 'InkHue {models['gray']} 2'"
+    discard = result["after_discard"]
+    assert discard["layers"] == ["Background", "Ink", f"InkHue {models['gray']}"]
+    assert discard["message"] == f"Removed layer 'InkHue {models['gray']} 2'"
+    assert not discard["bar_visible"]
     assert result["screenshot"]["rc"] == 0 and shot.is_file() and shot.stat().st_size > 10_000
 
     # Train section, "Current animation range": the keyframes of the animated layer, and
@@ -300,3 +348,123 @@ def test_gui_colorize_animation_from_the_docker(engine, plugin_zip, tmp_path):
         got = (out / f"train_group_inkhue-gui_f{t:04d}.bin").read_bytes()
         assert got == rgba[held], f"group projection at frame {t}"
     assert train["time_after"] == 2  # the user's frame is put back
+
+
+def run_gui(engine, plugin_zip, tmp_path, name: str, cfg: dict, timeout_s: int = 300) -> dict:
+    """Krita's GUI under Xvfb with the test driver and ``cfg``; returns its result.json."""
+    server, _models = engine
+    home = tmp_path / "home"
+    install_plugin(home, plugin_zip, {"inkhue_gui_driver": HERE / "inkhue_gui_driver"})
+    cfg = {"out": str(tmp_path / "out"), "url": server.url, "width": W, "height": H,
+           "watchdog_s": timeout_s - 60, **cfg}
+    (tmp_path / "out").mkdir(exist_ok=True)
+    (tmp_path / "out" / "config.json").write_text(json.dumps(cfg))
+    env = krita_env(home, INKHUE_GUI_CONFIG=str(tmp_path / "out" / "config.json"))
+    log_path = artifacts_dir() / f"krita-{name}.log"
+    run = run_bounded(["xvfb-run", "-a", "-s", "-screen 0 1600x1000x24", "krita", "--nosplash"],
+                      env, timeout_s, log_path)
+    print(f"krita GUI ({name}): rc {run.returncode}, {run.seconds:.1f} s, log {log_path}")
+    result_path = tmp_path / "out" / "result.json"
+    assert result_path.is_file(), f"no result.json:\n{run.output[-4000:]}"
+    result = json.loads(result_path.read_text())
+    shutil.copy(result_path, artifacts_dir() / f"krita-{name}-result.json")
+    for line in result["log"]:
+        print(line)
+    assert not run.timed_out
+    assert result.get("exception") is None, result["exception"]
+    assert result["exit_code"] == 0
+    return result
+
+
+def test_gui_tab_switch_while_adding_keyframes(engine, plugin_zip, tmp_path):
+    """Issue 14 item 7 (data loss): clicking another document's tab while the docker adds
+    the keyframes of Colorize animation must not touch that document; the insertion waits
+    for the artist to come back and then finishes the result layer completely."""
+    server, models = engine
+    out = tmp_path / "out"
+    out.mkdir()
+    times = list(range(12))
+    frames = [bgra_u8(cartoon_gray(seed)) for seed in times]
+    for t, arr in zip(times, frames, strict=True):
+        (out / f"frame_{t}.bin").write_bytes(arr.tobytes())
+    other = colour_bgra()
+    other[..., 3] = 255  # the artist's drawing in the other document: every pixel opaque
+    (out / "other.bin").write_bytes(other.tobytes())
+    shot = artifacts_dir() / "krita-tab-switch.png"
+    shot.unlink(missing_ok=True)
+    result = run_gui(engine, plugin_zip, tmp_path, "tab-switch",
+                     {"times": times, "end": 14, "model": models["gray"],
+                      "scenario": "tab_switch", "screenshot": str(shot), "chunk": 5})
+    ts = result["tab_switch"]
+    assert ts["before"]["unchanged"] and ts["before"]["opaque"] == W * H
+    assert ts["busy_at_switch"] and 2 <= len(ts["keys_at_switch"]) < len(times)
+    assert ts["b_active_after_click"]
+    # While the other document is in front: its drawing is untouched, no keyframe is added
+    # anywhere, and the docker says why it waits.
+    during = ts["during"]
+    assert during["b_active"]
+    assert during["unchanged"] and during["opaque"] == W * H, during
+    assert during["keys"] == [0] and during["layers"] == ["Background", "Art"]
+    assert during["result_keys"] == ts["keys_at_switch"]
+    assert during["error"] == ""
+    assert during["message"].startswith("Paused: switch back to 'inkhue-gui'")
+    assert not during["busy"]  # the docker shows B's own state: B can be colorized
+    # Back on its tab: the result layer is finished, complete and right; B still untouched.
+    after = ts["after"]
+    assert after["error"] == "", after["error"]
+    assert after["unchanged"] and after["keys"] == [0]
+    assert after["result_keys"] == times
+    assert after["layers"] == ["Background", "Ink", f"InkHue {models['gray']}"]
+    assert after["current_time"] == 0
+    layout = {"width": W, "height": H, "channels": 4, "depth": "u8", "order": "bgra"}
+    want = []  # the docker sends chunks of 5 keyframes, one engine job each
+    for start in range(0, len(frames), 5):
+        want += server.job([f.tobytes() for f in frames[start:start + 5]], layout,
+                           models["gray"])
+    for t, expected in zip(times, want, strict=True):
+        assert (out / f"result_{t}.bin").read_bytes() == expected, f"keyframe {t}"
+    assert ts.get("screenshot_rc") == 0 and shot.is_file()
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"  # a zombie has exited (nobody reaped it yet)
+
+
+def test_gui_engine_killed_and_krita_quit(engine, plugin_zip, tmp_path):
+    """Issue 14 item 10: a killed engine shows as not running with Start engine offered,
+    and the engine started from the docker ends when Krita quits."""
+    import signal
+    import time
+
+    from krita_support import free_port
+
+    _server, models = engine
+    exe = Path(sys.executable).with_name("inkhue")
+    port = free_port()
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "frame_0.bin").write_bytes(bgra_u8(cartoon_gray(0)).tobytes())
+    command = (f"setsid {exe} serve --port {{port}} --no-preload "
+               f"--models-dir {models['gray_path'].parent}")
+    result = run_gui(engine, plugin_zip, tmp_path, "engine",
+                     {"times": [0], "end": 2, "model": models["gray"], "scenario": "engine",
+                      "engine_url": f"http://127.0.0.1:{port}", "engine_command": command})
+    eng = result["engine"]
+    second = eng.get("second", {}).get("pid")
+    try:
+        assert eng["first"]["state"] == "connected" and not eng["first"]["start_enabled"]
+        after = eng["after_kill"]
+        assert after["state"] == "offline" and after["status"] == "Engine not running"
+        assert after["start_enabled"]
+        assert after["message"].startswith("The engine started from this panel exited")
+        assert eng["second"]["state"] == "connected"
+        deadline = time.monotonic() + 10
+        while process_alive(second) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not process_alive(second), "the engine outlived Krita"
+    finally:
+        if second and process_alive(second):
+            os.kill(second, signal.SIGKILL)

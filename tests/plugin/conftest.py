@@ -100,6 +100,14 @@ class StubHost(Host):
         self.train_sources: list[str] = []
         self.train_reads = 0  # how many training frames were read (pixels)
         self.set_training_frames(5, 24, 20)
+        self.doc_key = "doc-1"  # which document is active (tests switch it)
+        self.gray = False  # a grayscale image: read_frame offers a conversion
+        self.removed: list = []  # contexts of the results removed
+        self.lazy = False  # read_animation gives readers (as KritaHost), not bytes
+        self.anim_reads: list[int] = []
+
+    def document_key(self):
+        return self.doc_key
 
     def set_training_frames(self, n: int, width: int, height: int, seeds=None,
                             make=colour_frame) -> None:
@@ -131,9 +139,19 @@ class StubHost(Host):
     def read_frame(self, task, hint_layer=""):
         if self.read_error:
             raise PluginError(self.read_error)
+        if self.gray:  # as KritaHost for a GRAYA image: an offer to convert it
+
+            def convert():
+                self.gray = False
+                return "Converted 'stub.kra' to RGB/Alpha"
+            raise PluginError("Document 'stub.kra' is grayscale", fix=("Convert", convert))
+        if hint_layer and hint_layer not in self.layers:  # as KritaHost
+            raise PluginError(f"Hint layer '{hint_layer}' is not in 'stub.kra': pick another "
+                              "hint layer or (no hints)")
         hints = self.hints if hint_layer else None
         return FrameRequest(self.frame, self.layout, hints, "layer 'Ink' of 'stub.kra'",
-                            {"task": task, "hint_layer": hint_layer})
+                            {"task": task, "hint_layer": hint_layer,
+                             "doc_key": self.doc_key})
 
     def insert_frame(self, request, result, layout, model_name, task):
         self.inserted.append({"kind": "frame", "data": result, "layout": layout,
@@ -143,13 +161,55 @@ class StubHost(Host):
     def read_animation(self, task, hint_layer=""):
         if self.read_error:
             raise PluginError(self.read_error)
-        return AnimationRequest(list(self.anim_frames), list(self.times), self.layout, None,
-                                "layer 'Ink' of 'stub.kra'", {"task": task})
+        def reader(k):
+            def read():
+                self.anim_reads.append(k)
+                return self.anim_frames[k]
+            return read
+        frames = ([reader(k) for k in range(len(self.anim_frames))] if self.lazy
+                  else list(self.anim_frames))
+        return AnimationRequest(frames, list(self.times), self.layout, None,
+                                "layer 'Ink' of 'stub.kra'",
+                                {"task": task, "doc_key": self.doc_key})
 
-    def insert_animation(self, request, results, layout, model_name, task, done):
-        self.inserted.append({"kind": "animation", "data": list(results), "layout": layout,
-                              "model": model_name, "task": task, "times": request.times})
-        done("InkHue " + model_name, "")
+    def insert_animation(self, request, results, layout, model_name, task, done,
+                         progress=None):
+        entry = {"kind": "animation", "data": [], "layout": layout, "model": model_name,
+                 "task": task, "times": request.times, "feeds": 0}
+        self.inserted.append(entry)
+        host = self
+
+        class Insertion:  # like KeyframeInsertion: results may come in chunks
+            over = False
+
+            def feed(self, more):
+                entry["data"].extend(more)
+                entry["feeds"] += 1
+                if len(entry["data"]) == len(request.times):
+                    self.over = True
+                    done("InkHue " + model_name, "")
+
+            def cancel(self):
+                self.end("")
+
+            def fail(self, error):
+                self.end(error)
+
+            def end(self, error):
+                if not self.over:
+                    self.over = True
+                    host.inserted.remove(entry)
+                    done("", error)
+
+        insertion = Insertion()
+        insertion.feed(results)
+        return insertion
+
+    def document_key_of(self, context):
+        return context["doc_key"]
+
+    def remove_result(self, context):
+        self.removed.append(context)
 
     def training_frames(self, source):
         self.train_sources.append(source)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import socket
 import struct
 import threading
 import time
@@ -104,6 +105,7 @@ class FakeEngine:
         self.train_check: dict | None = {"base": 21.5, "base+palette": 19.0,
                                          "finetuned": 8.25, "finetuned+palette": 7.5}
         self._lock = threading.Lock()
+        self.connections: list = []  # open client sockets (kill() cuts them)
         self.server: ThreadingHTTPServer | None = None
         self.thread: threading.Thread | None = None
 
@@ -130,6 +132,16 @@ class FakeEngine:
             self.server.shutdown()
             self.server.server_close()
 
+    def kill(self) -> None:
+        """Stop like a killed process: the kept-alive connections are cut too."""
+        self.stop()
+        for conn in list(self.connections):
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+                conn.close()
+            except OSError:
+                pass
+
 
 class _Handler(BaseHTTPRequestHandler):
     state: FakeEngine
@@ -137,6 +149,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, fmt, *args):  # keep test output clean
         pass
+
+    def setup(self):
+        super().setup()
+        self.state.connections.append(self.connection)
 
     # -- helpers ---------------------------------------------------------------------------
     def _send(self, status: int, body: bytes, ctype: str = "application/json",

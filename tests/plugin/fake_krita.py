@@ -11,10 +11,37 @@ the same behaviour against Krita itself.
 from __future__ import annotations
 
 import itertools
+import struct
 
 DEPTH_BYTES = {"U8": 1, "U16": 2, "F16": 2, "F32": 4}
 CHANNELS = {"RGBA": 4, "GRAYA": 2, "CMYKA": 5, "LABA": 4, "XYZA": 4}
 _ids = itertools.count(1)
+
+
+def _linear(profile: str) -> bool:
+    return "g10" in profile
+
+
+def transfer(data: bytes, model: str, depth: str, source: str, target: str) -> bytes:
+    """Reference for tests: what Krita's conversion does between an sRGB-curve and a linear
+    ("g10") profile of the same primaries (the colour channels through the sRGB curve,
+    computed per value; alpha unchanged)."""
+    if _linear(source) == _linear(target):
+        return data
+    fmt = {"U8": "B", "U16": "H", "F16": "e", "F32": "f"}[depth]
+    full = {"U8": 255, "U16": 65535}.get(depth, 1.0)
+    values = list(struct.unpack(f"<{len(data) // struct.calcsize(fmt)}{fmt}", data))
+    n = CHANNELS[model]
+    for i, v in enumerate(values):
+        if i % n == n - 1:
+            continue  # alpha
+        x = min(max(v / full, 0.0), 1.0)
+        if _linear(source):  # linear -> sRGB-encoded
+            y = 12.92 * x if x <= 0.0031308 else 1.055 * x ** (1 / 2.4) - 0.055
+        else:
+            y = x / 12.92 if x <= 0.04045 else ((x + 0.055) / 1.055) ** 2.4
+        values[i] = round(y * full) if isinstance(full, int) else y
+    return struct.pack(f"<{len(values)}{fmt}", *values)
 
 
 class Node:
@@ -86,6 +113,11 @@ class Node:
             index = next(i for i, n in enumerate(self._children) if n is above)
             self._children.insert(index + 1, child)
         child._parent = self
+        return True
+
+    def remove(self):
+        self._parent._children.remove(self)
+        self._parent = None
         return True
 
     # animation
@@ -250,6 +282,45 @@ class Document:
     def refreshProjection(self):  # noqa: N802
         self.refreshed += 1
 
+    def setColorSpace(self, model, depth, profile):  # noqa: N802
+        """Image > Convert Image Color Space (here only GRAYA -> RGBA at the same depth)."""
+        assert (self.model, model, depth == self.depth) == ("GRAYA", "RGBA", True)
+        size = DEPTH_BYTES[depth]
+
+        def rgba(buf: bytes) -> bytearray:
+            out = bytearray()
+            for i in range(0, len(buf), 2 * size):
+                gray, alpha = buf[i:i + size], buf[i + size:i + 2 * size]
+                out += gray * 3 + alpha
+            return out
+
+        for node in [n for n in self.all() if n._model == "GRAYA"]:
+            node.still = rgba(bytes(node.still))
+            node.frames = {t: rgba(bytes(b)) for t, b in node.frames.items()}
+            node._model, node._profile = model, profile
+        self.model, self.profile = model, profile
+        return True
+
+    def all(self) -> list:
+        def walk(node):
+            for child in node.childNodes():
+                yield child
+                yield from walk(child)
+        return list(walk(self.root))
+
+    def setBatchmode(self, value):  # noqa: N802
+        self.batch = value
+
+    def setModified(self, value):  # noqa: N802
+        self.modified = value
+
+    def close(self):
+        app = getattr(self, "app", None)
+        if app is not None and self in app.open_documents:
+            app.open_documents.remove(self)
+        self.closed = True
+        return True
+
 
 class Action:
     """``add_blank_frame``: a blank keyframe on the active layer at the current time."""
@@ -313,12 +384,20 @@ class App:
         self.active_document = document
         self.open_documents: list[Document] = [document] if document is not None else []
         self.gui = gui
+        self.created: list[Document] = []  # documents made with createDocument
         self.blank_frame = Action(self)
         self.palettes: dict[str, list] = {}
         self.settings: dict[tuple[str, str], str] = {}
 
     def activeDocument(self):  # noqa: N802
         return self.active_document
+
+    def createDocument(self, w, h, name, model, depth, profile, res):  # noqa: N802
+        doc = Document(w, h, model, depth, profile, name)
+        doc.app = self
+        self.open_documents.append(doc)
+        self.created.append(doc)
+        return doc
 
     def documents(self):
         return list(self.open_documents)

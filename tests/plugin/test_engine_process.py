@@ -60,3 +60,38 @@ def test_missing_program_is_explained(qtbot, panel, dead_url):
     assert "Could not start the engine command `/nonexistent/inkhue serve`" in (
         widget.error_text.toPlainText())
     assert "full path of `inkhue`" in widget.error_text.toPlainText()
+
+
+def test_engine_killed_shows_not_running_and_offers_start(qtbot, panel, dead_url):
+    """Issue 14 item 10: an engine started from the panel that dies is no longer shown as
+    a green "Connected" with Start engine disabled."""
+    widget, model = panel
+    widget.url_edit.setText(dead_url)
+    widget.command_edit.setText(fake_command())
+    with qtbot.waitSignal(model.models_changed, timeout=TIMEOUT):
+        widget._start_clicked()
+    assert model.state == "connected" and not widget.start_button.isEnabled()
+    model.engine.process.kill()
+    qtbot.waitUntil(lambda: model.state == "offline", timeout=TIMEOUT)
+    assert model.status_text == "Engine not running"
+    assert widget.start_button.isEnabled()
+    assert widget.message_label.text().startswith(
+        "The engine started from this panel exited (code")
+    with qtbot.waitSignal(model.models_changed, timeout=TIMEOUT):  # and it starts again
+        widget._start_clicked()
+    assert model.state == "connected"
+    process = model.engine.process
+    QtCore.QCoreApplication.instance().aboutToQuit.emit()  # what quitting Krita does
+    assert process.state() == QtCore.QProcess.ProcessState.NotRunning
+
+
+def test_external_engine_that_stops_is_noticed(qtbot, panel, fake_engine):
+    widget, model = panel
+    model._watch.setInterval(100)
+    with qtbot.waitSignal(model.models_changed, timeout=TIMEOUT):
+        widget._connect_clicked()
+    assert model.state == "connected"
+    fake_engine.kill()
+    qtbot.waitUntil(lambda: model.state == "offline", timeout=TIMEOUT)
+    assert model.status_text == "Engine not running"
+    assert widget.start_button.isEnabled()

@@ -92,14 +92,33 @@ def test_depths(depth, order, nbytes):
     req = host.read_frame("grayscale")
     assert req.layout == FrameLayout(3, 2, 4, depth.lower(), order)
     assert len(req.frame) == 3 * 2 * 4 * nbytes
+    linear, srgb = "sRGB-elle-V2-g10.icc", "sRGB-elle-V2-srgbtrc.icc"
+    # Issue 14 item 11: linear values (Krita's 16-bit/float default) go to the engine
+    # sRGB-encoded (as 8-bit documents' do), and its answer comes back linear.
+    assert_same_pixels(req.frame, fk.transfer(pattern(ink.nbytes), "RGBA", depth, linear,
+                                              srgb), depth)
     host.insert_frame(req, pattern(len(req.frame), 2), req.layout, "m", "grayscale")
     new = doc.nodeByName("InkHue m")
-    assert (new.colorModel(), new.colorDepth()) == ("RGBA", depth)
+    assert (new.colorModel(), new.colorDepth(), new.colorProfile()) == ("RGBA", depth, linear)
+    assert_same_pixels(new.pixelData(0, 0, 3, 2), fk.transfer(
+        pattern(len(req.frame), 2), "RGBA", depth, srgb, linear), depth)
 
 
-def test_gray_document_gets_an_rgba_layer():
-    doc = fk.Document(3, 2, model="GRAYA", depth="U16", profile="Gray-D50-elle-V2-g10.icc")
-    ink = doc.add_layer("Ink")
+def assert_same_pixels(got: bytes, want: bytes, depth: str) -> None:
+    """Integers exactly; floats within what a 16-bit step of the curve table allows."""
+    if depth in ("U8", "U16"):
+        assert got == want
+        return
+    fmt = {"F16": "e", "F32": "f"}[depth]
+    a = struct.unpack(f"<{len(got) // struct.calcsize(fmt)}{fmt}", got)
+    b = struct.unpack(f"<{len(want) // struct.calcsize(fmt)}{fmt}", want)
+    assert max(abs(x - y) for x, y in zip(a, b, strict=True)) < 2e-3
+
+
+def test_gray_layer_gets_an_rgba_layer():
+    """A GRAYA layer in an RGB image: the result is an RGBA layer (its colours show)."""
+    doc = fk.Document(3, 2, model="RGBA", depth="U16", profile="sRGB-elle-V2-g10.icc")
+    ink = doc.add_layer("Ink", model="GRAYA", profile="Gray-D50-elle-V2-g10.icc")
     ink.fill(pattern(ink.nbytes))
     doc.setActiveNode(ink)
     host, _app, _ = host_for(doc)
@@ -107,11 +126,42 @@ def test_gray_document_gets_an_rgba_layer():
     assert req.layout == FrameLayout(3, 2, 2, "u16", "bgra")
     out = req.layout.result()
     assert out == FrameLayout(3, 2, 4, "u16", "bgra")
+    # Linear light ("g10") in Krita, sRGB-encoded for the engine, and back.
+    assert req.frame == fk.transfer(pattern(ink.nbytes), "GRAYA", "U16",
+                                    "Gray-D50-elle-V2-g10.icc", "Gray-D50-elle-V2-srgbtrc.icc")
     host.insert_frame(req, pattern(out.nbytes), out, "m", "grayscale")
     new = doc.nodeByName("InkHue m")
     assert (new.colorModel(), new.colorDepth(), new.colorProfile()) == (
         "RGBA", "U16", "sRGB-elle-V2-g10.icc")
-    assert new.pixelData(0, 0, 3, 2) == pattern(out.nbytes)
+    assert new.pixelData(0, 0, 3, 2) == fk.transfer(pattern(out.nbytes), "RGBA", "U16",
+                                                    "sRGB-elle-V2-srgbtrc.icc",
+                                                    "sRGB-elle-V2-g10.icc")
+
+
+@pytest.mark.parametrize("depth,profile,rgb_profile", [
+    ("U8", "Gray-D50-elle-V2-srgbtrc.icc", "sRGB-elle-V2-srgbtrc.icc"),
+    ("F32", "Gray-D50-elle-V2-g10.icc", "sRGB-elle-V2-g10.icc")])
+def test_gray_document_is_offered_a_conversion_to_rgb(depth, profile, rgb_profile):
+    """Issue 14 item 1: in a grayscale image a colour layer shows gray, so Colorize stops
+    with a line saying so and offers to convert the image to RGB at its own depth."""
+    doc = fk.Document(3, 2, model="GRAYA", depth=depth, profile=profile)
+    ink = doc.add_layer("Ink")
+    ink.fill(pattern(ink.nbytes))
+    doc.setActiveNode(ink)
+    host, _app, _ = host_for(doc)
+    with pytest.raises(PluginError, match=f"Document 'scene.kra' is grayscale \\(GRAYA "
+                                          f"{depth}\\): Krita would show the colours gray"
+                       ) as caught:
+        host.read_frame("grayscale")
+    assert [n.name() for n in doc.root.childNodes()] == ["Ink"]  # nothing added
+    label, action = caught.value.fix
+    assert label == "Convert to RGB and colorize"
+    assert action() == (f"Converted 'scene.kra' to RGB/Alpha ({depth}, {rgb_profile}) so "
+                        "the colours show; Edit > Undo takes it back")
+    assert (doc.colorModel(), doc.colorDepth(), doc.colorProfile()) == ("RGBA", depth,
+                                                                        rgb_profile)
+    req = host.read_frame("grayscale")
+    assert req.layout.channels == 4
 
 
 @pytest.mark.parametrize("model,depth,words", [
@@ -202,7 +252,7 @@ def test_animation_keyframes_in_the_playback_range():
     before = user_layers_snapshot(doc)
     req = host.read_animation("grayscale")
     assert req.times == [2, 5]
-    assert req.frames == [pattern(16, seed=2), pattern(16, seed=5)]
+    assert [read() for read in req.frames] == [pattern(16, seed=2), pattern(16, seed=5)]
     results = [pattern(16, seed=40), pattern(16, seed=50)]
     done = []
     host.insert_animation(req, results, req.layout, "toon", "grayscale",
@@ -331,3 +381,105 @@ def test_training_frames_refuse_unsupported_documents(model, depth, words, sourc
         host.training_frames(source)
     assert str(err.value).startswith(words)
     assert "Image > Convert Image Color Space to RGB" in str(err.value)
+
+
+def queued_host(doc, other):
+    """A host whose event-loop steps wait in a queue (run them with ``run(n)``)."""
+    app = fk.App(doc)
+    app.open_documents.append(other)
+    queue = []
+    host = KritaHost(app, palette_class=fk.Palette, later=lambda ms, fn: queue.append(fn))
+
+    def run(n=1):
+        for _ in range(n):
+            if queue:
+                queue.pop(0)()
+    return host, app, queue, run
+
+
+def animated_doc():
+    doc = fk.Document(2, 2)
+    ink = doc.add_layer("Ink")
+    for t in (1, 2, 3):
+        ink.fill(pattern(ink.nbytes, seed=t), time=t)
+    doc.setActiveNode(ink)
+    return doc
+
+
+def test_animation_waits_while_another_document_is_in_front():
+    """Issue 14 item 7: the timeline action acts on the document in front; while another
+    one is there no keyframe is added (anywhere), and the insertion goes on when back."""
+    doc, other = animated_doc(), fk.Document(2, 2, name="other.kra")
+    art = other.add_layer("Art")
+    art.fill(pattern(art.nbytes, seed=9), time=0)
+    other.setActiveNode(art)
+    host, app, queue, run = queued_host(doc, other)
+    req = host.read_animation("grayscale")
+    results = [pattern(16, seed=40 + k) for k in range(3)]
+    done, progress = [], []
+    host.insert_animation(req, results, req.layout, "toon", "grayscale",
+                          lambda *a: done.append(a), progress=lambda *a: progress.append(a))
+    run(1)  # the first keyframe
+    new = doc.nodeByName("InkHue toon")
+    assert sorted(new.frames) == [1]
+    app.active_document = other  # the artist clicks the other document's tab
+    run(10)
+    assert art.frames[0] == pattern(art.nbytes, seed=9) and sorted(art.frames) == [0]
+    assert sorted(new.frames) == [1] and not done
+    assert progress[-1][2].startswith("Paused: switch back to 'scene.kra'")
+    app.active_document = doc
+    run(10)
+    assert done == [("InkHue toon", "")]
+    assert sorted(new.frames) == [1, 2, 3]
+    assert [new.pixelDataAtTime(0, 0, 2, 2, t) for t in (1, 2, 3)] == results
+    assert not queue
+
+
+def test_animation_cancel_and_failure_leave_no_partial_layer():
+    doc, other = animated_doc(), fk.Document(2, 2, name="other.kra")
+    host, app, _queue, run = queued_host(doc, other)
+    req = host.read_animation("grayscale")
+    results = [pattern(16, seed=40 + k) for k in range(3)]
+    done = []
+    insertion = host.insert_animation(req, results, req.layout, "toon", "grayscale",
+                                      lambda *a: done.append(a))
+    run(1)
+    assert sorted(doc.nodeByName("InkHue toon").frames) == [1]
+    insertion.cancel()
+    run(2)
+    assert done == [("", "")]
+    assert doc.nodeByName("InkHue toon") is None
+    assert [n.name() for n in doc.root.childNodes()] == ["Ink"]
+    # Krita refusing a keyframe: the partial layer goes too, and the error says so.
+    done.clear()
+    host.insert_animation(req, results, req.layout, "toon", "grayscale",
+                          lambda *a: done.append(a))
+    run(1)
+    app.blank_frame.trigger = lambda: None
+    run(3)
+    assert done and done[0][0] == ""
+    assert "did not add a keyframe at frame 2" in done[0][1]
+    assert "the unfinished layer 'InkHue toon' was removed" in done[0][1]
+    assert doc.nodeByName("InkHue toon") is None
+
+
+def test_a_result_layer_is_not_colorized_again_and_results_get_their_own_names():
+    """Issue 14 item 8: the source is made active again after Colorize; a result layer
+    selected by hand is refused; a second result of the same model gets a name of its own."""
+    doc = fk.Document(2, 2)
+    ink = doc.add_layer("Ink")
+    ink.fill(pattern(ink.nbytes))
+    doc.setActiveNode(ink)
+    host, _app, _ = host_for(doc)
+    req = host.read_frame("grayscale")
+    assert host.insert_frame(req, pattern(16, seed=3), req.layout, "toon",
+                             "grayscale") == "InkHue toon"
+    assert doc.activeNode() is ink
+    req = host.read_frame("grayscale")
+    assert host.insert_frame(req, pattern(16, seed=4), req.layout, "toon",
+                             "grayscale") == "InkHue toon 2"
+    assert [n.name() for n in doc.root.childNodes()] == ["Ink", "InkHue toon 2", "InkHue toon"]
+    doc.setActiveNode(doc.nodeByName("InkHue toon"))
+    with pytest.raises(PluginError, match="'InkHue toon' in 'scene.kra' is an InkHue result: "
+                                          "select the line-art or grayscale layer"):
+        host.read_frame("grayscale")

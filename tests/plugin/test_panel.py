@@ -246,3 +246,219 @@ def test_engine_settings_fold_out(qtbot, panel):
     assert widget.engine_box.isVisible() and widget.url_edit.isEnabled()
     click(qtbot, widget.settings_button)
     assert not widget.engine_box.isVisible()
+
+
+def colorize_frame(qtbot, widget, model) -> None:
+    with qtbot.waitSignal(model.busy_changed, timeout=TIMEOUT,
+                          check_params_cb=lambda busy: not busy):
+        click(qtbot, widget.frame_button)
+
+
+def switch_document(model, stub_host, key: str, layers: list[str]) -> None:
+    """What Krita's canvasChanged does when the artist clicks another document's tab."""
+    stub_host.doc_key, stub_host.layers = key, layers
+    model.refresh_sources()
+
+
+def test_choices_are_per_document(qtbot, panel, stub_host):
+    """Issue 14 item 9: a hint layer chosen in one document does not follow the artist to a
+    document without it (the combo said "(no hints)" but Colorize failed); each document
+    keeps its own hint layer, model and palette."""
+    widget, model = panel
+    connect(qtbot, widget, model)
+    switch_document(model, stub_host, "doc-a", ["Ink", "hints"])
+    widget.hint_combo.setCurrentIndex(widget.hint_combo.findData("hints"))
+    widget.model_combo.setCurrentIndex(1)  # toon-lines
+    widget.palette_combo.setCurrentIndex(widget.palette_combo.findData("Tests"))
+    assert model.hint_layer == "hints"
+    switch_document(model, stub_host, "doc-b", ["Ink"])
+    assert widget.hint_combo.currentText() == "(no hints)" and model.hint_layer == ""
+    colorize_frame(qtbot, widget, model)
+    assert model.error == ""
+    assert stub_host.inserted[-1]["request"].context["hint_layer"] == ""
+    # doc-b starts from the last choices, and changing them there leaves doc-a's alone.
+    assert widget.model_combo.currentData() == "toon-lines"
+    widget.model_combo.setCurrentIndex(0)
+    widget.palette_combo.setCurrentIndex(widget.palette_combo.findData("none"))
+    switch_document(model, stub_host, "doc-a", ["Ink", "hints"])
+    assert widget.hint_combo.currentData() == "hints"
+    assert widget.model_combo.currentData() == "toon-lines"
+    assert widget.palette_combo.currentData() == "Tests"
+    colorize_frame(qtbot, widget, model)
+    assert stub_host.inserted[-1]["request"].context["hint_layer"] == "hints"
+    assert stub_host.inserted[-1]["model"] == "toon-lines"
+    switch_document(model, stub_host, "doc-b", ["Ink"])
+    assert widget.model_combo.currentData() == "toon-gray"
+    assert widget.palette_combo.currentData() == "none"
+
+
+def test_message_line_is_about_the_last_thing_done(qtbot, panel, stub_host, dead_url):
+    """Issue 14 item 13: the message line never shows an earlier document's (or action's)
+    line next to a new error."""
+    widget, model = panel
+    connect(qtbot, widget, model)
+    colorize_frame(qtbot, widget, model)
+    assert widget.message_label.text() == "Added layer 'InkHue toon-gray'"
+    switch_document(model, stub_host, "doc-2", ["Ink"])
+    assert widget.message_label.text() == ""
+    colorize_frame(qtbot, widget, model)
+    stub_host.read_error = "Layer 'Ink' of 'stub.kra' is in CMYKA colours"
+    click(qtbot, widget.frame_button)
+    assert widget.error_text.toPlainText() == stub_host.read_error
+    assert widget.message_label.text() == ""
+    # An engine that went away: "Colorizing ..." does not stay next to the error.
+    stub_host.read_error = ""
+    model.client.set_server(dead_url)
+    with qtbot.waitSignal(model.error_changed, timeout=TIMEOUT, check_params_cb=bool):
+        click(qtbot, widget.frame_button)
+    qtbot.waitUntil(lambda: not model.busy, timeout=TIMEOUT)
+    assert widget.message_label.text() == ""
+
+
+def test_an_offered_fix_runs_and_colorizes(qtbot, panel, stub_host):
+    """Issue 14 item 1 (panel side): the host's offered fix is a button next to the error;
+    clicking it fixes the document and runs Colorize again."""
+    widget, model = panel
+    connect(qtbot, widget, model)
+    stub_host.gray = True
+    click(qtbot, widget.frame_button)
+    assert widget.error_text.toPlainText() == "Document 'stub.kra' is grayscale"
+    assert widget.fix_button.isVisibleTo(widget) and widget.fix_button.text() == "Convert"
+    assert not stub_host.inserted
+    with qtbot.waitSignal(model.busy_changed, timeout=TIMEOUT,
+                          check_params_cb=lambda busy: not busy):
+        click(qtbot, widget.fix_button)
+    assert not stub_host.gray and [i["kind"] for i in stub_host.inserted] == ["frame"]
+    assert not widget.error_box.isVisibleTo(widget)
+    assert widget.message_label.text() == (
+        "Added layer 'InkHue toon-gray'. Converted 'stub.kra' to RGB/Alpha")
+    stub_host.read_error = "Layer 'Ink' is a mask"  # an error without a fix: no button
+    click(qtbot, widget.frame_button)
+    assert not widget.fix_button.isVisibleTo(widget)
+
+
+def test_keep_or_discard_the_result(qtbot, panel, stub_host):
+    """Issue 14 item 12: a Colorize is many undo steps in Krita 5; the docker offers to
+    discard the new layer in one click (or keep it), per document."""
+    widget, model = panel
+    connect(qtbot, widget, model)
+    switch_document(model, stub_host, "doc-1", ["Ink"])  # what the docker does on show
+    assert not widget.result_box.isVisibleTo(widget)
+    colorize_frame(qtbot, widget, model)
+    assert widget.result_box.isVisibleTo(widget)
+    assert widget.result_label.text() == "New layer 'InkHue toon-gray'"
+    switch_document(model, stub_host, "doc-2", ["Ink"])  # another document: its own bar
+    assert not widget.result_box.isVisibleTo(widget)
+    switch_document(model, stub_host, "doc-1", ["Ink"])
+    click(qtbot, widget.discard_button)
+    assert stub_host.removed == [stub_host.inserted[0]["request"].context]
+    assert widget.message_label.text() == "Removed layer 'InkHue toon-gray'"
+    assert not widget.result_box.isVisibleTo(widget)
+    colorize_frame(qtbot, widget, model)
+    click(qtbot, widget.keep_button)
+    assert not widget.result_box.isVisibleTo(widget) and len(stub_host.removed) == 1
+
+
+def test_each_document_has_its_own_running_job(qtbot, panel, stub_host, fake_engine):
+    """Issue 14 item 4: a colorize running in one document does not make the docker busy
+    in another; Cancel stops the active document's job only."""
+    widget, model = panel
+    connect(qtbot, widget, model)
+    fake_engine.delay_s = 1.5
+    click(qtbot, widget.frame_button)  # doc-1, slow
+    assert model.busy and not widget.frame_button.isEnabled()
+    switch_document(model, stub_host, "doc-2", ["Ink"])
+    assert not model.busy and widget.frame_button.isEnabled()
+    assert not widget.progress_bar.isVisibleTo(widget)
+    click(qtbot, widget.frame_button)  # doc-2, concurrently
+    assert model.busy
+    click(qtbot, widget.cancel_button)  # cancels doc-2's only
+    qtbot.waitUntil(lambda: not model.busy, timeout=TIMEOUT)
+    assert widget.message_label.text() == "Cancelled"
+    assert set(model.jobs) == {"doc-1"}
+    switch_document(model, stub_host, "doc-1", ["Ink"])
+    assert model.busy and widget.progress_bar.isVisibleTo(widget)
+    assert "Colorizing layer 'Ink' of 'stub.kra'" in widget.progress_bar.format()
+    qtbot.waitUntil(lambda: not model.busy, timeout=TIMEOUT)
+    assert [(i["kind"], i["request"].context["doc_key"]) for i in stub_host.inserted] == [
+        ("frame", "doc-1")]
+    assert widget.message_label.text() == "Added layer 'InkHue toon-gray'"
+
+
+def test_progress_bar_is_never_the_animated_busy_indicator(qtbot, panel, fake_engine):
+    """Issue 14 item 14: Qt's busy indicator (range 0..0) animates on Krita's main thread,
+    which made a 1080p upload take 10.4 s instead of 0.2 s."""
+    widget, model = panel
+    connect(qtbot, widget, model)
+    fake_engine.delay_s = 0.5
+    ranges = []
+    model.progress.connect(lambda *_: ranges.append(widget.progress_bar.maximum()))
+    colorize_frame(qtbot, widget, model)
+    assert ranges and min(ranges) >= 1
+
+
+def test_animation_frames_are_read_one_by_one_and_cancel_stops_reading(qtbot, panel,
+                                                                      stub_host):
+    """Issue 14 item 3 (part): keyframes are read when each is uploaded, not all at once
+    before the job; Cancel while reading stops before the next frame is read."""
+    widget, model = panel
+    connect(qtbot, widget, model)
+    stub_host.lazy = True
+    seen = []
+
+    def on_progress(done, total, text):
+        seen.append(text)
+        if text.startswith("Reading and sending frame 2/"):
+            model.cancel()
+    model.progress.connect(on_progress)
+    with qtbot.waitSignal(model.busy_changed, timeout=TIMEOUT,
+                          check_params_cb=lambda busy: not busy):
+        click(qtbot, widget.animation_button)
+    assert stub_host.anim_reads == [0]
+    assert widget.message_label.text() == "Cancelled" and not stub_host.inserted
+    # Uncancelled: every frame read once, in order, and the result inserted.
+    model.progress.disconnect(on_progress)
+    stub_host.anim_reads.clear()
+    with qtbot.waitSignal(model.busy_changed, timeout=TIMEOUT,
+                          check_params_cb=lambda busy: not busy):
+        click(qtbot, widget.animation_button)
+    assert stub_host.anim_reads == [0, 1, 2]
+    assert [i["kind"] for i in stub_host.inserted] == ["animation"]
+
+
+def test_animation_goes_to_the_engine_in_chunks(qtbot, panel, stub_host, fake_engine):
+    """Issue 14 item 3: one engine job per ANIMATION_CHUNK keyframes; the keyframes of a
+    chunk are handed to the host as soon as it is done; a failure in a later chunk ends
+    it without a partial result."""
+    widget, model = panel
+    connect(qtbot, widget, model)
+    model.ANIMATION_CHUNK = 2
+    with qtbot.waitSignal(model.busy_changed, timeout=TIMEOUT,
+                          check_params_cb=lambda busy: not busy):
+        click(qtbot, widget.animation_button)
+    assert model.error == ""
+    entry = stub_host.inserted[-1]
+    assert entry["feeds"] == 2  # chunks [0, 1] and [2]
+    counts = [int(job["spec"]["frame_count"]) for job in fake_engine.jobs.values()]
+    assert counts == [2, 1]
+    want = [fake_colorize(f, 4, "bgra", None) for f in stub_host.anim_frames]
+    assert entry["data"] == want
+    assert widget.message_label.text() == (
+        "Added animated layer 'InkHue toon-gray' (3 keyframes)")
+
+
+def test_a_failing_later_chunk_leaves_no_partial_result(qtbot, panel, stub_host,
+                                                        fake_engine):
+    widget, model = panel
+    connect(qtbot, widget, model)
+    model.ANIMATION_CHUNK = 2
+
+    def on_progress(done, total, text):
+        if "(frames 3-3 of 3)" in text:  # the second chunk: the engine breaks down
+            fake_engine.fail = (500, "the engine broke down")
+    model.progress.connect(on_progress)
+    with qtbot.waitSignal(model.busy_changed, timeout=TIMEOUT,
+                          check_params_cb=lambda busy: not busy):
+        click(qtbot, widget.animation_button)
+    assert model.error == "the engine broke down"
+    assert stub_host.inserted == []  # the first chunk's keyframes went with the layer

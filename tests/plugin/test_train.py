@@ -306,6 +306,10 @@ def test_export_dataset_writes_pngs_of_the_frames(qtbot, panel, fake_engine, stu
     assert names == ["0000_stub_f0000.png", "0001_stub_f0001.png", "0002_stub_f0002.png",
                      "0003_stub_f0004.png", "0004_stub_f0005.png"]
     assert not [n for n in os.listdir(folder) if n.startswith(".")]  # no temp files left
+    mask = os.umask(0)
+    os.umask(mask)
+    for name in names:  # issue 14 item 15: readable like any file the artist saves
+        assert (folder / name).stat().st_mode & 0o777 == 0o666 & ~mask
     for name, seed in zip(names, [0, 1, 2, 3, 4], strict=True):
         img = cv2.imread(str(folder / name), cv2.IMREAD_UNCHANGED)
         assert img.shape == (20, 24, 4)

@@ -179,6 +179,9 @@ class GuiDriver(Extension):
         if not docks:
             self.fail("the InkHue docker is not registered")
             return
+        for other in app.dockers():  # room for the docker in the screenshot
+            if other.objectName() not in ("KisLayerBox",) and other not in docks:
+                other.hide()
         dock = docks[0]
         dock.setFloating(False)
         dock.show()
@@ -204,6 +207,16 @@ class GuiDriver(Extension):
                  f"{[combo.itemText(i) for i in range(combo.count())]}; chosen "
                  f"{self.model.settings.last_model}")
         self.doc.setActiveNode(self.ink)
+        if self.cfg.get("scenario") == "tab_switch":
+            from .tab_switch import TabSwitch
+
+            TabSwitch(self).start()
+            return
+        if self.cfg.get("scenario") == "engine":
+            from .engine_life import EngineLife
+
+            EngineLife(self).start()
+            return
         self.later(self.click_colorize)
 
     def click_colorize(self) -> None:
@@ -242,8 +255,48 @@ class GuiDriver(Extension):
         self.result["source_unchanged"] = unchanged
         self.result["current_time"] = doc.currentTime()
         self.log(f"result keyframes {keys}; source unchanged {unchanged}")
+        self.later(self.colorize_again)
+
+    def colorize_again(self) -> None:
+        """Issue 14 item 8: after Colorize the source is still the active layer, so a
+        second Colorize frame reads the source again (not the result)."""
+        active = self.doc.activeNode()
+        self.result["active_after_animation"] = active.name() if active else None
+        self.log(f"active layer after Colorize animation: "
+                 f"{self.result['active_after_animation']!r}; clicking Colorize frame")
+        self.panel.frame_button.click()
+        # As an artist would click again: some time after the result appeared.
+        self.wait(lambda: not self.model.busy, lambda: self.later(self.after_again, 500),
+                  "Colorize frame", 60)
+
+    def after_again(self) -> None:
+        doc, cfg = self.doc, self.cfg
+        active = doc.activeNode()
+        again = {"layers": [n.name() for n in doc.rootNode().childNodes()],
+                 "active": active.name() if active else None, "error": self.model.error,
+                 "message": self.panel.message_label.text()}
+        new = doc.nodeByName(f"InkHue {cfg['model']} 2")
+        if new is not None:
+            with open(os.path.join(cfg["out"], "again.bin"), "wb") as f:
+                f.write(bytes(new.pixelData(0, 0, cfg["width"], cfg["height"])))
+        self.result["colorize_again"] = again
+        again["result_bar"] = self.panel.result_label.text()
+        self.log(f"after a second Colorize frame: {again}")
         doc.setCurrentTime(cfg["times"][1])  # show a colorized frame in the screenshot
         self.later(self.screenshot, 1500)
+
+    def discard(self) -> None:
+        self.panel.discard_button.click()  # issue 14 item 12: one click takes it back
+        self.later(self.after_discard)
+
+    def after_discard(self) -> None:
+        doc = self.doc
+        self.result["after_discard"] = {
+            "layers": [n.name() for n in doc.rootNode().childNodes()],
+            "message": self.panel.message_label.text(),
+            "bar_visible": self.panel.result_box.isVisible()}
+        self.log(f"after Discard: {self.result['after_discard']}")
+        self.later(self.undo_once)
 
     def screenshot(self) -> None:
         path = self.cfg.get("screenshot")
@@ -252,7 +305,7 @@ class GuiDriver(Extension):
                                   text=True, timeout=60)
             self.result["screenshot"] = {"rc": proc.returncode, "stderr": proc.stderr[-500:]}
             self.log(f"screenshot {path}: rc {proc.returncode}")
-        self.later(self.undo_once)
+        self.later(self.discard)
 
     def undo_once(self) -> None:
         """Measure what one Edit > Undo takes back (Krita has no undo grouping for scripts)."""
