@@ -40,7 +40,7 @@ def frame_1080p(path: Path) -> np.ndarray:
     tiles = [up if i % 2 == 0 else up[:, ::-1] for i in range(-(-FULL_W // nw) + 2)]
     wide = np.concatenate(tiles, axis=1)
     x0 = (wide.shape[1] - FULL_W) // 2
-    return np.ascontiguousarray(wide[:, x0:x0 + FULL_W])
+    return np.ascontiguousarray(wide[:, x0 : x0 + FULL_W])
 
 
 def cpu_name() -> str:
@@ -58,8 +58,10 @@ def ort_threads(model) -> str:
     so = model._session.get_session_options()  # the engine sets no thread count itself
     intra, inter = so.intra_op_num_threads, so.inter_op_num_threads
     default = f"0 = ORT default (one per physical core; {os.cpu_count()} logical cores here)"
-    return (f"intra-op {intra or default}, inter-op {inter or '0 = default'}, "
-            f"execution mode {so.execution_mode.name}")
+    return (
+        f"intra-op {intra or default}, inter-op {inter or '0 = default'}, "
+        f"execution mode {so.execution_mode.name}"
+    )
 
 
 def bench_model(model, frame: np.ndarray, runs: int, warmup: int, options) -> dict:
@@ -77,8 +79,12 @@ def bench_model(model, frame: np.ndarray, runs: int, warmup: int, options) -> di
         t3 = time.perf_counter()
         if i < warmup:
             continue
-        for key, dt in (("prepare", t1 - t0), ("model", t2 - t1), ("finish", t3 - t2),
-                        ("total", t3 - t0)):
+        for key, dt in (
+            ("prepare", t1 - t0),
+            ("model", t2 - t1),
+            ("finish", t3 - t2),
+            ("total", t3 - t0),
+        ):
             parts[key].append(dt * 1000.0)
     assert out.shape[:2] == frame.shape[:2]
     return {
@@ -90,8 +96,12 @@ def bench_model(model, frame: np.ndarray, runs: int, warmup: int, options) -> di
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("models", nargs="+", help="model .onnx files or names")
-    ap.add_argument("--prologue", type=Path, required=True,
-                    help="prologue_kid folder (gray/, lineart/ NNNN.png)")
+    ap.add_argument(
+        "--prologue",
+        type=Path,
+        required=True,
+        help="prologue_kid folder (gray/, lineart/ NNNN.png)",
+    )
     ap.add_argument("--frame", type=int, default=0, help="frame number (0)")
     ap.add_argument("--runs", type=int, default=5, help="timed runs (5)")
     ap.add_argument("--warmup", type=int, default=1, help="untimed runs first (1)")
@@ -109,11 +119,15 @@ def main(argv: list[str] | None = None) -> int:
 
     options = ColorizeOptions(detail=args.detail)
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
-    print(f"InkHue 1080p benchmark: colorize_frame parts, {args.runs} timed run(s) after "
-          f"{args.warmup} warm-up, detail {args.detail:g}, no hints, regions on")
-    print(f"CPU {cpu_name()}, {os.cpu_count()} logical cores; load average "
-          + (" / ".join(f"{v:.2f}" for v in load) if load else "n/a")
-          + f"; onnxruntime {onnxruntime.__version__}")
+    print(
+        f"InkHue 1080p benchmark: colorize_frame parts, {args.runs} timed run(s) after "
+        f"{args.warmup} warm-up, detail {args.detail:g}, no hints, regions on"
+    )
+    print(
+        f"CPU {cpu_name()}, {os.cpu_count()} logical cores; load average "
+        + (" / ".join(f"{v:.2f}" for v in load) if load else "n/a")
+        + f"; onnxruntime {onnxruntime.__version__}"
+    )
     for name in args.models:
         model = load_model(resolve_model(name), args.device)
         kind = "gray" if model.info.task == "grayscale" else "lineart"
@@ -124,15 +138,21 @@ def main(argv: list[str] | None = None) -> int:
         frame = frame_1080p(src)
         r = bench_model(model, frame, args.runs, args.warmup, options)
         ok = r["total"][0] < args.target_ms
-        print(f"\nmodel {model.info.name!r} ({model.info.task}, {model.info.path}) on "
-              f"{', '.join(model.providers)}; ORT threads: {ort_threads(model)}")
-        print(f"frame {src} -> {frame.shape[1]}x{frame.shape[0]} {frame.dtype}; model input "
-              f"{list(r['input'])} (train_size {model.info.train_size})")
+        print(
+            f"\nmodel {model.info.name!r} ({model.info.task}, {model.info.path}) on "
+            f"{', '.join(model.providers)}; ORT threads: {ort_threads(model)}"
+        )
+        print(
+            f"frame {src} -> {frame.shape[1]}x{frame.shape[0]} {frame.dtype}; model input "
+            f"{list(r['input'])} (train_size {model.info.train_size})"
+        )
         for key in ("prepare", "model", "finish", "total"):
             med, lo, hi = r[key]
             print(f"  {key:<8} {med:8.1f} ms  (min {lo:.1f}, max {hi:.1f})")
-        print(f"  target < {args.target_ms:.0f} ms per frame: "
-              f"{'met' if ok else 'MISSED'} ({1000.0 / r['total'][0]:.2f} frames/s)")
+        print(
+            f"  target < {args.target_ms:.0f} ms per frame: "
+            f"{'met' if ok else 'MISSED'} ({1000.0 / r['total'][0]:.2f} frames/s)"
+        )
     return 0  # a missed target is a finding, printed above, not a failure of the tool
 
 

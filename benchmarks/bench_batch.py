@@ -45,8 +45,9 @@ def plain_loop(sources, out: Path, model, options) -> float:
     start = time.perf_counter()
     for src in sources:
         frame = frames_io.read_image(src.path)
-        frames_io.write_image_atomic(out / src.path.name, colorize_frame(frame, model, None,
-                                                                         options))
+        frames_io.write_image_atomic(
+            out / src.path.name, colorize_frame(frame, model, None, options)
+        )
     return len(sources) / (time.perf_counter() - start)
 
 
@@ -74,18 +75,27 @@ def main(argv: list[str] | None = None) -> int:
         model = load_model(args.model, args.device)
         options = ColorizeOptions(detail=args.detail)
         shape = frames_io.read_image(sources[0].path).shape
-        print(f"{len(sources)} frames {shape[1]}x{shape[0]} from {frames}; model "
-              f"{model.info.name!r} ({model.info.task}, train size {model.info.train_size}) "
-              f"on {', '.join(model.providers)}")
+        print(
+            f"{len(sources)} frames {shape[1]}x{shape[0]} from {frames}; model "
+            f"{model.info.name!r} ({model.info.task}, train size {model.info.train_size}) "
+            f"on {', '.join(model.providers)}"
+        )
         colorize_frame(frames_io.read_image(sources[0].path), model, None, options)  # warm up
         plain = plain_loop(sources, tmp / "plain", model, options)
         print(f"{'plain loop (no overlap, no carry)':<36} {plain:7.2f} frames/s")
         for workers in (int(v) for v in args.workers.split(",")):
             for bs in (int(v) for v in args.batch_sizes.split(",")):
                 out = tmp / f"b{bs}w{workers}"
-                res = batch.colorize_many(sources, out, model, options, batch_size=bs,
-                                          workers=workers, carry=not args.no_carry,
-                                          progress=False)
+                res = batch.colorize_many(
+                    sources,
+                    out,
+                    model,
+                    options,
+                    batch_size=bs,
+                    workers=workers,
+                    carry=not args.no_carry,
+                    progress=False,
+                )
                 label = f"colorize_many batch {bs}, workers {workers}"
                 print(f"{label:<36} {res.fps:7.2f} frames/s ({res.seconds:.1f} s)")
                 shutil.rmtree(out)

@@ -59,9 +59,11 @@ def main(argv: list[str] | None = None) -> int:
         prev = kf.previous_reference(colors, out, args.task)
         times.append(time.perf_counter() - t0)
     load = os.getloadavg()[0]
-    print(f"{args.shot.name} {args.task} {W}x{H}: median {statistics.median(times):.3f} s/frame "
-          f"(min {min(times):.3f}, {len(times)} frames, keyframe + previous frame), keyframe "
-          f"reference built in {build:.3f} s; load average {load:.2f} on {os.cpu_count()} cores")
+    print(
+        f"{args.shot.name} {args.task} {W}x{H}: median {statistics.median(times):.3f} s/frame "
+        f"(min {min(times):.3f}, {len(times)} frames, keyframe + previous frame), keyframe "
+        f"reference built in {build:.3f} s; load average {load:.2f} on {os.cpu_count()} cores"
+    )
     return 0
 
 

@@ -60,8 +60,14 @@ def main(argv: list[str] | None = None) -> int:
         frame = np.full((1080, 1920), 255, np.uint8)
         for i in range(40):
             rng = np.random.default_rng(i)
-            cv2.circle(frame, (int(rng.integers(0, 1920)), int(rng.integers(0, 1080))),
-                       int(rng.integers(54, 216)), 0, 3, cv2.LINE_AA)
+            cv2.circle(
+                frame,
+                (int(rng.integers(0, 1920)), int(rng.integers(0, 1080))),
+                int(rng.integers(54, 216)),
+                0,
+                3,
+                cv2.LINE_AA,
+            )
     else:
         frame = from_float01(rgb_to_gray01(to_float01(cartoon())), np.uint8)
     palette = tuple(args.palette.split(",")) if args.palette else None
@@ -74,10 +80,14 @@ def main(argv: list[str] | None = None) -> int:
         colorize_frame(frame, model, options=opts)
         times.append((time.perf_counter() - t0) * 1000)
     print(f"model {model.info.name!r} ({model.info.task}) on {', '.join(model.providers)}")
-    print(f"frame 1920x1080 {args.kind}, detail {args.detail}, regions {not args.no_regions}, "
-          f"palette {len(palette) if palette else 'none'}; model input {work}")
-    print(f"{statistics.median(times):.0f} ms/frame (median of {len(times)}; "
-          f"min {min(times):.0f}, max {max(times):.0f})")
+    print(
+        f"frame 1920x1080 {args.kind}, detail {args.detail}, regions {not args.no_regions}, "
+        f"palette {len(palette) if palette else 'none'}; model input {work}"
+    )
+    print(
+        f"{statistics.median(times):.0f} ms/frame (median of {len(times)}; "
+        f"min {min(times):.0f}, max {max(times):.0f})"
+    )
     print(f"peak RSS {peak_rss_mib():.0f} MiB")
     return 0
 

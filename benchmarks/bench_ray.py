@@ -41,30 +41,43 @@ def main(argv: list[str] | None = None) -> int:
             frames_io.write_image_atomic(src / f"f{i:04d}.png", f)
         sources = frames_io.expand_inputs([src])
         rates = {}
-        ref = batch.colorize_many(sources, Path(tmp) / "local", model, options,
-                                  batch_size=args.batch_size, progress=False)
+        ref = batch.colorize_many(
+            sources, Path(tmp) / "local", model, options, batch_size=args.batch_size, progress=False
+        )
         rates["one process"] = ref.fps
         for cpus in (1, 2):
             runner = RayRunner(model, options, args.batch_size, num_cpus=cpus)
             try:
                 out = Path(tmp) / f"ray{cpus}"
-                res = batch.colorize_many(sources, out, model, options,
-                                          batch_size=args.batch_size, progress=False,
-                                          remote=runner)
+                res = batch.colorize_many(
+                    sources,
+                    out,
+                    model,
+                    options,
+                    batch_size=args.batch_size,
+                    progress=False,
+                    remote=runner,
+                )
             finally:
                 runner.close()
             rates[f"ray, {cpus} CPU(s)"] = res.fps
-            same = all((out / p.name).read_bytes() == p.read_bytes()
-                       for p in (Path(tmp) / "local").iterdir())
+            same = all(
+                (out / p.name).read_bytes() == p.read_bytes()
+                for p in (Path(tmp) / "local").iterdir()
+            )
             print(f"ray {cpus} CPU(s): outputs {'identical' if same else 'DIFFERENT'}")
         load = os.getloadavg()
-        print(f"{args.frames} frames {w}x{h}, batch {args.batch_size}, load average "
-              f"{load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}, {os.cpu_count()} cores")
+        print(
+            f"{args.frames} frames {w}x{h}, batch {args.batch_size}, load average "
+            f"{load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}, {os.cpu_count()} cores"
+        )
         for k, v in rates.items():
             print(f"  {k:<18} {v:6.2f} frames/s")
         if rates["ray, 1 CPU(s)"] > 0:
-            print(f"  2 CPUs / 1 CPU: {rates['ray, 2 CPU(s)'] / rates['ray, 1 CPU(s)']:.2f}x "
-                  "(target >= 1.6x)")
+            print(
+                f"  2 CPUs / 1 CPU: {rates['ray, 2 CPU(s)'] / rates['ray, 1 CPU(s)']:.2f}x "
+                "(target >= 1.6x)"
+            )
     return 0
 
 

@@ -42,10 +42,14 @@ def dev_images(root: Path, package: str, limit: int, params: corpus.Params) -> l
         except corpus.InputError:
             continue
         h, w = corpus.target_shape(*rgb.shape[:2], params.size, params.min_side)
-        rgb = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA) if (h, w) != rgb.shape[:2] \
+        rgb = (
+            cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
+            if (h, w) != rgb.shape[:2]
             else rgb
-        if corpus.size_drop_reason(h, w, params.min_side, params.max_aspect) or \
-                corpus.content_drop_reason(rgb, params.min_nonwhite, params.min_chroma):
+        )
+        if corpus.size_drop_reason(
+            h, w, params.min_side, params.max_aspect
+        ) or corpus.content_drop_reason(rgb, params.min_nonwhite, params.min_chroma):
             continue
         out.append(rgb)
         if len(out) >= limit:
@@ -79,8 +83,12 @@ def main() -> None:
         imgs = dev_images(args.extracted / pkg, pkg, args.per_package, params)
         write_set(args.out / pkg, imgs, [f"{pkg}_{i:03d}" for i in range(len(imgs))], args.colors)
     files = sorted(args.frames.glob("*.png"))[:: args.frame_step]
-    frames = [corpus.composite_on_white(cv2.cvtColor(cv2.imread(str(f), cv2.IMREAD_UNCHANGED),
-                                                     cv2.COLOR_BGRA2RGBA)) for f in files]
+    frames = [
+        corpus.composite_on_white(
+            cv2.cvtColor(cv2.imread(str(f), cv2.IMREAD_UNCHANGED), cv2.COLOR_BGRA2RGBA)
+        )
+        for f in files
+    ]
     write_set(args.out / "prologue_kid", frames, [f.stem for f in files], args.colors)
 
 

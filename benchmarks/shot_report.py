@@ -58,8 +58,10 @@ def main(argv: list[str] | None = None) -> int:
 
     in_dir = args.seq / ("gray" if args.task == "grayscale" else "lineart")
     truth_dir = args.seq / "color"
-    files = sorted((p for p in in_dir.iterdir() if p.suffix.lower() == ".png"),
-                   key=lambda p: fio.natural_key(p.name))[: args.frames]
+    files = sorted(
+        (p for p in in_dir.iterdir() if p.suffix.lower() == ".png"),
+        key=lambda p: fio.natural_key(p.name),
+    )[: args.frames]
     key_stem = args.key or files[0].stem
     key_file = truth_dir / f"{key_stem}.png"
     work = args.work / args.seq.name / args.task
@@ -83,14 +85,21 @@ def main(argv: list[str] | None = None) -> int:
                 img = key if f.stem == key_stem else copy_key(fio.read_image(f), key, args.task)
                 fio.write_image_atomic(out / f.name, img)
         elif method == "keyframes":
-            colorize_shot(sources, out, model, [Keyframe(key_file.name, fio.read_image(key_file))],
-                          progress=False)
+            colorize_shot(
+                sources,
+                out,
+                model,
+                [Keyframe(key_file.name, fio.read_image(key_file))],
+                progress=False,
+            )
         else:
             raise SystemExit(f"unknown method {method!r}")
         seconds = (time.perf_counter() - t0) / len(files)
         scores = evaluate_shot(out, truth_dir, in_dir, args.task, [key_stem])
-        print(format_scores(f"{args.seq.name} {args.task} {method} ({seconds:.2f} s/frame)",
-                            scores), flush=True)
+        print(
+            format_scores(f"{args.seq.name} {args.task} {method} ({seconds:.2f} s/frame)", scores),
+            flush=True,
+        )
         report[method] = {**scores.as_dict(), "seconds_per_frame": seconds}
     if args.json:
         args.json.write_text(json.dumps(report, indent=1))

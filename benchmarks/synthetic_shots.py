@@ -40,20 +40,30 @@ def _shape(rng: np.random.Generator) -> dict:
     angles = np.sort(rng.uniform(0, 2 * np.pi, n))
     radii = rng.uniform(0.6, 1.0, n)
     return {
-        "kind": kind, "r": r, "aspect": float(rng.uniform(0.5, 1.0)),
+        "kind": kind,
+        "r": r,
+        "aspect": float(rng.uniform(0.5, 1.0)),
         "poly": np.stack([np.cos(angles) * radii, np.sin(angles) * radii], 1),
-        "fill": _color(rng), "detail": _color(rng), "has_detail": bool(rng.random() < 0.6),
+        "fill": _color(rng),
+        "detail": _color(rng),
+        "has_detail": bool(rng.random() < 0.6),
         "start": rng.uniform([40, 40], [SIZE[1] - 40, SIZE[0] - 40]),
-        "velocity": rng.uniform(-4.5, 4.5, 2), "wobble": rng.uniform(0, 6),
-        "spin": float(rng.uniform(-2.5, 2.5)), "grow": float(rng.uniform(-0.006, 0.006)),
+        "velocity": rng.uniform(-4.5, 4.5, 2),
+        "wobble": rng.uniform(0, 6),
+        "spin": float(rng.uniform(-2.5, 2.5)),
+        "grow": float(rng.uniform(-0.006, 0.006)),
         "phase": float(rng.uniform(0, 2 * np.pi)),
     }
 
 
 def _points(s: dict, t: int, cam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Outline polygon and inner-detail polygon of shape ``s`` at frame ``t`` (float px)."""
-    centre = s["start"] + s["velocity"] * t + s["wobble"] * np.array(
-        [np.sin(0.3 * t + s["phase"]), np.cos(0.2 * t + s["phase"])]) + cam
+    centre = (
+        s["start"]
+        + s["velocity"] * t
+        + s["wobble"] * np.array([np.sin(0.3 * t + s["phase"]), np.cos(0.2 * t + s["phase"])])
+        + cam
+    )
     scale = s["r"] * (1 + s["grow"] * t)
     a = np.deg2rad(s["spin"] * t)
     rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
@@ -61,8 +71,9 @@ def _points(s: dict, t: int, cam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         u = np.linspace(0, 2 * np.pi, 48, endpoint=False)
         base = np.stack([np.cos(u), s["aspect"] * np.sin(u)], 1)
     elif s["kind"] == "box":
-        base = np.array([[-1, -s["aspect"]], [1, -s["aspect"]], [1, s["aspect"]],
-                         [-1, s["aspect"]]], float)
+        base = np.array(
+            [[-1, -s["aspect"]], [1, -s["aspect"]], [1, s["aspect"]], [-1, s["aspect"]]], float
+        )
     else:
         base = s["poly"]
     outer = centre + (base * scale) @ rot.T
@@ -73,8 +84,10 @@ def _points(s: dict, t: int, cam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def render_shot(rng: np.random.Generator, frames: int) -> list[dict[str, np.ndarray]]:
     """The frames of one shot: dicts with 'color' (RGB uint8), 'gray', 'lineart'."""
     bg = _color(rng)
-    scenery = [(rng.uniform([0, 0], [SIZE[1], SIZE[0]]), float(rng.uniform(60, 140)), _color(rng))
-               for _ in range(2)]
+    scenery = [
+        (rng.uniform([0, 0], [SIZE[1], SIZE[0]]), float(rng.uniform(60, 140)), _color(rng))
+        for _ in range(2)
+    ]
     shapes = [_shape(rng) for _ in range(int(rng.integers(4, 8)))]
     out = []
     for t in range(frames):

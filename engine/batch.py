@@ -117,8 +117,13 @@ class SequenceCarry:
         self, fresh: np.ndarray, static: np.ndarray | None, previous: np.ndarray | None
     ) -> np.ndarray:
         """``fresh`` with the pixels of ``previous`` where ``static`` allows it (same shape)."""
-        if static is None or previous is None or previous.shape != fresh.shape \
-                or previous.dtype != fresh.dtype or not static.any():
+        if (
+            static is None
+            or previous is None
+            or previous.shape != fresh.shape
+            or previous.dtype != fresh.dtype
+            or not static.any()
+        ):
             return fresh
         change = _channel_max(cv2.absdiff(previous, fresh))  # in the frame's own units
         limit = self.settings.max_change * DTYPE_SCALE[fresh.dtype]
@@ -281,16 +286,14 @@ def _jobs(sources: Sequence[Source], plan: OutputPlan, overwrite: bool) -> Itera
             for no in range(fio.count_video_frames(src.path)):
                 out = plan.frame_output(si, no)
                 name = VIDEO_FRAME_NAME.format(no)
-                yield FrameJob(index, src, no, name, out, sequence,
-                               done=_done(out, overwrite))
+                yield FrameJob(index, src, no, name, out, sequence, done=_done(out, overwrite))
                 index += 1
         else:
             if prev_video:
                 sequence += 1
                 prev_video = False
             out = plan.frame_output(si, 0)
-            yield FrameJob(index, src, 0, src.path.name, out, sequence,
-                           done=_done(out, overwrite))
+            yield FrameJob(index, src, 0, src.path.name, out, sequence, done=_done(out, overwrite))
             index += 1
 
 
@@ -312,7 +315,9 @@ class HintSource:
     """
 
     def __init__(
-        self, hints: str | os.PathLike[str] | None, names: Sequence[str] = (),
+        self,
+        hints: str | os.PathLike[str] | None,
+        names: Sequence[str] = (),
         root: str | os.PathLike[str] | None = None,
     ) -> None:
         self.path = Path(hints) if hints is not None else None
@@ -323,8 +328,11 @@ class HintSource:
             return
         if self.path.is_dir():
             for p in self.path.iterdir():
-                if p.is_file() and not p.name.startswith(".") \
-                        and p.suffix.lower() in fio.IMAGE_EXTS:
+                if (
+                    p.is_file()
+                    and not p.name.startswith(".")
+                    and p.suffix.lower() in fio.IMAGE_EXTS
+                ):
                     self._check_root(p)
                     self._by_stem[p.stem] = p
             stems = {Path(n).stem for n in names}
@@ -413,8 +421,9 @@ def _read_manifest(path: Path) -> dict[str, Any]:
     return {"runs": dict(data.get("runs") or {}), "files": dict(data.get("files") or {})}
 
 
-def _update_manifest(plan: OutputPlan, jobs: Sequence[FrameJob], settings: dict[str, Any],
-                     overwrite: bool) -> tuple[Path, bytes] | None:
+def _update_manifest(
+    plan: OutputPlan, jobs: Sequence[FrameJob], settings: dict[str, Any], overwrite: bool
+) -> tuple[Path, bytes] | None:
     """Check the settings of a folder's finished outputs; return the updated record.
 
     The record (MANIFEST_NAME in the output folder) maps each output file to the
@@ -434,8 +443,9 @@ def _update_manifest(plan: OutputPlan, jobs: Sequence[FrameJob], settings: dict[
             old = record["files"].get(name)
             if old is not None and old != key:
                 was = record["runs"].get(old)
-                changed = sorted(k for k in settings
-                                 if not isinstance(was, dict) or was.get(k) != settings[k])
+                changed = sorted(
+                    k for k in settings if not isinstance(was, dict) or was.get(k) != settings[k]
+                )
                 raise OutputError(
                     f"{job.output}: was written with other settings "
                     f"({', '.join(changed) or 'unknown'}): use --overwrite to redo it, "
@@ -541,8 +551,9 @@ def colorize_many(
 
     jobs = list(_jobs(sources, plan, overwrite))
     hint_source = HintSource(hints, [j.name for j in jobs], root=root)
-    manifest = _update_manifest(plan, jobs, run_settings(model, options, hints, settings),
-                                overwrite)
+    manifest = _update_manifest(
+        plan, jobs, run_settings(model, options, hints, settings), overwrite
+    )
     inputs = fio.InputSet(s.path for s in sources)
     for job in jobs:  # e.g. frame_00001.png of a video over an input of the same name
         if job.output is not None and not job.done:
@@ -569,8 +580,10 @@ def colorize_many(
 
     # Make the folders, record the settings, drop temp files of an interrupted run.
     created: list[Path] = []
-    for folder in sorted({j.output.parent for j in todo if j.output is not None}
-                         | ({plan.out.parent} if plan.mode == "video" else set())):
+    for folder in sorted(
+        {j.output.parent for j in todo if j.output is not None}
+        | ({plan.out.parent} if plan.mode == "video" else set())
+    ):
         created.extend(_make_dirs(folder))
     for job in todo:
         if job.output is not None:
@@ -591,9 +604,28 @@ def colorize_many(
                 folder.rmdir()
 
     try:
-        result = _run(jobs, groups, need_read, plan, result, model, options, hint_source,
-                      settings, inputs, batch_size, workers, progress, on_frame, cancel, start,
-                      sources, fail_fast, max_pixels, remote)
+        result = _run(
+            jobs,
+            groups,
+            need_read,
+            plan,
+            result,
+            model,
+            options,
+            hint_source,
+            settings,
+            inputs,
+            batch_size,
+            workers,
+            progress,
+            on_frame,
+            cancel,
+            start,
+            sources,
+            fail_fast,
+            max_pixels,
+            remote,
+        )
     except BaseException:
         if result.written == 0:  # a run that failed before its first output leaves nothing
             clean_up()
@@ -619,13 +651,28 @@ def _make_dirs(folder: Path) -> list[Path]:
     return list(reversed(missing))
 
 
-def _run(jobs: list[FrameJob], groups: list[list[FrameJob]], need_read: list[bool],
-         plan: OutputPlan, result: BatchResult, model: Any, options: Any,
-         hint_source: HintSource, settings: CarrySettings, inputs: fio.InputSet,
-         batch_size: int, workers: int, progress: bool | None,
-         on_frame: Callable[[FrameJob], None] | None, cancel: threading.Event | None,
-         start: float, sources: Sequence[Source], fail_fast: bool,
-         max_pixels: int | None, remote: Any = None) -> BatchResult:
+def _run(
+    jobs: list[FrameJob],
+    groups: list[list[FrameJob]],
+    need_read: list[bool],
+    plan: OutputPlan,
+    result: BatchResult,
+    model: Any,
+    options: Any,
+    hint_source: HintSource,
+    settings: CarrySettings,
+    inputs: fio.InputSet,
+    batch_size: int,
+    workers: int,
+    progress: bool | None,
+    on_frame: Callable[[FrameJob], None] | None,
+    cancel: threading.Event | None,
+    start: float,
+    sources: Sequence[Source],
+    fail_fast: bool,
+    max_pixels: int | None,
+    remote: Any = None,
+) -> BatchResult:
     """The three stages of colorize_many (its checks and planning done)."""
     from inkhue_engine import pipeline
 
@@ -667,7 +714,9 @@ def _run(jobs: list[FrameJob], groups: list[list[FrameJob]], need_read: list[boo
                             j.prepared = hint_source.for_frame(j.name, j.frame.shape)
                         elif work:  # the whole group meets the model, done frames included
                             j.prepared = pipeline.prepare_frame(
-                                j.frame, info, hint_source.for_frame(j.name, j.frame.shape),
+                                j.frame,
+                                info,
+                                hint_source.for_frame(j.name, j.frame.shape),
                                 options,
                             )
                     except InputError as exc:
@@ -719,8 +768,9 @@ def _run(jobs: list[FrameJob], groups: list[list[FrameJob]], need_read: list[boo
                             bar.update(1)
                     continue
                 state = carries.setdefault(job.sequence, SequenceCarry(settings))
-                static = (state.observe(job.frame)
-                          if settings.enabled and job.frame is not None else None)
+                static = (
+                    state.observe(job.frame) if settings.enabled and job.frame is not None else None
+                )
                 if job.done:
                     # its output is on disk: read it only if the next frame needs it
                     previous[job.sequence] = (None, job.output)
@@ -743,7 +793,8 @@ def _run(jobs: list[FrameJob], groups: list[list[FrameJob]], need_read: list[boo
                 elif suffix is not None and suffix.lower() in fio.LOSSY_EXTS:
                     data = fio.encode_image(out_img, suffix)
                     previous[job.sequence] = (
-                        fio.decode_image(np.frombuffer(data, np.uint8), job.output), None
+                        fio.decode_image(np.frombuffer(data, np.uint8), job.output),
+                        None,
                     )
                     pending.append((job, pool.submit(fio.write_bytes_atomic, job.output, data)))
                 else:
@@ -775,7 +826,8 @@ def _run(jobs: list[FrameJob], groups: list[list[FrameJob]], need_read: list[boo
             usable = [j for j in group if j.error is None]
             if remote is not None and any(not j.done for j in usable):
                 remote_futures = remote.submit(
-                    [j.frame for j in usable], [j.prepared for j in usable],
+                    [j.frame for j in usable],
+                    [j.prepared for j in usable],
                     [not j.done for j in usable],
                 )
                 by_index = {j.index: f for j, f in zip(usable, remote_futures, strict=True)}
@@ -845,8 +897,13 @@ def _progress_bar(progress: bool | None, total: int, skipped: int) -> Any:
     from tqdm import tqdm
 
     bar = tqdm(
-        total=total, initial=skipped, unit="frame", desc="colorize", dynamic_ncols=True,
-        disable=None if progress is None else False, smoothing=0.1,
+        total=total,
+        initial=skipped,
+        unit="frame",
+        desc="colorize",
+        dynamic_ncols=True,
+        disable=None if progress is None else False,
+        smoothing=0.1,
     )
     return bar
 
@@ -859,8 +916,9 @@ def frame_jobs(sources: Sequence[Source], plan: OutputPlan, overwrite: bool) -> 
     return list(_jobs(sources, plan, overwrite))
 
 
-def check_manifest(plan: OutputPlan, jobs: Sequence[FrameJob], settings: dict[str, Any],
-                   overwrite: bool) -> tuple[Path, bytes] | None:
+def check_manifest(
+    plan: OutputPlan, jobs: Sequence[FrameJob], settings: dict[str, Any], overwrite: bool
+) -> tuple[Path, bytes] | None:
     """Refuse to resume over outputs of other settings; the record to write (or None)."""
     return _update_manifest(plan, jobs, settings, overwrite)
 

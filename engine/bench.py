@@ -100,8 +100,10 @@ def cartoon_frame(task: str, h: int, w: int, seed: int = 0) -> np.ndarray:
     line = max(1, scale // 300)
     for _ in range(max(8, (h * w) // 40_000)):
         cx, cy = int(rng.integers(0, w)), int(rng.integers(0, h))
-        axes = (int(rng.integers(scale // 30 + 1, scale // 6 + 2)),
-                int(rng.integers(scale // 30 + 1, scale // 6 + 2)))
+        axes = (
+            int(rng.integers(scale // 30 + 1, scale // 6 + 2)),
+            int(rng.integers(scale // 30 + 1, scale // 6 + 2)),
+        )
         angle = float(rng.uniform(0, 180))
         if not lineart:
             shade = int(rng.integers(40, 220))
@@ -202,8 +204,9 @@ def _stats(values: Sequence[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
-def time_stages(model: Any, frame: np.ndarray, hints: np.ndarray | None, options: Any,
-                runs: int, warmup: int) -> dict[str, Any]:
+def time_stages(
+    model: Any, frame: np.ndarray, hints: np.ndarray | None, options: Any, runs: int, warmup: int
+) -> dict[str, Any]:
     """ms of prepare / model / finish / total over ``runs`` calls (after ``warmup``),
     the model input shape and the peak memory (MiB above the start) of the timed calls."""
     from inkhue_engine.pipeline import finish_frame, prepare_frame, run_prepared
@@ -224,8 +227,12 @@ def time_stages(model: Any, frame: np.ndarray, hints: np.ndarray | None, options
             t3 = time.perf_counter()
             shape = (1, *p.input.shape)  # one frame per model call
             del p, pred, out
-            for key, dt in (("prepare", t1 - t0), ("model", t2 - t1), ("finish", t3 - t2),
-                            ("total", t3 - t0)):
+            for key, dt in (
+                ("prepare", t1 - t0),
+                ("model", t2 - t1),
+                ("finish", t3 - t2),
+                ("total", t3 - t0),
+            ):
                 parts[key].append(dt * 1000.0)
     result: dict[str, Any] = {k: _stats(v) for k, v in parts.items()}
     result["model_input"] = list(shape)
@@ -272,8 +279,9 @@ def eager_timer() -> Callable[..., dict[str, Any]] | None:
     return module.time_eager
 
 
-def sequence_throughput(model: Any, frames: Sequence[np.ndarray], options: Any,
-                        batch_size: int = 4) -> dict[str, Any]:
+def sequence_throughput(
+    model: Any, frames: Sequence[np.ndarray], options: Any, batch_size: int = 4
+) -> dict[str, Any]:
     """frames/s of colorize_many over PNG files (read, colorize, carry, write) and the
     per-frame bound: colorize_frame in a loop on the same frames already in memory."""
     from inkhue_engine import batch, frames_io
@@ -291,8 +299,9 @@ def sequence_throughput(model: Any, frames: Sequence[np.ndarray], options: Any,
             frames_io.write_image_atomic(src / f"f{i:04d}.png", f)
         sources = frames_io.expand_inputs([src])
         with PeakMemory() as mem:
-            res = batch.colorize_many(sources, Path(tmp) / "out", model, options,
-                                      batch_size=batch_size, progress=False)
+            res = batch.colorize_many(
+                sources, Path(tmp) / "out", model, options, batch_size=batch_size, progress=False
+            )
     return {
         "frames": len(frames),
         "size": [int(frames[0].shape[0]), int(frames[0].shape[1])],
@@ -340,7 +349,8 @@ def runtime_settings(model: Any) -> dict[str, Any]:
         "python": platform.python_version(),
         "cpu": _cpu_name(),
         "logical_cores": os.cpu_count(),
-        "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+        "usable_cores": len(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
         else os.cpu_count(),
         "load_average": [round(v, 2) for v in load] if load else None,
     }
@@ -368,66 +378,89 @@ class BenchReport:
     config: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"format": 1, "config": self.config, "settings": self.settings,
-                "models": self.models}
+        return {
+            "format": 1,
+            "config": self.config,
+            "settings": self.settings,
+            "models": self.models,
+        }
 
 
-def run_bench(models: Sequence[Any], config: BenchConfig, options: Any = None,
-              log: Callable[[str], None] | None = None) -> BenchReport:
+def run_bench(
+    models: Sequence[Any],
+    config: BenchConfig,
+    options: Any = None,
+    log: Callable[[str], None] | None = None,
+) -> BenchReport:
     """Measure ``models`` (loaded model.Model objects) as ``config`` says."""
     from inkhue_engine import frames_io
     from inkhue_engine.pipeline import ColorizeOptions
 
     options = options or ColorizeOptions()
     say = log or (lambda _msg: None)
-    report = BenchReport(config={
-        "sizes": [[h, w] for h, w in config.sizes], "hints": list(config.hints),
-        "runs": config.runs, "warmup": config.warmup, "sequence": config.sequence,
-        "sequence_size": list(config.sequence_size),
-        "frame": str(config.frame) if config.frame else "synthetic cartoon",
-        "detail": options.detail, "regions": options.regions,
-    })
+    report = BenchReport(
+        config={
+            "sizes": [[h, w] for h, w in config.sizes],
+            "hints": list(config.hints),
+            "runs": config.runs,
+            "warmup": config.warmup,
+            "sequence": config.sequence,
+            "sequence_size": list(config.sequence_size),
+            "frame": str(config.frame) if config.frame else "synthetic cartoon",
+            "detail": options.detail,
+            "regions": options.regions,
+        }
+    )
     source = None
     if config.frame is not None:
         source = frames_io.read_image(config.frame)
     eager = eager_timer() if config.torch else None
     for model in models:
         task = model.info.task
-        entry: dict[str, Any] = {"name": model.info.name, "task": task,
-                                 "file": str(model.info.path), "rows": [], "model_only": []}
+        entry: dict[str, Any] = {
+            "name": model.info.name,
+            "task": task,
+            "file": str(model.info.path),
+            "rows": [],
+            "model_only": [],
+        }
         for h, w in config.sizes:
             frame = fit_frame(source, h, w) if source is not None else cartoon_frame(task, h, w)
             for n in config.hints:
                 say(f"{model.info.name}: {w}x{h}, {n} hints")
-                row = time_stages(model, frame, dot_hints(frame, n), options,
-                                  config.runs, config.warmup)
+                row = time_stages(
+                    model, frame, dot_hints(frame, n), options, config.runs, config.warmup
+                )
                 row.update({"size": [h, w], "hints": n})
                 entry["rows"].append(row)
             shape = entry["rows"][-1]["model_input"]
-            mo: dict[str, Any] = {"size": [h, w], "input": shape,
-                                  "onnxruntime": time_model(model, shape, config.runs,
-                                                            config.warmup)}
+            mo: dict[str, Any] = {
+                "size": [h, w],
+                "input": shape,
+                "onnxruntime": time_model(model, shape, config.runs, config.warmup),
+            }
             if eager is not None:
                 say(f"{model.info.name}: torch eager at {shape}")
-                mo["torch"] = eager(model.info.path, task, shape, runs=config.runs,
-                                    warmup=config.warmup)
+                mo["torch"] = eager(
+                    model.info.path, task, shape, runs=config.runs, warmup=config.warmup
+                )
                 t = mo["torch"]
                 if t.get("same_weights"):
                     mo["ort_speedup"] = t["median"] / mo["onnxruntime"]["median"]
             entry["model_only"].append(mo)
         if config.sequence > 0:
             sh, sw = config.sequence_size
-            first = (fit_frame(source, sh, sw) if source is not None
-                     else cartoon_frame(task, sh, sw))
+            first = fit_frame(source, sh, sw) if source is not None else cartoon_frame(task, sh, sw)
             say(f"{model.info.name}: sequence of {config.sequence} frames {sw}x{sh}")
             entry["sequence"] = sequence_throughput(
-                model, moving_sequence(first, config.sequence), options)
+                model, moving_sequence(first, config.sequence), options
+            )
         report.models.append(entry)
         report.settings = runtime_settings(model)
     if eager is None:
-        report.settings["torch"] = ("not measured: " + (
-            "--no-torch" if not config.torch else
-            "the training package (torch) is not installed"))
+        report.settings["torch"] = "not measured: " + (
+            "--no-torch" if not config.torch else "the training package (torch) is not installed"
+        )
     else:
         report.settings["torch"] = "measured (inkhue_training.bench_eager)"
     return report
@@ -450,25 +483,32 @@ def format_report(report: BenchReport) -> str:
         f"{report.config.get('warmup')} warm-up; torch: {s.get('torch')}",
     ]
     for m in report.models:
-        lines += ["", f"model {m['name']!r} ({m['task']}, {m['file']})",
-                  f"{'size':>10} {'hints':>5} {'prepare':>8} {'model':>8} {'finish':>8} "
-                  f"{'total':>8} {'x model':>8} {'RSS MiB':>8}"]
+        lines += [
+            "",
+            f"model {m['name']!r} ({m['task']}, {m['file']})",
+            f"{'size':>10} {'hints':>5} {'prepare':>8} {'model':>8} {'finish':>8} "
+            f"{'total':>8} {'x model':>8} {'RSS MiB':>8}",
+        ]
         for r in m["rows"]:
             h, w = r["size"]
             ratio = r["total"]["median"] / max(r["model"]["median"], 1e-9)
             lines.append(
                 f"{w:>5}x{h:<4} {r['hints']:>5} {r['prepare']['median']:8.1f} "
                 f"{r['model']['median']:8.1f} {r['finish']['median']:8.1f} "
-                f"{r['total']['median']:8.1f} {ratio:8.1f} {r['peak_rss_mib']:8.0f}")
-        lines.append(f"{'model alone':>16} {'input':>18} {'ORT ms':>8} {'torch ms':>9} "
-                     f"{'ORT x':>6}")
+                f"{r['total']['median']:8.1f} {ratio:8.1f} {r['peak_rss_mib']:8.0f}"
+            )
+        lines.append(
+            f"{'model alone':>16} {'input':>18} {'ORT ms':>8} {'torch ms':>9} {'ORT x':>6}"
+        )
         for mo in m["model_only"]:
             t = mo.get("torch")
             torch_ms = f"{t['median']:9.1f}" if t and "median" in t else f"{'-':>9}"
             speed = f"{mo['ort_speedup']:6.2f}" if "ort_speedup" in mo else f"{'-':>6}"
             h, w = mo["size"]
-            lines.append(f"{w:>11}x{h:<4} {str(mo['input']):>18} "
-                         f"{mo['onnxruntime']['median']:8.1f} {torch_ms} {speed}")
+            lines.append(
+                f"{w:>11}x{h:<4} {str(mo['input']):>18} "
+                f"{mo['onnxruntime']['median']:8.1f} {torch_ms} {speed}"
+            )
             if t and not t.get("same_weights", True):
                 lines.append(f"{'':>16} torch: {t.get('note')}")
         q = m.get("sequence")
@@ -477,9 +517,13 @@ def format_report(report: BenchReport) -> str:
                 f"sequence {q['frames']} frames {q['size'][1]}x{q['size'][0]}: "
                 f"{q['frames_per_s']:.2f} frames/s vs per-frame bound "
                 f"{q['bound_frames_per_s']:.2f} ({q['ratio'] * 100:.0f}%, target "
-                f">= {TARGET_SEQUENCE * 100:.0f}%); peak RSS {q['peak_rss_mib']:.0f} MiB")
-    lines += ["", f"targets at 1080p: total <= {TARGET_NO_HINTS:g}x the model without hints, "
-              f"<= {TARGET_HINTS:g}x with 10; ORT >= {TARGET_ORT_VS_TORCH:g}x torch eager"]
+                f">= {TARGET_SEQUENCE * 100:.0f}%); peak RSS {q['peak_rss_mib']:.0f} MiB"
+            )
+    lines += [
+        "",
+        f"targets at 1080p: total <= {TARGET_NO_HINTS:g}x the model without hints, "
+        f"<= {TARGET_HINTS:g}x with 10; ORT >= {TARGET_ORT_VS_TORCH:g}x torch eager",
+    ]
     return "\n".join(lines)
 
 
@@ -504,47 +548,68 @@ def plot_svg(report: BenchReport) -> str:
         width = left + len(rows) * (bar_w + gap) + 20
         peak = max((r["total"]["median"] for r in rows), default=1.0) or 1.0
         scale = panel_h / peak
-        parts = [f'<g transform="translate({x0},0)">',
-                 f'<text x="{left}" y="{top - 18}" font-size="13">{_esc(m["name"])} '
-                 f'({m["task"]}): ms per frame, median</text>']
+        parts = [
+            f'<g transform="translate({x0},0)">',
+            f'<text x="{left}" y="{top - 18}" font-size="13">{_esc(m["name"])} '
+            f"({m['task']}): ms per frame, median</text>",
+        ]
         for tick in np.linspace(0, peak, 5):
             y = top + panel_h - tick * scale
-            parts.append(f'<line x1="{left - 4}" x2="{width - 10}" y1="{y:.1f}" y2="{y:.1f}" '
-                         'stroke="#ddd"/>')
-            parts.append(f'<text x="{left - 6}" y="{y + 4:.1f}" font-size="10" '
-                         f'text-anchor="end">{tick:.0f}</text>')
+            parts.append(
+                f'<line x1="{left - 4}" x2="{width - 10}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>'
+            )
+            parts.append(
+                f'<text x="{left - 6}" y="{y + 4:.1f}" font-size="10" '
+                f'text-anchor="end">{tick:.0f}</text>'
+            )
         for i, r in enumerate(rows):
             x = left + i * (bar_w + gap)
             y = top + panel_h
             for part in ("prepare", "model", "finish"):
                 hgt = r[part]["median"] * scale
                 y -= hgt
-                parts.append(f'<rect x="{x}" y="{y:.1f}" width="{bar_w}" height="{hgt:.1f}" '
-                             f'fill="{colors[part]}"><title>{part} '
-                             f'{r[part]["median"]:.1f} ms</title></rect>')
+                parts.append(
+                    f'<rect x="{x}" y="{y:.1f}" width="{bar_w}" height="{hgt:.1f}" '
+                    f'fill="{colors[part]}"><title>{part} '
+                    f"{r[part]['median']:.1f} ms</title></rect>"
+                )
             h, w = r["size"]
-            parts.append(f'<text x="{x + bar_w / 2}" y="{top + panel_h + 14}" font-size="9" '
-                         f'text-anchor="middle">{w}x{h}</text>')
-            parts.append(f'<text x="{x + bar_w / 2}" y="{top + panel_h + 26}" font-size="9" '
-                         f'text-anchor="middle">{r["hints"]} hints</text>')
+            parts.append(
+                f'<text x="{x + bar_w / 2}" y="{top + panel_h + 14}" font-size="9" '
+                f'text-anchor="middle">{w}x{h}</text>'
+            )
+            parts.append(
+                f'<text x="{x + bar_w / 2}" y="{top + panel_h + 26}" font-size="9" '
+                f'text-anchor="middle">{r["hints"]} hints</text>'
+            )
         parts.append("</g>")
         panels.append("\n".join(parts))
         x0 += width
     legend_y = top + panel_h + 48
-    legend = [f'<rect x="{left + i * 90}" y="{legend_y - 10}" width="12" height="12" '
-              f'fill="{c}"/><text x="{left + i * 90 + 16}" y="{legend_y}" font-size="11">'
-              f'{k}</text>' for i, (k, c) in enumerate(colors.items())]
+    legend = [
+        f'<rect x="{left + i * 90}" y="{legend_y - 10}" width="12" height="12" '
+        f'fill="{c}"/><text x="{left + i * 90 + 16}" y="{legend_y}" font-size="11">'
+        f"{k}</text>"
+        for i, (k, c) in enumerate(colors.items())
+    ]
     s = report.settings
-    note = (f"inkhue bench: {s.get('usable_cores')} cores ({_esc(str(s.get('cpu')))}), "
-            f"load average {s.get('load_average')}, {', '.join(s.get('providers', []))}")
+    note = (
+        f"inkhue bench: {s.get('usable_cores')} cores ({_esc(str(s.get('cpu')))}), "
+        f"load average {s.get('load_average')}, {', '.join(s.get('providers', []))}"
+    )
     total_h = legend_y + 30
-    return "\n".join([
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{max(x0, 400)}" height="{total_h}" '
-        'font-family="sans-serif">',
-        '<rect width="100%" height="100%" fill="white"/>',
-        *panels, *legend,
-        f'<text x="{left}" y="{legend_y + 22}" font-size="10" fill="#555">{note}</text>',
-        "</svg>", ""])
+    return "\n".join(
+        [
+            f'<svg xmlns="http://www.w3.org/2000/svg" width="{max(x0, 400)}" height="{total_h}" '
+            'font-family="sans-serif">',
+            '<rect width="100%" height="100%" fill="white"/>',
+            *panels,
+            *legend,
+            f'<text x="{left}" y="{legend_y + 22}" font-size="10" fill="#555">{note}</text>',
+            "</svg>",
+            "",
+        ]
+    )
 
 
 def _esc(text: str) -> str:

@@ -37,9 +37,7 @@ def to_float01(img: np.ndarray) -> np.ndarray:
     """
     scale = DTYPE_SCALE.get(img.dtype)
     if scale is None:
-        raise ValueError(
-            f"unsupported pixel type {img.dtype}: use uint8, uint16 or float32"
-        )
+        raise ValueError(f"unsupported pixel type {img.dtype}: use uint8, uint16 or float32")
     out = img.astype(np.float32, copy=True)
     if scale != 1.0:
         out /= scale

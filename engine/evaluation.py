@@ -70,8 +70,16 @@ class Scores:
 
     def mean(self) -> Scores:
         n = max(self.images, 1)
-        return Scores(self.method, self.hints, self.psnr / n, self.rmse / n, self.ssim / n,
-                      self.ciede2000 / n, self.colorfulness / n, self.images)
+        return Scores(
+            self.method,
+            self.hints,
+            self.psnr / n,
+            self.rmse / n,
+            self.ssim / n,
+            self.ciede2000 / n,
+            self.colorfulness / n,
+            self.images,
+        )
 
 
 @dataclass
@@ -103,8 +111,11 @@ class EvalReport:
 def _image_files(folder: Path, what: str) -> list[Path]:
     if not folder.is_dir():
         raise InputError(f"{folder}: {what} folder not found")
-    files = [p for p in folder.iterdir()
-             if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in fio.IMAGE_EXTS]
+    files = [
+        p
+        for p in folder.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in fio.IMAGE_EXTS
+    ]
     if not files:
         raise InputError(f"{folder}: the {what} folder holds no images")
     return sorted(files, key=lambda p: fio.natural_key(p.name))
@@ -145,8 +156,11 @@ def ground_truth_files(data: str | os.PathLike[str], limit: int | None = None) -
 
 
 def load_pairs(
-    data: str | os.PathLike[str], task: str, size: int = 256,
-    inputs: str | os.PathLike[str] | None = None, limit: int | None = None,
+    data: str | os.PathLike[str],
+    task: str,
+    size: int = 256,
+    inputs: str | os.PathLike[str] | None = None,
+    limit: int | None = None,
 ) -> tuple[list[tuple[str, np.ndarray, np.ndarray]], str]:
     """(name, truth sRGB float01 HxWx3, model input gray float01 HxW) per image; and
     a description of where the inputs came from.
@@ -240,8 +254,15 @@ def evaluate_model(
             g.images += 1
     palette = list(options.palette) if getattr(options, "palette", None) else None
     report = EvalReport(
-        model=model.info.name, task=task, data=str(data), inputs=source, images=len(pairs),
-        size=size, seed=seed, hint_counts=counts, palette=palette,
+        model=model.info.name,
+        task=task,
+        data=str(data),
+        inputs=source,
+        images=len(pairs),
+        size=size,
+        seed=seed,
+        hint_counts=counts,
+        palette=palette,
         truth_colorfulness=truth_colorful / len(pairs),
     )
     report.rows = [acc[(m, n)].mean() for n in counts for m in METHODS]
@@ -250,17 +271,23 @@ def evaluate_model(
 
 def format_table(report: EvalReport) -> str:
     """The report as a text table (one row per hint count and method)."""
-    head = (f"model {report.model!r} ({report.task}) on {report.images} image(s) from "
-            f"{report.data}, long side <= {report.size}, seed {report.seed}\n"
-            f"inputs: {report.inputs}"
-            + (f"; palette lock: {len(report.palette)} colors" if report.palette else "")
-            + f"\nground truth colorfulness: {report.truth_colorfulness:.1f}\n")
-    cols = f"{'hints':>5}  {'method':<9} {'PSNR':>7} {'RMSE':>7} {'SSIM':>6} {'dE2000':>7} " \
-           f"{'colorful':>8}"
+    head = (
+        f"model {report.model!r} ({report.task}) on {report.images} image(s) from "
+        f"{report.data}, long side <= {report.size}, seed {report.seed}\n"
+        f"inputs: {report.inputs}"
+        + (f"; palette lock: {len(report.palette)} colors" if report.palette else "")
+        + f"\nground truth colorfulness: {report.truth_colorfulness:.1f}\n"
+    )
+    cols = (
+        f"{'hints':>5}  {'method':<9} {'PSNR':>7} {'RMSE':>7} {'SSIM':>6} {'dE2000':>7} "
+        f"{'colorful':>8}"
+    )
     lines = [head, cols, "-" * len(cols)]
     for r in report.rows:
-        lines.append(f"{r.hints:>5}  {r.method:<9} {r.psnr:>7.2f} {r.rmse:>7.4f} {r.ssim:>6.3f} "
-                     f"{r.ciede2000:>7.2f} {r.colorfulness:>8.1f}")
+        lines.append(
+            f"{r.hints:>5}  {r.method:<9} {r.psnr:>7.2f} {r.rmse:>7.4f} {r.ssim:>6.3f} "
+            f"{r.ciede2000:>7.2f} {r.colorfulness:>8.1f}"
+        )
     return "\n".join(lines)
 
 
@@ -338,8 +365,12 @@ def sequence_flicker(
     frames = len(out_names)
     pairs_px = pixels * (frames - 1) / frames if frames else 0
     return FlickerReport(
-        outputs=str(outputs), inputs=str(inputs), frames=frames, tol=tol,
-        flicker=total / count if count else None, static_pixels=count,
+        outputs=str(outputs),
+        inputs=str(inputs),
+        frames=frames,
+        tol=tol,
+        flicker=total / count if count else None,
+        static_pixels=count,
         static_fraction=count / pairs_px if pairs_px else 0.0,
     )
 

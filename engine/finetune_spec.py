@@ -153,7 +153,7 @@ def check_frames(
         except InputError as exc:
             reason = str(exc)
             if reason.startswith(f"{path}: "):
-                reason = reason[len(f"{path}: "):]
+                reason = reason[len(f"{path}: ") :]
             raise InputError(
                 f"{where}: frame {fs.rel(path)}: {reason} (or remove it from the set)"
             ) from None

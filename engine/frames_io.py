@@ -36,13 +36,37 @@ cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 
 #: Still-image extensions read as single frames (lower case, with the dot).
 IMAGE_EXTS = frozenset(
-    {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".exr", ".bmp", ".jp2", ".pnm",
-     ".ppm", ".pgm"}
+    {
+        ".png",
+        ".jpg",
+        ".jpeg",
+        ".tif",
+        ".tiff",
+        ".webp",
+        ".exr",
+        ".bmp",
+        ".jp2",
+        ".pnm",
+        ".ppm",
+        ".pgm",
+    }
 )
 #: Extensions read and written as videos (frame sequences inside one file).
 VIDEO_EXTS = frozenset(
-    {".mp4", ".mov", ".mkv", ".avi", ".webm", ".gif", ".m4v", ".mpg", ".mpeg", ".wmv",
-     ".flv", ".ogv"}
+    {
+        ".mp4",
+        ".mov",
+        ".mkv",
+        ".avi",
+        ".webm",
+        ".gif",
+        ".m4v",
+        ".mpg",
+        ".mpeg",
+        ".wmv",
+        ".flv",
+        ".ogv",
+    }
 )
 #: Image formats that can be written, and the pixel types each of them stores.
 WRITE_DTYPES: dict[str, tuple[type, ...]] = {
@@ -210,8 +234,7 @@ def _check_png(data: memoryview, name: str | os.PathLike[str]) -> tuple[int, int
         if first:
             if tag != "IHDR" or length != 13:
                 raise InputError(
-                    f"{name}: not a valid PNG file (it does not start with a header chunk): "
-                    f"{again}"
+                    f"{name}: not a valid PNG file (it does not start with a header chunk): {again}"
                 )
             size = (
                 int.from_bytes(data[pos + 8 : pos + 12], "big"),
@@ -219,8 +242,7 @@ def _check_png(data: memoryview, name: str | os.PathLike[str]) -> tuple[int, int
             )
             if size[0] == 0 or size[1] == 0:
                 raise InputError(
-                    f"{name}: the PNG file says its frame is {size[0]} x {size[1]} pixels: "
-                    f"{again}"
+                    f"{name}: the PNG file says its frame is {size[0]} x {size[1]} pixels: {again}"
                 )
             first = False
         if tag == "IEND":
@@ -452,8 +474,9 @@ def stale_temps(path: Path) -> list[Path]:
         return []
     prefix = f".{path.name}."
     return [
-        p for p in folder.iterdir()
-        if p.name.startswith(prefix) and TEMP_MARK in p.name[len(prefix):]
+        p
+        for p in folder.iterdir()
+        if p.name.startswith(prefix) and TEMP_MARK in p.name[len(prefix) :]
     ]
 
 
@@ -495,7 +518,8 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
 
 
 def write_image_atomic(
-    path: str | os.PathLike[str], img: np.ndarray,
+    path: str | os.PathLike[str],
+    img: np.ndarray,
     inputs: InputSet | Iterable[str | os.PathLike[str]] = (),
 ) -> None:
     """Encode ``img`` to ``path``'s format and write it atomically.
@@ -543,7 +567,9 @@ def video_info(path: str | os.PathLike[str]) -> VideoInfo:
         stream = container.streams.video[0]
         rate = stream.average_rate or stream.guessed_rate or Fraction(25)
         return VideoInfo(
-            Fraction(rate), stream.codec_context.width, stream.codec_context.height,
+            Fraction(rate),
+            stream.codec_context.width,
+            stream.codec_context.height,
             int(stream.frames or 0),
         )
 
@@ -625,7 +651,9 @@ class VideoWriter:
     """
 
     def __init__(
-        self, path: str | os.PathLike[str], fps: Fraction | float,
+        self,
+        path: str | os.PathLike[str],
+        fps: Fraction | float,
         inputs: InputSet | Iterable[str | os.PathLike[str]] = (),
     ) -> None:
         import av
@@ -703,7 +731,9 @@ class VideoWriter:
 
 
 def write_video(
-    path: str | os.PathLike[str], frames: Iterable[np.ndarray], fps: Fraction | float,
+    path: str | os.PathLike[str],
+    frames: Iterable[np.ndarray],
+    fps: Fraction | float,
     inputs: InputSet | Iterable[str | os.PathLike[str]] = (),
 ) -> int:
     """Write all ``frames`` to a video file atomically; returns the frame count."""

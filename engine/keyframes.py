@@ -136,8 +136,10 @@ def describe_regions(labels: np.ndarray, L: np.ndarray) -> RegionTable:
     safe = np.maximum(np.bincount(flat, minlength=n).astype(np.float64), 1.0)
     cy = np.bincount(flat, ys, n) / safe
     cx = np.bincount(flat, xs, n) / safe
-    mean_l = np.bincount(flat, np.asarray(L, np.float64)[ys.astype(np.int64),
-                                                        xs.astype(np.int64)], n) / safe
+    mean_l = (
+        np.bincount(flat, np.asarray(L, np.float64)[ys.astype(np.int64), xs.astype(np.int64)], n)
+        / safe
+    )
     dy, dx = ys - cy[flat], xs - cx[flat]
     mu20 = np.bincount(flat, dx * dx, n) / safe
     mu02 = np.bincount(flat, dy * dy, n) / safe
@@ -153,8 +155,11 @@ def _color01(img: np.ndarray, what: str) -> np.ndarray:
     """float01 RGB over white of an image of any supported layout."""
     if not isinstance(img, np.ndarray) or img.dtype not in DTYPE_SCALE:
         raise InputError(f"{what}: unsupported image (use uint8, uint16 or float32 pixels)")
-    if img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[2] not in (1, 2, 3, 4)) \
-            or min(img.shape[:2]) < 1:
+    if (
+        img.ndim not in (2, 3)
+        or (img.ndim == 3 and img.shape[2] not in (1, 2, 3, 4))
+        or min(img.shape[:2]) < 1
+    ):
         raise InputError(f"{what}: unsupported image shape {img.shape}")
     return np.nan_to_num(on_white(img), nan=0.0)
 
@@ -241,13 +246,19 @@ def make_reference(
         L = lab[..., 0].copy()
     labels = rg.regions_of(L, task)
     core = region_core(labels, CORE_PX[task])
-    return Reference(name, kind, lab, L.astype(np.float32, copy=False), labels,
-                     describe_regions(labels, L), _region_colors(labels, core, lab, kind),
-                     core)
+    return Reference(
+        name,
+        kind,
+        lab,
+        L.astype(np.float32, copy=False),
+        labels,
+        describe_regions(labels, L),
+        _region_colors(labels, core, lab, kind),
+        core,
+    )
 
 
-def _region_colors(labels: np.ndarray, core: np.ndarray, lab: np.ndarray, kind: str
-                   ) -> np.ndarray:
+def _region_colors(labels: np.ndarray, core: np.ndarray, lab: np.ndarray, kind: str) -> np.ndarray:
     """[n+1, 3] color of each region: over its core (the fringe mixes in the lines),
     over all its pixels when it has no core; medians for keyframes (robust to the
     artist's texture), means for a previous frame (fast, its fills are already flat)."""
@@ -380,8 +391,17 @@ def _votes(
     return pt, pr, share, np.minimum(cover, 1.0), mean_dx, mean_dy
 
 
-def _costs(task: str, tt: RegionTable, rt: RegionTable, ti: np.ndarray, ri: np.ndarray,
-           vote: np.ndarray, cover: np.ndarray, px: np.ndarray, py: np.ndarray) -> np.ndarray:
+def _costs(
+    task: str,
+    tt: RegionTable,
+    rt: RegionTable,
+    ti: np.ndarray,
+    ri: np.ndarray,
+    vote: np.ndarray,
+    cover: np.ndarray,
+    px: np.ndarray,
+    py: np.ndarray,
+) -> np.ndarray:
     """Cost of matching target regions ``ti`` to reference regions ``ri`` (pairs).
 
     Terms, each 0..1: 1 - flow vote share; 1 - coverage of the reference region (full
@@ -397,8 +417,7 @@ def _costs(task: str, tt: RegionTable, rt: RegionTable, ti: np.ndarray, ri: np.n
     c_area = np.minimum(np.abs(np.log(tt.area[ti] / np.maximum(rt.area[ri], 1))), 2.0) / 2.0
     c_shape = np.abs(tt.elong[ti] - rt.elong[ri])
     c_l = np.minimum(np.abs(tt.mean_l[ti] - rt.mean_l[ri]) / LIGHTNESS_SPAN, 1.0)
-    return (wv * (1 - vote) + wc * c_cover + wp * c_pos + wa * c_area + ws * c_shape
-            + wl * c_l)
+    return wv * (1 - vote) + wc * c_cover + wp * c_pos + wa * c_area + ws * c_shape + wl * c_l
 
 
 def match_regions(
@@ -534,8 +553,9 @@ def colors_from_references(
         lab[better] = ref.colors[m.region[better]]
     matched = best_src >= 0
     matched[0] = False
-    return FrameColors(labels, L, table, lab, matched, best_src, best_region, best_cost,
-                       tuple(flows))
+    return FrameColors(
+        labels, L, table, lab, matched, best_src, best_region, best_cost, tuple(flows)
+    )
 
 
 def previous_reference(colors: FrameColors, output: np.ndarray, task: str) -> Reference:
@@ -545,12 +565,21 @@ def previous_reference(colors: FrameColors, output: np.ndarray, task: str) -> Re
     if lab.shape[:2] != colors.labels.shape:
         raise InputError("the previous output differs in size from its frame")
     core = region_core(colors.labels, CORE_PX[task])
-    return Reference("previous frame", "previous", lab, colors.L, colors.labels, colors.table,
-                     _region_colors(colors.labels, core, lab, "previous"), core)
+    return Reference(
+        "previous frame",
+        "previous",
+        lab,
+        colors.L,
+        colors.labels,
+        colors.table,
+        _region_colors(colors.labels, core, lab, "previous"),
+        core,
+    )
 
 
-def warped_colors(colors: FrameColors, references: list[Reference]
-                  ) -> tuple[np.ndarray, np.ndarray]:
+def warped_colors(
+    colors: FrameColors, references: list[Reference]
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-pixel Lab of a frame from its matches: (Lab HxWx3, bool HxW covered).
 
     Inside a matched region, a pixel takes the reference's own color where the flow
@@ -583,8 +612,9 @@ def warped_colors(colors: FrameColors, references: list[Reference]
         flow[still.view(bool)] = 0.0
         mx, my = cv2.add(gx, flow[..., 0]), cv2.add(gy, flow[..., 1])
         warped = cv2.remap(ref.lab, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        where = cv2.remap(ref.core, mx, my, cv2.INTER_NEAREST,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=-1)
+        where = cv2.remap(
+            ref.core, mx, my, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=-1
+        )
         # loose pixels take the warped color wherever it lands
         exact = (use & ((where == want) | loose_px)).view(np.uint8)
         cv2.copyTo(warped, exact, lab)
@@ -616,8 +646,9 @@ def _nearest_label(own: np.ndarray) -> np.ndarray:
     return out
 
 
-def hint_maps(colors: FrameColors, rows: slice = slice(None), cols: slice = slice(None)
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def hint_maps(
+    colors: FrameColors, rows: slice = slice(None), cols: slice = slice(None)
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Dense hints (ab HxWx2, mask HxW, L HxW) over the matched regions (of the window
     ``rows`` x ``cols`` of the frame, the whole frame by default).
 

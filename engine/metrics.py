@@ -68,9 +68,7 @@ def ssim(rgb_a: np.ndarray, rgb_b: np.ndarray) -> float:
     )
 
 
-def mean_ciede2000(
-    lab_a: np.ndarray, lab_b: np.ndarray, mask: np.ndarray | None = None
-) -> float:
+def mean_ciede2000(lab_a: np.ndarray, lab_b: np.ndarray, mask: np.ndarray | None = None) -> float:
     """Mean CIEDE2000 difference between two Lab images (HxWx3), optionally over a mask.
 
     ``mask`` (bool HxW) selects the pixels; returns nan when it selects none.

@@ -63,8 +63,7 @@ ORT_PACKAGES = (
     "onnxruntime",
 )
 ORT_MISSING = (
-    "ONNX Runtime is not installed: pip install 'inkhue[cpu]' "
-    "(or 'inkhue[gpu]' for NVIDIA GPUs)"
+    "ONNX Runtime is not installed: pip install 'inkhue[cpu]' (or 'inkhue[gpu]' for NVIDIA GPUs)"
 )
 #: Substrings of ONNX Runtime / CUDA error messages that mean "out of memory".
 _OOM_MARKERS = (
@@ -127,8 +126,11 @@ def _provider_entry(name: str) -> str | tuple[str, dict[str, str]]:
         cache = _cache_dir() / "tensorrt"
         return (
             name,
-            {"device_id": "0", "trt_engine_cache_enable": "True",
-             "trt_engine_cache_path": str(cache)},
+            {
+                "device_id": "0",
+                "trt_engine_cache_enable": "True",
+                "trt_engine_cache_path": str(cache),
+            },
         )
     return name
 
@@ -189,14 +191,16 @@ def _session_options(ort: Any, providers: list, light: bool = False, threads: in
     return so
 
 
-def _create_session(ort: Any, path: Path, providers: list, light: bool = False,
-                    threads: int = 0) -> Any:
+def _create_session(
+    ort: Any, path: Path, providers: list, light: bool = False, threads: int = 0
+) -> Any:
     if not path.is_file():
         raise ModelError(f"{path}: model file not found")
     names = [p if isinstance(p, str) else p[0] for p in providers]
     try:
         return ort.InferenceSession(
-            str(path), sess_options=_session_options(ort, names, light, threads),
+            str(path),
+            sess_options=_session_options(ort, names, light, threads),
             providers=providers,
         )
     except Exception as exc:  # ORT raises its own pybind exception types
@@ -269,9 +273,7 @@ MULTIPLE_OF_RANGE = (1, 256)
 TRAIN_SIZE_RANGE = (16, 4096)
 
 
-def _positive_int(
-    path: Path, meta: dict[str, str], key: str, bounds: tuple[int, int]
-) -> int:
+def _positive_int(path: Path, meta: dict[str, str], key: str, bounds: tuple[int, int]) -> int:
     raw = meta[key]
     try:
         value = int(raw)
@@ -360,9 +362,7 @@ def _check_graph(path: Path, session: Any, task: str) -> None:
             f"{', '.join(inputs) or 'none'}); re-export it with 'inkhue export'"
         )
     if len(inp.shape) != 4 or (isinstance(inp.shape[1], int) and inp.shape[1] != 4):
-        raise ModelError(
-            f"{path.name}: input 'input' has shape {inp.shape}, expected [N, 4, H, W]"
-        )
+        raise ModelError(f"{path.name}: input 'input' has shape {inp.shape}, expected [N, 4, H, W]")
     name, channels = TASK_OUTPUTS[task]
     out = outputs.get(name)
     if out is None:
@@ -459,11 +459,14 @@ class Model:
                     f"to {self.providers[0]} (no usable GPU, or its CUDA/cuDNN libraries are "
                     "missing): use --device auto or --device cpu"
                 )
-            log.warning("%s: %s is not usable here; running on %s", path.name, wanted,
-                        self.providers[0])
+            log.warning(
+                "%s: %s is not usable here; running on %s", path.name, wanted, self.providers[0]
+            )
         # IO binding pays off only where memory is not the host's.
-        self._bind_device = {"CUDAExecutionProvider": "cuda",
-                             "TensorrtExecutionProvider": "cuda"}.get(self.providers[0])
+        self._bind_device = {
+            "CUDAExecutionProvider": "cuda",
+            "TensorrtExecutionProvider": "cuda",
+        }.get(self.providers[0])
         self._out_name = TASK_OUTPUTS[self.info.task][0]
 
     def __repr__(self) -> str:

@@ -141,9 +141,7 @@ def _load_kpl(path: Path) -> list[str]:
         root = ElementTree.fromstring(xml)
     except ElementTree.ParseError as exc:
         line = exc.position[0] if exc.position else "?"
-        raise InputError(
-            f"{path}: colorset.xml line {line}: broken XML ({exc})"
-        ) from exc
+        raise InputError(f"{path}: colorset.xml line {line}: broken XML ({exc})") from exc
     colors = []
     for i, entry in enumerate(root.iter("ColorSetEntry"), start=1):
         name = entry.get("name") or entry.get("id") or f"#{i}"
@@ -156,8 +154,7 @@ def _attrs(elt: ElementTree.Element, keys: tuple[str, ...], path: Path, where: s
         return [float(elt.attrib[k]) for k in keys]
     except (KeyError, ValueError) as exc:
         raise InputError(
-            f"{path}: colorset.xml {where}: <{elt.tag}> needs numeric attributes "
-            f"{', '.join(keys)}"
+            f"{path}: colorset.xml {where}: <{elt.tag}> needs numeric attributes {', '.join(keys)}"
         ) from exc
 
 

@@ -292,8 +292,12 @@ def _read_hints(hints, shape: tuple[int, int], want_l: bool) -> _Hints | None:
         if idx.size == 0:
             return None
         lab = rgb_to_lab(to_float01(hints.reshape(-1, 4)[idx, :3])[:, None, :])[:, 0]
-        return _Hints(idx, np.ascontiguousarray(lab[:, 1:]), np.ones(idx.size, np.float32),
-                      lab[:, 0].copy() if want_l else None)
+        return _Hints(
+            idx,
+            np.ascontiguousarray(lab[:, 1:]),
+            np.ones(idx.size, np.float32),
+            lab[:, 0].copy() if want_l else None,
+        )
     if isinstance(hints, tuple | list) and len(hints) in (2, 3):
         ab = np.asarray(hints[0], np.float32)
         mask = np.asarray(hints[1], np.float32)
@@ -310,8 +314,12 @@ def _read_hints(hints, shape: tuple[int, int], want_l: bool) -> _Hints | None:
         idx = np.flatnonzero(mask)
         if idx.size == 0:
             return None
-        return _Hints(idx, ab.reshape(-1, 2)[idx], mask.ravel()[idx],
-                      hint_l.ravel()[idx] if hint_l is not None else None)
+        return _Hints(
+            idx,
+            ab.reshape(-1, 2)[idx],
+            mask.ravel()[idx],
+            hint_l.ravel()[idx] if hint_l is not None else None,
+        )
     raise InputError(
         "hints must be None, an RGBA hint image (HxWx4) or an (ab, mask) tuple, "
         f"got {type(hints).__name__}"
@@ -441,8 +449,12 @@ def prepare_frame(
         ab_w[hit] = small[..., 1:][hit] / m_w[hit][:, None]
         mask_w = hit.astype(np.float32)
     x = np.stack(
-        [_pad(L_w, padded), _pad(ab_w[..., 0], padded), _pad(ab_w[..., 1], padded),
-         _pad(mask_w, padded)]
+        [
+            _pad(L_w, padded),
+            _pad(ab_w[..., 0], padded),
+            _pad(ab_w[..., 1], padded),
+            _pad(mask_w, padded),
+        ]
     ).astype(np.float32, copy=False)
     return PreparedFrame(
         input=np.ascontiguousarray(x),
@@ -525,9 +537,7 @@ def _region_medians(labels: np.ndarray, values: np.ndarray) -> np.ndarray:
     if missing.any():  # small regions the stride missed: their mean, from their own pixels
         rest = np.flatnonzero(np.take(missing, flat))
         sub = np.take(flat, rest)
-        means, _ = rg.region_means(
-            sub, np.take(vals, rest, axis=0), np.ones(sub.size, np.float32)
-        )
+        means, _ = rg.region_means(sub, np.take(vals, rest, axis=0), np.ones(sub.size, np.float32))
         full = np.zeros_like(med)
         full[: means.shape[0]] = means
         med[missing] = full[missing]
@@ -615,8 +625,9 @@ def _assemble_strips(p: PreparedFrame, rgb_rows: Callable[[slice], np.ndarray]) 
         if p.dtype == np.uint8:
             # from_float01's numbers without its clip: the strips are within [0, 1] (clipped
             # Lab->RGB, palette colors, products of those with base01), and above 1 saturates
-            out[rows, :, :3] = cv2.convertScaleAbs(rgb.reshape(rgb.shape[0], -1),
-                                                   alpha=255.0).reshape(rgb.shape)
+            out[rows, :, :3] = cv2.convertScaleAbs(
+                rgb.reshape(rgb.shape[0], -1), alpha=255.0
+            ).reshape(rgb.shape)
         else:
             out[rows, :, :3] = from_float01(rgb, p.dtype)
     if p.alpha is not None:
@@ -670,9 +681,14 @@ def _finish_grayscale(p: PreparedFrame, ab: np.ndarray) -> np.ndarray:
         # (hinted regions take their hint's entry, so anchoring changes nothing here)
         pal_ab = _palette_arrays(opts.palette)[0][:, 1:]
         filled, entry = _palette_regions(p, cv2.merge([p.L, np.ascontiguousarray(ab)]))
-        return _assemble_strips(p, lambda sl: _lab_to_rgb_keep_l(
-            cv2.merge([p.L[sl], np.ascontiguousarray(np.take(pal_ab, entry[filled[sl]], axis=0))])
-        ))
+        return _assemble_strips(
+            p,
+            lambda sl: _lab_to_rgb_keep_l(
+                cv2.merge(
+                    [p.L[sl], np.ascontiguousarray(np.take(pal_ab, entry[filled[sl]], axis=0))]
+                )
+            ),
+        )
     # intp labels once: every np.take / bincount would convert int32 indices again
     labels = p.labels.astype(np.intp) if p.labels is not None else None
     table = None  # per region: keep the pixels' own values (x1) or not (x0); then added
@@ -726,11 +742,15 @@ def _palette_regions(p: PreparedFrame, lab: np.ndarray) -> tuple[np.ndarray, np.
     if p.labels is None:
         p = replace(p, labels=rg.regions_of(p.L, p.task))
     grayscale = p.task == "grayscale"
-    region_lab = (_region_medians(p.labels.astype(np.intp), lab) if grayscale
-                  else _lineart_region_lab(p, lab))
+    region_lab = (
+        _region_medians(p.labels.astype(np.intp), lab) if grayscale else _lineart_region_lab(p, lab)
+    )
     entry = snap_regions_to_palette(
-        region_lab, _palette_arrays(p.options.palette)[0], own_lightness=grayscale,
-        region_hint_ab=p.region_hint_ab, region_hinted=p.region_hinted,
+        region_lab,
+        _palette_arrays(p.options.palette)[0],
+        own_lightness=grayscale,
+        region_hint_ab=p.region_hint_ab,
+        region_hinted=p.region_hinted,
     )
     return rg.fill_labels(p.labels), entry
 
@@ -749,8 +769,12 @@ def _finish_lineart(p: PreparedFrame, lab: np.ndarray) -> np.ndarray:
     if opts.palette is not None:
         filled, entry = _palette_regions(p, lab)
         pal_rgb = _palette_arrays(opts.palette)[1]
-        return _assemble_strips(p, lambda sl: _compose_lines(
-            np.take(pal_rgb, entry[filled[sl]], axis=0), p, opts.output, sl))
+        return _assemble_strips(
+            p,
+            lambda sl: _compose_lines(
+                np.take(pal_rgb, entry[filled[sl]], axis=0), p, opts.output, sl
+            ),
+        )
     if p.labels is not None:
         return _lineart_from_regions(p, _region_rgb(_lineart_region_lab(p, lab)), opts.output)
 
@@ -783,9 +807,7 @@ def _compose_lines(fill: np.ndarray, p: PreparedFrame, output: str, rows: slice)
     return fill
 
 
-def flat_fill_frame(
-    frame: np.ndarray, task: str, hints=None, output: str = "color"
-) -> np.ndarray:
+def flat_fill_frame(frame: np.ndarray, task: str, hints=None, output: str = "color") -> np.ndarray:
     """The non-learned baseline as a full frame: each region the mean of its hints.
 
     Regions from the frame's full-res L (regions.regions_of); unhinted regions stay
@@ -806,9 +828,19 @@ def flat_fill_frame(
     labels = rg.regions_of(L, task)
     n = int(labels.max()) + 1
     p = PreparedFrame(
-        input=np.zeros((4, 1, 1), np.float32), task=task, work_size=full, full_size=full,
-        dtype=frame.dtype, channels=channels, alpha=alpha, L=L, base01=base01,
-        labels=labels, region_hint_ab=None, region_hinted=None, region_hint_L=None,
+        input=np.zeros((4, 1, 1), np.float32),
+        task=task,
+        work_size=full,
+        full_size=full,
+        dtype=frame.dtype,
+        channels=channels,
+        alpha=alpha,
+        L=L,
+        base01=base01,
+        labels=labels,
+        region_hint_ab=None,
+        region_hinted=None,
+        region_hint_L=None,
     )
     if not lineart:
         if hints_ is None:
@@ -849,9 +881,19 @@ def grayscale_with_ab(frame: np.ndarray, ab: np.ndarray) -> np.ndarray:
     if ab.shape != (*full, 2):
         raise InputError(f"ab must be HxWx2 of the frame's size {full}, got {ab.shape}")
     p = PreparedFrame(
-        input=np.zeros((4, 1, 1), np.float32), task="grayscale", work_size=full,
-        full_size=full, dtype=frame.dtype, channels=channels, alpha=alpha, L=L, base01=None,
-        labels=None, region_hint_ab=None, region_hinted=None, region_hint_L=None,
+        input=np.zeros((4, 1, 1), np.float32),
+        task="grayscale",
+        work_size=full,
+        full_size=full,
+        dtype=frame.dtype,
+        channels=channels,
+        alpha=alpha,
+        L=L,
+        base01=None,
+        labels=None,
+        region_hint_ab=None,
+        region_hinted=None,
+        region_hint_L=None,
     )
     ab = np.asarray(ab, np.float32)
     return _assemble_strips(
@@ -869,10 +911,19 @@ def lineart_with_fill(frame: np.ndarray, fill_lab: np.ndarray, output: str = "co
     if fill_lab.shape != (*full, 3):
         raise InputError(f"fill must be HxWx3 of the frame's size {full}, got {fill_lab.shape}")
     p = PreparedFrame(
-        input=np.zeros((4, 1, 1), np.float32), task="lineart", work_size=full,
-        full_size=full, dtype=frame.dtype, channels=channels, alpha=alpha,
-        L=L, base01=base01, labels=None, region_hint_ab=None,
-        region_hinted=None, region_hint_L=None,
+        input=np.zeros((4, 1, 1), np.float32),
+        task="lineart",
+        work_size=full,
+        full_size=full,
+        dtype=frame.dtype,
+        channels=channels,
+        alpha=alpha,
+        L=L,
+        base01=base01,
+        labels=None,
+        region_hint_ab=None,
+        region_hinted=None,
+        region_hint_L=None,
     )
     fill = np.asarray(fill_lab, np.float32)
     return _assemble_strips(p, lambda sl: _compose_lines(lab_to_rgb(fill[sl]), p, output, sl))

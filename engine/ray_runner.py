@@ -32,9 +32,16 @@ RAY_MISSING = "--ray needs Ray: pip install 'inkhue[ray]'"
 TASK_CPUS = 1
 
 
-def _colorize_group(model_path: str, device: str, options: Any, frames: Sequence[np.ndarray],
-                    hints: Sequence[Any], todo: Sequence[bool], batch_size: int,
-                    threads: int = 0) -> list[np.ndarray | None]:
+def _colorize_group(
+    model_path: str,
+    device: str,
+    options: Any,
+    frames: Sequence[np.ndarray],
+    hints: Sequence[Any],
+    todo: Sequence[bool],
+    batch_size: int,
+    threads: int = 0,
+) -> list[np.ndarray | None]:
     """One group, as colorize_many does it in one process: prepare every frame (done
     ones too: the batch composition is part of the numbers), run, finish the todo ones.
     ``threads``: ONNX Runtime and OpenCV threads of this task (0: their defaults)."""
@@ -46,18 +53,28 @@ def _colorize_group(model_path: str, device: str, options: Any, frames: Sequence
     if threads > 0:
         cv2.setNumThreads(threads)
     model = load_model(model_path, device, threads=threads)  # cached per worker process
-    prepared = [pipeline.prepare_frame(f, model.info, h, options)
-                for f, h in zip(frames, hints, strict=True)]
+    prepared = [
+        pipeline.prepare_frame(f, model.info, h, options)
+        for f, h in zip(frames, hints, strict=True)
+    ]
     preds = pipeline.run_prepared(model, prepared, batch_size=batch_size)
-    return [pipeline.finish_frame(p, pr) if t else None
-            for p, pr, t in zip(prepared, preds, todo, strict=True)]
+    return [
+        pipeline.finish_frame(p, pr) if t else None
+        for p, pr, t in zip(prepared, preds, todo, strict=True)
+    ]
 
 
 class RayRunner:
     """Submits colorize_many's groups to Ray; ``submit`` returns one Future per frame."""
 
-    def __init__(self, model: Any, options: Any, batch_size: int,
-                 address: str | None = None, num_cpus: int | None = None) -> None:
+    def __init__(
+        self,
+        model: Any,
+        options: Any,
+        batch_size: int,
+        address: str | None = None,
+        num_cpus: int | None = None,
+    ) -> None:
         try:
             ray = importlib.import_module("ray")
         except ImportError as exc:
@@ -65,8 +82,11 @@ class RayRunner:
         self._ray = ray
         self.started = False
         if not ray.is_initialized():
-            kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
-                                      "configure_logging": False}
+            kwargs: dict[str, Any] = {
+                "include_dashboard": False,
+                "log_to_driver": False,
+                "configure_logging": False,
+            }
             if address:
                 _check_reachable(address)
                 kwargs["address"] = address
@@ -90,11 +110,20 @@ class RayRunner:
         #: groups worth keeping in flight: one per CPU of the cluster, and one more
         self.in_flight = max(2, cpus + 1)
 
-    def submit(self, frames: Sequence[np.ndarray], hints: Sequence[Any],
-               todo: Sequence[bool]) -> list[Future | None]:
+    def submit(
+        self, frames: Sequence[np.ndarray], hints: Sequence[Any], todo: Sequence[bool]
+    ) -> list[Future | None]:
         """Start one group; Futures of the finished frames (None for done ones)."""
-        ref = self._task.remote(self._model_path, self._device, self._options, list(frames),
-                                list(hints), list(todo), self._batch_size, self._threads)
+        ref = self._task.remote(
+            self._model_path,
+            self._device,
+            self._options,
+            list(frames),
+            list(hints),
+            list(todo),
+            self._batch_size,
+            self._threads,
+        )
         futures: list[Future | None] = [Future() if t else None for t in todo]
 
         def settle(group: Future) -> None:

@@ -75,9 +75,9 @@ def per_pixel(table: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return np.take(table, labels, axis=0)
 
 
-def region_means(labels: np.ndarray, values: np.ndarray, weights: np.ndarray) -> tuple[
-    np.ndarray, np.ndarray
-]:
+def region_means(
+    labels: np.ndarray, values: np.ndarray, weights: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Weighted mean of ``values`` (HxWxC) per region.
 
     Returns (means [n+1, C], total weight [n+1]); index = label. Regions with zero

@@ -160,9 +160,6 @@ class ModelEntry(BaseModel):
     builtin: bool
 
 
-
-
-
 class Options(BaseModel):
     """Colorize options shared by /colorize (as query parameters) and the jobs (as JSON)."""
 
@@ -173,8 +170,10 @@ class Options(BaseModel):
         None, description="used to pick the default model when model is absent"
     )
     detail: float = Field(
-        1.0, gt=0, description="working short side = the model's train_size x detail (> 0; "
-        "above 1 for finer detail, below 1 for speed or memory)"
+        1.0,
+        gt=0,
+        description="working short side = the model's train_size x detail (> 0; "
+        "above 1 for finer detail, below 1 for speed or memory)",
     )
     regions: StrictBool = Field(True, description="make each region between lines one color")
     output: Literal["color", "fill"] = Field(
@@ -206,9 +205,11 @@ class ColorizeQuery(Options, Layout):
     # true / false: 0 is not a boolean there)
     regions: bool = Field(True, description="make each region between lines one color")
     palette: str | None = Field(
-        None, min_length=1, max_length=16 * MAX_PALETTE_COLORS,
+        None,
+        min_length=1,
+        max_length=16 * MAX_PALETTE_COLORS,
         description=f"JSON list of 1-{MAX_PALETTE_COLORS} sRGB hex colors, e.g. "
-        "[\"#ff0000\",\"#00ff00\"]; 'none' turns off the model's own palette; absent: the "
+        '["#ff0000","#00ff00"]; \'none\' turns off the model\'s own palette; absent: the '
         "model's palette, if any",
     )
 
@@ -216,11 +217,13 @@ class ColorizeQuery(Options, Layout):
 class JobRequest(JsonBody, Options, Layout):
     """Body of POST /jobs."""
 
-    frame_count: int = Field(ge=1, le=MAX_JOB_FRAMES, description="frames in the job "
-                             "(a longer sequence: several jobs)")
+    frame_count: int = Field(
+        ge=1, le=MAX_JOB_FRAMES, description="frames in the job (a longer sequence: several jobs)"
+    )
     carry: StrictBool = Field(
-        True, description="the frames are one sequence: carry colors from frame to frame "
-        "where the picture did not change (less flicker)"
+        True,
+        description="the frames are one sequence: carry colors from frame to frame "
+        "where the picture did not change (less flicker)",
     )
 
 
@@ -245,8 +248,9 @@ class FilesJobRequest(JsonBody, Options):
         "image file (one image in) or a video file (.mp4 / .mov...)"
     )
     hints: ServerPath | None = Field(
-        None, description="under --root: one RGBA hint image for all frames, or a folder of "
-        "hint images named like the frames"
+        None,
+        description="under --root: one RGBA hint image for all frames, or a folder of "
+        "hint images named like the frames",
     )
     batch_size: int = Field(4, ge=1, le=64)
     carry: StrictBool = Field(True, description="carry colors between frames of a sequence")
@@ -394,8 +398,9 @@ class Engine:
         self.providers = list(model.providers)
         return model
 
-    def colorize(self, frame: np.ndarray, model: Model, hints: np.ndarray | None,
-                 options: ColorizeOptions) -> np.ndarray:
+    def colorize(
+        self, frame: np.ndarray, model: Model, hints: np.ndarray | None, options: ColorizeOptions
+    ) -> np.ndarray:
         """One frame through the pipeline, holding an inference slot."""
         with self.slots:
             return colorize_frame(frame, model, hints=hints, options=options)
@@ -411,14 +416,18 @@ class Engine:
         return layout.encode(result), model.info.name
 
     def sequence(
-        self, model: Model, options: ColorizeOptions, carry: bool,
+        self,
+        model: Model,
+        options: ColorizeOptions,
+        carry: bool,
         frames: Iterator[tuple[np.ndarray, np.ndarray | None]],
     ) -> Iterator[np.ndarray]:
         """Colorize consecutive frames of one sequence, in order, carrying colors from
         the previous result where the input did not change (engine.batch's
         colorize_sequence), each frame holding an inference slot."""
         return colorize_sequence(
-            frames, lambda frame, hints: self.colorize(frame, model, hints, options),
+            frames,
+            lambda frame, hints: self.colorize(frame, model, hints, options),
             CarrySettings(enabled=carry),
         )
 
@@ -460,9 +469,7 @@ def create_app(config: ServerConfig) -> FastAPI:
     """The FastAPI app of ``inkhue serve`` (see the module docstring and docs/HTTP_API.md)."""
     engine = Engine(config)
     jobs = JobRegistry(
-        JobLimits(
-            max_jobs=config.max_jobs, max_bytes=config.max_job_bytes, ttl_s=config.job_ttl_s
-        )
+        JobLimits(max_jobs=config.max_jobs, max_bytes=config.max_job_bytes, ttl_s=config.job_ttl_s)
     )
 
     @asynccontextmanager
@@ -574,9 +581,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         responses=_FRAME_RESPONSE,
         openapi_extra=_COLORIZE_BODY,
     )
-    async def colorize(
-        request: Request, query: Annotated[ColorizeQuery, Query()]
-    ) -> Response:
+    async def colorize(request: Request, query: Annotated[ColorizeQuery, Query()]) -> Response:
         """Colorize one frame (multipart: ``frame`` and optional ``hints``)."""
         layout = _layout(query, config.max_pixels)
         choice = await run_in_threadpool(engine.choose, query)
@@ -593,17 +598,20 @@ def create_app(config: ServerConfig) -> FastAPI:
                 f"part (and optionally 'hints'), or the raw frame as application/octet-stream"
             )
         data, name = await run_in_threadpool(engine.colorize_bytes, layout, frame, hints, choice)
-        return Response(data, media_type="application/octet-stream",
-                        headers=layout.headers(_header_safe(name)))
+        return Response(
+            data, media_type="application/octet-stream", headers=layout.headers(_header_safe(name))
+        )
 
     # -- jobs over uploaded frames ------------------------------------------------
-    @app.post("/jobs", response_model=JobStatus, response_model_exclude_unset=True,
-              responses=ERRORS)
+    @app.post(
+        "/jobs", response_model=JobStatus, response_model_exclude_unset=True, responses=ERRORS
+    )
     async def create_job(spec: JobRequest) -> dict:
         """A batch job over ``frame_count`` frames; upload them with PUT, then poll."""
         layout = _layout(spec, config.max_pixels)
         choice = await run_in_threadpool(engine.choose, spec)
         model = await run_in_threadpool(engine.load, choice.path)
+
         def work(job: Job) -> None:
             hints_layout = layout.hints_layout()
 
@@ -624,8 +632,13 @@ def create_app(config: ServerConfig) -> FastAPI:
         job = jobs.create_frames_job(layout, spec.frame_count, model.info.name, work)
         return job.status()
 
-    @app.put("/jobs/{job_id}/frames/{index}", response_model=JobStatus,
-             response_model_exclude_unset=True, openapi_extra=_RAW_BODY, responses=ERRORS)
+    @app.put(
+        "/jobs/{job_id}/frames/{index}",
+        response_model=JobStatus,
+        response_model_exclude_unset=True,
+        openapi_extra=_RAW_BODY,
+        responses=ERRORS,
+    )
     async def put_frame(job_id: str, index: int, request: Request) -> dict:
         """Upload frame ``index`` (0-based); the job starts once every frame is there."""
         job = jobs.get(job_id)
@@ -634,8 +647,13 @@ def create_app(config: ServerConfig) -> FastAPI:
         data = await _read_raw(request, job.layout, f"frame {index}")
         return jobs.put_frame(job_id, index, data)
 
-    @app.put("/jobs/{job_id}/hints/{index}", response_model=JobStatus,
-             response_model_exclude_unset=True, openapi_extra=_RAW_BODY, responses=ERRORS)
+    @app.put(
+        "/jobs/{job_id}/hints/{index}",
+        response_model=JobStatus,
+        response_model_exclude_unset=True,
+        openapi_extra=_RAW_BODY,
+        responses=ERRORS,
+    )
     async def put_hints(job_id: str, index: int, request: Request) -> dict:
         """Upload the hint image (RGBA u8) of frame ``index``, before that frame."""
         job = jobs.get(job_id)
@@ -644,30 +662,43 @@ def create_app(config: ServerConfig) -> FastAPI:
         data = await _read_raw(request, job.layout.hints_layout(), f"hints {index}")
         return jobs.put_hints(job_id, index, data)
 
-    @app.get("/jobs/{job_id}", response_model=JobStatus, response_model_exclude_unset=True,
-             responses=ERRORS)
+    @app.get(
+        "/jobs/{job_id}",
+        response_model=JobStatus,
+        response_model_exclude_unset=True,
+        responses=ERRORS,
+    )
     async def job_status(job_id: str) -> dict:
         """State and progress of a job."""
         return jobs.status(job_id)
 
-    @app.get("/jobs/{job_id}/frames/{index}", response_class=Response,
-             responses=_FRAME_RESPONSE)
+    @app.get("/jobs/{job_id}/frames/{index}", response_class=Response, responses=_FRAME_RESPONSE)
     async def job_frame(job_id: str, index: int) -> Response:
         """Result frame ``index`` (404 until it is done)."""
         job, data = jobs.result(job_id, index)
-        return Response(data, media_type="application/octet-stream",
-                        headers=job.layout.headers(_header_safe(job.model_name)))
+        return Response(
+            data,
+            media_type="application/octet-stream",
+            headers=job.layout.headers(_header_safe(job.model_name)),
+        )
 
-    @app.delete("/jobs/{job_id}", response_model=JobStatus, response_model_exclude_unset=True,
-                responses=ERRORS)
+    @app.delete(
+        "/jobs/{job_id}",
+        response_model=JobStatus,
+        response_model_exclude_unset=True,
+        responses=ERRORS,
+    )
     async def delete_job(job_id: str) -> dict:
         """Cancel a job (stops between frames), or forget it once it has finished."""
         return jobs.delete(job_id)
 
     # -- jobs over server-side files ----------------------------------------------
-    @app.post("/jobs/files", response_model=JobStatus, response_model_exclude_unset=True,
-              responses={403: {"model": ErrorBody, "description": "path outside --root"},
-                         **ERRORS})
+    @app.post(
+        "/jobs/files",
+        response_model=JobStatus,
+        response_model_exclude_unset=True,
+        responses={403: {"model": ErrorBody, "description": "path outside --root"}, **ERRORS},
+    )
     async def files_job(spec: FilesJobRequest) -> dict:
         """Colorize server-side files under ``--root`` into ``out`` (under it too).
 
@@ -684,10 +715,20 @@ def create_app(config: ServerConfig) -> FastAPI:
 
         def work(job: Job) -> None:
             result = colorize_many(
-                sources, out, model, options, hints=hints, batch_size=spec.batch_size,
-                carry=spec.carry, overwrite=spec.overwrite, progress=False,
-                on_frame=lambda frame: jobs.progress(job, frame.index + 1), cancel=job.cancel,
-                root=config.root, fail_fast=False, max_pixels=config.max_pixels,
+                sources,
+                out,
+                model,
+                options,
+                hints=hints,
+                batch_size=spec.batch_size,
+                carry=spec.carry,
+                overwrite=spec.overwrite,
+                progress=False,
+                on_frame=lambda frame: jobs.progress(job, frame.index + 1),
+                cancel=job.cancel,
+                root=config.root,
+                fail_fast=False,
+                max_pixels=config.max_pixels,
             )
             jobs.progress(job, job.total)
             if result.failed:  # every good frame is written; the job says which failed

@@ -175,10 +175,10 @@ def parse_palette(value: str | list[str] | None) -> tuple[str, ...] | None:
             value = json.loads(value)
         except json.JSONDecodeError:
             raise InputError(
-                f"palette: expected a JSON list of hex colors like [\"#ff0000\"] or none, "
+                f'palette: expected a JSON list of hex colors like ["#ff0000"] or none, '
                 f"got {value[:40]!r}"
             ) from None
     if not isinstance(value, list) or not all(isinstance(c, str) for c in value):
-        raise InputError("palette: expected a list of hex colors like [\"#ff0000\"] or none")
+        raise InputError('palette: expected a list of hex colors like ["#ff0000"] or none')
     check_palette_length(len(value), "palette")
     return tuple(normalize_hex(c) for c in value)

@@ -215,8 +215,13 @@ class JobRegistry:
                 f"sequence into several jobs"
             )
         job = Job(
-            id=uuid.uuid4().hex, kind="frames", total=total, layout=layout,
-            model_name=model_name, work=work, missing=total,
+            id=uuid.uuid4().hex,
+            kind="frames",
+            total=total,
+            layout=layout,
+            model_name=model_name,
+            work=work,
+            missing=total,
         )
         # reserve first: the per-frame lists are allocated only once the memory is granted
         self._add(job, total * (layout.nbytes + layout.out_nbytes + FRAME_OVERHEAD))
@@ -306,8 +311,14 @@ class JobRegistry:
     # -- any job ---------------------------------------------------------------------
     def create_files_job(self, total: int, model_name: str, work: Callable[[Job], None]) -> Job:
         """A new files job (server-side paths), started at once: ``work(job)`` runs it."""
-        job = Job(id=uuid.uuid4().hex, kind="files", total=total, model_name=model_name,
-                  work=work, state=RUNNING)
+        job = Job(
+            id=uuid.uuid4().hex,
+            kind="files",
+            total=total,
+            model_name=model_name,
+            work=work,
+            state=RUNNING,
+        )
         self._add(job, 0)
         self.start(job)
         return job
@@ -474,7 +485,11 @@ class TrainRegistry:
             return next((j for j in self._jobs.values() if j.alive), None)
 
     def start(
-        self, name: str, argv: list[str], workdir: Path, total: int,
+        self,
+        name: str,
+        argv: list[str],
+        workdir: Path,
+        total: int,
         env: dict[str, str] | None = None,
     ) -> TrainJob:
         """Start ``argv`` (an ``inkhue finetune`` command line) as a new job.
@@ -648,5 +663,5 @@ def _last_line(path: Path) -> str:
     last = lines[-1]
     for prefix in ("inkhue: error: ",):
         if last.startswith(prefix):
-            last = last[len(prefix):]
+            last = last[len(prefix) :]
     return last[:500]

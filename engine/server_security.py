@@ -100,8 +100,10 @@ def _cross_site(headers: Headers) -> str | None:
         default = {"http": "80", "https": "443"}.get(scheme.lower(), "") if sep else ""
         o_host, o_port = _host_port(authority)
         h_host, h_port = _host_port(headers.get("host", ""))
-        same = bool(default) and bool(o_host) and (o_host, o_port or default) == (
-            h_host, h_port or default
+        same = (
+            bool(default)
+            and bool(o_host)
+            and (o_host, o_port or default) == (h_host, h_port or default)
         )
         if not same:
             return (
@@ -205,9 +207,7 @@ def resolve_under_root(raw: str, root: Path | None, what: str) -> Path:
     Raises ForbiddenError (403) outside ``root`` or when there is no root at all.
     """
     if root is None:
-        raise ForbiddenError(
-            "server-side files are switched off: start the server with --root DIR"
-        )
+        raise ForbiddenError("server-side files are switched off: start the server with --root DIR")
     if "\x00" in raw:
         raise InputError(f"{what}: {raw!r} holds a NUL byte, which no file name can hold")
     root = root.resolve()

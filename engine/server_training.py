@@ -57,8 +57,11 @@ class TrainOptions(JsonBody):
     )
     palette: StrictBool = Field(True, description="store the studio palette in the model")
     hold_out: int | None = Field(
-        None, ge=0, le=8, description="frames held out for the check in the model card "
-        "(default: 1 from 10 frames, 2 from 24)"
+        None,
+        ge=0,
+        le=8,
+        description="frames held out for the check in the model card "
+        "(default: 1 from 10 frames, 2 from 24)",
     )
     overwrite: StrictBool = Field(False, description="replace a user model of the same name")
 
@@ -66,9 +69,7 @@ class TrainOptions(JsonBody):
 class TrainFilesRequest(TrainOptions):
     """JSON body of POST /train over a server-side folder of frames (under --root)."""
 
-    data: ServerPath = Field(
-        description="folder of colored frames, absolute or relative to --root"
-    )
+    data: ServerPath = Field(description="folder of colored frames, absolute or relative to --root")
 
 
 class TrainStatus(BaseModel):
@@ -176,7 +177,7 @@ def _parse_train_options(raw: Any, model: type[TrainOptions], where: str) -> Tra
         except ValueError as exc:
             raise InputError(f"{where}: not JSON ({exc})") from None
     if not isinstance(raw, dict):
-        raise InputError(f"{where}: expected a JSON object, e.g. {{\"name\": \"studio\"}}")
+        raise InputError(f'{where}: expected a JSON object, e.g. {{"name": "studio"}}')
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
@@ -214,8 +215,12 @@ def _device_flag(device: str) -> str:
 
 
 def _start_training(
-    spec: TrainOptions, data: Path, workdir: Path, config: ServerConfig,
-    registry: TrainRegistry, root: Path | None = None,
+    spec: TrainOptions,
+    data: Path,
+    workdir: Path,
+    config: ServerConfig,
+    registry: TrainRegistry,
+    root: Path | None = None,
 ) -> dict:
     """Check a fine-tuning request like ``inkhue finetune`` does, then start it.
 
@@ -327,7 +332,7 @@ def add_training_routes(app: FastAPI, config: ServerConfig, train_jobs: TrainReg
                     if raw is None:
                         raise InputError(
                             "multipart part 'options' is missing: send the training options "
-                            "as JSON, e.g. {\"name\": \"studio\", \"base\": \"grayscale\"}"
+                            'as JSON, e.g. {"name": "studio", "base": "grayscale"}'
                         )
                     spec = _parse_train_options(raw, TrainOptions, "options")
                     parts = []
@@ -364,16 +369,23 @@ def add_training_routes(app: FastAPI, config: ServerConfig, train_jobs: TrainReg
             shutil.rmtree(workdir, ignore_errors=True)
             raise
 
-    @app.get("/train/{job_id}", response_model=TrainStatus, response_model_exclude_unset=True,
-             responses=ERRORS)
+    @app.get(
+        "/train/{job_id}",
+        response_model=TrainStatus,
+        response_model_exclude_unset=True,
+        responses=ERRORS,
+    )
     async def train_status(job_id: str) -> dict:
         """State, step / total, last losses, error, and the model's name once done."""
         return train_jobs.status(job_id)
 
-    @app.delete("/train/{job_id}", response_model=TrainStatus,
-                response_model_exclude_unset=True, responses=ERRORS)
+    @app.delete(
+        "/train/{job_id}",
+        response_model=TrainStatus,
+        response_model_exclude_unset=True,
+        responses=ERRORS,
+    )
     async def cancel_train(job_id: str) -> dict:
         """Cancel a running fine-tuning (its subprocess stops, its temp files are
         removed, no model is written), or forget a finished one."""
         return await run_in_threadpool(train_jobs.delete, job_id)
-

@@ -56,8 +56,13 @@ def load_keyframes(paths: Sequence[str | os.PathLike[str]]) -> list[Keyframe]:
         p = Path(arg)
         if p.is_dir():
             found = sorted(
-                (f for f in p.iterdir() if f.is_file() and not f.name.startswith(".")
-                 and f.suffix.lower() in fio.IMAGE_EXTS),
+                (
+                    f
+                    for f in p.iterdir()
+                    if f.is_file()
+                    and not f.name.startswith(".")
+                    and f.suffix.lower() in fio.IMAGE_EXTS
+                ),
                 key=lambda f: fio.natural_key(f.name),
             )
             if not found:
@@ -114,8 +119,9 @@ def colorize_with_references(
     return out, colors
 
 
-def _generate(frame: np.ndarray, model: Any, colors: kf.FrameColors, options: Any,
-              need: np.ndarray) -> tuple[slice, slice, np.ndarray]:
+def _generate(
+    frame: np.ndarray, model: Any, colors: kf.FrameColors, options: Any, need: np.ndarray
+) -> tuple[slice, slice, np.ndarray]:
     """Run the model, with the matched colors as hints, on the part of the frame around
     the pixels in ``need`` (with GENERATE_MARGIN of context), at the scale it would see
     the whole frame at, so one unmatched region costs what its size is worth. Returns
@@ -144,7 +150,9 @@ def _generate(frame: np.ndarray, model: Any, colors: kf.FrameColors, options: An
 
 
 def build_references(
-    keyframes: Sequence[Keyframe], task: str, size: tuple[int, int],
+    keyframes: Sequence[Keyframe],
+    task: str,
+    size: tuple[int, int],
     structure_of: Callable[[Keyframe], np.ndarray | None],
 ) -> list[kf.Reference]:
     """The keyframes as references for frames of ``size`` (h, w): scaled to it, checked
@@ -163,8 +171,11 @@ def build_references(
 
 
 def colorize_frames(
-    frames: Iterable[np.ndarray], model: Any, keyframes: Sequence[Keyframe],
-    options: Any = None, use_previous: bool = True,
+    frames: Iterable[np.ndarray],
+    model: Any,
+    keyframes: Sequence[Keyframe],
+    options: Any = None,
+    use_previous: bool = True,
     structure_of: Callable[[int], np.ndarray] | None = None,
 ) -> Iterator[np.ndarray]:
     """Colorize the frames of one shot, in order, from ``keyframes`` (in memory).
@@ -189,8 +200,13 @@ def colorize_frames(
         key = by_index.get(i)
         if key is not None:
             out = keyframe_as_output(kf.fit_to_frame(key.image, size, key.name), frame)
-            prev = kf.make_reference(out, task, frame, "previous frame", "previous",
-                                     require_color=False) if use_previous else None
+            prev = (
+                kf.make_reference(
+                    out, task, frame, "previous frame", "previous", require_color=False
+                )
+                if use_previous
+                else None
+            )
         else:
             use = refs[size] + ([prev] if prev is not None and prev.L.shape == size else [])
             out, colors = colorize_with_references(frame, model, use, options)
@@ -256,8 +272,9 @@ def colorize_shot(
         result.skipped = len(jobs)
         return result
     by_stem = {k.stem: k for k in keyframes}
-    manifest = batch.check_manifest(plan, jobs, _settings(model, options, keyframes, use_previous),
-                                    overwrite)
+    manifest = batch.check_manifest(
+        plan, jobs, _settings(model, options, keyframes, use_previous), overwrite
+    )
     inputs = fio.InputSet(s.path for s in sources)
     todo = [j for j in jobs if not j.done]
     result.skipped = len(jobs) - len(todo)
@@ -303,8 +320,9 @@ def colorize_shot(
             key = by_stem.get(Path(job.name).stem)
             colors = None
             if key is not None:
-                out_img = keyframe_as_output(kf.fit_to_frame(key.image, frame.shape[:2], key.name),
-                                             frame)
+                out_img = keyframe_as_output(
+                    kf.fit_to_frame(key.image, frame.shape[:2], key.name), frame
+                )
             else:
                 use = list(references(frame.shape[:2]))
                 if use_previous:
@@ -342,8 +360,9 @@ def _frame_size(job: batch.FrameJob) -> tuple[int, int]:
     return fio.read_image(job.source.path).shape[:2]
 
 
-def _frames(jobs: list[batch.FrameJob], todo: list[batch.FrameJob]
-            ) -> Iterator[tuple[batch.FrameJob, np.ndarray | None]]:
+def _frames(
+    jobs: list[batch.FrameJob], todo: list[batch.FrameJob]
+) -> Iterator[tuple[batch.FrameJob, np.ndarray | None]]:
     """Each job with its input frame (None for a done one; videos decoded in step)."""
     last = todo[-1].index
     videos: dict[Path, Iterator[np.ndarray]] = {}
@@ -362,8 +381,7 @@ def _frames(jobs: list[batch.FrameJob], todo: list[batch.FrameJob]
             yield job, (None if job.done else fio.read_image(job.source.path))
 
 
-def _previous_reference(prev: _Previous, task: str, size: tuple[int, int]
-                        ) -> kf.Reference | None:
+def _previous_reference(prev: _Previous, task: str, size: tuple[int, int]) -> kf.Reference | None:
     """The previous finished frame as a reference (read back from its file when it was
     finished by an earlier run), or None at a sequence's start."""
     frame, output = prev.frame, prev.output
@@ -374,12 +392,14 @@ def _previous_reference(prev: _Previous, task: str, size: tuple[int, int]
         output = fio.read_image(prev.job.output)
     if frame is None or output is None or frame.shape[:2] != size or output.shape[:2] != size:
         return None
-    return kf.make_reference(output, task, frame, name="previous frame", kind="previous",
-                             require_color=False)
+    return kf.make_reference(
+        output, task, frame, name="previous frame", kind="previous", require_color=False
+    )
 
 
-def _write(job: batch.FrameJob, img: np.ndarray, video_writer: Any,
-           inputs: fio.InputSet) -> np.ndarray:
+def _write(
+    job: batch.FrameJob, img: np.ndarray, video_writer: Any, inputs: fio.InputSet
+) -> np.ndarray:
     """Write one output; returns the pixels a later read of it gives."""
     if video_writer is not None:
         video_writer.write(img)

@@ -69,8 +69,14 @@ def _files(folder: str | Path, what: str) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(f"{folder}: the {what} folder does not exist")
-    files = sorted((p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
-                    and p.suffix.lower() in fio.IMAGE_EXTS), key=lambda p: fio.natural_key(p.name))
+    files = sorted(
+        (
+            p
+            for p in folder.iterdir()
+            if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in fio.IMAGE_EXTS
+        ),
+        key=lambda p: fio.natural_key(p.name),
+    )
     if not files:
         raise InputError(f"{folder}: the {what} folder holds no image")
     return files
@@ -80,8 +86,9 @@ def _pair_by_stem(outputs: list[Path], others: list[Path], what: str) -> list[Pa
     by_stem = {p.stem: p for p in others}
     missing = [p.stem for p in outputs if p.stem not in by_stem]
     if missing:
-        raise InputError(f"no {what} frame named {missing[0]!r}: name the {what} frames like "
-                         "the outputs")
+        raise InputError(
+            f"no {what} frame named {missing[0]!r}: name the {what} frames like the outputs"
+        )
     return [by_stem[p.stem] for p in outputs]
 
 
@@ -90,13 +97,19 @@ def _rgb_lab(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return rgb, rgb_to_lab(rgb)
 
 
-def _warp_errors(prev: np.ndarray, cur: np.ndarray, flow: np.ndarray,
-                 masks: Sequence[np.ndarray]) -> list[float]:
+def _warp_errors(
+    prev: np.ndarray, cur: np.ndarray, flow: np.ndarray, masks: Sequence[np.ndarray]
+) -> list[float]:
     """Mean absolute difference of ``cur`` and ``prev`` warped onto it, per mask."""
     h, w = cur.shape[:2]
     gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    warped = cv2.remap(prev, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR,
-                       borderMode=cv2.BORDER_REPLICATE)
+    warped = cv2.remap(
+        prev,
+        gx + flow[..., 0],
+        gy + flow[..., 1],
+        cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
     diff = np.abs(warped - cur).mean(axis=-1)
     return [float(diff[m].mean()) if m.any() else 0.0 for m in masks]
 
@@ -110,14 +123,21 @@ def _flow_pair(l_prev: np.ndarray, l_cur: np.ndarray) -> tuple[np.ndarray, np.nd
     bw = dis.calc(b, a, None)
     h, w = a.shape
     gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    back = cv2.remap(bw, gx + fw[..., 0], gy + fw[..., 1], cv2.INTER_LINEAR,
-                     borderMode=cv2.BORDER_CONSTANT, borderValue=(1e4, 1e4))
+    back = cv2.remap(
+        bw,
+        gx + fw[..., 0],
+        gy + fw[..., 1],
+        cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=(1e4, 1e4),
+    )
     valid = np.hypot(*(fw + back).transpose(2, 0, 1)) <= FLOW_CHECK_PX
     return fw, valid
 
 
-def _region_accuracy(labels: np.ndarray, out_lab: np.ndarray, truth_lab: np.ndarray
-                     ) -> tuple[int, int]:
+def _region_accuracy(
+    labels: np.ndarray, out_lab: np.ndarray, truth_lab: np.ndarray
+) -> tuple[int, int]:
     """(regions colored right, regions scored) of one frame."""
     area = np.bincount(labels.ravel())
     scored = area >= MIN_REGION_PX
@@ -131,7 +151,10 @@ def _region_accuracy(labels: np.ndarray, out_lab: np.ndarray, truth_lab: np.ndar
 
 
 def evaluate_shot(
-    outputs: str | Path, truth: str | Path, inputs: str | Path, task: str,
+    outputs: str | Path,
+    truth: str | Path,
+    inputs: str | Path,
+    task: str,
     keyframes: Sequence[str] = (),
 ) -> ShotScores:
     """Score the colorized frames in ``outputs`` (a folder) against ``truth``.
@@ -147,8 +170,9 @@ def evaluate_shot(
     if not key_stems:
         raise InputError("name the keyframe(s) the shot was colored from (--keyframes)")
     in_by_stem = {p.stem: p for p in _files(inputs, "input")}
-    first_key = next((s for s in (p.stem for p in out_files) if s in key_stems),
-                     sorted(key_stems)[0])
+    first_key = next(
+        (s for s in (p.stem for p in out_files) if s in key_stems), sorted(key_stems)[0]
+    )
     if first_key not in in_by_stem:
         raise InputError(f"keyframe {first_key!r}: no input frame of that name in {inputs}")
     key_l = structure_lightness(fio.read_image(in_by_stem[first_key]), task)
@@ -176,8 +200,7 @@ def evaluate_shot(
             continue
         frames += 1
         de = delta_e_2000(out_lab, truth_lab)
-        moving = np.abs(L - key_l) > MOVING_L if key_l.shape == L.shape \
-            else np.zeros(L.shape, bool)
+        moving = np.abs(L - key_l) > MOVING_L if key_l.shape == L.shape else np.zeros(L.shape, bool)
         for k, m in enumerate((None, moving, fill, moving & fill)):
             part = de if m is None else de[m]
             sums[k] += float(part.sum(dtype=np.float64))
@@ -207,8 +230,9 @@ def evaluate_shot(
     )
 
 
-def _stream(out_files: list[Path], truth_files: list[Path], in_files: list[Path]
-            ) -> Iterator[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
+def _stream(
+    out_files: list[Path], truth_files: list[Path], in_files: list[Path]
+) -> Iterator[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
     for o, t, i in zip(out_files, truth_files, in_files, strict=True):
         yield o.stem, fio.read_image(o), fio.read_image(t), fio.read_image(i)
 
@@ -217,12 +241,13 @@ def format_scores(name: str, s: ShotScores) -> str:
     """One line of a shot's scores."""
     moving = "n/a" if s.moving_de is None else f"{s.moving_de:.2f}"
     tc = "n/a" if s.temporal_consistency is None else f"{s.temporal_consistency:.2f}"
-    line = (f"{name}: {s.frames} frames, CIEDE2000 {s.mean_de:.2f}, moving pixels {moving} "
-            f"({100 * s.moving_share:.1f}%), segment accuracy {100 * s.segment_accuracy:.1f}% "
-            f"of {s.regions} regions, temporal consistency {tc}")
+    line = (
+        f"{name}: {s.frames} frames, CIEDE2000 {s.mean_de:.2f}, moving pixels {moving} "
+        f"({100 * s.moving_share:.1f}%), segment accuracy {100 * s.segment_accuracy:.1f}% "
+        f"of {s.regions} regions, temporal consistency {tc}"
+    )
     if s.fill_de != s.mean_de:
         fm = "n/a" if s.fill_moving_de is None else f"{s.fill_moving_de:.2f}"
-        ftc = "n/a" if s.fill_temporal_consistency is None \
-            else f"{s.fill_temporal_consistency:.2f}"
+        ftc = "n/a" if s.fill_temporal_consistency is None else f"{s.fill_temporal_consistency:.2f}"
         line += f"; fill only: CIEDE2000 {s.fill_de:.2f}, moving {fm}, consistency {ftc}"
     return line

@@ -33,7 +33,7 @@ def engine_version(root: Path = ROOT) -> str:
     path = root / "engine" / "__init__.py"
     match = _VERSION_LINE.search(path.read_text(encoding="utf-8"))
     if not match:
-        raise SystemExit(f"error: no __version__ = \"...\" line in {path}")
+        raise SystemExit(f'error: no __version__ = "..." line in {path}')
     return match.group(1)
 
 
@@ -63,8 +63,9 @@ def build_zip(out_dir: Path, root: Path = ROOT) -> Path:
             for path, name in plugin_files(root / "krita_plugin"):
                 data = path.read_bytes()
                 if name == f"{PACKAGE}/__init__.py":
-                    text, n = _VERSION_LINE.subn(f'__version__ = "{version}"',
-                                                 data.decode("utf-8"), count=1)
+                    text, n = _VERSION_LINE.subn(
+                        f'__version__ = "{version}"', data.decode("utf-8"), count=1
+                    )
                     if n != 1:
                         raise SystemExit(f"error: no __version__ line in {path}")
                     data = text.encode("utf-8")
@@ -84,10 +85,14 @@ def build_zip(out_dir: Path, root: Path = ROOT) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=ROOT / "dist",
-                        help="output folder (default: dist/)")
-    parser.add_argument("--engine", action="store_true",
-                        help="also build the engine's wheel and sdist into the same folder")
+    parser.add_argument(
+        "--out", type=Path, default=ROOT / "dist", help="output folder (default: dist/)"
+    )
+    parser.add_argument(
+        "--engine",
+        action="store_true",
+        help="also build the engine's wheel and sdist into the same folder",
+    )
     args = parser.parse_args(argv)
     path = build_zip(args.out)
     print(f"{path} ({path.stat().st_size} bytes)")

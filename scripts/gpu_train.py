@@ -76,8 +76,10 @@ def pack(corpus: Path, task: str, out: Path, side: int, quality: int, budget_mib
 
     src = corpus / task
     if not (src / "train").is_dir():
-        raise InputError(f"{src}/train: not found; build the corpus first "
-                         "(python -m inkhue_training.corpus --out CORPUS)")
+        raise InputError(
+            f"{src}/train: not found; build the corpus first "
+            "(python -m inkhue_training.corpus --out CORPUS)"
+        )
     tmp = Path(tempfile.mkdtemp(prefix=".pack.", dir=out.parent if out.parent.is_dir() else None))
     total = count = 0
     for split in ("train", "dev"):
@@ -89,8 +91,9 @@ def pack(corpus: Path, task: str, out: Path, side: int, quality: int, budget_mib
             h, w = img.shape[:2]
             s = side / max(h, w)
             if s < 1:
-                img = cv2.resize(img, (max(1, round(w * s)), max(1, round(h * s))),
-                                 interpolation=cv2.INTER_AREA)
+                img = cv2.resize(
+                    img, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA
+                )
             ok, buf = cv2.imencode(".webp", img, [cv2.IMWRITE_WEBP_QUALITY, quality])
             if not ok:
                 raise InputError(f"{path}: OpenCV could not encode WebP")
@@ -100,8 +103,11 @@ def pack(corpus: Path, task: str, out: Path, side: int, quality: int, budget_mib
     mib = total / 2**20
     if mib > budget_mib:
         shutil.rmtree(tmp)
-        print(f"pack: {count} images take {mib:.1f} MiB, over the {budget_mib:g} MiB budget: "
-              "use a smaller --side or --quality", file=sys.stderr)
+        print(
+            f"pack: {count} images take {mib:.1f} MiB, over the {budget_mib:g} MiB budget: "
+            "use a smaller --side or --quality",
+            file=sys.stderr,
+        )
         return 1
     if out.exists():
         shutil.rmtree(out)
@@ -179,8 +185,10 @@ def restore_portable(portable: dict, run: Path, config) -> None:
         "discriminator": D.state_dict(),
         "ema": _full(portable["ema"]),
         **opt,
-        "rng": {"gan": GANLoss(seed=config.seed + portable["step"]).rng_state(),
-                "torch": torch.manual_seed(config.seed + portable["step"]).get_state()},
+        "rng": {
+            "gan": GANLoss(seed=config.seed + portable["step"]).rng_state(),
+            "torch": torch.manual_seed(config.seed + portable["step"]).get_state(),
+        },
         "step": portable["step"],
         "epoch": portable["epoch"],
         "batch_in_epoch": portable["batch_in_epoch"],
@@ -210,8 +218,12 @@ def run(args: argparse.Namespace, train_args: list[str]) -> int:
     run_dir = work / f"run-{args.task}"
     pack_dir = Path(args.pack)
     previous = None
-    overrides = {"max_minutes": args.minutes, "out": str(run_dir),
-                 "data": [str(pack_dir / "train")], "val": [str(pack_dir / "dev")]}
+    overrides = {
+        "max_minutes": args.minutes,
+        "out": str(run_dir),
+        "data": [str(pack_dir / "train")],
+        "val": [str(pack_dir / "dev")],
+    }
     if args.resume_from:
         previous = torch.load(args.resume_from, map_location="cpu", weights_only=False)
         if previous.get("format") != PORTABLE_FORMAT:
@@ -230,8 +242,18 @@ def run(args: argparse.Namespace, train_args: list[str]) -> int:
     else:
         p = argparse.ArgumentParser()
         add_train_arguments(p)
-        given = p.parse_args(["--out", str(run_dir), "--task", args.task,
-                              "--data", str(pack_dir / "train"), *GPU_DEFAULTS, *train_args])
+        given = p.parse_args(
+            [
+                "--out",
+                str(run_dir),
+                "--task",
+                args.task,
+                "--data",
+                str(pack_dir / "train"),
+                *GPU_DEFAULTS,
+                *train_args,
+            ]
+        )
         config = dataclasses.replace(config_from_args(given), **overrides)
         resume = False
     code = train_mod.train(config, resume=resume)
@@ -243,12 +265,16 @@ def run(args: argparse.Namespace, train_args: list[str]) -> int:
         gen = generator_from_checkpoint({"generator_kwargs": portable["generator_kwargs"],
                                          "ema": _full(portable["best_ema"])})  # fmt: skip
         diff = export_generator(
-            gen, out / f"{args.task}.onnx", name=f"{args.task}-gpu-step{portable['best']['step']}",
+            gen,
+            out / f"{args.task}.onnx",
+            name=f"{args.task}-gpu-step{portable['best']['step']}",
             trained_on=config.trained_on or "InkHue base corpus (docs/TRAINING.md)",
             train_size=config.crop_size,
         )
-        print(f"exported the best checkpoint (step {portable['best']['step']}, "
-              f"{portable['best']['metric']} {portable['best']['value']:.3f}); parity {diff:.2g}")
+        print(
+            f"exported the best checkpoint (step {portable['best']['step']}, "
+            f"{portable['best']['metric']} {portable['best']['value']:.3f}); parity {diff:.2g}"
+        )
     shutil.rmtree(work, ignore_errors=True)
     return code
 
@@ -266,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     extra: list[str] = []
     if "--" in argv:
         i = argv.index("--")
-        argv, extra = argv[:i], argv[i + 1:]
+        argv, extra = argv[:i], argv[i + 1 :]
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("pack", help="pack the corpus of one task to travel to the device")
@@ -281,15 +307,18 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--pack", type=Path, required=True)
     r.add_argument("--out", type=Path, required=True)
     r.add_argument("--resume-from", type=Path, default=None)
-    r.add_argument("--minutes", type=float, default=8.0,
-                   help="training time; export and transfer need the rest of 10 (default 8)")
+    r.add_argument(
+        "--minutes",
+        type=float,
+        default=8.0,
+        help="training time; export and transfer need the rest of 10 (default 8)",
+    )
     args = ap.parse_args(argv)
     from inkhue_engine.errors import InkHueError
 
     try:
         if args.cmd == "pack":
-            return pack(args.corpus, args.task, args.out, args.side, args.quality,
-                        args.budget_mib)
+            return pack(args.corpus, args.task, args.out, args.side, args.quality, args.budget_mib)
         return run(args, extra)
     except InkHueError as exc:
         print(f"gpu_train: error: {exc}", file=sys.stderr)

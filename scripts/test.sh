@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --dev
 .venv/bin/ruff check .
+.venv/bin/ruff format --check .
 if [ $# -eq 0 ]; then
   # The plugin runs on PyQt5 in Krita 5 and PyQt6 in Krita 6: test its Qt code under both
   # (one Qt binding per process); the main run below covers PySide6 and a real Krita.

@@ -56,9 +56,7 @@ def _cache_key(task: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def make_tiny_model(
-    _tiny_model_dir: Path, pytestconfig: pytest.Config
-) -> Callable[..., Path]:
+def make_tiny_model(_tiny_model_dir: Path, pytestconfig: pytest.Config) -> Callable[..., Path]:
     """Factory ``make_tiny_model(task, path, **metadata_overrides) -> path``.
 
     Writes a tiny (channels 8-16-32, 5 residual blocks), seeded, freshly initialized

@@ -23,8 +23,14 @@ import numpy as np
 SAME_WEIGHTS_TOL = 1e-2
 
 
-def time_eager(onnx_path: str | os.PathLike, task: str, shape: list[int], runs: int = 5,
-               warmup: int = 1, checkpoint: str | os.PathLike | None = None) -> dict[str, Any]:
+def time_eager(
+    onnx_path: str | os.PathLike,
+    task: str,
+    shape: list[int],
+    runs: int = 5,
+    warmup: int = 1,
+    checkpoint: str | os.PathLike | None = None,
+) -> dict[str, Any]:
     """ms (median/min/max) of the torch eager generator on an input of ``shape``.
 
     ``checkpoint``: the .pt the ONNX model was exported from; default the shipped base
@@ -68,7 +74,10 @@ def time_eager(onnx_path: str | os.PathLike, task: str, shape: list[int], runs: 
         "checkpoint": str(ckpt_path),
         "parity_max_abs": diff,
         "same_weights": same,
-        "note": "" if same else (
+        "note": ""
+        if same
+        else (
             f"{ckpt_path.name} is not the checkpoint of this ONNX model (outputs differ by "
-            f"{diff:.3g}): no ORT/torch ratio"),
+            f"{diff:.3g}): no ORT/torch ratio"
+        ),
     }

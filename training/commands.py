@@ -33,8 +33,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "one ONNX file with the inkhue.* metadata, and check it against PyTorch in ONNX "
         "Runtime (the max abs difference is printed; above --tolerance it fails).",
     )
-    p.add_argument("checkpoint", type=Path,
-                   help="checkpoint .pt, or a run folder (its best.pt, else its last.pt)")
+    p.add_argument(
+        "checkpoint",
+        type=Path,
+        help="checkpoint .pt, or a run folder (its best.pt, else its last.pt)",
+    )
     p.add_argument("-o", "--output", type=Path, required=True, help="ONNX file to write")
     p.add_argument("--name", help="model name (default: the run folder's name)")
     p.add_argument("--trained-on", help="what it was trained on (default: from the run)")
@@ -96,6 +99,8 @@ def _export(args: argparse.Namespace) -> int:
     if args.no_check:
         print(f"wrote {args.output} (parity not checked)")
     else:
-        print(f"wrote {args.output}; ONNX Runtime vs PyTorch max abs diff {diff:.3g} "
-              f"(tolerance {args.tolerance:g})")
+        print(
+            f"wrote {args.output}; ONNX Runtime vs PyTorch max abs diff {diff:.3g} "
+            f"(tolerance {args.tolerance:g})"
+        )
     return 0

@@ -119,15 +119,21 @@ PACKAGES: tuple[Package, ...] = (
     Package("lomiri-wallpapers-16.04", "deb", "CC-BY-4.0 / CC-BY-SA-3.0/4.0 / CC0 (per file)"),
     Package("lxqt-themes", "deb", "LGPL-2.1+ / CC-BY-SA-3.0"),
     Package(
-        "scikit-image", "wheel", "BSD-3-Clause (images: see skimage/data/README.txt)",
+        "scikit-image",
+        "wheel",
+        "BSD-3-Clause (images: see skimage/data/README.txt)",
         ("skimage/data/",),
     ),
     Package(
-        "scikit-learn", "wheel", "BSD-3-Clause (images: see sklearn/datasets/images/README.txt)",
+        "scikit-learn",
+        "wheel",
+        "BSD-3-Clause (images: see sklearn/datasets/images/README.txt)",
         ("sklearn/datasets/images/",),
     ),
     Package(
-        "matplotlib", "wheel", "Matplotlib (PSF-style); grace_hopper.jpg public domain",
+        "matplotlib",
+        "wheel",
+        "Matplotlib (PSF-style); grace_hopper.jpg public domain",
         ("matplotlib/mpl-data/sample_data/",),
     ),
 )
@@ -153,20 +159,49 @@ OPENCLIPART_EXCLUDED = frozenset(
 )
 #: Wallpapers that are photos (the others are abstract or illustrations). Names as in
 #: Debian 12; one missing from a later version is simply not found.
-PLASMA_PHOTOS = frozenset({
-    "BytheWater", "ColdRipple", "ColorfulCups", "DarkestHour", "EveningGlow", "FallenLeaf",
-    "Grey", "Kite", "OneStandsOut", "Path", "Volna", "summer_1am",
-})
-LXQT_PHOTOS = frozenset({
-    "Butterfly-Kenneth-Wimer", "Valendas", "after-the-rain", "appleflower", "beam",
-    "butterfly", "cloud", "drop", "flowers", "fog", "this-is-not-windows",
-})
+PLASMA_PHOTOS = frozenset(
+    {
+        "BytheWater",
+        "ColdRipple",
+        "ColorfulCups",
+        "DarkestHour",
+        "EveningGlow",
+        "FallenLeaf",
+        "Grey",
+        "Kite",
+        "OneStandsOut",
+        "Path",
+        "Volna",
+        "summer_1am",
+    }
+)
+LXQT_PHOTOS = frozenset(
+    {
+        "Butterfly-Kenneth-Wimer",
+        "Valendas",
+        "after-the-rain",
+        "appleflower",
+        "beam",
+        "butterfly",
+        "cloud",
+        "drop",
+        "flowers",
+        "fog",
+        "this-is-not-windows",
+    }
+)
 LOMIRI_NOT_PHOTOS = frozenset({"analogpattern_by_Peter_Nerlich", "umang_by_Abhishek_Mudgal"})
 WHEEL_PHOTOS = {
-    "scikit-image": frozenset({
-        "astronaut.png", "chelsea.png", "coffee.png", "motorcycle_left.png", "rocket.jpg",
-        "hubble_deep_field.jpg",
-    }),
+    "scikit-image": frozenset(
+        {
+            "astronaut.png",
+            "chelsea.png",
+            "coffee.png",
+            "motorcycle_left.png",
+            "rocket.jpg",
+            "hubble_deep_field.jpg",
+        }
+    ),
     "scikit-learn": frozenset({"china.jpg", "flower.jpg"}),
     "matplotlib": frozenset({"grace_hopper.jpg"}),
 }
@@ -185,7 +220,7 @@ Selection = tuple[str, "str | None"]
 def _under(rel: PurePosixPath, prefix: str) -> tuple[str, ...] | None:
     """The parts of ``rel`` below folder ``prefix``, or None when it is not below it."""
     pre = PurePosixPath(prefix).parts
-    return rel.parts[len(pre):] if rel.parts[: len(pre)] == pre else None
+    return rel.parts[len(pre) :] if rel.parts[: len(pre)] == pre else None
 
 
 def _select_one(package: str, relpath: str) -> Selection:
@@ -243,7 +278,7 @@ def _select_one(package: str, relpath: str) -> Selection:
         if not _under(rel, "usr/share/lxqt/wallpapers"):
             return "", "not_selected"
         return ("photo", None) if rel.stem in LXQT_PHOTOS else ("", "not_photo")
-    if package.startswith("wesnoth-1.16-") and package[len("wesnoth-1.16-"):] in WESNOTH_CAMPAIGNS:
+    if package.startswith("wesnoth-1.16-") and package[len("wesnoth-1.16-") :] in WESNOTH_CAMPAIGNS:
         parts = _under(rel, "usr/share/games/wesnoth/1.16/data/campaigns")
         if parts and len(parts) > 3 and parts[1] == "images":
             if parts[2] == "portraits":
@@ -550,7 +585,8 @@ def process_file(job: _Job) -> FileResult:
         render = job.content == "render"
         res.chroma = round(mean_chroma(rgb, render), 2)
         res.reason = content_drop_reason(
-            rgb, p.min_nonwhite,
+            rgb,
+            p.min_nonwhite,
             p.min_chroma if job.content == "drawing" else p.natural_min_chroma,
             ignore_black=render,
         )
@@ -589,7 +625,9 @@ def build_manifest(packages: dict[str, dict], failed: dict[str, str], params: Pa
     """The corpus manifest: settings, per-package reports (summarize() + version, licence)
     and totals over the packages that did not fail."""
     totals = {
-        "found": 0, "kept": 0, "dropped": Counter(),
+        "found": 0,
+        "kept": 0,
+        "dropped": Counter(),
         "splits": {c: dict.fromkeys(SPLITS, 0) for c in CORPORA},
     }
     for rep in packages.values():
@@ -639,13 +677,15 @@ def ensure_apt_tool(tool: str, apt_package: str) -> str:
         found = shutil.which(tool)
         if found:
             return found
-        raise ResourceError(f"{tool} not found and apt-get install {apt_package} failed: "
-                            f"{_last_line(proc.stderr)}")
+        raise ResourceError(
+            f"{tool} not found and apt-get install {apt_package} failed: {_last_line(proc.stderr)}"
+        )
     raise ResourceError(f"{tool} not found: install it with apt-get install {apt_package}")
 
 
 def fetch_deb(name: str, work: Path) -> Path:
     """The .deb of package ``name`` in ``work`` (apt-get download when not there yet)."""
+
     def found() -> list[Path]:
         return sorted(work.glob(f"{name}_*.deb"), key=lambda p: p.stat().st_mtime)
 
@@ -699,8 +739,19 @@ def fetch_wheel(name: str, work: Path) -> Path:
         )
 
     if not found():
-        proc = _run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-                     "-d", str(work), name])
+        proc = _run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--only-binary=:all:",
+                "-d",
+                str(work),
+                name,
+            ]
+        )
         if proc.returncode != 0 or not found():
             raise ResourceError(f"pip download {name} failed: {_last_line(proc.stderr)}")
     return found()[-1]
@@ -788,14 +839,23 @@ def build_package(
             results.append(FileResult(rel, content, reason, split))
             continue
         r = FileResult(rel, content, None, split)
-        todo.append(_Job(extract_root / rel, rel, content, split,
-                         tuple(_outputs_of(pkg.name, r, out)), params))
+        todo.append(
+            _Job(
+                extract_root / rel,
+                rel,
+                content,
+                split,
+                tuple(_outputs_of(pkg.name, r, out)),
+                params,
+            )
+        )
 
     if todo:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(todo), desc=pkg.name, unit="img", disable=not progress,
-                   file=sys.stderr)
+        bar = tqdm(
+            total=len(todo), desc=pkg.name, unit="img", disable=not progress, file=sys.stderr
+        )
         if jobs <= 1:
             for job in todo:
                 results.append(process_file(job))
@@ -808,11 +868,14 @@ def build_package(
         bar.close()
     results.sort(key=lambda r: r.relpath)
     _remove_stale(pkg.name, out, results)
-    write_json_atomic(state_file, {
-        "archive": archive.name,
-        "selection": selection_json,
-        "results": [asdict(r) for r in results],
-    })
+    write_json_atomic(
+        state_file,
+        {
+            "archive": archive.name,
+            "selection": selection_json,
+            "results": [asdict(r) for r in results],
+        },
+    )
     return _report(pkg, version, archive, copyright_file, results)
 
 
@@ -832,8 +895,9 @@ def _outputs_of(package: str, r: FileResult, out: Path) -> list[Path]:
     return [out / corpus / r.split / name for corpus in CORPORA_BY_CONTENT[r.content]]
 
 
-def _report(pkg: Package, version: str, archive: Path, copyright_file: str,
-            results: list[FileResult]) -> dict:
+def _report(
+    pkg: Package, version: str, archive: Path, copyright_file: str, results: list[FileResult]
+) -> dict:
     return {
         "source": pkg.source,
         "archive": archive.name,
@@ -844,8 +908,14 @@ def _report(pkg: Package, version: str, archive: Path, copyright_file: str,
     }
 
 
-def build_corpus(out: Path, work: Path, params: Params, jobs: int = 2,
-                 packages: tuple[Package, ...] = PACKAGES, progress: bool = True) -> dict:
+def build_corpus(
+    out: Path,
+    work: Path,
+    params: Params,
+    jobs: int = 2,
+    packages: tuple[Package, ...] = PACKAGES,
+    progress: bool = True,
+) -> dict:
     """Build (or finish) the corpus in ``out``; returns the manifest, also written there.
 
     A package that cannot be fetched is recorded under "failed" and the others go on.
@@ -879,8 +949,10 @@ def _print_summary(manifest: dict) -> None:
     print(f"{'package':30} {'found':>6} {'kept':>5} {'gray tr/dev':>12} {'line tr/dev':>12}")
     for name, rep in manifest["packages"].items():
         g, li = rep["splits"]["grayscale"], rep["splits"]["lineart"]
-        print(f"{name:30} {rep['found']:6d} {rep['kept']:5d} "
-              f"{g['train']:6d}/{g['dev']:<5d} {li['train']:6d}/{li['dev']:<5d}")
+        print(
+            f"{name:30} {rep['found']:6d} {rep['kept']:5d} "
+            f"{g['train']:6d}/{g['dev']:<5d} {li['train']:6d}/{li['dev']:<5d}"
+        )
     t = manifest["totals"]
     print(f"total: {t['kept']} kept of {t['found']}; images: {t['images']}")
     print(f"dropped: {t['dropped']}")
@@ -890,29 +962,47 @@ def _print_summary(manifest: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line entry point; returns the exit code (1 if any package failed)."""
-    ap = argparse.ArgumentParser(prog="python -m inkhue_training.corpus", description=__doc__
-                                 .split("\n\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m inkhue_training.corpus", description=__doc__.split("\n\n")[0]
+    )
     ap.add_argument("--out", type=Path, required=True, help="corpus folder to build or finish")
-    ap.add_argument("--work", type=Path, default=None,
-                    help="downloads and extracted packages (default: OUT/../debs)")
+    ap.add_argument(
+        "--work",
+        type=Path,
+        default=None,
+        help="downloads and extracted packages (default: OUT/../debs)",
+    )
     ap.add_argument("--size", type=int, default=Params.size, help="long side of drawings")
-    ap.add_argument("--photo-size", type=int, default=Params.photo_size,
-                    help="long side of photos (only shrunk)")
+    ap.add_argument(
+        "--photo-size",
+        type=int,
+        default=Params.photo_size,
+        help="long side of photos (only shrunk)",
+    )
     ap.add_argument("--min-side", type=int, default=Params.min_side)
     ap.add_argument("--dev-fraction", type=float, default=Params.dev_fraction)
     ap.add_argument("--jobs", type=int, default=2, help="worker processes")
-    ap.add_argument("--packages", nargs="+", choices=sorted(PACKAGES_BY_NAME),
-                    help="only these packages (default: all)")
+    ap.add_argument(
+        "--packages",
+        nargs="+",
+        choices=sorted(PACKAGES_BY_NAME),
+        help="only these packages (default: all)",
+    )
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
-    params = Params(size=args.size, photo_size=args.photo_size, min_side=args.min_side,
-                    dev_fraction=args.dev_fraction)
+    params = Params(
+        size=args.size,
+        photo_size=args.photo_size,
+        min_side=args.min_side,
+        dev_fraction=args.dev_fraction,
+    )
     work = args.work or args.out.resolve().parent / "debs"
     pkgs = tuple(PACKAGES_BY_NAME[n] for n in args.packages) if args.packages else PACKAGES
     t0 = time.perf_counter()
     try:
-        manifest = build_corpus(args.out, work, params, max(1, args.jobs), pkgs,
-                                progress=not args.no_progress)
+        manifest = build_corpus(
+            args.out, work, params, max(1, args.jobs), pkgs, progress=not args.no_progress
+        )
     except InkHueError as exc:
         print(f"inkhue-corpus: error: {exc}", file=sys.stderr)
         return 1

@@ -269,9 +269,7 @@ def generator_from_checkpoint(ckpt: dict[str, Any], use_ema: bool = True) -> Gen
     gen = Generator(**ckpt["generator_kwargs"])
     if use_ema and ckpt.get("ema") is not None:
         # AveragedModel's state: "module.<name>" for the model, plus "n_averaged"
-        state = {
-            k[len("module."):]: v for k, v in ckpt["ema"].items() if k.startswith("module.")
-        }
+        state = {k[len("module.") :]: v for k, v in ckpt["ema"].items() if k.startswith("module.")}
     else:
         state = ckpt["generator"]
     # a torch.compile'd model's keys carry "_orig_mod."

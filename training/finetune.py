@@ -212,7 +212,10 @@ def save_base(
 
 
 def pack_base(
-    run: str | os.PathLike, out: str | os.PathLike, *, name: str | None = None,
+    run: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    name: str | None = None,
     with_discriminator: bool = False,
 ) -> Path:
     """The shipped base checkpoint of a training run (its last.pt, or a given .pt): the
@@ -329,6 +332,7 @@ def _check_inputs(truth01: np.ndarray, task: str) -> np.ndarray:
 
     if task == "lineart":
         from inkhue_engine.color import lab_to_rgb
+
         L = synthesize_lineart(truth01)
         lab = np.zeros((*L.shape, 3), np.float32)
         lab[..., 0] = L
@@ -389,9 +393,7 @@ def finetune(opts: FinetuneOptions, events: Events | None = None) -> FinetuneRes
     if not opts.overwrite:
         for p in (onnx_path, card_path):
             if p.exists():
-                raise InputError(
-                    f"{p} exists: choose another --name / -o, or pass --overwrite"
-                )
+                raise InputError(f"{p} exists: choose another --name / -o, or pass --overwrite")
     missing = training_missing()
     if missing:
         raise InkHueError(missing)
@@ -521,8 +523,17 @@ def finetune(opts: FinetuneOptions, events: Events | None = None) -> FinetuneRes
         card = model_card(result, opts, base, frames, colors, crop, _hardware(device))
         write_bytes_atomic(card_path, card.encode("utf-8"))
         write_bytes_atomic(onnx_path, tuned_onnx.read_bytes())
-    emit({"event": "done", "model": name, "file": str(onnx_path), "card": str(card_path),
-          "palette": palette, "held_out_check": check, "seconds": round(seconds, 1)})
+    emit(
+        {
+            "event": "done",
+            "model": name,
+            "file": str(onnx_path),
+            "card": str(card_path),
+            "palette": palette,
+            "held_out_check": check,
+            "seconds": round(seconds, 1),
+        }
+    )
     return result
 
 
@@ -548,7 +559,8 @@ def model_card(
         f"({result.frames} trained on, {len(result.held_out)} held out) |",
         f"| training | {result.steps} steps, batch {opts.batch_size}, {crop}-px crops at "
         f"scales 1-{SCALE_MAX}x, horizontal flips, lr {opts.lr:g}, EMA of the weights"
-        + (f", frozen: {', '.join(opts.freeze)}" if opts.freeze else "") + " |",
+        + (f", frozen: {', '.join(opts.freeze)}" if opts.freeze else "")
+        + " |",
         f"| wall time | {result.seconds / 60:.1f} min (checks, training, export, held-out check) |",
         f"| hardware | {hardware} |",
         f"| file | `{result.file.name}`; working size {crop} px on the short side |",
@@ -562,7 +574,8 @@ def model_card(
         stored = (
             "stored in the model (`inkhue.palette`), so the palette lock uses it unless "
             "`--palette none`; the paper and ink colors found are in it too, so that "
-            "backgrounds and lines keep their colors" if result.palette
+            "backgrounds and lines keep their colors"
+            if result.palette
             else "not stored in the model (`--no-palette`)"
         )
         lines += [
@@ -583,11 +596,15 @@ def model_card(
         ]
         lines += [f"| {k} | {v:.2f} |" for k, v in result.held_out_check.items()]
         lines.append("")
-        lines.append("Held-out frames of a sequence may be close to frames trained on; "
-                     "this is a sanity check, not a benchmark.")
+        lines.append(
+            "Held-out frames of a sequence may be close to frames trained on; "
+            "this is a sanity check, not a benchmark."
+        )
     else:
-        lines.append(f"None: the set has {len(frames.files)} frames (a check holds out "
-                     f"frames from sets of {HOLD_OUT_RULES[-1][0]} or more).")
+        lines.append(
+            f"None: the set has {len(frames.files)} frames (a check holds out "
+            f"frames from sets of {HOLD_OUT_RULES[-1][0]} or more)."
+        )
     if frames.gray:
         lines += ["", f"Frames without color (trained on as they are): {', '.join(frames.gray)}"]
     return "\n".join(lines) + "\n"
@@ -604,44 +621,87 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "palette read from the frames) and a model card NAME.md into the user models folder, "
         "where inkhue, its server and the Krita docker find it.",
     )
-    p.add_argument("--data", required=True, metavar="FOLDER",
-                   help="folder of colored frames (PNG, TIFF, JPEG, WebP; searched recursively)")
-    p.add_argument("--base", default="grayscale", metavar="grayscale|lineart|PATH",
-                   help="shipped base model, a .pt checkpoint or a training run folder "
-                   "(default: grayscale)")
-    p.add_argument("-o", "--output", metavar="FILE.onnx",
-                   help="model file to write (default: the user models folder / NAME.onnx)")
-    p.add_argument("--name", help="model name (default: the -o file's stem, else the data "
-                   "folder's name)")
-    p.add_argument("--steps", type=int, default=DEFAULT_STEPS,
-                   help=f"training steps (default {DEFAULT_STEPS})")
+    p.add_argument(
+        "--data",
+        required=True,
+        metavar="FOLDER",
+        help="folder of colored frames (PNG, TIFF, JPEG, WebP; searched recursively)",
+    )
+    p.add_argument(
+        "--base",
+        default="grayscale",
+        metavar="grayscale|lineart|PATH",
+        help="shipped base model, a .pt checkpoint or a training run folder (default: grayscale)",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE.onnx",
+        help="model file to write (default: the user models folder / NAME.onnx)",
+    )
+    p.add_argument(
+        "--name", help="model name (default: the -o file's stem, else the data folder's name)"
+    )
+    p.add_argument(
+        "--steps", type=int, default=DEFAULT_STEPS, help=f"training steps (default {DEFAULT_STEPS})"
+    )
     p.add_argument("--lr", type=float, default=DEFAULT_LR, help=f"default {DEFAULT_LR:g}")
-    p.add_argument("--crop-size", type=int, metavar="PX",
-                   help="training crop (default: the base model's training size)")
-    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH,
-                   help=f"default {DEFAULT_BATCH}")
-    p.add_argument("--palette-colors", type=int, default=DEFAULT_PALETTE_COLORS, metavar="K",
-                   help="fill colors kept in the studio palette "
-                   f"(default {DEFAULT_PALETTE_COLORS})")
-    p.add_argument("--no-palette", action="store_true",
-                   help="do not store a palette in the model (no palette lock by default)")
-    p.add_argument("--hold-out", type=int, metavar="N",
-                   help="frames held out for the model card's check (default: 1 from 10 frames, "
-                   "2 from 24; 0: no check)")
-    p.add_argument("--freeze", nargs="+", default=[], choices=["encoder", "res", "decoder"],
-                   help="generator parts kept fixed (fewer weights to fit a small set)")
+    p.add_argument(
+        "--crop-size",
+        type=int,
+        metavar="PX",
+        help="training crop (default: the base model's training size)",
+    )
+    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH, help=f"default {DEFAULT_BATCH}")
+    p.add_argument(
+        "--palette-colors",
+        type=int,
+        default=DEFAULT_PALETTE_COLORS,
+        metavar="K",
+        help=f"fill colors kept in the studio palette (default {DEFAULT_PALETTE_COLORS})",
+    )
+    p.add_argument(
+        "--no-palette",
+        action="store_true",
+        help="do not store a palette in the model (no palette lock by default)",
+    )
+    p.add_argument(
+        "--hold-out",
+        type=int,
+        metavar="N",
+        help="frames held out for the model card's check (default: 1 from 10 frames, "
+        "2 from 24; 0: no check)",
+    )
+    p.add_argument(
+        "--freeze",
+        nargs="+",
+        default=[],
+        choices=["encoder", "res", "decoder"],
+        help="generator parts kept fixed (fewer weights to fit a small set)",
+    )
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N")
-    p.add_argument("--amp", choices=AMP_CHOICES, default="auto",
-                   help="bf16 mixed precision: auto (default) uses it where the CPU/GPU runs bf16 "
-                        "natively (about 2x faster on CPUs with AVX-512 BF16)")
+    p.add_argument(
+        "--amp",
+        choices=AMP_CHOICES,
+        default="auto",
+        help="bf16 mixed precision: auto (default) uses it where the CPU/GPU runs bf16 "
+        "natively (about 2x faster on CPUs with AVX-512 BF16)",
+    )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--overwrite", action="store_true", help="replace an existing model of the "
-                   "same name")
-    p.add_argument("--work-dir", metavar="DIR", help="where the temp folder goes (default: "
-                   "the system's temp folder)")
-    p.add_argument("--progress-jsonl", metavar="FILE|-",
-                   help="write progress as JSON lines to FILE ('-': stdout; human messages "
-                   "always go to stderr)")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace an existing model of the same name"
+    )
+    p.add_argument(
+        "--work-dir",
+        metavar="DIR",
+        help="where the temp folder goes (default: the system's temp folder)",
+    )
+    p.add_argument(
+        "--progress-jsonl",
+        metavar="FILE|-",
+        help="write progress as JSON lines to FILE ('-': stdout; human messages "
+        "always go to stderr)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--stop-on-stdin-eof", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=run)
@@ -732,19 +792,31 @@ def main(argv: list[str] | None = None) -> int:
         description="Tools for the base checkpoints that 'inkhue finetune' starts from.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("pack-base", help="write a shipped base checkpoint from a training run",
-                       description="Keep the EMA generator (and its settings) of a training "
-                       "run's checkpoint: a small file for training/checkpoints/.")
+    p = sub.add_parser(
+        "pack-base",
+        help="write a shipped base checkpoint from a training run",
+        description="Keep the EMA generator (and its settings) of a training "
+        "run's checkpoint: a small file for training/checkpoints/.",
+    )
     p.add_argument("run", help="training run folder (its last.pt) or a checkpoint .pt")
-    p.add_argument("-o", "--output", required=True, help="file to write, e.g. "
-                   "training/checkpoints/grayscale.pt (a .json sidecar is written beside it)")
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="file to write, e.g. "
+        "training/checkpoints/grayscale.pt (a .json sidecar is written beside it)",
+    )
     p.add_argument("--name", help="base model name (default: the run folder's name)")
-    p.add_argument("--with-discriminator", action="store_true",
-                   help="keep the run's discriminator too (fine-tuning then starts from it)")
+    p.add_argument(
+        "--with-discriminator",
+        action="store_true",
+        help="keep the run's discriminator too (fine-tuning then starts from it)",
+    )
     args = parser.parse_args(argv)
     try:
-        out = pack_base(args.run, args.output, name=args.name,
-                        with_discriminator=args.with_discriminator)
+        out = pack_base(
+            args.run, args.output, name=args.name, with_discriminator=args.with_discriminator
+        )
     except InkHueError as exc:
         print(f"pack-base: error: {exc}", file=sys.stderr)
         return 2
@@ -753,9 +825,22 @@ def main(argv: list[str] | None = None) -> int:
 
 
 __all__ = [
-    "BASES", "BaseWeights", "Cancelled", "FinetuneOptions", "FinetuneResult", "FrameSet",
-    "MissingBaseError", "base_checkpoints_dir", "check_frames", "check_model_name",
-    "finetune", "load_base", "pack_base", "register", "resolve_base", "save_base",
+    "BASES",
+    "BaseWeights",
+    "Cancelled",
+    "FinetuneOptions",
+    "FinetuneResult",
+    "FrameSet",
+    "MissingBaseError",
+    "base_checkpoints_dir",
+    "check_frames",
+    "check_model_name",
+    "finetune",
+    "load_base",
+    "pack_base",
+    "register",
+    "resolve_base",
+    "save_base",
     "training_missing",
 ]
 

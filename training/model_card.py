@@ -77,10 +77,14 @@ def image_files(folder: Path) -> list[Path]:
 
     if not folder.is_dir():
         raise InputError(f"{folder}: folder not found")
-    return sorted((p for p in folder.iterdir()
-                   if p.is_file() and not p.name.startswith(".")
-                   and p.suffix.lower() in fio.IMAGE_EXTS),
-                  key=lambda p: fio.natural_key(p.name))
+    return sorted(
+        (
+            p
+            for p in folder.iterdir()
+            if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in fio.IMAGE_EXTS
+        ),
+        key=lambda p: fio.natural_key(p.name),
+    )
 
 
 @contextlib.contextmanager
@@ -234,11 +238,31 @@ def run_summary(run: Path, upto_step: int | None = None) -> dict[str, Any]:
             sessions[-1] = minutes
         prev = minutes
     rates = [float(r["img_s"]) for r in train if r.get("step", 0) > 1 and "img_s" in r]
-    vals = [r for r in records if r.get("kind") == "val"
-            and (upto_step is None or r.get("step", 0) <= upto_step)]
-    keys = ("task", "channels", "n_res", "crop_size", "batch_size", "lr", "l1_weight",
-            "gan_weight", "max_hints", "p_no_hints", "ema_decay", "device", "data", "val",
-            "trained_on", "max_steps", "max_minutes", "seed")
+    vals = [
+        r
+        for r in records
+        if r.get("kind") == "val" and (upto_step is None or r.get("step", 0) <= upto_step)
+    ]
+    keys = (
+        "task",
+        "channels",
+        "n_res",
+        "crop_size",
+        "batch_size",
+        "lr",
+        "l1_weight",
+        "gan_weight",
+        "max_hints",
+        "p_no_hints",
+        "ema_decay",
+        "device",
+        "data",
+        "val",
+        "trained_on",
+        "max_steps",
+        "max_minutes",
+        "seed",
+    )
     return {
         "folder": str(run),
         "config": {k: config.get(k) for k in keys if k in config},
@@ -261,11 +285,17 @@ def corpus_summary(manifest_path: Path, task: str) -> dict[str, Any]:
         split = (p.get("splits") or {}).get(task) or {}
         if not sum(int(v) for v in split.values()):
             continue  # nothing of this package in this task's corpus
-        packages.append({
-            "package": name, "version": p.get("version"), "source": p.get("source"),
-            "licence": p.get("licence"), "kinds": p.get("kept_by_content") or {},
-            "train": int(split.get("train", 0)), "dev": int(split.get("dev", 0)),
-        })
+        packages.append(
+            {
+                "package": name,
+                "version": p.get("version"),
+                "source": p.get("source"),
+                "licence": p.get("licence"),
+                "kinds": p.get("kept_by_content") or {},
+                "train": int(split.get("train", 0)),
+                "dev": int(split.get("dev", 0)),
+            }
+        )
     totals = ((m.get("totals") or {}).get("splits") or {}).get(task) or {}
     return {
         "manifest": str(manifest_path),
@@ -291,9 +321,13 @@ def hardware() -> dict[str, Any]:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         usable = os.cpu_count()
-    return {"cpu": cpu, "cores": os.cpu_count(), "usable_cores": usable,
-            "system": f"{platform.system()} {platform.release()}",
-            "python": platform.python_version()}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "usable_cores": usable,
+        "system": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+    }
 
 
 def _sha256(path: Path) -> str:
@@ -329,22 +363,36 @@ def check_targets(rows: Sequence[dict[str, Any]]) -> list[Target]:
         out.append(Target("(a) 0 hints vs gray", rule, None, "not measured"))
     else:
         met = model["ciede2000"] <= gray["ciede2000"]
-        out.append(Target("(a) 0 hints vs gray", rule, met,
-                          f"model {model['ciede2000']:.2f} vs gray {gray['ciede2000']:.2f}"))
+        out.append(
+            Target(
+                "(a) 0 hints vs gray",
+                rule,
+                met,
+                f"model {model['ciede2000']:.2f} vs gray {gray['ciede2000']:.2f}",
+            )
+        )
     for n in CLEAR_HINTS:
         name = f"(b) {n} hints vs flat fill"
-        rule = (f"with {n} hints, mean CIEDE2000 of the model lower than flat fill's by more "
-                f"than {CLEAR_DE} AND PSNR higher")
+        rule = (
+            f"with {n} hints, mean CIEDE2000 of the model lower than flat fill's by more "
+            f"than {CLEAR_DE} AND PSNR higher"
+        )
         model, flat = _row(rows, "model", n), _row(rows, "flat-fill", n)
         if model is None or flat is None:
             out.append(Target(name, rule, None, "not measured"))
             continue
         gain = flat["ciede2000"] - model["ciede2000"]
         met = gain > CLEAR_DE and model["psnr"] > flat["psnr"]
-        out.append(Target(name, rule, met,
-                          f"CIEDE2000 model {model['ciede2000']:.2f} vs flat fill "
-                          f"{flat['ciede2000']:.2f} (flat fill - model = {gain:.2f}); PSNR model "
-                          f"{model['psnr']:.2f} vs flat fill {flat['psnr']:.2f}"))
+        out.append(
+            Target(
+                name,
+                rule,
+                met,
+                f"CIEDE2000 model {model['ciede2000']:.2f} vs flat fill "
+                f"{flat['ciede2000']:.2f} (flat fill - model = {gain:.2f}); PSNR model "
+                f"{model['psnr']:.2f} vs flat fill {flat['psnr']:.2f}",
+            )
+        )
     return out
 
 
@@ -370,10 +418,16 @@ def measure(
     options = ColorizeOptions(detail=detail)
     total = len(image_files(dev))
     with subset_folder(dev, limit) as (folder, names):
-        with tqdm(desc="protocol", unit="img", total=len(names), disable=not progress,
-                  file=sys.stderr) as bar:
+        with tqdm(
+            desc="protocol", unit="img", total=len(names), disable=not progress, file=sys.stderr
+        ) as bar:
             report = evaluation.evaluate_model(
-                model, folder, HINT_COUNTS, options, size=size, seed=seed,
+                model,
+                folder,
+                HINT_COUNTS,
+                options,
+                size=size,
+                seed=seed,
                 progress=lambda _name: bar.update(1),
             )
         lock = None
@@ -391,15 +445,23 @@ def measure(
     settings.pop("rows")
     settings["data"] = str(dev)
     settings["dev_images"] = total
-    settings["selection"] = (f"all {total}" if len(names) == total else
-                             f"{len(names)} of {total}, evenly spread over the sorted folder")
+    settings["selection"] = (
+        f"all {total}"
+        if len(names) == total
+        else f"{len(names)} of {total}, evenly spread over the sorted folder"
+    )
     settings["image_names"] = names
-    return {"model_info": model.info.as_dict(), "settings": settings, "rows": rows,
-            "palette_lock": palette_info}
+    return {
+        "model_info": model.info.as_dict(),
+        "settings": settings,
+        "rows": rows,
+        "palette_lock": palette_info,
+    }
 
 
-def _palette_rows(model: Any, pairs: list, palette_file: Path | None, options: Any, seed: int,
-                  progress: bool) -> tuple[list[evaluation.Scores], dict[str, Any]]:
+def _palette_rows(
+    model: Any, pairs: list, palette_file: Path | None, options: Any, seed: int, progress: bool
+) -> tuple[list[evaluation.Scores], dict[str, Any]]:
     """The palette-lock rows and how the palettes were found."""
     from tqdm import tqdm
 
@@ -408,8 +470,10 @@ def _palette_rows(model: Any, pairs: list, palette_file: Path | None, options: A
     if palette_file is not None:
         colors = load_palette(palette_file)
         palettes = [colors] * len(pairs)
-        how = {"method": f"the palette file {palette_file} ({len(colors)} colors)",
-               "per_image": None}
+        how = {
+            "method": f"the palette file {palette_file} ({len(colors)} colors)",
+            "per_image": None,
+        }
     else:
         found = [image_palette(truth) for _, truth, _ in pairs]
         palettes = [p for p, _ in found]
@@ -419,15 +483,21 @@ def _palette_rows(model: Any, pairs: list, palette_file: Path | None, options: A
                 "per image, from its own ground truth: inkhue_engine.palette.palette_colors "
                 "(flat fill colors with paper and ink); where it found fewer than "
                 f"{MIN_FILL_COLORS} fill colors, a k-means ({KMEANS_COLORS} colors) of the "
-                "image in Lab"),
-            "extract": kinds.count("extract"), "kmeans": kinds.count("kmeans"),
-            "per_image": {name: {"method": k, "colors": p}
-                          for (name, _, _), (p, k) in zip(pairs, found, strict=True)},
+                "image in Lab"
+            ),
+            "extract": kinds.count("extract"),
+            "kmeans": kinds.count("kmeans"),
+            "per_image": {
+                name: {"method": k, "colors": p}
+                for (name, _, _), (p, k) in zip(pairs, found, strict=True)
+            },
         }
-    with tqdm(desc="palette lock", unit="img", total=len(pairs), disable=not progress,
-              file=sys.stderr) as bar:
-        lock = evaluate_palette_lock(model, pairs, HINT_COUNTS, palettes, options, seed,
-                                     progress=lambda _name: bar.update(1))
+    with tqdm(
+        desc="palette lock", unit="img", total=len(pairs), disable=not progress, file=sys.stderr
+    ) as bar:
+        lock = evaluate_palette_lock(
+            model, pairs, HINT_COUNTS, palettes, options, seed, progress=lambda _name: bar.update(1)
+        )
     return lock, how
 
 
@@ -450,22 +520,31 @@ def build_card_data(
     step, why = checkpoint_step(ckpt)
     ckpt_note = None
     if step is not None and ckpt.stat().st_mtime > model_path.stat().st_mtime:
-        ckpt_note = (f"{ckpt} is newer than the model file: the model may come from an "
-                     "earlier step than this one")
+        ckpt_note = (
+            f"{ckpt} is newer than the model file: the model may come from an "
+            "earlier step than this one"
+        )
     return {
         "card_format": 1,
         "name": info.get("name"),
         "task": info.get("task"),
-        "file": {"path": str(model_path), "bytes": model_path.stat().st_size,
-                 "sha256": _sha256(model_path)},
+        "file": {
+            "path": str(model_path),
+            "bytes": model_path.stat().st_size,
+            "sha256": _sha256(model_path),
+        },
         "model_info": info,
         "command": command,
         "note": note,
         "data": corpus_summary(manifest, info.get("task")),
         "evaluated_on": {"dev": str(dev), "images": measured["settings"]["images"]},
-        "training": {**run_summary(run, step), "checkpoint": str(ckpt),
-                     "checkpoint_step": step, "checkpoint_missing": why or None,
-                     "checkpoint_note": ckpt_note},
+        "training": {
+            **run_summary(run, step),
+            "checkpoint": str(ckpt),
+            "checkpoint_step": step,
+            "checkpoint_missing": why or None,
+            "checkpoint_note": ckpt_note,
+        },
         "hardware": hardware(),
         "settings": measured["settings"],
         "palette_lock": measured["palette_lock"],
@@ -479,8 +558,13 @@ def _fmt(v: Any, spec: str) -> str:
 
 
 #: Columns of the metrics table: (header, key, format).
-COLUMNS = (("PSNR (dB)", "psnr", ".2f"), ("RMSE", "rmse", ".4f"), ("SSIM", "ssim", ".3f"),
-           ("mean CIEDE2000", "ciede2000", ".2f"), ("colorfulness", "colorfulness", ".1f"))
+COLUMNS = (
+    ("PSNR (dB)", "psnr", ".2f"),
+    ("RMSE", "rmse", ".4f"),
+    ("SSIM", "ssim", ".3f"),
+    ("mean CIEDE2000", "ciede2000", ".2f"),
+    ("colorfulness", "colorfulness", ".1f"),
+)
 
 
 def render_card(d: dict[str, Any]) -> str:
@@ -492,8 +576,11 @@ def render_card(d: dict[str, Any]) -> str:
         lines += [f"> {d['note']}", ""]
     lines += [
         f"- **Task**: `{d['task']}` "
-        + ("(input L + hints, output ab; the frame's own L is kept)" if d["task"] == "grayscale"
-           else "(input line art + hints, output Lab; flat color under the lines)"),
+        + (
+            "(input L + hints, output ab; the frame's own L is kept)"
+            if d["task"] == "grayscale"
+            else "(input line art + hints, output Lab; flat color under the lines)"
+        ),
         f"- **File**: `{Path(d['file']['path']).name}` ({d['file']['bytes'] / 1e6:.1f} MB, "
         f"sha256 `{d['file']['sha256'][:16]}`), multiple_of "
         f"{d['model_info'].get('multiple_of')}, train_size {d['model_info'].get('train_size')}",
@@ -509,8 +596,10 @@ def render_card(d: dict[str, Any]) -> str:
     ]
     for p in data["packages"]:
         kinds = ", ".join(f"{k} {v}" for k, v in p["kinds"].items())
-        lines.append(f"| {p['package']} | {p['version']} | {p['licence']} | {kinds} | "
-                     f"{p['train']} | {p['dev']} |")
+        lines.append(
+            f"| {p['package']} | {p['version']} | {p['licence']} | {kinds} | "
+            f"{p['train']} | {p['dev']} |"
+        )
     lines += ["", "## Training", ""]
     step = tr["checkpoint_step"]
     lines += [
@@ -555,18 +644,29 @@ def render_card(d: dict[str, Any]) -> str:
         "|---:|---|" + "---:|" * len(COLUMNS),
     ]
     for r in d["rows"]:
-        lines.append(f"| {r['hints']} | {r['method']} | "
-                     + " | ".join(_fmt(r[k], f) for _, k, f in COLUMNS) + " |")
-    lines += ["", "Methods: `gray` = the input with ab = 0; `model` = the full pipeline "
-              "(regions on); `flat-fill` = each region the mean of its hints (non-learned)."]
+        lines.append(
+            f"| {r['hints']} | {r['method']} | "
+            + " | ".join(_fmt(r[k], f) for _, k, f in COLUMNS)
+            + " |"
+        )
+    lines += [
+        "",
+        "Methods: `gray` = the input with ab = 0; `model` = the full pipeline "
+        "(regions on); `flat-fill` = each region the mean of its hints (non-learned).",
+    ]
     if d.get("palette_lock"):
         pl = d["palette_lock"]
-        counts = (f" ({pl['extract']} image(s) by extraction, {pl['kmeans']} by k-means)"
-                  if pl.get("per_image") is not None else "")
-        lines += [f"`{PALETTE_METHOD}` = the model with the palette lock; palette: "
-                  f"{pl['method']}{counts}. The palette comes from the image's own colors, "
-                  "so this row shows what a known character palette can give, not what a "
-                  "model finds alone."]
+        counts = (
+            f" ({pl['extract']} image(s) by extraction, {pl['kmeans']} by k-means)"
+            if pl.get("per_image") is not None
+            else ""
+        )
+        lines += [
+            f"`{PALETTE_METHOD}` = the model with the palette lock; palette: "
+            f"{pl['method']}{counts}. The palette comes from the image's own colors, "
+            "so this row shows what a known character palette can give, not what a "
+            "model finds alone."
+        ]
     lines += ["", "## Targets", ""]
     for t in d["targets"]:
         verdict = {True: "met", False: "MISSED", None: "NOT MEASURED"}[t["met"]]
@@ -591,19 +691,32 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         prog="python -m inkhue_training.model_card",
         description="Measure an exported model on the dev split (engine evaluation: gray, "
         "model and flat-fill baselines with 0/1/10/50 hints, palette lock for line art) "
-        "and write its model card (markdown) and the raw numbers (JSON).")
+        "and write its model card (markdown) and the raw numbers (JSON).",
+    )
     p.add_argument("--model", type=Path, required=True, help="the exported .onnx model")
-    p.add_argument("--run", type=Path, required=True,
-                   help="its training run folder (config.json, log.jsonl, last.pt)")
-    p.add_argument("--checkpoint", type=Path, default=None,
-                   help="the checkpoint the model was exported from (default: RUN/best.pt, "
-                   "else RUN/last.pt)")
+    p.add_argument(
+        "--run",
+        type=Path,
+        required=True,
+        help="its training run folder (config.json, log.jsonl, last.pt)",
+    )
+    p.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=None,
+        help="the checkpoint the model was exported from (default: RUN/best.pt, else RUN/last.pt)",
+    )
     p.add_argument("--dev", type=Path, required=True, help="dev split folder (ground truth)")
     p.add_argument("--manifest", type=Path, required=True, help="corpus manifest.json")
     p.add_argument("--limit", type=int, default=None, metavar="N", help="first N dev images")
-    p.add_argument("--palette", type=Path, default=None, metavar="P.gpl",
-                   help="palette (.gpl/.kpl) for the palette-lock rows, for every image "
-                   "(default for line art: each image's own, see the module doc)")
+    p.add_argument(
+        "--palette",
+        type=Path,
+        default=None,
+        metavar="P.gpl",
+        help="palette (.gpl/.kpl) for the palette-lock rows, for every image "
+        "(default for line art: each image's own, see the module doc)",
+    )
     p.add_argument("--size", type=int, default=256, help="long side of the dev images (256)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampled hints (0)")
     p.add_argument("--detail", type=float, default=1.0, help="working-size factor (1)")
@@ -620,11 +733,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.limit is not None and args.limit < 1:
             raise InputError(f"--limit {args.limit}: use 1 or more")
-        measured = measure(args.model, args.dev, args.limit, args.palette, args.size,
-                           args.seed, args.detail, progress=not args.quiet)
+        measured = measure(
+            args.model,
+            args.dev,
+            args.limit,
+            args.palette,
+            args.size,
+            args.seed,
+            args.detail,
+            progress=not args.quiet,
+        )
         command = "python -m inkhue_training.model_card " + shlex.join(argv)
-        data = build_card_data(args.model, args.run, args.dev, args.manifest, measured,
-                               command, args.checkpoint, args.note)
+        data = build_card_data(
+            args.model,
+            args.run,
+            args.dev,
+            args.manifest,
+            measured,
+            command,
+            args.checkpoint,
+            args.note,
+        )
         out_json = write_card(args.output, data)
     except InkHueError as exc:
         print(f"model_card: error: {exc}", file=sys.stderr)

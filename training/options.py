@@ -148,26 +148,44 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.argument_default = argparse.SUPPRESS
     g = parser.add_argument_group("data")
     g.add_argument("--data", nargs="+", metavar="DIR", help="folders of colored training images")
-    g.add_argument("--val", nargs="+", metavar="DIR",
-                   help="validation image folders (default: hold out --val-fraction of --data)")
+    g.add_argument(
+        "--val",
+        nargs="+",
+        metavar="DIR",
+        help="validation image folders (default: hold out --val-fraction of --data)",
+    )
     g.add_argument("--task", choices=["grayscale", "lineart"], help="what the model colorizes")
-    g.add_argument("--out", metavar="RUN_DIR", required=True,
-                   help="run folder: config.json, checkpoints, log.jsonl, samples/")
-    g.add_argument("--resume", action="store_true", default=False,
-                   help="continue the run in --out from its last checkpoint")
+    g.add_argument(
+        "--out",
+        metavar="RUN_DIR",
+        required=True,
+        help="run folder: config.json, checkpoints, log.jsonl, samples/",
+    )
+    g.add_argument(
+        "--resume",
+        action="store_true",
+        default=False,
+        help="continue the run in --out from its last checkpoint",
+    )
     g.add_argument("--trained-on", help="description stored in exported models' metadata")
     g.add_argument("--val-fraction", type=float, help=f"default {d.val_fraction}")
     g.add_argument("--val-max-images", type=int, help=f"default {d.val_max_images}")
     g.add_argument("--crop-size", type=int, help=f"training crop size, px (default {d.crop_size})")
-    g.add_argument("--scale-max", type=float,
-                   help=f"big images: short side scaled to crop * U(1, this) ({d.scale_max})")
+    g.add_argument(
+        "--scale-max",
+        type=float,
+        help=f"big images: short side scaled to crop * U(1, this) ({d.scale_max})",
+    )
     _bool(g, "vflip", "random vertical flips too (default off)")
     g.add_argument("--repeat", type=int, help="visits of each image per epoch (default 1)")
     g.add_argument("--p-no-hints", type=float, help=f"default {d.p_no_hints}")
     g.add_argument("--max-hints", type=int, help=f"default {d.max_hints}")
-    g.add_argument("--hint-count", choices=HINT_COUNTS,
-                   help="how many hints an item gets: uniform 1..max-hints (default), or "
-                   "geometric with --hint-geometric-p, capped at --max-hints (Zhang et al. 2017)")
+    g.add_argument(
+        "--hint-count",
+        choices=HINT_COUNTS,
+        help="how many hints an item gets: uniform 1..max-hints (default), or "
+        "geometric with --hint-geometric-p, capped at --max-hints (Zhang et al. 2017)",
+    )
     g.add_argument("--hint-geometric-p", type=float, help=f"default {d.hint_geometric_p}")
     g.add_argument("--hint-patch", type=int, help=f"default {d.hint_patch}")
     g.add_argument("--p-color-background", type=float, help=f"default {d.p_color_background}")
@@ -176,15 +194,27 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--channels", type=int, nargs="+", help=f"default {d.channels}")
     g.add_argument("--n-res", type=int, help=f"residual blocks (default {d.n_res})")
     g.add_argument("--d-channels", type=int, nargs="+", help=f"default {d.d_channels}")
-    _bool(g, "global-context", "fuse image-level features into the bottleneck (Iizuka et al. "
-          "2016; default off)")
-    g.add_argument("--color-head", choices=COLOR_HEADS,
-                   help="regression (default) or classification over quantized ab with class "
-                   "rebalancing and annealed-mean decoding (Zhang et al. 2016)")
-    g.add_argument("--class-weight", type=float,
-                   help=f"weight of the rebalanced cross-entropy (default {d.class_weight})")
-    g.add_argument("--class-prior-images", type=int,
-                   help=f"training images read for the class prior ({d.class_prior_images})")
+    _bool(
+        g,
+        "global-context",
+        "fuse image-level features into the bottleneck (Iizuka et al. 2016; default off)",
+    )
+    g.add_argument(
+        "--color-head",
+        choices=COLOR_HEADS,
+        help="regression (default) or classification over quantized ab with class "
+        "rebalancing and annealed-mean decoding (Zhang et al. 2016)",
+    )
+    g.add_argument(
+        "--class-weight",
+        type=float,
+        help=f"weight of the rebalanced cross-entropy (default {d.class_weight})",
+    )
+    g.add_argument(
+        "--class-prior-images",
+        type=int,
+        help=f"training images read for the class prior ({d.class_prior_images})",
+    )
     g = parser.add_argument_group("optimization")
     g.add_argument("--batch-size", type=int, help=f"per process (default {d.batch_size})")
     g.add_argument("--lr", type=float, help=f"default {d.lr}")
@@ -198,30 +228,49 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--label-noise-kind", choices=["uniform", "gaussian"])
     g.add_argument("--label-flip", type=float, help=f"default {d.label_flip}")
     g.add_argument("--ema-decay", type=float, help=f"default {d.ema_decay}")
-    g.add_argument("--lr-decay", choices=LR_DECAYS,
-                   help="learning-rate decay to 0 at --max-steps (needs --max-steps; default none)")
-    g.add_argument("--lr-decay-start", type=float,
-                   help=f"share of --max-steps before the decay starts ({d.lr_decay_start})")
+    g.add_argument(
+        "--lr-decay",
+        choices=LR_DECAYS,
+        help="learning-rate decay to 0 at --max-steps (needs --max-steps; default none)",
+    )
+    g.add_argument(
+        "--lr-decay-start",
+        type=float,
+        help=f"share of --max-steps before the decay starts ({d.lr_decay_start})",
+    )
     g = parser.add_argument_group("run")
     g.add_argument("--seed", type=int, help="default 0")
     g.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
     _bool(g, "channels-last", "channels_last memory format")
-    _bool(g, "compile", "torch.compile the networks (measured on the 2-core CPU: no gain in "
-          "float32, 27%% slower with --amp bf16)")
-    g.add_argument("--amp", choices=AMP_CHOICES,
-                   help="mixed precision: bf16 autocast (weights and optimizer stay float32; "
-                        "2x on CPUs with AVX-512 BF16); auto = bf16 where supported; default off")
+    _bool(
+        g,
+        "compile",
+        "torch.compile the networks (measured on the 2-core CPU: no gain in "
+        "float32, 27%% slower with --amp bf16)",
+    )
+    g.add_argument(
+        "--amp",
+        choices=AMP_CHOICES,
+        help="mixed precision: bf16 autocast (weights and optimizer stay float32; "
+        "2x on CPUs with AVX-512 BF16); auto = bf16 where supported; default off",
+    )
     g.add_argument("--max-steps", type=int, help="stop after this many steps (0 = no limit)")
     g.add_argument("--max-minutes", type=float, help="stop after this many minutes")
     g.add_argument("--epochs", type=int, help="stop after this many epochs")
     g.add_argument("--save-every", type=int, help=f"checkpoint every N steps ({d.save_every})")
     g.add_argument("--keep", type=int, help=f"step checkpoints kept (default {d.keep})")
-    g.add_argument("--val-every", type=int,
-                   help="validate every N steps (default: each epoch, >= 100 steps apart)")
+    g.add_argument(
+        "--val-every",
+        type=int,
+        help="validate every N steps (default: each epoch, >= 100 steps apart)",
+    )
     g.add_argument("--val-hints", type=int, help=f"hints in the hinted validation ({d.val_hints})")
-    g.add_argument("--select-metric", choices=SELECT_METRICS,
-                   help="validation metric (mean of 0 and --val-hints hints) that picks best.pt, "
-                   "the checkpoint to ship (default ciede2000)")
+    g.add_argument(
+        "--select-metric",
+        choices=SELECT_METRICS,
+        help="validation metric (mean of 0 and --val-hints hints) that picks best.pt, "
+        "the checkpoint to ship (default ciede2000)",
+    )
     g.add_argument("--grid-images", type=int, help=f"images in the sample grid ({d.grid_images})")
     g.add_argument("--log-every", type=int, help=f"steps between log lines ({d.log_every})")
     _bool(g, "progress", "tqdm progress bar (default on)")

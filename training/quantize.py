@@ -66,8 +66,16 @@ def bundled_photos(size: int = 256) -> list[np.ndarray]:
 
     folder = Path(skimage.data.__file__).parent
     out = []
-    for name in ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg",
-                 "motorcycle_left.png", "retina.jpg", "ihc.png", "color.png"):
+    for name in (
+        "astronaut.png",
+        "chelsea.png",
+        "coffee.png",
+        "rocket.jpg",
+        "motorcycle_left.png",
+        "retina.jpg",
+        "ihc.png",
+        "color.png",
+    ):
         path = folder / name
         if not path.is_file():
             continue
@@ -76,9 +84,13 @@ def bundled_photos(size: int = 256) -> list[np.ndarray]:
             continue
         rgb = cv2.cvtColor(img, cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0
         s = size / max(rgb.shape[:2])
-        out.append(cv2.resize(rgb, (max(1, round(rgb.shape[1] * s)),
-                                    max(1, round(rgb.shape[0] * s))),
-                              interpolation=cv2.INTER_AREA))
+        out.append(
+            cv2.resize(
+                rgb,
+                (max(1, round(rgb.shape[1] * s)), max(1, round(rgb.shape[0] * s))),
+                interpolation=cv2.INTER_AREA,
+            )
+        )
     return out
 
 
@@ -89,23 +101,29 @@ def folder_truths(folders: Sequence[Path], size: int = 256) -> list[np.ndarray]:
 
     out = []
     for folder in folders:
-        files = sorted(p for p in Path(folder).iterdir()
-                       if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".tif", ".tiff"))
+        files = sorted(
+            p
+            for p in Path(folder).iterdir()
+            if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+        )
         if not files:
             raise InputError(f"--calib {folder}: no images")
         for p in files:
             rgb = on_white(frames_io.read_image(p))
             s = size / max(rgb.shape[:2])
             if s < 1:
-                rgb = cv2.resize(rgb, (max(1, round(rgb.shape[1] * s)),
-                                       max(1, round(rgb.shape[0] * s))),
-                                 interpolation=cv2.INTER_AREA)
+                rgb = cv2.resize(
+                    rgb,
+                    (max(1, round(rgb.shape[1] * s)), max(1, round(rgb.shape[0] * s))),
+                    interpolation=cv2.INTER_AREA,
+                )
             out.append(rgb)
     return out
 
 
-def calibration_inputs(model_path: Path, truths: Sequence[np.ndarray],
-                       seed: int = 0) -> Iterator[np.ndarray]:
+def calibration_inputs(
+    model_path: Path, truths: Sequence[np.ndarray], seed: int = 0
+) -> Iterator[np.ndarray]:
     """Model inputs [1, 4, H, W] as the engine prepares them from each truth image: the
     task's input (gray = the truth's L; line art synthesized), without and with hints."""
     from inkhue_engine import pipeline
@@ -147,8 +165,9 @@ def end_convs(model: Path) -> list[str]:
     return sorted({convs[0], convs[-1]}) if convs else []
 
 
-def quantize_int8(model: Path, out: Path, truths: Sequence[np.ndarray],
-                  keep_ends: bool = True) -> Path:
+def quantize_int8(
+    model: Path, out: Path, truths: Sequence[np.ndarray], keep_ends: bool = True
+) -> Path:
     """Static QDQ int8 variant of ``model`` calibrated on ``truths``; written atomically.
 
     ``keep_ends``: leave the first and last Conv in float (end_convs): on held-out frames
@@ -174,10 +193,16 @@ def quantize_int8(model: Path, out: Path, truths: Sequence[np.ndarray],
         pre = Path(tmp) / "pre.onnx"
         quant_pre_process(str(model), str(pre), skip_symbolic_shape=True)
         part = Path(tmp) / "int8.onnx"
-        quantize_static(str(pre), str(part), Reader(), quant_format=QuantFormat.QDQ,
-                        per_channel=True, activation_type=QuantType.QUInt8,
-                        weight_type=QuantType.QInt8,
-                        nodes_to_exclude=end_convs(model) if keep_ends else [])
+        quantize_static(
+            str(pre),
+            str(part),
+            Reader(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            nodes_to_exclude=end_convs(model) if keep_ends else [],
+        )
         _copy_metadata(model, part, "int8")
         _replace(part, out)
     return out
@@ -225,30 +250,48 @@ def _replace(part: Path, out: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m inkhue_training.quantize",
-                                 description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m inkhue_training.quantize", description=__doc__.splitlines()[0]
+    )
     ap.add_argument("precision", choices=PRECISIONS)
     ap.add_argument("model", type=Path, help="float32 InkHue ONNX model")
     ap.add_argument("-o", "--output", type=Path, required=True)
-    ap.add_argument("--calib", type=Path, action="append", default=[],
-                    help="folder of color images to calibrate on (int8; default: synthetic "
-                    "cartoons and scikit-image's photos)")
-    ap.add_argument("--all-int8", action="store_true",
-                    help="quantize the first and last Conv too (default: kept in float)")
-    ap.add_argument("--calib-images", type=int, default=DEFAULT_CALIB_IMAGES,
-                    help=f"synthetic cartoons when no --calib (default {DEFAULT_CALIB_IMAGES})")
+    ap.add_argument(
+        "--calib",
+        type=Path,
+        action="append",
+        default=[],
+        help="folder of color images to calibrate on (int8; default: synthetic "
+        "cartoons and scikit-image's photos)",
+    )
+    ap.add_argument(
+        "--all-int8",
+        action="store_true",
+        help="quantize the first and last Conv too (default: kept in float)",
+    )
+    ap.add_argument(
+        "--calib-images",
+        type=int,
+        default=DEFAULT_CALIB_IMAGES,
+        help=f"synthetic cartoons when no --calib (default {DEFAULT_CALIB_IMAGES})",
+    )
     args = ap.parse_args(argv)
     if not args.model.is_file():
         print(f"quantize: error: {args.model}: model file not found", file=sys.stderr)
         return 2
     if args.output.resolve() == args.model.resolve():
-        print("quantize: error: -o must differ from the model (inputs are never "
-              "overwritten)", file=sys.stderr)
+        print(
+            "quantize: error: -o must differ from the model (inputs are never overwritten)",
+            file=sys.stderr,
+        )
         return 2
     try:
         if args.precision == "int8":
-            truths = (folder_truths(args.calib) if args.calib
-                      else cartoon_truths(args.calib_images) + bundled_photos())
+            truths = (
+                folder_truths(args.calib)
+                if args.calib
+                else cartoon_truths(args.calib_images) + bundled_photos()
+            )
             quantize_int8(args.model, args.output, truths, keep_ends=not args.all_int8)
         else:
             convert_fp16(args.model, args.output)

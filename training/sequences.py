@@ -93,8 +93,9 @@ def read_canvas(sif: Path) -> dict:
 def find_example(name: str, work: Path) -> Path:
     """Path of Synfig example ``name`` (.sif or .sifz): from the installed synfig-examples,
     else from its .deb downloaded and unpacked into ``work``."""
-    proc = subprocess.run(["dpkg", "-L", "synfig-examples"], capture_output=True, text=True,
-                          check=False)
+    proc = subprocess.run(
+        ["dpkg", "-L", "synfig-examples"], capture_output=True, text=True, check=False
+    )
     listed = proc.stdout.splitlines() if proc.returncode == 0 else []
     for line in listed:
         if Path(line).name in (f"{name}.sif", f"{name}.sifz") and Path(line).is_file():
@@ -109,16 +110,33 @@ def find_example(name: str, work: Path) -> Path:
     raise ResourceError(f"synfig-examples has no {name}.sif or {name}.sifz")
 
 
-def render_range(sif: Path, first: int, last: int, width: int, height: int,
-                 threads: int, tmp: Path) -> list[Path]:
+def render_range(
+    sif: Path, first: int, last: int, width: int, height: int, threads: int, tmp: Path
+) -> list[Path]:
     """Render frames ``first..last`` (inclusive) as PNG into ``tmp``; returns them in order."""
     for old in tmp.glob("*.png"):
         old.unlink()
     # frame numbers must be written "23f": a bare number is read as a time, not a frame
     # (docs/FACTS.md, "Training data")
-    cmd = ["synfig", "-q", "-T", str(threads), str(sif), "-t", "png", "-o", str(tmp / "f.png"),
-           "-w", str(width), "-h", str(height),
-           "--begin-time", f"{first}f", "--end-time", f"{last}f"]
+    cmd = [
+        "synfig",
+        "-q",
+        "-T",
+        str(threads),
+        str(sif),
+        "-t",
+        "png",
+        "-o",
+        str(tmp / "f.png"),
+        "-w",
+        str(width),
+        "-h",
+        str(height),
+        "--begin-time",
+        f"{first}f",
+        "--end-time",
+        f"{last}f",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     files = sorted(tmp.glob("f.*.png"), key=lambda p: int(p.name.split(".")[1]))
     if first == last and not files and (tmp / "f.png").exists():
@@ -155,8 +173,14 @@ def derived_frames(rgb: np.ndarray, lineart_fn=None) -> dict[str, np.ndarray]:
     return out
 
 
-def render_prologue(out: Path, width: int = 576, height: int = 1008, threads: int = 2,
-                    work: Path | None = None, progress: bool = True) -> dict:
+def render_prologue(
+    out: Path,
+    width: int = 576,
+    height: int = 1008,
+    threads: int = 2,
+    work: Path | None = None,
+    progress: bool = True,
+) -> dict:
     """Render prologue_kid into ``out`` (see the module doc); returns sequence.json's content."""
     ensure_apt_tool("synfig", "synfig")
     sif = find_example(PROLOGUE, work or out / ".work")
@@ -170,8 +194,10 @@ def render_prologue(out: Path, width: int = 576, height: int = 1008, threads: in
     if info_file.exists():
         old = json.loads(info_file.read_text(encoding="utf-8"))
         if (old.get("width"), old.get("height")) != (width, height):
-            raise InputError(f"{out} holds frames of {old.get('width')}x{old.get('height')}: "
-                             "use another --out or delete it")
+            raise InputError(
+                f"{out} holds frames of {old.get('width')}x{old.get('height')}: "
+                "use another --out or delete it"
+            )
 
     def name(f: int) -> str:
         return f"{f:04d}.png"
@@ -181,8 +207,9 @@ def render_prologue(out: Path, width: int = 576, height: int = 1008, threads: in
     rendered = 0
     from tqdm import tqdm
 
-    bar = tqdm(total=len(missing), desc=PROLOGUE, unit="frame", disable=not progress,
-               file=sys.stderr)
+    bar = tqdm(
+        total=len(missing), desc=PROLOGUE, unit="frame", disable=not progress, file=sys.stderr
+    )
     with tempfile.TemporaryDirectory(dir=out, prefix=".render-") as tmpdir:
         for first, last in _chunks(missing, CHUNK):
             files = render_range(sif, first, last, width, height, threads, Path(tmpdir))
@@ -190,8 +217,11 @@ def render_prologue(out: Path, width: int = 576, height: int = 1008, threads: in
                 raw = cv2.imread(str(png), cv2.IMREAD_UNCHANGED)
                 if raw is None:
                     raise ResourceError(f"synfig wrote an unreadable frame {png}")
-                code = cv2.COLOR_BGRA2RGBA if raw.ndim == 3 and raw.shape[2] == 4 else (
-                    cv2.COLOR_BGR2RGB)
+                code = (
+                    cv2.COLOR_BGRA2RGBA
+                    if raw.ndim == 3 and raw.shape[2] == 4
+                    else (cv2.COLOR_BGR2RGB)
+                )
                 rgb = composite_on_white(cv2.cvtColor(raw, code))
                 write_png_atomic(out / "color" / name(f), rgb)
                 for kind, img in derived_frames(rgb, lineart_fn).items():
@@ -236,30 +266,43 @@ def render_prologue(out: Path, width: int = 576, height: int = 1008, threads: in
 
 def main(argv: list[str] | None = None) -> int:
     """Command line entry point; returns the exit code."""
-    ap = argparse.ArgumentParser(prog="python -m inkhue_training.sequences",
-                                 description="Render development animation sequences.")
+    ap = argparse.ArgumentParser(
+        prog="python -m inkhue_training.sequences",
+        description="Render development animation sequences.",
+    )
     sub = ap.add_subparsers(dest="sequence", required=True)
     p = sub.add_parser("prologue", help="Synfig's prologue_kid: 121 frames of an outlined boy")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--width", type=int, default=576)
     p.add_argument("--height", type=int, default=1008)
     p.add_argument("--threads", type=int, default=2, help="synfig render threads")
-    p.add_argument("--work", type=Path, default=None,
-                   help="where to unpack synfig-examples when it is not installed")
+    p.add_argument(
+        "--work",
+        type=Path,
+        default=None,
+        help="where to unpack synfig-examples when it is not installed",
+    )
     p.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
     try:
-        info = render_prologue(args.out, args.width, args.height, args.threads, args.work,
-                               progress=not args.no_progress)
+        info = render_prologue(
+            args.out,
+            args.width,
+            args.height,
+            args.threads,
+            args.work,
+            progress=not args.no_progress,
+        )
     except InkHueError as exc:
         print(f"inkhue-sequences: error: {exc}", file=sys.stderr)
         return 1
-    print(f"{info['frames']} frames of {info['width']}x{info['height']} in {args.out} "
-          f"({info['rendered_now']} rendered now in {info['render_seconds']} s; "
-          f"{info['changed_pixel_fraction']:.1%} of pixels ever change; kinds: {info['kinds']})")
+    print(
+        f"{info['frames']} frames of {info['width']}x{info['height']} in {args.out} "
+        f"({info['rendered_now']} rendered now in {info['render_seconds']} s; "
+        f"{info['changed_pixel_fraction']:.1%} of pixels ever change; kinds: {info['kinds']})"
+    )
     return 0
 
 
 if __name__ == "__main__":
     raise SystemExit(main())
-

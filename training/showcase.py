@@ -84,18 +84,28 @@ def _rgb8(img: np.ndarray) -> np.ndarray:
 def hint_dots(truth_lab: np.ndarray, mask: np.ndarray) -> list[tuple[float, float, tuple]]:
     """(y, x, RGB uint8) per hint patch of a hint mask: its centre and mean truth color."""
     n, labels, _, centroids = cv2.connectedComponentsWithStats(
-        (mask > 0).astype(np.uint8), connectivity=8)
+        (mask > 0).astype(np.uint8), connectivity=8
+    )
     dots = []
     for i in range(1, n):
         lab = truth_lab[labels == i].mean(axis=0).astype(np.float32)
         rgb = lab_to_rgb(lab.reshape(1, 1, 3))[0, 0]
-        dots.append((float(centroids[i][1]), float(centroids[i][0]),
-                     tuple(int(round(v * 255)) for v in rgb)))
+        dots.append(
+            (
+                float(centroids[i][1]),
+                float(centroids[i][0]),
+                tuple(int(round(v * 255)) for v in rgb),
+            )
+        )
     return dots
 
 
 def colorize_example(
-    name: str, frame: np.ndarray, truth01: np.ndarray, model, n_hints: int,
+    name: str,
+    frame: np.ndarray,
+    truth01: np.ndarray,
+    model,
+    n_hints: int,
     rng: np.random.Generator,
 ) -> Example:
     """Colorize ``frame`` (the model input) with no hints and with ``n_hints`` hints sampled
@@ -115,8 +125,14 @@ def colorize_example(
     hints = (ab, mask, truth_lab[..., 0] * mask) if task == "lineart" else (ab, mask)
     out0 = pipeline.colorize_frame(frame, model, None)
     outh = pipeline.colorize_frame(frame, model, hints if n_hints else None)
-    return Example(name, _rgb8(frame), _rgb8(out0), _rgb8(outh),
-                   from_float01(truth01, np.uint8), hint_dots(truth_lab, mask))
+    return Example(
+        name,
+        _rgb8(frame),
+        _rgb8(out0),
+        _rgb8(outh),
+        from_float01(truth01, np.uint8),
+        hint_dots(truth_lab, mask),
+    )
 
 
 def short_name(name: str) -> str:
@@ -124,8 +140,9 @@ def short_name(name: str) -> str:
     return Path(name.rsplit("__", 1)[-1]).stem
 
 
-def dev_examples(model, dev: Path, count: int, n_hints: int, size: int = 256,
-                 seed: int = 0) -> list[Example]:
+def dev_examples(
+    model, dev: Path, count: int, n_hints: int, size: int = 256, seed: int = 0
+) -> list[Example]:
     """Examples of ``count`` dev images (truth and input as ``evaluation.load_pairs``)."""
     with subset_folder(dev, count) as (folder, _names):  # load_pairs reads whole folders
         pairs, _ = evaluation.load_pairs(folder, model.info.task, size)
@@ -136,8 +153,9 @@ def dev_examples(model, dev: Path, count: int, n_hints: int, size: int = 256,
     return out
 
 
-def prologue_examples(model, prologue: Path, frames: Sequence[int], n_hints: int,
-                      seed: int = 0) -> list[Example]:
+def prologue_examples(
+    model, prologue: Path, frames: Sequence[int], n_hints: int, seed: int = 0
+) -> list[Example]:
     """Examples of prologue_kid frames: input gray/ or lineart/NNNN.png, truth color/NNNN.png."""
     kind = "gray" if model.info.task == "grayscale" else "lineart"
     out = []
@@ -146,13 +164,17 @@ def prologue_examples(model, prologue: Path, frames: Sequence[int], n_hints: int
         src, truth_path = prologue / kind / name, prologue / "color" / name
         for p in (src, truth_path):
             if not p.is_file():
-                raise InputError(f"{p}: prologue frame not found (give --prologue-frames that "
-                                 f"exist in {prologue})")
+                raise InputError(
+                    f"{p}: prologue frame not found (give --prologue-frames that "
+                    f"exist in {prologue})"
+                )
         frame = fio.read_image(src)
         truth01 = to_float01(_rgb8(fio.read_image(truth_path)))
         if truth01.shape[:2] != frame.shape[:2]:
-            raise InputError(f"{src}: {frame.shape[1]}x{frame.shape[0]} but {truth_path} is "
-                             f"{truth01.shape[1]}x{truth01.shape[0]}: use frames of one render")
+            raise InputError(
+                f"{src}: {frame.shape[1]}x{frame.shape[0]} but {truth_path} is "
+                f"{truth01.shape[1]}x{truth01.shape[0]}: use frames of one render"
+            )
         rng = np.random.default_rng([seed, index, n_hints])
         out.append(colorize_example(f"frame {int(f)}", frame, truth01, model, n_hints, rng))
     return out
@@ -174,8 +196,12 @@ def _draw_dots(panel: np.ndarray, dots, scale: float) -> None:
         cv2.circle(panel, c, HINT_DOT_RADIUS, tuple(int(v) for v in rgb), -1, cv2.LINE_AA)
 
 
-def compose_sheet(examples: Sequence[Example], title: str, width: int = DEFAULT_WIDTH,
-                  n_hints: int = DEFAULT_HINTS) -> Sheet:
+def compose_sheet(
+    examples: Sequence[Example],
+    title: str,
+    width: int = DEFAULT_WIDTH,
+    n_hints: int = DEFAULT_HINTS,
+) -> Sheet:
     """Lay examples out as rows of four captioned panels on a ``width`` px wide sheet."""
     if not examples:
         raise InputError("no examples to show")
@@ -209,7 +235,7 @@ def compose_sheet(examples: Sequence[Example], title: str, width: int = DEFAULT_
             if c == 2:
                 _draw_dots(panel, ex.dots, scale)
             px, py = x + (cell_w - pw) // 2, y + CAPTION_H
-            sheet[py:py + ph, px:px + pw] = panel
+            sheet[py : py + ph, px : px + pw] = panel
             row.append((px, py, pw, ph))
         boxes.append(row)
         y += CAPTION_H + cell_h + GAP
@@ -227,8 +253,9 @@ def encode_png(rgb8: np.ndarray, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[by
             if not ok:
                 raise InputError("could not encode the sheet as PNG")
             return buf.tobytes()
-        pil = Image.fromarray(img).quantize(256, method=Image.Quantize.MEDIANCUT,
-                                            dither=Image.Dither.NONE)
+        pil = Image.fromarray(img).quantize(
+            256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE
+        )
         out = io.BytesIO()
         pil.save(out, format="PNG", optimize=True)
         return out.getvalue()
@@ -256,9 +283,16 @@ def write_sheet(path: Path, sheet: Sheet, max_bytes: int = DEFAULT_MAX_BYTES) ->
 
 # --------------------------------------------------------------------------- command line
 def make_showcase(
-    model_path: Path, dev: Path | None, prologue: Path | None, out_dir: Path,
-    dev_count: int = 3, frames: Sequence[int] = (0, 60), n_hints: int = DEFAULT_HINTS,
-    width: int = DEFAULT_WIDTH, max_bytes: int = DEFAULT_MAX_BYTES, seed: int = 0,
+    model_path: Path,
+    dev: Path | None,
+    prologue: Path | None,
+    out_dir: Path,
+    dev_count: int = 3,
+    frames: Sequence[int] = (0, 60),
+    n_hints: int = DEFAULT_HINTS,
+    width: int = DEFAULT_WIDTH,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    seed: int = 0,
     note: str | None = None,
 ) -> list[tuple[Path, str]]:
     """Write the dev and prologue sheets of one model; returns [(path, encoding)]."""
@@ -270,19 +304,30 @@ def make_showcase(
     written = []
     jobs = []
     if dev is not None and dev_count > 0:
-        jobs.append(("dev", lambda: dev_examples(model, dev, dev_count, n_hints, seed=seed),
-                     f"dev images ({dev.name} split, never trained on)"))
+        jobs.append(
+            (
+                "dev",
+                lambda: dev_examples(model, dev, dev_count, n_hints, seed=seed),
+                f"dev images ({dev.name} split, never trained on)",
+            )
+        )
     if prologue is not None:
         # one sheet per frame: two tall frames with a textured paper background would not
         # fit ~300 KB at ~1000 px wide together
         for i, f in enumerate(frames):
-            jobs.append((f"prologue_{int(f):04d}",
-                         lambda i=i, f=f: prologue_examples(model, prologue, [f], n_hints,
-                                                            seed + i),
-                         f"prologue_kid frame {int(f)}"))
+            jobs.append(
+                (
+                    f"prologue_{int(f):04d}",
+                    lambda i=i, f=f: prologue_examples(model, prologue, [f], n_hints, seed + i),
+                    f"prologue_kid frame {int(f)}",
+                )
+            )
     for kind, examples, what in jobs:
-        title = f"InkHue {task} model '{model.info.name}'" + (f" ({note})" if note else "") \
+        title = (
+            f"InkHue {task} model '{model.info.name}'"
+            + (f" ({note})" if note else "")
             + f": {what}"
+        )
         sheet = compose_sheet(examples(), title, width, n_hints)
         path = out_dir / f"showcase_{task}_{kind}.png"
         written.append((path, write_sheet(path, sheet, max_bytes)))
@@ -291,20 +336,26 @@ def make_showcase(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line; returns the exit code (2 on a user error)."""
-    p = argparse.ArgumentParser(prog="python -m inkhue_training.showcase",
-                                description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="python -m inkhue_training.showcase", description=__doc__.splitlines()[0]
+    )
     p.add_argument("--grayscale-model", type=Path, default=None)
     p.add_argument("--lineart-model", type=Path, default=None)
     p.add_argument("--dev-gray", type=Path, default=None, help="grayscale dev split folder")
     p.add_argument("--dev-lineart", type=Path, default=None, help="line-art dev split folder")
-    p.add_argument("--prologue", type=Path, default=None,
-                   help="prologue_kid folder (color/, gray/, lineart/ NNNN.png)")
+    p.add_argument(
+        "--prologue",
+        type=Path,
+        default=None,
+        help="prologue_kid folder (color/, gray/, lineart/ NNNN.png)",
+    )
     p.add_argument("--dev-count", type=int, default=3, help="dev images per sheet (3)")
     p.add_argument("--prologue-frames", default="0,60", help="frame numbers (0,60)")
     p.add_argument("--hints", type=int, default=DEFAULT_HINTS, help="hints sampled (10)")
     p.add_argument("--width", type=int, default=DEFAULT_WIDTH, help="sheet width px (1000)")
-    p.add_argument("--max-bytes", type=int, default=DEFAULT_MAX_BYTES,
-                   help="largest PNG file (300000)")
+    p.add_argument(
+        "--max-bytes", type=int, default=DEFAULT_MAX_BYTES, help="largest PNG file (300000)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--note", default=None, help="shown after the model name in each title")
     p.add_argument("-o", "--output", type=Path, required=True, help="output folder")
@@ -312,19 +363,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         frames = [int(f) for f in args.prologue_frames.split(",") if f.strip()]
     except ValueError:
-        print(f"showcase: error: --prologue-frames {args.prologue_frames!r}: give numbers "
-              "like 0,60", file=sys.stderr)
+        print(
+            f"showcase: error: --prologue-frames {args.prologue_frames!r}: give numbers like 0,60",
+            file=sys.stderr,
+        )
         return 2
-    todo = [(m, d) for m, d in ((args.grayscale_model, args.dev_gray),
-                                (args.lineart_model, args.dev_lineart)) if m is not None]
+    todo = [
+        (m, d)
+        for m, d in ((args.grayscale_model, args.dev_gray), (args.lineart_model, args.dev_lineart))
+        if m is not None
+    ]
     if not todo:
         print("showcase: error: give --grayscale-model and/or --lineart-model", file=sys.stderr)
         return 2
     try:
         for model, dev in todo:
-            for path, how in make_showcase(model, dev, args.prologue, args.output,
-                                           args.dev_count, frames, args.hints, args.width,
-                                           args.max_bytes, args.seed, args.note):
+            for path, how in make_showcase(
+                model,
+                dev,
+                args.prologue,
+                args.output,
+                args.dev_count,
+                frames,
+                args.hints,
+                args.width,
+                args.max_bytes,
+                args.seed,
+                args.note,
+            ):
                 print(f"wrote {path} ({path.stat().st_size / 1000:.0f} KB, {how})")
     except InkHueError as exc:
         print(f"showcase: error: {exc}", file=sys.stderr)

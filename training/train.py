@@ -331,8 +331,11 @@ def validate(gen: nn.Module, val: ValSet, task: str, device: torch.device) -> di
             rmse_b.append(float(np.sqrt(np.mean((base_ab - truth[..., 1:]) ** 2))))
             if task == "grayscale":  # line art: the baseline has no L of its own
                 psnr_b.append(_psnr(lab_to_rgb(base), ref_rgb))
-        result[name] = {"psnr": float(np.mean(psnr)), "rmse_ab": float(np.mean(rmse)),
-                        "ciede2000": float(np.mean(de))}
+        result[name] = {
+            "psnr": float(np.mean(psnr)),
+            "rmse_ab": float(np.mean(rmse)),
+            "ciede2000": float(np.mean(de)),
+        }
         base_name = "gray" if name == "plain" else "flat_fill"
         result[name][f"{base_name}_rmse_ab"] = float(np.mean(rmse_b))
         if psnr_b:
@@ -558,8 +561,13 @@ def _train(
     )
     valset = build_valset(val_files, config) if dctx.main else None
 
-    gen_kwargs = {"task": config.task, "channels": tuple(config.channels), "n_res": config.n_res,
-                  "global_context": config.global_context, "color_head": config.color_head}
+    gen_kwargs = {
+        "task": config.task,
+        "channels": tuple(config.channels),
+        "n_res": config.n_res,
+        "global_context": config.global_context,
+        "color_head": config.color_head,
+    }
     disc_kwargs = {"task": config.task, "channels": tuple(config.d_channels)}
     G = Generator(**gen_kwargs).to(dev)
     D = Discriminator(**disc_kwargs).to(dev)

@@ -28,60 +28,133 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "frame_00000.png ...). Inputs are never overwritten; a re-run skips finished frames.",
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image, folder, glob or video")
-    p.add_argument("-o", dest="out", required=True, metavar="OUT",
-                   help="output image file, video file or folder")
-    p.add_argument("--model", "-m", default=None,
-                   help="model name or .onnx file (default: the bundled model of --task)")
-    p.add_argument("--task", choices=["grayscale", "lineart"], default=None,
-                   help="which bundled model to use when --model is not given "
-                   "(default: grayscale); with --model, checks the model's task")
-    p.add_argument("--hints", default=None, metavar="FILE|DIR",
-                   help="RGBA hint image for every frame, or a folder of per-frame hint images "
-                   "named like the frames (painted pixels are color hints)")
-    p.add_argument("--reference", "-r", action="append", default=None, metavar="KEY|DIR",
-                   help="a colored keyframe of the shot (or a model sheet), or a folder of "
-                   "them; repeatable. Each frame takes the keyframes' colors region by region "
-                   "(the model fills only what matches nothing). A keyframe named like a "
-                   "frame (same file stem) is that frame: it comes out as the artist colored it")
-    p.add_argument("--palette", default=None, metavar="FILE|none",
-                   help="lock colors to a Krita .kpl or GIMP .gpl palette; 'none' turns off "
-                   "the model's own palette (default: the model's palette, if it has one)")
-    p.add_argument("--detail", type=float, default=1.0,
-                   help="working size = model training size x DETAIL on the short side "
-                   "(default: 1.0; higher is slower, more detailed)")
-    p.add_argument("--device", "-d", default="auto", choices=DEVICES,
-                   help="where the model runs (default: auto)")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "int8", "fp16"],
-                   help="model precision: fp32, int8 (CPU; bundled for the bundled models) or "
-                   "fp16 (GPU, untested); a variant is NAME.int8.onnx / NAME.fp16.onnx beside "
-                   "the model (default: fp32)")
-    p.add_argument("--batch-size", type=int, default=4, metavar="N",
-                   help="frames per model call (default: 4)")
-    p.add_argument("--workers", type=int, default=None, metavar="N",
-                   help="threads that finish and write frames (default: up to 4)")
-    p.add_argument("--output", dest="output_kind", choices=["color", "fill"], default="color",
-                   help="'color': the finished frame; 'fill': line art's flat colors without "
-                   "the lines (default: color)")
-    p.add_argument("--no-regions", action="store_true",
-                   help="do not use the regions between lines (hint spreading, one color "
-                   "per region)")
-    p.add_argument("--no-carry", action="store_true",
-                   help="do not carry colors from the previous frame where the input did not "
-                   "change (sequences and videos); with --reference: match each frame to the "
-                   "keyframes only, not to the previous finished frame")
-    p.add_argument("--overwrite", action="store_true",
-                   help="redo frames whose output exists (default: skip them, i.e. resume)")
-    p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
-                   help="run the frames' model work on a Ray cluster (ADDRESS, e.g. "
-                   "ray://head:10001 or auto; without one: a local cluster of this machine's "
-                   "cores); reading, carry and writing stay here, outputs are the same bytes "
-                   "(needs the 'ray' extra)")
-    p.add_argument("--fail-fast", action="store_true",
-                   help="stop at the first frame that cannot be read (default: write every "
-                   "other frame, list the bad ones at the end and exit with status 1)")
-    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, metavar="N",
-                   help=f"largest frame, width x height (default: {DEFAULT_MAX_PIXELS} = "
-                   "8192 x 8192, as the server; a 20000 x 20000 frame needs ~15 GB); 0: no limit")
+    p.add_argument(
+        "-o",
+        dest="out",
+        required=True,
+        metavar="OUT",
+        help="output image file, video file or folder",
+    )
+    p.add_argument(
+        "--model",
+        "-m",
+        default=None,
+        help="model name or .onnx file (default: the bundled model of --task)",
+    )
+    p.add_argument(
+        "--task",
+        choices=["grayscale", "lineart"],
+        default=None,
+        help="which bundled model to use when --model is not given "
+        "(default: grayscale); with --model, checks the model's task",
+    )
+    p.add_argument(
+        "--hints",
+        default=None,
+        metavar="FILE|DIR",
+        help="RGBA hint image for every frame, or a folder of per-frame hint images "
+        "named like the frames (painted pixels are color hints)",
+    )
+    p.add_argument(
+        "--reference",
+        "-r",
+        action="append",
+        default=None,
+        metavar="KEY|DIR",
+        help="a colored keyframe of the shot (or a model sheet), or a folder of "
+        "them; repeatable. Each frame takes the keyframes' colors region by region "
+        "(the model fills only what matches nothing). A keyframe named like a "
+        "frame (same file stem) is that frame: it comes out as the artist colored it",
+    )
+    p.add_argument(
+        "--palette",
+        default=None,
+        metavar="FILE|none",
+        help="lock colors to a Krita .kpl or GIMP .gpl palette; 'none' turns off "
+        "the model's own palette (default: the model's palette, if it has one)",
+    )
+    p.add_argument(
+        "--detail",
+        type=float,
+        default=1.0,
+        help="working size = model training size x DETAIL on the short side "
+        "(default: 1.0; higher is slower, more detailed)",
+    )
+    p.add_argument(
+        "--device",
+        "-d",
+        default="auto",
+        choices=DEVICES,
+        help="where the model runs (default: auto)",
+    )
+    p.add_argument(
+        "--precision",
+        default="fp32",
+        choices=["fp32", "int8", "fp16"],
+        help="model precision: fp32, int8 (CPU; bundled for the bundled models) or "
+        "fp16 (GPU, untested); a variant is NAME.int8.onnx / NAME.fp16.onnx beside "
+        "the model (default: fp32)",
+    )
+    p.add_argument(
+        "--batch-size", type=int, default=4, metavar="N", help="frames per model call (default: 4)"
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="threads that finish and write frames (default: up to 4)",
+    )
+    p.add_argument(
+        "--output",
+        dest="output_kind",
+        choices=["color", "fill"],
+        default="color",
+        help="'color': the finished frame; 'fill': line art's flat colors without "
+        "the lines (default: color)",
+    )
+    p.add_argument(
+        "--no-regions",
+        action="store_true",
+        help="do not use the regions between lines (hint spreading, one color per region)",
+    )
+    p.add_argument(
+        "--no-carry",
+        action="store_true",
+        help="do not carry colors from the previous frame where the input did not "
+        "change (sequences and videos); with --reference: match each frame to the "
+        "keyframes only, not to the previous finished frame",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="redo frames whose output exists (default: skip them, i.e. resume)",
+    )
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="ADDRESS",
+        help="run the frames' model work on a Ray cluster (ADDRESS, e.g. "
+        "ray://head:10001 or auto; without one: a local cluster of this machine's "
+        "cores); reading, carry and writing stay here, outputs are the same bytes "
+        "(needs the 'ray' extra)",
+    )
+    p.add_argument(
+        "--fail-fast",
+        action="store_true",
+        help="stop at the first frame that cannot be read (default: write every "
+        "other frame, list the bad ones at the end and exit with status 1)",
+    )
+    p.add_argument(
+        "--max-pixels",
+        type=int,
+        default=DEFAULT_MAX_PIXELS,
+        metavar="N",
+        help=f"largest frame, width x height (default: {DEFAULT_MAX_PIXELS} = "
+        "8192 x 8192, as the server; a 20000 x 20000 frame needs ~15 GB); 0: no limit",
+    )
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=run)
 
@@ -114,15 +187,19 @@ def run(args: argparse.Namespace) -> int:
         from inkhue_engine.shot import load_keyframes
 
         if args.hints is not None:
-            raise InputError("--hints and --reference do not combine: paint the colors into "
-                             "a keyframe instead")
+            raise InputError(
+                "--hints and --reference do not combine: paint the colors into a keyframe instead"
+            )
         if args.ray is not None:
-            raise InputError("--ray and --reference do not combine yet: a keyframe shot runs "
-                             "its frames in order, on this machine")
+            raise InputError(
+                "--ray and --reference do not combine yet: a keyframe shot runs "
+                "its frames in order, on this machine"
+            )
         keyframes = load_keyframes(args.reference)
     palette = palette_from_arg(args.palette)
-    options = ColorizeOptions(detail=args.detail, regions=not args.no_regions,
-                              output=args.output_kind)
+    options = ColorizeOptions(
+        detail=args.detail, regions=not args.no_regions, output=args.output_kind
+    )
 
     path = precision_variant(resolve_model(args.model, args.task), args.precision)
     model = load_model(path, args.device)
@@ -138,9 +215,16 @@ def run(args: argparse.Namespace) -> int:
 
         # a shot runs its frames in order, each leaning on the previous one: it stops at
         # the first frame that cannot be read (the frames after it would lose their anchor)
-        result = colorize_shot(sources, args.out, model, keyframes, options,
-                               use_previous=not args.no_carry, overwrite=args.overwrite,
-                               progress=False if args.quiet else None)
+        result = colorize_shot(
+            sources,
+            args.out,
+            model,
+            keyframes,
+            options,
+            use_previous=not args.no_carry,
+            overwrite=args.overwrite,
+            progress=False if args.quiet else None,
+        )
     else:
         remote = None
         if args.ray is not None:
@@ -149,10 +233,19 @@ def run(args: argparse.Namespace) -> int:
             remote = RayRunner(model, options, args.batch_size, address=args.ray or None)
         try:
             result = batch.colorize_many(
-                sources, args.out, model, options, hints=args.hints,
-                batch_size=args.batch_size, workers=args.workers, carry=not args.no_carry,
-                overwrite=args.overwrite, progress=False if args.quiet else None,
-                fail_fast=args.fail_fast, max_pixels=args.max_pixels or None, remote=remote,
+                sources,
+                args.out,
+                model,
+                options,
+                hints=args.hints,
+                batch_size=args.batch_size,
+                workers=args.workers,
+                carry=not args.no_carry,
+                overwrite=args.overwrite,
+                progress=False if args.quiet else None,
+                fail_fast=args.fail_fast,
+                max_pixels=args.max_pixels or None,
+                remote=remote,
             )
         finally:
             if remote is not None:
@@ -162,16 +255,20 @@ def run(args: argparse.Namespace) -> int:
         if result.skipped:
             done += f", {result.skipped} already done (skipped; --overwrite redoes them)"
         rate = f", {result.fps:.2f} frames/s" if result.written else ""
-        print(f"{done} in {result.seconds:.1f} s{rate} on {model.device} -> {result.output}",
-              file=sys.stdout)
+        print(
+            f"{done} in {result.seconds:.1f} s{rate} on {model.device} -> {result.output}",
+            file=sys.stdout,
+        )
     if result.failed:
         for line in result.failed:
             print(f"inkhue: error: {line}", file=sys.stderr)
         if result.written or result.skipped or len(result.failed) > 1:
-            print(f"inkhue: error: {len(result.failed)} frame(s) failed, listed above; the "
-                  f"other {result.written + result.skipped} are written: fix the bad ones "
-                  f"and run the same command again (it skips finished frames)",
-                  file=sys.stderr)
+            print(
+                f"inkhue: error: {len(result.failed)} frame(s) failed, listed above; the "
+                f"other {result.written + result.skipped} are written: fix the bad ones "
+                f"and run the same command again (it skips finished frames)",
+                file=sys.stderr,
+            )
         return EXIT_SOME_FAILED
     return 0
 

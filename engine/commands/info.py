@@ -13,11 +13,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Show the InkHue and ONNX Runtime versions, the execution provider that "
         "really runs on the chosen device (by loading a model), and the models found.",
     )
-    p.add_argument("--model", "-m", default=None,
-                   help="model name or .onnx file to load (default: the bundled grayscale model)")
-    p.add_argument("--device", "-d", default="auto",
-                   choices=["auto", "cpu", "cuda", "tensorrt", "directml", "coreml"],
-                   help="device to try (default: auto)")
+    p.add_argument(
+        "--model",
+        "-m",
+        default=None,
+        help="model name or .onnx file to load (default: the bundled grayscale model)",
+    )
+    p.add_argument(
+        "--device",
+        "-d",
+        default="auto",
+        choices=["auto", "cpu", "cuda", "tensorrt", "directml", "coreml"],
+        help="device to try (default: auto)",
+    )
     p.set_defaults(func=run)
 
 
@@ -50,8 +58,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"device {args.device}: not checked ({exc})")
     if path is not None:
         model = load_model(path, args.device)
-        print(f"device {args.device}: runs on {', '.join(model.providers)} "
-              f"(model {model.info.name!r}, {path})")
+        print(
+            f"device {args.device}: runs on {', '.join(model.providers)} "
+            f"(model {model.info.name!r}, {path})"
+        )
     print(f"bundled models: {bundled_models_dir()}")
     print(f"user models:    {user_models_dir()}")
     if not models:

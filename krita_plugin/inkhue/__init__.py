@@ -82,12 +82,12 @@ def _register() -> None:
     position = getattr(DockWidgetFactoryBase, "DockPosition", DockWidgetFactoryBase)
     app = Krita.instance()
     app.addExtension(InkHueExtension(app))
-    app.addDockWidgetFactory(
-        DockWidgetFactory("inkhue_docker", position.DockRight, InkHueDocker)
-    )
+    app.addDockWidgetFactory(DockWidgetFactory("inkhue_docker", position.DockRight, InkHueDocker))
 
 
-if krita is not None and callable(getattr(krita, "qVersion", None)) and hasattr(
-    krita, "DockWidgetFactory"
+if (
+    krita is not None
+    and callable(getattr(krita, "qVersion", None))
+    and hasattr(krita, "DockWidgetFactory")
 ):
     _register()

@@ -66,8 +66,8 @@ class ColorizeOptions:
         q["regions"] = "true" if self.regions else "false"
         q["output"] = self.output
         if self.palette is not None:
-            q["palette"] = self.palette if isinstance(self.palette, str) else json.dumps(
-                list(self.palette)
+            q["palette"] = (
+                self.palette if isinstance(self.palette, str) else json.dumps(list(self.palette))
             )
         return q
 
@@ -83,9 +83,7 @@ class ColorizeOptions:
         if self.task:
             body["task"] = self.task
         if self.palette is not None:
-            body["palette"] = self.palette if isinstance(self.palette, str) else list(
-                self.palette
-            )
+            body["palette"] = self.palette if isinstance(self.palette, str) else list(self.palette)
         return body
 
 
@@ -107,8 +105,7 @@ class Call:
 def not_running_message(base_url: str) -> str:
     """The line shown when nothing listens at the engine's address."""
     return (
-        f"The InkHue engine is not running at {base_url}: "
-        "click Start engine or run `inkhue serve`"
+        f"The InkHue engine is not running at {base_url}: click Start engine or run `inkhue serve`"
     )
 
 
@@ -219,8 +216,7 @@ class EngineClient(QtCore.QObject):
 
     def health(self, callback: Callable[[Result], None]) -> Call:
         """``GET /health`` -> ``{"status", "version", "provider", "models"}``."""
-        return self._send("GET", "/health", callback, json_answer=True,
-                          timeout_ms=5_000)
+        return self._send("GET", "/health", callback, json_answer=True, timeout_ms=5_000)
 
     def models(self, callback: Callable[[Result], None]) -> Call:
         """``GET /models`` -> list of model descriptions (re-scanned by the server)."""
@@ -249,8 +245,15 @@ class EngineClient(QtCore.QObject):
                     result = Result(False, result.status, result.data, problem, result.headers)
             callback(result)
 
-        return self._send("POST", "/colorize", check, query=query, body=body,
-                          content_type=content_type, timeout_ms=self.LONG_TIMEOUT_MS)
+        return self._send(
+            "POST",
+            "/colorize",
+            check,
+            query=query,
+            body=body,
+            content_type=content_type,
+            timeout_ms=self.LONG_TIMEOUT_MS,
+        )
 
     def create_job(
         self,
@@ -262,24 +265,45 @@ class EngineClient(QtCore.QObject):
         """``POST /jobs`` -> ``{"id", "state"}``."""
         body = {**options.job_fields(), "frame_count": int(frame_count)}
         body.update(
-            width=layout.width, height=layout.height, channels=layout.channels,
-            depth=layout.depth, order=layout.order,
+            width=layout.width,
+            height=layout.height,
+            channels=layout.channels,
+            depth=layout.depth,
+            order=layout.order,
         )
-        return self._send("POST", "/jobs", callback, body=json.dumps(body).encode(),
-                          content_type="application/json", json_answer=True)
+        return self._send(
+            "POST",
+            "/jobs",
+            callback,
+            body=json.dumps(body).encode(),
+            content_type="application/json",
+            json_answer=True,
+        )
 
-    def upload_frame(self, job_id: str, index: int, data: bytes,
-                     callback: Callable[[Result], None]) -> Call:
+    def upload_frame(
+        self, job_id: str, index: int, data: bytes, callback: Callable[[Result], None]
+    ) -> Call:
         """``PUT /jobs/{id}/frames/{i}`` (the job starts when every frame is in)."""
-        return self._send("PUT", f"/jobs/{quote(job_id)}/frames/{index}", callback, body=data,
-                          content_type="application/octet-stream",
-                          timeout_ms=self.LONG_TIMEOUT_MS)
+        return self._send(
+            "PUT",
+            f"/jobs/{quote(job_id)}/frames/{index}",
+            callback,
+            body=data,
+            content_type="application/octet-stream",
+            timeout_ms=self.LONG_TIMEOUT_MS,
+        )
 
-    def upload_hints(self, job_id: str, index: int, data: bytes,
-                     callback: Callable[[Result], None]) -> Call:
+    def upload_hints(
+        self, job_id: str, index: int, data: bytes, callback: Callable[[Result], None]
+    ) -> Call:
         """``PUT /jobs/{id}/hints/{i}`` (before frame i)."""
-        return self._send("PUT", f"/jobs/{quote(job_id)}/hints/{index}", callback, body=data,
-                          content_type="application/octet-stream")
+        return self._send(
+            "PUT",
+            f"/jobs/{quote(job_id)}/hints/{index}",
+            callback,
+            body=data,
+            content_type="application/octet-stream",
+        )
 
     def job_status(self, job_id: str, callback: Callable[[Result], None]) -> Call:
         """``GET /jobs/{id}`` -> ``{"state", "done", "total", "error"}``."""
@@ -287,37 +311,56 @@ class EngineClient(QtCore.QObject):
 
     def job_frame(self, job_id: str, index: int, callback: Callable[[Result], None]) -> Call:
         """``GET /jobs/{id}/frames/{i}``: result frame i."""
-        return self._send("GET", f"/jobs/{quote(job_id)}/frames/{index}", callback,
-                          timeout_ms=self.LONG_TIMEOUT_MS)
+        return self._send(
+            "GET",
+            f"/jobs/{quote(job_id)}/frames/{index}",
+            callback,
+            timeout_ms=self.LONG_TIMEOUT_MS,
+        )
 
     def cancel_job(self, job_id: str, callback: Callable[[Result], None] | None = None) -> Call:
         """``DELETE /jobs/{id}``: cancel (or forget a finished job)."""
-        return self._send("DELETE", f"/jobs/{quote(job_id)}", callback or (lambda r: None),
-                          json_answer=False)
+        return self._send(
+            "DELETE", f"/jobs/{quote(job_id)}", callback or (lambda r: None), json_answer=False
+        )
 
     def train_info(self, callback: Callable[[Result], None]) -> Call:
         """``GET /train`` -> ``{"available", "error", "bases", "defaults", "jobs"}``."""
         return self._send("GET", "/train", callback, json_answer=True)
 
-    def start_training(self, frames: list[tuple[str, bytes]], options: dict[str, Any],
-                       callback: Callable[[Result], None]) -> Call:
+    def start_training(
+        self,
+        frames: list[tuple[str, bytes]],
+        options: dict[str, Any],
+        callback: Callable[[Result], None],
+    ) -> Call:
         """``POST /train``: ``(file name, PNG bytes)`` frames + JSON options -> the status."""
         parts = [FormPart("frames", data, filename, "image/png") for filename, data in frames]
-        parts.append(FormPart("options", json.dumps(options).encode("utf-8"), None,
-                              "application/json"))
+        parts.append(
+            FormPart("options", json.dumps(options).encode("utf-8"), None, "application/json")
+        )
         body, content_type = form_data_body(parts)
-        return self._send("POST", "/train", callback, body=body, content_type=content_type,
-                          json_answer=True, timeout_ms=self.LONG_TIMEOUT_MS)
+        return self._send(
+            "POST",
+            "/train",
+            callback,
+            body=body,
+            content_type=content_type,
+            json_answer=True,
+            timeout_ms=self.LONG_TIMEOUT_MS,
+        )
 
     def train_status(self, job_id: str, callback: Callable[[Result], None]) -> Call:
         """``GET /train/{id}`` -> the fine-tuning's status."""
         return self._send("GET", f"/train/{quote(job_id)}", callback, json_answer=True)
 
-    def cancel_training(self, job_id: str,
-                        callback: Callable[[Result], None] | None = None) -> Call:
+    def cancel_training(
+        self, job_id: str, callback: Callable[[Result], None] | None = None
+    ) -> Call:
         """``DELETE /train/{id}``: cancel a running fine-tuning (or forget a finished one)."""
-        return self._send("DELETE", f"/train/{quote(job_id)}", callback or (lambda r: None),
-                          json_answer=True)
+        return self._send(
+            "DELETE", f"/train/{quote(job_id)}", callback or (lambda r: None), json_answer=True
+        )
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -381,8 +424,9 @@ class EngineClient(QtCore.QObject):
         if status == 0:
             return Result(False, 0, b"", self._network_error(reply), headers)
         if not 200 <= status < 300:
-            return Result(False, status, data, self._http_error(status, data, method, path),
-                          headers)
+            return Result(
+                False, status, data, self._http_error(status, data, method, path), headers
+            )
         result = Result(True, status, data, "", headers)
         if json_answer:
             try:
@@ -410,9 +454,7 @@ class EngineClient(QtCore.QObject):
                 f"The InkHue engine at {self.base_url} stopped answering (timed out): "
                 "check the engine's log, or try a smaller frame or detail"
             )
-        return (
-            f"Could not reach the InkHue engine at {self.base_url}: {reply.errorString()}"
-        )
+        return f"Could not reach the InkHue engine at {self.base_url}: {reply.errorString()}"
 
     def _http_error(self, status: int, data: bytes, method: str, path: str) -> str:
         try:
@@ -472,9 +514,7 @@ class AnimationJob(QtCore.QObject):
 
     def start(self) -> None:
         self.progress.emit(0, self.total, "Starting the job")
-        self._call = self.client.create_job(
-            self.options, self.layout, self.total, self._created
-        )
+        self._call = self.client.create_job(self.options, self.layout, self.total, self._created)
 
     def cancel(self) -> None:
         """Stop the job (the engine drops it); emits ``cancelled`` once the engine knows."""
@@ -523,8 +563,7 @@ class AnimationJob(QtCore.QObject):
             self.progress.emit(0, self.total, "Colorizing")
             self._timer.start(self.POLL_MS)
             return
-        self.progress.emit(index, self.total, f"Reading and sending frame {index + 1}/"
-                           f"{self.total}")
+        self.progress.emit(index, self.total, f"Reading and sending frame {index + 1}/{self.total}")
         if self._over:  # cancelled meanwhile (e.g. from a progress handler)
             return
         try:  # frames (and hints) may be read only now, one per upload
@@ -670,8 +709,12 @@ class TrainingJob(QtCore.QObject):
                 # The upload may have been complete: stop a fine-tuning it started.
                 info = result.value if result.ok and isinstance(result.value, dict) else {}
                 for status in info.get("jobs") or []:
-                    if (isinstance(status, dict) and status.get("state") == "running"
-                            and status.get("name") == name and status.get("id")):
+                    if (
+                        isinstance(status, dict)
+                        and status.get("state") == "running"
+                        and status.get("name") == name
+                        and status.get("id")
+                    ):
                         client.cancel_training(str(status["id"]))
 
             client.train_info(forget)
@@ -725,8 +768,10 @@ class TrainingJob(QtCore.QObject):
             self.progress.emit(total, total, "Done")
             self.finished.emit(status)
         elif state == "failed":
-            self._fail(status.get("error") or "The fine-tuning failed (no reason given): see "
-                       "the engine's log")
+            self._fail(
+                status.get("error")
+                or "The fine-tuning failed (no reason given): see the engine's log"
+            )
         elif state == "cancelled" and phase == "finished":
             self._over = True
             self.cancelled.emit()

@@ -18,8 +18,10 @@ from .training import BASE_LABELS, held_out_text
 
 Qt = QtCore.Qt
 NO_HINTS = ""
-TRAIN_SOURCE_LABELS = ((TRAIN_SOURCE_ANIMATION, "Current animation range"),
-                       (TRAIN_SOURCE_DOCUMENTS, "Open documents"))
+TRAIN_SOURCE_LABELS = (
+    (TRAIN_SOURCE_ANIMATION, "Current animation range"),
+    (TRAIN_SOURCE_DOCUMENTS, "Open documents"),
+)
 
 
 def swatch_pixmap(colors: list[str], size: int = 12, most: int = 16):
@@ -39,8 +41,10 @@ def palette_tooltip(info: dict) -> str:
     palette = info.get("palette") or []
     if not palette:
         return f"{info.get('name')}: no palette of its own"
-    return (f"{info.get('name')}: palette of {len(palette)} colours ({' '.join(palette)}); "
-            "the palette lock uses it unless Palette is set to another or No palette")
+    return (
+        f"{info.get('name')}: palette of {len(palette)} colours ({' '.join(palette)}); "
+        "the palette lock uses it unless Palette is set to another or No palette"
+    )
 
 
 class InkHuePanel(QtWidgets.QWidget):
@@ -82,9 +86,7 @@ class InkHuePanel(QtWidgets.QWidget):
         self.settings_button = self._named(QtWidgets.QToolButton(), "inkhue_engine_settings")
         self.settings_button.setText("Engine settings")
         self.settings_button.setCheckable(True)
-        self.settings_button.setToolButtonStyle(
-            Qt.ToolButtonStyle.ToolButtonTextBesideIcon
-        )
+        self.settings_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
         self.settings_button.setArrowType(Qt.ArrowType.RightArrow)
         root.addWidget(self.settings_button)
         self.engine_box = QtWidgets.QWidget()
@@ -200,8 +202,7 @@ class InkHuePanel(QtWidgets.QWidget):
         box.setContentsMargins(12, 0, 0, 0)
         self.train_reason = self._named(QtWidgets.QLabel(), "inkhue_train_reason")
         self.train_reason.setWordWrap(True)
-        self.train_reason.setTextInteractionFlags(
-            Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.train_reason.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         box.addWidget(self.train_reason)
         self.train_form = self._named(QtWidgets.QWidget(), "inkhue_train_form")
         box.addWidget(self.train_form)
@@ -213,8 +214,7 @@ class InkHuePanel(QtWidgets.QWidget):
         self.train_name.setPlaceholderText("name of the new model, e.g. studio-colours")
         form.addRow("Name", self.train_name)
         self.train_base = self._named(QtWidgets.QComboBox(), "inkhue_train_base")
-        self.train_base.setToolTip("The shipped model to start from: grayscale frames or "
-                                   "line art")
+        self.train_base.setToolTip("The shipped model to start from: grayscale frames or line art")
         form.addRow("Base", self.train_base)
         self.train_source = self._named(QtWidgets.QComboBox(), "inkhue_train_source")
         for source, label in TRAIN_SOURCE_LABELS:
@@ -230,17 +230,21 @@ class InkHuePanel(QtWidgets.QWidget):
         self.train_steps = self._named(QtWidgets.QSpinBox(), "inkhue_train_steps")
         self.train_steps.setRange(1, 100_000)
         self.train_steps.setValue(self.model.trainer.default_steps)
-        self.train_steps.setToolTip("Training steps: more learns more of the frames and "
-                                    "takes longer")
+        self.train_steps.setToolTip(
+            "Training steps: more learns more of the frames and takes longer"
+        )
         form.addRow("Steps", self.train_steps)
         layout.addLayout(form)
         buttons = QtWidgets.QHBoxLayout()
-        self.train_export = self._named(QtWidgets.QPushButton("Export dataset\u2026"),
-                                        "inkhue_train_export")
-        self.train_export.setToolTip("Write the frames as PNG files into a folder, for "
-                                     "`inkhue finetune --data FOLDER`")
-        self.train_start = self._named(QtWidgets.QPushButton("Start training"),
-                                       "inkhue_train_start")
+        self.train_export = self._named(
+            QtWidgets.QPushButton("Export dataset\u2026"), "inkhue_train_export"
+        )
+        self.train_export.setToolTip(
+            "Write the frames as PNG files into a folder, for `inkhue finetune --data FOLDER`"
+        )
+        self.train_start = self._named(
+            QtWidgets.QPushButton("Start training"), "inkhue_train_start"
+        )
         buttons.addWidget(self.train_export)
         buttons.addWidget(self.train_start)
         layout.addLayout(buttons)
@@ -253,8 +257,7 @@ class InkHuePanel(QtWidgets.QWidget):
         layout.addLayout(progress_row)
         self.train_result = self._named(QtWidgets.QLabel(), "inkhue_train_result")
         self.train_result.setWordWrap(True)
-        self.train_result.setTextInteractionFlags(
-            Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.train_result.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         layout.addWidget(self.train_result)
         self.train_swatches = self._named(QtWidgets.QLabel(), "inkhue_train_swatches")
         layout.addWidget(self.train_swatches)
@@ -284,8 +287,9 @@ class InkHuePanel(QtWidgets.QWidget):
         self.discard_button.clicked.connect(m.discard_result)
         self.settings_button.toggled.connect(self._toggle_settings)
         # The choices: two-way bindings to the model's declared properties.
-        bind(self.model_combo, m, "chosen_model",
-             on_change=lambda _name: self._show_model_palette())
+        bind(
+            self.model_combo, m, "chosen_model", on_change=lambda _name: self._show_model_palette()
+        )
         bind(self.hint_combo, m, "hint_layer")
         bind(self.palette_combo, m, "palette")
         bind(self.detail_spin, m, "detail")
@@ -307,8 +311,9 @@ class InkHuePanel(QtWidgets.QWidget):
     # -- user actions ------------------------------------------------------------------------
 
     def _server_edited(self) -> None:
-        self.model.set_server(self.url_edit.text(), self.token_edit.text(),
-                              self.command_edit.text())
+        self.model.set_server(
+            self.url_edit.text(), self.token_edit.text(), self.command_edit.text()
+        )
 
     def _connect_clicked(self) -> None:
         self._server_edited()
@@ -330,13 +335,14 @@ class InkHuePanel(QtWidgets.QWidget):
 
     def _toggle_train(self, shown: bool) -> None:
         self.train_box.setVisible(shown)
-        self.train_button.setArrowType(
-            Qt.ArrowType.DownArrow if shown else Qt.ArrowType.RightArrow
-        )
+        self.train_button.setArrowType(Qt.ArrowType.DownArrow if shown else Qt.ArrowType.RightArrow)
 
     def _train_choices(self) -> tuple[str, str, str]:
-        return (self.train_name.text(), self.train_base.currentData() or "grayscale",
-                self.train_source.currentData() or TRAIN_SOURCE_ANIMATION)
+        return (
+            self.train_name.text(),
+            self.train_base.currentData() or "grayscale",
+            self.train_source.currentData() or TRAIN_SOURCE_ANIMATION,
+        )
 
     def _train_choices_edited(self, *_args) -> None:
         self.model.set_train_choices(*self._train_choices())
@@ -349,7 +355,8 @@ class InkHuePanel(QtWidgets.QWidget):
     def ask_export_folder(self) -> str:
         """The folder the user picks for Export dataset ("" = cancelled)."""
         return QtWidgets.QFileDialog.getExistingDirectory(
-            self, "Export the training frames into a folder")
+            self, "Export the training frames into a folder"
+        )
 
     def _train_export_clicked(self) -> None:
         name, base, source = self._train_choices()
@@ -387,8 +394,7 @@ class InkHuePanel(QtWidgets.QWidget):
                 else:
                     combo.addItem(label, data)
                 if len(extra) > 1 and extra[1]:
-                    combo.setItemData(combo.count() - 1, extra[1],
-                                      Qt.ItemDataRole.ToolTipRole)
+                    combo.setItemData(combo.count() - 1, extra[1], Qt.ItemDataRole.ToolTipRole)
             index = combo.findData(current)
             combo.setCurrentIndex(index if index >= 0 else 0)
         finally:
@@ -396,8 +402,12 @@ class InkHuePanel(QtWidgets.QWidget):
 
     def _on_models(self) -> None:
         items = [
-            (f"{m['name']} ({m.get('task', '?')})", m["name"],
-             swatch_pixmap(m["palette"]) if m.get("palette") else None, palette_tooltip(m))
+            (
+                f"{m['name']} ({m.get('task', '?')})",
+                m["name"],
+                swatch_pixmap(m["palette"]) if m.get("palette") else None,
+                palette_tooltip(m),
+            )
             for m in self.model.models
         ]
         if not items:
@@ -415,20 +425,30 @@ class InkHuePanel(QtWidgets.QWidget):
         info = self.model.selected_model() or {}
         palette = info.get("palette") or []
         self.palette_combo.setItemIcon(
-            index, QtGui.QIcon(swatch_pixmap(palette)) if palette else QtGui.QIcon())
+            index, QtGui.QIcon(swatch_pixmap(palette)) if palette else QtGui.QIcon()
+        )
         self.palette_combo.setItemText(
-            index, f"Model's palette ({len(palette)} colours)" if palette else "Model's palette")
+            index, f"Model's palette ({len(palette)} colours)" if palette else "Model's palette"
+        )
         self.palette_combo.setItemData(
-            index, palette_tooltip(info) if info else "The model's own palette, if it has one",
-            Qt.ItemDataRole.ToolTipRole)
+            index,
+            palette_tooltip(info) if info else "The model's own palette, if it has one",
+            Qt.ItemDataRole.ToolTipRole,
+        )
 
     def _on_sources(self) -> None:
         m = self.model
-        self._fill(self.hint_combo, [("(no hints)", NO_HINTS)]
-                   + [(n, n) for n in m.layer_names], m.hint_layer)
-        self._fill(self.palette_combo, [("Model's palette", PALETTE_MODEL),
-                                        ("No palette", PALETTE_NONE)]
-                   + [(n, n) for n in m.palette_names], m.palette)
+        self._fill(
+            self.hint_combo,
+            [("(no hints)", NO_HINTS)] + [(n, n) for n in m.layer_names],
+            m.hint_layer,
+        )
+        self._fill(
+            self.palette_combo,
+            [("Model's palette", PALETTE_MODEL), ("No palette", PALETTE_NONE)]
+            + [(n, n) for n in m.palette_names],
+            m.palette,
+        )
         chosen = m.selected_model()  # the active document's model
         if chosen:
             show_value(self.model_combo, chosen["name"])
@@ -458,11 +478,18 @@ class InkHuePanel(QtWidgets.QWidget):
         self.train_reason.setText(t.reason if not t.available else "")
         self.train_reason.setVisible(not t.available)
         self.train_form.setVisible(bool(t.available) or running)
-        bases = [(BASE_LABELS.get(b["name"], b["name"]), b["name"], None,
-                  f"{b['name']} base, training crop {t.crop_size(b['name'])} px")
-                 for b in t.installed_bases]
+        bases = [
+            (
+                BASE_LABELS.get(b["name"], b["name"]),
+                b["name"],
+                None,
+                f"{b['name']} base, training crop {t.crop_size(b['name'])} px",
+            )
+            for b in t.installed_bases
+        ]
         if [self.train_base.itemData(i) for i in range(self.train_base.count())] != [
-                b[1] for b in bases]:
+            b[1] for b in bases
+        ]:
             self._fill(self.train_base, bases, self.model.settings.train_base)
         if t.defaults and not self._steps_from_engine:
             self.train_steps.setValue(t.default_steps)  # once: later edits are the user's
@@ -482,7 +509,8 @@ class InkHuePanel(QtWidgets.QWidget):
             check = held_out_text(result.get("held_out_check"))
             self.train_result.setText(
                 f"Model '{result.get('model')}' is ready. {check}."
-                + (f" Studio palette ({len(palette)} colours):" if palette else ""))
+                + (f" Studio palette ({len(palette)} colours):" if palette else "")
+            )
             if palette:
                 self.train_swatches.setPixmap(swatch_pixmap(palette, size=16))
                 self.train_swatches.setToolTip(" ".join(palette))

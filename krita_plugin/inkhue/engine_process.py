@@ -159,9 +159,10 @@ class EngineProcess(QtCore.QObject):
         if self._ready:
             self._ready = False
             tail = self.log_tail(5)
-            self.stopped.emit(f"The engine started from this panel exited (code {code}): "
-                              "click Start engine to run it again"
-                              + (f"\nEngine output:\n{tail}" if tail else ""))
+            self.stopped.emit(
+                f"The engine started from this panel exited (code {code}): "
+                "click Start engine to run it again" + (f"\nEngine output:\n{tail}" if tail else "")
+            )
             return
         self._fail(f"The engine command `{self._command}` exited with code {code}")
 

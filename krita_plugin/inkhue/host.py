@@ -91,8 +91,9 @@ class Host:
         """The current frame of the source layer (selection only, if any) and its hints."""
         raise NotImplementedError
 
-    def insert_frame(self, request: FrameRequest, result: bytes, layout: FrameLayout,
-                     model_name: str, task: str) -> str:
+    def insert_frame(
+        self, request: FrameRequest, result: bytes, layout: FrameLayout, model_name: str, task: str
+    ) -> str:
         """Put a colorized frame into a NEW layer; returns the new layer's name."""
         raise NotImplementedError
 

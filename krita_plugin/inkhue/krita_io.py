@@ -145,8 +145,14 @@ class KritaHost(Host):
 
     STEP_MS = 50
 
-    def __init__(self, app, document=None, source=None, palette_class=None,
-                 later: Callable[[int, Callable[[], None]], None] | None = None) -> None:
+    def __init__(
+        self,
+        app,
+        document=None,
+        source=None,
+        palette_class=None,
+        later: Callable[[int, Callable[[], None]], None] | None = None,
+    ) -> None:
         self.app = app
         self._document = document
         self._source = source
@@ -156,6 +162,7 @@ class KritaHost(Host):
 
             def later(ms, fn):
                 QtCore.QTimer.singleShot(ms, fn)
+
         self._later = later
 
     # -- what to read ------------------------------------------------------------------------
@@ -169,12 +176,12 @@ class KritaHost(Host):
     def source_node(self, doc):
         node = self._source or doc.activeNode()
         if node is None:
-            raise PluginError(f"No layer is selected in '{document_name(doc)}': select the "
-                              "layer to colorize")
+            raise PluginError(
+                f"No layer is selected in '{document_name(doc)}': select the layer to colorize"
+            )
         if node.type().endswith("mask"):
             raise PluginError(
-                f"'{node.name()}' in '{document_name(doc)}' is a mask: select the layer to "
-                "colorize"
+                f"'{node.name()}' in '{document_name(doc)}' is a mask: select the layer to colorize"
             )
         if node.name().startswith(LAYER_PREFIX):
             # Colorizing a result again would stack a second result on the first.
@@ -279,12 +286,14 @@ class KritaHost(Host):
         depth = KRITA_DEPTHS[node.colorDepth()]
         animated = time is not None and node.animated()
         data = self._pixels(node, x, y, w, h, time if animated else None)
-        data = self._to_engine(data, w, h, node.colorModel(), node.colorDepth(),
-                               node.colorProfile())
+        data = self._to_engine(
+            data, w, h, node.colorModel(), node.colorDepth(), node.colorProfile()
+        )
         return to_rgba8(data, FrameLayout(w, h, 4, depth, krita_rgba_order(depth)), order)
 
-    def _to_engine(self, data: bytes, w: int, h: int, model: str, depth: str,
-                   profile: str) -> bytes:
+    def _to_engine(
+        self, data: bytes, w: int, h: int, model: str, depth: str, profile: str
+    ) -> bytes:
         """Pixels as the engine reads them: sRGB-encoded. A linear-light layer (Krita's
         default for 16-bit and float) read as sRGB gives darker, duller colours."""
         if not is_linear_profile(profile):
@@ -299,15 +308,17 @@ class KritaHost(Host):
         if doc.colorModel() == "GRAYA":
             # A colour layer in a grayscale image is shown gray: the colours would be there
             # but the artist could not see them.
-            check_color_space(f"Document '{document_name(doc)}'", doc.colorModel(),
-                              doc.colorDepth())
+            check_color_space(
+                f"Document '{document_name(doc)}'", doc.colorModel(), doc.colorDepth()
+            )
             depth = doc.colorDepth()
             raise PluginError(
                 f"Document '{document_name(doc)}' is grayscale (GRAYA {depth}): Krita would "
                 f"show the colours gray. Click 'Convert to RGB and colorize' (converts the "
                 f"image to RGB/Alpha {depth}, one Edit > Undo takes it back), or use "
                 "Image > Convert Image Color Space",
-                fix=("Convert to RGB and colorize", lambda: self.convert_to_rgb(doc)))
+                fix=("Convert to RGB and colorize", lambda: self.convert_to_rgb(doc)),
+            )
         channels, depth = frame_format(doc, node)
         area = self._area(doc)
         x, y, w, h, _mask = area
@@ -319,8 +330,14 @@ class KritaHost(Host):
 
     def _source_pixels(self, node, context: dict[str, Any], time: int | None) -> bytes:
         x, y, w, h, _mask = context["area"]
-        return self._to_engine(self._pixels(node, x, y, w, h, time), w, h, node.colorModel(),
-                               node.colorDepth(), node.colorProfile())
+        return self._to_engine(
+            self._pixels(node, x, y, w, h, time),
+            w,
+            h,
+            node.colorModel(),
+            node.colorDepth(),
+            node.colorProfile(),
+        )
 
     def _engine_frame(self, data: bytes, layout: FrameLayout, task: str) -> bytes:
         # Line art on a transparent layer is lines on paper: the engine sees white paper
@@ -352,8 +369,10 @@ class KritaHost(Host):
         hints = None
         if hint_node is not None:
             if hint_node.animated():
-                hints = [lambda t=t: self._hints(hint_node, layout.order, context["area"], t)
-                         for t in times]
+                hints = [
+                    lambda t=t: self._hints(hint_node, layout.order, context["area"], t)
+                    for t in times
+                ]
             else:
                 same = self._hints(hint_node, layout.order, context["area"], None)
                 hints = [same] * len(times)
@@ -364,8 +383,10 @@ class KritaHost(Host):
         if layer is None or not self._is_open(doc.rootNode().uniqueId()):
             raise PluginError("The result's document is not open any more")
         if not any(same_node(n, layer) for n in all_nodes(doc.rootNode())):
-            raise PluginError(f"The layer '{layer.name()}' is not in "
-                              f"'{document_name(doc)}' any more (deleted already?)")
+            raise PluginError(
+                f"The layer '{layer.name()}' is not in "
+                f"'{document_name(doc)}' any more (deleted already?)"
+            )
         layer.remove()
         doc.refreshProjection()
 
@@ -377,16 +398,21 @@ class KritaHost(Host):
         doc.setColorSpace("RGBA", depth, profile)
         doc.waitForDone()
         if doc.colorModel() != "RGBA":
-            raise PluginError(f"Krita could not convert '{document_name(doc)}' to RGB/Alpha "
-                              f"{depth}: use Image > Convert Image Color Space")
+            raise PluginError(
+                f"Krita could not convert '{document_name(doc)}' to RGB/Alpha "
+                f"{depth}: use Image > Convert Image Color Space"
+            )
         doc.refreshProjection()
-        return (f"Converted '{document_name(doc)}' to RGB/Alpha ({depth}, {profile}) so the "
-                "colours show; Edit > Undo takes it back")
+        return (
+            f"Converted '{document_name(doc)}' to RGB/Alpha ({depth}, {profile}) so the "
+            "colours show; Edit > Undo takes it back"
+        )
 
     # -- what to write -----------------------------------------------------------------------
 
-    def _new_layer(self, context: dict[str, Any], layout: FrameLayout, model_name: str,
-                   task: str) -> tuple[Any, str]:
+    def _new_layer(
+        self, context: dict[str, Any], layout: FrameLayout, model_name: str, task: str
+    ) -> tuple[Any, str]:
         """Create the result layer, in the right colour space, at the right place."""
         doc, source = context["doc"], context["node"]
         name = unique_layer_name(doc, LAYER_PREFIX + model_name)
@@ -397,7 +423,9 @@ class KritaHost(Host):
         else:  # a gray source: same transfer curve, sRGB primaries
             profile = SRGB_LINEAR_PROFILE if "g10" in source.colorProfile() else SRGB_PROFILE
         if (layer.colorModel(), layer.colorDepth(), layer.colorProfile()) != (
-            "RGBA", depth, profile
+            "RGBA",
+            depth,
+            profile,
         ) and not layer.setColorSpace("RGBA", depth, profile):
             raise PluginError(
                 f"Krita could not make an RGBA {depth} layer with profile {profile} in "
@@ -429,8 +457,9 @@ class KritaHost(Host):
         mask = context["area"][4]
         return clear_unselected(data, layout, mask) if mask is not None else data
 
-    def insert_frame(self, request: FrameRequest, result: bytes, layout: FrameLayout,
-                     model_name: str, task: str) -> str:
+    def insert_frame(
+        self, request: FrameRequest, result: bytes, layout: FrameLayout, model_name: str, task: str
+    ) -> str:
         context = request.context
         layer, name = self._new_layer(context, layout, model_name, task)
         x, y, w, h, _mask = context["area"]
@@ -449,11 +478,16 @@ class KritaHost(Host):
         self._later(self.STEP_MS, activate_source)
         return name
 
-    def insert_animation(self, request: AnimationRequest, results: list[bytes],
-                         layout: FrameLayout, model_name: str, task: str,
-                         done: Callable[[str, str], None],
-                         progress: Callable[[int, int, str], None] | None = None,
-                         ) -> KeyframeInsertion:
+    def insert_animation(
+        self,
+        request: AnimationRequest,
+        results: list[bytes],
+        layout: FrameLayout,
+        model_name: str,
+        task: str,
+        done: Callable[[str, str], None],
+        progress: Callable[[int, int, str], None] | None = None,
+    ) -> KeyframeInsertion:
         if len(results) > len(request.times):
             raise PluginError(
                 f"The engine gave {len(results)} frames for {len(request.times)} keyframes"
@@ -470,8 +504,9 @@ class KritaHost(Host):
                 f"'{document_name(doc)}' is not the active document any more: switch back "
                 "to it and colorize again"
             )
-        insertion = KeyframeInsertion(self, request, results, layout, model_name, task,
-                                      action, done, progress)
+        insertion = KeyframeInsertion(
+            self, request, results, layout, model_name, task, action, done, progress
+        )
         insertion.start()
         return insertion
 
@@ -517,8 +552,9 @@ class KritaHost(Host):
         node = self.source_node(doc)
         name = document_name(doc)
         check_training_color(f"Document '{name}'", doc.colorModel(), doc.colorDepth())
-        check_training_color(f"Layer '{node.name()}' of '{name}'", node.colorModel(),
-                             node.colorDepth())
+        check_training_color(
+            f"Layer '{node.name()}' of '{name}'", node.colorModel(), node.colorDepth()
+        )
         start, end = doc.playBackStartTime(), doc.playBackEndTime()
         stem = file_stem(name)
         w, h = doc.width(), doc.height()
@@ -533,9 +569,17 @@ class KritaHost(Host):
                 )
             for t in times:
                 read = self._rgba8_reader(
-                    doc, profile, lambda t=t: bytes(node.pixelDataAtTime(0, 0, w, h, t)))
-                frames.append(TrainingFrame(f"{stem}_f{t:04d}", w, h, read,
-                                            f"frame {t} of layer '{node.name()}' of '{name}'"))
+                    doc, profile, lambda t=t: bytes(node.pixelDataAtTime(0, 0, w, h, t))
+                )
+                frames.append(
+                    TrainingFrame(
+                        f"{stem}_f{t:04d}",
+                        w,
+                        h,
+                        read,
+                        f"frame {t} of layer '{node.name()}' of '{name}'",
+                    )
+                )
             return frames
         if not any(n.animated() for n in all_nodes(node)):
             raise PluginError(
@@ -545,8 +589,15 @@ class KritaHost(Host):
             )
         for t in range(start, end + 1):
             read = self._rgba8_reader(doc, profile, lambda t=t: self._pixels_at(doc, node, t))
-            frames.append(TrainingFrame(f"{stem}_f{t:04d}", w, h, read,
-                                        f"frame {t} of layer '{node.name()}' of '{name}'"))
+            frames.append(
+                TrainingFrame(
+                    f"{stem}_f{t:04d}",
+                    w,
+                    h,
+                    read,
+                    f"frame {t} of layer '{node.name()}' of '{name}'",
+                )
+            )
         return frames
 
     def _pixels_at(self, doc, node, t: int) -> bytes:
@@ -571,10 +622,15 @@ class KritaHost(Host):
             name = document_name(doc)
             check_training_color(f"Document '{name}'", doc.colorModel(), doc.colorDepth())
             read = self._rgba8_reader(
-                doc, doc.colorProfile(),
-                lambda doc=doc: bytes(doc.pixelData(0, 0, doc.width(), doc.height())))
-            frames.append(TrainingFrame(file_stem(name), doc.width(), doc.height(), read,
-                                        f"document '{name}'"))
+                doc,
+                doc.colorProfile(),
+                lambda doc=doc: bytes(doc.pixelData(0, 0, doc.width(), doc.height())),
+            )
+            frames.append(
+                TrainingFrame(
+                    file_stem(name), doc.width(), doc.height(), read, f"document '{name}'"
+                )
+            )
         return frames
 
 
@@ -597,10 +653,18 @@ class KeyframeInsertion:
     #: Event-loop turns to wait for Krita to make the new layer active before giving up.
     ACTIVATE_TRIES = 8
 
-    def __init__(self, host: KritaHost, request: AnimationRequest, results: list[bytes],
-                 layout: FrameLayout, model_name: str, task: str, action,
-                 done: Callable[[str, str], None],
-                 progress: Callable[[int, int, str], None] | None) -> None:
+    def __init__(
+        self,
+        host: KritaHost,
+        request: AnimationRequest,
+        results: list[bytes],
+        layout: FrameLayout,
+        model_name: str,
+        task: str,
+        action,
+        done: Callable[[str, str], None],
+        progress: Callable[[int, int, str], None] | None,
+    ) -> None:
         self.host = host
         self.request = request
         self.results = list(results)
@@ -625,8 +689,9 @@ class KeyframeInsertion:
 
     def start(self) -> None:
         doc = self.doc
-        self.layer, self.name = self.host._new_layer(self.context, self.layout,
-                                                     self.model_name, self.task)
+        self.layer, self.name = self.host._new_layer(
+            self.context, self.layout, self.model_name, self.task
+        )
         self.context["layer"] = self.layer
         self.start_time = doc.currentTime()
         doc.setActiveNode(self.layer)  # takes effect once control is back in the event loop
@@ -639,8 +704,10 @@ class KeyframeInsertion:
     def feed(self, results: list[bytes]) -> None:
         """The next results (for the keyframes after those given so far)."""
         if len(self.results) + len(results) > self.total:
-            self.fail(f"The engine gave {len(self.results) + len(results)} frames for "
-                      f"{self.total} keyframes")
+            self.fail(
+                f"The engine gave {len(self.results) + len(results)} frames for "
+                f"{self.total} keyframes"
+            )
             return
         self.results.extend(results)
 
@@ -657,8 +724,9 @@ class KeyframeInsertion:
     def _finish(self, error: str) -> None:
         self.finished = True
         if not self.host._is_open(self.root_id):
-            self._done("", error or f"'{self.doc_name}' was closed before its keyframes "
-                       "were all added")
+            self._done(
+                "", error or f"'{self.doc_name}' was closed before its keyframes were all added"
+            )
             return
         doc = self.doc
         removed = False
@@ -689,8 +757,10 @@ class KeyframeInsertion:
             self._finish("")
             return
         if not self._layer_present():
-            self._finish(f"The new layer '{self.name}' was deleted while its keyframes were "
-                         "being added: colorize again")
+            self._finish(
+                f"The new layer '{self.name}' was deleted while its keyframes were "
+                "being added: colorize again"
+            )
             return
         if i == total:
             self._finish("")
@@ -702,8 +772,12 @@ class KeyframeInsertion:
         if not self.host._in_front(doc):
             # Another document is in front: the timeline action would act on IT.
             self.paused = True
-            self._progress(i, total, f"Paused: switch back to '{self.doc_name}' to finish "
-                           f"adding keyframes ({i}/{total})")
+            self._progress(
+                i,
+                total,
+                f"Paused: switch back to '{self.doc_name}' to finish "
+                f"adding keyframes ({i}/{total})",
+            )
             self._later(lambda: self._step(i), self.POLL_MS)
             return
         if self.paused:
@@ -713,8 +787,10 @@ class KeyframeInsertion:
         if not same_node(doc.activeNode(), self.layer):
             self._tries += 1
             if self._tries > self.ACTIVATE_TRIES:
-                self._finish(f"Could not make the new layer '{self.name}' active to add "
-                             "keyframes: keep it selected while Colorize animation runs")
+                self._finish(
+                    f"Could not make the new layer '{self.name}' active to add "
+                    "keyframes: keep it selected while Colorize animation runs"
+                )
                 return
             doc.setActiveNode(self.layer)
             self._later(lambda: self._step(i))
@@ -730,12 +806,14 @@ class KeyframeInsertion:
         self.action.trigger()
         doc.waitForDone()
         if not self.layer.hasKeyframeAtTime(t):
-            self._finish(f"Krita did not add a keyframe at frame {t} to '{self.name}' in "
-                         f"'{self.doc_name}'")
+            self._finish(
+                f"Krita did not add a keyframe at frame {t} to '{self.name}' in '{self.doc_name}'"
+            )
             return
         x, y, w, h, _mask = self.context["area"]
-        self.layer.setPixelData(self.host._result_bytes(self.context, self.results[i],
-                                                        self.layout), x, y, w, h)
+        self.layer.setPixelData(
+            self.host._result_bytes(self.context, self.results[i], self.layout), x, y, w, h
+        )
         self.results[i] = b""  # written: let it go
         self._progress(i + 1, total, "Adding keyframes")
         self._later(lambda: self._step(i + 1))

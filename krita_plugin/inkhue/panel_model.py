@@ -83,8 +83,7 @@ class PanelModel(QtCore.QObject):
     engine_output = Signal(str)
     result_changed = Signal()
 
-    def __init__(self, host: Host, store, client: EngineClient | None = None,
-                 parent=None) -> None:
+    def __init__(self, host: Host, store, client: EngineClient | None = None, parent=None) -> None:
         super().__init__(parent)
         self.host = host
         self.store = store
@@ -149,7 +148,8 @@ class PanelModel(QtCore.QObject):
             s = self.settings
             hint = s.hint_layer if s.hint_layer in self.layer_names else ""
             choices = self.documents[self.document_key] = DocumentChoices(
-                s.last_model, hint, s.palette)
+                s.last_model, hint, s.palette
+            )
         return choices
 
     # -- the choices, declared once (properties.bind ties the docker's widgets to them) --
@@ -162,22 +162,29 @@ class PanelModel(QtCore.QObject):
     chosen_model = Property(
         get=lambda self: self.choices.model,
         set=lambda self, v: self._choose("model", "last_model", v),
-        doc="The model chosen for the active document (a name from /models).")
+        doc="The model chosen for the active document (a name from /models).",
+    )
     hint_layer = Property(
-        get=lambda self: (self.choices.hint_layer
-                          if self.choices.hint_layer in self.layer_names else ""),
+        get=lambda self: (
+            self.choices.hint_layer if self.choices.hint_layer in self.layer_names else ""
+        ),
         set=lambda self, v: self._choose("hint_layer", "hint_layer", v),
-        doc="The active document's hint layer (\"\" = none): the one chosen for it, if "
-            "it still has a layer of that name.")
+        doc='The active document\'s hint layer ("" = none): the one chosen for it, if '
+        "it still has a layer of that name.",
+    )
     palette = Property(
         get=lambda self: self.choices.palette,
         set=lambda self, v: self._choose("palette", "palette", v),
-        doc="The active document's palette: PALETTE_MODEL, PALETTE_NONE or a name.")
+        doc="The active document's palette: PALETTE_MODEL, PALETTE_NONE or a name.",
+    )
     detail = Property(
         get=lambda self: self.settings.detail,
-        set=lambda self, v: (setattr(self.settings, "detail", max(MIN_DETAIL, float(v))),
-                             self._save()),
-        doc="The detail factor (> 0; the docker offers MIN_DETAIL and up).")
+        set=lambda self, v: (
+            setattr(self.settings, "detail", max(MIN_DETAIL, float(v))),
+            self._save(),
+        ),
+        doc="The detail factor (> 0; the docker offers MIN_DETAIL and up).",
+    )
 
     def set_model(self, name: str) -> None:
         self.chosen_model = name
@@ -225,8 +232,7 @@ class PanelModel(QtCore.QObject):
     def _watched(self, result: Result) -> None:
         if result.ok or result.cancelled or self.state != "connected":
             return
-        self._set_status("offline", "Engine not running" if result.status == 0
-                         else "Not connected")
+        self._set_status("offline", "Engine not running" if result.status == 0 else "Not connected")
         self.trainer.set_offline()
 
     def set_error(self, text: str, fix=None, retry=None) -> None:
@@ -307,8 +313,9 @@ class PanelModel(QtCore.QObject):
             self.engine_info = {}
             message = result.error or "The InkHue engine's /health answer is not an object"
             if quiet:
-                self._set_status("offline", "Engine not running" if result.status == 0
-                                 else "Not connected")
+                self._set_status(
+                    "offline", "Engine not running" if result.status == 0 else "Not connected"
+                )
             else:
                 self._set_status("offline", "Not connected")
                 self.set_error(message)
@@ -328,8 +335,7 @@ class PanelModel(QtCore.QObject):
         """Run the engine command; connects once ``/health`` answers."""
         self.clear_error()
         self._set_status("starting", f"Starting `{self.settings.engine_command}`...")
-        self.engine.start(self.settings.engine_command, self.client.base_url,
-                          self.settings.token)
+        self.engine.start(self.settings.engine_command, self.client.base_url, self.settings.token)
 
     def _engine_ready(self) -> None:
         self.say("The engine is running")
@@ -413,11 +419,11 @@ class PanelModel(QtCore.QObject):
         else:
             palette = self.host.palette_colors(chosen)
             if not palette:
-                raise PluginError(
-                    f"Palette '{chosen}' has no colours: pick another palette"
-                )
+                raise PluginError(f"Palette '{chosen}' has no colours: pick another palette")
         options = ColorizeOptions(
-            model=info["name"], task=info.get("task"), detail=self.settings.detail,
+            model=info["name"],
+            task=info.get("task"),
+            detail=self.settings.detail,
             palette=palette,
         )
         return options, info
@@ -470,15 +476,23 @@ class PanelModel(QtCore.QObject):
         options, info, request = got
         job = self._begin(request)
         self._job_progress(job, 0, 0, f"Colorizing {request.description} with {options.model}")
-        log.info("colorize frame: %s, %s, model %s", request.description,
-                 request.layout.describe(), options.model)
+        log.info(
+            "colorize frame: %s, %s, model %s",
+            request.description,
+            request.layout.describe(),
+            options.model,
+        )
         job.call = self.client.colorize(
-            request.frame, request.layout, options,
-            lambda result: self._frame_done(job, result, request, info), hints=request.hints,
+            request.frame,
+            request.layout,
+            options,
+            lambda result: self._frame_done(job, result, request, info),
+            hints=request.hints,
         )
 
-    def _frame_done(self, job: RunningJob, result: Result, request: FrameRequest,
-                    info: dict) -> None:
+    def _frame_done(
+        self, job: RunningJob, result: Result, request: FrameRequest, info: dict
+    ) -> None:
         job.call = None
         try:
             if result.cancelled:
@@ -490,7 +504,10 @@ class PanelModel(QtCore.QObject):
                 return
             try:
                 name = self.host.insert_frame(
-                    request, result.data, request.layout.result(), info["name"],
+                    request,
+                    result.data,
+                    request.layout.result(),
+                    info["name"],
                     info.get("task") or "",
                 )
             except PluginError as exc:
@@ -519,23 +536,41 @@ class PanelModel(QtCore.QObject):
             return
         options, info, request = got
         job = self._begin(request)
-        log.info("colorize animation: %s, %d frames, model %s, chunks of %d",
-                 request.description, len(request.frames), options.model,
-                 self.ANIMATION_CHUNK)
+        log.info(
+            "colorize animation: %s, %d frames, model %s, chunks of %d",
+            request.description,
+            len(request.frames),
+            options.model,
+            self.ANIMATION_CHUNK,
+        )
         self._animation_chunk(job, request, options, info, 0)
 
-    def _animation_chunk(self, job: RunningJob, request: AnimationRequest,
-                         options: ColorizeOptions, info: dict, start: int) -> None:
+    def _animation_chunk(
+        self,
+        job: RunningJob,
+        request: AnimationRequest,
+        options: ColorizeOptions,
+        info: dict,
+        start: int,
+    ) -> None:
         total = len(request.frames)
         end = min(start + self.ANIMATION_CHUNK, total)
         where = f" (frames {start + 1}-{end} of {total})" if end - start < total else ""
         hints = request.hints[start:end] if request.hints else None
-        engine_job = AnimationJob(self.client, request.frames[start:end], request.layout,
-                                  options, hints=hints, parent=self)
+        engine_job = AnimationJob(
+            self.client,
+            request.frames[start:end],
+            request.layout,
+            options,
+            hints=hints,
+            parent=self,
+        )
         engine_job.progress.connect(
-            lambda d, t, text: self._job_progress(job, start + d, total, text + where))
+            lambda d, t, text: self._job_progress(job, start + d, total, text + where)
+        )
         engine_job.finished.connect(
-            lambda results: self._chunk_done(job, request, options, info, end, results))
+            lambda results: self._chunk_done(job, request, options, info, end, results)
+        )
         engine_job.failed.connect(lambda text: self._job_failed(job, text))
         engine_job.cancelled.connect(lambda: self._job_cancelled(job))
         job.job = engine_job
@@ -559,9 +594,15 @@ class PanelModel(QtCore.QObject):
         self._job_says(job, "Cancelled")
         self._end(job)
 
-    def _chunk_done(self, job: RunningJob, request: AnimationRequest,
-                    options: ColorizeOptions, info: dict, end: int,
-                    results: list[bytes]) -> None:
+    def _chunk_done(
+        self,
+        job: RunningJob,
+        request: AnimationRequest,
+        options: ColorizeOptions,
+        info: dict,
+        end: int,
+        results: list[bytes],
+    ) -> None:
         job.job = None
         total = len(request.frames)
         if job.insertion is not None:
@@ -571,8 +612,9 @@ class PanelModel(QtCore.QObject):
         if end < total and self.jobs.get(job.key) is job and job.insertion is not None:
             self._animation_chunk(job, request, options, info, end)
 
-    def _start_insertion(self, job: RunningJob, request: AnimationRequest, info: dict,
-                         results: list[bytes]) -> None:
+    def _start_insertion(
+        self, job: RunningJob, request: AnimationRequest, info: dict, results: list[bytes]
+    ) -> None:
         total = len(request.frames)
         self._job_progress(job, 0, total, "Adding keyframes")
 
@@ -591,18 +633,24 @@ class PanelModel(QtCore.QObject):
             else:
                 self.last_layer = name
                 self._set_result(request.context, name)
-                self._job_says(job, f"Added animated layer '{name}' ({total} "
-                               "keyframes)" + self._take_note())
+                self._job_says(
+                    job, f"Added animated layer '{name}' ({total} keyframes)" + self._take_note()
+                )
                 log.info("added animated layer %s", name)
             self._end(job)
 
         try:
             job.insertion = self.host.insert_animation(
-                request, results, request.layout.result(), info["name"],
-                info.get("task") or "", done,
-                progress=lambda d, t, text: self._job_progress(job, d, t, f"{text} {d}/{t}"
-                                                               if text == "Adding keyframes"
-                                                               else text))
+                request,
+                results,
+                request.layout.result(),
+                info["name"],
+                info.get("task") or "",
+                done,
+                progress=lambda d, t, text: self._job_progress(
+                    job, d, t, f"{text} {d}/{t}" if text == "Adding keyframes" else text
+                ),
+            )
         except PluginError as exc:
             done("", str(exc))
         except Exception as exc:

@@ -233,7 +233,8 @@ def _curve_lut(depth: str, to_srgb: bool):
             _CURVE_LUTS[key] = bytes(int(curve(i / 255.0) * 255.0 + 0.5) for i in range(256))
         elif depth == "u16":
             _CURVE_LUTS[key] = array(
-                "H", (int(curve(i / 65535.0) * 65535.0 + 0.5) for i in range(65536)))
+                "H", (int(curve(i / 65535.0) * 65535.0 + 0.5) for i in range(65536))
+            )
         else:
             _CURVE_LUTS[key] = [curve(i / 65535.0) for i in range(65536)]
     return _CURVE_LUTS[key]
@@ -255,7 +256,7 @@ def transfer_curve(data: bytes, layout: FrameLayout, to_srgb: bool) -> bytes:
     if layout.depth == "u8":
         out = bytearray(data.translate(lut))
         if n in (2, 4):
-            out[n - 1::n] = data[n - 1::n]  # alpha stays
+            out[n - 1 :: n] = data[n - 1 :: n]  # alpha stays
         return bytes(out)
     if layout.depth == "u16":
         values = array("H", data)
@@ -305,10 +306,13 @@ def to_srgb_rgba8(data: bytes, layout: FrameLayout, linear: bool) -> bytes:
         alpha = bytes(data[7::8])  # little-endian high bytes, as to_rgba8
     else:
         values = _decode(data, layout.depth)
-        ints = array("H", (0 if not v > 0.0 else 65535 if v >= 1.0 else int(v * 65535.0 + 0.5)
-                           for v in values))
-        alpha = bytes(0 if not v > 0.0 else 255 if v >= 1.0 else int(v * 255.0 + 0.5)
-                      for v in values[3::4])
+        ints = array(
+            "H",
+            (0 if not v > 0.0 else 65535 if v >= 1.0 else int(v * 65535.0 + 0.5) for v in values),
+        )
+        alpha = bytes(
+            0 if not v > 0.0 else 255 if v >= 1.0 else int(v * 255.0 + 0.5) for v in values[3::4]
+        )
     out = bytearray(len(ints))
     red, blue = (2, 0) if layout.order == "bgra" else (0, 2)
     out[0::4] = bytes(map(lut.__getitem__, ints[red::4]))
@@ -323,8 +327,10 @@ def encode_png(rgba: bytes, width: int, height: int) -> bytes:
     from .qt import QtCore, QtGui, to_bytes
 
     if len(rgba) != width * height * 4:
-        raise ValueError(f"frame has {len(rgba)} bytes, expected {width * height * 4} for "
-                         f"{width}x{height} RGBA u8")
+        raise ValueError(
+            f"frame has {len(rgba)} bytes, expected {width * height * 4} for "
+            f"{width}x{height} RGBA u8"
+        )
     data = bytes(rgba)  # the QImage reads this buffer until save() returns
     image = QtGui.QImage(data, width, height, width * 4, QtGui.QImage.Format.Format_RGBA8888)
     buffer = QtCore.QBuffer()

@@ -25,8 +25,13 @@ class Property:
     value lives elsewhere (e.g. per document, or in the settings).
     """
 
-    def __init__(self, default: Any = None, get: Callable[[Any], Any] | None = None,
-                 set: Callable[[Any, Any], None] | None = None, doc: str = "") -> None:  # noqa: A002
+    def __init__(
+        self,
+        default: Any = None,
+        get: Callable[[Any], Any] | None = None,
+        set: Callable[[Any, Any], None] | None = None,
+        doc: str = "",
+    ) -> None:  # noqa: A002
         self.default = default
         self.fget = get
         self.fset = set
@@ -56,8 +61,12 @@ class Property:
 
 def properties_of(obj) -> list[str]:
     """The names of the Properties declared on ``obj``'s class."""
-    return [name for cls in type(obj).__mro__ for name, attr in vars(cls).items()
-            if isinstance(attr, Property)]
+    return [
+        name
+        for cls in type(obj).__mro__
+        for name, attr in vars(cls).items()
+        if isinstance(attr, Property)
+    ]
 
 
 def notify(obj, *names: str) -> None:
@@ -95,12 +104,14 @@ def bind(widget, obj, name: str, on_change: Callable[[Any], None] | None = None)
     text (on editingFinished). ``on_change(value)`` also runs after each change from
     either side (e.g. to redraw something that depends on it).
     """
+
     def to_model(value) -> None:
         setattr(obj, name, value)
 
     if isinstance(widget, QtWidgets.QComboBox):
         widget.currentIndexChanged.connect(
-            lambda index: to_model(widget.itemData(index) or "") if index >= 0 else None)
+            lambda index: to_model(widget.itemData(index) or "") if index >= 0 else None
+        )
     elif isinstance(widget, (QtWidgets.QSpinBox, QtWidgets.QDoubleSpinBox)):
         widget.valueChanged.connect(to_model)
     elif isinstance(widget, QtWidgets.QLineEdit):

@@ -86,7 +86,6 @@ else:
     Slot = QtCore.pyqtSlot
 
 
-
 def emit_drops_true_reference() -> bool:
     """Whether ``Signal.emit()`` loses a reference to ``True`` on every call.
 

@@ -53,8 +53,10 @@ class QSettingsStore:
             self.qs = QtCore.QSettings(path, QtCore.QSettings.Format.IniFormat)
         else:
             self.qs = QtCore.QSettings(
-                QtCore.QSettings.Format.IniFormat, QtCore.QSettings.Scope.UserScope,
-                "InkHue", "inkhue-panel",
+                QtCore.QSettings.Format.IniFormat,
+                QtCore.QSettings.Scope.UserScope,
+                "InkHue",
+                "inkhue-panel",
             )
 
     def read(self, key: str, default: str) -> str:

@@ -42,8 +42,12 @@ MAX_FRAMES = 2000
 #: Files ``inkhue finetune --data`` trains on (training/finetune.py FRAME_EXTENSIONS).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp")
 BASE_LABELS = {"grayscale": "Grayscale", "lineart": "Line art"}
-CHECK_LABELS = (("base", "base"), ("base+palette", "base + palette"),
-                ("finetuned", "fine-tuned"), ("finetuned+palette", "fine-tuned + palette"))
+CHECK_LABELS = (
+    ("base", "base"),
+    ("base+palette", "base + palette"),
+    ("finetuned", "fine-tuned"),
+    ("finetuned+palette", "fine-tuned + palette"),
+)
 
 
 @dataclass
@@ -152,8 +156,10 @@ def export_frames(frames: list[EncodedFrame], folder: str) -> list[str]:
 def held_out_text(check: dict[str, Any] | None) -> str:
     """The held-out check of a finished fine-tuning as one line."""
     if not check:
-        return ("No held-out check (the engine holds frames out from 10 frames on): compare "
-                "the model on a few frames yourself")
+        return (
+            "No held-out check (the engine holds frames out from 10 frames on): compare "
+            "the model on a few frames yourself"
+        )
     values = [f"{label} {float(check[key]):.1f}" for key, label in CHECK_LABELS if key in check]
     return "Held-out frames, mean \u0394E2000 (lower is better): " + ", ".join(values)
 
@@ -207,8 +213,11 @@ class FrameReader(QtCore.QObject):
             else:
                 self._seen.add(key)
                 png = encode_png(rgba, frame.width, frame.height)
-                self.encoded.append(EncodedFrame(frame_filename(len(self.encoded), frame), png,
-                                                 frame.width, frame.height))
+                self.encoded.append(
+                    EncodedFrame(
+                        frame_filename(len(self.encoded), frame), png, frame.width, frame.height
+                    )
+                )
         except PluginError as exc:
             self._over = True
             self.failed.emit(str(exc))
@@ -216,8 +225,10 @@ class FrameReader(QtCore.QObject):
         except Exception as exc:  # Krita's API is the outside world: report, never crash
             self._over = True
             log.error("reading %s failed:\n%s", frame.description, traceback.format_exc())
-            self.failed.emit(f"Reading {frame.description or frame.name} failed: "
-                             f"{type(exc).__name__}: {exc} (details in the log file)")
+            self.failed.emit(
+                f"Reading {frame.description or frame.name} failed: "
+                f"{type(exc).__name__}: {exc} (details in the log file)"
+            )
             return
         self._index += 1
         self._timer.start(0)
@@ -287,16 +298,21 @@ class Trainer(QtCore.QObject):
         if info is None:
             self.available = False
             if result.status == 404:
-                self.reason = ("This InkHue engine cannot fine-tune (no /train): update it to "
-                               "the plugin's version")
+                self.reason = (
+                    "This InkHue engine cannot fine-tune (no /train): update it to "
+                    "the plugin's version"
+                )
             else:
                 self.reason = f"Could not ask the engine about fine-tuning: {result.error}"
         else:
             self.bases = [b for b in info.get("bases") or [] if isinstance(b, dict)]
             self.defaults = info.get("defaults") or {}
             self.available = bool(info.get("available")) and bool(self.installed_bases)
-            self.reason = "" if self.available else (
-                str(info.get("error") or "The engine cannot fine-tune (no reason given)"))
+            self.reason = (
+                ""
+                if self.available
+                else (str(info.get("error") or "The engine cannot fine-tune (no reason given)"))
+            )
             self._attach_running(info.get("jobs") or [])
         self.changed.emit()
 
@@ -318,8 +334,9 @@ class Trainer(QtCore.QObject):
         if source not in TRAIN_SOURCES:
             source = TRAIN_SOURCE_ANIMATION
         frames = list(self.panel.host.training_frames(source))
-        check_dataset(frames, self.min_frames, self.crop_size(base),
-                      BASE_LABELS.get(base, base).lower())
+        check_dataset(
+            frames, self.min_frames, self.crop_size(base), BASE_LABELS.get(base, base).lower()
+        )
         return frames
 
     def _collect(
@@ -351,6 +368,7 @@ class Trainer(QtCore.QObject):
 
     def start_training(self, name: str, base: str, source: str, steps: int) -> None:
         """Check the set, read the frames, upload them and follow the fine-tuning."""
+
         def collect() -> list[TrainingFrame]:
             nonlocal name  # checked (and normalized) before any frame is read
             if not self.available:
@@ -402,6 +420,7 @@ class Trainer(QtCore.QObject):
 
     def export_dataset(self, folder: str, source: str, base: str) -> None:
         """Write the frames as PNG files into ``folder`` (for ``inkhue finetune --data``)."""
+
         def collect() -> list[TrainingFrame]:
             check_export_folder(folder)
             return self._frames(source, base)
@@ -423,7 +442,7 @@ class Trainer(QtCore.QObject):
         self._idle()
         self.panel.message.emit(
             f"Exported {len(encoded)} frames to {folder} (train with: inkhue finetune "
-            f"--data \"{folder}\" --base {base} --name NAME)"
+            f'--data "{folder}" --base {base} --name NAME)'
         )
 
     def cancel(self) -> None:

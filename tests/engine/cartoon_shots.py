@@ -9,20 +9,32 @@ import numpy as np
 from inkhue_engine.color import delta_e_2000, from_float01, rgb_to_gray01, rgb_to_lab, to_float01
 
 # Fill colors (RGB) of the cartoon: skin, shirt, hat, a ball, the background.
-SKIN, SHIRT, HAT, BALL, PAPER = (236, 188, 150), (40, 90, 200), (200, 40, 40), (60, 170, 70), (
-    245, 240, 225)
+SKIN, SHIRT, HAT, BALL, PAPER = (
+    (236, 188, 150),
+    (40, 90, 200),
+    (200, 40, 40),
+    (60, 170, 70),
+    (245, 240, 225),
+)
 
 
-def cartoon(dx: int = 0, dy: int = 0, ball: int = 0, new_star: bool = False,
-            size: tuple[int, int] = (120, 160)) -> np.ndarray:
+def cartoon(
+    dx: int = 0,
+    dy: int = 0,
+    ball: int = 0,
+    new_star: bool = False,
+    size: tuple[int, int] = (120, 160),
+) -> np.ndarray:
     """A colored, outlined cartoon (uint8 RGB): a body moved by (dx, dy), a ball moving on
     its own by ``ball`` px, and optionally a star that the keyframe does not have."""
     h, w = size
     img = np.zeros((h, w, 3), np.uint8)
     img[:] = PAPER
-    body = [((40 + dx, 30 + dy), (80 + dx, 100 + dy), SHIRT),
-            ((48 + dx, 8 + dy), (72 + dx, 30 + dy), SKIN),
-            ((44 + dx, 2 + dy), (76 + dx, 10 + dy), HAT)]
+    body = [
+        ((40 + dx, 30 + dy), (80 + dx, 100 + dy), SHIRT),
+        ((48 + dx, 8 + dy), (72 + dx, 30 + dy), SKIN),
+        ((44 + dx, 2 + dy), (76 + dx, 10 + dy), HAT),
+    ]
     for p0, p1, color in body:
         cv2.rectangle(img, p0, p1, color, -1)
         cv2.rectangle(img, p0, p1, (0, 0, 0), 2)
@@ -41,7 +53,7 @@ def gray_of(rgb: np.ndarray) -> np.ndarray:
 
 def lines_of(rgb: np.ndarray) -> np.ndarray:
     """The line-art input of a colored frame: its black outlines on white."""
-    dark = (rgb.max(axis=2) < 40)
+    dark = rgb.max(axis=2) < 40
     return np.where(dark, 0, 255).astype(np.uint8)
 
 

@@ -58,8 +58,7 @@ class Interrupt(Exception):
 
 # --------------------------------------------------------------------------- resume
 @pytest.mark.parametrize(("ext", "stop_after"), [(".png", 3), (".png", 5), (".jpg", 4)])
-def test_interrupted_run_resumes_to_byte_identical_outputs(tmp_path, gray_model, ext,
-                                                           stop_after):
+def test_interrupted_run_resumes_to_byte_identical_outputs(tmp_path, gray_model, ext, stop_after):
     make_sequence(tmp_path / "in", 8, ext=ext)
     sources = frames_io.expand_inputs([tmp_path / "in"])
     ref = batch.colorize_many(sources, tmp_path / "ref", gray_model, batch_size=3)
@@ -107,9 +106,10 @@ def test_sigkilled_run_resumes_to_byte_identical_outputs(tmp_path, grayscale_mod
     batch.colorize_many(sources, tmp_path / "ref", gray_model, batch_size=2)
     out = tmp_path / "out"
     proc = subprocess.Popen(
-        [sys.executable, "-c", _KILL_SCRIPT, str(grayscale_model), str(tmp_path / "in"),
-         str(out)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-c", _KILL_SCRIPT, str(grayscale_model), str(tmp_path / "in"), str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 60
@@ -150,8 +150,12 @@ def test_resume_with_other_settings_is_refused(tmp_path, gray_model):
     with pytest.raises(OutputError, match="other settings.*options"):
         batch.colorize_many(sources, out, gray_model, ColorizeOptions(detail=0.5))
     assert not (out / "frame2.png").exists()
-    assert batch.colorize_many(sources, out, gray_model, ColorizeOptions(detail=0.5),
-                               overwrite=True).written == 3
+    assert (
+        batch.colorize_many(
+            sources, out, gray_model, ColorizeOptions(detail=0.5), overwrite=True
+        ).written
+        == 3
+    )
     # another shot with other settings into the same folder does not block this one
     other = tmp_path / "shot2"
     other.mkdir()
@@ -181,8 +185,9 @@ def test_stale_temp_files_of_a_killed_run_are_removed(tmp_path, gray_model):
 
 # --------------------------------------------------------------------------- carry
 def _lab_frames(folder: Path, n: int) -> list[np.ndarray]:
-    return [rgb_to_lab(to_float01(frames_io.read_image(folder / f"frame{i}.png")))
-            for i in range(n)]
+    return [
+        rgb_to_lab(to_float01(frames_io.read_image(folder / f"frame{i}.png"))) for i in range(n)
+    ]
 
 
 def test_carrying_colors_reduces_flicker_on_static_regions(tmp_path, gray_model):
@@ -203,11 +208,15 @@ def test_server_sequences_and_batches_carry_the_same_way(tmp_path, gray_model):
     from inkhue_engine.pipeline import colorize_frame
 
     inputs = make_sequence(tmp_path / "in", 6)
-    batch.colorize_many(frames_io.expand_inputs([tmp_path / "in"]), tmp_path / "out",
-                        gray_model, batch_size=1)
+    batch.colorize_many(
+        frames_io.expand_inputs([tmp_path / "in"]), tmp_path / "out", gray_model, batch_size=1
+    )
     frames = [(frames_io.read_image(p), None) for p in inputs]
-    carried = list(batch.colorize_sequence(
-        frames, lambda f, h: colorize_frame(f, gray_model, h), batch.CarrySettings()))
+    carried = list(
+        batch.colorize_sequence(
+            frames, lambda f, h: colorize_frame(f, gray_model, h), batch.CarrySettings()
+        )
+    )
     plain = [colorize_frame(f, gray_model) for f, _ in frames]
     assert any(not np.array_equal(c, p) for c, p in zip(carried, plain, strict=True))
     for path, got in zip(inputs, carried, strict=True):
@@ -270,14 +279,14 @@ def test_plan_names_outputs_and_refuses_to_overwrite_inputs(tmp_path):
     dup = frames_io.write_image_atomic(tmp_path / "b" / paths[0].name, np.zeros((4, 4), np.uint8))
     assert dup is None
     with pytest.raises(InputError, match="both be written"):
-        batch.plan_outputs(frames_io.expand_inputs([tmp_path / "in", tmp_path / "b"]),
-                           tmp_path / "out")
+        batch.plan_outputs(
+            frames_io.expand_inputs([tmp_path / "in", tmp_path / "b"]), tmp_path / "out"
+        )
 
 
 def test_sixteen_bit_sequence_stays_sixteen_bit(tmp_path, gray_model):
     make_sequence(tmp_path / "in", 2, dtype=np.uint16)
-    batch.colorize_many(frames_io.expand_inputs([tmp_path / "in"]), tmp_path / "out",
-                        gray_model)
+    batch.colorize_many(frames_io.expand_inputs([tmp_path / "in"]), tmp_path / "out", gray_model)
     out = frames_io.read_image(tmp_path / "out" / "frame1.png")
     assert out.dtype == np.uint16 and out.shape == (72, 96, 3)
 
@@ -305,8 +314,7 @@ def test_video_in_frames_out_and_frames_in_video_out(tmp_path, gray_model):
     full = files(tmp_path / "frames")
     for n in (2, 4, 5):
         (tmp_path / "frames" / f"frame_{n:05d}.png").unlink()
-    resumed = batch.colorize_many(frames_io.expand_inputs([clip]), tmp_path / "frames",
-                                  gray_model)
+    resumed = batch.colorize_many(frames_io.expand_inputs([clip]), tmp_path / "frames", gray_model)
     assert (resumed.written, resumed.skipped) == (3, 3)
     assert files(tmp_path / "frames") == full
 

@@ -15,13 +15,24 @@ from inkhue_engine.model import load_model
 
 def test_run_bench_reports_every_stage_size_and_hint_count(grayscale_model, lineart_model):
     models = [load_model(grayscale_model, "cpu"), load_model(lineart_model, "cpu")]
-    config = bench.BenchConfig(sizes=((24, 40), (50, 30)), hints=(0, 3), runs=2, warmup=0,
-                               sequence=3, sequence_size=(24, 40), torch=False)
+    config = bench.BenchConfig(
+        sizes=((24, 40), (50, 30)),
+        hints=(0, 3),
+        runs=2,
+        warmup=0,
+        sequence=3,
+        sequence_size=(24, 40),
+        torch=False,
+    )
     report = bench.run_bench(models, config)
     assert [m["task"] for m in report.models] == ["grayscale", "lineart"]
     for m in report.models:
         assert [(r["size"], r["hints"]) for r in m["rows"]] == [
-            ([24, 40], 0), ([24, 40], 3), ([50, 30], 0), ([50, 30], 3)]
+            ([24, 40], 0),
+            ([24, 40], 3),
+            ([50, 30], 0),
+            ([50, 30], 3),
+        ]
         for r in m["rows"]:
             for part in ("prepare", "model", "finish", "total"):
                 assert 0 < r[part]["min"] <= r[part]["median"] <= r[part]["max"]
@@ -44,9 +55,31 @@ def test_run_bench_reports_every_stage_size_and_hint_count(grayscale_model, line
 
 def test_cli_writes_json_and_refuses_bad_sizes(grayscale_model, tmp_path, capsys):
     out = tmp_path / "bench.json"
-    code = main(["bench", "-m", str(grayscale_model), "--sizes", "40x24", "--hints", "0",
-                 "--runs", "1", "--warmup", "0", "--sequence", "0", "--no-torch", "-q",
-                 "--json", str(out), "--device", "cpu", "--plot", str(tmp_path / "b.svg")])
+    code = main(
+        [
+            "bench",
+            "-m",
+            str(grayscale_model),
+            "--sizes",
+            "40x24",
+            "--hints",
+            "0",
+            "--runs",
+            "1",
+            "--warmup",
+            "0",
+            "--sequence",
+            "0",
+            "--no-torch",
+            "-q",
+            "--json",
+            str(out),
+            "--device",
+            "cpu",
+            "--plot",
+            str(tmp_path / "b.svg"),
+        ]
+    )
     assert code == 0
     assert (tmp_path / "b.svg").read_text().startswith("<svg")
     doc = json.loads(out.read_text())

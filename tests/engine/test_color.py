@@ -7,9 +7,7 @@ from skimage.color import rgb2lab
 from inkhue_engine import color
 
 
-@pytest.mark.parametrize(
-    "dtype,top", [(np.uint8, 255), (np.uint16, 65535), (np.float32, 1.0)]
-)
+@pytest.mark.parametrize("dtype,top", [(np.uint8, 255), (np.uint16, 65535), (np.float32, 1.0)])
 def test_float01_round_trip_keeps_values(dtype, top):
     rng = np.random.default_rng(0)
     img = (rng.random((7, 5, 3)) * top).astype(dtype)
@@ -131,8 +129,9 @@ def test_from_float01_uint8_is_float32_product_rounded_half_to_even():
         down = np.nextafter(down, np.float32(-1))
         near += [up, down]
     rng = np.random.default_rng(0)
-    values = np.concatenate(near + [rng.random(200_000, np.float32),
-                                    np.float32([0.0, 1.0, -0.5, 1.5, -0.0])])
+    values = np.concatenate(
+        near + [rng.random(200_000, np.float32), np.float32([0.0, 1.0, -0.5, 1.5, -0.0])]
+    )
     values = values[: values.size // 3 * 3].reshape(-1, 1, 3)
     expected = np.rint(np.clip(values, 0.0, 1.0) * np.float32(255)).astype(np.uint8)
     np.testing.assert_array_equal(color.from_float01(values, np.uint8), expected)

@@ -44,8 +44,15 @@ def _assert_one_line_error(code: int, err: str, *words: str) -> None:
 def _bad_input(tmp_path: Path, kind: str) -> Path:
     import tifffile
 
-    path = tmp_path / {"corrupt": "corrupt.png", "empty": "empty.png", "int16": "signed.tif",
-                       "2ch": "gray_alpha.tif"}[kind]
+    path = (
+        tmp_path
+        / {
+            "corrupt": "corrupt.png",
+            "empty": "empty.png",
+            "int16": "signed.tif",
+            "2ch": "gray_alpha.tif",
+        }[kind]
+    )
     if kind == "corrupt":
         path.write_bytes(frames_io.encode_image(np.zeros((20, 20), np.uint8), ".png")[:50])
     elif kind == "empty":
@@ -53,15 +60,20 @@ def _bad_input(tmp_path: Path, kind: str) -> Path:
     elif kind == "int16":
         tifffile.imwrite(path, np.zeros((8, 8), np.int16))
     else:
-        tifffile.imwrite(path, np.zeros((8, 8, 2), np.uint8), photometric="minisblack",
-                         planarconfig="contig")
+        tifffile.imwrite(
+            path, np.zeros((8, 8, 2), np.uint8), photometric="minisblack", planarconfig="contig"
+        )
     return path
 
 
 @pytest.mark.parametrize(
     ("kind", "words"),
-    [("corrupt", ["corrupt.png", "truncated"]), ("empty", ["empty.png", "empty"]),
-     ("int16", ["signed.tif", "int16"]), ("2ch", ["gray_alpha.tif", "2 channels"])],
+    [
+        ("corrupt", ["corrupt.png", "truncated"]),
+        ("empty", ["empty.png", "empty"]),
+        ("int16", ["signed.tif", "int16"]),
+        ("2ch", ["gray_alpha.tif", "2 channels"]),
+    ],
 )
 @pytest.mark.parametrize("as_folder", [False, True])
 def test_bad_input_files(tmp_path, capfd, grayscale_model, kind, words, as_folder):
@@ -69,8 +81,15 @@ def test_bad_input_files(tmp_path, capfd, grayscale_model, kind, words, as_folde
     src.mkdir()
     bad = _bad_input(src, kind)
     before = _snapshot(tmp_path)
-    args = [str(src) if as_folder else str(bad), "-o", str(tmp_path / "out"),
-            "--model", str(grayscale_model), "--device", "cpu"]
+    args = [
+        str(src) if as_folder else str(bad),
+        "-o",
+        str(tmp_path / "out"),
+        "--model",
+        str(grayscale_model),
+        "--device",
+        "cpu",
+    ]
     code, _, err = _run(capfd, *args)
     _assert_one_line_error(code, err, *words)
     assert _snapshot(tmp_path) == before  # nothing written, no temp file, no folder
@@ -97,8 +116,9 @@ def test_model_that_outputs_nan(tmp_path, capfd, make_tiny_model):
     # it used to give exit 0 and an all-white image
     model = _nan_model(make_tiny_model, tmp_path / "nan.onnx")
     src = _frame(tmp_path / "a.png")
-    code, _, err = _run(capfd, str(src), "-o", str(tmp_path / "out.png"), "--model",
-                        str(model), "--device", "cpu")
+    code, _, err = _run(
+        capfd, str(src), "-o", str(tmp_path / "out.png"), "--model", str(model), "--device", "cpu"
+    )
     _assert_one_line_error(code, err, "nan.onnx", "'tiny-test'", "NaN")
     assert not (tmp_path / "out.png").exists()
 
@@ -107,8 +127,9 @@ def test_model_with_absurd_multiple_of(tmp_path, capfd, make_tiny_model):
     # it used to give a 31-line traceback (numpy asked for 37 GiB)
     model = make_tiny_model("grayscale", tmp_path / "big.onnx", multiple_of="100000")
     src = _frame(tmp_path / "a.png")
-    code, _, err = _run(capfd, str(src), "-o", str(tmp_path / "out.png"), "--model",
-                        str(model), "--device", "cpu")
+    code, _, err = _run(
+        capfd, str(src), "-o", str(tmp_path / "out.png"), "--model", str(model), "--device", "cpu"
+    )
     _assert_one_line_error(code, err, "big.onnx", "inkhue.multiple_of=100000")
 
 
@@ -129,8 +150,17 @@ def test_wrong_model_file(tmp_path, capfd, make_tiny_model, kind):
         words = ["la.onnx", "lineart model", "--task grayscale"]
         extra = ["--task", "grayscale"]
     before = _snapshot(tmp_path)
-    code, _, err = _run(capfd, str(src), "-o", str(tmp_path / "out.png"), "--model",
-                        str(model), "--device", "cpu", *extra)
+    code, _, err = _run(
+        capfd,
+        str(src),
+        "-o",
+        str(tmp_path / "out.png"),
+        "--model",
+        str(model),
+        "--device",
+        "cpu",
+        *extra,
+    )
     _assert_one_line_error(code, err, *words)
     assert _snapshot(tmp_path) == before
 
@@ -148,35 +178,60 @@ def test_output_equal_to_input_is_refused(tmp_path, capfd, grayscale_model):
 def test_missing_input_and_missing_hint_file(tmp_path, capfd, grayscale_model):
     src = _frame(tmp_path / "a.png")
     before = _snapshot(tmp_path)
-    code, _, err = _run(capfd, str(tmp_path / "nope.png"), "-o", str(tmp_path / "o"),
-                        "--model", str(grayscale_model))
+    code, _, err = _run(
+        capfd,
+        str(tmp_path / "nope.png"),
+        "-o",
+        str(tmp_path / "o"),
+        "--model",
+        str(grayscale_model),
+    )
     _assert_one_line_error(code, err, "nope.png", "no such file")
-    code, _, err = _run(capfd, str(src), "-o", str(tmp_path / "o"), "--model",
-                        str(grayscale_model), "--hints", str(tmp_path / "hint.png"))
+    code, _, err = _run(
+        capfd,
+        str(src),
+        "-o",
+        str(tmp_path / "o"),
+        "--model",
+        str(grayscale_model),
+        "--hints",
+        str(tmp_path / "hint.png"),
+    )
     _assert_one_line_error(code, err, "hint.png", "not found")
     assert _snapshot(tmp_path) == before
 
 
 @pytest.mark.parametrize(
     ("content", "words"),
-    [("GIMP Palette\nName: x\n255 0 zero red\n", ["bad.gpl", "line 3"]),
-     ("just some text\n", ["bad.gpl", "not a palette"])],
+    [
+        ("GIMP Palette\nName: x\n255 0 zero red\n", ["bad.gpl", "line 3"]),
+        ("just some text\n", ["bad.gpl", "not a palette"]),
+    ],
 )
 def test_palette_that_does_not_parse(tmp_path, capfd, grayscale_model, content, words):
     src = _frame(tmp_path / "a.png")
     pal = tmp_path / "bad.gpl"
     pal.write_text(content)
     before = _snapshot(tmp_path)
-    code, _, err = _run(capfd, str(src), "-o", str(tmp_path / "o"), "--model",
-                        str(grayscale_model), "--palette", str(pal))
+    code, _, err = _run(
+        capfd,
+        str(src),
+        "-o",
+        str(tmp_path / "o"),
+        "--model",
+        str(grayscale_model),
+        "--palette",
+        str(pal),
+    )
     _assert_one_line_error(code, err, *words)
     assert _snapshot(tmp_path) == before
 
 
 def test_bad_options(tmp_path, capfd, grayscale_model):
     src = _frame(tmp_path / "a.png")
-    code, _, err = _run(capfd, str(src), "-o", str(tmp_path / "o"), "--model",
-                        str(grayscale_model), "--detail", "0")
+    code, _, err = _run(
+        capfd, str(src), "-o", str(tmp_path / "o"), "--model", str(grayscale_model), "--detail", "0"
+    )
     _assert_one_line_error(code, err, "detail")
     code, _, err = _run(capfd, str(src), "-o", str(tmp_path / "o"), "--batch-size", "0")
     _assert_one_line_error(code, err, "--batch-size")
@@ -187,13 +242,25 @@ def test_bad_options(tmp_path, capfd, grayscale_model):
 def test_colorize_a_folder_then_resume(tmp_path, capfd, grayscale_model):
     for i in range(3):
         _frame(tmp_path / "in" / f"f{i}.png", value=2 * i)
-    argv = [str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--model",
-            str(grayscale_model), "--device", "cpu", "--batch-size", "2"]
+    argv = [
+        str(tmp_path / "in"),
+        "-o",
+        str(tmp_path / "out"),
+        "--model",
+        str(grayscale_model),
+        "--device",
+        "cpu",
+        "--batch-size",
+        "2",
+    ]
     code, out, err = _run(capfd, *argv)
     assert code == 0 and err == ""
     assert "3 frame(s) written" in out and "frames/s" in out
-    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["f0.png", "f1.png",
-                                                                       "f2.png"]
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == [
+        "f0.png",
+        "f1.png",
+        "f2.png",
+    ]
     (tmp_path / "out" / "f1.png").unlink()
     code, out, _ = _run(capfd, *argv)
     assert code == 0 and "1 frame(s) written, 2 already done" in out
@@ -222,12 +289,22 @@ def test_model_palette_is_used_unless_turned_off(tmp_path, capfd, make_tiny_mode
 
 
 def test_video_to_video(tmp_path, capfd, grayscale_model):
-    frames = [np.repeat(frames_io.read_image(_frame(tmp_path / f"f{i}.png", i))[..., None], 3, 2)
-              for i in range(4)]
+    frames = [
+        np.repeat(frames_io.read_image(_frame(tmp_path / f"f{i}.png", i))[..., None], 3, 2)
+        for i in range(4)
+    ]
     clip = tmp_path / "in.mp4"
     frames_io.write_video(clip, frames, fps=8)
-    code, out, err = _run(capfd, str(clip), "-o", str(tmp_path / "out.mov"), "--model",
-                          str(grayscale_model), "--device", "cpu")
+    code, out, err = _run(
+        capfd,
+        str(clip),
+        "-o",
+        str(tmp_path / "out.mov"),
+        "--model",
+        str(grayscale_model),
+        "--device",
+        "cpu",
+    )
     assert code == 0, err
     info = frames_io.video_info(tmp_path / "out.mov")
     assert (info.width, info.height, info.fps) == (56, 40, 8)
@@ -243,8 +320,17 @@ def test_a_bad_frame_does_not_cost_the_good_ones(tmp_path, capfd, grayscale_mode
     frames = _sequence(tmp_path / "in", 12)
     frames[8].write_bytes(frames[8].read_bytes()[:60])
     out = tmp_path / "out"
-    args = [str(tmp_path / "in"), "-o", str(out), "--model", str(grayscale_model),
-            "--device", "cpu", "--batch-size", "1"]
+    args = [
+        str(tmp_path / "in"),
+        "-o",
+        str(out),
+        "--model",
+        str(grayscale_model),
+        "--device",
+        "cpu",
+        "--batch-size",
+        "1",
+    ]
     code, stdout, err = _run(capfd, *args)
     assert code == 1
     lines = err.strip().splitlines()
@@ -257,8 +343,21 @@ def test_a_bad_frame_does_not_cost_the_good_ones(tmp_path, capfd, grayscale_mode
     assert written == [p.name for p in frames if p.name != "f08.png"]
     # carry starts afresh after the bad frame: frames 9-11 are what a run of them alone gives
     alone = tmp_path / "alone"
-    assert _run(capfd, *[str(p) for p in frames[9:]], "-o", str(alone), "--model",
-                str(grayscale_model), "--device", "cpu", "--batch-size", "1")[0] == 0
+    assert (
+        _run(
+            capfd,
+            *[str(p) for p in frames[9:]],
+            "-o",
+            str(alone),
+            "--model",
+            str(grayscale_model),
+            "--device",
+            "cpu",
+            "--batch-size",
+            "1",
+        )[0]
+        == 0
+    )
     for p in frames[9:]:
         assert (out / p.name).read_bytes() == (alone / p.name).read_bytes(), p.name
     # a re-run skips the written frames and lists the bad one again
@@ -273,8 +372,17 @@ def test_a_bad_frame_does_not_cost_the_good_ones(tmp_path, capfd, grayscale_mode
 def test_fail_fast_stops_at_the_bad_frame(tmp_path, capfd, grayscale_model):
     frames = _sequence(tmp_path / "in", 6)
     frames[0].write_bytes(b"")
-    code, _, err = _run(capfd, str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--model",
-                        str(grayscale_model), "--device", "cpu", "--fail-fast")
+    code, _, err = _run(
+        capfd,
+        str(tmp_path / "in"),
+        "-o",
+        str(tmp_path / "out"),
+        "--model",
+        str(grayscale_model),
+        "--device",
+        "cpu",
+        "--fail-fast",
+    )
     _assert_one_line_error(code, err, "f00.png", "empty")
     assert not (tmp_path / "out").exists()
 
@@ -287,9 +395,12 @@ def _huge_png(path: Path, width: int, height: int) -> Path:
     def chunk(tag: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body))
 
-    path.write_bytes(b"\x89PNG\r\n\x1a\n"
-                     + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
-                     + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
     return path
 
 
@@ -300,8 +411,16 @@ def test_pixel_limit_like_the_server(tmp_path, capfd, grayscale_model):
     assert DEFAULT_MAX_PIXELS == frames_io.DEFAULT_MAX_PIXELS == ServerConfig().max_pixels
     # a 20000 x 20000 PNG took 14.7 GB: refused from its header, before decoding
     big = _huge_png(tmp_path / "big.png", 20000, 20000)
-    code, _, err = _run(capfd, str(big), "-o", str(tmp_path / "o.png"), "--model",
-                        str(grayscale_model), "--device", "cpu")
+    code, _, err = _run(
+        capfd,
+        str(big),
+        "-o",
+        str(tmp_path / "o.png"),
+        "--model",
+        str(grayscale_model),
+        "--device",
+        "cpu",
+    )
     _assert_one_line_error(code, err, "big.png", "20000 x 20000", "--max-pixels")
     # the option lowers and raises it
     src = _frame(tmp_path / "a.png")  # 56 x 40

@@ -38,17 +38,35 @@ def truth_dir(tmp_path: Path) -> Path:
     return d
 
 
-def test_evaluate_prints_the_table_and_writes_valid_json(tmp_path, capfd, truth_dir,
-                                                          grayscale_model):
+def test_evaluate_prints_the_table_and_writes_valid_json(
+    tmp_path, capfd, truth_dir, grayscale_model
+):
     out_json = tmp_path / "report.json"
-    code = main(["evaluate", "--model", str(grayscale_model), "--data", str(truth_dir),
-                 "--hints", "0,10", "--json", str(out_json), "--device", "cpu"])
+    code = main(
+        [
+            "evaluate",
+            "--model",
+            str(grayscale_model),
+            "--data",
+            str(truth_dir),
+            "--hints",
+            "0,10",
+            "--json",
+            str(out_json),
+            "--device",
+            "cpu",
+        ]
+    )
     out, err = capfd.readouterr()
     assert code == 0, err
     rows = [line.split() for line in out.splitlines() if line[:5].strip().isdigit()]
     assert [(r[0], r[1]) for r in rows] == [
-        ("0", "model"), ("0", "gray"), ("0", "flat-fill"),
-        ("10", "model"), ("10", "gray"), ("10", "flat-fill"),
+        ("0", "model"),
+        ("0", "gray"),
+        ("0", "flat-fill"),
+        ("10", "model"),
+        ("10", "gray"),
+        ("10", "flat-fill"),
     ]
     report = json.loads(out_json.read_text())
     assert report["images"] == 3 and report["hint_counts"] == [0, 10]
@@ -77,8 +95,7 @@ def test_hints_are_seeded_and_shared(truth_dir, grayscale_model):
     assert a.row("flat-fill", 10) != c.row("flat-fill", 10)
 
 
-def test_lineart_evaluation_with_paired_inputs_and_synthesized(tmp_path, truth_dir,
-                                                               lineart_model):
+def test_lineart_evaluation_with_paired_inputs_and_synthesized(tmp_path, truth_dir, lineart_model):
     model = load_model(lineart_model, "cpu")
     inputs = tmp_path / "lines"
     inputs.mkdir()
@@ -110,8 +127,9 @@ def test_sequence_flicker_command(tmp_path, capfd):
         frames_io.write_image_atomic(ins / f"f{i}.png", frame)
         frames_io.write_image_atomic(outs / f"f{i}.png", out)
     out_json = tmp_path / "flicker.json"
-    code = main(["evaluate", "--sequence", str(outs), "--inputs", str(ins), "--json",
-                 str(out_json)])
+    code = main(
+        ["evaluate", "--sequence", str(outs), "--inputs", str(ins), "--json", str(out_json)]
+    )
     text, err = capfd.readouterr()
     assert code == 0, err
     assert "flicker of" in text
@@ -131,8 +149,9 @@ def test_evaluate_errors_are_one_line(tmp_path, capfd, grayscale_model):
     code = main(["evaluate", "--sequence", str(tmp_path)])
     err = capfd.readouterr().err.strip().splitlines()
     assert code != 0 and len(err) == 1 and "--inputs" in err[0]
-    code = main(["evaluate", "--model", str(grayscale_model), "--data", str(tmp_path),
-                 "--hints", "a,b"])
+    code = main(
+        ["evaluate", "--model", str(grayscale_model), "--data", str(tmp_path), "--hints", "a,b"]
+    )
     err = capfd.readouterr().err.strip().splitlines()
     assert code != 0 and len(err) == 1 and "--hints" in err[0]
 
@@ -148,14 +167,41 @@ def test_evaluate_shows_progress(monkeypatch, capfd, truth_dir, grayscale_model)
             bars.append((kwargs, self))
 
     monkeypatch.setattr(tqdm, "tqdm", Bar)
-    code = main(["evaluate", "--model", str(grayscale_model), "--data", str(truth_dir),
-                 "--hints", "0", "--limit", "2", "--device", "cpu"])
+    code = main(
+        [
+            "evaluate",
+            "--model",
+            str(grayscale_model),
+            "--data",
+            str(truth_dir),
+            "--hints",
+            "0",
+            "--limit",
+            "2",
+            "--device",
+            "cpu",
+        ]
+    )
     assert code == 0
-    (kwargs, bar), = bars
+    ((kwargs, bar),) = bars
     assert kwargs["total"] == 2 and bar.n == 2  # one step per image
     assert kwargs["disable"] is None  # shown on a terminal only
     assert "evaluate" in capfd.readouterr().err
     bars.clear()
-    main(["evaluate", "--model", str(grayscale_model), "--data", str(truth_dir), "--hints",
-          "0", "--limit", "1", "--device", "cpu", "--quiet"])
+    main(
+        [
+            "evaluate",
+            "--model",
+            str(grayscale_model),
+            "--data",
+            str(truth_dir),
+            "--hints",
+            "0",
+            "--limit",
+            "1",
+            "--device",
+            "cpu",
+            "--quiet",
+        ]
+    )
     assert bars[0][0]["disable"] is True

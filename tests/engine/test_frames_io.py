@@ -30,15 +30,21 @@ def test_folder_is_sorted_naturally_and_skips_hidden_and_other_files(tmp_path):
     (tmp_path / ".frame5.png.abc.inkhue-tmp").write_bytes(b"partial")
     fio.write_video(tmp_path / "preview.mp4", [_rgb(16, 16)], 24)
     sources = fio.expand_inputs([tmp_path])
-    assert [s.path.name for s in sources] == ["frame1.png", "frame2.png", "frame10.png",
-                                              "frame33.png"]
+    assert [s.path.name for s in sources] == [
+        "frame1.png",
+        "frame2.png",
+        "frame10.png",
+        "frame33.png",
+    ]
     assert all(s.kind == "image" for s in sources)
     videos = tmp_path / "videos"
     videos.mkdir()
     for name in ("shot10.mov", "shot9.mp4"):
         fio.write_video(videos / name, [_rgb(16, 16)], 24)
     assert [(s.path.name, s.kind) for s in fio.expand_inputs([videos])] == [
-        ("shot9.mp4", "video"), ("shot10.mov", "video")]
+        ("shot9.mp4", "video"),
+        ("shot10.mov", "video"),
+    ]
 
 
 def test_glob_files_and_videos_keep_argument_order_and_dedupe(tmp_path):
@@ -48,8 +54,13 @@ def test_glob_files_and_videos_keep_argument_order_and_dedupe(tmp_path):
     video = tmp_path / "clip.mp4"
     fio.write_video(video, [_rgb(16, 16, s) for s in range(3)], 24)
     sources = fio.expand_inputs([str(single), str(tmp_path / "a_*.png"), str(video), str(single)])
-    assert [s.path.name for s in sources] == ["z.png", "a_3.png", "a_20.png", "a_100.png",
-                                              "clip.mp4"]
+    assert [s.path.name for s in sources] == [
+        "z.png",
+        "a_3.png",
+        "a_20.png",
+        "a_100.png",
+        "clip.mp4",
+    ]
     assert [s.kind for s in sources][-1] == "video"
 
 
@@ -65,9 +76,16 @@ def test_missing_inputs_raise_one_line_naming_the_argument(tmp_path, arg):
 # --------------------------------------------------------------------------- images
 @pytest.mark.parametrize(
     ("ext", "dtype", "channels"),
-    [(".png", np.uint16, 3), (".png", np.uint16, 4), (".png", np.uint8, 1),
-     (".tif", np.float32, 3), (".tif", np.float32, 4), (".tif", np.uint16, 1),
-     (".exr", np.float32, 3), (".webp", np.uint8, 4)],
+    [
+        (".png", np.uint16, 3),
+        (".png", np.uint16, 4),
+        (".png", np.uint8, 1),
+        (".tif", np.float32, 3),
+        (".tif", np.float32, 4),
+        (".tif", np.uint16, 1),
+        (".exr", np.float32, 3),
+        (".webp", np.uint8, 4),
+    ],
 )
 def test_lossless_round_trip_is_exact(tmp_path, ext, dtype, channels):
     rng = np.random.default_rng(1)
@@ -136,20 +154,28 @@ def _write_bad(tmp_path: Path, kind: str) -> Path:
     elif kind.startswith("cut"):  # cut at a point where libpng used to print its own lines
         path = tmp_path / f"{kind}.png"
         data = fio.encode_image(_rgb(), ".png")
-        path.write_bytes(data[: {"cut20": 20, "cut_half": len(data) // 2,
-                                 "cut_end": len(data) - 1}[kind]])
+        path.write_bytes(
+            data[: {"cut20": 20, "cut_half": len(data) // 2, "cut_end": len(data) - 1}[kind]]
+        )
     elif kind == "zero":  # a header that says 0 x 0 pixels (libpng: "Invalid IHDR data")
         import struct
         import zlib
 
         def chunk(tag: bytes, body: bytes) -> bytes:
-            return (struct.pack(">I", len(body)) + tag + body
-                    + struct.pack(">I", zlib.crc32(tag + body)))
+            return (
+                struct.pack(">I", len(body))
+                + tag
+                + body
+                + struct.pack(">I", zlib.crc32(tag + body))
+            )
 
         path = tmp_path / "zero.png"
-        path.write_bytes(b"\x89PNG\r\n\x1a\n"
-                         + chunk(b"IHDR", struct.pack(">IIBBBBB", 0, 0, 8, 2, 0, 0, 0))
-                         + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+        path.write_bytes(
+            b"\x89PNG\r\n\x1a\n"
+            + chunk(b"IHDR", struct.pack(">IIBBBBB", 0, 0, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b""))
+            + chunk(b"IEND", b"")
+        )
     elif kind == "crc":
         path = tmp_path / "crc.png"
         data = bytearray(fio.encode_image(_rgb(), ".png"))
@@ -163,8 +189,9 @@ def _write_bad(tmp_path: Path, kind: str) -> Path:
         tifffile.imwrite(path, np.zeros((4, 5), np.int16))
     elif kind == "2ch":
         path = tmp_path / "gray_alpha.tif"
-        tifffile.imwrite(path, np.zeros((4, 5, 2), np.uint8), photometric="minisblack",
-                        planarconfig="contig")
+        tifffile.imwrite(
+            path, np.zeros((4, 5, 2), np.uint8), photometric="minisblack", planarconfig="contig"
+        )
     else:  # pragma: no cover
         raise AssertionError(kind)
     return path
@@ -172,10 +199,18 @@ def _write_bad(tmp_path: Path, kind: str) -> Path:
 
 @pytest.mark.parametrize(
     ("kind", "words"),
-    [("empty", "empty"), ("corrupt", "truncated"), ("garbage", "not a readable"),
-     ("int16", "int16"), ("2ch", "2 channels"), ("cut20", "truncated"),
-     ("cut_half", "truncated"), ("cut_end", "truncated"), ("zero", "0 x 0 pixels"),
-     ("crc", "damaged")],
+    [
+        ("empty", "empty"),
+        ("corrupt", "truncated"),
+        ("garbage", "not a readable"),
+        ("int16", "int16"),
+        ("2ch", "2 channels"),
+        ("cut20", "truncated"),
+        ("cut_half", "truncated"),
+        ("cut_end", "truncated"),
+        ("zero", "0 x 0 pixels"),
+        ("crc", "damaged"),
+    ],
 )
 def test_bad_images_raise_one_clear_line(tmp_path, capfd, kind, words):
     path = _write_bad(tmp_path, kind)
@@ -193,8 +228,11 @@ def test_pixel_limit_is_checked_before_decoding(tmp_path, monkeypatch):
         path = tmp_path / f"f{ext}"
         path.write_bytes(fio.encode_image(img, ext))
         assert fio.read_image(path, max_pixels=w * h).shape[:2] == (h, w)
-        with pytest.raises(InputError, match=rf"{w} x {h} = {w * h} pixels is over the limit "
-                                             rf"of {w * h - 1} pixels.*--max-pixels"):
+        with pytest.raises(
+            InputError,
+            match=rf"{w} x {h} = {w * h} pixels is over the limit "
+            rf"of {w * h - 1} pixels.*--max-pixels",
+        ):
             fio.read_image(path, max_pixels=w * h - 1)
     # PNG and JPEG are refused from their headers: the decoder never runs
     monkeypatch.setattr(fio.cv2, "imdecode", lambda *a: pytest.fail("decoded"))

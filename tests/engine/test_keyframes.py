@@ -22,8 +22,10 @@ from cartoon_shots import BALL, HAT, PAPER, SHIRT, SKIN, cartoon, gray_of, inter
 
 @pytest.fixture(scope="module")
 def models(grayscale_model, lineart_model):
-    return {"grayscale": load_model(grayscale_model, "cpu"),
-            "lineart": load_model(lineart_model, "cpu")}
+    return {
+        "grayscale": load_model(grayscale_model, "cpu"),
+        "lineart": load_model(lineart_model, "cpu"),
+    }
 
 
 # --------------------------------------------------------------------------- descriptors
@@ -130,8 +132,11 @@ def test_uncolored_keyframe_is_refused_with_its_name():
 
 def test_keyframe_of_other_framing_is_refused_and_other_scale_is_fitted():
     key = cartoon()
-    with pytest.raises(InputError, match="k.png: the keyframe is 160x120 but the frames are "
-                       "100x100 \\(another aspect ratio\\)"):
+    with pytest.raises(
+        InputError,
+        match="k.png: the keyframe is 160x120 but the frames are "
+        "100x100 \\(another aspect ratio\\)",
+    ):
         kf.fit_to_frame(key, (100, 100), "k.png")
     big = cv2.resize(key, (320, 240), interpolation=cv2.INTER_NEAREST)
     assert kf.fit_to_frame(big, (120, 160), "k.png").shape == key.shape
@@ -184,8 +189,14 @@ def test_shot_keyframe_comes_out_unchanged_and_resume_is_byte_identical(tmp_path
             raise Stop
 
     with pytest.raises(Stop):
-        shot.colorize_shot(sources, tmp_path / "b", models["grayscale"], keys, progress=False,
-                           on_frame=stop_after_3)
+        shot.colorize_shot(
+            sources,
+            tmp_path / "b",
+            models["grayscale"],
+            keys,
+            progress=False,
+            on_frame=stop_after_3,
+        )
     assert len(list((tmp_path / "b").glob("*.png"))) == 3
     again = shot.colorize_shot(sources, tmp_path / "b", models["grayscale"], keys, progress=False)
     assert (again.written, again.skipped) == (3, 3)
@@ -210,25 +221,53 @@ def test_cli_reference(tmp_path, grayscale_model, capsys):
     truths = write_shot(tmp_path / "in", 3, "grayscale")
     (tmp_path / "keys").mkdir()
     frames_io.write_image_atomic(tmp_path / "keys" / "f000.png", truths[0])
-    rc = main(["colorize", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--model",
-               str(grayscale_model), "--reference", str(tmp_path / "keys"), "-q"])
+    rc = main(
+        [
+            "colorize",
+            str(tmp_path / "in"),
+            "-o",
+            str(tmp_path / "out"),
+            "--model",
+            str(grayscale_model),
+            "--reference",
+            str(tmp_path / "keys"),
+            "-q",
+        ]
+    )
     assert rc == 0
     assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == [
-        "f000.png", "f001.png", "f002.png"]
+        "f000.png",
+        "f001.png",
+        "f002.png",
+    ]
     capsys.readouterr()
-    rc = main(["colorize", str(tmp_path / "in"), "-o", str(tmp_path / "o2"), "--model",
-               str(grayscale_model), "--reference", str(tmp_path / "keys"),
-               "--hints", str(tmp_path / "keys" / "f000.png")])
+    rc = main(
+        [
+            "colorize",
+            str(tmp_path / "in"),
+            "-o",
+            str(tmp_path / "o2"),
+            "--model",
+            str(grayscale_model),
+            "--reference",
+            str(tmp_path / "keys"),
+            "--hints",
+            str(tmp_path / "keys" / "f000.png"),
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
-    assert rc != 0 and err == ["inkhue: error: --hints and --reference do not combine: paint "
-                               "the colors into a keyframe instead"]
+    assert rc != 0 and err == [
+        "inkhue: error: --hints and --reference do not combine: paint "
+        "the colors into a keyframe instead"
+    ]
     assert not (tmp_path / "o2").exists()
 
 
 def test_regions_of_the_test_cartoon_are_what_the_tests_assume():
     # five fills: paper, shirt, skin, hat, ball (the shapes are closed by their outlines)
-    labels = regions_of(rgb_to_lab(to_float01(lines_of(cartoon())[..., None].repeat(3, 2)))[
-        ..., 0], "lineart")
+    labels = regions_of(
+        rgb_to_lab(to_float01(lines_of(cartoon())[..., None].repeat(3, 2)))[..., 0], "lineart"
+    )
     assert labels.max() == 5
 
 
@@ -236,12 +275,18 @@ def test_in_memory_shot_gives_the_same_pixels_as_the_files_runner(tmp_path, mode
     truths = write_shot(tmp_path / "in", 5, "lineart")
     frames_io.write_image_atomic(tmp_path / "f000.png", truths[0])
     sources = frames_io.expand_inputs([str(tmp_path / "in")])
-    shot.colorize_shot(sources, tmp_path / "out", models["lineart"],
-                       shot.load_keyframes([tmp_path / "f000.png"]), progress=False)
+    shot.colorize_shot(
+        sources,
+        tmp_path / "out",
+        models["lineart"],
+        shot.load_keyframes([tmp_path / "f000.png"]),
+        progress=False,
+    )
     frames = [frames_io.read_image(s.path) for s in sources]
     keys = [shot.Keyframe("key", truths[0], frame=0)]
-    outs = list(shot.colorize_frames(frames, models["lineart"], keys,
-                                     structure_of=lambda i: frames[i]))
+    outs = list(
+        shot.colorize_frames(frames, models["lineart"], keys, structure_of=lambda i: frames[i])
+    )
     assert len(outs) == 5 and np.array_equal(outs[0], truths[0])
     for i, out in enumerate(outs):
         assert np.array_equal(out, frames_io.read_image(tmp_path / "out" / f"f{i:03d}.png"))
@@ -249,7 +294,8 @@ def test_in_memory_shot_gives_the_same_pixels_as_the_files_runner(tmp_path, mode
 
 def test_in_memory_shot_refuses_a_bad_keyframe_before_the_first_frame(models):
     frames = iter([lines_of(cartoon()), lines_of(cartoon(dx=2))])
-    outs = shot.colorize_frames(frames, models["lineart"],
-                                [shot.Keyframe("sheet.png", gray_of(cartoon()))])
+    outs = shot.colorize_frames(
+        frames, models["lineart"], [shot.Keyframe("sheet.png", gray_of(cartoon()))]
+    )
     with pytest.raises(InputError, match="sheet.png: the keyframe has no color"):
         next(outs)

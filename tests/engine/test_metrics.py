@@ -123,8 +123,9 @@ def _ssim_by_hand(x: np.ndarray, y: np.ndarray, win: int = 7) -> float:
             va = ((a - ma) ** 2).sum() / (n - 1)
             vb = ((b - mb) ** 2).sum() / (n - 1)
             cov = ((a - ma) * (b - mb)).sum() / (n - 1)
-            values.append((2 * ma * mb + c1) * (2 * cov + c2)
-                          / ((ma**2 + mb**2 + c1) * (va + vb + c2)))
+            values.append(
+                (2 * ma * mb + c1) * (2 * cov + c2) / ((ma**2 + mb**2 + c1) * (va + vb + c2))
+            )
     return float(np.mean(values))
 
 

@@ -139,12 +139,15 @@ def test_explicit_device_missing_from_the_wheel_is_a_clear_error(monkeypatch):
 
 def test_auto_prefers_gpu_providers_when_the_wheel_has_them(monkeypatch):
     monkeypatch.setattr(
-        M, "available_providers",
+        M,
+        "available_providers",
         lambda: ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
     )
     chosen = M.choose_providers("auto")
     assert [p if isinstance(p, str) else p[0] for p in chosen] == [
-        "CUDAExecutionProvider", "CPUExecutionProvider"]
+        "CUDAExecutionProvider",
+        "CPUExecutionProvider",
+    ]
     trt = [p if isinstance(p, str) else p[0] for p in M.choose_providers("tensorrt")]
     assert trt == ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
 
@@ -165,9 +168,7 @@ def test_listed_but_unusable_cuda_falls_back_for_auto_and_fails_for_explicit(
     monkeypatch.setattr(
         M, "available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"]
     )
-    with caplog.at_level(logging.WARNING, logger="inkhue_engine.model"), pytest.warns(
-        UserWarning
-    ):
+    with caplog.at_level(logging.WARNING, logger="inkhue_engine.model"), pytest.warns(UserWarning):
         model = M.Model(grayscale_model, "auto")
     assert model.providers == ["CPUExecutionProvider"] and model.device == "cpu"
     assert "CUDAExecutionProvider is not usable here" in caplog.text
@@ -397,13 +398,18 @@ def test_precision_variant_finds_the_file_beside_the_model(tmp_path):
         M.precision_variant(base, "int4")
 
 
-def test_a_precision_variant_is_listed_after_its_float_model(tmp_path, monkeypatch,
-                                                             make_tiny_model):
+def test_a_precision_variant_is_listed_after_its_float_model(
+    tmp_path, monkeypatch, make_tiny_model
+):
     # the Krita docker selects the first listed model: it must stay the float one
     folder = tmp_path / "models"
     folder.mkdir()
-    for file, name in (("a.int8.onnx", "a-int8"), ("a.onnx", "a"), ("a-b.onnx", "a-b"),
-                       ("a.fp16.onnx", "a-fp16")):
+    for file, name in (
+        ("a.int8.onnx", "a-int8"),
+        ("a.onnx", "a"),
+        ("a-b.onnx", "a-b"),
+        ("a.fp16.onnx", "a-fp16"),
+    ):
         make_tiny_model("grayscale", folder / file, name=name)
     monkeypatch.setenv("INKHUE_MODELS_DIR", str(folder))
     names = [m.name for m in M.list_models() if m.path.parent == folder]

@@ -98,13 +98,16 @@ def test_kpl_broken_files_name_the_problem(tmp_path):
     bad_xml = _kpl(tmp_path / "badxml.kpl", "<Colorset><ColorSetEntry></Colorset>")
     with pytest.raises(InputError, match=r"badxml\.kpl: colorset\.xml line 1: broken XML"):
         load_palette(bad_xml)
-    no_attr = _kpl(tmp_path / "noattr.kpl",
-                   '<Colorset><ColorSetEntry name="x"><RGB r="1" g="oops"/></ColorSetEntry>'
-                   "</Colorset>")
+    no_attr = _kpl(
+        tmp_path / "noattr.kpl",
+        '<Colorset><ColorSetEntry name="x"><RGB r="1" g="oops"/></ColorSetEntry></Colorset>',
+    )
     with pytest.raises(InputError, match=r"noattr\.kpl: colorset\.xml entry 1 \(x\)"):
         load_palette(no_attr)
-    unknown = _kpl(tmp_path / "unknown.kpl",
-                   '<Colorset><ColorSetEntry name="y"><HSV h="1"/></ColorSetEntry></Colorset>')
+    unknown = _kpl(
+        tmp_path / "unknown.kpl",
+        '<Colorset><ColorSetEntry name="y"><HSV h="1"/></ColorSetEntry></Colorset>',
+    )
     with pytest.raises(InputError, match="no color element"):
         load_palette(unknown)
     missing = _kpl(tmp_path / "nocs.kpl", "<Colorset/>", name="other.xml")
@@ -156,9 +159,13 @@ def test_palette_length_is_bounded(tmp_path):
         ColorizeOptions(palette=tuple(colors))
     assert len(ColorizeOptions(palette=tuple(colors[:-1])).palette) == MAX_PALETTE_COLORS
     gpl = tmp_path / "big.gpl"
-    gpl.write_text("GIMP Palette\n" + "".join(
-        f"{int(c[1:3], 16)} {int(c[3:5], 16)} {int(c[5:], 16)} c{i}\n"
-        for i, c in enumerate(colors)))
+    gpl.write_text(
+        "GIMP Palette\n"
+        + "".join(
+            f"{int(c[1:3], 16)} {int(c[3:5], 16)} {int(c[5:], 16)} c{i}\n"
+            for i, c in enumerate(colors)
+        )
+    )
     with pytest.raises(InputError, match="big.gpl: 257 colors"):
         load_palette(gpl)
 

@@ -39,16 +39,22 @@ def forced_model(path, task, start, scale, offset, multiple_of=8, train_size=32)
         helper.make_node("Add", ["m", "offset"], [name]),
     ]
     graph = helper.make_graph(
-        nodes, "forced",
+        nodes,
+        "forced",
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 4, "H", "W"])],
         [helper.make_tensor_value_info(name, TensorProto.FLOAT, ["N", c, "H", "W"])],
         initializer=consts,
     )
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     proto.ir_version = 8
-    meta = {"inkhue.format": "1", "inkhue.task": task, "inkhue.multiple_of": str(multiple_of),
-            "inkhue.train_size": str(train_size), "inkhue.name": f"forced-{task}",
-            "inkhue.trained_on": "nothing"}
+    meta = {
+        "inkhue.format": "1",
+        "inkhue.task": task,
+        "inkhue.multiple_of": str(multiple_of),
+        "inkhue.train_size": str(train_size),
+        "inkhue.name": f"forced-{task}",
+        "inkhue.trained_on": "nothing",
+    }
     for k, v in meta.items():
         e = proto.metadata_props.add()
         e.key, e.value = k, v
@@ -69,22 +75,25 @@ def line_tiny(lineart_model):
 @pytest.fixture(scope="module")
 def hint_echo(tmp_path_factory):
     """Grayscale model: ab = hint ab + (20, -10)."""
-    return forced_model(tmp_path_factory.mktemp("f") / "echo.onnx", "grayscale", 1,
-                        (1, 1), (20, -10))
+    return forced_model(
+        tmp_path_factory.mktemp("f") / "echo.onnx", "grayscale", 1, (1, 1), (20, -10)
+    )
 
 
 @pytest.fixture(scope="module")
 def l_driven(tmp_path_factory):
     """Grayscale model whose a varies with L: ab = (0.5 L - 25, hint a)."""
-    return forced_model(tmp_path_factory.mktemp("f") / "ldriven.onnx", "grayscale", 0,
-                        (0.5, 1), (-25, 0))
+    return forced_model(
+        tmp_path_factory.mktemp("f") / "ldriven.onnx", "grayscale", 0, (0.5, 1), (-25, 0)
+    )
 
 
 @pytest.fixture(scope="module")
 def line_echo(tmp_path_factory):
     """Line-art model: Lab = (0.6 L, hint a + 30, hint b - 20)."""
-    return forced_model(tmp_path_factory.mktemp("f") / "lecho.onnx", "lineart", 0,
-                        (0.6, 1, 1), (0, 30, -20))
+    return forced_model(
+        tmp_path_factory.mktemp("f") / "lecho.onnx", "lineart", 0, (0.6, 1, 1), (0, 30, -20)
+    )
 
 
 def cel(h=60, w=80, gray=True):
@@ -108,8 +117,9 @@ def shaded(h=60, w=80):
 
 def make_frame(layout, dtype, h=23, w=31, seed=0):
     rng = np.random.default_rng(seed)
-    shape = {"HW": (h, w), "HW1": (h, w, 1), "GA": (h, w, 2), "RGB": (h, w, 3),
-             "RGBA": (h, w, 4)}[layout]
+    shape = {"HW": (h, w), "HW1": (h, w, 1), "GA": (h, w, 2), "RGB": (h, w, 3), "RGBA": (h, w, 4)}[
+        layout
+    ]
     f01 = rng.random(shape).astype(np.float32)
     return f01 if dtype == np.float32 else from_float01(f01, dtype)
 
@@ -212,8 +222,9 @@ def test_working_size_rules(gray_tiny):
     assert P.working_size((1080, 1920), info, opts) == (64, 114)
     assert P.working_size((1080, 1920), info, ColorizeOptions(detail=2)) == (128, 228)
     assert P.working_size((40, 50), info, ColorizeOptions(detail=4)) == (40, 50)  # no upscale
-    bounded = P.working_size((1080, 1920), info, ColorizeOptions(detail=10,
-                                                                 max_working_pixels=10_000))
+    bounded = P.working_size(
+        (1080, 1920), info, ColorizeOptions(detail=10, max_working_pixels=10_000)
+    )
     assert bounded[0] * bounded[1] <= 10_000 and bounded[0] > 60
     p = P.prepare_frame(np.zeros((1080, 1920), np.uint8), info)
     assert p.input.shape == (4, 64, 120) and p.input.dtype == np.float32
@@ -273,10 +284,11 @@ def test_hints_spread_over_their_region_before_the_model(hint_echo):
     p = P.prepare_frame(frame, hint_echo.info, hints=hints)
     mask = p.input[3]  # working size == frame size here (short side 60 > 32: scaled)
     h, w = p.work_size
-    assert mask[: h, int(w * 0.6) :].mean() > 0.95  # right half hinted
-    assert mask[: h, : int(w * 0.4)].max() == 0  # left half not
-    no_regions = P.prepare_frame(frame, hint_echo.info, hints=hints,
-                                 options=ColorizeOptions(regions=False))
+    assert mask[:h, int(w * 0.6) :].mean() > 0.95  # right half hinted
+    assert mask[:h, : int(w * 0.4)].max() == 0  # left half not
+    no_regions = P.prepare_frame(
+        frame, hint_echo.info, hints=hints, options=ColorizeOptions(regions=False)
+    )
     assert 0 < no_regions.input[3].sum() <= 4
 
 
@@ -301,8 +313,7 @@ def test_small_hints_survive_downscaling(hint_echo):
     frame = np.full((600, 800), 128, np.uint8)  # one region, 18x smaller working size
     hints = np.zeros((600, 800, 4), np.uint8)
     hints[300:303, 400:403] = (255, 0, 0, 255)
-    p = P.prepare_frame(frame, hint_echo.info, hints=hints,
-                        options=ColorizeOptions(regions=False))
+    p = P.prepare_frame(frame, hint_echo.info, hints=hints, options=ColorizeOptions(regions=False))
     assert p.input[3].sum() >= 1
     y, x = np.argwhere(p.input[3] > 0)[0]
     assert p.input[1, y, x] > 40  # the hint's full a, not diluted by its neighbours
@@ -338,8 +349,9 @@ def test_a_hinted_large_region_is_anchored_to_its_hint_and_keeps_its_shading(l_d
     hints[38:41, 48:51] = (170, 120, 120, 255)  # a muted red: in gamut at every L
     want_a = rgb_to_lab(np.array([[[170, 120, 120]]], np.float32) / 255)[0, 0, 1]
     on = rgb_to_lab(to_float01(P.colorize_frame(frame, l_driven, hints)))[..., 1]
-    off = rgb_to_lab(to_float01(P.colorize_frame(
-        frame, l_driven, hints, ColorizeOptions(anchor_hints=False))))[..., 1]
+    off = rgb_to_lab(
+        to_float01(P.colorize_frame(frame, l_driven, hints, ColorizeOptions(anchor_hints=False)))
+    )[..., 1]
     # the model's a ignores the hint (0.5 L - 25): only anchoring brings the mean to it
     assert abs(on[5:-5, 5:-5].mean() - want_a) < 4 < abs(off[5:-5, 5:-5].mean() - want_a)
     assert np.ptp(on) > 10  # the per-pixel variation stays
@@ -388,8 +400,9 @@ def test_grayscale_palette_lock_snaps_a_mottled_region_as_one(l_driven, regions)
     palette = ("#c86464", "#50a050")  # a muted red (a > 0) and a green (a < 0)
     p = P.prepare_frame(frame, l_driven.info, options=ColorizeOptions(regions=True))
     assert p.labels.max() == 1 and (p.labels == 1).all()  # one region, no lines
-    out = P.colorize_frame(frame, l_driven, options=ColorizeOptions(palette=palette,
-                                                                    regions=regions))
+    out = P.colorize_frame(
+        frame, l_driven, options=ColorizeOptions(palette=palette, regions=regions)
+    )
     entries = _palette_entry_per_pixel(out, palette)
     assert (entries >= 0).all()
     assert len(np.unique(entries)) == 1
@@ -443,8 +456,7 @@ def test_lineart_hint_color_fills_its_region(line_echo):
     frame = cel(gray=False)
     hints = np.zeros((*frame.shape[:2], 4), np.uint8)
     hints[20:22, 60:62] = (30, 160, 60, 255)
-    fill = P.colorize_frame(frame, line_echo, hints=hints,
-                            options=ColorizeOptions(output="fill"))
+    fill = P.colorize_frame(frame, line_echo, hints=hints, options=ColorizeOptions(output="fill"))
     right = fill[5:55, 45:75].reshape(-1, 3)
     assert np.abs(right.astype(int) - [30, 160, 60]).max() <= 2
     assert np.abs(fill[30, 5].astype(int) - [30, 160, 60]).max() > 40  # left side not
@@ -463,8 +475,9 @@ def test_lineart_palette_lock_outputs_only_palette_colors(line_tiny, line_echo):
             assert {tuple(px) for px in fill.reshape(-1, 3).tolist()} <= rgb
             # by region even without the regions option: one color per region
             assert len(np.unique(fill[5:55, 45:75].reshape(-1, 3), axis=0)) == 1
-            out = P.colorize_frame(frame, model, hints=hints,
-                                   options=ColorizeOptions(palette=palette, regions=regions))
+            out = P.colorize_frame(
+                frame, model, hints=hints, options=ColorizeOptions(palette=palette, regions=regions)
+            )
             paper = frame[..., 0] == 255
             assert {tuple(px) for px in out[paper].tolist()} <= rgb
 
@@ -578,8 +591,18 @@ def test_gamut_edges_are_the_clipped_pixels():
     # _lab_to_rgb_keep_l finds the pixels to check with cv2.inRange: exactly those with
     # a channel at or beyond 0 or 1 before clipping
     rng = np.random.default_rng(6)
-    lab = np.stack([rng.uniform(0, 100, 20000), rng.uniform(-120, 120, 20000),
-                    rng.uniform(-120, 120, 20000)], -1).astype(np.float32).reshape(100, 200, 3)
+    lab = (
+        np.stack(
+            [
+                rng.uniform(0, 100, 20000),
+                rng.uniform(-120, 120, 20000),
+                rng.uniform(-120, 120, 20000),
+            ],
+            -1,
+        )
+        .astype(np.float32)
+        .reshape(100, 200, 3)
+    )
     lab[0, :3] = [[100, 0, 0], [0, 0, 0], [50, 0, 0]]
     raw = cv2.cvtColor(lab, cv2.COLOR_Lab2RGB)
     inside = cv2.inRange(raw, (P._INSIDE_LO,) * 3, (P._INSIDE_HI,) * 3) > 0

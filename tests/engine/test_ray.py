@@ -35,26 +35,31 @@ def test_ray_outputs_are_the_bytes_of_one_process_and_resume(grayscale_model, tm
     sources = _sequence(tmp_path / "in")
     model = load_model(grayscale_model, "cpu")
     options = ColorizeOptions()
-    local = batch.colorize_many(sources, tmp_path / "local", model, options, batch_size=2,
-                                progress=False)
+    local = batch.colorize_many(
+        sources, tmp_path / "local", model, options, batch_size=2, progress=False
+    )
     runner = RayRunner(model, options, 2, num_cpus=2)  # fewer CPUs than frames in flight
     try:
-        res = batch.colorize_many(sources, tmp_path / "ray", model, options, batch_size=2,
-                                  progress=False, remote=runner)
+        res = batch.colorize_many(
+            sources, tmp_path / "ray", model, options, batch_size=2, progress=False, remote=runner
+        )
         assert res.written == local.written == 7
         names = sorted(p.name for p in (tmp_path / "local").glob("*.png"))
         assert names == sorted(p.name for p in (tmp_path / "ray").glob("*.png"))
         for name in names:
-            assert (tmp_path / "ray" / name).read_bytes() == \
-                (tmp_path / "local" / name).read_bytes(), name
+            assert (tmp_path / "ray" / name).read_bytes() == (
+                tmp_path / "local" / name
+            ).read_bytes(), name
         for name in names[2:5]:  # an interrupted run: resume it on the cluster
             (tmp_path / "ray" / name).unlink()
-        res = batch.colorize_many(sources, tmp_path / "ray", model, options, batch_size=2,
-                                  progress=False, remote=runner)
+        res = batch.colorize_many(
+            sources, tmp_path / "ray", model, options, batch_size=2, progress=False, remote=runner
+        )
         assert (res.written, res.skipped) == (3, 4)
         for name in names:
-            assert (tmp_path / "ray" / name).read_bytes() == \
-                (tmp_path / "local" / name).read_bytes(), name
+            assert (tmp_path / "ray" / name).read_bytes() == (
+                tmp_path / "local" / name
+            ).read_bytes(), name
     finally:
         runner.close()
 

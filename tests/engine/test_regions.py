@@ -100,13 +100,15 @@ def test_anchor_to_hints_moves_the_mean_and_keeps_the_variation():
     out = regions.anchor_to_hints(labels, values, hint, hinted)
     sel = labels == left
     np.testing.assert_allclose(out[sel].mean(axis=0), [30, -20], atol=1e-4)
-    np.testing.assert_allclose(out[sel] - out[sel].mean(axis=0),
-                               values[sel] - values[sel].mean(axis=0), atol=1e-4)
+    np.testing.assert_allclose(
+        out[sel] - out[sel].mean(axis=0), values[sel] - values[sel].mean(axis=0), atol=1e-4
+    )
     untouched = labels != left
     np.testing.assert_array_equal(out[untouched], values[untouched])
     assert regions.anchor_to_hints(labels, values, hint, np.zeros(n, bool)) is not None
     np.testing.assert_array_equal(
-        regions.anchor_to_hints(labels, values, hint, np.zeros(n, bool)), values)
+        regions.anchor_to_hints(labels, values, hint, np.zeros(n, bool)), values
+    )
     assert (labels == right).any()
 
 
@@ -121,10 +123,12 @@ def test_opencv_numbers_non_line_pixels_in_raster_order():
 
     rng = np.random.default_rng(1)
     for _ in range(10):
-        lines = (rng.random((int(rng.integers(1, 90)), int(rng.integers(1, 90))))
-                 < rng.random()).astype(np.uint8)
+        lines = (
+            rng.random((int(rng.integers(1, 90)), int(rng.integers(1, 90)))) < rng.random()
+        ).astype(np.uint8)
         _, nearest = cv2.distanceTransformWithLabels(
-            lines, cv2.DIST_L2, 3, labelType=cv2.DIST_LABEL_PIXEL)
+            lines, cv2.DIST_L2, 3, labelType=cv2.DIST_LABEL_PIXEL
+        )
         free = np.flatnonzero(lines.ravel() == 0)
         np.testing.assert_array_equal(nearest.ravel()[free], np.arange(1, free.size + 1))
 
@@ -133,8 +137,9 @@ def test_fill_labels_is_fill_lines_of_the_labels():
     rng = np.random.default_rng(2)
     for density in (0.0, 0.2, 0.6, 1.0):
         labels = _random_labels(rng, 41, 57, density)
-        np.testing.assert_array_equal(regions.fill_labels(labels),
-                                      regions.fill_lines(labels, labels))
+        np.testing.assert_array_equal(
+            regions.fill_labels(labels), regions.fill_lines(labels, labels)
+        )
     labels = regions.regions_of(two_rooms(), "lineart")
     filled = regions.fill_labels(labels)
     assert (filled != 0).all() and filled[0, 15] in (labels[0, 14], labels[0, 16])
@@ -169,7 +174,8 @@ def test_sparse_weights_give_the_dense_sums():
     ref_total = np.bincount(labels.ravel(), weights=w, minlength=n)
     np.testing.assert_array_equal(total, ref_total)
     for c in range(2):
-        sums = np.bincount(labels.ravel(), weights=values[..., c].ravel().astype(float) * w,
-                           minlength=n)
+        sums = np.bincount(
+            labels.ravel(), weights=values[..., c].ravel().astype(float) * w, minlength=n
+        )
         ref = np.divide(sums, ref_total, out=np.zeros(n), where=ref_total > 0)
         np.testing.assert_array_equal(means[:, c], ref.astype(np.float32))

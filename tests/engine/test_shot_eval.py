@@ -53,17 +53,31 @@ def test_one_wrong_region_costs_exactly_its_share(shot_dirs):
     per_frame = good.regions // 3
     assert s.segment_accuracy == pytest.approx(1 - 1 / per_frame)  # the shirt, in each frame
     shirt = np.all(truth[1] == np.array(SHIRT, np.uint8), axis=-1)
-    de = delta_e_2000(rgb_to_lab(to_float01(np.array([[[200, 200, 40]]], np.uint8))),
-                      rgb_to_lab(to_float01(np.array([[SHIRT]], np.uint8))))[0, 0]
+    de = delta_e_2000(
+        rgb_to_lab(to_float01(np.array([[[200, 200, 40]]], np.uint8))),
+        rgb_to_lab(to_float01(np.array([[SHIRT]], np.uint8))),
+    )[0, 0]
     assert s.mean_de == pytest.approx(de * shirt.mean(), rel=0.05)
     assert s.temporal_consistency > 1.0  # the wrong shirt is the same in every frame but moves
 
 
 def test_cli_reports_shot_scores_and_needs_keyframes(shot_dirs, capsys):
     tmp, _ = shot_dirs
-    rc = main(["evaluate", "--sequence", str(tmp / "truth"), "--inputs", str(tmp / "in"),
-               "--truth", str(tmp / "truth"), "--keyframes", "f0", "--json",
-               str(tmp / "s.json")])
+    rc = main(
+        [
+            "evaluate",
+            "--sequence",
+            str(tmp / "truth"),
+            "--inputs",
+            str(tmp / "in"),
+            "--truth",
+            str(tmp / "truth"),
+            "--keyframes",
+            "f0",
+            "--json",
+            str(tmp / "s.json"),
+        ]
+    )
     assert rc == 0
     assert "segment accuracy 100.0%" in capsys.readouterr().out
     assert (tmp / "s.json").is_file()

@@ -81,10 +81,17 @@ def write_bin(cfg, name: str, data: bytes) -> None:
 
 
 def layer_info(doc) -> list[dict]:
-    return [{"name": n.name(), "model": n.colorModel(), "depth": n.colorDepth(),
-             "profile": n.colorProfile(), "blending": n.blendingMode(),
-             "channels": [c.name() for c in n.channels()]}
-            for n in doc.rootNode().childNodes()]
+    return [
+        {
+            "name": n.name(),
+            "model": n.colorModel(),
+            "depth": n.colorDepth(),
+            "profile": n.colorProfile(),
+            "blending": n.blendingMode(),
+            "channels": [c.name() for c in n.channels()],
+        }
+        for n in doc.rootNode().childNodes()
+    ]
 
 
 def case_u8(app, cfg, results) -> None:
@@ -102,9 +109,12 @@ def case_u8(app, cfg, results) -> None:
     model = make_model(KritaHost(app, document=doc, source=ink), cfg)
     colorize(model, cfg["gray_model"])
     new = doc.nodeByName("InkHue " + cfg["gray_model"])
-    results["u8"] = {"error": model.error, "layers": layer_info(doc),
-                     "source_unchanged": bytes(ink.pixelData(0, 0, w, h)) == painted,
-                     "found": new is not None}
+    results["u8"] = {
+        "error": model.error,
+        "layers": layer_info(doc),
+        "source_unchanged": bytes(ink.pixelData(0, 0, w, h)) == painted,
+        "found": new is not None,
+    }
     if new is not None:
         write_bin(cfg, "u8_result.bin", new.pixelData(0, 0, w, h))
         from krita import InfoObject
@@ -124,8 +134,9 @@ def case_lines16(app, cfg, results) -> None:
     w, h = cfg["width"], cfg["height"]
     # sRGB-encoded 16-bit (not Krita's linear default): the engine gets the values as they
     # are, so the test can compare with a direct request (case_depths covers linear).
-    doc = app.createDocument(w, h, "inkhue-lines16", "RGBA", "U16",
-                             "sRGB-elle-V2-srgbtrc.icc", 72.0)
+    doc = app.createDocument(
+        w, h, "inkhue-lines16", "RGBA", "U16", "sRGB-elle-V2-srgbtrc.icc", 72.0
+    )
     doc.setBatchmode(True)
     lines = doc.createNode("Lines", "paintlayer")
     doc.rootNode().addChildNode(lines, None)
@@ -135,13 +146,18 @@ def case_lines16(app, cfg, results) -> None:
     model = make_model(KritaHost(app, document=doc, source=lines), cfg)
     colorize(model, cfg["lines_model"])
     new = doc.nodeByName("InkHue " + cfg["lines_model"])
-    results["lines16"] = {"error": model.error, "layers": layer_info(doc),
-                          "source_unchanged": bytes(lines.pixelData(0, 0, w, h)) == painted,
-                          "found": new is not None}
+    results["lines16"] = {
+        "error": model.error,
+        "layers": layer_info(doc),
+        "source_unchanged": bytes(lines.pixelData(0, 0, w, h)) == painted,
+        "found": new is not None,
+    }
     if new is not None:
         write_bin(cfg, "lines16_result.bin", new.pixelData(0, 0, w, h))
-    log(f"lines16: layers {[x['name'] for x in results['lines16']['layers']]}, "
-        f"error {model.error!r}")
+    log(
+        f"lines16: layers {[x['name'] for x in results['lines16']['layers']]}, "
+        f"error {model.error!r}"
+    )
     doc.setModified(False)
     doc.close()
 
@@ -160,14 +176,21 @@ def case_graya(app, cfg, results) -> None:
     doc.waitForDone()
     model = make_model(KritaHost(app, document=doc, source=ink), cfg)
     colorize(model, cfg["gray_model"])
-    out = {"first_error": model.error, "fix": model.fix[0] if model.fix else None,
-           "layers_before_fix": [n["name"] for n in layer_info(doc)]}
+    out = {
+        "first_error": model.error,
+        "fix": model.fix[0] if model.fix else None,
+        "layers_before_fix": [n["name"] for n in layer_info(doc)],
+    }
     model.apply_fix()
     wait_until(lambda: not model.busy, 120, "colorize after the fix")
     new = doc.nodeByName("InkHue " + cfg["gray_model"])
-    out.update(error=model.error, message=model.message_text, layers=layer_info(doc),
-               doc_space=[doc.colorModel(), doc.colorDepth(), doc.colorProfile()],
-               found=new is not None)
+    out.update(
+        error=model.error,
+        message=model.message_text,
+        layers=layer_info(doc),
+        doc_space=[doc.colorModel(), doc.colorDepth(), doc.colorProfile()],
+        found=new is not None,
+    )
     if new is not None:
         write_bin(cfg, "graya_source_rgb.bin", ink.pixelData(0, 0, w, h))
         write_bin(cfg, "graya_result.bin", new.pixelData(0, 0, w, h))
@@ -188,8 +211,11 @@ def case_depths(app, cfg, results) -> None:
 
     w, h = cfg["width"], cfg["height"]
     out = {}
-    for depth, profile in (("U8", "sRGB-elle-V2-srgbtrc.icc"), ("U16", "sRGB-elle-V2-g10.icc"),
-                           ("F32", "sRGB-elle-V2-g10.icc")):
+    for depth, profile in (
+        ("U8", "sRGB-elle-V2-srgbtrc.icc"),
+        ("U16", "sRGB-elle-V2-g10.icc"),
+        ("F32", "sRGB-elle-V2-g10.icc"),
+    ):
         doc = app.createDocument(w, h, f"inkhue-{depth.lower()}", "RGBA", "U8", "", 72.0)
         doc.setBatchmode(True)
         ink = doc.createNode("Gray frame", "paintlayer")
@@ -242,8 +268,10 @@ def case_train_documents(app, cfg, results) -> None:
 
     w, h = cfg["width"], cfg["height"]
     docs = []
-    for name, depth, frame in (("inkhue-train-u8", "U8", "train_u8.bin"),
-                               ("inkhue-train-f32", "F32", "train_f32.bin")):
+    for name, depth, frame in (
+        ("inkhue-train-u8", "U8", "train_u8.bin"),
+        ("inkhue-train-f32", "F32", "train_f32.bin"),
+    ):
         doc = app.createDocument(w, h, name, "RGBA", depth, "", 72.0)
         doc.setBatchmode(True)
         paint = doc.createNode("Paint", "paintlayer")
@@ -254,8 +282,12 @@ def case_train_documents(app, cfg, results) -> None:
         docs.append(doc)
     host = KritaHost(app)
     frames = host.training_frames("documents")
-    out = {"names": [f.name for f in frames], "sizes": [[f.width, f.height] for f in frames],
-           "profiles": [d.colorProfile() for d in docs], "error": ""}
+    out = {
+        "names": [f.name for f in frames],
+        "sizes": [[f.width, f.height] for f in frames],
+        "profiles": [d.colorProfile() for d in docs],
+        "error": "",
+    }
     for f in frames:
         with open(os.path.join(cfg["out"], f"train_{f.name}.png"), "wb") as png:
             png.write(encode_png(f.read(), f.width, f.height))
@@ -287,14 +319,20 @@ def __main__(args: list[str]) -> None:
         import inkhue
         from inkhue import qt
 
-        results["krita"] = {"version": Krita.instance().version(), "qt": krita.qVersion(),
-                            "binding": qt.API, "python": sys.version.split()[0],
-                            "plugin_file": inkhue.__file__, "plugin_version": inkhue.__version__}
-        log(f"Krita {results['krita']['version']}, Qt {krita.qVersion()}, binding {qt.API}, "
-            f"plugin {inkhue.__file__}")
+        results["krita"] = {
+            "version": Krita.instance().version(),
+            "qt": krita.qVersion(),
+            "binding": qt.API,
+            "python": sys.version.split()[0],
+            "plugin_file": inkhue.__file__,
+            "plugin_version": inkhue.__version__,
+        }
+        log(
+            f"Krita {results['krita']['version']}, Qt {krita.qVersion()}, binding {qt.API}, "
+            f"plugin {inkhue.__file__}"
+        )
         app = Krita.instance()
-        cases = (case_u8, case_lines16, case_graya, case_depths, case_cmyk,
-                 case_train_documents)
+        cases = (case_u8, case_lines16, case_graya, case_depths, case_cmyk, case_train_documents)
         only = cfg.get("cases")  # a subset, by name, when debugging
         for case in cases:
             if not only or case.__name__ in only:

@@ -88,8 +88,9 @@ def run_bounded(cmd: list[str], env: dict[str, str], timeout_s: float, log_path:
     """Run ``cmd`` in its own process group; kill the whole group on timeout. Output -> file."""
     started = time.monotonic()
     with open(log_path, "w") as log:
-        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         timed_out = False
         try:
             proc.wait(timeout=timeout_s)
@@ -102,18 +103,36 @@ def run_bounded(cmd: list[str], env: dict[str, str], timeout_s: float, log_path:
                 os.killpg(proc.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-    return Run(proc.returncode, log_path.read_text(errors="replace"),
-               time.monotonic() - started, timed_out)
+    return Run(
+        proc.returncode, log_path.read_text(errors="replace"), time.monotonic() - started, timed_out
+    )
 
 
 def krita_env(home: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "QT_QPA_PLATFORM",
-                        "QT_API", "PYTEST_QT_API", "INKHUE_QT_API", "DISPLAY")}
-    env.update(HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"),
-               XDG_DATA_HOME=str(home / ".local" / "share"),
-               XDG_CACHE_HOME=str(home / ".cache"), XDG_RUNTIME_DIR=str(home / "run"),
-               LANG="C.UTF-8", LC_ALL="C.UTF-8")
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k
+        not in (
+            "PYTHONPATH",
+            "PYTHONHOME",
+            "VIRTUAL_ENV",
+            "QT_QPA_PLATFORM",
+            "QT_API",
+            "PYTEST_QT_API",
+            "INKHUE_QT_API",
+            "DISPLAY",
+        )
+    }
+    env.update(
+        HOME=str(home),
+        XDG_CONFIG_HOME=str(home / ".config"),
+        XDG_DATA_HOME=str(home / ".local" / "share"),
+        XDG_CACHE_HOME=str(home / ".cache"),
+        XDG_RUNTIME_DIR=str(home / "run"),
+        LANG="C.UTF-8",
+        LC_ALL="C.UTF-8",
+    )
     (home / "run").mkdir(mode=0o700, exist_ok=True)
     env.update(extra)
     return env
@@ -126,16 +145,22 @@ class EngineServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         exe = Path(sys.executable).with_name("inkhue")
-        cmd = [str(exe)] if exe.exists() else [
-            sys.executable, "-c", "import sys; from inkhue_engine.cli import main; "
-            "sys.exit(main())"]
-        cmd += ["serve", "--port", str(self.port), "--models-dir", str(models_dir),
-                "--no-preload"]
+        cmd = (
+            [str(exe)]
+            if exe.exists()
+            else [
+                sys.executable,
+                "-c",
+                "import sys; from inkhue_engine.cli import main; sys.exit(main())",
+            ]
+        )
+        cmd += ["serve", "--port", str(self.port), "--models-dir", str(models_dir), "--no-preload"]
         env = dict(os.environ, INKHUE_MODELS_DIR=str(workdir / "no-user-models"))
         self.log_path = workdir / "inkhue-serve.log"
         self._log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(cmd, env=env, stdout=self._log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            cmd, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         deadline = time.monotonic() + 60
         while True:
             try:
@@ -144,16 +169,23 @@ class EngineServer:
             except (urllib.error.URLError, ConnectionError):
                 if self.proc.poll() is not None or time.monotonic() > deadline:
                     self.stop()
-                    raise RuntimeError("inkhue serve did not start:\n"
-                                       + self.log_path.read_text()) from None
+                    raise RuntimeError(
+                        "inkhue serve did not start:\n" + self.log_path.read_text()
+                    ) from None
                 time.sleep(0.2)
 
     def get(self, path: str):
         with urllib.request.urlopen(self.url + path, timeout=30) as r:
             return json.loads(r.read())
 
-    def request(self, method: str, path: str, body: bytes | None = None,
-                ctype: str | None = None, query: dict | None = None) -> tuple[bytes, dict]:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        ctype: str | None = None,
+        query: dict | None = None,
+    ) -> tuple[bytes, dict]:
         url = self.url + path + ("?" + urlencode(query) if query else "")
         req = urllib.request.Request(url, data=body, method=method)
         if ctype:
@@ -164,19 +196,21 @@ class EngineServer:
     def colorize(self, frame: bytes, layout: dict, model: str) -> bytes:
         """One frame with a direct multipart POST /colorize (no plugin code involved)."""
         boundary = uuid.uuid4().hex
-        body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"frame\"; "
-                f"filename=\"f\"\r\nContent-Type: application/octet-stream\r\n\r\n").encode()
+        body = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="frame"; '
+            f'filename="f"\r\nContent-Type: application/octet-stream\r\n\r\n'
+        ).encode()
         body += frame + f"\r\n--{boundary}--\r\n".encode()
         query = {**{k: str(v) for k, v in layout.items()}, "model": model}
-        data, _ = self.request("POST", "/colorize", body,
-                               f"multipart/form-data; boundary={boundary}", query)
+        data, _ = self.request(
+            "POST", "/colorize", body, f"multipart/form-data; boundary={boundary}", query
+        )
         return data
 
     def job(self, frames: list[bytes], layout: dict, model: str) -> list[bytes]:
         """Frames through a direct /jobs round trip (no plugin code involved)."""
         spec = {**layout, "model": model, "frame_count": len(frames)}
-        created, _ = self.request("POST", "/jobs", json.dumps(spec).encode(),
-                                  "application/json")
+        created, _ = self.request("POST", "/jobs", json.dumps(spec).encode(), "application/json")
         job_id = json.loads(created)["id"]
         for i, frame in enumerate(frames):
             self.request("PUT", f"/jobs/{job_id}/frames/{i}", frame, "application/octet-stream")

@@ -48,7 +48,8 @@ def krita_ready():
 @pytest.fixture(scope="module")
 def plugin_zip(tmp_path_factory) -> Path:
     spec = importlib.util.spec_from_file_location(
-        "inkhue_build_plugin", ROOT / "packaging" / "build_plugin.py")
+        "inkhue_build_plugin", ROOT / "packaging" / "build_plugin.py"
+    )
     builder = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(builder)
     return builder.build_zip(tmp_path_factory.mktemp("dist"))
@@ -61,8 +62,10 @@ def engine(krita_ready, tmp_path_factory, make_tiny_model):
     models = work / "models"
     models.mkdir()
     paths = {}
-    for key, task, env in (("gray", "grayscale", "INKHUE_KRITA_GRAY_MODEL"),
-                           ("lines", "lineart", "INKHUE_KRITA_LINEART_MODEL")):
+    for key, task, env in (
+        ("gray", "grayscale", "INKHUE_KRITA_GRAY_MODEL"),
+        ("lines", "lineart", "INKHUE_KRITA_LINEART_MODEL"),
+    ):
         given = os.environ.get(env)
         if given:
             paths[key] = Path(shutil.copy(given, models / Path(given).name))
@@ -143,13 +146,20 @@ def test_headless_kritarunner_colorize_frame(engine, plugin_zip, tmp_path):
     }
     for name, arr in frames.items():
         (out / name).write_bytes(arr.tobytes())
-    cfg = {"out": str(out), "url": server.url, "width": W, "height": H,
-           "gray_model": models["gray"], "lines_model": models["lines"]}
+    cfg = {
+        "out": str(out),
+        "url": server.url,
+        "width": W,
+        "height": H,
+        "gray_model": models["gray"],
+        "lines_model": models["lines"],
+    }
     (out / "config.json").write_text(json.dumps(cfg))
     env = krita_env(home, PYTHONPATH=f"{pykrita}:{HERE}", QT_QPA_PLATFORM="offscreen")
     log_path = artifacts_dir() / "krita-headless.log"
-    run = run_bounded(["kritarunner", "-s", "inkhue_krita_headless", str(out / "config.json")],
-                      env, 240, log_path)
+    run = run_bounded(
+        ["kritarunner", "-s", "inkhue_krita_headless", str(out / "config.json")], env, 240, log_path
+    )
     print(f"kritarunner: rc {run.returncode}, {run.seconds:.1f} s, log {log_path}")
     assert not run.timed_out, run.output[-3000:]
     result_path = out / "result.json"
@@ -161,8 +171,9 @@ def test_headless_kritarunner_colorize_frame(engine, plugin_zip, tmp_path):
         print(line)
     assert result.get("exception") is None, result["exception"]
     assert result["exit_code"] == 0
-    assert result["krita"]["binding"] == ("pyqt6" if result["krita"]["qt"].startswith("6")
-                                          else "pyqt5")
+    assert result["krita"]["binding"] == (
+        "pyqt6" if result["krita"]["qt"].startswith("6") else "pyqt5"
+    )
     assert result["krita"]["plugin_file"].startswith(str(pykrita))
 
     # U8 grayscale: a new layer right above the source, equal to the engine's own answer.
@@ -181,8 +192,9 @@ def test_headless_kritarunner_colorize_frame(engine, plugin_zip, tmp_path):
     from inkhue_engine.pipeline import ColorizeOptions, colorize_frame
 
     rgba = frames["u8_frame.bin"][..., [2, 1, 0, 3]]
-    want_rgb = colorize_frame(rgba, load_model(models["gray_path"]),
-                              options=ColorizeOptions())[..., :3]
+    want_rgb = colorize_frame(rgba, load_model(models["gray_path"]), options=ColorizeOptions())[
+        ..., :3
+    ]
     assert u8["exported"]
     png = cv2.imread(str(out / "u8_export.png"), cv2.IMREAD_UNCHANGED)
     assert png is not None and png.shape[:2] == (H, W)
@@ -204,24 +216,26 @@ def test_headless_kritarunner_colorize_frame(engine, plugin_zip, tmp_path):
     # to RGB; the fix converts it (same depth) and colorizes, and the colours show.
     graya = result["graya"]
     assert graya["first_error"].startswith(
-        "Document 'inkhue-graya' is grayscale (GRAYA U8): Krita would show the colours gray")
+        "Document 'inkhue-graya' is grayscale (GRAYA U8): Krita would show the colours gray"
+    )
     assert graya["fix"] == "Convert to RGB and colorize"
     assert graya["layers_before_fix"] == ["Background", "Gray"]
     assert graya["error"] == ""
     assert graya["doc_space"] == ["RGBA", "U8", "sRGB-elle-V2-srgbtrc.icc"]
-    assert graya["message"].startswith(f"Added layer 'InkHue {models['gray']}'. Converted "
-                                       "'inkhue-graya' to RGB/Alpha (U8")
+    assert graya["message"].startswith(
+        f"Added layer 'InkHue {models['gray']}'. Converted 'inkhue-graya' to RGB/Alpha (U8"
+    )
     new = graya["layers"][-1]
-    assert (new["name"], new["model"], new["depth"]) == (
-        f"InkHue {models['gray']}", "RGBA", "U8")
+    assert (new["name"], new["model"], new["depth"]) == (f"InkHue {models['gray']}", "RGBA", "U8")
     source = (out / "graya_source_rgb.bin").read_bytes()
     src = np.frombuffer(source, np.uint8).reshape(H, W, 4)
     gray = frames["graya_frame.bin"][..., 0].astype(int)
     assert np.abs(src[..., :3].astype(int) - gray[..., None]).max() <= 1  # still the picture
     got = (out / "graya_result.bin").read_bytes()
     assert got == server.colorize(source, layout, models["gray"])
-    projection = np.frombuffer((out / "graya_projection.bin").read_bytes(),
-                               np.uint8).reshape(H, W, 4)
+    projection = np.frombuffer((out / "graya_projection.bin").read_bytes(), np.uint8).reshape(
+        H, W, 4
+    )
     np.testing.assert_array_equal(projection, np.frombuffer(got, np.uint8).reshape(H, W, 4))
 
     # Issue 14 item 11: the same picture in U16 and F32 (Krita's linear "g10" default)
@@ -230,8 +244,9 @@ def test_headless_kritarunner_colorize_frame(engine, plugin_zip, tmp_path):
     chroma = {}
     for depth in ("U8", "U16", "F32"):
         assert depths[depth]["error"] == "", depths[depth]
-        bgra = np.frombuffer((out / f"depth_{depth}_result.bin").read_bytes(),
-                             np.uint8).reshape(H, W, 4)
+        bgra = np.frombuffer((out / f"depth_{depth}_result.bin").read_bytes(), np.uint8).reshape(
+            H, W, 4
+        )
         lab = cv2.cvtColor(np.ascontiguousarray(bgra[..., :3]), cv2.COLOR_BGR2LAB)
         ab = lab[..., 1:].astype(np.float64) - 128.0
         chroma[depth] = float(np.hypot(ab[..., 0], ab[..., 1]).mean())
@@ -262,8 +277,7 @@ def test_headless_kritarunner_colorize_frame(engine, plugin_zip, tmp_path):
     assert "g10" in train["profiles"][1]  # Krita's float default: linear light
     f32 = frames["train_f32.bin"].astype(np.float64)  # RGBA, linear light
     linear = f32[..., :3] * f32[..., 3:] + (1.0 - f32[..., 3:])  # over white, in linear
-    srgb = np.where(linear <= 0.0031308, 12.92 * linear,
-                    1.055 * linear ** (1 / 2.4) - 0.055)
+    srgb = np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear ** (1 / 2.4) - 0.055)
     want = np.round(srgb * 255)[..., ::-1]
     assert np.abs(f32_png[..., :3].astype(np.float64) - want).max() <= 1
     assert (f32_png[..., 3] == 255).all()
@@ -283,13 +297,26 @@ def test_gui_colorize_animation_from_the_docker(engine, plugin_zip, tmp_path):
         (out / f"frame_{t}.bin").write_bytes(arr.tobytes())
     shot = artifacts_dir() / "krita-docker.png"
     shot.unlink(missing_ok=True)
-    cfg = {"out": str(out), "url": server.url, "width": W, "height": H, "times": times,
-           "end": 10, "model": models["gray"], "screenshot": str(shot), "watchdog_s": 240}
+    cfg = {
+        "out": str(out),
+        "url": server.url,
+        "width": W,
+        "height": H,
+        "times": times,
+        "end": 10,
+        "model": models["gray"],
+        "screenshot": str(shot),
+        "watchdog_s": 240,
+    }
     (out / "config.json").write_text(json.dumps(cfg))
     env = krita_env(home, INKHUE_GUI_CONFIG=str(out / "config.json"))
     log_path = artifacts_dir() / "krita-gui.log"
-    run = run_bounded(["xvfb-run", "-a", "-s", "-screen 0 1600x1000x24", "krita", "--nosplash"],
-                      env, 300, log_path)
+    run = run_bounded(
+        ["xvfb-run", "-a", "-s", "-screen 0 1600x1000x24", "krita", "--nosplash"],
+        env,
+        300,
+        log_path,
+    )
     print(f"krita GUI: rc {run.returncode}, {run.seconds:.1f} s, log {log_path}")
     result_path = out / "result.json"
     assert result_path.is_file(), f"no result.json:\n{run.output[-4000:]}"
@@ -300,8 +327,11 @@ def test_gui_colorize_animation_from_the_docker(engine, plugin_zip, tmp_path):
     assert not run.timed_out
     assert result.get("exception") is None, result["exception"]
     assert result["exit_code"] == 0
-    assert result["actions"] == {"add_blank_frame": True, "inkhue_colorize_frame": True,
-                                 "inkhue_colorize_animation": True}
+    assert result["actions"] == {
+        "add_blank_frame": True,
+        "inkhue_colorize_frame": True,
+        "inkhue_colorize_animation": True,
+    }
     assert result["dockers_inkhue"] == ["inkhue_docker"]
     assert result["source_keys"] == times
     assert result["error"] == ""
@@ -319,10 +349,15 @@ def test_gui_colorize_animation_from_the_docker(engine, plugin_zip, tmp_path):
     assert result["active_after_animation"] == "Ink"
     again = result["colorize_again"]
     assert again["error"] == "" and again["active"] == "Ink"
-    assert again["layers"] == ["Background", "Ink", f"InkHue {models['gray']} 2",
-                               f"InkHue {models['gray']}"]
-    assert (out / "again.bin").read_bytes() == server.colorize(frames[0].tobytes(), layout,
-                                                                models["gray"])
+    assert again["layers"] == [
+        "Background",
+        "Ink",
+        f"InkHue {models['gray']} 2",
+        f"InkHue {models['gray']}",
+    ]
+    assert (out / "again.bin").read_bytes() == server.colorize(
+        frames[0].tobytes(), layout, models["gray"]
+    )
     # Issue 14 item 12: Discard deletes the new layer in one click.
     assert again["result_bar"] == f"New layer 'InkHue {models['gray']} 2'"
     discard = result["after_discard"]
@@ -355,14 +390,24 @@ def run_gui(engine, plugin_zip, tmp_path, name: str, cfg: dict, timeout_s: int =
     server, _models = engine
     home = tmp_path / "home"
     install_plugin(home, plugin_zip, {"inkhue_gui_driver": HERE / "inkhue_gui_driver"})
-    cfg = {"out": str(tmp_path / "out"), "url": server.url, "width": W, "height": H,
-           "watchdog_s": timeout_s - 60, **cfg}
+    cfg = {
+        "out": str(tmp_path / "out"),
+        "url": server.url,
+        "width": W,
+        "height": H,
+        "watchdog_s": timeout_s - 60,
+        **cfg,
+    }
     (tmp_path / "out").mkdir(exist_ok=True)
     (tmp_path / "out" / "config.json").write_text(json.dumps(cfg))
     env = krita_env(home, INKHUE_GUI_CONFIG=str(tmp_path / "out" / "config.json"))
     log_path = artifacts_dir() / f"krita-{name}.log"
-    run = run_bounded(["xvfb-run", "-a", "-s", "-screen 0 1600x1000x24", "krita", "--nosplash"],
-                      env, timeout_s, log_path)
+    run = run_bounded(
+        ["xvfb-run", "-a", "-s", "-screen 0 1600x1000x24", "krita", "--nosplash"],
+        env,
+        timeout_s,
+        log_path,
+    )
     print(f"krita GUI ({name}): rc {run.returncode}, {run.seconds:.1f} s, log {log_path}")
     result_path = tmp_path / "out" / "result.json"
     assert result_path.is_file(), f"no result.json:\n{run.output[-4000:]}"
@@ -392,9 +437,20 @@ def test_gui_tab_switch_while_adding_keyframes(engine, plugin_zip, tmp_path):
     (out / "other.bin").write_bytes(other.tobytes())
     shot = artifacts_dir() / "krita-tab-switch.png"
     shot.unlink(missing_ok=True)
-    result = run_gui(engine, plugin_zip, tmp_path, "tab-switch",
-                     {"times": times, "end": 14, "model": models["gray"],
-                      "scenario": "tab_switch", "screenshot": str(shot), "chunk": 5})
+    result = run_gui(
+        engine,
+        plugin_zip,
+        tmp_path,
+        "tab-switch",
+        {
+            "times": times,
+            "end": 14,
+            "model": models["gray"],
+            "scenario": "tab_switch",
+            "screenshot": str(shot),
+            "chunk": 5,
+        },
+    )
     ts = result["tab_switch"]
     assert ts["before"]["unchanged"] and ts["before"]["opaque"] == W * H
     assert ts["busy_at_switch"] and 2 <= len(ts["keys_at_switch"]) < len(times)
@@ -419,8 +475,7 @@ def test_gui_tab_switch_while_adding_keyframes(engine, plugin_zip, tmp_path):
     layout = {"width": W, "height": H, "channels": 4, "depth": "u8", "order": "bgra"}
     want = []  # the docker sends chunks of 5 keyframes, one engine job each
     for start in range(0, len(frames), 5):
-        want += server.job([f.tobytes() for f in frames[start:start + 5]], layout,
-                           models["gray"])
+        want += server.job([f.tobytes() for f in frames[start : start + 5]], layout, models["gray"])
     for t, expected in zip(times, want, strict=True):
         assert (out / f"result_{t}.bin").read_bytes() == expected, f"keyframe {t}"
     assert ts.get("screenshot_rc") == 0 and shot.is_file()
@@ -447,11 +502,23 @@ def test_gui_engine_killed_and_krita_quit(engine, plugin_zip, tmp_path):
     port = free_port()
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "frame_0.bin").write_bytes(bgra_u8(cartoon_gray(0)).tobytes())
-    command = (f"setsid {exe} serve --port {{port}} --no-preload "
-               f"--models-dir {models['gray_path'].parent}")
-    result = run_gui(engine, plugin_zip, tmp_path, "engine",
-                     {"times": [0], "end": 2, "model": models["gray"], "scenario": "engine",
-                      "engine_url": f"http://127.0.0.1:{port}", "engine_command": command})
+    command = (
+        f"setsid {exe} serve --port {{port}} --no-preload --models-dir {models['gray_path'].parent}"
+    )
+    result = run_gui(
+        engine,
+        plugin_zip,
+        tmp_path,
+        "engine",
+        {
+            "times": [0],
+            "end": 2,
+            "model": models["gray"],
+            "scenario": "engine",
+            "engine_url": f"http://127.0.0.1:{port}",
+            "engine_command": command,
+        },
+    )
     eng = result["engine"]
     second = eng.get("second", {}).get("pid")
     try:

@@ -86,10 +86,10 @@ class StubHost(Host):
 
     def __init__(self, width: int = 4, height: int = 3) -> None:
         self.layout = FrameLayout(width, height, 4, "u8", "bgra")
-        self.frame = bytes((i * 7) % 256 if i % 4 != 3 else 255
-                           for i in range(self.layout.nbytes))
-        self.anim_frames = [bytes((i * (k + 3)) % 256 for i in range(self.layout.nbytes))
-                            for k in range(3)]
+        self.frame = bytes((i * 7) % 256 if i % 4 != 3 else 255 for i in range(self.layout.nbytes))
+        self.anim_frames = [
+            bytes((i * (k + 3)) % 256 for i in range(self.layout.nbytes)) for k in range(3)
+        ]
         self.times = [0, 4, 9]
         self.layers = ["Ink", "Hints"]
         self.palettes = {"Tests": ["#112233", "#445566"], "Empty": []}
@@ -109,8 +109,9 @@ class StubHost(Host):
     def document_key(self):
         return self.doc_key
 
-    def set_training_frames(self, n: int, width: int, height: int, seeds=None,
-                            make=colour_frame) -> None:
+    def set_training_frames(
+        self, n: int, width: int, height: int, seeds=None, make=colour_frame
+    ) -> None:
         """``n`` frames ``make(width, height, seed)`` (default: coloured; ``seeds``: one per
         frame, equal seeds = equal pixels)."""
         seeds = list(range(n)) if seeds is None else list(seeds)
@@ -119,11 +120,17 @@ class StubHost(Host):
             def read():
                 self.train_reads += 1
                 return make(width, height, seed)
+
             return read
 
         self.train_frames = [
-            TrainingFrame(f"stub_f{k:04d}", width, height, reader(seed),
-                          f"frame {k} of layer 'Colour' of 'stub.kra'")
+            TrainingFrame(
+                f"stub_f{k:04d}",
+                width,
+                height,
+                reader(seed),
+                f"frame {k} of layer 'Colour' of 'stub.kra'",
+            )
             for k, seed in enumerate(seeds)
         ]
 
@@ -144,38 +151,70 @@ class StubHost(Host):
             def convert():
                 self.gray = False
                 return "Converted 'stub.kra' to RGB/Alpha"
+
             raise PluginError("Document 'stub.kra' is grayscale", fix=("Convert", convert))
         if hint_layer and hint_layer not in self.layers:  # as KritaHost
-            raise PluginError(f"Hint layer '{hint_layer}' is not in 'stub.kra': pick another "
-                              "hint layer or (no hints)")
+            raise PluginError(
+                f"Hint layer '{hint_layer}' is not in 'stub.kra': pick another "
+                "hint layer or (no hints)"
+            )
         hints = self.hints if hint_layer else None
-        return FrameRequest(self.frame, self.layout, hints, "layer 'Ink' of 'stub.kra'",
-                            {"task": task, "hint_layer": hint_layer,
-                             "doc_key": self.doc_key})
+        return FrameRequest(
+            self.frame,
+            self.layout,
+            hints,
+            "layer 'Ink' of 'stub.kra'",
+            {"task": task, "hint_layer": hint_layer, "doc_key": self.doc_key},
+        )
 
     def insert_frame(self, request, result, layout, model_name, task):
-        self.inserted.append({"kind": "frame", "data": result, "layout": layout,
-                              "model": model_name, "task": task, "request": request})
+        self.inserted.append(
+            {
+                "kind": "frame",
+                "data": result,
+                "layout": layout,
+                "model": model_name,
+                "task": task,
+                "request": request,
+            }
+        )
         return "InkHue " + model_name
 
     def read_animation(self, task, hint_layer=""):
         if self.read_error:
             raise PluginError(self.read_error)
+
         def reader(k):
             def read():
                 self.anim_reads.append(k)
                 return self.anim_frames[k]
-            return read
-        frames = ([reader(k) for k in range(len(self.anim_frames))] if self.lazy
-                  else list(self.anim_frames))
-        return AnimationRequest(frames, list(self.times), self.layout, None,
-                                "layer 'Ink' of 'stub.kra'",
-                                {"task": task, "doc_key": self.doc_key})
 
-    def insert_animation(self, request, results, layout, model_name, task, done,
-                         progress=None):
-        entry = {"kind": "animation", "data": [], "layout": layout, "model": model_name,
-                 "task": task, "times": request.times, "feeds": 0}
+            return read
+
+        frames = (
+            [reader(k) for k in range(len(self.anim_frames))]
+            if self.lazy
+            else list(self.anim_frames)
+        )
+        return AnimationRequest(
+            frames,
+            list(self.times),
+            self.layout,
+            None,
+            "layer 'Ink' of 'stub.kra'",
+            {"task": task, "doc_key": self.doc_key},
+        )
+
+    def insert_animation(self, request, results, layout, model_name, task, done, progress=None):
+        entry = {
+            "kind": "animation",
+            "data": [],
+            "layout": layout,
+            "model": model_name,
+            "task": task,
+            "times": request.times,
+            "feeds": 0,
+        }
         self.inserted.append(entry)
         host = self
 

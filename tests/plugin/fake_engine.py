@@ -29,11 +29,26 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 MODELS = [
-    {"name": "toon-gray", "task": "grayscale", "file": "toon-gray.onnx", "train_size": 64,
-     "multiple_of": 8, "trained_on": "tests", "palette": None, "builtin": True},
-    {"name": "toon-lines", "task": "lineart", "file": "toon-lines.onnx", "train_size": 64,
-     "multiple_of": 8, "trained_on": "tests", "palette": ["#ff0000", "#00ff00"],
-     "builtin": False},
+    {
+        "name": "toon-gray",
+        "task": "grayscale",
+        "file": "toon-gray.onnx",
+        "train_size": 64,
+        "multiple_of": 8,
+        "trained_on": "tests",
+        "palette": None,
+        "builtin": True,
+    },
+    {
+        "name": "toon-lines",
+        "task": "lineart",
+        "file": "toon-lines.onnx",
+        "train_size": 64,
+        "multiple_of": 8,
+        "trained_on": "tests",
+        "palette": ["#ff0000", "#00ff00"],
+        "builtin": False,
+    },
 ]
 
 
@@ -42,24 +57,33 @@ def fake_colorize(frame: bytes, channels: int, order: str, hints: bytes | None) 
     out = bytearray()
     n = len(frame) // channels
     for i in range(n):
-        px = frame[i * channels:(i + 1) * channels]
+        px = frame[i * channels : (i + 1) * channels]
         if channels in (1, 2):
             color, alpha = [px[0]] * 3, (px[1] if channels == 2 else None)
         else:
             color, alpha = list(px[:3]), (px[3] if channels == 4 else None)
         color = [255 - c for c in color]
         if hints is not None and hints[i * 4 + 3] > 0:
-            color = list(hints[i * 4:i * 4 + 3])  # hints come in `order`, as the answer
+            color = list(hints[i * 4 : i * 4 + 3])  # hints come in `order`, as the answer
         out += bytes(color)
         if alpha is not None:
             out.append(alpha)
     return bytes(out)
 
 
-TRAIN_DEFAULTS = {"steps": 300, "lr": 1e-4, "batch_size": 8, "palette_colors": 16,
-                  "min_frames": 4}
-TRAIN_OPTIONS = {"name", "base", "steps", "lr", "crop_size", "batch_size", "palette_colors",
-                 "palette", "hold_out", "overwrite"}
+TRAIN_DEFAULTS = {"steps": 300, "lr": 1e-4, "batch_size": 8, "palette_colors": 16, "min_frames": 4}
+TRAIN_OPTIONS = {
+    "name",
+    "base",
+    "steps",
+    "lr",
+    "crop_size",
+    "batch_size",
+    "palette_colors",
+    "palette",
+    "hold_out",
+    "overwrite",
+}
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]{0,63}$")
 _MAGIC = (b"\x89PNG\r\n\x1a\n", b"II*\x00", b"MM\x00*", b"\xff\xd8\xff")
 
@@ -102,8 +126,12 @@ class FakeEngine:
         self.train_step_per_poll = 2
         self.train_answer_delay_s = 0.0  # sleep between starting a job and answering POST
         self.train_palette = ["#e65037", "#468cdc", "#fad25a"]
-        self.train_check: dict | None = {"base": 21.5, "base+palette": 19.0,
-                                         "finetuned": 8.25, "finetuned+palette": 7.5}
+        self.train_check: dict | None = {
+            "base": 21.5,
+            "base+palette": 19.0,
+            "finetuned": 8.25,
+            "finetuned+palette": 7.5,
+        }
         self._lock = threading.Lock()
         self.connections: list = []  # open client sockets (kill() cuts them)
         self.server: ThreadingHTTPServer | None = None
@@ -122,8 +150,7 @@ class FakeEngine:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,),
-                                       daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
         self.thread.start()
         return self
 
@@ -155,8 +182,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.state.connections.append(self.connection)
 
     # -- helpers ---------------------------------------------------------------------------
-    def _send(self, status: int, body: bytes, ctype: str = "application/json",
-              headers: dict | None = None) -> None:
+    def _send(
+        self, status: int, body: bytes, ctype: str = "application/json", headers: dict | None = None
+    ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
@@ -208,8 +236,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- endpoints -------------------------------------------------------------------------
     def _get_health(self, rest, query, body):
-        self._json(200, {"status": "ok", "version": "9.9.9", "provider": "FakeProvider",
-                         "models": [m["name"] for m in self.state.models]})
+        self._json(
+            200,
+            {
+                "status": "ok",
+                "version": "9.9.9",
+                "provider": "FakeProvider",
+                "models": [m["name"] for m in self.state.models],
+            },
+        )
 
     def _get_models(self, rest, query, body):
         self._json(200, self.state.models)
@@ -218,11 +253,19 @@ class _Handler(BaseHTTPRequestHandler):
         channels = int(layout["channels"])
         out = fake_colorize(frame, channels, layout["order"], hints)
         out_channels = 4 if channels in (2, 4) else 3
-        self._send(200, out, "application/octet-stream", {
-            "X-InkHue-Width": layout["width"], "X-InkHue-Height": layout["height"],
-            "X-InkHue-Channels": str(out_channels), "X-InkHue-Depth": layout["depth"],
-            "X-InkHue-Order": layout["order"], "X-InkHue-Model": layout.get("model") or "",
-        })
+        self._send(
+            200,
+            out,
+            "application/octet-stream",
+            {
+                "X-InkHue-Width": layout["width"],
+                "X-InkHue-Height": layout["height"],
+                "X-InkHue-Channels": str(out_channels),
+                "X-InkHue-Depth": layout["depth"],
+                "X-InkHue-Order": layout["order"],
+                "X-InkHue-Model": layout.get("model") or "",
+            },
+        )
 
     def _multipart(self, body: bytes) -> list:
         ctype = self.headers.get("Content-Type", "")
@@ -237,10 +280,11 @@ class _Handler(BaseHTTPRequestHandler):
         msg = BytesParser(policy=policy.default).parsebytes(
             b"Content-Type: " + ctype.encode() + b"\r\n\r\n" + body
         )
-        parts = {p.get_param("name", header="content-disposition"): p.get_payload(decode=True)
-                 for p in msg.iter_parts()}
-        st.colorize_calls.append({"query": query, "parts": parts,
-                                  "content_type": ctype})
+        parts = {
+            p.get_param("name", header="content-disposition"): p.get_payload(decode=True)
+            for p in msg.iter_parts()
+        }
+        st.colorize_calls.append({"query": query, "parts": parts, "content_type": ctype})
         if st.hold is not None:
             st.hold.wait(60)
         if st.fail:
@@ -267,8 +311,14 @@ class _Handler(BaseHTTPRequestHandler):
         spec = json.loads(body)
         with st._lock:
             job_id = f"job{len(st.jobs) + 1}"
-            st.jobs[job_id] = {"spec": spec, "frames": {}, "hints": {}, "done": 0,
-                               "state": "uploading", "polls": 0}
+            st.jobs[job_id] = {
+                "spec": spec,
+                "frames": {},
+                "hints": {},
+                "done": 0,
+                "state": "uploading",
+                "polls": 0,
+            }
         self._json(200, {"id": job_id, "state": "uploading"})
 
     def _job(self, rest):
@@ -297,8 +347,16 @@ class _Handler(BaseHTTPRequestHandler):
                 job["done"] = min(total, job["done"] + 1)  # one frame per poll
                 if job["done"] == total:
                     job["state"] = "done"
-            self._json(200, {"id": rest[0], "state": job["state"], "done": job["done"],
-                             "total": total, "error": None})
+            self._json(
+                200,
+                {
+                    "id": rest[0],
+                    "state": job["state"],
+                    "done": job["done"],
+                    "total": total,
+                    "error": None,
+                },
+            )
             return
         index = int(rest[2])
         if job["state"] != "done":
@@ -316,7 +374,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.state.deleted.append(rest[0])
         self._json(200, {"id": rest[0], "state": job["state"]})
 
-
     # -- fine-tuning -------------------------------------------------------------------------
     def _get_train(self, rest, query, body):
         st = self.state
@@ -326,16 +383,23 @@ class _Handler(BaseHTTPRequestHandler):
         if rest:
             job = st.train_jobs.get(rest[0])
             if job is None:
-                self._error(404, f"training job {rest[0]!r} not found (unknown, deleted or "
-                                 "expired)")
+                self._error(
+                    404, f"training job {rest[0]!r} not found (unknown, deleted or expired)"
+                )
                 return
             self._advance(job)
             self._json(200, job)
             return
-        self._json(200, {"available": st.train_available, "error": st.train_error,
-                         "bases": st.train_bases if st.train_available else [],
-                         "defaults": st.train_defaults if st.train_available else {},
-                         "jobs": list(st.train_jobs.values())})
+        self._json(
+            200,
+            {
+                "available": st.train_available,
+                "error": st.train_error,
+                "bases": st.train_bases if st.train_available else [],
+                "defaults": st.train_defaults if st.train_available else {},
+                "jobs": list(st.train_jobs.values()),
+            },
+        )
 
     def _advance(self, job: dict) -> None:
         """One poll's worth of progress of a running fake fine-tuning."""
@@ -351,30 +415,52 @@ class _Handler(BaseHTTPRequestHandler):
                 job["step"] = min(job["total"], job["step"] + st.train_step_per_poll)
             job["losses"] = {"loss_d": 1.0, "loss_g": 2.0, "l1": 0.1, "adv": 0.5, "img_s": 9.0}
             if st.train_fail_at is not None and job["step"] >= st.train_fail_at:
-                job.update(state="failed", phase="finished",
-                           error="out of memory: lower batch_size")
+                job.update(
+                    state="failed", phase="finished", error="out of memory: lower batch_size"
+                )
             elif job["step"] == job["total"]:
                 job["phase"] = "export"
         elif job["phase"] == "export":
             job["phase"] = "check"
         elif job["phase"] == "check":
-            job.update(state="done", phase="finished", model=job["name"],
-                       held_out_check=st.train_check, seconds=42.0)
-            st.models.append({"name": job["name"], "task": "grayscale",
-                              "file": f"/user/models/{job['name']}.onnx", "train_size": 16,
-                              "multiple_of": 8, "trained_on": "fine-tuned",
-                              "palette": list(st.train_palette), "builtin": False})
+            job.update(
+                state="done",
+                phase="finished",
+                model=job["name"],
+                held_out_check=st.train_check,
+                seconds=42.0,
+            )
+            st.models.append(
+                {
+                    "name": job["name"],
+                    "task": "grayscale",
+                    "file": f"/user/models/{job['name']}.onnx",
+                    "train_size": 16,
+                    "multiple_of": 8,
+                    "trained_on": "fine-tuned",
+                    "palette": list(st.train_palette),
+                    "builtin": False,
+                }
+            )
 
     def _post_train(self, rest, query, body):
         st = self.state
         parts = self._multipart(body)
-        frames = [(p.get_filename(), p.get_payload(decode=True)) for p in parts
-                  if p.get_param("name", header="content-disposition") == "frames"]
-        options_part = [p for p in parts
-                        if p.get_param("name", header="content-disposition") == "options"]
+        frames = [
+            (p.get_filename(), p.get_payload(decode=True))
+            for p in parts
+            if p.get_param("name", header="content-disposition") == "frames"
+        ]
+        options_part = [
+            p for p in parts if p.get_param("name", header="content-disposition") == "options"
+        ]
         raw = options_part[0].get_payload(decode=True) if options_part else None
-        post = {"content_type": self.headers.get("Content-Type", ""), "frames": frames,
-                "options_raw": raw, "options": None}
+        post = {
+            "content_type": self.headers.get("Content-Type", ""),
+            "frames": frames,
+            "options_raw": raw,
+            "options": None,
+        }
         st.train_posts.append(post)
         if not st.has_train:
             self._error(404, "Not Found")
@@ -386,8 +472,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(*st.train_fail)
             return
         if raw is None:
-            self._error(400, "multipart part 'options' is missing: send the training options "
-                             "as JSON, e.g. {\"name\": \"studio\", \"base\": \"grayscale\"}")
+            self._error(
+                400,
+                "multipart part 'options' is missing: send the training options "
+                'as JSON, e.g. {"name": "studio", "base": "grayscale"}',
+            )
             return
         options = json.loads(raw)
         post["options"] = options
@@ -396,28 +485,43 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(400, f"options field {unknown[0]!r}: Extra inputs are not permitted")
             return
         if not frames:
-            self._error(400, "multipart part 'frames' is missing: upload the colored frames "
-                             "as file parts named 'frames'")
+            self._error(
+                400,
+                "multipart part 'frames' is missing: upload the colored frames "
+                "as file parts named 'frames'",
+            )
             return
         for i, (filename, data) in enumerate(frames):
             if filename is None:
-                self._error(400, f"frames part {i} came as a text field: send each frame as "
-                                 "a file part (with a filename in its Content-Disposition)")
+                self._error(
+                    400,
+                    f"frames part {i} came as a text field: send each frame as "
+                    "a file part (with a filename in its Content-Disposition)",
+                )
                 return
             if not data.startswith(_MAGIC) and data[8:12] != b"WEBP":
-                self._error(400, f"frames part {i} ({filename}): not a PNG, TIFF, JPEG or "
-                                 "WebP file: send each frame as an encoded image file")
+                self._error(
+                    400,
+                    f"frames part {i} ({filename}): not a PNG, TIFF, JPEG or "
+                    "WebP file: send each frame as an encoded image file",
+                )
                 return
         name = str(options.get("name", "")).strip()
         if not _NAME_RE.match(name):
-            self._error(400, f"model name {name!r}: use 1-64 letters, digits, spaces, '.', "
-                             "'_' or '-', starting with a letter or digit")
+            self._error(
+                400,
+                f"model name {name!r}: use 1-64 letters, digits, spaces, '.', "
+                "'_' or '-', starting with a letter or digit",
+            )
             return
         busy = [j for j in st.train_jobs.values() if j["state"] == "running"]
         if busy:
-            self._error(409, f"a fine-tuning is already running (job {busy[0]['id']}, model "
-                             f"{busy[0]['name']!r}): wait for it, or cancel it with DELETE "
-                             f"/train/{busy[0]['id']}")
+            self._error(
+                409,
+                f"a fine-tuning is already running (job {busy[0]['id']}, model "
+                f"{busy[0]['name']!r}): wait for it, or cancel it with DELETE "
+                f"/train/{busy[0]['id']}",
+            )
             return
         base = options.get("base", "grayscale")
         info = next((b for b in st.train_bases if b["name"] == base), None)
@@ -427,28 +531,47 @@ class _Handler(BaseHTTPRequestHandler):
         crop = options.get("crop_size") or info.get("train_size") or 128
         minimum = st.train_defaults["min_frames"]
         if len(frames) < minimum:
-            self._error(400, f"uploaded frames: {len(frames)} frame(s); fine-tuning needs at "
-                             f"least {minimum} colored frames of the production (a few "
-                             "dozen work best)")
+            self._error(
+                400,
+                f"uploaded frames: {len(frames)} frame(s); fine-tuning needs at "
+                f"least {minimum} colored frames of the production (a few "
+                "dozen work best)",
+            )
             return
         for i, (filename, data) in enumerate(frames):
             size = png_size(data)
             if size is not None and min(size) < crop:
-                self._error(400, f"uploaded frames: frame {i:04d}_{filename} is "
-                                 f"{size[0]}x{size[1]} px, smaller than the {crop}-px "
-                                 f"training crop: use frames of at least {crop} px on the "
-                                 "short side, or a smaller crop size")
+                self._error(
+                    400,
+                    f"uploaded frames: frame {i:04d}_{filename} is "
+                    f"{size[0]}x{size[1]} px, smaller than the {crop}-px "
+                    f"training crop: use frames of at least {crop} px on the "
+                    "short side, or a smaller crop size",
+                )
                 return
         if any(m["name"] == name and not m.get("builtin") for m in st.models):
-            self._error(409, f"name: a model {name!r} exists in the user models folder: "
-                             "choose another name, or send overwrite: true")
+            self._error(
+                409,
+                f"name: a model {name!r} exists in the user models folder: "
+                "choose another name, or send overwrite: true",
+            )
             return
         with st._lock:
             job_id = f"train{len(st.train_jobs) + 1}"
-            job = {"id": job_id, "name": name, "state": "running", "phase": "starting",
-                   "step": 0, "total": int(options.get("steps") or TRAIN_DEFAULTS["steps"]),
-                   "losses": None, "error": None, "model": None, "palette": None,
-                   "held_out_check": None, "seconds": 0.0}
+            job = {
+                "id": job_id,
+                "name": name,
+                "state": "running",
+                "phase": "starting",
+                "step": 0,
+                "total": int(options.get("steps") or TRAIN_DEFAULTS["steps"]),
+                "losses": None,
+                "error": None,
+                "model": None,
+                "palette": None,
+                "held_out_check": None,
+                "seconds": 0.0,
+            }
             st.train_jobs[job_id] = job
         if st.train_answer_delay_s:
             time.sleep(st.train_answer_delay_s)

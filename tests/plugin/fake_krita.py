@@ -45,9 +45,15 @@ def transfer(data: bytes, model: str, depth: str, source: str, target: str) -> b
 
 
 class Node:
-    def __init__(self, doc: Document, name: str, node_type: str = "paintlayer",
-                 model: str | None = None, depth: str | None = None,
-                 profile: str | None = None) -> None:
+    def __init__(
+        self,
+        doc: Document,
+        name: str,
+        node_type: str = "paintlayer",
+        model: str | None = None,
+        depth: str | None = None,
+        profile: str | None = None,
+    ) -> None:
         self.doc = doc
         self._name = name
         self._type = node_type
@@ -136,8 +142,9 @@ class Node:
     # pixels
     def _rect(self, buf: bytearray, x, y, w, h) -> bytes:
         row, bpp = self.doc.width() * self.bpp, self.bpp
-        return b"".join(bytes(buf[(y + j) * row + x * bpp:(y + j) * row + (x + w) * bpp])
-                        for j in range(h))
+        return b"".join(
+            bytes(buf[(y + j) * row + x * bpp : (y + j) * row + (x + w) * bpp]) for j in range(h)
+        )
 
     def pixelData(self, x, y, w, h):  # noqa: N802
         return self._rect(self._buffer_at(self.doc.currentTime()), x, y, w, h)
@@ -157,7 +164,7 @@ class Node:
         row, bpp = self.doc.width() * self.bpp, self.bpp
         for j in range(h):
             start = (y + j) * row + x * bpp
-            buf[start:start + w * bpp] = data[j * w * bpp:(j + 1) * w * bpp]
+            buf[start : start + w * bpp] = data[j * w * bpp : (j + 1) * w * bpp]
         self.writes += 1
         return True
 
@@ -193,8 +200,15 @@ class Selection:
 
 
 class Document:
-    def __init__(self, width=8, height=4, model="RGBA", depth="U8",
-                 profile="sRGB-elle-V2-srgbtrc.icc", name="scene.kra") -> None:
+    def __init__(
+        self,
+        width=8,
+        height=4,
+        model="RGBA",
+        depth="U8",
+        profile="sRGB-elle-V2-srgbtrc.icc",
+        name="scene.kra",
+    ) -> None:
         self._w, self._h = width, height
         self.model, self.depth, self.profile = model, depth, profile
         self._file = f"/tmp/{name}"
@@ -256,6 +270,7 @@ class Document:
                 if found is not None:
                     return found
             return None
+
         return walk(self.root)
 
     def selection(self):
@@ -290,7 +305,7 @@ class Document:
         def rgba(buf: bytes) -> bytearray:
             out = bytearray()
             for i in range(0, len(buf), 2 * size):
-                gray, alpha = buf[i:i + size], buf[i + size:i + 2 * size]
+                gray, alpha = buf[i : i + size], buf[i + size : i + 2 * size]
                 out += gray * 3 + alpha
             return out
 
@@ -306,6 +321,7 @@ class Document:
             for child in node.childNodes():
                 yield child
                 yield from walk(child)
+
         return list(walk(self.root))
 
     def setBatchmode(self, value):  # noqa: N802

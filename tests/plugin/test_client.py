@@ -30,14 +30,31 @@ def call(qtbot, method, *args, **kwargs) -> Result:
 
 
 def test_options_as_query_and_job_fields():
-    opts = ColorizeOptions(model="my model", task="lineart", detail=2, regions=False,
-                           output="fill", palette=["#FF0000", "#00ff00"])
+    opts = ColorizeOptions(
+        model="my model",
+        task="lineart",
+        detail=2,
+        regions=False,
+        output="fill",
+        palette=["#FF0000", "#00ff00"],
+    )
     q = opts.query()
-    assert q == {"model": "my model", "task": "lineart", "detail": "2.0", "regions": "false",
-                 "output": "fill", "palette": '["#FF0000", "#00ff00"]'}
-    assert opts.job_fields() == {"model": "my model", "task": "lineart", "detail": 2.0,
-                                 "regions": False, "output": "fill",
-                                 "palette": ["#FF0000", "#00ff00"]}
+    assert q == {
+        "model": "my model",
+        "task": "lineart",
+        "detail": "2.0",
+        "regions": "false",
+        "output": "fill",
+        "palette": '["#FF0000", "#00ff00"]',
+    }
+    assert opts.job_fields() == {
+        "model": "my model",
+        "task": "lineart",
+        "detail": 2.0,
+        "regions": False,
+        "output": "fill",
+        "palette": ["#FF0000", "#00ff00"],
+    }
     assert ColorizeOptions(palette="none").query()["palette"] == "none"
     assert "palette" not in ColorizeOptions().query()
 
@@ -49,9 +66,12 @@ def test_multipart_body_parses_with_the_stdlib():
     frame, hints = bytes(range(256)) * 3, b"\r\n--x\r\n"
     body, ctype = multipart_body([("frame", frame), ("hints", hints)])
     msg = BytesParser(policy=policy.default).parsebytes(
-        b"Content-Type: " + ctype.encode() + b"\r\n\r\n" + body)
-    parts = {p.get_param("name", header="content-disposition"): p.get_payload(decode=True)
-             for p in msg.iter_parts()}
+        b"Content-Type: " + ctype.encode() + b"\r\n\r\n" + body
+    )
+    parts = {
+        p.get_param("name", header="content-disposition"): p.get_payload(decode=True)
+        for p in msg.iter_parts()
+    }
     assert parts == {"frame": frame, "hints": hints}
 
 
@@ -80,9 +100,18 @@ def test_colorize_gray_alpha_query_is_encoded(qtbot, fake_engine):
 
 def test_answer_of_the_wrong_shape_is_refused():
     expected = FrameLayout(2, 2, 4, "u8", "bgra")
-    good = Result(True, 200, bytes(16), headers={
-        "x-inkhue-width": "2", "x-inkhue-height": "2", "x-inkhue-channels": "4",
-        "x-inkhue-depth": "u8", "x-inkhue-order": "bgra"})
+    good = Result(
+        True,
+        200,
+        bytes(16),
+        headers={
+            "x-inkhue-width": "2",
+            "x-inkhue-height": "2",
+            "x-inkhue-channels": "4",
+            "x-inkhue-depth": "u8",
+            "x-inkhue-order": "bgra",
+        },
+    )
     assert check_frame_answer(good, expected) == ""
     wrong = Result(True, 200, bytes(16), headers=dict(good.headers, **{"x-inkhue-order": "rgba"}))
     assert "update the engine and the plugin" in check_frame_answer(wrong, expected)
@@ -122,8 +151,7 @@ def test_abort_gives_a_cancelled_result(qtbot, fake_engine):
     fake_engine.hold = threading.Event()  # the engine answers only when the test says so
     client = EngineClient(fake_engine.url)
     box: list[Result] = []
-    handle = client.colorize(b"\0" * 16, FrameLayout(2, 2, 4, "u8"), ColorizeOptions(),
-                             box.append)
+    handle = client.colorize(b"\0" * 16, FrameLayout(2, 2, 4, "u8"), ColorizeOptions(), box.append)
     try:
         qtbot.waitUntil(lambda: bool(fake_engine.colorize_calls), timeout=TIMEOUT)
         handle.abort()

@@ -18,8 +18,9 @@ def fake_command(extra: str = "") -> str:
 
 
 def test_split_command_fills_placeholders():
-    args = split_command("inkhue serve --host {host} --port {port} --token {token}",
-                         "http://127.0.0.1:9001", "abc")
+    args = split_command(
+        "inkhue serve --host {host} --port {port} --token {token}", "http://127.0.0.1:9001", "abc"
+    )
     assert args == ["inkhue", "serve", "--host", "127.0.0.1", "--port", "9001", "--token", "abc"]
     assert split_command("inkhue serve", "localhost")[0] == "inkhue"
 
@@ -58,7 +59,8 @@ def test_missing_program_is_explained(qtbot, panel, dead_url):
     with qtbot.waitSignal(model.error_changed, timeout=TIMEOUT, check_params_cb=bool):
         widget._start_clicked()
     assert "Could not start the engine command `/nonexistent/inkhue serve`" in (
-        widget.error_text.toPlainText())
+        widget.error_text.toPlainText()
+    )
     assert "full path of `inkhue`" in widget.error_text.toPlainText()
 
 
@@ -75,8 +77,7 @@ def test_engine_killed_shows_not_running_and_offers_start(qtbot, panel, dead_url
     qtbot.waitUntil(lambda: model.state == "offline", timeout=TIMEOUT)
     assert model.status_text == "Engine not running"
     assert widget.start_button.isEnabled()
-    assert widget.message_label.text().startswith(
-        "The engine started from this panel exited (code")
+    assert widget.message_label.text().startswith("The engine started from this panel exited (code")
     with qtbot.waitSignal(model.models_changed, timeout=TIMEOUT):  # and it starts again
         widget._start_clicked()
     assert model.state == "connected"

@@ -28,8 +28,10 @@ def host_for(doc, gui=True, **kw):
 
 
 def user_layers_snapshot(doc):
-    return {n.name(): (bytes(n.still), {t: bytes(b) for t, b in n.frames.items()})
-            for n in doc.root.childNodes()}
+    return {
+        n.name(): (bytes(n.still), {t: bytes(b) for t, b in n.frames.items()})
+        for n in doc.root.childNodes()
+    }
 
 
 def test_read_and_insert_grayscale_rgba_u8():
@@ -49,7 +51,11 @@ def test_read_and_insert_grayscale_rgba_u8():
     name = host.insert_frame(req, result, req.layout.result(), "toon", "grayscale")
     assert name == "InkHue toon"
     assert [n.name() for n in doc.root.childNodes()] == [
-        "Background", "Ink", "InkHue toon", "Top"]  # directly above the source
+        "Background",
+        "Ink",
+        "InkHue toon",
+        "Top",
+    ]  # directly above the source
     new = doc.nodeByName("InkHue toon")
     assert new.pixelData(0, 0, 8, 4) == result
     assert user_layers_snapshot(doc) == {**before, "InkHue toon": (result, {})}
@@ -81,8 +87,10 @@ def test_lineart_at_the_bottom_multiplies_above_it():
     assert doc.nodeByName("InkHue inks").blending == "multiply"
 
 
-@pytest.mark.parametrize("depth,order,nbytes", [
-    ("U8", "bgra", 1), ("U16", "bgra", 2), ("F16", "rgba", 2), ("F32", "rgba", 4)])
+@pytest.mark.parametrize(
+    "depth,order,nbytes",
+    [("U8", "bgra", 1), ("U16", "bgra", 2), ("F16", "rgba", 2), ("F32", "rgba", 4)],
+)
 def test_depths(depth, order, nbytes):
     doc = fk.Document(3, 2, depth=depth, profile="sRGB-elle-V2-g10.icc")
     ink = doc.add_layer("Ink")
@@ -95,13 +103,17 @@ def test_depths(depth, order, nbytes):
     linear, srgb = "sRGB-elle-V2-g10.icc", "sRGB-elle-V2-srgbtrc.icc"
     # Issue 14 item 11: linear values (Krita's 16-bit/float default) go to the engine
     # sRGB-encoded (as 8-bit documents' do), and its answer comes back linear.
-    assert_same_pixels(req.frame, fk.transfer(pattern(ink.nbytes), "RGBA", depth, linear,
-                                              srgb), depth)
+    assert_same_pixels(
+        req.frame, fk.transfer(pattern(ink.nbytes), "RGBA", depth, linear, srgb), depth
+    )
     host.insert_frame(req, pattern(len(req.frame), 2), req.layout, "m", "grayscale")
     new = doc.nodeByName("InkHue m")
     assert (new.colorModel(), new.colorDepth(), new.colorProfile()) == ("RGBA", depth, linear)
-    assert_same_pixels(new.pixelData(0, 0, 3, 2), fk.transfer(
-        pattern(len(req.frame), 2), "RGBA", depth, srgb, linear), depth)
+    assert_same_pixels(
+        new.pixelData(0, 0, 3, 2),
+        fk.transfer(pattern(len(req.frame), 2), "RGBA", depth, srgb, linear),
+        depth,
+    )
 
 
 def assert_same_pixels(got: bytes, want: bytes, depth: str) -> None:
@@ -127,20 +139,32 @@ def test_gray_layer_gets_an_rgba_layer():
     out = req.layout.result()
     assert out == FrameLayout(3, 2, 4, "u16", "bgra")
     # Linear light ("g10") in Krita, sRGB-encoded for the engine, and back.
-    assert req.frame == fk.transfer(pattern(ink.nbytes), "GRAYA", "U16",
-                                    "Gray-D50-elle-V2-g10.icc", "Gray-D50-elle-V2-srgbtrc.icc")
+    assert req.frame == fk.transfer(
+        pattern(ink.nbytes),
+        "GRAYA",
+        "U16",
+        "Gray-D50-elle-V2-g10.icc",
+        "Gray-D50-elle-V2-srgbtrc.icc",
+    )
     host.insert_frame(req, pattern(out.nbytes), out, "m", "grayscale")
     new = doc.nodeByName("InkHue m")
     assert (new.colorModel(), new.colorDepth(), new.colorProfile()) == (
-        "RGBA", "U16", "sRGB-elle-V2-g10.icc")
-    assert new.pixelData(0, 0, 3, 2) == fk.transfer(pattern(out.nbytes), "RGBA", "U16",
-                                                    "sRGB-elle-V2-srgbtrc.icc",
-                                                    "sRGB-elle-V2-g10.icc")
+        "RGBA",
+        "U16",
+        "sRGB-elle-V2-g10.icc",
+    )
+    assert new.pixelData(0, 0, 3, 2) == fk.transfer(
+        pattern(out.nbytes), "RGBA", "U16", "sRGB-elle-V2-srgbtrc.icc", "sRGB-elle-V2-g10.icc"
+    )
 
 
-@pytest.mark.parametrize("depth,profile,rgb_profile", [
-    ("U8", "Gray-D50-elle-V2-srgbtrc.icc", "sRGB-elle-V2-srgbtrc.icc"),
-    ("F32", "Gray-D50-elle-V2-g10.icc", "sRGB-elle-V2-g10.icc")])
+@pytest.mark.parametrize(
+    "depth,profile,rgb_profile",
+    [
+        ("U8", "Gray-D50-elle-V2-srgbtrc.icc", "sRGB-elle-V2-srgbtrc.icc"),
+        ("F32", "Gray-D50-elle-V2-g10.icc", "sRGB-elle-V2-g10.icc"),
+    ],
+)
 def test_gray_document_is_offered_a_conversion_to_rgb(depth, profile, rgb_profile):
     """Issue 14 item 1: in a grayscale image a colour layer shows gray, so Colorize stops
     with a line saying so and offers to convert the image to RGB at its own depth."""
@@ -149,24 +173,32 @@ def test_gray_document_is_offered_a_conversion_to_rgb(depth, profile, rgb_profil
     ink.fill(pattern(ink.nbytes))
     doc.setActiveNode(ink)
     host, _app, _ = host_for(doc)
-    with pytest.raises(PluginError, match=f"Document 'scene.kra' is grayscale \\(GRAYA "
-                                          f"{depth}\\): Krita would show the colours gray"
-                       ) as caught:
+    with pytest.raises(
+        PluginError,
+        match=f"Document 'scene.kra' is grayscale \\(GRAYA "
+        f"{depth}\\): Krita would show the colours gray",
+    ) as caught:
         host.read_frame("grayscale")
     assert [n.name() for n in doc.root.childNodes()] == ["Ink"]  # nothing added
     label, action = caught.value.fix
     assert label == "Convert to RGB and colorize"
-    assert action() == (f"Converted 'scene.kra' to RGB/Alpha ({depth}, {rgb_profile}) so "
-                        "the colours show; Edit > Undo takes it back")
-    assert (doc.colorModel(), doc.colorDepth(), doc.colorProfile()) == ("RGBA", depth,
-                                                                        rgb_profile)
+    assert action() == (
+        f"Converted 'scene.kra' to RGB/Alpha ({depth}, {rgb_profile}) so "
+        "the colours show; Edit > Undo takes it back"
+    )
+    assert (doc.colorModel(), doc.colorDepth(), doc.colorProfile()) == ("RGBA", depth, rgb_profile)
     req = host.read_frame("grayscale")
     assert req.layout.channels == 4
 
 
-@pytest.mark.parametrize("model,depth,words", [
-    ("CMYKA", "U8", "is in CMYKA colours"), ("LABA", "U16", "is in LABA colours"),
-    ("RGBA", "U32", "has U32 channels")])
+@pytest.mark.parametrize(
+    "model,depth,words",
+    [
+        ("CMYKA", "U8", "is in CMYKA colours"),
+        ("LABA", "U16", "is in LABA colours"),
+        ("RGBA", "U32", "has U32 channels"),
+    ],
+)
 def test_unsupported_documents_are_refused_clearly(model, depth, words):
     doc = fk.Document(2, 2, model=model, depth="U8")
     ink = doc.add_layer("Ink")
@@ -214,7 +246,7 @@ def test_selection_reads_its_rectangle_and_clears_outside():
     new = doc.nodeByName("InkHue m")
     got = new.pixelData(2, 1, 3, 2)
     for i, m in enumerate(mask):
-        assert got[i * 4:(i + 1) * 4] == (bytes([200] * 4) if m else bytes(4))
+        assert got[i * 4 : (i + 1) * 4] == (bytes([200] * 4) if m else bytes(4))
     assert new.pixelData(0, 0, 2, 1) == bytes(8)  # outside the rectangle: untouched
     doc.set_selection(fk.Selection(2, 1, 3, 2, bytes(6)))
     with pytest.raises(PluginError, match="The selection in 'scene.kra' is empty"):
@@ -255,8 +287,14 @@ def test_animation_keyframes_in_the_playback_range():
     assert [read() for read in req.frames] == [pattern(16, seed=2), pattern(16, seed=5)]
     results = [pattern(16, seed=40), pattern(16, seed=50)]
     done = []
-    host.insert_animation(req, results, req.layout, "toon", "grayscale",
-                          lambda name, error: done.append((name, error)))
+    host.insert_animation(
+        req,
+        results,
+        req.layout,
+        "toon",
+        "grayscale",
+        lambda name, error: done.append((name, error)),
+    )
     assert done == [("InkHue toon", "")]
     new = doc.nodeByName("InkHue toon")
     assert sorted(new.frames) == [2, 5] == app.blank_frame.triggered_at
@@ -278,21 +316,24 @@ def test_animation_errors():
     req = host.read_animation("grayscale")
     headless, _app, _ = host_for(doc, gui=False)
     with pytest.raises(PluginError, match="needs Krita's main window"):
-        headless.insert_animation(req, [bytes(16)], req.layout, "m", "grayscale",
-                                  lambda *a: None)
+        headless.insert_animation(req, [bytes(16)], req.layout, "m", "grayscale", lambda *a: None)
     other, app, _ = host_for(doc)
     app.active_document = fk.Document(2, 2)
     with pytest.raises(PluginError, match="is not the active document"):
-        other.insert_animation(req, [bytes(16)], req.layout, "m", "grayscale",
-                               lambda *a: None)
+        other.insert_animation(req, [bytes(16)], req.layout, "m", "grayscale", lambda *a: None)
 
 
 def test_palettes():
     doc = fk.Document(2, 2)
     host, app, _ = host_for(doc)
-    app.palettes = {"Inks": [fk.ManagedColor("RGBA", "U8", [1.0, 0.5, 0.0, 1.0]), None,
-                             fk.ManagedColor("CMYKA", "U8", [0.2, 0.4, 0.6, 1.0])],
-                    "A": []}
+    app.palettes = {
+        "Inks": [
+            fk.ManagedColor("RGBA", "U8", [1.0, 0.5, 0.0, 1.0]),
+            None,
+            fk.ManagedColor("CMYKA", "U8", [0.2, 0.4, 0.6, 1.0]),
+        ],
+        "A": [],
+    }
     assert host.palette_names() == ["A", "Inks"]
     assert host.palette_colors("Inks") == ["#ff8000", "#336699"]
     with pytest.raises(PluginError, match="Palette 'Gone' is not in Krita's resources"):
@@ -301,6 +342,7 @@ def test_palettes():
 
 
 # -- coloured frames for the Train section ----------------------------------------------------
+
 
 def bgra_to_rgba(data: bytes) -> bytes:
     out = bytearray(data)
@@ -319,7 +361,9 @@ def test_training_frames_are_the_keyframes_of_the_active_layer():
     host, _app, _ = host_for(doc)
     frames = host.training_frames("animation")
     assert [(f.name, f.width, f.height) for f in frames] == [
-        ("scene_f0002", 3, 2), ("scene_f0005", 3, 2)]
+        ("scene_f0002", 3, 2),
+        ("scene_f0005", 3, 2),
+    ]
     assert frames[0].description == "frame 2 of layer 'Colour' of 'scene.kra'"
     assert [f.read() for f in frames] == [bgra_to_rgba(pattern(24, seed=t)) for t in (2, 5)]
     assert doc.time == 5 and colour.writes == 0
@@ -356,7 +400,9 @@ def test_training_frames_of_open_documents_in_srgb():
     app.open_documents = [a, f]
     frames = host.training_frames("documents")
     assert [(fr.name, fr.description) for fr in frames] == [
-        ("a", "document 'a.kra'"), ("f", "document 'f.kra'")]
+        ("a", "document 'a.kra'"),
+        ("f", "document 'f.kra'"),
+    ]
     assert frames[0].read() == bytes([30, 20, 10, 255, 3, 2, 1, 0])  # BGRA -> RGBA
     # F32 linear light -> sRGB-encoded u8 (0.5 -> 188, 0.2 -> 124), alpha stays linear.
     assert frames[1].read() == bytes([188, 0, 255, 255, 124, 124, 124, 128])
@@ -365,10 +411,14 @@ def test_training_frames_of_open_documents_in_srgb():
         host.training_frames("documents")
 
 
-@pytest.mark.parametrize("model,depth,words", [
-    ("CMYKA", "U8", "Document 'scene.kra' is in CMYKA colours"),
-    ("RGBA", "U32", "Document 'scene.kra' has U32 channels"),
-    ("GRAYA", "U8", "Document 'scene.kra' is grayscale (GRAYA): fine-tuning learns")])
+@pytest.mark.parametrize(
+    "model,depth,words",
+    [
+        ("CMYKA", "U8", "Document 'scene.kra' is in CMYKA colours"),
+        ("RGBA", "U32", "Document 'scene.kra' has U32 channels"),
+        ("GRAYA", "U8", "Document 'scene.kra' is grayscale (GRAYA): fine-tuning learns"),
+    ],
+)
 @pytest.mark.parametrize("source", ["animation", "documents"])
 def test_training_frames_refuse_unsupported_documents(model, depth, words, source):
     doc = fk.Document(2, 2, model=model, depth="U8")
@@ -394,6 +444,7 @@ def queued_host(doc, other):
         for _ in range(n):
             if queue:
                 queue.pop(0)()
+
     return host, app, queue, run
 
 
@@ -417,8 +468,15 @@ def test_animation_waits_while_another_document_is_in_front():
     req = host.read_animation("grayscale")
     results = [pattern(16, seed=40 + k) for k in range(3)]
     done, progress = [], []
-    host.insert_animation(req, results, req.layout, "toon", "grayscale",
-                          lambda *a: done.append(a), progress=lambda *a: progress.append(a))
+    host.insert_animation(
+        req,
+        results,
+        req.layout,
+        "toon",
+        "grayscale",
+        lambda *a: done.append(a),
+        progress=lambda *a: progress.append(a),
+    )
     run(1)  # the first keyframe
     new = doc.nodeByName("InkHue toon")
     assert sorted(new.frames) == [1]
@@ -441,8 +499,9 @@ def test_animation_cancel_and_failure_leave_no_partial_layer():
     req = host.read_animation("grayscale")
     results = [pattern(16, seed=40 + k) for k in range(3)]
     done = []
-    insertion = host.insert_animation(req, results, req.layout, "toon", "grayscale",
-                                      lambda *a: done.append(a))
+    insertion = host.insert_animation(
+        req, results, req.layout, "toon", "grayscale", lambda *a: done.append(a)
+    )
     run(1)
     assert sorted(doc.nodeByName("InkHue toon").frames) == [1]
     insertion.cancel()
@@ -452,8 +511,7 @@ def test_animation_cancel_and_failure_leave_no_partial_layer():
     assert [n.name() for n in doc.root.childNodes()] == ["Ink"]
     # Krita refusing a keyframe: the partial layer goes too, and the error says so.
     done.clear()
-    host.insert_animation(req, results, req.layout, "toon", "grayscale",
-                          lambda *a: done.append(a))
+    host.insert_animation(req, results, req.layout, "toon", "grayscale", lambda *a: done.append(a))
     run(1)
     app.blank_frame.trigger = lambda: None
     run(3)
@@ -472,14 +530,21 @@ def test_a_result_layer_is_not_colorized_again_and_results_get_their_own_names()
     doc.setActiveNode(ink)
     host, _app, _ = host_for(doc)
     req = host.read_frame("grayscale")
-    assert host.insert_frame(req, pattern(16, seed=3), req.layout, "toon",
-                             "grayscale") == "InkHue toon"
+    assert (
+        host.insert_frame(req, pattern(16, seed=3), req.layout, "toon", "grayscale")
+        == "InkHue toon"
+    )
     assert doc.activeNode() is ink
     req = host.read_frame("grayscale")
-    assert host.insert_frame(req, pattern(16, seed=4), req.layout, "toon",
-                             "grayscale") == "InkHue toon 2"
+    assert (
+        host.insert_frame(req, pattern(16, seed=4), req.layout, "toon", "grayscale")
+        == "InkHue toon 2"
+    )
     assert [n.name() for n in doc.root.childNodes()] == ["Ink", "InkHue toon 2", "InkHue toon"]
     doc.setActiveNode(doc.nodeByName("InkHue toon"))
-    with pytest.raises(PluginError, match="'InkHue toon' in 'scene.kra' is an InkHue result: "
-                                          "select the line-art or grayscale layer"):
+    with pytest.raises(
+        PluginError,
+        match="'InkHue toon' in 'scene.kra' is an InkHue result: "
+        "select the line-art or grayscale layer",
+    ):
         host.read_frame("grayscale")

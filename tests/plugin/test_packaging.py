@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def load_builder():
     spec = importlib.util.spec_from_file_location(
-        "inkhue_build_plugin", ROOT / "packaging" / "build_plugin.py")
+        "inkhue_build_plugin", ROOT / "packaging" / "build_plugin.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -29,22 +30,28 @@ def test_build_plugin_zip(tmp_path):
     stray = cache / "stray.cpython-311.pyc"
     stray.write_bytes(b"junk")
     try:
-        out = subprocess.run([sys.executable, str(ROOT / "packaging" / "build_plugin.py"),
-                              "--out", str(tmp_path)], capture_output=True, text=True,
-                             timeout=60)
+        out = subprocess.run(
+            [sys.executable, str(ROOT / "packaging" / "build_plugin.py"), "--out", str(tmp_path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     finally:
         stray.unlink()
         if made_cache:
             cache.rmdir()
     assert out.returncode == 0, out.stderr
-    version = re.search(r'__version__ = "([^"]+)"',
-                        (ROOT / "engine" / "__init__.py").read_text()).group(1)
+    version = re.search(
+        r'__version__ = "([^"]+)"', (ROOT / "engine" / "__init__.py").read_text()
+    ).group(1)
     path = tmp_path / f"inkhue-krita-{version}.zip"
     assert out.stdout.startswith(str(path))
     with zipfile.ZipFile(path) as zf:
         names = zf.namelist()
-        sources = sorted(p.relative_to(ROOT / "krita_plugin").as_posix()
-                         for p in (ROOT / "krita_plugin" / "inkhue").glob("*.py"))
+        sources = sorted(
+            p.relative_to(ROOT / "krita_plugin").as_posix()
+            for p in (ROOT / "krita_plugin" / "inkhue").glob("*.py")
+        )
         assert names == ["inkhue.desktop", "inkhue.action"] + sources
         assert "inkhue/__init__.py" in names and "inkhue/qt.py" in names
         assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
@@ -53,9 +60,13 @@ def test_build_plugin_zip(tmp_path):
         desktop = configparser.ConfigParser()
         desktop.read_string(zf.read("inkhue.desktop").decode())
         entry = desktop["Desktop Entry"]
-        assert (entry["Type"], entry["ServiceTypes"], entry["X-KDE-Library"],
-                entry["X-Python-2-Compatible"], entry["Name"]) == (
-            "Service", "Krita/PythonPlugin", "inkhue", "false", "InkHue")
+        assert (
+            entry["Type"],
+            entry["ServiceTypes"],
+            entry["X-KDE-Library"],
+            entry["X-Python-2-Compatible"],
+            entry["Name"],
+        ) == ("Service", "Krita/PythonPlugin", "inkhue", "false", "InkHue")
         action = zf.read("inkhue.action").decode()
         assert 'name="inkhue_colorize_frame"' in action
         assert 'name="inkhue_colorize_animation"' in action
@@ -67,7 +78,8 @@ def test_build_plugin_zip(tmp_path):
 
 def test_plugin_needs_no_numpy_or_requests():
     """The plugin runs in Krita's Python: stdlib + Qt only."""
-    banned = re.compile(r"^\s*(import|from)\s+(numpy|requests|PySide6|cv2|onnxruntime)\b",
-                        re.MULTILINE)
+    banned = re.compile(
+        r"^\s*(import|from)\s+(numpy|requests|PySide6|cv2|onnxruntime)\b", re.MULTILINE
+    )
     for path in (ROOT / "krita_plugin" / "inkhue").glob("*.py"):
         assert not banned.search(path.read_text()), path.name

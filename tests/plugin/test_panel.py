@@ -71,8 +71,9 @@ def test_colorize_frame_inserts_a_layer(qtbot, panel, fake_engine, stub_host):
     connect(qtbot, widget, model)
     widget.model_combo.setCurrentIndex(1)  # toon-lines
     widget.detail_spin.setValue(0.5)  # below 1: faster (the API takes > 0)
-    with qtbot.waitSignal(model.busy_changed, timeout=TIMEOUT,
-                          check_params_cb=lambda busy: not busy):
+    with qtbot.waitSignal(
+        model.busy_changed, timeout=TIMEOUT, check_params_cb=lambda busy: not busy
+    ):
         click(qtbot, widget.frame_button)
     assert [i["kind"] for i in stub_host.inserted] == ["frame"]
     inserted = stub_host.inserted[0]
@@ -83,9 +84,19 @@ def test_colorize_frame_inserts_a_layer(qtbot, panel, fake_engine, stub_host):
     call = fake_engine.colorize_calls[-1]
     q = call["query"]
     assert (q["width"], q["height"], q["channels"], q["depth"], q["order"]) == (
-        "4", "3", "4", "u8", "bgra")
+        "4",
+        "3",
+        "4",
+        "u8",
+        "bgra",
+    )
     assert (q["model"], q["task"], float(q["detail"]), q["regions"], q["output"]) == (
-        "toon-lines", "lineart", 0.5, "true", "color")
+        "toon-lines",
+        "lineart",
+        0.5,
+        "true",
+        "color",
+    )
     assert "palette" not in q  # "Model's palette" = no parameter
     assert call["parts"]["frame"] == stub_host.frame and "hints" not in call["parts"]
     assert call["content_type"].startswith("multipart/form-data; boundary=")
@@ -99,16 +110,18 @@ def test_palette_and_hints_are_sent(qtbot, panel, fake_engine, stub_host):
     model.refresh_sources()
     widget.palette_combo.setCurrentIndex(widget.palette_combo.findData("Tests"))
     widget.hint_combo.setCurrentIndex(widget.hint_combo.findData("Hints"))
-    with qtbot.waitSignal(model.busy_changed, timeout=TIMEOUT,
-                          check_params_cb=lambda busy: not busy):
+    with qtbot.waitSignal(
+        model.busy_changed, timeout=TIMEOUT, check_params_cb=lambda busy: not busy
+    ):
         click(qtbot, widget.frame_button)
     call = fake_engine.colorize_calls[-1]
     assert json.loads(call["query"]["palette"]) == ["#112233", "#445566"]
     assert call["parts"]["hints"] == stub_host.hints
     assert stub_host.inserted[-1]["data"][:3] == bytes([9, 8, 7])  # the hint won
     widget.palette_combo.setCurrentIndex(widget.palette_combo.findData("none"))
-    with qtbot.waitSignal(model.busy_changed, timeout=TIMEOUT,
-                          check_params_cb=lambda busy: not busy):
+    with qtbot.waitSignal(
+        model.busy_changed, timeout=TIMEOUT, check_params_cb=lambda busy: not busy
+    ):
         click(qtbot, widget.frame_button)
     assert fake_engine.colorize_calls[-1]["query"]["palette"] == "none"
 
@@ -120,7 +133,8 @@ def test_empty_palette_and_host_errors_show_in_the_panel(qtbot, panel, stub_host
     widget.palette_combo.setCurrentIndex(widget.palette_combo.findData("Empty"))
     click(qtbot, widget.frame_button)
     assert widget.error_text.toPlainText() == (
-        "Palette 'Empty' has no colours: pick another palette")
+        "Palette 'Empty' has no colours: pick another palette"
+    )
     widget.palette_combo.setCurrentIndex(0)
     stub_host.read_error = "Document 'x.kra' is in CMYKA colours: convert it"
     click(qtbot, widget.frame_button)
@@ -165,8 +179,9 @@ def test_colorize_animation(qtbot, panel, fake_engine, stub_host):
     connect(qtbot, widget, model)
     seen = []
     model.progress.connect(lambda done, total, text: seen.append((done, total, text)))
-    with qtbot.waitSignal(model.busy_changed, timeout=TIMEOUT,
-                          check_params_cb=lambda busy: not busy):
+    with qtbot.waitSignal(
+        model.busy_changed, timeout=TIMEOUT, check_params_cb=lambda busy: not busy
+    ):
         click(qtbot, widget.animation_button)
     assert model.error == ""
     [inserted] = stub_host.inserted
@@ -185,10 +200,12 @@ def test_cancel_an_animation(qtbot, panel, fake_engine, stub_host):
     connect(qtbot, widget, model)
     fake_engine.stall_jobs = True
     click(qtbot, widget.animation_button)
-    qtbot.waitUntil(lambda: fake_engine.jobs.get("job1", {}).get("state") == "running",
-                    timeout=TIMEOUT)
-    with qtbot.waitSignal(model.busy_changed, timeout=TIMEOUT,
-                          check_params_cb=lambda busy: not busy):
+    qtbot.waitUntil(
+        lambda: fake_engine.jobs.get("job1", {}).get("state") == "running", timeout=TIMEOUT
+    )
+    with qtbot.waitSignal(
+        model.busy_changed, timeout=TIMEOUT, check_params_cb=lambda busy: not busy
+    ):
         click(qtbot, widget.cancel_button)
     assert fake_engine.deleted == ["job1"]
     assert fake_engine.jobs["job1"]["state"] == "cancelled"
@@ -223,7 +240,12 @@ def test_settings_persist(qtbot, tmp_path, stub_host, fake_engine):
     again = PanelModel(stub_host, QSettingsStore(path))
     s = again.settings
     assert (s.server_url, s.token, s.engine_command, s.detail, s.hint_layer) == (
-        fake_engine.url, "s3cret", "inkhue serve --port {port}", 2.0, "Hints")
+        fake_engine.url,
+        "s3cret",
+        "inkhue serve --port {port}",
+        2.0,
+        "Hints",
+    )
     assert again.client.token == "s3cret"
 
 
@@ -249,8 +271,9 @@ def test_engine_settings_fold_out(qtbot, panel):
 
 
 def colorize_frame(qtbot, widget, model) -> None:
-    with qtbot.waitSignal(model.busy_changed, timeout=TIMEOUT,
-                          check_params_cb=lambda busy: not busy):
+    with qtbot.waitSignal(
+        model.busy_changed, timeout=TIMEOUT, check_params_cb=lambda busy: not busy
+    ):
         click(qtbot, widget.frame_button)
 
 
@@ -325,13 +348,15 @@ def test_an_offered_fix_runs_and_colorizes(qtbot, panel, stub_host):
     assert widget.error_text.toPlainText() == "Document 'stub.kra' is grayscale"
     assert widget.fix_button.isVisibleTo(widget) and widget.fix_button.text() == "Convert"
     assert not stub_host.inserted
-    with qtbot.waitSignal(model.busy_changed, timeout=TIMEOUT,
-                          check_params_cb=lambda busy: not busy):
+    with qtbot.waitSignal(
+        model.busy_changed, timeout=TIMEOUT, check_params_cb=lambda busy: not busy
+    ):
         click(qtbot, widget.fix_button)
     assert not stub_host.gray and [i["kind"] for i in stub_host.inserted] == ["frame"]
     assert not widget.error_box.isVisibleTo(widget)
     assert widget.message_label.text() == (
-        "Added layer 'InkHue toon-gray'. Converted 'stub.kra' to RGB/Alpha")
+        "Added layer 'InkHue toon-gray'. Converted 'stub.kra' to RGB/Alpha"
+    )
     stub_host.read_error = "Layer 'Ink' is a mask"  # an error without a fix: no button
     click(qtbot, widget.frame_button)
     assert not widget.fix_button.isVisibleTo(widget)
@@ -381,7 +406,8 @@ def test_each_document_has_its_own_running_job(qtbot, panel, stub_host, fake_eng
     assert "Colorizing layer 'Ink' of 'stub.kra'" in widget.progress_bar.format()
     qtbot.waitUntil(lambda: not model.busy, timeout=TIMEOUT)
     assert [(i["kind"], i["request"].context["doc_key"]) for i in stub_host.inserted] == [
-        ("frame", "doc-1")]
+        ("frame", "doc-1")
+    ]
     assert widget.message_label.text() == "Added layer 'InkHue toon-gray'"
 
 
@@ -397,8 +423,7 @@ def test_progress_bar_is_never_the_animated_busy_indicator(qtbot, panel, fake_en
     assert ranges and min(ranges) >= 1
 
 
-def test_animation_frames_are_read_one_by_one_and_cancel_stops_reading(qtbot, panel,
-                                                                      stub_host):
+def test_animation_frames_are_read_one_by_one_and_cancel_stops_reading(qtbot, panel, stub_host):
     """Issue 14 item 3 (part): keyframes are read when each is uploaded, not all at once
     before the job; Cancel while reading stops before the next frame is read."""
     widget, model = panel
@@ -410,17 +435,20 @@ def test_animation_frames_are_read_one_by_one_and_cancel_stops_reading(qtbot, pa
         seen.append(text)
         if text.startswith("Reading and sending frame 2/"):
             model.cancel()
+
     model.progress.connect(on_progress)
-    with qtbot.waitSignal(model.busy_changed, timeout=TIMEOUT,
-                          check_params_cb=lambda busy: not busy):
+    with qtbot.waitSignal(
+        model.busy_changed, timeout=TIMEOUT, check_params_cb=lambda busy: not busy
+    ):
         click(qtbot, widget.animation_button)
     assert stub_host.anim_reads == [0]
     assert widget.message_label.text() == "Cancelled" and not stub_host.inserted
     # Uncancelled: every frame read once, in order, and the result inserted.
     model.progress.disconnect(on_progress)
     stub_host.anim_reads.clear()
-    with qtbot.waitSignal(model.busy_changed, timeout=TIMEOUT,
-                          check_params_cb=lambda busy: not busy):
+    with qtbot.waitSignal(
+        model.busy_changed, timeout=TIMEOUT, check_params_cb=lambda busy: not busy
+    ):
         click(qtbot, widget.animation_button)
     assert stub_host.anim_reads == [0, 1, 2]
     assert [i["kind"] for i in stub_host.inserted] == ["animation"]
@@ -433,8 +461,9 @@ def test_animation_goes_to_the_engine_in_chunks(qtbot, panel, stub_host, fake_en
     widget, model = panel
     connect(qtbot, widget, model)
     model.ANIMATION_CHUNK = 2
-    with qtbot.waitSignal(model.busy_changed, timeout=TIMEOUT,
-                          check_params_cb=lambda busy: not busy):
+    with qtbot.waitSignal(
+        model.busy_changed, timeout=TIMEOUT, check_params_cb=lambda busy: not busy
+    ):
         click(qtbot, widget.animation_button)
     assert model.error == ""
     entry = stub_host.inserted[-1]
@@ -443,12 +472,10 @@ def test_animation_goes_to_the_engine_in_chunks(qtbot, panel, stub_host, fake_en
     assert counts == [2, 1]
     want = [fake_colorize(f, 4, "bgra", None) for f in stub_host.anim_frames]
     assert entry["data"] == want
-    assert widget.message_label.text() == (
-        "Added animated layer 'InkHue toon-gray' (3 keyframes)")
+    assert widget.message_label.text() == ("Added animated layer 'InkHue toon-gray' (3 keyframes)")
 
 
-def test_a_failing_later_chunk_leaves_no_partial_result(qtbot, panel, stub_host,
-                                                        fake_engine):
+def test_a_failing_later_chunk_leaves_no_partial_result(qtbot, panel, stub_host, fake_engine):
     widget, model = panel
     connect(qtbot, widget, model)
     model.ANIMATION_CHUNK = 2
@@ -456,9 +483,11 @@ def test_a_failing_later_chunk_leaves_no_partial_result(qtbot, panel, stub_host,
     def on_progress(done, total, text):
         if "(frames 3-3 of 3)" in text:  # the second chunk: the engine breaks down
             fake_engine.fail = (500, "the engine broke down")
+
     model.progress.connect(on_progress)
-    with qtbot.waitSignal(model.busy_changed, timeout=TIMEOUT,
-                          check_params_cb=lambda busy: not busy):
+    with qtbot.waitSignal(
+        model.busy_changed, timeout=TIMEOUT, check_params_cb=lambda busy: not busy
+    ):
         click(qtbot, widget.animation_button)
     assert model.error == "the engine broke down"
     assert stub_host.inserted == []  # the first chunk's keyframes went with the layer

@@ -74,9 +74,9 @@ def test_clear_unselected():
     data = bytes(range(1, 33))
     mask = bytes([255, 0, 127, 128, 0, 0, 200, 255])
     out = clear_unselected(data, layout, mask)
-    px = [out[i * 4:(i + 1) * 4] for i in range(8)]
+    px = [out[i * 4 : (i + 1) * 4] for i in range(8)]
     for i, m in enumerate(mask):
-        assert px[i] == (data[i * 4:(i + 1) * 4] if m >= 128 else bytes(4))
+        assert px[i] == (data[i * 4 : (i + 1) * 4] if m >= 128 else bytes(4))
     with pytest.raises(ValueError, match="one per pixel"):
         clear_unselected(data, layout, mask[:-1])
 
@@ -99,7 +99,11 @@ def test_to_rgba8(depth):
 
 def test_krita_orders():
     assert [krita_rgba_order(d) for d in ("u8", "u16", "f16", "f32")] == [
-        "bgra", "bgra", "rgba", "rgba"]
+        "bgra",
+        "bgra",
+        "rgba",
+        "rgba",
+    ]
 
 
 def srgb_reference(linear01: np.ndarray) -> np.ndarray:

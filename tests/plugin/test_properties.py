@@ -11,8 +11,9 @@ class State(QtCore.QObject):
 
     name = Property("")
     size = Property(1.0)
-    stored = Property(get=lambda self: self.store["x"],
-                      set=lambda self, v: self.store.__setitem__("x", v.upper()))
+    stored = Property(
+        get=lambda self: self.store["x"], set=lambda self, v: self.store.__setitem__("x", v.upper())
+    )
 
     def __init__(self) -> None:
         super().__init__()

@@ -21,6 +21,7 @@ def fake_krita_module(monkeypatch):
         if version is not None:
             mod.qVersion = lambda: version
         monkeypatch.setitem(sys.modules, "krita", mod)
+
     return install
 
 
@@ -47,8 +48,10 @@ def test_outside_krita(fake_krita_module):
 
 def test_the_loaded_binding_is_the_one_asked_for():
     assert qt.API == (__import__("os").environ.get("INKHUE_QT_API") or "pyside6").lower()
-    assert qt.QAction.__module__.split(".")[0] == {
-        "pyside6": "PySide6", "pyqt5": "PyQt5", "pyqt6": "PyQt6"}[qt.API]
+    assert (
+        qt.QAction.__module__.split(".")[0]
+        == {"pyside6": "PySide6", "pyqt5": "PyQt5", "pyqt6": "PyQt6"}[qt.API]
+    )
 
 
 def test_no_pyside6_inside_a_krita_5():
@@ -60,9 +63,14 @@ def test_no_pyside6_inside_a_krita_5():
         "from inkhue import qt; "
         "print(qt.API, 'PySide6' in sys.modules, 'PyQt6' in sys.modules)"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=PLUGIN_DIR, capture_output=True,
-                         text=True, timeout=60, env={"INKHUE_QT_API": "pyside6",
-                                                     "QT_QPA_PLATFORM": "offscreen"})
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=PLUGIN_DIR,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"INKHUE_QT_API": "pyside6", "QT_QPA_PLATFORM": "offscreen"},
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["pyqt5", "False", "False"]
 

@@ -34,8 +34,9 @@ def real_engine(tmp_path, make_tiny_model, monkeypatch):
     }
     port = free_port()
     config = ServerConfig(port=port, models_dirs=(models,))
-    server = uvicorn.Server(uvicorn.Config(create_app(config), host="127.0.0.1", port=port,
-                                           log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(config), host="127.0.0.1", port=port, log_level="warning")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -66,8 +67,7 @@ def reference(frame: bytes, layout, model_path, hints: bytes | None = None) -> b
     wire = PixelLayout(layout.width, layout.height, layout.channels, layout.depth, layout.order)
     arr = wire.decode(frame)
     hint_arr = wire.hints_layout().decode(hints) if hints is not None else None
-    out = colorize_frame(arr, load_model(model_path), hints=hint_arr,
-                         options=ColorizeOptions())
+    out = colorize_frame(arr, load_model(model_path), hints=hint_arr, options=ColorizeOptions())
     return wire.encode(out)
 
 
@@ -99,8 +99,9 @@ def test_frame_and_animation_through_the_real_server(qtbot, tmp_path, real_engin
         assert {"tiny-gray", "tiny-lines"} <= set(names)  # (+ the models shipped in engine/)
         assert model.engine_info["status"] == "ok"
         model.set_model("tiny-gray")
-        with qtbot.waitSignal(model.busy_changed, timeout=TIMEOUT,
-                              check_params_cb=lambda busy: not busy):
+        with qtbot.waitSignal(
+            model.busy_changed, timeout=TIMEOUT, check_params_cb=lambda busy: not busy
+        ):
             model.colorize_frame()
         assert model.error == ""
         [frame] = stub_host.inserted
@@ -108,24 +109,30 @@ def test_frame_and_animation_through_the_real_server(qtbot, tmp_path, real_engin
         want = reference(stub_host.frame, stub_host.layout, paths["tiny-gray"])
         assert frame["data"] == want
 
-        with qtbot.waitSignal(model.busy_changed, timeout=TIMEOUT,
-                              check_params_cb=lambda busy: not busy):
+        with qtbot.waitSignal(
+            model.busy_changed, timeout=TIMEOUT, check_params_cb=lambda busy: not busy
+        ):
             model.colorize_animation()
         assert model.error == ""
         anim = stub_host.inserted[1]
         assert anim["kind"] == "animation" and len(anim["data"]) == 3
         # The first frame of a sequence has nothing to carry colours from: it must be
         # exactly the single-frame result; the others must be the server's own sequence.
-        assert anim["data"][0] == reference(stub_host.anim_frames[0], stub_host.layout,
-                                            paths["tiny-gray"])
+        assert anim["data"][0] == reference(
+            stub_host.anim_frames[0], stub_host.layout, paths["tiny-gray"]
+        )
         from inkhue_engine.model import load_model
         from inkhue_engine.pipeline import ColorizeOptions
         from inkhue_engine.server import Engine
         from inkhue_engine.server_frames import PixelLayout
 
         wire = PixelLayout(40, 24, 4, "u8", "bgra")
-        seq = Engine(config).sequence(load_model(paths["tiny-gray"]), ColorizeOptions(), True,
-                                      ((wire.decode(f), None) for f in stub_host.anim_frames))
+        seq = Engine(config).sequence(
+            load_model(paths["tiny-gray"]),
+            ColorizeOptions(),
+            True,
+            ((wire.decode(f), None) for f in stub_host.anim_frames),
+        )
         assert anim["data"] == [wire.encode(r) for r in seq]
     finally:
         qtbot.waitUntil(lambda: model.client.pending() == 0, timeout=TIMEOUT)
@@ -153,8 +160,9 @@ def gray_frame(width: int, height: int, seed: int) -> bytes:
 
 
 @pytest.mark.slow
-def test_fine_tuning_from_the_train_section(qtbot, tmp_path, real_engine, stub_host,
-                                            tiny_base_dir, monkeypatch):
+def test_fine_tuning_from_the_train_section(
+    qtbot, tmp_path, real_engine, stub_host, tiny_base_dir, monkeypatch
+):
     """The Train section against the real server: a real ``inkhue finetune`` subprocess
     (2 steps on a tiny base) turns the host's frames into a listed, selected model."""
     from inkhue.client import TrainingJob
@@ -193,8 +201,9 @@ def test_fine_tuning_from_the_train_section(qtbot, tmp_path, real_engine, stub_h
         assert status["held_out_check"] is None  # 4 frames: nothing held out
         assert "No held-out check" in widget.train_result.text()
         # The new model colorizes, with its studio palette by default.
-        with qtbot.waitSignal(model.busy_changed, timeout=TIMEOUT,
-                              check_params_cb=lambda busy: not busy):
+        with qtbot.waitSignal(
+            model.busy_changed, timeout=TIMEOUT, check_params_cb=lambda busy: not busy
+        ):
             model.colorize_frame()
         assert model.error == "" and stub_host.inserted[-1]["model"] == "studio"
     finally:

@@ -14,8 +14,15 @@ def test_krita_store_round_trip():
     app = fk.App()
     store = KritaStore(app)
     assert load(store) == Settings()  # defaults on a fresh kritarc
-    wanted = Settings(server_url="http://127.0.0.1:9999", token="t", engine_command="x serve",
-                      last_model="m", detail=2.5, palette="none", hint_layer="Hints")
+    wanted = Settings(
+        server_url="http://127.0.0.1:9999",
+        token="t",
+        engine_command="x serve",
+        last_model="m",
+        detail=2.5,
+        palette="none",
+        hint_layer="Hints",
+    )
     save(store, wanted)
     assert app.settings[("inkhue", "detail")] == "2.5"  # kritarc holds strings
     assert load(KritaStore(app)) == wanted

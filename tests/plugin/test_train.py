@@ -60,8 +60,9 @@ def test_section_explains_why_when_training_is_unavailable(qtbot, panel, fake_en
     assert widget.train_reason.isVisible() and not widget.train_form.isVisible()
     assert "Connect to the engine" in widget.train_reason.text()
     fake_engine.train_available = False
-    fake_engine.train_error = ("fine-tuning needs the training extra (missing: torch): "
-                               "pip install 'inkhue[train]'")
+    fake_engine.train_error = (
+        "fine-tuning needs the training extra (missing: torch): pip install 'inkhue[train]'"
+    )
     connect(qtbot, widget, model)
     assert widget.train_reason.isVisible() and not widget.train_form.isVisible()
     assert widget.train_reason.text() == fake_engine.train_error
@@ -78,16 +79,19 @@ def test_section_explains_why_when_training_is_unavailable(qtbot, panel, fake_en
         model.trainer.refresh_info()
     assert widget.train_form.isVisible() and not widget.train_reason.isVisible()
     assert [widget.train_base.itemText(i) for i in range(widget.train_base.count())] == [
-        "Grayscale"]  # line art is not installed
+        "Grayscale"
+    ]  # line art is not installed
     assert widget.train_steps.value() == 250
     assert widget.train_start.isEnabled() and widget.train_export.isEnabled()
     assert not widget.train_cancel.isEnabled() and not widget.train_progress.isVisible()
 
 
-@pytest.mark.parametrize("case", ["too few", "too small", "duplicates", "cmyk", "no name",
-                                  "bad name", "name taken"])
-def test_bad_sets_are_refused_before_anything_is_uploaded(qtbot, panel, fake_engine,
-                                                          stub_host, case):
+@pytest.mark.parametrize(
+    "case", ["too few", "too small", "duplicates", "cmyk", "no name", "bad name", "name taken"]
+)
+def test_bad_sets_are_refused_before_anything_is_uploaded(
+    qtbot, panel, fake_engine, stub_host, case
+):
     widget, model = panel
     connect(qtbot, widget, model)
     open_train(qtbot, widget)
@@ -95,9 +99,9 @@ def test_bad_sets_are_refused_before_anything_is_uploaded(qtbot, panel, fake_eng
     expected = {
         "too few": "3 frame(s): fine-tuning needs at least 4 coloured frames",
         "too small": "frame 0 of layer 'Colour' of 'stub.kra' is 15x20 px, smaller than the "
-                     "16-px training crop of the grayscale base",
+        "16-px training crop of the grayscale base",
         "duplicates": "Only 2 different frame(s) (3 repeated the same picture): fine-tuning "
-                      "needs at least 4 different coloured frames",
+        "needs at least 4 different coloured frames",
         "cmyk": "Document 'x.kra' is in CMYKA colours: InkHue reads RGB or grayscale",
         "no name": "Give the new model a name",
         "bad name": "Model name '../evil': use 1-64 letters",
@@ -128,8 +132,7 @@ def test_bad_sets_are_refused_before_anything_is_uploaded(qtbot, panel, fake_eng
         assert stub_host.train_reads == 0
 
 
-def test_training_flow_selects_the_new_model_with_its_palette(qtbot, panel, fake_engine,
-                                                              stub_host):
+def test_training_flow_selects_the_new_model_with_its_palette(qtbot, panel, fake_engine, stub_host):
     widget, model = panel
     connect(qtbot, widget, model)
     open_train(qtbot, widget)
@@ -148,8 +151,7 @@ def test_training_flow_selects_the_new_model_with_its_palette(qtbot, panel, fake
     [post] = fake_engine.train_posts
     assert post["content_type"].startswith("multipart/form-data; boundary=")
     assert post["options"] == {"name": "studio", "base": "grayscale", "steps": 4}
-    assert [name for name, _ in post["frames"]] == [f"{k:04d}_stub_f{k:04d}.png"
-                                                    for k in range(5)]
+    assert [name for name, _ in post["frames"]] == [f"{k:04d}_stub_f{k:04d}.png" for k in range(5)]
     for k, (_name, png) in enumerate(post["frames"]):
         assert decode_png(png) == colour_frame(24, 20, k)
     # Progress: reading, uploading, step / total, the later phases, done.
@@ -157,9 +159,14 @@ def test_training_flow_selects_the_new_model_with_its_palette(qtbot, panel, fake
     assert seen[:5] == [(k, 5, f"Reading frame {k + 1}/5") for k in range(5)]
     size = sum(len(png) for _name, png in post["frames"])
     assert size < 100_000 and texts[5] == f"Uploading 5 frames ({max(1, round(size / 1e3))} kB)"
-    assert seen[6:] == [(0, 0, "Starting the fine-tuning"), (0, 4, "Training step 0/4"),
-                        (2, 4, "Training step 2/4"), (4, 4, "Exporting the model"),
-                        (4, 4, "Checking on held-out frames"), (4, 4, "Done")]
+    assert seen[6:] == [
+        (0, 0, "Starting the fine-tuning"),
+        (0, 4, "Training step 0/4"),
+        (2, 4, "Training step 2/4"),
+        (4, 4, "Exporting the model"),
+        (4, 4, "Checking on held-out frames"),
+        (4, 4, "Done"),
+    ]
     assert not widget.train_progress.isVisible() and widget.train_start.isEnabled()
     # Done: the list was refreshed, the new model is selected, its palette shown.
     assert [m["name"] for m in model.models][-1] == "studio"
@@ -167,12 +174,10 @@ def test_training_flow_selects_the_new_model_with_its_palette(qtbot, panel, fake
     assert "Fine-tuned model 'studio' is ready" in widget.message_label.text()
     result = widget.train_result.text()
     assert "Model 'studio' is ready" in result
-    assert ("base 21.5, base + palette 19.0, fine-tuned 8.2, fine-tuned + palette 7.5"
-            in result)
+    assert "base 21.5, base + palette 19.0, fine-tuned 8.2, fine-tuned + palette 7.5" in result
     assert widget.train_swatches.isVisible()
     image = widget.train_swatches.pixmap().toImage()
-    assert [image.pixelColor(8 + 16 * i, 8).name() for i in range(3)] == \
-        fake_engine.train_palette
+    assert [image.pixelColor(8 + 16 * i, 8).name() for i in range(3)] == fake_engine.train_palette
     index = widget.model_combo.currentIndex()
     tooltip = widget.model_combo.itemData(index, Qt.ItemDataRole.ToolTipRole)
     assert "#e65037 #468cdc #fad25a" in tooltip
@@ -180,20 +185,21 @@ def test_training_flow_selects_the_new_model_with_its_palette(qtbot, panel, fake
     assert widget.model_combo.itemIcon(0).isNull()  # toon-gray has no palette
     assert widget.palette_combo.currentText() == "Model's palette (3 colours)"
     # The model's palette is the default (no palette parameter), and can be switched off.
-    with qtbot.waitSignal(model.busy_changed, timeout=TIMEOUT,
-                          check_params_cb=lambda busy: not busy):
+    with qtbot.waitSignal(
+        model.busy_changed, timeout=TIMEOUT, check_params_cb=lambda busy: not busy
+    ):
         click(qtbot, widget.frame_button)
     call = fake_engine.colorize_calls[-1]
     assert call["query"]["model"] == "studio" and "palette" not in call["query"]
     widget.palette_combo.setCurrentIndex(widget.palette_combo.findData("none"))
-    with qtbot.waitSignal(model.busy_changed, timeout=TIMEOUT,
-                          check_params_cb=lambda busy: not busy):
+    with qtbot.waitSignal(
+        model.busy_changed, timeout=TIMEOUT, check_params_cb=lambda busy: not busy
+    ):
         click(qtbot, widget.frame_button)
     assert fake_engine.colorize_calls[-1]["query"]["palette"] == "none"
     # The choices are remembered.
     s = model.settings
-    assert (s.train_name, s.train_base, s.train_source) == ("studio", "grayscale",
-                                                           "documents")
+    assert (s.train_name, s.train_base, s.train_source) == ("studio", "grayscale", "documents")
 
 
 def test_cancel_sends_delete(qtbot, panel, fake_engine, stub_host):
@@ -203,8 +209,9 @@ def test_cancel_sends_delete(qtbot, panel, fake_engine, stub_host):
     widget.train_name.setText("studio")
     fake_engine.train_stall = True
     click(qtbot, widget.train_start)
-    qtbot.waitUntil(lambda: fake_engine.train_jobs.get("train1", {}).get("step") == 1,
-                    timeout=TIMEOUT)
+    qtbot.waitUntil(
+        lambda: fake_engine.train_jobs.get("train1", {}).get("step") == 1, timeout=TIMEOUT
+    )
     assert widget.train_cancel.isEnabled()
     click(qtbot, widget.train_cancel)
     wait_idle(qtbot, model)
@@ -232,8 +239,9 @@ def test_cancel_while_reading_uploads_nothing(qtbot, panel, fake_engine, stub_ho
     assert fake_engine.train_posts == [] and widget.message_label.text() == "Cancelled"
 
 
-def test_cancel_while_the_upload_is_answered_stops_the_started_job(qtbot, panel,
-                                                                   fake_engine, stub_host):
+def test_cancel_while_the_upload_is_answered_stops_the_started_job(
+    qtbot, panel, fake_engine, stub_host
+):
     widget, model = panel
     connect(qtbot, widget, model)
     open_train(qtbot, widget)
@@ -253,9 +261,12 @@ def test_server_errors_show_in_the_error_area(qtbot, panel, fake_engine, stub_ho
     connect(qtbot, widget, model)
     open_train(qtbot, widget)
     widget.train_name.setText("studio")
-    fake_engine.train_fail = (400, "uploaded frames: none of the 5 frames has color: "
-                                   "fine-tuning learns a production's colors from its colored "
-                                   "frames")
+    fake_engine.train_fail = (
+        400,
+        "uploaded frames: none of the 5 frames has color: "
+        "fine-tuning learns a production's colors from its colored "
+        "frames",
+    )
     click(qtbot, widget.train_start)
     qtbot.waitUntil(lambda: bool(model.error), timeout=TIMEOUT)
     wait_idle(qtbot, model)
@@ -278,18 +289,28 @@ def test_server_errors_show_in_the_error_area(qtbot, panel, fake_engine, stub_ho
 def test_a_running_fine_tuning_is_followed_after_a_reconnect(qtbot, panel, fake_engine):
     widget, model = panel
     fake_engine.train_jobs["train7"] = {
-        "id": "train7", "name": "night-shift", "state": "running", "phase": "training",
-        "step": 0, "total": 4, "losses": None, "error": None, "model": None, "palette": None,
-        "held_out_check": None, "seconds": 0.0}
+        "id": "train7",
+        "name": "night-shift",
+        "state": "running",
+        "phase": "training",
+        "step": 0,
+        "total": 4,
+        "losses": None,
+        "error": None,
+        "model": None,
+        "palette": None,
+        "held_out_check": None,
+        "seconds": 0.0,
+    }
     connect(qtbot, widget, model)
     assert model.trainer.state == "training"
-    qtbot.waitUntil(lambda: widget.model_combo.currentData() == "night-shift",
-                    timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: widget.model_combo.currentData() == "night-shift", timeout=TIMEOUT)
     assert model.trainer.result["model"] == "night-shift" and model.error == ""
 
 
-def test_export_dataset_writes_pngs_of_the_frames(qtbot, panel, fake_engine, stub_host,
-                                                   tmp_path, monkeypatch):
+def test_export_dataset_writes_pngs_of_the_frames(
+    qtbot, panel, fake_engine, stub_host, tmp_path, monkeypatch
+):
     widget, model = panel
     connect(qtbot, widget, model)
     open_train(qtbot, widget)
@@ -303,8 +324,13 @@ def test_export_dataset_writes_pngs_of_the_frames(qtbot, panel, fake_engine, stu
     qtbot.waitUntil(lambda: "Exported" in widget.message_label.text(), timeout=TIMEOUT)
     assert model.error == ""
     names = sorted(n for n in os.listdir(folder) if n.endswith(".png"))
-    assert names == ["0000_stub_f0000.png", "0001_stub_f0001.png", "0002_stub_f0002.png",
-                     "0003_stub_f0004.png", "0004_stub_f0005.png"]
+    assert names == [
+        "0000_stub_f0000.png",
+        "0001_stub_f0001.png",
+        "0002_stub_f0002.png",
+        "0003_stub_f0004.png",
+        "0004_stub_f0005.png",
+    ]
     assert not [n for n in os.listdir(folder) if n.startswith(".")]  # no temp files left
     mask = os.umask(0)
     os.umask(mask)
@@ -314,12 +340,12 @@ def test_export_dataset_writes_pngs_of_the_frames(qtbot, panel, fake_engine, stu
         img = cv2.imread(str(folder / name), cv2.IMREAD_UNCHANGED)
         assert img.shape == (20, 24, 4)
         assert img[..., [2, 1, 0, 3]].tobytes() == colour_frame(24, 20, seed)
-    assert f"inkhue finetune --data \"{folder}\" --base grayscale" in \
-        widget.message_label.text()
+    assert f'inkhue finetune --data "{folder}" --base grayscale' in widget.message_label.text()
     assert fake_engine.train_posts == []  # exporting uploads nothing
     # A folder that already holds images is refused (finetune would train on them too).
     stub_host.train_reads = 0
     click(qtbot, widget.train_export)
     assert widget.error_text.toPlainText().startswith(
-        f"Export dataset: {folder} already holds 5 image file(s)")
+        f"Export dataset: {folder} already holds 5 image file(s)"
+    )
     assert stub_host.train_reads == 0

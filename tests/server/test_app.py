@@ -24,8 +24,12 @@ def _frame(channels: int, dtype=np.uint8, seed: int = 0) -> np.ndarray:
     gray[4, 5:20] = gray[14, 5:20] = gray[4:14, 5] = gray[4:14, 19] = 0.05
     rgb = np.stack([gray, gray * 0.95, gray * 0.9], -1)
     alpha = rng.uniform(0.2, 1.0, (H, W, 1)).astype(np.float32)
-    planes = {1: gray[..., None], 2: np.concatenate([gray[..., None], alpha], -1),
-              3: rgb, 4: np.concatenate([rgb, alpha], -1)}[channels]
+    planes = {
+        1: gray[..., None],
+        2: np.concatenate([gray[..., None], alpha], -1),
+        3: rgb,
+        4: np.concatenate([rgb, alpha], -1),
+    }[channels]
     if dtype == np.uint8:
         out = np.rint(planes * 255).astype(np.uint8)
     elif dtype == np.uint16:
@@ -76,7 +80,14 @@ def test_health_and_models(client, user_models):
     assert models["tiny-line"]["task"] == "lineart"
     assert models["tiny-gray"]["builtin"] is False
     assert set(models["tiny-gray"]) == {
-        "name", "task", "file", "train_size", "multiple_of", "trained_on", "palette", "builtin"
+        "name",
+        "task",
+        "file",
+        "train_size",
+        "multiple_of",
+        "trained_on",
+        "palette",
+        "builtin",
     }
     # a model file dropped into the user folder appears without a restart
     shutil.copy(user_models / "tiny-gray.onnx", user_models / "another.onnx")
@@ -98,8 +109,14 @@ def test_health_and_models(client, user_models):
 def test_colorize_equals_the_pipeline(client, named_models, channels, depth, order, model):
     dtype = {"u8": np.uint8, "u16": np.uint16, "f32": np.float32}[depth]
     frame = _frame(channels, dtype)
-    params = {"width": W, "height": H, "channels": channels, "depth": depth, "order": order,
-              "model": model}
+    params = {
+        "width": W,
+        "height": H,
+        "channels": channels,
+        "depth": depth,
+        "order": order,
+        "model": model,
+    }
     r = _post(client, _wire(frame, depth, order), params)
     assert r.status_code == 200, r.text
     out_channels = 4 if channels in (2, 4) else 3
@@ -108,8 +125,9 @@ def test_colorize_equals_the_pipeline(client, named_models, channels, depth, ord
     assert r.headers["X-InkHue-Depth"] == depth and r.headers["X-InkHue-Order"] == order
     assert r.headers["X-InkHue-Model"] == model
     got = _unwire(r.content, depth, order, out_channels)
-    expected = colorize_frame(frame, load_model(named_models[model], "cpu"),
-                              options=ColorizeOptions())
+    expected = colorize_frame(
+        frame, load_model(named_models[model], "cpu"), options=ColorizeOptions()
+    )
     np.testing.assert_array_equal(got, expected)
     if channels in (2, 4):
         np.testing.assert_array_equal(got[..., 3], frame[..., -1])  # alpha kept exactly
@@ -119,21 +137,32 @@ def test_colorize_equals_the_pipeline(client, named_models, channels, depth, ord
 
 def test_f16_frames_round_trip_through_float32(client, named_models):
     frame16 = _frame(4, np.float32).astype(np.float16)
-    params = {"width": W, "height": H, "channels": 4, "depth": "f16", "order": "bgra",
-              "model": "tiny-gray"}
+    params = {
+        "width": W,
+        "height": H,
+        "channels": 4,
+        "depth": "f16",
+        "order": "bgra",
+        "model": "tiny-gray",
+    }
     r = _post(client, _wire(frame16, "f16", "bgra"), params)
     assert r.status_code == 200, r.text
     got = _unwire(r.content, "f16", "bgra", 4)
-    expected = colorize_frame(frame16.astype(np.float32),
-                              load_model(named_models["tiny-gray"], "cpu"))
+    expected = colorize_frame(
+        frame16.astype(np.float32), load_model(named_models["tiny-gray"], "cpu")
+    )
     np.testing.assert_array_equal(got, expected.astype(np.float16))
 
 
 def test_raw_body_alternative(client, named_models):
     frame = _frame(4)
     params = {"width": W, "height": H, "channels": 4, "depth": "u8", "model": "tiny-gray"}
-    r = client.post("/colorize", params=params, content=frame.tobytes(),
-                    headers={"Content-Type": "application/octet-stream"})
+    r = client.post(
+        "/colorize",
+        params=params,
+        content=frame.tobytes(),
+        headers={"Content-Type": "application/octet-stream"},
+    )
     assert r.status_code == 200, r.text
     expected = colorize_frame(frame, load_model(named_models["tiny-gray"], "cpu"))
     np.testing.assert_array_equal(_unwire(r.content, "u8", "rgba", 4), expected)
@@ -143,8 +172,15 @@ def test_raw_body_alternative(client, named_models):
 def test_hints_change_the_result_as_the_pipeline_does(client, named_models, order):
     frame = _frame(4)
     hints = _hints()
-    params = {"width": W, "height": H, "channels": 4, "depth": "u8", "order": order,
-              "model": "tiny-line", "palette": "none"}
+    params = {
+        "width": W,
+        "height": H,
+        "channels": 4,
+        "depth": "u8",
+        "order": order,
+        "model": "tiny-line",
+        "palette": "none",
+    }
     plain = _post(client, _wire(frame, "u8", order), params)
     hinted = _post(client, _wire(frame, "u8", order), params, _wire(hints, "u8", order))
     assert plain.status_code == hinted.status_code == 200, (plain.text, hinted.text)
@@ -160,20 +196,28 @@ def test_hints_change_the_result_as_the_pipeline_does(client, named_models, orde
 def test_options_reach_the_pipeline(client, named_models):
     frame = _frame(3)
     palette = ["#ff0000", "#00ff00"]
-    params = {"width": W, "height": H, "channels": 3, "depth": "u8", "model": "tiny-line",
-              "output": "fill", "regions": "false", "detail": 0.5,
-              "palette": json.dumps(palette)}
+    params = {
+        "width": W,
+        "height": H,
+        "channels": 3,
+        "depth": "u8",
+        "model": "tiny-line",
+        "output": "fill",
+        "regions": "false",
+        "detail": 0.5,
+        "palette": json.dumps(palette),
+    }
     r = _post(client, frame.tobytes(), params)
     assert r.status_code == 200, r.text
     options = ColorizeOptions(detail=0.5, regions=False, output="fill", palette=tuple(palette))
-    expected = colorize_frame(frame, load_model(named_models["tiny-line"], "cpu"),
-                              options=options)
+    expected = colorize_frame(frame, load_model(named_models["tiny-line"], "cpu"), options=options)
     np.testing.assert_array_equal(_unwire(r.content, "u8", "rgba", 3), expected)
 
 
 def test_model_palette_is_used_unless_turned_off(client, make_tiny_model, user_models):
-    make_tiny_model("grayscale", user_models / "pal.onnx", name="tiny-pal",
-                    palette=["#0000ff", "#ffff00"])
+    make_tiny_model(
+        "grayscale", user_models / "pal.onnx", name="tiny-pal", palette=["#0000ff", "#ffff00"]
+    )
     frame = _frame(3)
     params = {"width": W, "height": H, "channels": 3, "depth": "u8", "model": "tiny-pal"}
     model = load_model(user_models / "pal.onnx", "cpu")
@@ -205,8 +249,7 @@ def test_model_palette_is_used_unless_turned_off(client, make_tiny_model, user_m
     ],
 )
 def test_bad_requests_are_400_naming_the_field(client, params, size, needle):
-    query = {"width": W, "height": H, "channels": 4, "depth": "u8", "model": "tiny-gray",
-             **params}
+    query = {"width": W, "height": H, "channels": 4, "depth": "u8", "model": "tiny-gray", **params}
     r = _post(client, b"\0" * size, query)
     assert r.status_code == 400, r.text
     assert needle in r.json()["error"]
@@ -219,11 +262,11 @@ def test_wrong_hints_size_and_missing_parts(client):
     assert r.status_code == 400 and r.json()["error"].startswith("hints: expected")
     r = client.post("/colorize", params=query, files={"other": ("x", b"1")})
     assert r.status_code == 400 and "'frame' is missing" in r.json()["error"]
-    r = client.post("/colorize", params=query, data={"frame": "abc"},
-                    files={"hints": ("h", b"1")})
+    r = client.post("/colorize", params=query, data={"frame": "abc"}, files={"hints": ("h", b"1")})
     assert r.status_code == 400 and "file part" in r.json()["error"]
-    r = client.post("/colorize", params=query, content=b"{}",
-                    headers={"Content-Type": "application/json"})
+    r = client.post(
+        "/colorize", params=query, content=b"{}", headers={"Content-Type": "application/json"}
+    )
     assert r.status_code == 400 and "Content-Type" in r.json()["error"]
 
 
@@ -256,17 +299,23 @@ def test_body_too_large_is_413(make_client):
     r = _post(client, b"\0" * 1600, query)
     assert r.status_code == 413
     assert "limit of 1000 bytes" in r.json()["error"]
+
     # no Content-Length: counted while streaming
     def chunks():
         for _ in range(20):
             yield b"\0" * 100
 
-    r = client.post("/colorize", params=query, content=chunks(),
-                    headers={"Content-Type": "application/octet-stream"})
+    r = client.post(
+        "/colorize",
+        params=query,
+        content=chunks(),
+        headers={"Content-Type": "application/octet-stream"},
+    )
     assert r.status_code == 413 and "limit" in r.json()["error"]
     # and a JSON body of a job too
-    r = client.post("/jobs", content=b"{" + b" " * 2000 + b"}",
-                    headers={"Content-Type": "application/json"})
+    r = client.post(
+        "/jobs", content=b"{" + b" " * 2000 + b"}", headers={"Content-Type": "application/json"}
+    )
     assert r.status_code == 413
 
 
@@ -304,17 +353,34 @@ def test_openapi_lists_the_endpoints_and_binary_bodies(client):
     validate(spec)
     paths = spec["paths"]
     for path, method in [
-        ("/health", "get"), ("/models", "get"), ("/colorize", "post"), ("/jobs", "post"),
-        ("/jobs/{job_id}/frames/{index}", "put"), ("/jobs/{job_id}/hints/{index}", "put"),
-        ("/jobs/{job_id}", "get"), ("/jobs/{job_id}/frames/{index}", "get"),
-        ("/jobs/{job_id}", "delete"), ("/jobs/files", "post"),
+        ("/health", "get"),
+        ("/models", "get"),
+        ("/colorize", "post"),
+        ("/jobs", "post"),
+        ("/jobs/{job_id}/frames/{index}", "put"),
+        ("/jobs/{job_id}/hints/{index}", "put"),
+        ("/jobs/{job_id}", "get"),
+        ("/jobs/{job_id}/frames/{index}", "get"),
+        ("/jobs/{job_id}", "delete"),
+        ("/jobs/files", "post"),
     ]:
         assert method in paths[path], (path, method)
     colorize = paths["/colorize"]["post"]
     assert "multipart/form-data" in colorize["requestBody"]["content"]
     params = {p["name"] for p in colorize["parameters"]}
-    assert {"width", "height", "channels", "depth", "order", "model", "task", "detail",
-            "regions", "output", "palette"} <= params
+    assert {
+        "width",
+        "height",
+        "channels",
+        "depth",
+        "order",
+        "model",
+        "task",
+        "detail",
+        "regions",
+        "output",
+        "palette",
+    } <= params
     assert "application/octet-stream" in colorize["responses"]["200"]["content"]
     put = paths["/jobs/{job_id}/frames/{index}"]["put"]
     assert "application/octet-stream" in put["requestBody"]["content"]
@@ -347,14 +413,17 @@ def test_every_schema_reference_resolves(client):
     assert client.get("/openapi.json").json() == spec
 
 
-@pytest.mark.parametrize(("method", "path", "allowed"), [
-    ("delete", "/train", "GET, POST"),
-    ("put", "/jobs", "POST"),
-    ("post", "/jobs/abc", "DELETE, GET"),
-    ("options", "/health", "GET"),
-    ("options", "/jobs/files", "POST"),  # not /jobs/{job_id}'s GET and DELETE
-    ("get", "/train/x/y", None),
-])
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("delete", "/train", "GET, POST"),
+        ("put", "/jobs", "POST"),
+        ("post", "/jobs/abc", "DELETE, GET"),
+        ("options", "/health", "GET"),
+        ("options", "/jobs/files", "POST"),  # not /jobs/{job_id}'s GET and DELETE
+        ("get", "/train/x/y", None),
+    ],
+)
 def test_405_names_every_method_of_the_path(client, method, path, allowed):
     # Starlette named the first route's methods only: GET for /train, not POST
     r = client.request(method.upper(), path)
@@ -370,20 +439,39 @@ def test_405_names_every_method_of_the_path(client, method, path, allowed):
 @pytest.mark.parametrize("value", [0, 1, "true", "yes"])
 def test_json_booleans_are_booleans(client, field, value):
     # "carry": 0 was taken as false: a JSON body that breaks the schema is refused
-    body = {"width": 4, "height": 4, "channels": 1, "depth": "u8", "frame_count": 1,
-            "model": "tiny-gray", field: value}
+    body = {
+        "width": 4,
+        "height": 4,
+        "channels": 1,
+        "depth": "u8",
+        "frame_count": 1,
+        "model": "tiny-gray",
+        field: value,
+    }
     r = client.post("/jobs", json=body)
     assert r.status_code == 400 and field in r.json()["error"], r.text
     assert client.post("/jobs", json={**body, field: False}).status_code == 200
 
 
-@pytest.mark.parametrize("body", [
-    {"frame_count": True}, {"frame_count": "2"}, {"width": "4"}, {"detail": "1.0"},
-    {"detail": True},
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"frame_count": True},
+        {"frame_count": "2"},
+        {"width": "4"},
+        {"detail": "1.0"},
+        {"detail": True},
+    ],
+)
 def test_json_numbers_are_numbers(client, body):
-    base = {"width": 4, "height": 4, "channels": 1, "depth": "u8", "frame_count": 1,
-            "model": "tiny-gray"}
+    base = {
+        "width": 4,
+        "height": 4,
+        "channels": 1,
+        "depth": "u8",
+        "frame_count": 1,
+        "model": "tiny-gray",
+    }
     r = client.post("/jobs", json={**base, **body})
     assert r.status_code == 400 and "must be a JSON number" in r.json()["error"], r.text
     # an integral float is an integer in JSON Schema: still taken
@@ -395,8 +483,9 @@ def test_empty_palette_query_is_refused_by_the_schema_too(client):
     params = {p["name"]: p for p in spec["paths"]["/colorize"]["post"]["parameters"]}
     palette = params["palette"]["schema"]["anyOf"][0]
     assert palette["minLength"] == 1
-    r = _post(client, b"\0" * 16, {"width": 4, "height": 4, "channels": 1, "depth": "u8",
-                                    "palette": ""})
+    r = _post(
+        client, b"\0" * 16, {"width": 4, "height": 4, "channels": 1, "depth": "u8", "palette": ""}
+    )
     assert r.status_code == 400 and "palette" in r.json()["error"]
 
 

@@ -59,20 +59,56 @@ def test_schemathesis_finds_nothing(tmp_path, named_models):
     env = {**os.environ, "INKHUE_MODELS_DIR": str(tmp_path / "user_models")}
     log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115 - closed below
     server = subprocess.Popen(
-        [sys.executable, "-m", "inkhue_engine.cli", "serve", "--port", str(port), "--root",
-         str(root), "--models-dir", str(models), "--device", "cpu", "--no-preload"],
-        stdout=log, stderr=subprocess.STDOUT, env=env,
+        [
+            sys.executable,
+            "-m",
+            "inkhue_engine.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--root",
+            str(root),
+            "--models-dir",
+            str(models),
+            "--device",
+            "cpu",
+            "--no-preload",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
     )
     try:
         base = f"http://127.0.0.1:{port}"
         _wait_for(f"{base}/health", server)
         seconds = os.environ.get("INKHUE_FUZZ_SECONDS", "120")
         run = subprocess.run(
-            [st, "--config-file", str(CONFIG), "--no-color", "run", f"{base}/openapi.json",
-             "--checks", "all", "--workers", "1", "--max-time", seconds,
-             "--request-timeout", "30", "--seed", os.environ.get("INKHUE_FUZZ_SEED", "2"),
-             "--report", "junit", "--report-dir", str(tmp_path / "report")],
-            capture_output=True, text=True, cwd=tmp_path, timeout=float(seconds) + 300,
+            [
+                st,
+                "--config-file",
+                str(CONFIG),
+                "--no-color",
+                "run",
+                f"{base}/openapi.json",
+                "--checks",
+                "all",
+                "--workers",
+                "1",
+                "--max-time",
+                seconds,
+                "--request-timeout",
+                "30",
+                "--seed",
+                os.environ.get("INKHUE_FUZZ_SEED", "2"),
+                "--report",
+                "junit",
+                "--report-dir",
+                str(tmp_path / "report"),
+            ],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=float(seconds) + 300,
         )
     finally:
         server.terminate()
@@ -82,7 +118,7 @@ def test_schemathesis_finds_nothing(tmp_path, named_models):
             server.kill()
         log.close()
     found = run.stdout.find("FAILURES")
-    summary = run.stdout[found if found >= 0 else -6000:][:12000]
+    summary = run.stdout[found if found >= 0 else -6000 :][:12000]
     assert run.returncode == 0, f"schemathesis found problems:\n{summary}\n{run.stderr[-2000:]}"
     assert " passed" in run.stdout and "failure" not in run.stdout.split("SUMMARY")[-1], summary
     assert "Traceback" not in (tmp_path / "serve.log").read_text(errors="replace")

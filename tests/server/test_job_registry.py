@@ -164,7 +164,8 @@ def test_many_tiny_frames_are_reserved_before_anything_is_allocated():
             jobs.create_frames_job(tiny, 50_000_000, "m", _copy_work(jobs))
         with pytest.raises(ResourceError, match="MiB"):  # within the count, over the memory
             JobRegistry(JobLimits(max_bytes=1024 * 1024)).create_frames_job(
-                tiny, MAX_JOB_FRAMES, "m", _copy_work(jobs))
+                tiny, MAX_JOB_FRAMES, "m", _copy_work(jobs)
+            )
         assert tracemalloc.get_traced_memory()[1] < 1024 * 1024
         # a granted job allocates no more than it reserved
         tracemalloc.reset_peak()

@@ -90,8 +90,9 @@ def test_frames_job_create_upload_progress_results(client, named_models):
 
 def test_job_carry_can_be_switched_off(client, named_models):
     frames = _frames(2)
-    r = client.post("/jobs", json={**LAYOUT, "frame_count": 2, "model": "tiny-gray",
-                                   "carry": False})
+    r = client.post(
+        "/jobs", json={**LAYOUT, "frame_count": 2, "model": "tiny-gray", "carry": False}
+    )
     job_id = r.json()["id"]
     for i, f in enumerate(frames):
         client.put(f"/jobs/{job_id}/frames/{i}", content=_bgra(f))
@@ -107,13 +108,23 @@ def test_job_errors(client):
     assert r.status_code == 400 and "frame_count" in r.json()["error"]
     # a 100-byte request may not make the server allocate gigabytes (nor answer 500)
     for count in (50_000_000, 10**30):
-        r = client.post("/jobs", json={"width": 1, "height": 1, "channels": 1, "depth": "u8",
-                                       "frame_count": count, "model": "tiny-gray"})
+        r = client.post(
+            "/jobs",
+            json={
+                "width": 1,
+                "height": 1,
+                "channels": 1,
+                "depth": "u8",
+                "frame_count": count,
+                "model": "tiny-gray",
+            },
+        )
         assert r.status_code == 400 and "frame_count" in r.json()["error"], r.text
     r = client.post("/jobs", json={**LAYOUT, "frame_count": 1, "model": "nope"})
     assert r.status_code == 404
-    job_id = client.post("/jobs", json={**LAYOUT, "frame_count": 1, "model": "tiny-gray"}
-                         ).json()["id"]
+    job_id = client.post("/jobs", json={**LAYOUT, "frame_count": 1, "model": "tiny-gray"}).json()[
+        "id"
+    ]
     r = client.put(f"/jobs/{job_id}/frames/0", content=b"\0" * 5)
     assert r.status_code == 400 and r.json()["error"].startswith("frame 0: expected")
     r = client.put(f"/jobs/{job_id}/hints/0", content=b"\0" * 5)
@@ -138,8 +149,9 @@ def test_job_cancel_stops_between_frames(client, monkeypatch):
 
     monkeypatch.setattr(server, "colorize_frame", slow)
     frames = _frames(4)
-    job_id = client.post("/jobs", json={**LAYOUT, "frame_count": 4, "model": "tiny-gray"}
-                         ).json()["id"]
+    job_id = client.post("/jobs", json={**LAYOUT, "frame_count": 4, "model": "tiny-gray"}).json()[
+        "id"
+    ]
     for i, f in enumerate(frames):
         client.put(f"/jobs/{job_id}/frames/{i}", content=_bgra(f))
     assert entered.wait(10)
@@ -170,13 +182,17 @@ def test_job_memory_limits_are_413_and_429(make_client):
     assert first.status_code == 200
     r = client.post("/jobs", json={**LAYOUT, "frame_count": 2, "model": "tiny-gray"})
     assert r.status_code == 429 and "DELETE finished jobs" in r.json()["error"]
-    assert client.post("/jobs", json={**LAYOUT, "frame_count": 1, "model": "tiny-gray"}
-                       ).status_code == 200
+    assert (
+        client.post("/jobs", json={**LAYOUT, "frame_count": 1, "model": "tiny-gray"}).status_code
+        == 200
+    )
     r = client.post("/jobs", json={**LAYOUT, "frame_count": 1, "model": "tiny-gray"})
     assert r.status_code == 429 and "holds 2 jobs" in r.json()["error"]
     client.delete(f"/jobs/{first.json()['id']}")
-    assert client.post("/jobs", json={**LAYOUT, "frame_count": 1, "model": "tiny-gray"}
-                       ).status_code == 200
+    assert (
+        client.post("/jobs", json={**LAYOUT, "frame_count": 1, "model": "tiny-gray"}).status_code
+        == 200
+    )
 
 
 # --------------------------------------------------------------------------- files jobs
@@ -192,8 +208,9 @@ def test_files_job_under_root(make_client, tmp_path):
     root = tmp_path / "root"
     _write_frames(root / "in")
     client = make_client(root=root)
-    r = client.post("/jobs/files", json={"inputs": ["in/*.png"], "out": "out",
-                                         "model": "tiny-gray"})
+    r = client.post(
+        "/jobs/files", json={"inputs": ["in/*.png"], "out": "out", "model": "tiny-gray"}
+    )
     assert r.status_code == 200, r.text
     assert r.json()["total"] == 3
     status = _wait(client, r.json()["id"])
@@ -231,15 +248,21 @@ def test_files_job_outside_root_is_403(make_client, tmp_path, body):
     assert not (root / "out").exists() and not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("body, field", [
-    ({"inputs": ["in/f0.png\x00.txt"], "out": "out"}, "inputs: 'in/f0.png\\x00.txt' holds a NUL"),
-    ({"inputs": ["in"], "out": "o\x00ut"}, "out: 'o\\x00ut' holds a NUL byte"),
-    ({"inputs": ["in"], "out": "out", "hints": "\x00"}, "hints: '\\x00' holds a NUL byte"),
-    ({"inputs": ["in", "in/*\x00"], "out": "out"}, "inputs: 'in/*\\x00' holds a NUL byte"),
-    ({"inputs": ["in"], "out": ""}, "out"),  # valid by the schema before, refused anyway
-    ({"inputs": [""], "out": "out"}, "inputs.0"),
-    ({"inputs": ["x" * 300], "out": "out"}, "x" * 50),  # a name too long: a 500 before
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        (
+            {"inputs": ["in/f0.png\x00.txt"], "out": "out"},
+            "inputs: 'in/f0.png\\x00.txt' holds a NUL",
+        ),
+        ({"inputs": ["in"], "out": "o\x00ut"}, "out: 'o\\x00ut' holds a NUL byte"),
+        ({"inputs": ["in"], "out": "out", "hints": "\x00"}, "hints: '\\x00' holds a NUL byte"),
+        ({"inputs": ["in", "in/*\x00"], "out": "out"}, "inputs: 'in/*\\x00' holds a NUL byte"),
+        ({"inputs": ["in"], "out": ""}, "out"),  # valid by the schema before, refused anyway
+        ({"inputs": [""], "out": "out"}, "inputs.0"),
+        ({"inputs": ["x" * 300], "out": "out"}, "x" * 50),  # a name too long: a 500 before
+    ],
+)
 def test_bad_paths_are_400(make_client, tmp_path, body, field):
     root = tmp_path / "root"
     _write_frames(root / "in", 1)
@@ -259,8 +282,10 @@ def test_nul_byte_reaches_no_file_call(tmp_path):
 
 def test_files_job_refused_without_root(client, tmp_path):
     _write_frames(tmp_path / "in", 1)
-    r = client.post("/jobs/files", json={"inputs": [str(tmp_path / "in")],
-                                         "out": str(tmp_path / "out"), "model": "tiny-gray"})
+    r = client.post(
+        "/jobs/files",
+        json={"inputs": [str(tmp_path / "in")], "out": str(tmp_path / "out"), "model": "tiny-gray"},
+    )
     assert r.status_code == 403 and "--root" in r.json()["error"]
 
 

@@ -28,8 +28,13 @@ def test_other_binds_need_a_token(host):
 def test_token_required_on_every_request_when_exposed(user_models):
     app = create_app(ServerConfig(host="0.0.0.0", token="s3cret", device="cpu"))
     with TestClient(app, base_url="http://192.168.1.5:8765") as client:
-        for method, path in [("get", "/health"), ("get", "/models"), ("get", "/openapi.json"),
-                             ("post", "/colorize"), ("get", "/jobs/x")]:
+        for method, path in [
+            ("get", "/health"),
+            ("get", "/models"),
+            ("get", "/openapi.json"),
+            ("post", "/colorize"),
+            ("get", "/jobs/x"),
+        ]:
             r = getattr(client, method)(path)
             assert r.status_code == 401, path
             assert "token" in r.json()["error"]
@@ -65,20 +70,36 @@ def _frame_form() -> dict:
     return {"frame": ("frame.raw", b"\x80" * 16, "application/octet-stream")}
 
 
-@pytest.mark.parametrize("origin", [
-    "https://evil.example", "http://evil.example:8765", "null", "http://localhost:9999",
-    "http://127.0.0.1.evil.example:8765", "file://", "chrome-extension://abc",
-])
+@pytest.mark.parametrize(
+    "origin",
+    [
+        "https://evil.example",
+        "http://evil.example:8765",
+        "null",
+        "http://localhost:9999",
+        "http://127.0.0.1.evil.example:8765",
+        "file://",
+        "chrome-extension://abc",
+    ],
+)
 def test_cross_site_requests_are_refused(client, origin):
     # a web page open in the artist's browser posts a simple multipart form (no CORS
     # preflight) to the loopback server, which has no token
-    r = client.post("/colorize", params={"width": 4, "height": 4, "channels": 1, "depth": "u8"},
-                    files=_frame_form(), headers={"Origin": origin})
+    r = client.post(
+        "/colorize",
+        params={"width": 4, "height": 4, "channels": 1, "depth": "u8"},
+        files=_frame_form(),
+        headers={"Origin": origin},
+    )
     assert r.status_code == 403, r.text
     assert "Origin" in r.json()["error"]
     # it does not reach /train's handler either (which would answer 400/501)
-    r = client.post("/train", files={"frames": ("a.png", b"x")}, data={"options": "{}"},
-                    headers={"Origin": origin})
+    r = client.post(
+        "/train",
+        files={"frames": ("a.png", b"x")},
+        data={"options": "{}"},
+        headers={"Origin": origin},
+    )
     assert r.status_code == 403
     assert client.get("/models", headers={"Origin": origin}).status_code == 403
 
@@ -96,12 +117,18 @@ def test_same_origin_and_plain_clients_still_work(client):
     # the plugin and scripts send no Origin
     assert client.post("/colorize", params=params, files=_frame_form()).status_code == 200
     # the server's own pages (/docs) are same-origin
-    for origin, host in [("http://127.0.0.1:8765", "127.0.0.1:8765"),
-                         ("http://localhost:8765", "localhost:8765"),
-                         ("http://[::1]:8765", "[::1]:8765"),
-                         ("http://localhost", "localhost")]:
-        r = client.post("/colorize", params=params, files=_frame_form(),
-                        headers={"Origin": origin, "Host": host})
+    for origin, host in [
+        ("http://127.0.0.1:8765", "127.0.0.1:8765"),
+        ("http://localhost:8765", "localhost:8765"),
+        ("http://[::1]:8765", "[::1]:8765"),
+        ("http://localhost", "localhost"),
+    ]:
+        r = client.post(
+            "/colorize",
+            params=params,
+            files=_frame_form(),
+            headers={"Origin": origin, "Host": host},
+        )
         assert r.status_code == 200, (origin, r.text)
 
 

@@ -51,9 +51,20 @@ def test_real_server_answers_health(user_models):
     env = {**os.environ, "INKHUE_MODELS_DIR": str(user_models)}
     env.pop("INKHUE_TOKEN", None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "inkhue_engine.cli", "serve", "--port", str(port),
-         "--device", "cpu"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "inkhue_engine.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--device",
+            "cpu",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 60

@@ -13,8 +13,9 @@ from inkhue_engine.server import Engine, ServerConfig, auto_inference_slots
 
 def test_auto_slots_follow_the_usable_cores(monkeypatch):
     for cores, slots in ((1, 1), (2, 2), (3, 3), (16, server.MAX_AUTO_SLOTS)):
-        monkeypatch.setattr(server.os, "sched_getaffinity", lambda _pid, n=cores: set(range(n)),
-                            raising=False)
+        monkeypatch.setattr(
+            server.os, "sched_getaffinity", lambda _pid, n=cores: set(range(n)), raising=False
+        )
         assert auto_inference_slots() == slots
 
 
@@ -36,10 +37,12 @@ def test_a_second_frame_runs_while_a_long_one_holds_a_slot(monkeypatch, named_mo
     long_frame = np.full((16, 16), 1, np.uint8)
     short_frame = np.full((16, 16), 200, np.uint8)
     done = {}
-    first = threading.Thread(target=lambda: done.setdefault(
-        "long", engine.colorize(long_frame, model, None, options)))
-    second = threading.Thread(target=lambda: done.setdefault(
-        "short", engine.colorize(short_frame, model, None, options)))
+    first = threading.Thread(
+        target=lambda: done.setdefault("long", engine.colorize(long_frame, model, None, options))
+    )
+    second = threading.Thread(
+        target=lambda: done.setdefault("short", engine.colorize(short_frame, model, None, options))
+    )
     first.start()
     try:
         assert entered.wait(20)

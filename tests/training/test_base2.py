@@ -102,8 +102,9 @@ def test_rebalanced_cross_entropy_weights_each_pixel_by_its_target_class():
 
 # --------------------------------------------------------------------------- networks
 @pytest.mark.parametrize("task", ["grayscale", "lineart"])
-@pytest.mark.parametrize("head,context", [("classification", False), ("regression", True),
-                                          ("classification", True)])
+@pytest.mark.parametrize(
+    "head,context", [("classification", False), ("regression", True), ("classification", True)]
+)
 def test_new_heads_keep_the_contract_and_export_with_parity(task, head, context, tmp_path):
     torch.manual_seed(0)
     gen = Generator(task, channels=(8, 16, 32), global_context=context, color_head=head)

@@ -148,7 +148,10 @@ def test_wesnoth_portraits_and_story_paintings_only():
     ]
     sel = corpus.select_files("wesnoth-1.16-data", paths)
     assert [sel[p] for p in paths] == [
-        ("painting", None), ("painting", None), ("photo", None), ("", "not_selected")
+        ("painting", None),
+        ("painting", None),
+        ("photo", None),
+        ("", "not_selected"),
     ]
 
 
@@ -169,7 +172,8 @@ def test_plasma_keeps_the_largest_resolution_of_listed_photos():
 def test_game_and_photo_package_rules():
     hw = "usr/share/games/hedgewars/Data/Maps/Cheese"
     sel = corpus.select_files(
-        "hedgewars-data", [f"{hw}/map.png", f"{hw}/mask.png", f"{hw}/preview.png"])
+        "hedgewars-data", [f"{hw}/map.png", f"{hw}/mask.png", f"{hw}/preview.png"]
+    )
     assert [v[1] for _, v in sorted(sel.items())] == [None, "not_selected", "duplicate"]
     st = "usr/share/games/supertux2/images"
     sel = corpus.select_files("supertux-data", [f"{st}/engine/editor/x.png", f"{st}/tiles/y.png"])
@@ -177,11 +181,13 @@ def test_game_and_photo_package_rules():
     assert sel[f"{st}/tiles/y.png"] == ("drawing", None)
     mate = "usr/share/backgrounds/mate"
     sel = corpus.select_files(
-        "mate-backgrounds", [f"{mate}/nature/Aqua.jpg", f"{mate}/abstract/x.png"])
+        "mate-backgrounds", [f"{mate}/nature/Aqua.jpg", f"{mate}/abstract/x.png"]
+    )
     assert sel[f"{mate}/nature/Aqua.jpg"] == ("photo", None)
     assert sel[f"{mate}/abstract/x.png"] == ("", "not_selected")
     sel = corpus.select_files(
-        "scikit-image", ["skimage/data/chelsea.png", "skimage/data/camera.png"])
+        "scikit-image", ["skimage/data/chelsea.png", "skimage/data/camera.png"]
+    )
     assert sel["skimage/data/chelsea.png"] == ("photo", None)
     assert sel["skimage/data/camera.png"] == ("", "not_photo")
 
@@ -198,7 +204,12 @@ def test_freedroid_keeps_four_views_of_item_and_droid_renders_split_by_item():
     sel = corpus.select_files("freedroidrpg-data", paths)
     kept = sorted(p for p, (_, why) in sel.items() if why is None)
     assert [PurePosixPath(p).stem for p in kept] == [
-        "portrait_0001", "portrait_0001", "portrait_0009", "portrait_0017", "portrait_0025"]
+        "portrait_0001",
+        "portrait_0001",
+        "portrait_0009",
+        "portrait_0017",
+        "portrait_0025",
+    ]
     assert all(sel[p][0] == "render" for p in kept)
     assert sel[paths[1]] == ("", "duplicate")
     assert [sel[p][1] for p in paths[-4:]] == ["not_selected"] * 4
@@ -252,8 +263,12 @@ def test_neverball_shots_and_wesnoth_campaigns():
     paths = [f"{camp}/portraits/delfador.png", f"{camp}/story/httt_story1.jpg",
              f"{camp}/units/elves/x.png", f"{camp}/maps/overlay.png"]  # fmt: skip
     sel = corpus.select_files("wesnoth-1.16-httt", paths)
-    assert [sel[p] for p in paths] == [("painting", None), ("photo", None),
-                                       ("", "not_selected"), ("", "not_selected")]
+    assert [sel[p] for p in paths] == [
+        ("painting", None),
+        ("photo", None),
+        ("", "not_selected"),
+        ("", "not_selected"),
+    ]
     assert {f"wesnoth-1.16-{c}" for c in corpus.WESNOTH_CAMPAIGNS} <= set(corpus.PACKAGES_BY_NAME)
 
 
@@ -462,14 +477,17 @@ def test_build_corpus_on_a_fake_wheel_and_rerun(tmp_path):
     assert sum(rep["splits"]["grayscale"].values()) == 2
     assert sum(rep["splits"]["lineart"].values()) == 0
     files = sorted(p.name for p in (out / "grayscale").rglob("*.png"))
-    assert files == ["scikit-learn__sklearn__datasets__images__china.png",
-                     "scikit-learn__sklearn__datasets__images__flower.png"]
+    assert files == [
+        "scikit-learn__sklearn__datasets__images__china.png",
+        "scikit-learn__sklearn__datasets__images__flower.png",
+    ]
     assert json.loads((out / "manifest.json").read_text()) == m
     # re-run: the package's recorded results are reused and the manifest is the same
     stamp = {p: p.stat().st_mtime_ns for p in (out / "grayscale").rglob("*.png")}
     again = corpus.build_corpus(out, work, Params(), jobs=1, packages=pkgs, progress=False)
     assert {k: v for k, v in again["packages"]["scikit-learn"].items() if k != "seconds"} == {
-        k: v for k, v in rep.items() if k != "seconds"}
+        k: v for k, v in rep.items() if k != "seconds"
+    }
     assert stamp == {p: p.stat().st_mtime_ns for p in (out / "grayscale").rglob("*.png")}
     # other settings into the same folder are refused, naming the folder
     with pytest.raises(InputError, match="other settings"):
@@ -490,9 +508,17 @@ def test_a_changed_selection_is_rebuilt_and_stale_outputs_removed(tmp_path, monk
 
 
 # --- sequences ------------------------------------------------------------------------------
-@pytest.mark.parametrize("text,frames", [
-    ("5s 0f", 120), ("5s", 120), ("120f", 120), ("0f", 0), ("1m 2s 3f", 1491), ("0.5s", 12),
-])
+@pytest.mark.parametrize(
+    "text,frames",
+    [
+        ("5s 0f", 120),
+        ("5s", 120),
+        ("120f", 120),
+        ("0f", 0),
+        ("1m 2s 3f", 1491),
+        ("0.5s", 12),
+    ],
+)
 def test_parse_synfig_time(text, frames):
     assert sequences.parse_synfig_time(text, 24.0) == frames
 
@@ -504,8 +530,10 @@ def test_parse_synfig_time_refuses_bare_numbers():
 
 @pytest.mark.parametrize("gz", [False, True])
 def test_read_canvas(tmp_path, gz):
-    sif = '<?xml version="1.0"?><canvas width="288" height="504" fps="24.000" ' \
-          'begin-time="0f" end-time="5s 0f"><name>x</name></canvas>'
+    sif = (
+        '<?xml version="1.0"?><canvas width="288" height="504" fps="24.000" '
+        'begin-time="0f" end-time="5s 0f"><name>x</name></canvas>'
+    )
     path = tmp_path / ("a.sifz" if gz else "a.sif")
     path.write_bytes(gzip.compress(sif.encode()) if gz else sif.encode())
     c = sequences.read_canvas(path)
@@ -520,8 +548,9 @@ def test_chunks_group_consecutive_frames():
 
 def test_derived_frames_keep_lightness():
     rgb = _canvas(0.5, color=(200, 60, 30))
-    out = sequences.derived_frames(rgb, lineart_fn=lambda rgb01: np.full(rgb01.shape[:2], 50.0,
-                                                                         np.float32))
+    out = sequences.derived_frames(
+        rgb, lineart_fn=lambda rgb01: np.full(rgb01.shape[:2], 50.0, np.float32)
+    )
     assert set(out) == {"gray", "lineart"}
     L_color = rgb_to_lab(to_float01(rgb))[..., 0]
     L_gray = rgb_to_lab(to_float01(np.repeat(out["gray"][..., None], 3, 2)))[..., 0]

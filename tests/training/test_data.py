@@ -27,8 +27,14 @@ def quadrants(size=96) -> np.ndarray:
     """Four flat colored quadrants separated by black 3-px lines: RGB float01."""
     rgb = np.zeros((size, size, 3), np.float32)
     h = size // 2
-    for i, (ys, xs) in enumerate([(slice(0, h), slice(0, h)), (slice(0, h), slice(h, None)),
-                                  (slice(h, None), slice(0, h)), (slice(h, None), slice(h, None))]):
+    for i, (ys, xs) in enumerate(
+        [
+            (slice(0, h), slice(0, h)),
+            (slice(0, h), slice(h, None)),
+            (slice(h, None), slice(0, h)),
+            (slice(h, None), slice(h, None)),
+        ]
+    ):
         rgb[ys, xs] = COLORS[i]
     rgb[h - 1 : h + 2] = 0
     rgb[:, h - 1 : h + 2] = 0

@@ -232,8 +232,10 @@ def test_a_base_checkpoint_cannot_run_code(tmp_path):
 
     marker = tmp_path / "pwned"
     evil = tmp_path / "evil.pt"
-    torch.save({"format": "inkhue-base-checkpoint", "generator_kwargs": {},
-                "payload": _RunsCode(marker)}, evil)
+    torch.save(
+        {"format": "inkhue-base-checkpoint", "generator_kwargs": {}, "payload": _RunsCode(marker)},
+        evil,
+    )
     with pytest.raises(InputError, match="evil.pt: not a readable training checkpoint"):
         load_base(evil)
     assert not marker.exists()

@@ -70,7 +70,11 @@ def test_run_then_resume_from_the_portable_checkpoint(gpu_train, corpus, tmp_pat
                            "--color-head", "classification", "--class-prior-images", "3",
                            "--lr-decay", "linear"]) == 0  # fmt: skip
     assert sorted(p.name for p in first.iterdir()) == [
-        "config.json", "grayscale-portable.pt", "grayscale.onnx", "log.jsonl"]
+        "config.json",
+        "grayscale-portable.pt",
+        "grayscale.onnx",
+        "log.jsonl",
+    ]
     portable = torch.load(first / "grayscale-portable.pt", weights_only=False)
     assert portable["step"] == 3
     assert portable["generator"]["class_head.weight"].dtype == torch.float16

@@ -41,33 +41,66 @@ def setup(tmp_path: Path) -> dict[str, Path]:
     for i in range(3):
         _write_rgb(dev / f"img_{i}.png", _cartoon(i))
     manifest = tmp_path / "manifest.json"
-    manifest.write_text(json.dumps({
-        "format": 1,
-        "corpora": {"grayscale": ["drawing", "photo"], "lineart": ["drawing"]},
-        "packages": {
-            "pkg-drawings": {"version": "1.0", "licence": "GPL-2", "source": "deb",
-                             "kept_by_content": {"drawing": 30},
-                             "splits": {"grayscale": {"train": 27, "dev": 3},
-                                        "lineart": {"train": 27, "dev": 3}}},
-            "pkg-photos": {"version": "2.0", "licence": "CC0", "source": "deb",
-                           "kept_by_content": {"photo": 5},
-                           "splits": {"grayscale": {"train": 5, "dev": 0},
-                                      "lineart": {"train": 0, "dev": 0}}},
-        },
-        "totals": {"splits": {"grayscale": {"train": 32, "dev": 3},
-                              "lineart": {"train": 27, "dev": 3}}},
-    }))
+    manifest.write_text(
+        json.dumps(
+            {
+                "format": 1,
+                "corpora": {"grayscale": ["drawing", "photo"], "lineart": ["drawing"]},
+                "packages": {
+                    "pkg-drawings": {
+                        "version": "1.0",
+                        "licence": "GPL-2",
+                        "source": "deb",
+                        "kept_by_content": {"drawing": 30},
+                        "splits": {
+                            "grayscale": {"train": 27, "dev": 3},
+                            "lineart": {"train": 27, "dev": 3},
+                        },
+                    },
+                    "pkg-photos": {
+                        "version": "2.0",
+                        "licence": "CC0",
+                        "source": "deb",
+                        "kept_by_content": {"photo": 5},
+                        "splits": {
+                            "grayscale": {"train": 5, "dev": 0},
+                            "lineart": {"train": 0, "dev": 0},
+                        },
+                    },
+                },
+                "totals": {
+                    "splits": {
+                        "grayscale": {"train": 32, "dev": 3},
+                        "lineart": {"train": 27, "dev": 3},
+                    }
+                },
+            }
+        )
+    )
     run = tmp_path / "run"
     run.mkdir()
-    (run / "config.json").write_text(json.dumps({
-        "task": "lineart", "channels": [8, 16, 32], "n_res": 5, "crop_size": 64,
-        "batch_size": 4, "lr": 2e-4, "l1_weight": 100.0, "device": "auto"}))
+    (run / "config.json").write_text(
+        json.dumps(
+            {
+                "task": "lineart",
+                "channels": [8, 16, 32],
+                "n_res": 5,
+                "crop_size": 64,
+                "batch_size": 4,
+                "lr": 2e-4,
+                "l1_weight": 100.0,
+                "device": "auto",
+            }
+        )
+    )
     # two sessions (resumed: minutes restart at 0): wall time 3 + 2 = 5 minutes
-    log = [{"kind": "train", "step": 1, "minutes": 0.5, "img_s": 0.1},
-           {"kind": "train", "step": 10, "minutes": 1.0, "img_s": 4.0},
-           {"kind": "train", "step": 20, "minutes": 3.0, "img_s": 6.0},
-           {"kind": "val", "step": 20, "model": {"psnr": 20.0}},
-           {"kind": "train", "step": 30, "minutes": 2.0, "img_s": 8.0}]
+    log = [
+        {"kind": "train", "step": 1, "minutes": 0.5, "img_s": 0.1},
+        {"kind": "train", "step": 10, "minutes": 1.0, "img_s": 4.0},
+        {"kind": "train", "step": 20, "minutes": 3.0, "img_s": 6.0},
+        {"kind": "val", "step": 20, "model": {"psnr": 20.0}},
+        {"kind": "train", "step": 30, "minutes": 2.0, "img_s": 8.0},
+    ]
     (run / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log) + "{broken\n")
     return {"dev": dev, "manifest": manifest, "run": run, "tmp": tmp_path}
 
@@ -83,15 +116,36 @@ def _table(md: str) -> list[list[str]]:
 def test_card_sections_and_numbers_equal_the_json(request, setup, fixture):
     model = request.getfixturevalue(fixture)
     out = setup["tmp"] / "card.md"
-    argv = ["--model", str(model), "--run", str(setup["run"]), "--dev", str(setup["dev"]),
-            "--manifest", str(setup["manifest"]), "--limit", "3", "-o", str(out), "--quiet",
-            "--note", "early checkpoint"]
+    argv = [
+        "--model",
+        str(model),
+        "--run",
+        str(setup["run"]),
+        "--dev",
+        str(setup["dev"]),
+        "--manifest",
+        str(setup["manifest"]),
+        "--limit",
+        "3",
+        "-o",
+        str(out),
+        "--quiet",
+        "--note",
+        "early checkpoint",
+    ]
     assert mc.main(argv) == 0
     md = out.read_text()
     data = json.loads(out.with_suffix(".json").read_text())
     task = data["task"]
-    for section in ("# Model card: tiny-test", "## Data", "## Training", "## Hardware",
-                    "## Metrics", "## Targets", "> early checkpoint"):
+    for section in (
+        "# Model card: tiny-test",
+        "## Data",
+        "## Training",
+        "## Hardware",
+        "## Metrics",
+        "## Targets",
+        "> early checkpoint",
+    ):
         assert section in md
     assert "python -m inkhue_training.model_card " + " ".join(argv[:2]) in md
     # data: from the manifest; a package with nothing in this task's corpus is left out
@@ -107,7 +161,8 @@ def test_card_sections_and_numbers_equal_the_json(request, setup, fixture):
     # the protocol: 0/1/10/50 hints; palette rows for line art only (no --palette)
     methods = {"gray", "model", "flat-fill"} | ({"model+palette"} if task == "lineart" else set())
     assert {(r["method"], r["hints"]) for r in data["rows"]} == {
-        (m, n) for m in methods for n in (0, 1, 10, 50)}
+        (m, n) for m in methods for n in (0, 1, 10, 50)
+    }
     assert all(r["images"] == 3 for r in data["rows"])
     assert data["evaluated_on"]["images"] == 3
     # every number in the table is the JSON's, at the printed precision
@@ -126,20 +181,35 @@ def test_card_sections_and_numbers_equal_the_json(request, setup, fixture):
 
 def _rows(table: dict) -> list[dict]:
     """Protocol rows from {(method, hints): (psnr, ciede2000)}."""
-    return [{"method": m, "hints": n, "psnr": p, "ciede2000": d}
-            for (m, n), (p, d) in table.items()]
+    return [
+        {"method": m, "hints": n, "psnr": p, "ciede2000": d} for (m, n), (p, d) in table.items()
+    ]
 
 
 def test_targets_met_and_missed():
-    good = _rows({("gray", 0): (10, 20.0), ("model", 0): (12, 19.0),
-                  ("flat-fill", 10): (15, 12.0), ("model", 10): (16, 11.0),
-                  ("flat-fill", 50): (18, 9.0), ("model", 50): (19, 8.0)})
+    good = _rows(
+        {
+            ("gray", 0): (10, 20.0),
+            ("model", 0): (12, 19.0),
+            ("flat-fill", 10): (15, 12.0),
+            ("model", 10): (16, 11.0),
+            ("flat-fill", 50): (18, 9.0),
+            ("model", 50): (19, 8.0),
+        }
+    )
     assert [t.met for t in mc.check_targets(good)] == [True, True, True]
-    bad = _rows({("gray", 0): (10, 20.0), ("model", 0): (12, 20.5),
-                 # CIEDE2000 lower by exactly 0.5: not "clearly" better
-                 ("flat-fill", 10): (15, 12.0), ("model", 10): (16, 11.5),
-                 # clearly lower CIEDE2000 but not a higher PSNR
-                 ("flat-fill", 50): (18, 9.0), ("model", 50): (18, 7.0)})
+    bad = _rows(
+        {
+            ("gray", 0): (10, 20.0),
+            ("model", 0): (12, 20.5),
+            # CIEDE2000 lower by exactly 0.5: not "clearly" better
+            ("flat-fill", 10): (15, 12.0),
+            ("model", 10): (16, 11.5),
+            # clearly lower CIEDE2000 but not a higher PSNR
+            ("flat-fill", 50): (18, 9.0),
+            ("model", 50): (18, 7.0),
+        }
+    )
     assert [t.met for t in mc.check_targets(bad)] == [False, False, False]
     missing = mc.check_targets(good[:2])
     assert [t.met for t in missing] == [True, None, None]
@@ -147,9 +217,24 @@ def test_targets_met_and_missed():
 
 def test_missed_target_is_printed_as_missed(setup, grayscale_model):
     out = setup["tmp"] / "g.md"
-    assert mc.main(["--model", str(grayscale_model), "--run", str(setup["run"]),
-                    "--dev", str(setup["dev"]), "--manifest", str(setup["manifest"]),
-                    "-o", str(out), "--quiet"]) == 0
+    assert (
+        mc.main(
+            [
+                "--model",
+                str(grayscale_model),
+                "--run",
+                str(setup["run"]),
+                "--dev",
+                str(setup["dev"]),
+                "--manifest",
+                str(setup["manifest"]),
+                "-o",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     data = json.loads(out.with_suffix(".json").read_text())
     # make the model worse than gray at 0 hints and better than flat fill at 10 and 50
     for r in data["rows"]:
@@ -170,8 +255,7 @@ def test_palette_loop_without_palettes_is_evaluate_models_model_rows(setup, gray
     opts = ColorizeOptions()
     report = evaluation.evaluate_model(model, setup["dev"], mc.HINT_COUNTS, opts, seed=3)
     pairs, _ = evaluation.load_pairs(setup["dev"], "grayscale", 256)
-    rows = mc.evaluate_palette_lock(model, pairs, mc.HINT_COUNTS, [None] * len(pairs), opts,
-                                    seed=3)
+    rows = mc.evaluate_palette_lock(model, pairs, mc.HINT_COUNTS, [None] * len(pairs), opts, seed=3)
     for r in rows:
         ref = report.row("model", r.hints)
         assert r.ciede2000 == pytest.approx(ref.ciede2000, abs=1e-9)
@@ -185,7 +269,7 @@ def test_image_palette_extracts_flat_colors_else_kmeans():
     flat = np.full((60, 90, 3), 255, np.uint8)
     colors = {"#d02020": (0, 30), "#2040c0": (30, 60), "#30a040": (60, 90)}
     for hx, (x0, x1) in colors.items():
-        flat[10:50, x0 + 2:x1 - 2] = [int(hx[i:i + 2], 16) for i in (1, 3, 5)]
+        flat[10:50, x0 + 2 : x1 - 2] = [int(hx[i : i + 2], 16) for i in (1, 3, 5)]
     palette, how = mc.image_palette(flat.astype(np.float32) / 255)
     assert how == "extract"
     got = hex_to_lab(palette)
@@ -197,9 +281,23 @@ def test_image_palette_extracts_flat_colors_else_kmeans():
 
 
 def test_missing_manifest_is_a_one_line_error(setup, grayscale_model, capsys):
-    code = mc.main(["--model", str(grayscale_model), "--run", str(setup["run"]),
-                    "--dev", str(setup["dev"]), "--manifest", str(setup["tmp"] / "nope.json"),
-                    "-o", str(setup["tmp"] / "x.md"), "--quiet", "--limit", "1"])
+    code = mc.main(
+        [
+            "--model",
+            str(grayscale_model),
+            "--run",
+            str(setup["run"]),
+            "--dev",
+            str(setup["dev"]),
+            "--manifest",
+            str(setup["tmp"] / "nope.json"),
+            "-o",
+            str(setup["tmp"] / "x.md"),
+            "--quiet",
+            "--limit",
+            "1",
+        ]
+    )
     assert code == 2
     err = capsys.readouterr().err.strip()
     assert "nope.json: corpus manifest not found" in err and "\n" not in err
@@ -209,9 +307,26 @@ def test_missing_manifest_is_a_one_line_error(setup, grayscale_model, capsys):
 def test_limit_takes_an_even_spread_of_the_dev_folder(setup, grayscale_model):
     """--limit spreads over the sorted folder (the first N would all be one package)."""
     out = setup["tmp"] / "s.md"
-    assert mc.main(["--model", str(grayscale_model), "--run", str(setup["run"]),
-                    "--dev", str(setup["dev"]), "--manifest", str(setup["manifest"]),
-                    "--limit", "2", "-o", str(out), "--quiet"]) == 0
+    assert (
+        mc.main(
+            [
+                "--model",
+                str(grayscale_model),
+                "--run",
+                str(setup["run"]),
+                "--dev",
+                str(setup["dev"]),
+                "--manifest",
+                str(setup["manifest"]),
+                "--limit",
+                "2",
+                "-o",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     data = json.loads(out.with_suffix(".json").read_text())
     assert data["settings"]["image_names"] == ["img_0.png", "img_2.png"]
     assert data["settings"]["data"] == str(setup["dev"])  # not the temporary folder

@@ -58,8 +58,7 @@ def test_base_checkpoint_loads_and_matches_its_sidecar(path):
     gen.load_state_dict(base.generator)  # strict: every weight present, none left over
 
 
-@pytest.mark.parametrize(
-    "stem", sorted({p.stem for p in BASES} & {p.stem for p in MODELS}))
+@pytest.mark.parametrize("stem", sorted({p.stem for p in BASES} & {p.stem for p in MODELS}))
 def test_base_and_bundled_model_agree(stem):
     # the bundled ONNX model is the export of the shipped base: fine-tuning starts from
     # the model users already have

@@ -42,15 +42,30 @@ def data(tmp_path: Path) -> dict[str, Path]:
     return {"dev": dev, "prologue": pro, "out": tmp_path / "out"}
 
 
-@pytest.mark.parametrize(("fixture", "task"), [("grayscale_model", "grayscale"),
-                                                ("lineart_model", "lineart")])
+@pytest.mark.parametrize(
+    ("fixture", "task"), [("grayscale_model", "grayscale"), ("lineart_model", "lineart")]
+)
 def test_sheets_are_written_at_the_asked_width(request, data, fixture, task):
     model = request.getfixturevalue(fixture)
-    written = sc.make_showcase(model, data["dev"], data["prologue"], data["out"], dev_count=2,
-                               frames=(0, 5), n_hints=10, width=400, max_bytes=300_000)
+    written = sc.make_showcase(
+        model,
+        data["dev"],
+        data["prologue"],
+        data["out"],
+        dev_count=2,
+        frames=(0, 5),
+        n_hints=10,
+        width=400,
+        max_bytes=300_000,
+    )
     names = sorted(p.name for p, _ in written)
-    assert names == sorted([f"showcase_{task}_dev.png", f"showcase_{task}_prologue_0000.png",
-                            f"showcase_{task}_prologue_0005.png"])
+    assert names == sorted(
+        [
+            f"showcase_{task}_dev.png",
+            f"showcase_{task}_prologue_0000.png",
+            f"showcase_{task}_prologue_0005.png",
+        ]
+    )
     for path, how in written:
         assert path.is_file() and 0 < path.stat().st_size <= 300_000
         img = cv2.imread(str(path))
@@ -72,10 +87,10 @@ def test_panels_hold_the_images_and_hint_dots(lineart_model, data):
     sheet = sc.compose_sheet(examples, "t", width=600, n_hints=10)
     x, y, w, h = sheet.boxes[0][3]  # ground truth panel of the first row
     want = cv2.resize(ex.truth, (w, h), interpolation=cv2.INTER_LINEAR).astype(int)
-    assert np.abs(sheet.image[y:y + h, x:x + w].astype(int) - want).mean() < 1.0
+    assert np.abs(sheet.image[y : y + h, x : x + w].astype(int) - want).mean() < 1.0
     # the hints panel is the hinted output with a dot of the hint's color at each hint
     x, y, w, h = sheet.boxes[0][2]
-    panel = sheet.image[y:y + h, x:x + w].astype(int)
+    panel = sheet.image[y : y + h, x : x + w].astype(int)
     plain = cv2.resize(ex.out_hints, (w, h), interpolation=cv2.INTER_LINEAR).astype(int)
     scale = w / ex.truth.shape[1]
     centres = [(cy * scale, cx * scale, rgb) for cy, cx, rgb in ex.dots]
@@ -100,7 +115,17 @@ def test_big_sheets_are_shrunk_under_the_byte_budget():
 
 
 def test_missing_prologue_frame_is_a_clear_error(grayscale_model, data, capsys):
-    code = sc.main(["--grayscale-model", str(grayscale_model), "--prologue",
-                    str(data["prologue"]), "--prologue-frames", "7", "-o", str(data["out"])])
+    code = sc.main(
+        [
+            "--grayscale-model",
+            str(grayscale_model),
+            "--prologue",
+            str(data["prologue"]),
+            "--prologue-frames",
+            "7",
+            "-o",
+            str(data["out"]),
+        ]
+    )
     assert code == 2
     assert "0007.png: prologue frame not found" in capsys.readouterr().err

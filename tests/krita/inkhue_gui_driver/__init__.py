@@ -59,6 +59,7 @@ class GuiDriver(Extension):
                 fn()
             except BaseException:
                 self.fail(traceback.format_exc())
+
         QtCore.QTimer.singleShot(ms, run)
 
     def wait(self, predicate, then, what: str, timeout_s: float = 60.0, start=None) -> None:
@@ -126,14 +127,17 @@ class GuiDriver(Extension):
         w, h = self.cfg["width"], self.cfg["height"]
         doc = app.createDocument(w, h, "inkhue-gui", "RGBA", "U8", "", 72.0)
         window = app.activeWindow()
-        window.qwindow().setGeometry(0, 0, self.cfg.get("screen_w", 1600),
-                                     self.cfg.get("screen_h", 1000))  # Xvfb has no WM
+        window.qwindow().setGeometry(
+            0, 0, self.cfg.get("screen_w", 1600), self.cfg.get("screen_h", 1000)
+        )  # Xvfb has no WM
         window.addView(doc)
         self.doc = doc
-        self.log(f"document {w}x{h} shown; actions: add_blank_frame="
-                 f"{app.action('add_blank_frame') is not None}, inkhue_colorize_frame="
-                 f"{app.action('inkhue_colorize_frame') is not None}, "
-                 f"inkhue_colorize_animation={app.action('inkhue_colorize_animation') is not None}")
+        self.log(
+            f"document {w}x{h} shown; actions: add_blank_frame="
+            f"{app.action('add_blank_frame') is not None}, inkhue_colorize_frame="
+            f"{app.action('inkhue_colorize_frame') is not None}, "
+            f"inkhue_colorize_animation={app.action('inkhue_colorize_animation') is not None}"
+        )
         self.result["actions"] = {
             name: app.action(name) is not None
             for name in ("add_blank_frame", "inkhue_colorize_frame", "inkhue_colorize_animation")
@@ -194,8 +198,11 @@ class GuiDriver(Extension):
         self.panel.url_edit.setText(self.cfg["url"])
         self.panel.command_edit.setText("inkhue serve --port {port}")
         self.panel.connect_button.click()  # the user's way: edits are applied, then /health
-        self.wait(lambda: bool(self.model.models) or bool(self.model.error), self.pick_model,
-                  "the docker's model list")
+        self.wait(
+            lambda: bool(self.model.models) or bool(self.model.error),
+            self.pick_model,
+            "the docker's model list",
+        )
 
     def pick_model(self) -> None:
         if self.model.error:
@@ -203,9 +210,11 @@ class GuiDriver(Extension):
             return
         combo = self.panel.model_combo
         combo.setCurrentIndex(combo.findData(self.cfg["model"]))
-        self.log(f"docker status: {self.model.status_text!r}; models "
-                 f"{[combo.itemText(i) for i in range(combo.count())]}; chosen "
-                 f"{self.model.settings.last_model}")
+        self.log(
+            f"docker status: {self.model.status_text!r}; models "
+            f"{[combo.itemText(i) for i in range(combo.count())]}; chosen "
+            f"{self.model.settings.last_model}"
+        )
         self.doc.setActiveNode(self.ink)
         if self.cfg.get("scenario") == "tab_switch":
             from .tab_switch import TabSwitch
@@ -221,8 +230,10 @@ class GuiDriver(Extension):
 
     def click_colorize(self) -> None:
         button = self.panel.animation_button
-        self.log(f"active layer {self.doc.activeNode().name()!r}; clicking "
-                 f"{button.text()!r} (enabled={button.isEnabled()})")
+        self.log(
+            f"active layer {self.doc.activeNode().name()!r}; clicking "
+            f"{button.text()!r} (enabled={button.isEnabled()})"
+        )
         self.progress_seen: list = []
         self.model.progress.connect(lambda d, t, text: self.progress_seen.append((d, t, text)))
         button.click()
@@ -236,8 +247,10 @@ class GuiDriver(Extension):
         self.result["message"] = self.panel.message_label.text()
         self.result["progress"] = [list(p) for p in self.progress_seen[-4:]]
         self.result["layers"] = [n.name() for n in doc.rootNode().childNodes()]
-        self.log(f"after colorize: message {self.result['message']!r}, error "
-                 f"{self.model.error!r}, layers {self.result['layers']}")
+        self.log(
+            f"after colorize: message {self.result['message']!r}, error "
+            f"{self.model.error!r}, layers {self.result['layers']}"
+        )
         if new is None:
             self.fail(f"no layer {name!r}")
             return
@@ -262,19 +275,28 @@ class GuiDriver(Extension):
         second Colorize frame reads the source again (not the result)."""
         active = self.doc.activeNode()
         self.result["active_after_animation"] = active.name() if active else None
-        self.log(f"active layer after Colorize animation: "
-                 f"{self.result['active_after_animation']!r}; clicking Colorize frame")
+        self.log(
+            f"active layer after Colorize animation: "
+            f"{self.result['active_after_animation']!r}; clicking Colorize frame"
+        )
         self.panel.frame_button.click()
         # As an artist would click again: some time after the result appeared.
-        self.wait(lambda: not self.model.busy, lambda: self.later(self.after_again, 500),
-                  "Colorize frame", 60)
+        self.wait(
+            lambda: not self.model.busy,
+            lambda: self.later(self.after_again, 500),
+            "Colorize frame",
+            60,
+        )
 
     def after_again(self) -> None:
         doc, cfg = self.doc, self.cfg
         active = doc.activeNode()
-        again = {"layers": [n.name() for n in doc.rootNode().childNodes()],
-                 "active": active.name() if active else None, "error": self.model.error,
-                 "message": self.panel.message_label.text()}
+        again = {
+            "layers": [n.name() for n in doc.rootNode().childNodes()],
+            "active": active.name() if active else None,
+            "error": self.model.error,
+            "message": self.panel.message_label.text(),
+        }
         new = doc.nodeByName(f"InkHue {cfg['model']} 2")
         if new is not None:
             with open(os.path.join(cfg["out"], "again.bin"), "wb") as f:
@@ -294,15 +316,17 @@ class GuiDriver(Extension):
         self.result["after_discard"] = {
             "layers": [n.name() for n in doc.rootNode().childNodes()],
             "message": self.panel.message_label.text(),
-            "bar_visible": self.panel.result_box.isVisible()}
+            "bar_visible": self.panel.result_box.isVisible(),
+        }
         self.log(f"after Discard: {self.result['after_discard']}")
         self.later(self.undo_once)
 
     def screenshot(self) -> None:
         path = self.cfg.get("screenshot")
         if path:
-            proc = subprocess.run(["import", "-window", "root", path], capture_output=True,
-                                  text=True, timeout=60)
+            proc = subprocess.run(
+                ["import", "-window", "root", path], capture_output=True, text=True, timeout=60
+            )
             self.result["screenshot"] = {"rc": proc.returncode, "stderr": proc.stderr[-500:]}
             self.log(f"screenshot {path}: rc {proc.returncode}")
         self.later(self.discard)
@@ -315,16 +339,21 @@ class GuiDriver(Extension):
     def after_undo(self) -> None:
         name = "InkHue " + self.cfg["model"]
         new = self.doc.nodeByName(name)
-        keys = ([t for t in range(self.cfg["end"] + 1) if new.hasKeyframeAtTime(t)]
-                if new is not None else None)
+        keys = (
+            [t for t in range(self.cfg["end"] + 1) if new.hasKeyframeAtTime(t)]
+            if new is not None
+            else None
+        )
         w, h = self.cfg["width"], self.cfg["height"]
         same = []
         for t in keys or []:
             with open(os.path.join(self.cfg["out"], f"result_{t}.bin"), "rb") as f:
                 same.append(bytes(new.pixelDataAtTime(0, 0, w, h, t)) == f.read())
         self.result["after_one_undo"] = {
-            "layers": [n.name() for n in self.doc.rootNode().childNodes()], "keys": keys,
-            "pixels_unchanged": same}
+            "layers": [n.name() for n in self.doc.rootNode().childNodes()],
+            "keys": keys,
+            "pixels_unchanged": same,
+        }
         self.log(f"after one undo: {self.result['after_one_undo']}")
         self.later(self.training_frames)
 
@@ -354,8 +383,7 @@ class GuiDriver(Extension):
             out["group"] = [f.name for f in frames]
             out["range"] = [doc.playBackStartTime(), doc.playBackEndTime()]
             for f in frames:
-                with open(os.path.join(self.cfg["out"], f"train_group_{f.name}.bin"),
-                          "wb") as fh:
+                with open(os.path.join(self.cfg["out"], f"train_group_{f.name}.bin"), "wb") as fh:
                     fh.write(f.read())
             doc.waitForDone()
             out["time_after"] = doc.currentTime()

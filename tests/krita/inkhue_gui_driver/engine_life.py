@@ -27,9 +27,13 @@ class EngineLife:
 
     def status(self) -> dict:
         p, m = self.d.panel, self.d.model
-        return {"state": m.state, "status": m.status_text,
-                "start_enabled": p.start_button.isEnabled(),
-                "message": p.message_label.text(), "error": m.error}
+        return {
+            "state": m.state,
+            "status": m.status_text,
+            "start_enabled": p.start_button.isEnabled(),
+            "message": p.message_label.text(),
+            "error": m.error,
+        }
 
     def start(self) -> None:
         # The docker is connected to the test's engine: point it at a free port first.
@@ -37,8 +41,12 @@ class EngineLife:
         p.url_edit.setText(self.cfg["engine_url"])
         p.command_edit.setText(self.cfg["engine_command"])
         p.connect_button.click()
-        self.d.wait(lambda: self.d.model.state == "offline", self.click_start,
-                    "'not connected' on a free port", 30)
+        self.d.wait(
+            lambda: self.d.model.state == "offline",
+            self.click_start,
+            "'not connected' on a free port",
+            30,
+        )
 
     def click_start(self) -> None:
         p = self.d.panel
@@ -46,8 +54,12 @@ class EngineLife:
             self.d.fail("Start engine is disabled while nothing runs")
             return
         p.start_button.click()
-        self.d.wait(lambda: self.d.model.state == "connected" or bool(self.d.model.error),
-                    self.kill, "the started engine", 120)
+        self.d.wait(
+            lambda: self.d.model.state == "connected" or bool(self.d.model.error),
+            self.kill,
+            "the started engine",
+            120,
+        )
 
     def kill(self) -> None:
         m = self.d.model
@@ -57,15 +69,18 @@ class EngineLife:
             self.d.fail(f"Start engine: {m.error}")
             return
         os.kill(self.out["first"]["pid"], signal.SIGKILL)
-        self.d.wait(lambda: m.state == "offline", self.killed, "'not running' after a kill",
-                    20)
+        self.d.wait(lambda: m.state == "offline", self.killed, "'not running' after a kill", 20)
 
     def killed(self) -> None:
         self.out["after_kill"] = self.status()
         self.d.log(f"after the kill: {self.out['after_kill']}")
         self.d.panel.start_button.click()
-        self.d.wait(lambda: self.d.model.state == "connected" or bool(self.d.model.error),
-                    self.restarted, "the engine started again", 120)
+        self.d.wait(
+            lambda: self.d.model.state == "connected" or bool(self.d.model.error),
+            self.restarted,
+            "the engine started again",
+            120,
+        )
 
     def restarted(self) -> None:
         m = self.d.model

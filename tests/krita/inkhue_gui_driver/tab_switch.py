@@ -63,14 +63,21 @@ class TabSwitch:
     def art_state(self) -> dict:
         w, h = self.cfg["width"], self.cfg["height"]
         data = bytes(self.art.pixelDataAtTime(0, 0, w, h, 0))
-        return {"unchanged": data == self.original, "opaque": opaque_count(data),
-                "keys": [t for t in range(self.cfg["end"] + 1) if self.art.hasKeyframeAtTime(t)],
-                "layers": [n.name() for n in self.other.rootNode().childNodes()]}
+        return {
+            "unchanged": data == self.original,
+            "opaque": opaque_count(data),
+            "keys": [t for t in range(self.cfg["end"] + 1) if self.art.hasKeyframeAtTime(t)],
+            "layers": [n.name() for n in self.other.rootNode().childNodes()],
+        }
 
     def panel_lines(self) -> dict:
         p = self.d.panel
-        return {"message": p.message_label.text(), "progress": p.progress_bar.format(),
-                "error": self.d.model.error, "busy": self.d.model.busy}
+        return {
+            "message": p.message_label.text(),
+            "progress": p.progress_bar.format(),
+            "error": self.d.model.error,
+            "busy": self.d.model.busy,
+        }
 
     # -- steps -------------------------------------------------------------------------------
 
@@ -81,8 +88,7 @@ class TabSwitch:
         self.mdi = win.qwindow().findChild(QtWidgets.QMdiArea)
         self.sub_a = self.mdi.activeSubWindow()
         w, h = self.cfg["width"], self.cfg["height"]
-        self.other = Krita.instance().createDocument(w, h, "inkhue-other", "RGBA", "U8", "",
-                                                     72.0)
+        self.other = Krita.instance().createDocument(w, h, "inkhue-other", "RGBA", "U8", "", 72.0)
         self.other.setPlayBackRange(0, self.cfg["end"])
         win.addView(self.other)
         self.d.later(self.add_art)
@@ -123,8 +129,12 @@ class TabSwitch:
     def click(self) -> None:
         self.d.log(f"active layer {self.d.doc.activeNode().name()!r}: Colorize animation")
         self.d.panel.animation_button.click()
-        self.d.wait(lambda: len(self.result_keys()) >= 2 or not self.d.model.busy,
-                    self.switch_to_b, "two result keyframes", 120)
+        self.d.wait(
+            lambda: len(self.result_keys()) >= 2 or not self.d.model.busy,
+            self.switch_to_b,
+            "two result keyframes",
+            120,
+        )
 
     def switch_to_b(self) -> None:
         self.out["keys_at_switch"] = self.result_keys()
@@ -135,13 +145,18 @@ class TabSwitch:
         self.d.later(self.during, 2000)
 
     def during(self) -> None:
-        self.out["during"] = dict(self.art_state(), result_keys=self.result_keys(),
-                                  b_active=self.active_is(self.other), **self.panel_lines())
+        self.out["during"] = dict(
+            self.art_state(),
+            result_keys=self.result_keys(),
+            b_active=self.active_is(self.other),
+            **self.panel_lines(),
+        )
         self.d.log(f"2 s on B's tab: {self.out['during']}")
         path = self.cfg.get("screenshot")
         if path:
-            proc = subprocess.run(["import", "-window", "root", path], capture_output=True,
-                                  text=True, timeout=60)
+            proc = subprocess.run(
+                ["import", "-window", "root", path], capture_output=True, text=True, timeout=60
+            )
             self.out["screenshot_rc"] = proc.returncode
         self.mdi.setActiveSubWindow(self.sub_a)
         self.back_at = time.monotonic()
@@ -155,8 +170,12 @@ class TabSwitch:
         for t in keys:
             with open(os.path.join(cfg["out"], f"result_{t}.bin"), "wb") as f:
                 f.write(bytes(layer.pixelDataAtTime(0, 0, w, h, t)))
-        self.out["after"] = dict(self.art_state(), result_keys=keys, **self.panel_lines(),
-                                 layers=[n.name() for n in doc.rootNode().childNodes()],
-                                 current_time=doc.currentTime())
+        self.out["after"] = dict(
+            self.art_state(),
+            result_keys=keys,
+            **self.panel_lines(),
+            layers=[n.name() for n in doc.rootNode().childNodes()],
+            current_time=doc.currentTime(),
+        )
         self.d.log(f"after: {self.out['after']}")
         self.d.quit(0)
