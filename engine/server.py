@@ -43,6 +43,7 @@ from starlette.routing import Match
 from starlette.types import Scope
 
 from inkhue_engine import __version__
+from inkhue_engine import frames_io as fio
 from inkhue_engine.batch import (
     CarrySettings,
     HintSource,
@@ -84,6 +85,7 @@ from inkhue_engine.server_training import (
     TrainOptions,
     add_training_routes,
 )
+from inkhue_engine.shot import colorize_shot, load_keyframes
 
 log = logging.getLogger("inkhue_engine.server")
 
@@ -236,6 +238,33 @@ class JobStatus(BaseModel):
     forgotten: bool | None = Field(None, description="DELETE only: the job is gone")
 
 
+#: Most keyframe paths one files job takes (each may be a folder).
+MAX_REFERENCES = 64
+
+
+def _reference_files(paths: list[Path], root: Path | None) -> list[Path]:
+    """Keyframe files of ``references``: files as given, folders expanded (images, natural
+    order); every file must lie under ``root`` after resolving links (403 otherwise)."""
+    files: list[Path] = []
+    for p in paths:
+        found = (
+            sorted(
+                (
+                    f
+                    for f in p.iterdir()
+                    if f.is_file()
+                    and not f.name.startswith(".")
+                    and f.suffix.lower() in fio.IMAGE_EXTS
+                ),
+                key=lambda f: fio.natural_key(f.name),
+            )
+            if p.is_dir()
+            else [p]
+        )
+        files.extend(resolve_under_root(str(f), root, "references") for f in found)
+    return files
+
+
 class FilesJobRequest(JsonBody, Options):
     """Body of POST /jobs/files: server-side files, all under the server's --root."""
 
@@ -252,8 +281,19 @@ class FilesJobRequest(JsonBody, Options):
         description="under --root: one RGBA hint image for all frames, or a folder of "
         "hint images named like the frames",
     )
+    references: list[ServerPath] | None = Field(
+        None,
+        max_length=MAX_REFERENCES,
+        description="under --root: colored keyframes of the shot (or model sheets), files or "
+        "folders of them; each frame takes their colors region by region (engine/shot.py, "
+        "docs/KEYFRAMES.md); a keyframe named like a frame comes out unchanged. Not with hints",
+    )
     batch_size: int = Field(4, ge=1, le=64)
-    carry: StrictBool = Field(True, description="carry colors between frames of a sequence")
+    carry: StrictBool = Field(
+        True,
+        description="carry colors between frames of a sequence (with references: also match "
+        "each frame to the previous finished one)",
+    )
     overwrite: StrictBool = Field(False, description="redo outputs that exist (else: skip them)")
 
 
@@ -702,18 +742,43 @@ def create_app(config: ServerConfig) -> FastAPI:
     async def files_job(spec: FilesJobRequest) -> dict:
         """Colorize server-side files under ``--root`` into ``out`` (under it too).
 
-        Runs engine.batch.colorize_many: outputs are written atomically, existing ones
-        are skipped (a re-run resumes), inputs are never overwritten.
+        Runs engine.batch.colorize_many (with ``references``: engine.shot.colorize_shot):
+        outputs are written atomically, existing ones are skipped (a re-run resumes),
+        inputs are never overwritten.
         """
         inputs = [resolve_under_root(p, config.root, "inputs") for p in spec.inputs]
         out = resolve_under_root(spec.out, config.root, "out")
         hints = resolve_under_root(spec.hints, config.root, "hints") if spec.hints else None
         choice = await run_in_threadpool(engine.choose, spec)
         sources, total = await run_in_threadpool(_plan_files, inputs, out, config.root, hints)
+        keyframes = None
+        if spec.references:
+            if hints is not None:
+                raise InputError(
+                    "hints and references do not combine: paint the colors into a keyframe instead"
+                )
+            refs = [resolve_under_root(p, config.root, "references") for p in spec.references]
+            files = await run_in_threadpool(_reference_files, refs, config.root)
+            keyframes = await run_in_threadpool(load_keyframes, files)
         model = await run_in_threadpool(engine.load, choice.path)
         options = engine.options_for(choice, model)
 
         def work(job: Job) -> None:
+            if keyframes is not None:  # a shot: frames in order, each from the keyframes
+                colorize_shot(
+                    sources,
+                    out,
+                    model,
+                    keyframes,
+                    options,
+                    use_previous=spec.carry,
+                    overwrite=spec.overwrite,
+                    progress=False,
+                    on_frame=lambda frame: jobs.progress(job, frame.index + 1),
+                    cancel=job.cancel,
+                )
+                jobs.progress(job, job.total)
+                return
             result = colorize_many(
                 sources,
                 out,

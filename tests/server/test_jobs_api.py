@@ -327,3 +327,73 @@ def test_files_job_writes_the_good_frames_and_names_the_bad_one(make_client, tmp
     assert status["error"].startswith("1 of 4 frames failed, the others are written: ")
     assert "f2.png" in status["error"]
     assert sorted(p.name for p in (root / "out").glob("*.png")) == ["f0.png", "f1.png", "f3.png"]
+
+
+def _write_shot(root, n=3):
+    """A grayscale shot of the keyframe tests' cartoon under ``root/in``, frame 0 colored
+    by hand in ``root/keys``; returns the true colors."""
+    import sys
+    from pathlib import Path
+
+    from inkhue_engine import frames_io
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "engine"))
+    from cartoon_shots import cartoon, gray_of
+
+    truths = [cartoon(dx=2 * i, ball=-3 * i) for i in range(n)]
+    (root / "in").mkdir(parents=True)
+    (root / "keys").mkdir()
+    for i, t in enumerate(truths):
+        frames_io.write_image_atomic(root / "in" / f"f{i:03d}.png", gray_of(t))
+    frames_io.write_image_atomic(root / "keys" / "f000.png", truths[0])
+    return truths
+
+
+def test_files_job_with_references_colors_the_shot_from_its_keyframe(make_client, tmp_path):
+    import sys
+    from pathlib import Path
+
+    from inkhue_engine import frames_io
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "engine"))
+    from cartoon_shots import SHIRT, interior_de
+
+    root = tmp_path / "root"
+    truths = _write_shot(root)
+    client = make_client(root=root)
+    body = {"inputs": ["in"], "out": "out", "references": ["keys"], "model": "tiny-gray"}
+    r = client.post("/jobs/files", json=body)
+    assert r.status_code == 200, r.text
+    status = _wait(client, r.json()["id"])
+    assert status["state"] == "done" and status["done"] == 3, status
+    assert np.array_equal(frames_io.read_image(root / "out" / "f000.png"), truths[0])
+    for i in (1, 2):  # the tiny untrained model could not give these colors
+        assert (
+            interior_de(frames_io.read_image(root / "out" / f"f{i:03d}.png"), truths[i], SHIRT)
+            < 2.0
+        )
+
+
+@pytest.mark.parametrize(
+    "extra, code, message",
+    [
+        ({"references": ["/etc"]}, 403, "root"),
+        ({"references": ["keys"], "hints": "keys"}, 400, "hints and references do not combine"),
+        ({"references": ["in"]}, 400, "has no color"),  # gray frames are no keyframes
+    ],
+)
+def test_files_job_refuses_bad_references_before_any_output(
+    make_client, tmp_path, extra, code, message
+):
+    root = tmp_path / "root"
+    _write_shot(root)
+    client = make_client(root=root)
+    r = client.post(
+        "/jobs/files", json={"inputs": ["in"], "out": "out", "model": "tiny-gray", **extra}
+    )
+    if r.status_code == 200:  # a keyframe is checked by the job, before its first output
+        status = _wait(client, r.json()["id"])
+        assert status["state"] == "failed" and message in status["error"], status
+    else:
+        assert r.status_code == code and message in r.json()["error"], r.text
+    assert not (root / "out").exists() or not any((root / "out").glob("*.png"))
