@@ -17,40 +17,22 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 FULL_W, FULL_H = 1920, 1080
 
 
 def frame_1080p(path: Path) -> np.ndarray:
-    """A render scaled to 1080 lines (bicubic) and mirror-tiled (centred) to 1920 columns."""
+    """A render scaled to 1080 lines and mirror-tiled (centred) to 1920 columns."""
     from inkhue_engine import frames_io as fio
+    from inkhue_engine.bench import fit_frame
 
-    img = fio.read_image(path)
-    h, w = img.shape[:2]
-    nw = max(1, round(w * FULL_H / h))
-    up = cv2.resize(img, (nw, FULL_H), interpolation=cv2.INTER_CUBIC)
-    tiles = [up if i % 2 == 0 else up[:, ::-1] for i in range(-(-FULL_W // nw) + 2)]
-    wide = np.concatenate(tiles, axis=1)
-    x0 = (wide.shape[1] - FULL_W) // 2
-    return np.ascontiguousarray(wide[:, x0 : x0 + FULL_W])
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return fit_frame(fio.read_image(path), FULL_H, FULL_W)
 
 
 def ort_threads(model) -> str:
@@ -114,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import onnxruntime
 
+    from inkhue_engine import bench
     from inkhue_engine.model import load_model, resolve_model
     from inkhue_engine.pipeline import ColorizeOptions
 
@@ -124,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.warmup} warm-up, detail {args.detail:g}, no hints, regions on"
     )
     print(
-        f"CPU {cpu_name()}, {os.cpu_count()} logical cores; load average "
+        f"CPU {bench.cpu_name()}, {os.cpu_count()} logical cores; load average "
         + (" / ".join(f"{v:.2f}" for v in load) if load else "n/a")
         + f"; onnxruntime {onnxruntime.__version__}"
     )

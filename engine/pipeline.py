@@ -807,6 +807,35 @@ def _compose_lines(fill: np.ndarray, p: PreparedFrame, output: str, rows: slice)
     return fill
 
 
+def _finishing_frame(
+    frame: np.ndarray,
+    task: str,
+    L: np.ndarray,
+    base01: np.ndarray | None,
+    alpha: np.ndarray | None,
+    channels: int,
+    labels: np.ndarray | None = None,
+) -> PreparedFrame:
+    """A PreparedFrame that only finishing reads (no model input, full-size work): for
+    the outputs made without the model (flat fill, keyframe colors)."""
+    full = L.shape[:2]
+    return PreparedFrame(
+        input=np.zeros((4, 1, 1), np.float32),
+        task=task,
+        work_size=full,
+        full_size=full,
+        dtype=frame.dtype,
+        channels=channels,
+        alpha=alpha,
+        L=L,
+        base01=base01,
+        labels=labels,
+        region_hint_ab=None,
+        region_hinted=None,
+        region_hint_L=None,
+    )
+
+
 def flat_fill_frame(frame: np.ndarray, task: str, hints=None, output: str = "color") -> np.ndarray:
     """The non-learned baseline as a full frame: each region the mean of its hints.
 
@@ -827,21 +856,7 @@ def flat_fill_frame(frame: np.ndarray, task: str, hints=None, output: str = "col
     hints_ = _read_hints(hints, full, want_l=lineart)
     labels = rg.regions_of(L, task)
     n = int(labels.max()) + 1
-    p = PreparedFrame(
-        input=np.zeros((4, 1, 1), np.float32),
-        task=task,
-        work_size=full,
-        full_size=full,
-        dtype=frame.dtype,
-        channels=channels,
-        alpha=alpha,
-        L=L,
-        base01=base01,
-        labels=labels,
-        region_hint_ab=None,
-        region_hinted=None,
-        region_hint_L=None,
-    )
+    p = _finishing_frame(frame, task, L, base01, alpha, channels, labels=labels)
     if not lineart:
         if hints_ is None:
             filled = np.zeros((*full, 2), np.float32)
@@ -880,21 +895,7 @@ def grayscale_with_ab(frame: np.ndarray, ab: np.ndarray) -> np.ndarray:
     full = L.shape[:2]
     if ab.shape != (*full, 2):
         raise InputError(f"ab must be HxWx2 of the frame's size {full}, got {ab.shape}")
-    p = PreparedFrame(
-        input=np.zeros((4, 1, 1), np.float32),
-        task="grayscale",
-        work_size=full,
-        full_size=full,
-        dtype=frame.dtype,
-        channels=channels,
-        alpha=alpha,
-        L=L,
-        base01=None,
-        labels=None,
-        region_hint_ab=None,
-        region_hinted=None,
-        region_hint_L=None,
-    )
+    p = _finishing_frame(frame, "grayscale", L, None, alpha, channels)
     ab = np.asarray(ab, np.float32)
     return _assemble_strips(
         p, lambda sl: _lab_to_rgb_keep_l(cv2.merge([L[sl], np.ascontiguousarray(ab[sl])]))
@@ -910,21 +911,7 @@ def lineart_with_fill(frame: np.ndarray, fill_lab: np.ndarray, output: str = "co
     full = L.shape[:2]
     if fill_lab.shape != (*full, 3):
         raise InputError(f"fill must be HxWx3 of the frame's size {full}, got {fill_lab.shape}")
-    p = PreparedFrame(
-        input=np.zeros((4, 1, 1), np.float32),
-        task="lineart",
-        work_size=full,
-        full_size=full,
-        dtype=frame.dtype,
-        channels=channels,
-        alpha=alpha,
-        L=L,
-        base01=base01,
-        labels=None,
-        region_hint_ab=None,
-        region_hinted=None,
-        region_hint_L=None,
-    )
+    p = _finishing_frame(frame, "lineart", L, base01, alpha, channels)
     fill = np.asarray(fill_lab, np.float32)
     return _assemble_strips(p, lambda sl: _compose_lines(lab_to_rgb(fill[sl]), p, output, sl))
 
