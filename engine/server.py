@@ -44,6 +44,7 @@ from starlette.types import Scope
 
 from inkhue_engine import __version__
 from inkhue_engine import frames_io as fio
+from inkhue_engine import keyframes as kf
 from inkhue_engine.batch import (
     CarrySettings,
     HintSource,
@@ -69,6 +70,7 @@ from inkhue_engine.server_jobs import (
     Job,
     JobLimits,
     JobRegistry,
+    KeyframeSlot,
     NotFoundError,
     TrainRegistry,
 )
@@ -85,7 +87,7 @@ from inkhue_engine.server_training import (
     TrainOptions,
     add_training_routes,
 )
-from inkhue_engine.shot import colorize_shot, load_keyframes
+from inkhue_engine.shot import Keyframe, colorize_frames, colorize_shot, lines_over, load_keyframes
 
 log = logging.getLogger("inkhue_engine.server")
 
@@ -216,6 +218,41 @@ class ColorizeQuery(Options, Layout):
     )
 
 
+#: Most keyframe paths one files job takes (each may be a folder), and most keyframes
+#: one frames job takes.
+MAX_REFERENCES = 64
+
+
+class KeyframeSpec(Layout):
+    """A colored keyframe of a frames job, uploaded with PUT /jobs/{id}/keyframes/{k}
+    in this layout (a model sheet may have any size; a keyframe of the shot is scaled to
+    the frames when only its scale differs)."""
+
+    frame: int | None = Field(
+        None,
+        ge=0,
+        description="index of the job's frame this keyframe colors: that frame comes out "
+        "as given and gives the keyframe's regions; absent: a keyframe of a frame outside "
+        "this job (see structure) or a model sheet",
+    )
+    structure: StrictBool = Field(
+        False,
+        description="the uncolored frame this keyframe colors is not in this job: it is "
+        "uploaded with PUT /jobs/{id}/keyframes/{k}/structure, in the job's frame layout",
+    )
+    under_lines: StrictBool = Field(
+        False,
+        description="line art: the keyframe is the color painted under the lines (a fill "
+        "layer); the engine draws its frame's lines over it (needs frame or structure)",
+    )
+    previous: StrictBool = Field(
+        False,
+        description="the result of the frame just before this job's first one (a longer "
+        "shot sent in several jobs), with that frame as its structure: colors follow on "
+        "from it as they do between frames of one job (needs structure and carry)",
+    )
+
+
 class JobRequest(JsonBody, Options, Layout):
     """Body of POST /jobs."""
 
@@ -225,7 +262,15 @@ class JobRequest(JsonBody, Options, Layout):
     carry: StrictBool = Field(
         True,
         description="the frames are one sequence: carry colors from frame to frame "
-        "where the picture did not change (less flicker)",
+        "where the picture did not change (less flicker); with keyframes: also match each "
+        "frame to the previous finished one",
+    )
+    keyframes: list[KeyframeSpec] | None = Field(
+        None,
+        max_length=MAX_REFERENCES,
+        description="colored keyframes of the shot (or model sheets): each frame takes "
+        "their colors region by region (engine/shot.py, docs/KEYFRAMES.md); uploaded "
+        "before the job starts. Not with hints",
     )
 
 
@@ -236,10 +281,6 @@ class JobStatus(BaseModel):
     total: int
     error: str | None
     forgotten: bool | None = Field(None, description="DELETE only: the job is gone")
-
-
-#: Most keyframe paths one files job takes (each may be a folder).
-MAX_REFERENCES = 64
 
 
 def _reference_files(paths: list[Path], root: Path | None) -> list[Path]:
@@ -472,6 +513,99 @@ class Engine:
         )
 
 
+def _keyframe_slots(spec: JobRequest, task: str, max_pixels: int) -> list[KeyframeSlot]:
+    """The job's keyframes as registry slots; InputError naming the field when they do
+    not fit together (see KeyframeSpec)."""
+    slots = []
+    for k, key in enumerate(spec.keyframes or []):
+        where = f"keyframes[{k}]"
+        if key.frame is not None and key.frame >= spec.frame_count:
+            raise InputError(
+                f"{where}.frame: {key.frame} is not a frame of this job (0..{spec.frame_count - 1})"
+            )
+        if key.frame is not None and key.structure:
+            raise InputError(
+                f"{where}: frame and structure do not combine (the job's frame {key.frame} "
+                "is its structure)"
+            )
+        if key.under_lines and task != "lineart":
+            raise InputError(f"{where}.under_lines: only line art has lines to draw over colors")
+        if key.under_lines and key.frame is None and not key.structure:
+            raise InputError(f"{where}.under_lines: needs the frame's lines (frame or structure)")
+        if key.previous and (key.frame is not None or not key.structure):
+            raise InputError(f"{where}.previous: needs structure (and no frame)")
+        if key.previous and not spec.carry:
+            raise InputError(f"{where}.previous: needs carry (the job follows on from it)")
+        slots.append(
+            KeyframeSlot(
+                _layout(key, max_pixels),
+                frame=key.frame,
+                wants_structure=key.structure,
+                under_lines=key.under_lines,
+                previous=key.previous,
+            )
+        )
+    if sum(s.previous for s in slots) > 1:
+        raise InputError("keyframes: at most one is the previous frame (previous: true)")
+    if slots and all(s.previous for s in slots):
+        raise InputError(
+            "keyframes: the previous frame alone is not a keyframe: add the artist's keyframes"
+        )
+    frames = [s.frame for s in slots if s.frame is not None]
+    if len(frames) != len(set(frames)):
+        raise InputError("keyframes: two keyframes for the same frame of the job")
+    return slots
+
+
+def _run_keyframes_job(
+    engine: Engine,
+    jobs: JobRegistry,
+    job: Job,
+    model: Model,
+    options: ColorizeOptions,
+    carry: bool,
+) -> None:
+    """Worker of a frames job with keyframes: engine.shot.colorize_frames over its frames,
+    one inference slot per frame."""
+    layout = job.layout
+    keys: list[Keyframe] = []
+    previous = None
+    for k, slot in enumerate(jobs.take_keyframes(job)):
+        image = slot.layout.decode(slot.data, f"keyframe {k}")
+        structure = (
+            layout.decode(slot.structure, f"keyframe {k} structure") if slot.structure else None
+        )
+        if slot.previous:
+            previous = (image, structure)
+            continue
+        lines = structure
+        if slot.under_lines and lines is None:
+            lines = layout.decode(jobs.peek_input(job, slot.frame), f"frame {slot.frame}")
+        if slot.under_lines:
+            image = lines_over(kf.fit_to_frame(image, lines.shape[:2], f"keyframe {k}"), lines)
+        keys.append(Keyframe(f"keyframe {k}", image, frame=slot.frame, structure=structure))
+
+    def structure_of(i: int) -> np.ndarray:
+        return layout.decode(jobs.peek_input(job, i), f"frame {i}")
+
+    def frames() -> Iterator[np.ndarray]:
+        for i in range(job.total):
+            if job.cancel.is_set():
+                return
+            data, _hints = jobs.take_input(job, i)
+            yield layout.decode(data, f"frame {i}")
+
+    results = colorize_frames(
+        frames(), model, keys, options, carry, structure_of=structure_of, previous=previous
+    )
+    for i in range(job.total):
+        with engine.slots:  # one frame at a time, like any other job
+            result = next(results, None)
+        if result is None:  # cancelled
+            return
+        jobs.store_result(job, i, layout.encode(result))
+
+
 def _layout(spec: Layout, max_pixels: int) -> PixelLayout:
     layout = PixelLayout(spec.width, spec.height, spec.channels, spec.depth, spec.order)
     layout.check_pixels(max_pixels)
@@ -651,8 +785,13 @@ def create_app(config: ServerConfig) -> FastAPI:
         layout = _layout(spec, config.max_pixels)
         choice = await run_in_threadpool(engine.choose, spec)
         model = await run_in_threadpool(engine.load, choice.path)
+        slots = _keyframe_slots(spec, model.info.task, config.max_pixels)
 
         def work(job: Job) -> None:
+            if slots:
+                options = engine.options_for(choice, model)
+                _run_keyframes_job(engine, jobs, job, model, options, spec.carry)
+                return
             hints_layout = layout.hints_layout()
 
             def frames() -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
@@ -669,7 +808,7 @@ def create_app(config: ServerConfig) -> FastAPI:
             for i, result in enumerate(engine.sequence(model, options, spec.carry, frames())):
                 jobs.store_result(job, i, layout.encode(result))
 
-        job = jobs.create_frames_job(layout, spec.frame_count, model.info.name, work)
+        job = jobs.create_frames_job(layout, spec.frame_count, model.info.name, work, slots)
         return job.status()
 
     @app.put(
@@ -701,6 +840,40 @@ def create_app(config: ServerConfig) -> FastAPI:
             raise ConflictError(f"job {job_id} works on server-side files; it takes no hints")
         data = await _read_raw(request, job.layout.hints_layout(), f"hints {index}")
         return jobs.put_hints(job_id, index, data)
+
+    @app.put(
+        "/jobs/{job_id}/keyframes/{index}",
+        response_model=JobStatus,
+        response_model_exclude_unset=True,
+        openapi_extra=_RAW_BODY,
+        responses=ERRORS,
+    )
+    async def put_keyframe(job_id: str, index: int, request: Request) -> dict:
+        """Upload keyframe ``index`` (0-based) in the layout its spec gave."""
+        return await _put_keyframe(job_id, index, request, structure=False)
+
+    @app.put(
+        "/jobs/{job_id}/keyframes/{index}/structure",
+        response_model=JobStatus,
+        response_model_exclude_unset=True,
+        openapi_extra=_RAW_BODY,
+        responses=ERRORS,
+    )
+    async def put_keyframe_structure(job_id: str, index: int, request: Request) -> dict:
+        """Upload the uncolored frame keyframe ``index`` colors (the job's frame layout)."""
+        return await _put_keyframe(job_id, index, request, structure=True)
+
+    async def _put_keyframe(job_id: str, index: int, request: Request, structure: bool) -> dict:
+        job = jobs.get(job_id)
+        if job.layout is None:
+            raise ConflictError(f"job {job_id} works on server-side files; it takes no keyframes")
+        if not 0 <= index < len(job.keyframes):
+            jobs.put_keyframe(job_id, index, b"", structure)  # raises the 404 that says why
+        slot = job.keyframes[index]
+        layout = job.layout if structure else slot.layout
+        what = f"keyframe {index}" + (" structure" if structure else "")
+        data = await _read_raw(request, layout, what)
+        return jobs.put_keyframe(job_id, index, data, structure)
 
     @app.get(
         "/jobs/{job_id}",

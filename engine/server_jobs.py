@@ -12,6 +12,9 @@ Limits (``JobLimits``, set from ``ServerConfig``):
   anything per frame is allocated, plus each hint image when it arrives; the sum over
   all jobs stays under ``max_bytes`` (429 while other jobs hold the memory; 413 for a
   job that could never fit: split the sequence into smaller jobs);
+- a frames job may take colored keyframes (``KeyframeSlot``, each in its own layout, with
+  the uncolored frame it colors when that frame is not in the job); their bytes are
+  reserved when the job is created and freed when the worker has taken them;
 - an input frame's bytes are dropped as soon as its result exists;
 - a finished job whose results have all been fetched is forgotten ``fetched_grace_s``
   after the last fetch (so a retried download still works); any other job that is not
@@ -33,7 +36,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from inkhue_engine.errors import InkHueError, InputError, ResourceError
@@ -88,6 +91,24 @@ class JobLimits:
 
 
 @dataclass(eq=False)
+class KeyframeSlot:
+    """A colored keyframe of a frames job (``PUT /jobs/{id}/keyframes/{k}``)."""
+
+    layout: PixelLayout  #: its own layout (a model sheet may have any size)
+    frame: int | None = None  #: index of the job's frame it colors (its structure)
+    wants_structure: bool = False  #: the frame it colors comes as a separate upload
+    under_lines: bool = False  #: line art: color under the lines (the engine adds them)
+    previous: bool = False  #: the result of the frame before the job's first
+    data: bytes | None = None
+    structure: bytes | None = None
+    reserved: int = 0  #: bytes of the job's reservation held for it
+
+    @property
+    def uploads(self) -> int:
+        return 1 + int(self.wants_structure)
+
+
+@dataclass(eq=False)
 class Job:
     """One batch job. Mutable fields are guarded by the registry's lock."""
 
@@ -105,7 +126,8 @@ class Job:
     hints: list[bytes | None] = field(default_factory=list)
     results: list[bytes | None] = field(default_factory=list)
     fetched: set[int] = field(default_factory=set)
-    missing: int = 0  #: frames not uploaded yet (frames jobs)
+    keyframes: list[KeyframeSlot] = field(default_factory=list)
+    missing: int = 0  #: frames and keyframes not uploaded yet (frames jobs)
     cancel: threading.Event = field(default_factory=threading.Event)
     #: What the worker thread runs, ``work(job)``; frames jobs start it after the last upload.
     work: Callable[[Job], None] | None = None
@@ -202,12 +224,19 @@ class JobRegistry:
 
     # -- frames jobs -----------------------------------------------------------------
     def create_frames_job(
-        self, layout: PixelLayout, total: int, model_name: str, work: Callable[[Job], None]
+        self,
+        layout: PixelLayout,
+        total: int,
+        model_name: str,
+        work: Callable[[Job], None],
+        keyframes: list[KeyframeSlot] | None = None,
     ) -> Job:
-        """A new frames job waiting for ``total`` frames of ``layout``; ``work(job)`` runs it.
+        """A new frames job waiting for ``total`` frames of ``layout`` (and the uploads of
+        ``keyframes``); ``work(job)`` runs it.
 
-        ``work`` takes each input with ``take_input`` and stores each result with
-        ``store_result``, in order, and returns early when ``job.cancel`` is set.
+        ``work`` takes the keyframes with ``take_keyframes``, each input with
+        ``take_input`` and stores each result with ``store_result``, in order, and
+        returns early when ``job.cancel`` is set.
         """
         if not 1 <= total <= MAX_JOB_FRAMES:
             raise InputError(
@@ -221,10 +250,14 @@ class JobRegistry:
             layout=layout,
             model_name=model_name,
             work=work,
-            missing=total,
+            keyframes=list(keyframes or []),
         )
+        job.missing = total + sum(k.uploads for k in job.keyframes)
+        for k in job.keyframes:
+            k.reserved = k.layout.nbytes + (layout.nbytes if k.wants_structure else 0)
+        key_bytes = sum(k.reserved for k in job.keyframes)
         # reserve first: the per-frame lists are allocated only once the memory is granted
-        self._add(job, total * (layout.nbytes + layout.out_nbytes + FRAME_OVERHEAD))
+        self._add(job, total * (layout.nbytes + layout.out_nbytes + FRAME_OVERHEAD) + key_bytes)
         job.inputs = [None] * total
         job.hints = [None] * total
         job.results = [None] * total
@@ -242,6 +275,11 @@ class JobRegistry:
         """Store the hint image (RGBA u8) of frame ``index``; before that frame is uploaded."""
         job = self.get(job_id)
         self._frame_index(job, index)
+        if job.keyframes:
+            raise ConflictError(
+                f"job {job.id} colors from keyframes; it takes no hints: paint the colors "
+                "into a keyframe instead"
+            )
         job.layout.hints_layout().check_size(len(data), f"hints {index}")
         with self._lock:
             if job.state != UPLOADING:
@@ -273,6 +311,65 @@ class JobRegistry:
         if ready:
             self.start(job)
         return status
+
+    def put_keyframe(self, job_id: str, index: int, data: bytes, structure: bool) -> dict:
+        """Store keyframe ``index`` (its colored pixels, or with ``structure`` the
+        uncolored frame it colors); the job starts when nothing else is missing."""
+        job = self.get(job_id)
+        if job.kind != "frames":
+            raise ConflictError(f"job {job.id} works on server-side files; it takes no keyframes")
+        if not 0 <= index < len(job.keyframes):
+            have = f"keyframes 0..{len(job.keyframes) - 1}" if job.keyframes else "no keyframes"
+            raise NotFoundError(f"keyframe index {index} is out of range: job {job.id} has {have}")
+        slot = job.keyframes[index]
+        what = f"keyframe {index}" + (" structure" if structure else "")
+        if structure:
+            if not slot.wants_structure:
+                raise ConflictError(
+                    f"{what}: the job was created without 'structure' for keyframe {index}"
+                )
+            job.layout.check_size(len(data), what)
+        else:
+            slot.layout.check_size(len(data), what)
+        with self._lock:
+            if job.state != UPLOADING:
+                raise ConflictError(f"job {job.id} is {job.state}; it takes no more uploads")
+            attr = "structure" if structure else "data"
+            if getattr(slot, attr) is None:
+                job.missing -= 1
+            setattr(slot, attr, data)
+            job.touched = self.clock()
+            ready = job.missing == 0
+            if ready:
+                job.state = RUNNING
+            status = job.status()
+        if ready:
+            self.start(job)
+        return status
+
+    def take_keyframes(self, job: Job) -> list[KeyframeSlot]:
+        """The worker takes the keyframes' uploads (the job's copies and their memory
+        reservation go: the worker holds what it built from them)."""
+        with self._lock:
+            taken = [replace(k, reserved=0) for k in job.keyframes]
+            self._release_keyframes(job)
+        return taken
+
+    def _release_keyframes(self, job: Job) -> None:
+        """Drop the keyframes' bytes and their reservation (lock held)."""
+        for k in job.keyframes:
+            job.reserved -= k.reserved
+            k.reserved = 0
+            k.data = k.structure = None
+
+    def peek_input(self, job: Job, index: int) -> bytes:
+        """Frame ``index``'s input, left in place (a keyframe's structure, before that
+        frame's turn)."""
+        with self._lock:
+            data = job.inputs[index]
+        if data is None:
+            raise InputError(f"frame {index} of job {job.id} was already colorized")
+        return data
 
     def take_input(self, job: Job, index: int) -> tuple[bytes, bytes | None]:
         """The worker takes frame ``index`` and its hints (freeing the hints' memory)."""
@@ -353,6 +450,7 @@ class JobRegistry:
                         job.state = DONE
                 if job.layout is not None:
                     # inputs never processed (cancel / failure) free their memory
+                    self._release_keyframes(job)
                     job.inputs = [None] * job.total
                     job.reserved -= sum(len(h) for h in job.hints if h is not None)
                     job.hints = [None] * job.total

@@ -43,6 +43,9 @@ class Keyframe:
     name: str  #: file name; its stem pairs it with the frame of the same stem
     image: np.ndarray  #: colored pixels, any supported dtype / layout
     frame: int | None = None  #: in-memory shots: index of the frame it colors (None: a sheet)
+    #: The uncolored frame it colors when that frame is not among the frames given
+    #: (e.g. a keyframe of another chunk of a long shot); None: ``frame`` or a sheet.
+    structure: np.ndarray | None = None
 
     @property
     def stem(self) -> str:
@@ -87,6 +90,13 @@ def keyframe_as_output(key: np.ndarray, frame: np.ndarray) -> np.ndarray:
     if frame.ndim == 3 and frame.shape[2] in (2, 4):
         return np.concatenate([rgb, frame[..., -1:]], axis=2)
     return rgb
+
+
+def lines_over(fill: np.ndarray, lineart: np.ndarray) -> np.ndarray:
+    """A line-art keyframe from color painted under the lines (a fill layer): the
+    line-art frame multiplied over the fill, both over white (sRGB float32 RGB 0..1).
+    Lines already in the fill stay as dark as they were."""
+    return (on_white(fill) * on_white(lineart)).astype(np.float32)
 
 
 def colorize_with_references(
@@ -161,7 +171,7 @@ def build_references(
     refs = []
     for k in keyframes:
         image = kf.fit_to_frame(k.image, size, k.name)
-        structure = structure_of(k)
+        structure = k.structure if k.structure is not None else structure_of(k)
         if structure is not None and structure.shape[:2] != size:
             structure = None
         if structure is not None:
@@ -177,13 +187,17 @@ def colorize_frames(
     options: Any = None,
     use_previous: bool = True,
     structure_of: Callable[[int], np.ndarray] | None = None,
+    previous: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Iterator[np.ndarray]:
     """Colorize the frames of one shot, in order, from ``keyframes`` (in memory).
 
     A keyframe whose ``frame`` is i is frame i as the artist colored it: it comes out
     unchanged, and ``structure_of(i)`` (the uncolored frame i) gives its regions; a
-    keyframe without ``frame`` is a model sheet. The references are built before the
-    first frame is colorized, so a bad keyframe fails before any output.
+    keyframe with a ``structure`` colors that frame (outside ``frames``); any other is
+    a model sheet. ``previous``: (output, input) of the frame before the first, when
+    ``frames`` continue a longer shot, so colors follow on from it (``use_previous``).
+    The references are built before the first frame is colorized, so a bad keyframe
+    fails before any output.
     """
     task = model.info.task
     by_index = {k.frame: k for k in keyframes if k.frame is not None}
@@ -193,6 +207,16 @@ def colorize_frames(
         return structure_of(k.frame) if k.frame is not None and structure_of else None
 
     prev: kf.Reference | None = None
+    if previous is not None and use_previous:
+        prev_out, prev_frame = previous
+        if prev_out.shape[:2] != prev_frame.shape[:2]:
+            raise InputError(
+                f"previous frame: its result is {prev_out.shape[1]}x{prev_out.shape[0]} but "
+                f"its input is {prev_frame.shape[1]}x{prev_frame.shape[0]}"
+            )
+        prev = kf.make_reference(
+            prev_out, task, prev_frame, "previous frame", "previous", require_color=False
+        )
     for i, frame in enumerate(frames):
         size = frame.shape[:2]
         if size not in refs:
