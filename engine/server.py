@@ -245,6 +245,13 @@ class KeyframeSpec(Layout):
         description="line art: the keyframe is the color painted under the lines (a fill "
         "layer); the engine draws its frame's lines over it (needs frame or structure)",
     )
+    name: str | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        description="what messages call it (e.g. \"frame 12 of layer 'Colour'\"); "
+        "absent: keyframe k",
+    )
     previous: StrictBool = Field(
         False,
         description="the result of the frame just before this job's first one (a longer "
@@ -543,6 +550,7 @@ def _keyframe_slots(spec: JobRequest, task: str, max_pixels: int) -> list[Keyfra
                 wants_structure=key.structure,
                 under_lines=key.under_lines,
                 previous=key.previous,
+                name=key.name or f"keyframe {k}",
             )
         )
     if sum(s.previous for s in slots) > 1:
@@ -570,10 +578,10 @@ def _run_keyframes_job(
     layout = job.layout
     keys: list[Keyframe] = []
     previous = None
-    for k, slot in enumerate(jobs.take_keyframes(job)):
-        image = slot.layout.decode(slot.data, f"keyframe {k}")
+    for slot in jobs.take_keyframes(job):
+        image = slot.layout.decode(slot.data, slot.name)
         structure = (
-            layout.decode(slot.structure, f"keyframe {k} structure") if slot.structure else None
+            layout.decode(slot.structure, f"{slot.name} (its frame)") if slot.structure else None
         )
         if slot.previous:
             previous = (image, structure)
@@ -582,8 +590,8 @@ def _run_keyframes_job(
         if slot.under_lines and lines is None:
             lines = layout.decode(jobs.peek_input(job, slot.frame), f"frame {slot.frame}")
         if slot.under_lines:
-            image = lines_over(kf.fit_to_frame(image, lines.shape[:2], f"keyframe {k}"), lines)
-        keys.append(Keyframe(f"keyframe {k}", image, frame=slot.frame, structure=structure))
+            image = lines_over(kf.fit_to_frame(image, lines.shape[:2], slot.name), lines)
+        keys.append(Keyframe(slot.name, image, frame=slot.frame, structure=structure))
 
     def structure_of(i: int) -> np.ndarray:
         return layout.decode(jobs.peek_input(job, i), f"frame {i}")

@@ -99,6 +99,7 @@ class KeyframeSlot:
     wants_structure: bool = False  #: the frame it colors comes as a separate upload
     under_lines: bool = False  #: line art: color under the lines (the engine adds them)
     previous: bool = False  #: the result of the frame before the job's first
+    name: str = ""  #: what messages call it
     data: bytes | None = None
     structure: bytes | None = None
     reserved: int = 0  #: bytes of the job's reservation held for it

@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
 from .errors import PluginError
+from .host import Keyframe
 from .pixels import FrameLayout
 from .qt import QtCore, QtNetwork, Signal, to_bytes
 
@@ -261,9 +262,13 @@ class EngineClient(QtCore.QObject):
         layout: FrameLayout,
         frame_count: int,
         callback: Callable[[Result], None],
+        keyframes: list[Keyframe] | None = None,
     ) -> Call:
-        """``POST /jobs`` -> ``{"id", "state"}``."""
+        """``POST /jobs`` -> ``{"id", "state"}`` (with ``keyframes``: a shot colored from
+        them; upload each with ``upload_keyframe``)."""
         body = {**options.job_fields(), "frame_count": int(frame_count)}
+        if keyframes:
+            body["keyframes"] = [k.spec() for k in keyframes]
         body.update(
             width=layout.width,
             height=layout.height,
@@ -287,6 +292,25 @@ class EngineClient(QtCore.QObject):
         return self._send(
             "PUT",
             f"/jobs/{quote(job_id)}/frames/{index}",
+            callback,
+            body=data,
+            content_type="application/octet-stream",
+            timeout_ms=self.LONG_TIMEOUT_MS,
+        )
+
+    def upload_keyframe(
+        self,
+        job_id: str,
+        index: int,
+        data: bytes,
+        callback: Callable[[Result], None],
+        structure: bool = False,
+    ) -> Call:
+        """``PUT /jobs/{id}/keyframes/{k}`` (``structure``: ``.../structure``, the uncolored
+        frame it colors)."""
+        return self._send(
+            "PUT",
+            f"/jobs/{quote(job_id)}/keyframes/{index}" + ("/structure" if structure else ""),
             callback,
             body=data,
             content_type="application/octet-stream",
@@ -472,7 +496,8 @@ class EngineClient(QtCore.QObject):
 
 
 class AnimationJob(QtCore.QObject):
-    """Runs one ``/jobs`` job: create, upload every frame (and hints), poll, fetch, forget.
+    """Runs one ``/jobs`` job: create, upload the keyframes, every frame (and hints), poll,
+    fetch, forget.
 
     Signals: ``progress(done, total, text)``, ``finished(list_of_frame_bytes)``,
     ``failed(message)``, ``cancelled()``. Exactly one of the last three is emitted.
@@ -493,6 +518,7 @@ class AnimationJob(QtCore.QObject):
         options: ColorizeOptions,
         hints: list[bytes | None | Callable[[], bytes | None]] | None = None,
         parent=None,
+        keyframes: list[Keyframe] | None = None,
     ) -> None:
         super().__init__(parent)
         self.client = client
@@ -500,6 +526,7 @@ class AnimationJob(QtCore.QObject):
         self.layout = layout
         self.options = options
         self.hints = hints
+        self.keyframes = list(keyframes or [])
         self.job_id: str | None = None
         self.results: list[bytes] = []
         self._call: Call | None = None
@@ -514,7 +541,9 @@ class AnimationJob(QtCore.QObject):
 
     def start(self) -> None:
         self.progress.emit(0, self.total, "Starting the job")
-        self._call = self.client.create_job(self.options, self.layout, self.total, self._created)
+        self._call = self.client.create_job(
+            self.options, self.layout, self.total, self._created, self.keyframes
+        )
 
     def cancel(self) -> None:
         """Stop the job (the engine drops it); emits ``cancelled`` once the engine knows."""
@@ -556,7 +585,37 @@ class AnimationJob(QtCore.QObject):
             self._fail("The InkHue engine created a job without an id: update the engine")
             return
         self.job_id = str(job_id)
-        self._upload(0)
+        self._upload_keyframe(0, False)
+
+    def _upload_keyframe(self, index: int, structure: bool) -> None:
+        """Keyframe ``index`` (then its structure, if it has one), then the next."""
+        if index >= len(self.keyframes):
+            self._upload(0)
+            return
+        key = self.keyframes[index]
+        if structure and key.structure is None:
+            self._upload_keyframe(index + 1, False)
+            return
+        what = f"{key.name or f'keyframe {index + 1}'}" + (" (its frame)" if structure else "")
+        self.progress.emit(0, self.total, f"Reading and sending {what}")
+        if self._over:
+            return
+        try:  # read only now, one per upload (as frames are)
+            data = key.structure if structure else key.read
+            data = data() if callable(data) else data
+        except PluginError as exc:
+            self._fail(str(exc))
+            return
+
+        def sent(result: Result) -> None:
+            if not self._ok(result):
+                return
+            if structure:
+                self._upload_keyframe(index + 1, False)
+            else:
+                self._upload_keyframe(index, True)
+
+        self._call = self.client.upload_keyframe(self.job_id, index, data, sent, structure)
 
     def _upload(self, index: int) -> None:
         if index >= self.total:

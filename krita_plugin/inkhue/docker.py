@@ -10,7 +10,7 @@ over ``PanelModel.trainer`` (``training.Trainer``).
 
 from __future__ import annotations
 
-from .host import TRAIN_SOURCE_ANIMATION, TRAIN_SOURCE_DOCUMENTS
+from .host import NO_KEYFRAMES, TRAIN_SOURCE_ANIMATION, TRAIN_SOURCE_DOCUMENTS
 from .panel_model import MIN_DETAIL, PALETTE_MODEL, PALETTE_NONE, PanelModel
 from .properties import bind, show_value
 from .qt import QtCore, QtGui, QtWidgets
@@ -117,6 +117,13 @@ class InkHuePanel(QtWidgets.QWidget):
         form.addRow("Model", model_row)
         self.hint_combo = self._named(QtWidgets.QComboBox(), "inkhue_hint_layer")
         form.addRow("Hint layer", self.hint_combo)
+        self.keyframe_combo = self._named(QtWidgets.QComboBox(), "inkhue_keyframes")
+        self.keyframe_combo.setToolTip(
+            "Colour a shot from the frames you coloured: a layer with your colours at some "
+            "frames (its keyframes), or another open document as a model sheet. Each frame "
+            "takes their colours region by region; the model fills only what they lack."
+        )
+        form.addRow("Keyframes", self.keyframe_combo)
         self.palette_combo = self._named(QtWidgets.QComboBox(), "inkhue_palette")
         form.addRow("Palette", self.palette_combo)
         self.detail_spin = self._named(QtWidgets.QDoubleSpinBox(), "inkhue_detail")
@@ -291,6 +298,7 @@ class InkHuePanel(QtWidgets.QWidget):
             self.model_combo, m, "chosen_model", on_change=lambda _name: self._show_model_palette()
         )
         bind(self.hint_combo, m, "hint_layer")
+        bind(self.keyframe_combo, m, "keyframes")
         bind(self.palette_combo, m, "palette")
         bind(self.detail_spin, m, "detail")
         for edit in (self.url_edit, self.token_edit, self.command_edit):
@@ -442,6 +450,12 @@ class InkHuePanel(QtWidgets.QWidget):
             self.hint_combo,
             [("(no hints)", NO_HINTS)] + [(n, n) for n in m.layer_names],
             m.hint_layer,
+        )
+        self._fill(
+            self.keyframe_combo,
+            [("(none: each frame on its own)", NO_KEYFRAMES)]
+            + [(label, value) for value, label in m.keyframe_sources],
+            m.keyframes,
         )
         self._fill(
             self.palette_combo,

@@ -12,6 +12,50 @@ from typing import Any
 
 from .pixels import FrameLayout
 
+#: Values of the keyframes choice: "" = none, else ``"layer:NAME"`` or ``"document:KEY"``.
+NO_KEYFRAMES = ""
+KEYFRAME_LAYER = "layer:"
+KEYFRAME_DOCUMENT = "document:"
+
+
+@dataclass
+class Keyframe:
+    """A colored keyframe (or model sheet) for an engine job (``POST /jobs`` keyframes).
+
+    ``read`` gives its pixels (bytes, or a function called when it is uploaded) in
+    ``layout``. ``frame``: index of the request's frame it colors (that frame comes out as
+    the artist colored it); else ``structure`` gives the uncolored frame it colors (in
+    the request's frame layout); neither: a model sheet. ``under_lines``: line art whose
+    color was painted under the lines (the engine draws the lines over it).
+    ``previous``: the result of the frame before a chunk of a longer animation.
+    """
+
+    read: bytes | Callable[[], bytes]
+    layout: FrameLayout
+    frame: int | None = None
+    structure: bytes | Callable[[], bytes] | None = None
+    under_lines: bool = False
+    previous: bool = False
+    name: str = ""  # for messages, e.g. "frame 12 of layer 'Colour'"
+
+    def spec(self) -> dict[str, Any]:
+        """Its entry of the ``keyframes`` field of ``POST /jobs``."""
+        out: dict[str, Any] = {
+            "width": self.layout.width,
+            "height": self.layout.height,
+            "channels": self.layout.channels,
+            "depth": self.layout.depth,
+            "order": self.layout.order,
+            "structure": self.structure is not None,
+            "under_lines": self.under_lines,
+            "previous": self.previous,
+        }
+        if self.frame is not None:
+            out["frame"] = self.frame
+        if self.name:
+            out["name"] = self.name[:200]
+        return out
+
 
 @dataclass
 class FrameRequest:
@@ -22,6 +66,7 @@ class FrameRequest:
     hints: bytes | None = None  # RGBA u8 in layout.order (or bgra for gray frames)
     description: str = ""  # e.g. "layer 'Ink' of 'scene.kra'"
     context: Any = None  # host-private: document, node, rectangle, selection mask...
+    keyframes: list[Keyframe] = field(default_factory=list)  # colors to follow
 
 
 @dataclass
@@ -40,6 +85,7 @@ class AnimationRequest:
     description: str = ""
     context: Any = None
     extra: dict = field(default_factory=dict)
+    keyframes: list[Keyframe] = field(default_factory=list)  # colors to follow
 
 
 #: Where the Train section takes its coloured frames from (``Host.training_frames``).
@@ -87,8 +133,15 @@ class Host:
         """The colours of palette ``name`` as sRGB hex strings (``#rrggbb``)."""
         raise NotImplementedError
 
-    def read_frame(self, task: str, hint_layer: str = "") -> FrameRequest:
-        """The current frame of the source layer (selection only, if any) and its hints."""
+    def keyframe_sources(self) -> list[tuple[str, str]]:
+        """``(value, label)`` of what can give colored keyframes: the active document's
+        layers (``KEYFRAME_LAYER + name``) and the other open documents as model sheets
+        (``KEYFRAME_DOCUMENT + document_key``)."""
+        return []
+
+    def read_frame(self, task: str, hint_layer: str = "", keyframes: str = "") -> FrameRequest:
+        """The current frame of the source layer (selection only, if any), its hints, and
+        the colored keyframes of ``keyframes`` (a ``keyframe_sources`` value)."""
         raise NotImplementedError
 
     def insert_frame(
@@ -97,8 +150,11 @@ class Host:
         """Put a colorized frame into a NEW layer; returns the new layer's name."""
         raise NotImplementedError
 
-    def read_animation(self, task: str, hint_layer: str = "") -> AnimationRequest:
-        """Every keyframe of the source layer within the playback range."""
+    def read_animation(
+        self, task: str, hint_layer: str = "", keyframes: str = ""
+    ) -> AnimationRequest:
+        """Every keyframe of the source layer within the playback range, and the colored
+        keyframes of ``keyframes`` (a ``keyframe_sources`` value)."""
         raise NotImplementedError
 
     def insert_animation(

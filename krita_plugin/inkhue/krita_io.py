@@ -30,18 +30,23 @@ line-art models.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from .errors import PluginError
 from .host import (
+    KEYFRAME_DOCUMENT,
+    KEYFRAME_LAYER,
     TRAIN_SOURCE_ANIMATION,
     TRAIN_SOURCE_DOCUMENTS,
     AnimationRequest,
     FrameRequest,
     Host,
+    Keyframe,
     TrainingFrame,
 )
 from .pixels import (
@@ -339,19 +344,150 @@ class KritaHost(Host):
             node.colorProfile(),
         )
 
+    def _engine_frame_at(self, node, context: dict[str, Any], time: int | None) -> bytes:
+        """The source's pixels at ``time`` as the engine gets them (see _engine_frame)."""
+        x, y, w, h, _mask = context["area"]
+        channels, depth = frame_format(context["doc"], node)
+        layout = FrameLayout(w, h, channels, depth, krita_rgba_order(depth))
+        return self._engine_frame(self._source_pixels(node, context, time), layout, context["task"])
+
     def _engine_frame(self, data: bytes, layout: FrameLayout, task: str) -> bytes:
         # Line art on a transparent layer is lines on paper: the engine sees white paper
         # and gives back an opaque colour layer to go under the lines.
         return flatten_on_white(data, layout) if task == "lineart" else data
 
-    def read_frame(self, task: str, hint_layer: str = "") -> FrameRequest:
+    # -- colored keyframes ----------------------------------------------------------------
+
+    def keyframe_sources(self) -> list[tuple[str, str]]:
+        try:
+            doc = self.document()
+        except PluginError:
+            return []
+        out = [
+            (KEYFRAME_LAYER + n.name(), f"Layer '{n.name()}'")
+            for n in all_nodes(doc.rootNode())
+            if n.type() == "paintlayer"
+        ]
+        key = self._key(doc)
+        out += [
+            (KEYFRAME_DOCUMENT + self._key(d), f"Document '{document_name(d)}' (model sheet)")
+            for d in self.app.documents()
+            if self._key(d) != key
+        ]
+        return out
+
+    def _keyframes(
+        self, doc, node, context: dict[str, Any], choice: str, times: list[int]
+    ) -> list[Keyframe]:
+        """The colored keyframes of ``choice`` for frames at document ``times``.
+
+        A layer: its keyframes in the playback range (an unanimated layer: the current
+        frame), each the colored version of the source at that time, over the same area.
+        Another document: its whole image, a model sheet. Pixels are read on upload.
+        """
+        if not choice:
+            return []
+        if choice.startswith(KEYFRAME_DOCUMENT):
+            return [self._model_sheet(choice[len(KEYFRAME_DOCUMENT) :], context)]
+        name = choice[len(KEYFRAME_LAYER) :]
+        where = f"'{document_name(doc)}'"
+        key_node = doc.nodeByName(name)
+        if key_node is None:
+            raise PluginError(
+                f"Keyframe layer '{name}' is not in {where}: pick another in Keyframes, or (none)"
+            )
+        if same_node(key_node, node):
+            raise PluginError(
+                f"The keyframe layer '{name}' is the layer being colorized: choose the layer "
+                "with your colours in Keyframes"
+            )
+        if key_node.colorModel() != "RGBA" or key_node.colorDepth() not in KRITA_DEPTHS:
+            raise PluginError(
+                f"Keyframe layer '{name}' of {where} is {key_node.colorModel()} "
+                f"{key_node.colorDepth()}: keyframes need colour; use Layer > Convert > "
+                "Convert Layer Color Space to RGB/Alpha"
+            )
+        animated = key_node.animated()
+        if animated:
+            start, end = doc.playBackStartTime(), doc.playBackEndTime()
+            key_times = [t for t in range(start, end + 1) if key_node.hasKeyframeAtTime(t)]
+            if not key_times:
+                raise PluginError(
+                    f"Keyframe layer '{name}' of {where} has no keyframes between frames "
+                    f"{start} and {end}: colour a frame of the shot on it, or set the "
+                    "playback range"
+                )
+        else:
+            key_times = [doc.currentTime()]
+        x, y, w, h, _mask = context["area"]
+        depth = KRITA_DEPTHS[key_node.colorDepth()]
+        key_layout = FrameLayout(w, h, 4, depth, krita_rgba_order(depth))
+        task = context["task"]
+        source_time = node.animated()
+        keys = []
+        for t in key_times:
+            frame = times.index(t) if t in times else None
+            # the frame it colors, sent with it when it is not one of the frames
+            structure = (
+                None
+                if frame is not None
+                else partial(self._engine_frame_at, node, context, t if source_time else None)
+            )
+            keys.append(
+                Keyframe(
+                    lambda t=t: self._source_pixels(key_node, context, t if animated else None),
+                    key_layout,
+                    frame,
+                    structure,
+                    under_lines=task == "lineart",  # a fill layer under the lines, or lines too
+                    name=f"frame {t} of layer '{name}'",
+                )
+            )
+        return keys
+
+    def _model_sheet(self, key: str, context: dict[str, Any]) -> Keyframe:
+        """Another open document's image as a model sheet (the frames' shape, any size)."""
+        other = next((d for d in self.app.documents() if self._key(d) == key), None)
+        if other is None:
+            raise PluginError(
+                "The model sheet's document is no longer open: pick another in Keyframes"
+            )
+        name = document_name(other)
+        if other.colorModel() != "RGBA" or other.colorDepth() not in KRITA_DEPTHS:
+            raise PluginError(
+                f"Model sheet '{name}' is {other.colorModel()} {other.colorDepth()}: a model "
+                f"sheet needs colour; use {CONVERT_HINT} on it"
+            )
+        _x, _y, w, h, _mask = context["area"]
+        ow, oh = other.width(), other.height()
+        if abs(math.log((ow / oh) / (w / h))) > 0.01:
+            raise PluginError(
+                f"Model sheet '{name}' is {ow}x{oh} but the frames are {w}x{h}: InkHue "
+                "scales a sheet but does not crop it; give it the frames' shape (Image > "
+                "Canvas Size), or colorize without a selection"
+            )
+        depth = KRITA_DEPTHS[other.colorDepth()]
+        layout = FrameLayout(ow, oh, 4, depth, krita_rgba_order(depth))
+
+        def read() -> bytes:
+            data = bytes(other.pixelData(0, 0, ow, oh))
+            return self._to_engine(data, ow, oh, "RGBA", other.colorDepth(), other.colorProfile())
+
+        return Keyframe(read, layout, name=f"model sheet '{name}'")
+
+    # -- reading frames ----------------------------------------------------------------------
+
+    def read_frame(self, task: str, hint_layer: str = "", keyframes: str = "") -> FrameRequest:
         doc, node, layout, hint_node, context, description = self._prepare(task, hint_layer)
         x, y, w, h, _mask = context["area"]
         frame = self._engine_frame(self._source_pixels(node, context, None), layout, task)
         hints = self._hints(hint_node, layout.order, context["area"], None)
-        return FrameRequest(frame, layout, hints, description, context)
+        keys = self._keyframes(doc, node, context, keyframes, [doc.currentTime()])
+        return FrameRequest(frame, layout, hints, description, context, keys)
 
-    def read_animation(self, task: str, hint_layer: str = "") -> AnimationRequest:
+    def read_animation(
+        self, task: str, hint_layer: str = "", keyframes: str = ""
+    ) -> AnimationRequest:
         doc, node, layout, hint_node, context, description = self._prepare(task, hint_layer)
         start, end = doc.playBackStartTime(), doc.playBackEndTime()
         times = [t for t in range(start, end + 1) if node.hasKeyframeAtTime(t)]
@@ -376,7 +512,8 @@ class KritaHost(Host):
             else:
                 same = self._hints(hint_node, layout.order, context["area"], None)
                 hints = [same] * len(times)
-        return AnimationRequest(frames, times, layout, hints, description, context)
+        keys = self._keyframes(doc, node, context, keyframes, times)
+        return AnimationRequest(frames, times, layout, hints, description, context, keyframes=keys)
 
     def remove_result(self, context: dict[str, Any]) -> None:
         doc, layer = context["doc"], context.get("layer")

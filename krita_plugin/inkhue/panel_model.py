@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import logging
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from . import settings as settings_mod
 from .client import AnimationJob, Call, ColorizeOptions, EngineClient, Result
 from .engine_process import EngineProcess
 from .errors import PluginError
-from .host import AnimationRequest, FrameRequest, Host
+from .host import NO_KEYFRAMES, AnimationRequest, FrameRequest, Host, Keyframe
 from .properties import Property, notify
 from .qt import QtCore, Signal
 from .training import Trainer
@@ -38,6 +38,7 @@ class DocumentChoices:
     model: str
     hint_layer: str
     palette: str
+    keyframes: str = ""  #: a Host.keyframe_sources value ("" = none); not a default for others
 
 
 @dataclass
@@ -48,8 +49,39 @@ class RunningJob:
     description: str  # e.g. "layer 'Ink' of 'scene.kra'"
     call: Call | None = None  # POST /colorize (a frame)
     job: AnimationJob | None = None  # an engine job (an animation)
+    last_result: bytes | None = None  # the last chunk's last frame (colors follow on from it)
     insertion: Any = None  # the host's keyframe insertion (cancel())
     progress: tuple[int, int, str] = (0, 0, "")
+
+
+def chunk_keyframes(
+    request: AnimationRequest, start: int, end: int, last_result: bytes | None
+) -> list[Keyframe]:
+    """The keyframes of the engine job for frames ``start:end`` of ``request``: a keyframe
+    of a frame in the chunk as that frame of the job, one of a frame outside it with that
+    frame as its structure, model sheets as they are; and ``last_result`` (frame
+    ``start - 1``'s result) as the previous frame."""
+    if not request.keyframes:
+        return []
+    out = []
+    for key in request.keyframes:
+        if key.frame is None:
+            out.append(key)
+        elif start <= key.frame < end:
+            out.append(replace(key, frame=key.frame - start))
+        else:
+            out.append(replace(key, frame=None, structure=request.frames[key.frame]))
+    if last_result is not None and start > 0:
+        out.append(
+            Keyframe(
+                last_result,
+                request.layout.result(),
+                structure=request.frames[start - 1],
+                previous=True,
+                name=f"the result of frame {start}",
+            )
+        )
+    return out
 
 
 class PanelModel(QtCore.QObject):
@@ -107,6 +139,8 @@ class PanelModel(QtCore.QObject):
         self.models: list[dict[str, Any]] = []
         self.layer_names: list[str] = []
         self.palette_names: list[str] = []
+        #: (value, label) of what can give colored keyframes (Host.keyframe_sources).
+        self.keyframe_sources: list[tuple[str, str]] = []
         self.error = ""
         self.fix: tuple | None = None  # (label, action, retry) offered with the error
         self._note = ""  # what a fix did, said again with the next result
@@ -176,6 +210,17 @@ class PanelModel(QtCore.QObject):
         get=lambda self: self.choices.palette,
         set=lambda self, v: self._choose("palette", "palette", v),
         doc="The active document's palette: PALETTE_MODEL, PALETTE_NONE or a name.",
+    )
+    keyframes = Property(
+        get=lambda self: (
+            self.choices.keyframes
+            if any(v == self.choices.keyframes for v, _ in self.keyframe_sources)
+            else NO_KEYFRAMES
+        ),
+        set=lambda self, v: setattr(self.choices, "keyframes", v),
+        doc="Where the active document's colored keyframes come from (a Host."
+        'keyframe_sources value; "" = none: each frame is colorized on its own). Only '
+        "for this document: a layer of that name may mean something else in another.",
     )
     detail = Property(
         get=lambda self: self.settings.detail,
@@ -383,8 +428,10 @@ class PanelModel(QtCore.QObject):
             key = self.host.document_key()
             self.layer_names = list(self.host.layer_names())
             self.palette_names = list(self.host.palette_names())
+            self.keyframe_sources = list(self.host.keyframe_sources())
         except PluginError:
             key, self.layer_names, self.palette_names = "", [], []
+            self.keyframe_sources = []
         except Exception as exc:  # the host is the outside world: report, never crash Krita
             key = self.document_key
             self._unexpected("Reading the document's layers", exc)
@@ -399,7 +446,7 @@ class PanelModel(QtCore.QObject):
                 self.progress.emit(*job.progress)
         self.sources_changed.emit()
         # This document's choices (or its hint layer's presence) may differ from the last.
-        notify(self, "chosen_model", "hint_layer", "palette")
+        notify(self, "chosen_model", "hint_layer", "palette", "keyframes")
 
     # -- colorize ----------------------------------------------------------------------------
 
@@ -461,7 +508,12 @@ class PanelModel(QtCore.QObject):
         self.clear_error()
         try:
             options, info = self._options()
-            return options, info, read(info.get("task") or "", self.hint_layer)
+            if self.keyframes and self.hint_layer:
+                raise PluginError(
+                    "Hints and keyframes do not combine: paint the colours into a keyframe, "
+                    "or choose (no hints)"
+                )
+            return options, info, read(info.get("task") or "", self.hint_layer, self.keyframes)
         except PluginError as exc:
             self.set_error(str(exc), exc.fix, retry)
         except Exception as exc:
@@ -482,6 +534,26 @@ class PanelModel(QtCore.QObject):
             request.layout.describe(),
             options.model,
         )
+        if request.keyframes:  # a shot of one frame: an engine job with the keyframes
+            engine_job = AnimationJob(
+                self.client,
+                [request.frame],
+                request.layout,
+                options,
+                parent=self,
+                keyframes=request.keyframes,
+            )
+            engine_job.progress.connect(lambda _d, _t, text: self._job_progress(job, 0, 0, text))
+            engine_job.finished.connect(
+                lambda results: self._frame_done(
+                    job, Result(ok=True, data=results[0]), request, info
+                )
+            )
+            engine_job.failed.connect(lambda text: self._job_failed(job, text))
+            engine_job.cancelled.connect(lambda: self._job_cancelled(job))
+            job.job = engine_job
+            engine_job.start()
+            return
         job.call = self.client.colorize(
             request.frame,
             request.layout,
@@ -493,7 +565,7 @@ class PanelModel(QtCore.QObject):
     def _frame_done(
         self, job: RunningJob, result: Result, request: FrameRequest, info: dict
     ) -> None:
-        job.call = None
+        job.call = job.job = None
         try:
             if result.cancelled:
                 self._job_says(job, "Cancelled")
@@ -529,7 +601,10 @@ class PanelModel(QtCore.QObject):
         The keyframes go to the engine in chunks of ``ANIMATION_CHUNK`` frames, one engine
         job each: the first chunk's keyframes are added while the engine colorizes the
         next, and neither side holds the whole animation (the engine reserves memory per
-        job). Colours are carried from frame to frame inside a chunk.
+        job). Colours are carried from frame to frame inside a chunk. With colored
+        keyframes chosen (``keyframes``), every chunk gets them all (those outside it
+        with the frame they color), and the previous chunk's last result, so the colours
+        follow on across chunks as they do inside one.
         """
         got = self._read(self.host.read_animation, self.colorize_animation)
         if got is None:
@@ -564,6 +639,7 @@ class PanelModel(QtCore.QObject):
             options,
             hints=hints,
             parent=self,
+            keyframes=chunk_keyframes(request, start, end, job.last_result),
         )
         engine_job.progress.connect(
             lambda d, t, text: self._job_progress(job, start + d, total, text + where)
@@ -605,6 +681,8 @@ class PanelModel(QtCore.QObject):
     ) -> None:
         job.job = None
         total = len(request.frames)
+        if request.keyframes and results:
+            job.last_result = results[-1]
         if job.insertion is not None:
             job.insertion.feed(results)
         else:

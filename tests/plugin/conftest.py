@@ -105,6 +105,18 @@ class StubHost(Host):
         self.removed: list = []  # contexts of the results removed
         self.lazy = False  # read_animation gives readers (as KritaHost), not bytes
         self.anim_reads: list[int] = []
+        #: Colored keyframes by keyframes choice (value -> (label, [Keyframe])).
+        self.keyframe_choices: dict[str, tuple[str, list]] = {}
+
+    def keyframe_sources(self):
+        return [(value, label) for value, (label, _keys) in self.keyframe_choices.items()]
+
+    def _keyframes(self, choice):
+        if not choice:
+            return []
+        if choice not in self.keyframe_choices:  # as KritaHost
+            raise PluginError(f"Keyframe layer '{choice}' is not in 'stub.kra': pick another")
+        return list(self.keyframe_choices[choice][1])
 
     def document_key(self):
         return self.doc_key
@@ -143,7 +155,7 @@ class StubHost(Host):
     def palette_colors(self, name):
         return list(self.palettes[name])
 
-    def read_frame(self, task, hint_layer=""):
+    def read_frame(self, task, hint_layer="", keyframes=""):
         if self.read_error:
             raise PluginError(self.read_error)
         if self.gray:  # as KritaHost for a GRAYA image: an offer to convert it
@@ -165,6 +177,7 @@ class StubHost(Host):
             hints,
             "layer 'Ink' of 'stub.kra'",
             {"task": task, "hint_layer": hint_layer, "doc_key": self.doc_key},
+            self._keyframes(keyframes),
         )
 
     def insert_frame(self, request, result, layout, model_name, task):
@@ -180,7 +193,7 @@ class StubHost(Host):
         )
         return "InkHue " + model_name
 
-    def read_animation(self, task, hint_layer=""):
+    def read_animation(self, task, hint_layer="", keyframes=""):
         if self.read_error:
             raise PluginError(self.read_error)
 
@@ -203,6 +216,7 @@ class StubHost(Host):
             None,
             "layer 'Ink' of 'stub.kra'",
             {"task": task, "doc_key": self.doc_key},
+            keyframes=self._keyframes(keyframes),
         )
 
     def insert_animation(self, request, results, layout, model_name, task, done, progress=None):

@@ -548,3 +548,95 @@ def test_a_result_layer_is_not_colorized_again_and_results_get_their_own_names()
         "select the line-art or grayscale layer",
     ):
         host.read_frame("grayscale")
+
+
+# -- colored keyframes (Colorize animation from the artist's colours) ------------------------
+
+
+def _animated_doc():
+    doc = fk.Document(8, 4)
+    ink = doc.add_layer("Ink")
+    for t in (0, 3, 6):
+        ink.fill(pattern(ink.nbytes, seed=t), time=t)
+    colour = doc.add_layer("Colour")
+    colour.fill(pattern(colour.nbytes, seed=40), time=0)
+    colour.fill(pattern(colour.nbytes, seed=41), time=4)  # a held frame of the source
+    doc.setActiveNode(ink)
+    return doc, ink, colour
+
+
+def test_keyframe_sources_list_layers_and_other_documents():
+    doc, _ink, _colour = _animated_doc()
+    host, app, _ = host_for(doc)
+    sheet = app.createDocument(16, 8, "sheet.kra", "RGBA", "U8", "", 72.0)
+    sources = dict(host.keyframe_sources())
+    assert sources["layer:Colour"] == "Layer 'Colour'"
+    assert sources["layer:Ink"] == "Layer 'Ink'"
+    assert sources[f"document:{host._key(sheet)}"] == "Document 'sheet.kra' (model sheet)"
+    assert f"document:{host._key(doc)}" not in sources  # not itself
+
+
+def test_layer_keyframes_pair_with_their_frames():
+    doc, ink, colour = _animated_doc()
+    host, _app, _ = host_for(doc)
+    req = host.read_animation("grayscale", keyframes="layer:Colour")
+    assert req.times == [0, 3, 6]
+    first, held = req.keyframes
+    # at a source keyframe: that frame of the request, no structure to send
+    assert (first.frame, first.structure, first.name) == (0, None, "frame 0 of layer 'Colour'")
+    assert first.read() == colour.pixelDataAtTime(0, 0, 8, 4, 0)
+    assert first.layout == FrameLayout(8, 4, 4, "u8", "bgra") and not first.under_lines
+    # at time 4 the source shows its frame 3: sent along as the keyframe's structure
+    assert held.frame is None and held.structure() == ink.pixelDataAtTime(0, 0, 8, 4, 4)
+    assert held.read() == colour.pixelDataAtTime(0, 0, 8, 4, 4)
+    # line art: the colours may be a fill layer under the lines
+    assert all(k.under_lines for k in host.read_animation("lineart", "", "layer:Colour").keyframes)
+
+
+def test_unanimated_keyframe_layer_colors_the_current_frame():
+    doc, _ink, _colour = _animated_doc()
+    still = doc.add_layer("Still")
+    still.fill(pattern(still.nbytes, seed=9))
+    doc.setActiveNode(doc.nodeByName("Ink"))
+    doc.setCurrentTime(3)
+    host, _app, _ = host_for(doc)
+    [key] = host.read_animation("grayscale", keyframes="layer:Still").keyframes
+    assert key.frame == 1 and key.name == "frame 3 of layer 'Still'"
+    [key] = host.read_frame("grayscale", keyframes="layer:Still").keyframes
+    assert key.frame == 0  # the frame being colorized is the one it colors
+
+
+def test_model_sheet_from_another_document():
+    doc, _ink, _colour = _animated_doc()
+    host, app, _ = host_for(doc)
+    sheet = app.createDocument(16, 8, "sheet.kra", "RGBA", "U8", "", 72.0)
+    sheet.add_layer("Paint").fill(pattern(16 * 8 * 4, seed=5))
+    [key] = host.read_animation("grayscale", keyframes=f"document:{host._key(sheet)}").keyframes
+    assert key.frame is None and key.structure is None
+    assert key.layout == FrameLayout(16, 8, 4, "u8", "bgra")
+    assert key.read() == pattern(16 * 8 * 4, seed=5)
+    assert key.name == "model sheet 'sheet.kra'"
+    wide = app.createDocument(20, 8, "wide.kra", "RGBA", "U8", "", 72.0)
+    with pytest.raises(PluginError, match="Model sheet 'wide.kra' is 20x8 but the frames are 8x4"):
+        host.read_animation("grayscale", keyframes=f"document:{host._key(wide)}")
+
+
+@pytest.mark.parametrize(
+    "choice, message",
+    [
+        ("layer:Gone", "Keyframe layer 'Gone' is not in 'scene.kra'"),
+        ("layer:Ink", "The keyframe layer 'Ink' is the layer being colorized"),
+        ("layer:Gray", "Keyframe layer 'Gray' of 'scene.kra' is GRAYA U8: keyframes need colour"),
+        ("layer:Late", "has no keyframes between frames 0 and 10"),
+        ("document:closed", "no longer open"),
+    ],
+)
+def test_bad_keyframe_choices_say_what_to_do(choice, message):
+    doc, _ink, _colour = _animated_doc()
+    doc.add_layer("Gray", model="GRAYA")
+    late = doc.add_layer("Late")
+    late.fill(pattern(late.nbytes), time=20)
+    doc.setActiveNode(doc.nodeByName("Ink"))
+    host, _app, _ = host_for(doc)
+    with pytest.raises(PluginError, match=message):
+        host.read_animation("grayscale", keyframes=choice)

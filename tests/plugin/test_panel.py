@@ -491,3 +491,29 @@ def test_a_failing_later_chunk_leaves_no_partial_result(qtbot, panel, stub_host,
         click(qtbot, widget.animation_button)
     assert model.error == "the engine broke down"
     assert stub_host.inserted == []  # the first chunk's keyframes went with the layer
+
+
+def test_chunk_keyframes_gives_each_chunk_its_keyframes_and_the_previous_result():
+    from inkhue.host import AnimationRequest, Keyframe
+    from inkhue.panel_model import chunk_keyframes
+    from inkhue.pixels import FrameLayout
+
+    layout = FrameLayout(4, 2, 4, "u8", "bgra")
+    frames = [bytes([k]) * layout.nbytes for k in range(6)]
+    key = Keyframe(b"key", layout, frame=1, name="frame 1")
+    sheet = Keyframe(b"sheet", FrameLayout(8, 4, 4, "u8", "bgra"), name="sheet")
+    request = AnimationRequest(frames, list(range(6)), layout, keyframes=[key, sheet])
+
+    first = chunk_keyframes(request, 0, 3, None)
+    assert [(k.frame, k.structure, k.previous) for k in first] == [
+        (1, None, False),
+        (None, None, False),
+    ]
+    second = chunk_keyframes(request, 3, 6, b"last")
+    assert [k.name for k in second] == ["frame 1", "sheet", "the result of frame 3"]
+    moved, _sheet, previous = second
+    assert moved.frame is None and moved.structure == frames[1]  # its frame goes with it
+    assert moved.spec()["structure"] is True and "frame" not in moved.spec()
+    assert previous.previous and previous.read == b"last" and previous.structure == frames[2]
+    assert previous.layout == layout.result()
+    assert chunk_keyframes(AnimationRequest(frames, [], layout), 3, 6, b"last") == []

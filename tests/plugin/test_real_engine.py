@@ -208,3 +208,106 @@ def test_fine_tuning_from_the_train_section(
         assert model.error == "" and stub_host.inserted[-1]["model"] == "studio"
     finally:
         qtbot.waitUntil(lambda: model.client.pending() == 0, timeout=TIMEOUT)
+
+
+def _shot(n: int):
+    """A small outlined cartoon shot (tests/engine/cartoon_shots.py): colored truths and
+    their grayscale frames as Krita gives them (BGRA u8, opaque)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "engine"))
+    from cartoon_shots import cartoon, gray_of
+
+    truths = [cartoon(dx=2 * i, ball=-3 * i) for i in range(n)]
+    opaque = np.full(truths[0].shape[:2] + (1,), 255, np.uint8)
+    frames = []
+    for t in truths:
+        g = gray_of(t)
+        frames.append(np.concatenate([g[..., None]] * 3 + [opaque], axis=2).tobytes())
+    return truths, frames
+
+
+def _bgra(rgb: np.ndarray) -> bytes:
+    opaque = np.full(rgb.shape[:2] + (1,), 255, np.uint8)
+    return np.concatenate([rgb[..., ::-1], opaque], axis=2).tobytes()
+
+
+def _rgb(bgra: bytes, h: int, w: int) -> np.ndarray:
+    return np.frombuffer(bgra, np.uint8).reshape(h, w, 4)[..., 2::-1]
+
+
+def test_animation_from_colored_keyframes_in_chunks(qtbot, tmp_path, real_engine, stub_host):
+    """Colorize animation with a colored keyframe at the first frame, sent in chunks of 2:
+    every chunk carries the keyframe (with its frame when that is not in the chunk) and
+    the previous chunk's last result; the frames take the keyframe's colours."""
+    import sys
+    from pathlib import Path
+
+    from inkhue.host import Keyframe
+    from inkhue.pixels import FrameLayout
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "engine"))
+    from cartoon_shots import SHIRT, interior_de
+
+    url, _paths, _config = real_engine
+    truths, frames = _shot(5)
+    h, w = truths[0].shape[:2]
+    stub_host.layout = FrameLayout(w, h, 4, "u8", "bgra")
+    stub_host.anim_frames = frames
+    stub_host.times = [0, 2, 4, 6, 8]
+    key = Keyframe(_bgra(truths[0]), stub_host.layout, frame=0, name="frame 0 of layer 'Colour'")
+    stub_host.keyframe_choices = {"layer:Colour": ("Layer 'Colour'", [key])}
+    widget, model = make_panel(qtbot, tmp_path, stub_host, url)
+    model.ANIMATION_CHUNK = 2
+    try:
+        model.set_model("tiny-gray")
+        model.refresh_sources()
+        assert widget.keyframe_combo.findData("layer:Colour") >= 0
+        widget.keyframe_combo.setCurrentIndex(widget.keyframe_combo.findData("layer:Colour"))
+        assert model.keyframes == "layer:Colour"
+        with qtbot.waitSignal(
+            model.busy_changed, timeout=TIMEOUT, check_params_cb=lambda busy: not busy
+        ):
+            model.colorize_animation()
+        assert model.error == ""
+        [anim] = stub_host.inserted
+        assert anim["feeds"] == 3 and len(anim["data"]) == 5
+        out = [_rgb(d, h, w) for d in anim["data"]]
+        assert np.array_equal(out[0], truths[0])  # the artist's keyframe, as colored
+        # the tiny untrained model could not give these: they follow the keyframe
+        for i in range(1, 5):
+            assert interior_de(out[i], truths[i], SHIRT) < 2.0, i
+
+        # Colorize frame with the same keyframes: the current frame is another one, so the
+        # keyframe travels with the frame it colors.
+        stub_host.frame = frames[3]
+        stub_host.keyframe_choices["layer:Colour"] = (
+            "Layer 'Colour'",
+            [Keyframe(_bgra(truths[0]), stub_host.layout, structure=frames[0], name="k")],
+        )
+        with qtbot.waitSignal(
+            model.busy_changed, timeout=TIMEOUT, check_params_cb=lambda busy: not busy
+        ):
+            model.colorize_frame()
+        assert model.error == ""
+        single = stub_host.inserted[1]
+        assert single["kind"] == "frame"
+        assert interior_de(_rgb(single["data"], h, w), truths[3], SHIRT) < 2.0
+    finally:
+        qtbot.waitUntil(lambda: model.client.pending() == 0, timeout=TIMEOUT)
+
+
+def test_keyframes_and_hints_do_not_combine(qtbot, tmp_path, real_engine, stub_host):
+    from inkhue.host import Keyframe
+
+    url, _paths, _config = real_engine
+    key = Keyframe(b"", stub_host.layout, frame=0)
+    stub_host.keyframe_choices = {"layer:Colour": ("Layer 'Colour'", [key])}
+    widget, model = make_panel(qtbot, tmp_path, stub_host, url)
+    model.refresh_sources()
+    model.keyframes = "layer:Colour"
+    model.hint_layer = "Hints"
+    model.colorize_animation()
+    assert "Hints and keyframes do not combine" in model.error
+    assert stub_host.inserted == [] and not model.busy

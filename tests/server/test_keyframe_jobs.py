@@ -148,9 +148,10 @@ def test_keyframe_uploads_are_checked(make_client):
 def test_uncolored_keyframe_fails_the_job_before_any_result(make_client):
     client = make_client()
     grays = [gray_of(cartoon(dx=2 * i)) for i in range(2)]
-    key = {**_layout(1), "frame": 0}
+    key = {**_layout(1), "frame": 0, "name": "frame 0 of layer 'Colour'"}
     status, results = _run(client, grays, [key], [(0, grays[0].tobytes(), False)])
-    assert status["state"] == "failed" and "has no color" in status["error"], status
+    assert status["state"] == "failed", status
+    assert status["error"].startswith("frame 0 of layer 'Colour': the keyframe has no color")
     assert status["done"] == 0 and results == []
 
 
