@@ -101,9 +101,7 @@ def test_line_art_keyframe_painted_under_the_lines(make_client):
     fill = truths[0].copy()
     fill[lines[0] == 0] = PAPER  # what is under the lines is the artist's business
     key = {**_layout(3), "frame": 0, "under_lines": True}
-    status, out = _run(
-        client, lines, [key], [(0, fill.tobytes(), False)], model="tiny-line"
-    )
+    status, out = _run(client, lines, [key], [(0, fill.tobytes(), False)], model="tiny-line")
     assert status["state"] == "done", status
     expected = from_float01(lines_over(fill, lines[0]), np.uint8)
     assert np.abs(out[0][..., :3].astype(int) - expected.astype(int)).max() <= 1
