@@ -39,6 +39,7 @@ class GuiDriver(Extension):
         self.result: dict = {"log": [], "steps": []}
         self.doc = None
         self.ink = None
+        self.colour = None  # the keyframes scenario's colour layer
         self.panel = None
         self.model = None
         self.started = False
@@ -148,11 +149,47 @@ class GuiDriver(Extension):
     def add_layer(self) -> None:
         doc = self.doc
         doc.setPlayBackRange(0, self.cfg["end"])
+        if self.cfg.get("colour_times"):
+            # The artist's colour layer (keyframes scenario), made with the source layer:
+            # adding a layer once the timeline has keyframes can crash Krita 5.1's
+            # animation curves docker (ASSERT "row >= 0").
+            self.colour = doc.createNode("Colour", "paintlayer")
+            doc.rootNode().addChildNode(self.colour, None)
         ink = doc.createNode("Ink", "paintlayer")
         doc.rootNode().addChildNode(ink, None)
         self.ink = ink
         doc.setActiveNode(ink)
+        if self.cfg.get("colour_times"):  # the colour layer's keyframes first
+            # (a later step: Krita makes the node just added active once back in its loop)
+            self.later(self.select_colour)
+            return
         self.later(lambda: self.add_keyframe(0))
+
+    def select_colour(self) -> None:
+        self.doc.setActiveNode(self.colour)
+        self.later(lambda: self.add_colour_keyframe(0))
+
+    def add_colour_keyframe(self, i: int) -> None:
+        """The colour layer's keyframes (``colour_times``, pixels ``colour_{t}.bin``)."""
+        times, doc = self.cfg["colour_times"], self.doc
+        if i == len(times):
+            doc.setActiveNode(self.ink)
+            self.later(lambda: self.add_keyframe(0))
+            return
+        t = times[i]
+        doc.setCurrentTime(t)
+        doc.waitForDone()
+        Krita.instance().action("add_blank_frame").trigger()
+        doc.waitForDone()
+        with open(os.path.join(self.cfg["out"], f"colour_{t}.bin"), "rb") as f:
+            self.colour.setPixelData(f.read(), 0, 0, self.cfg["width"], self.cfg["height"])
+        doc.refreshProjection()
+        active = doc.activeNode()
+        self.log(
+            f"colour keyframe at {t}: active {active.name() if active else None!r}, "
+            f"animated {self.colour.animated()}"
+        )
+        self.later(lambda: self.add_colour_keyframe(i + 1))
 
     def add_keyframe(self, i: int) -> None:
         times = self.cfg["times"]
@@ -220,6 +257,11 @@ class GuiDriver(Extension):
             from .tab_switch import TabSwitch
 
             TabSwitch(self).start()
+            return
+        if self.cfg.get("scenario") == "keyframes":
+            from .keyframes import KeyframesScenario
+
+            KeyframesScenario(self).start()
             return
         if self.cfg.get("scenario") == "engine":
             from .engine_life import EngineLife
