@@ -47,6 +47,10 @@ MIN_REGION_PX = 24
 #: follow their neighbours, like specks, instead of waking the model: at 1080p the
 #: model costs more for a 200-pixel island than the island is worth.
 LOOSE_SHARE = 1e-4
+#: Grayscale: a line pixel follows its nearest matched fill only up to this L ratio
+#: (lighter: a highlight or another region, not a line over that fill). Chosen on the
+#: synthetic dev shots (1.05-1.5 gave the same scores; all pixels: worse).
+LINE_LIGHTER_MAX = 1.25
 #: A match is accepted when its cost is below this (costs are 0..~1.5; see _costs).
 ACCEPT_COST = 0.4
 #: Handicap of the previous finished frame against the keyframes (same cost units):
@@ -578,16 +582,23 @@ def previous_reference(colors: FrameColors, output: np.ndarray, task: str) -> Re
 
 
 def warped_colors(
-    colors: FrameColors, references: list[Reference]
+    colors: FrameColors, references: list[Reference], lines_on_top: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-pixel Lab of a frame from its matches: (Lab HxWx3, bool HxW covered).
 
     Inside a matched region, a pixel takes the reference's own color where the flow
     lands it in the core of the matched reference region (gradients, shading and static
-    areas keep the artist's exact colors), else the region's color. A line pixel, or one of a
-    loose region (FrameColors.loose), takes the flow-warped color of the reference
-    its nearest matched region uses (line art puts its lines on top; a grayscale frame
-    keeps its own L). Pixels of unmatched regions are not covered.
+    areas keep the artist's exact colors), else the region's color. Line pixels follow
+    the nearest pixel of a matched region, so a line's anti-aliased edge blends with the
+    fill on its own side (a flow-warped reference pixel there may be the reference's own
+    line, or the fill across it, and flickers from frame to frame):
+    ``lines_on_top`` (line art: the frame's lines are multiplied over this fill): every
+    line pixel and loose region (FrameColors.loose) takes that pixel's color. Grayscale
+    (the frame keeps its own L): a line pixel takes that pixel's ab scaled by the ratio of
+    their L (at most 1), unless it is much lighter than that pixel (then it is no line
+    over that fill); loose regions and those pixels take the flow-warped color of the
+    reference their nearest matched region uses. Pixels of unmatched regions are not
+    covered.
     """
     labels = colors.labels
     h, w = labels.shape
@@ -615,10 +626,36 @@ def warped_colors(
         where = cv2.remap(
             ref.core, mx, my, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=-1
         )
-        # loose pixels take the warped color wherever it lands
-        exact = (use & ((where == want) | loose_px)).view(np.uint8)
+        # line art: its loose pixels take a color below (the warped pixel may be a line)
+        anywhere = np.zeros_like(loose_px) if lines_on_top else loose_px
+        exact = (use & ((where == want) | anywhere)).view(np.uint8)
         cv2.copyTo(warped, exact, lab)
+    own = matched_px & ~loose_px
+    if own.any() and loose_px.any():
+        nearest_px = _nearest_pixel(own)[loose_px]
+        near = lab.reshape(-1, 3)[nearest_px]
+        if lines_on_top:
+            lab[loose_px] = near
+        else:
+            # a line drawn over a fill darkens and desaturates it, as a blend with black
+            # does: the fill's ab scaled by the lightness (the frame keeps its own L)
+            ratio = colors.L[loose_px] / np.maximum(colors.L.reshape(-1)[nearest_px], 1.0)
+            near[:, 1:] *= np.clip(ratio, 0.0, 1.0)[:, None]
+            line = (labels[loose_px] == 0) & (ratio <= LINE_LIGHTER_MAX)
+            sub = lab[loose_px]
+            sub[line] = near[line]
+            lab[loose_px] = sub
     return lab, covered
+
+
+def _nearest_pixel(own: np.ndarray) -> np.ndarray:
+    """Flat index of each pixel's nearest pixel of ``own`` (bool HxW, not all False)."""
+    src = np.where(own, 0, 255).astype(np.uint8)  # zeros are the pixels measured to
+    _dist, nearest = cv2.distanceTransformWithLabels(
+        src, cv2.DIST_L2, 3, labelType=cv2.DIST_LABEL_PIXEL
+    )
+    # DIST_LABEL_PIXEL numbers the zero pixels 1, 2, ... in row-major order
+    return np.flatnonzero(own)[nearest - 1]
 
 
 @functools.lru_cache(maxsize=4)

@@ -115,7 +115,7 @@ def colorize_with_references(
     task = model.info.task
     references = list(references)
     colors = kf.colors_from_references(frame, task, references)
-    lab, covered = kf.warped_colors(colors, references)
+    lab, covered = kf.warped_colors(colors, references, lines_on_top=task == "lineart")
     if task == "grayscale":
         matched = pipeline.grayscale_with_ab(frame, lab[..., 1:])
     else:
