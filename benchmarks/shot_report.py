@@ -4,7 +4,8 @@ baselines (docs/KEYFRAMES.md holds the figures).
     python benchmarks/shot_report.py SEQ --task grayscale|lineart [--key 0000] \
         [--frames N] [--work /tmp/shot] [--json FILE]
 
-SEQ holds ``color/`` (the truth), ``gray/`` and ``lineart/`` (the inputs), frames named
+SEQ holds ``color/`` (the truth), ``gray/`` and ``lineart/`` (the inputs; ``--inputs`` names
+another, e.g. prologue_kid's ``lineart_xdog/``), frames named
 alike (python -m inkhue_training.sequences prologue renders prologue_kid so; the synthetic
 shots of benchmarks/synthetic_shots.py too). Methods:
 
@@ -49,6 +50,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("seq", type=Path)
     ap.add_argument("--task", choices=["grayscale", "lineart"], required=True)
+    ap.add_argument(
+        "--inputs",
+        default=None,
+        help="input subfolder of SEQ (default: gray/ or lineart/; e.g. lineart_xdog)",
+    )
     ap.add_argument("--key", default=None, help="stem of the keyframe (default: the first frame)")
     ap.add_argument("--frames", type=int, default=None, help="first N frames only")
     ap.add_argument("--work", type=Path, default=Path("/tmp/shot_report"))
@@ -56,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
 
-    in_dir = args.seq / ("gray" if args.task == "grayscale" else "lineart")
+    in_dir = args.seq / (args.inputs or ("gray" if args.task == "grayscale" else "lineart"))
     truth_dir = args.seq / "color"
     files = sorted(
         (p for p in in_dir.iterdir() if p.suffix.lower() == ".png"),

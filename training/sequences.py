@@ -12,7 +12,10 @@ Output folder::
 
     color/0000.png ...    the rendered frames, RGB (alpha, if any, composited onto white)
     gray/0000.png ...     the same frames in gray, with the frames' own Lab L
-    lineart/0000.png ...  line art synthesized from each frame (when training/lineart.py is there)
+    lineart/0000.png ...  the artist's lines: the document rendered with its outline layers
+                          only (filled shapes white, so they still hide what they cover)
+    lineart_xdog/0000.png ... line art synthesized from each color frame (engine/lineart.py,
+                          as training makes it: thicker, with lines at color edges)
     sequence.json         source, size, fps, frame count, render time, share of changing pixels
 
 Re-running renders only the frames that are missing; every file is written atomically.
@@ -161,6 +164,76 @@ def _chunks(frames: list[int], size: int) -> list[tuple[int, int]]:
     return runs
 
 
+#: Synfig layers that draw the artist's lines (kept as they are in the line-art render).
+LINE_LAYERS = frozenset({"outline", "advanced_outline"})
+#: Filled shapes: drawn white in the line-art render, so they still hide the lines they
+#: cover in the color render (occlusion), but leave no color.
+SHAPE_LAYERS = frozenset({"region", "polygon", "rectangle", "circle", "star", "SolidColor"})
+#: Layers that only group, move or distort what is below them: kept, so the lines land
+#: where they do in the color render.
+PASS_LAYERS = frozenset(
+    {
+        "PasteCanvas",
+        "group",
+        "switch",
+        "filter_group",
+        "super_sample",
+        "blur",
+        "noise_distort",
+        "stretch",
+        "translate",
+        "rotate",
+        "zoom",
+        "warp",
+        "twirl",
+        "inside_out",
+        "skeleton",
+    }
+)
+
+
+def outlines_only(tree: ET.ElementTree) -> ET.ElementTree:
+    """A Synfig document that renders only the artist's lines: outline layers as drawn,
+    filled shapes in white (they still hide the lines they cover), grouping and
+    distortion layers kept, every other layer (gradients, textures, shading, text)
+    switched off. Returns ``tree``, changed in place."""
+    for layer in tree.iter("layer"):
+        kind = layer.get("type")
+        if kind in LINE_LAYERS or kind in PASS_LAYERS:
+            continue
+        if kind not in SHAPE_LAYERS:
+            layer.set("active", "false")
+            continue
+        for param in layer.findall("param"):
+            if param.get("name") != "color":
+                continue
+            alpha = "1.0"
+            old = param.find("color")
+            if old is not None and old.find("a") is not None:
+                alpha = old.find("a").text or "1.0"
+            for child in list(param):
+                param.remove(child)
+            param.attrib.pop("use", None)
+            white = ET.SubElement(param, "color")
+            for channel, value in (("r", "1.0"), ("g", "1.0"), ("b", "1.0"), ("a", alpha)):
+                ET.SubElement(white, channel).text = value
+    return tree
+
+
+def write_outlines_sif(sif: Path, dest: Path) -> Path:
+    """``outlines_only`` of ``sif`` (plain or gzipped .sifz) written to ``dest``; the
+    render runs with ``dest`` beside nothing else, so the file must not import other
+    files (prologue_kid imports none)."""
+    data = sif.read_bytes()
+    if sif.suffix == ".sifz":
+        data = gzip.decompress(data)
+    tree = ET.ElementTree(ET.fromstring(data))
+    outlines_only(tree)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tree.write(dest, encoding="UTF-8", xml_declaration=True)
+    return dest
+
+
 def derived_frames(rgb: np.ndarray, lineart_fn=None) -> dict[str, np.ndarray]:
     """The gray (same Lab L) and, given ``lineart_fn``, the line-art copy of an RGB uint8 frame,
     both as uint8 gray images."""
@@ -171,6 +244,15 @@ def derived_frames(rgb: np.ndarray, lineart_fn=None) -> dict[str, np.ndarray]:
         lab = np.stack([L, np.zeros_like(L), np.zeros_like(L)], axis=-1)
         out["lineart"] = from_float01(lab_to_rgb(lab)[..., 0], np.uint8)
     return out
+
+
+def _read_render(png: Path) -> np.ndarray:
+    """A frame synfig wrote, as RGB uint8 composited onto white."""
+    raw = cv2.imread(str(png), cv2.IMREAD_UNCHANGED)
+    if raw is None:
+        raise ResourceError(f"synfig wrote an unreadable frame {png}")
+    code = cv2.COLOR_BGRA2RGBA if raw.ndim == 3 and raw.shape[2] == 4 else cv2.COLOR_BGR2RGB
+    return composite_on_white(cv2.cvtColor(raw, code))
 
 
 def render_prologue(
@@ -186,8 +268,8 @@ def render_prologue(
     sif = find_example(PROLOGUE, work or out / ".work")
     canvas = read_canvas(sif)
     frames = list(range(canvas["begin"], canvas["end"] + 1))
-    lineart_fn = synthesize_lineart
-    kinds = ["color", "gray", "lineart"]
+    kinds = ["color", "gray", "lineart", "lineart_xdog"]
+    from_color = ["color", "gray", "lineart_xdog"]  # rendered in color, then derived
     for kind in kinds:
         (out / kind).mkdir(parents=True, exist_ok=True)
     info_file = out / "sequence.json"
@@ -202,32 +284,40 @@ def render_prologue(
     def name(f: int) -> str:
         return f"{f:04d}.png"
 
-    missing = [f for f in frames if not all((out / k / name(f)).exists() for k in kinds)]
+    def missing(kinds_: list[str]) -> list[int]:
+        return [f for f in frames if not all((out / k / name(f)).exists() for k in kinds_)]
+
+    todo_color, todo_lines = missing(from_color), missing(["lineart"])
     t0 = time.perf_counter()
-    rendered = 0
+    rendered = len(set(todo_color) | set(todo_lines))
     from tqdm import tqdm
 
     bar = tqdm(
-        total=len(missing), desc=PROLOGUE, unit="frame", disable=not progress, file=sys.stderr
+        total=len(todo_color) + len(todo_lines),
+        desc=PROLOGUE,
+        unit="frame",
+        disable=not progress,
+        file=sys.stderr,
     )
     with tempfile.TemporaryDirectory(dir=out, prefix=".render-") as tmpdir:
-        for first, last in _chunks(missing, CHUNK):
-            files = render_range(sif, first, last, width, height, threads, Path(tmpdir))
-            for f, png in zip(range(first, last + 1), files, strict=True):
-                raw = cv2.imread(str(png), cv2.IMREAD_UNCHANGED)
-                if raw is None:
-                    raise ResourceError(f"synfig wrote an unreadable frame {png}")
-                code = (
-                    cv2.COLOR_BGRA2RGBA
-                    if raw.ndim == 3 and raw.shape[2] == 4
-                    else (cv2.COLOR_BGR2RGB)
-                )
-                rgb = composite_on_white(cv2.cvtColor(raw, code))
-                write_png_atomic(out / "color" / name(f), rgb)
-                for kind, img in derived_frames(rgb, lineart_fn).items():
-                    write_png_atomic(out / kind / name(f), img)
-                rendered += 1
-                bar.update()
+        tmp = Path(tmpdir)
+        # the line art is the artist's own lines: the document rendered with its
+        # outline layers only (the color frames' lines, pixel for pixel)
+        lines_sif = write_outlines_sif(sif, tmp / "outlines.sif") if todo_lines else None
+        for kind_sif, todo in ((sif, todo_color), (lines_sif, todo_lines)):
+            for first, last in _chunks(todo, CHUNK):
+                files = render_range(kind_sif, first, last, width, height, threads, tmp)
+                for f, png in zip(range(first, last + 1), files, strict=True):
+                    rgb = _read_render(png)
+                    if kind_sif is sif:
+                        write_png_atomic(out / "color" / name(f), rgb)
+                        derived = derived_frames(rgb, synthesize_lineart)
+                        write_png_atomic(out / "gray" / name(f), derived["gray"])
+                        write_png_atomic(out / "lineart_xdog" / name(f), derived["lineart"])
+                    else:
+                        gray = derived_frames(rgb)["gray"]
+                        write_png_atomic(out / "lineart" / name(f), gray)
+                    bar.update()
     bar.close()
     seconds = time.perf_counter() - t0
 

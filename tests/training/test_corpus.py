@@ -5,6 +5,7 @@ import gzip
 import json
 import os
 import shutil
+import xml.etree.ElementTree as ET
 import zipfile
 from pathlib import Path, PurePosixPath
 
@@ -558,3 +559,46 @@ def test_derived_frames_keep_lightness():
     L_line = rgb_to_lab(to_float01(np.repeat(out["lineart"][..., None], 3, 2)))[..., 0]
     assert np.abs(L_line - 50.0).max() < 0.5
     assert set(sequences.derived_frames(rgb)) == {"gray"}
+
+
+def test_outlines_only_keeps_the_lines_and_whitens_the_fills(tmp_path):
+    """The line-art render of a Synfig document: outlines as drawn, filled shapes white
+    (still hiding what they cover), groups and distortions kept, the rest switched off."""
+    sif = """<?xml version="1.0"?><canvas width="8" height="8" begin-time="0f" end-time="2f">
+      <layer type="linear_gradient" active="true" desc="sky"/>
+      <layer type="PasteCanvas" active="true" desc="kid"><param name="canvas"><canvas>
+        <layer type="region" active="true" desc="skin"><param name="color" use=":skin"/></layer>
+        <layer type="polygon" active="true"><param name="color"><color>
+          <r>0.2</r><g>0.4</g><b>0.6</b><a>0.5</a></color></param></layer>
+        <layer type="outline" active="true" desc="ink"><param name="color"><color>
+          <r>0</r><g>0</g><b>0</b><a>1</a></color></param></layer>
+        <layer type="shade" active="true"/>
+        <layer type="noise_distort" active="true"/>
+      </canvas></param></layer>
+      <layer type="text" active="true"/>
+    </canvas>"""
+    src = tmp_path / "a.sifz"
+    src.write_bytes(gzip.compress(sif.encode()))
+    dest = sequences.write_outlines_sif(src, tmp_path / "out" / "lines.sif")
+    root = ET.parse(dest).getroot()
+    layers = {(lay.get("type"), lay.get("desc")): lay for lay in root.iter("layer")}
+    active = {key: lay.get("active") for key, lay in layers.items()}
+    assert active == {
+        ("linear_gradient", "sky"): "false",
+        ("PasteCanvas", "kid"): "true",
+        ("region", "skin"): "true",
+        ("polygon", None): "true",
+        ("outline", "ink"): "true",
+        ("shade", None): "false",
+        ("noise_distort", None): "true",
+        ("text", None): "false",
+    }
+
+    def color(key):
+        param = layers[key].find("param")
+        assert param.get("use") is None
+        return [param.find("color").find(c).text for c in "rgba"]
+
+    assert color(("region", "skin")) == ["1.0", "1.0", "1.0", "1.0"]
+    assert color(("polygon", None)) == ["1.0", "1.0", "1.0", "0.5"]  # its own opacity
+    assert color(("outline", "ink")) == ["0", "0", "0", "1"]  # the lines as drawn
