@@ -47,6 +47,12 @@ MIN_REGION_PX = 24
 #: follow their neighbours, like specks, instead of waking the model: at 1080p the
 #: model costs more for a 200-pixel island than the island is worth.
 LOOSE_SHARE = 1e-4
+#: Line art: a pixel darker than this is line when matching regions. Higher than the
+#: colorizer's LINEART_L_THRESHOLD (60, which suits the thick synthesized lines it was
+#: trained on): an artist's thin anti-aliased lines are mostly lighter than 60 at frame
+#: size (prologue_kid's outlines: 60% of their pixels at L 60-90) and would leave gaps
+#: that merge regions. Measured on prologue_kid line art (docs/KEYFRAMES.md).
+KEYFRAME_LINE_L = 85.0
 #: Grayscale: a line pixel follows its nearest matched fill only up to this L ratio
 #: (lighter: a highlight or another region, not a line over that fill). Chosen on the
 #: synthetic dev shots (1.05-1.5 gave the same scores; all pixels: worse).
@@ -248,7 +254,7 @@ def make_reference(
         L = synthesize_lineart(rgb)
     else:
         L = lab[..., 0].copy()
-    labels = rg.regions_of(L, task)
+    labels = rg.regions_of(L, task, KEYFRAME_LINE_L)
     core = region_core(labels, CORE_PX[task])
     return Reference(
         name,
@@ -539,7 +545,7 @@ def colors_from_references(
                 f"{ref.name}: the reference is {ref.L.shape[1]}x{ref.L.shape[0]} but the "
                 f"frame is {L.shape[1]}x{L.shape[0]}"
             )
-    labels = rg.regions_of(L, task)
+    labels = rg.regions_of(L, task, KEYFRAME_LINE_L)
     table = describe_regions(labels, L)
     best_cost = np.full(table.count, np.inf)
     best_src = np.full(table.count, -1, np.int64)
@@ -612,6 +618,7 @@ def warped_colors(
     src = np.where(covered, colors.source.astype(np.int32)[nearest], -1)
     want = colors.ref_region.astype(np.float32)[labels]
     gx, gy = _pixel_grid(h, w)
+    landed = np.zeros_like(matched_px)  # pixels that took a reference pixel's own color
     for i, ref in enumerate(references):
         use = src == i
         if not use.any():
@@ -626,25 +633,36 @@ def warped_colors(
         where = cv2.remap(
             ref.core, mx, my, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=-1
         )
-        # line art: its loose pixels take a color below (the warped pixel may be a line)
-        anywhere = np.zeros_like(loose_px) if lines_on_top else loose_px
+        # loose regions take the warped color wherever it lands; line art's lines take
+        # theirs below (the warped pixel may be a line)
+        anywhere = (loose_px & (labels != 0)) if lines_on_top else loose_px
         exact = (use & ((where == want) | anywhere)).view(np.uint8)
         cv2.copyTo(warped, exact, lab)
+        landed |= use & (where == want)
+    # a pixel of a matched region whose flow missed the core took the region's color:
+    # the nearest pixel of the same region that landed is closer to the truth (shading
+    # along a line, a region with more than one fill)
+    stray = matched_px & ~loose_px & ~landed
+    if landed.any() and stray.any():
+        nearest_px = _nearest_pixel(landed)[stray]
+        same = labels.reshape(-1)[nearest_px] == labels[stray]
+        sub = lab[stray]
+        sub[same] = lab.reshape(-1, 3)[nearest_px[same]]
+        lab[stray] = sub
     own = matched_px & ~loose_px
     if own.any() and loose_px.any():
         nearest_px = _nearest_pixel(own)[loose_px]
         near = lab.reshape(-1, 3)[nearest_px]
-        if lines_on_top:
-            lab[loose_px] = near
-        else:
+        line = labels[loose_px] == 0
+        if not lines_on_top:
             # a line drawn over a fill darkens and desaturates it, as a blend with black
             # does: the fill's ab scaled by the lightness (the frame keeps its own L)
             ratio = colors.L[loose_px] / np.maximum(colors.L.reshape(-1)[nearest_px], 1.0)
             near[:, 1:] *= np.clip(ratio, 0.0, 1.0)[:, None]
-            line = (labels[loose_px] == 0) & (ratio <= LINE_LIGHTER_MAX)
-            sub = lab[loose_px]
-            sub[line] = near[line]
-            lab[loose_px] = sub
+            line &= ratio <= LINE_LIGHTER_MAX
+        sub = lab[loose_px]
+        sub[line] = near[line]
+        lab[loose_px] = sub
     return lab, covered
 
 

@@ -57,10 +57,11 @@ def label_regions(lines: np.ndarray) -> np.ndarray:
     return labels
 
 
-def regions_of(L: np.ndarray, task: str) -> np.ndarray:
-    """Region labels of a frame by task: dark lines for 'lineart', L edges for 'grayscale'."""
+def regions_of(L: np.ndarray, task: str, line_threshold: float = LINEART_L_THRESHOLD) -> np.ndarray:
+    """Region labels of a frame by task: dark lines for 'lineart' (L below
+    ``line_threshold``), L edges for 'grayscale'."""
     if task == "lineart":
-        return label_regions(lineart_lines(L))
+        return label_regions(lineart_lines(L, line_threshold))
     if task == "grayscale":
         return label_regions(edge_lines(L))
     raise ValueError(f"unknown task {task!r}: use 'grayscale' or 'lineart'")
