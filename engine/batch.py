@@ -3,7 +3,8 @@
 ``colorize_many`` runs three stages that overlap, joined by bounded queues:
 
 1. a reader thread decodes frames, loads their hints and prepares them
-   (pipeline.prepare_frame), one *group* of ``batch_size`` frames at a time;
+   (pipeline.prepare_frame) in a small thread pool, one *group* of ``batch_size``
+   frames at a time;
 2. the calling thread runs the model on each group (pipeline.run_prepared, which
    puts frames of one working size into one model call) and hands every frame to a
    worker pool that finishes it (pipeline.finish_frame);
@@ -761,6 +762,24 @@ def _run(
         stop.set()
 
     # -- stage 1: read, hint and prepare ------------------------------------------
+    loader = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="inkhue-load")
+
+    def load(j: FrameJob, work: bool) -> None:
+        """Read (an image; a video's frame is decoded already) and prepare one frame."""
+        try:
+            if not j.source.is_video:
+                j.frame = fio.read_image(j.source.path, max_pixels)
+            if work and remote is not None:  # prepared where the model runs
+                j.prepared = hint_source.for_frame(j.name, j.frame.shape)
+            elif work:  # the whole group meets the model, done frames included
+                j.prepared = pipeline.prepare_frame(
+                    j.frame, info, hint_source.for_frame(j.name, j.frame.shape), options
+                )
+        except InputError as exc:
+            if fail_fast:
+                raise
+            j.error, j.frame, j.prepared = str(exc), None, None
+
     def reader() -> None:
         try:
             video_iters: dict[Path, Iterator[np.ndarray]] = {}
@@ -773,27 +792,17 @@ def _run(
                     _put(q_groups, group, stop)
                     continue
                 work = any(not j.done for j in group)
+                loading = []
                 for j in group:
                     if cancel is not None and cancel.is_set():
                         raise InkHueError("cancelled")
                     if j.source.is_video:  # a decoding error stops the run (the stream)
                         j.frame = _next_video_frame(video_iters, j)
-                    try:
-                        if not j.source.is_video:
-                            j.frame = fio.read_image(j.source.path, max_pixels)
-                        if work and remote is not None:  # prepared where the model runs
-                            j.prepared = hint_source.for_frame(j.name, j.frame.shape)
-                        elif work:  # the whole group meets the model, done frames included
-                            j.prepared = pipeline.prepare_frame(
-                                j.frame,
-                                info,
-                                hint_source.for_frame(j.name, j.frame.shape),
-                                options,
-                            )
-                    except InputError as exc:
-                        if fail_fast:
-                            raise
-                        j.error, j.frame, j.prepared = str(exc), None, None
+                    # the frames of a group are read and prepared in parallel: one thread
+                    # left a core idle while the first group filled (docs/PERFORMANCE.md)
+                    loading.append(loader.submit(load, j, work))
+                for f in loading:  # in order: the first bad frame's error, as before
+                    f.result()
                 _put(q_groups, group, stop)
             _put(q_groups, _END, stop)
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread
@@ -928,6 +937,7 @@ def _run(
             stop.set()
         for t in threads:
             t.join()
+        loader.shutdown(wait=True, cancel_futures=True)
         pool.shutdown(wait=True, cancel_futures=stop_all)
         if bar is not None:
             bar.close()

@@ -259,6 +259,29 @@ def test_carry_refuses_large_color_changes_and_moving_edges():
     np.testing.assert_array_equal(carry.apply(far, static, prev), far)
 
 
+def test_the_frames_of_a_group_are_prepared_in_parallel(gray_model, tmp_path, monkeypatch):
+    # one reader thread left a core idle while the first group filled: two frames of a
+    # group must be in prepare_frame at the same time (a barrier that one thread breaks)
+    import threading
+
+    from inkhue_engine import pipeline
+
+    make_sequence(tmp_path / "in", 4)
+    barrier = threading.Barrier(2, timeout=10)
+    real = pipeline.prepare_frame
+
+    def meet(*args, **kwargs):
+        barrier.wait()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "prepare_frame", meet)
+    sources = frames_io.expand_inputs([tmp_path / "in"])
+    res = batch.colorize_many(
+        sources, tmp_path / "out", gray_model, batch_size=2, workers=2, progress=False
+    )
+    assert res.written == 4
+
+
 def _float_carry(frames, outs, settings):
     """The carry rule written plainly in float (the reference for SequenceCarry)."""
     ref, prev, result = None, None, []

@@ -44,11 +44,14 @@ def test_run_bench_reports_every_stage_size_and_hint_count(grayscale_model, line
         assert "torch" not in m["model_only"][0]
         seq = m["sequence"]
         assert seq["frames"] == 3 and seq["frames_per_s"] > 0 and seq["bound_frames_per_s"] > 0
+        assert seq["repeats"] == len(seq["ratios"]) == 2  # sequence and bound alternate
+        assert seq["cpu_ms_per_frame"] > 0 and seq["bound_cpu_ms_per_frame"] > 0
+        assert seq["ceiling"] > 0 and seq["cores"] >= 1
     assert report.settings["providers"] == ["CPUExecutionProvider"]
     assert "--no-torch" in report.settings["torch"]
     text = bench.format_report(report)
     assert "40x24" in text and "frames/s" in text and "intra-op threads" in text
-    assert "hints +" in text and "%" in text
+    assert "hints +" in text and "%" in text and "CPU per frame" in text
     svg = bench.plot_svg(report)
     assert svg.startswith("<svg") and svg.count("<rect") >= 1 + 2 * 4 * 3
     import xml.etree.ElementTree as ET
