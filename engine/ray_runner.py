@@ -4,27 +4,21 @@
 calling process: the plan, reading, the resume check, color carrying in frame order,
 the manifest and the atomic writes. With a ``RayRunner`` only the frame work moves:
 each group of ``batch_size`` frames (the same groups as in one process, done frames
-included) is prepared, run through the model and finished by one Ray actor call, as
+included) is prepared, run through the model and finished by one Ray task, exactly as
 ``pipeline`` does it locally, so the outputs are the same bytes. The frames travel
 through Ray's object store; the workers need inkhue installed and the model file at the
 same path (a shared folder, or the same install on every node).
 
-Ray is an optional extra (``pip install 'inkhue[ray]'``). The work runs in Ray *actors*,
-one per CPU of the cluster, each asking for one CPU and running ONNX Runtime and OpenCV
-on one thread. An actor imports the engine and loads the model once, when the runner
-starts (about 1.5-2 s per process on a 2-core machine): with plain tasks every worker
-process paid that inside the run, which a short batch never amortized and which hid
-the second worker's gain (docs/PERFORMANCE.md). The stack notes warn that actors taking
-every CPU hung a Ray Data job whose read tasks then got none; here nothing else runs on
-the cluster (reading and writing stay in the calling process), so the actors may take
-every CPU. A local cluster started here gets every core.
+Ray is an optional extra (``pip install 'inkhue[ray]'``). Per the stack notes, work
+must leave CPUs free for the rest of the pipeline (a job whose actors took every CPU
+hung): each task asks for one CPU and runs ONNX Runtime and OpenCV on one thread, and a
+local cluster started here gets every core.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
-import threading
 from collections.abc import Sequence
 from concurrent.futures import Future
 from typing import Any
@@ -34,7 +28,7 @@ import numpy as np
 from inkhue_engine.errors import InkHueError
 
 RAY_MISSING = "--ray needs Ray: pip install 'inkhue[ray]'"
-#: CPUs (and threads) each Ray actor asks for.
+#: CPUs (and threads) each Ray task asks for.
 TASK_CPUS = 1
 
 
@@ -70,49 +64,8 @@ def _colorize_group(
     ]
 
 
-class _Colorizer:
-    """A Ray actor: the model loaded once, one group of frames per call."""
-
-    def __init__(self, model_path: str, device: str, threads: int) -> None:
-        import cv2
-
-        from inkhue_engine.model import load_model
-
-        if threads > 0:
-            cv2.setNumThreads(threads)
-        self._args = (model_path, device, threads)
-        load_model(model_path, device, threads=threads)  # imports and the session, now
-
-    def ready(self) -> bool:
-        return True
-
-    def cpu_seconds(self) -> float:
-        """CPU time this actor's process has used (all its threads)."""
-        import time
-
-        return time.process_time()
-
-    def group(
-        self,
-        options: Any,
-        frames: Sequence[np.ndarray],
-        hints: Sequence[Any],
-        todo: Sequence[bool],
-        batch_size: int,
-    ) -> list[np.ndarray | None]:
-        model_path, device, threads = self._args
-        return _colorize_group(
-            model_path, device, options, frames, hints, todo, batch_size, threads
-        )
-
-
 class RayRunner:
-    """Submits colorize_many's groups to Ray actors; ``submit`` returns one Future per frame.
-
-    ``actors``: how many (default: one per CPU of the cluster, ``TASK_CPUS`` each);
-    ``start_timeout``: seconds to wait for them to start (an actor the cluster cannot
-    place in time is dropped; none at all is an InkHueError).
-    """
+    """Submits colorize_many's groups to Ray; ``submit`` returns one Future per frame."""
 
     def __init__(
         self,
@@ -121,8 +74,6 @@ class RayRunner:
         batch_size: int,
         address: str | None = None,
         num_cpus: int | None = None,
-        actors: int | None = None,
-        start_timeout: float = 300.0,
     ) -> None:
         try:
             ray = importlib.import_module("ray")
@@ -147,68 +98,35 @@ class RayRunner:
                 where = address or "a local cluster"
                 raise InkHueError(f"--ray {where}: cannot start or reach Ray ({exc})") from exc
             self.started = True
+        self._task = ray.remote(num_cpus=TASK_CPUS)(_colorize_group)
+        self._model_path = str(model.info.path)
+        self._device = model.requested_device
         self._options = options
         self._batch_size = batch_size
-        # an actor asks for TASK_CPUS CPUs: it uses that many threads on a CPU device (two
-        # actors with the default threads each would fight over the same cores)
-        threads = TASK_CPUS if model.providers[0] == "CPUExecutionProvider" else 0
+        # a task asks for TASK_CPUS CPUs: it uses that many threads on a CPU device (two
+        # tasks with the default threads each would fight over the same cores)
+        self._threads = TASK_CPUS if model.providers[0] == "CPUExecutionProvider" else 0
         cpus = int(ray.cluster_resources().get("CPU", 1))
-        count = actors or max(1, cpus // TASK_CPUS)
-        actor_class = ray.remote(num_cpus=TASK_CPUS)(_Colorizer)
-        started = [
-            actor_class.remote(str(model.info.path), model.requested_device, threads)
-            for _ in range(count)
-        ]
-        pings = {a.ready.remote(): a for a in started}
-        done, _ = ray.wait(list(pings), num_returns=len(pings), timeout=start_timeout)
-        self._actors = []
-        try:
-            for ref in done:
-                ray.get(ref)  # an actor that failed to start (model, import) raises here
-                self._actors.append(pings[ref])
-        except ray.exceptions.RayError as exc:
-            self._actors = started
-            self.close()
-            raise InkHueError(f"--ray: a worker could not start: {_plain(exc)}") from None
-        for a in started:
-            if a not in self._actors:  # not placed in time: the cluster is busy
-                ray.kill(a)
-        if not self._actors:
-            self.close()
-            raise InkHueError(
-                f"--ray: no worker started within {start_timeout:.0f} s: the cluster has "
-                "no free CPU"
-            )
-        self._busy = [0] * len(self._actors)  # groups in flight per actor
-        self._lock = threading.Lock()
-        #: groups worth keeping in flight: one per actor, and one more
-        self.in_flight = max(2, len(self._actors) + 1)
-
-    @property
-    def workers(self) -> int:
-        """How many actors run the groups."""
-        return len(self._actors)
-
-    def cpu_seconds(self) -> float:
-        """CPU time used so far by the actors' processes, together."""
-        return float(sum(self._ray.get([a.cpu_seconds.remote() for a in self._actors])))
+        #: groups worth keeping in flight: one per CPU of the cluster, and one more
+        self.in_flight = max(2, cpus + 1)
 
     def submit(
         self, frames: Sequence[np.ndarray], hints: Sequence[Any], todo: Sequence[bool]
     ) -> list[Future | None]:
-        """Start one group on the least busy actor; Futures of the finished frames (None
-        for done ones)."""
-        with self._lock:
-            k = min(range(len(self._actors)), key=self._busy.__getitem__)
-            self._busy[k] += 1
-        ref = self._actors[k].group.remote(
-            self._options, list(frames), list(hints), list(todo), self._batch_size
+        """Start one group; Futures of the finished frames (None for done ones)."""
+        ref = self._task.remote(
+            self._model_path,
+            self._device,
+            self._options,
+            list(frames),
+            list(hints),
+            list(todo),
+            self._batch_size,
+            self._threads,
         )
         futures: list[Future | None] = [Future() if t else None for t in todo]
 
         def settle(group: Future) -> None:
-            with self._lock:
-                self._busy[k] -= 1
             try:
                 outs = group.result()
             except BaseException as exc:  # noqa: BLE001 - handed to every frame's Future
@@ -224,15 +142,10 @@ class RayRunner:
         return futures
 
     def close(self) -> None:
-        """Stop the actors; shut down a local cluster this runner started (a cluster it
-        joined stays up)."""
-        if self._ray.is_initialized():
-            for a in getattr(self, "_actors", []):
-                self._ray.kill(a)
-            self._actors = []
-            if self.started:
-                self._ray.shutdown()
-                self.started = False
+        """Shut down a local cluster this runner started (a cluster it joined stays up)."""
+        if self.started and self._ray.is_initialized():
+            self._ray.shutdown()
+            self.started = False
 
 
 def _check_reachable(address: str, timeout: float = 5.0) -> None:
