@@ -46,7 +46,7 @@ def test_run_bench_reports_every_stage_size_and_hint_count(grayscale_model, line
         assert seq["frames"] == 3 and seq["frames_per_s"] > 0 and seq["bound_frames_per_s"] > 0
         assert seq["repeats"] == len(seq["ratios"]) == 2  # sequence and bound alternate
         assert seq["cpu_ms_per_frame"] > 0 and seq["bound_cpu_ms_per_frame"] > 0
-        assert seq["ceiling"] > 0 and seq["cores"] >= 1
+        assert seq["cores_for_target"] > 0 and seq["cores"] >= 1
     assert report.settings["providers"] == ["CPUExecutionProvider"]
     assert "--no-torch" in report.settings["torch"]
     text = bench.format_report(report)
