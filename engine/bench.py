@@ -257,6 +257,7 @@ def time_hint_layers(
     rows = []
     for k in range(len(layers)):
         result: dict[str, Any] = {key: _stats(v) for key, v in parts[k].items()}
+        result["total_runs"] = [round(v, 3) for v in parts[k]["total"]]  # in run order
         result["model_input"] = list(shapes[k])
         # the process's peak RSS during the timed calls, and how far above its RSS before
         # them (memory freed by earlier calls is reused, so it can read ~0)
@@ -264,6 +265,12 @@ def time_hint_layers(
         result["peak_above_start_mib"] = round(peaks[k][1], 1)
         rows.append(result)
     return rows
+
+
+def hint_cost(with_hints: Sequence[float], without: Sequence[float]) -> float:
+    """What hints add: the median over paired runs (measured back to back) of
+    with / without - 1."""
+    return statistics.median(a / b for a, b in zip(with_hints, without, strict=True)) - 1.0
 
 
 def time_model(model: Any, shape: Sequence[int], runs: int, warmup: int) -> dict[str, float]:
@@ -498,8 +505,9 @@ def run_bench(
             for n, row in zip(config.hints, rows, strict=True):
                 row.update({"size": [h, w], "hints": n})
                 if plain is not None and n > 0:
-                    # what the hints add end to end (medians measured in the same seconds)
-                    row["hint_cost"] = row["total"]["median"] / plain["total"]["median"] - 1
+                    # what the hints add end to end: the median of the ratios of runs made
+                    # back to back (a burst of load hits both of a pair, not one median)
+                    row["hint_cost"] = hint_cost(row["total_runs"], plain["total_runs"])
                 entry["rows"].append(row)
             shape = entry["rows"][-1]["model_input"]
             mo: dict[str, Any] = {

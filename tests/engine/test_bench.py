@@ -59,6 +59,14 @@ def test_run_bench_reports_every_stage_size_and_hint_count(grayscale_model, line
     ET.fromstring(svg)  # well-formed
 
 
+def test_hint_cost_is_the_median_of_paired_ratios():
+    # a burst of load in two runs of one count moves its median, not the paired ratios
+    plain = [100.0, 300.0, 300.0, 100.0, 100.0]
+    hints = [110.0, 330.0, 330.0, 330.0, 330.0]  # the ratio of the medians would be 3.3
+    assert bench.hint_cost(hints, plain) == pytest.approx(0.1)
+    assert bench.hint_cost([100.0], [100.0]) == 0.0
+
+
 def test_hint_counts_are_timed_interleaved(grayscale_model, monkeypatch):
     # the cost of hints is a ratio of two figures: they are measured in the same seconds
     from inkhue_engine import pipeline
