@@ -3,7 +3,8 @@
 ``colorize_many`` runs three stages that overlap, joined by bounded queues:
 
 1. a reader thread decodes frames, loads their hints and prepares them
-   (pipeline.prepare_frame), one *group* of ``batch_size`` frames at a time;
+   (pipeline.prepare_frame) in a small thread pool, one *group* of ``batch_size``
+   frames at a time;
 2. the calling thread runs the model on each group (pipeline.run_prepared, which
    puts frames of one working size into one model call) and hands every frame to a
    worker pool that finishes it (pipeline.finish_frame);
@@ -29,8 +30,10 @@ when it exists, and redone entirely otherwise.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import math
 import os
 import queue
 import threading
@@ -98,13 +101,19 @@ class SequenceCarry:
 
         None for a sequence's first frame (or one whose size or type changed).
         """
-        cur = to_float01(frame)
+        levels = _uint8_tolerance(self.settings.tolerance) if frame.dtype == np.uint8 else None
+        # 8-bit frames are compared as they are, by a rule found from all 65536 pairs of
+        # values (the same mask as in float, without a float copy of every frame)
+        cur = frame.copy() if levels is not None else to_float01(frame)
         key = (frame.shape, frame.dtype.str)
         if self._ref is None or key != self._key:
             self._ref, self._key = cur, key
             return None
-        diff = _channel_max(cv2.absdiff(cur, self._ref))
-        static = (diff <= self.settings.tolerance).astype(np.uint8)
+        if levels is not None:
+            static = _channel_min(_uint8_within(cur, self._ref, levels))
+        else:
+            diff = _channel_max(cv2.absdiff(cur, self._ref))
+            static = (diff <= self.settings.tolerance).astype(np.uint8)
         px = self.settings.erode_px
         if px > 0:
             kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * px + 1, 2 * px + 1))
@@ -125,9 +134,14 @@ class SequenceCarry:
             or not static.any()
         ):
             return fresh
-        change = _channel_max(cv2.absdiff(previous, fresh))  # in the frame's own units
-        limit = self.settings.max_change * DTYPE_SCALE[fresh.dtype]
-        mask = (static & (change <= limit)).view(np.uint8)
+        limit = self.settings.max_change * DTYPE_SCALE[fresh.dtype]  # the frame's own units
+        if fresh.dtype != np.float32:
+            limit = float(math.floor(limit))  # integer differences: the same test
+        # no channel changed by more than the limit: one cv2.inRange over all channels
+        # (the maximum over channels is <= limit exactly when every channel is)
+        low = (0.0,) * (1 if fresh.ndim == 2 else fresh.shape[2])
+        small = cv2.inRange(cv2.absdiff(previous, fresh), low, (limit,) * len(low))
+        mask = cv2.bitwise_and(static.view(np.uint8), small)
         # (cv2: ~20x faster than np.where on a 1 MPx frame)
         return cv2.copyTo(previous, mask, fresh.copy())
 
@@ -148,6 +162,64 @@ def colorize_sequence(
         fresh = colorize(frame, hints)
         previous = state.apply(fresh, static, previous) if settings.enabled else fresh
         yield previous
+
+
+@functools.lru_cache(maxsize=16)
+def _uint8_tolerance(tolerance: float) -> tuple[int, int, np.ndarray] | None:
+    """SequenceCarry.observe's float test on 8-bit values as integer rules: (full, edge,
+    lut): two values are within ``tolerance`` (float01 difference, as observe computes
+    it) when they differ by at most ``full`` levels, or by exactly ``edge`` levels and
+    ``lut[smaller value]`` is set (float rounding makes that one difference go either
+    way: 3/255 holds for 474 of the 506 pairs 3 apart). Found by trying all 65536 pairs;
+    None when the float test is not of that form (then observe works in float)."""
+    f01 = to_float01(np.arange(256, dtype=np.uint8))
+    a, b = np.meshgrid(f01, f01, indexing="ij")
+    within = cv2.absdiff(a, b) <= tolerance
+    values = np.arange(256)
+    levels = np.abs(np.subtract.outer(values, values))
+    smaller = np.minimum.outer(values, values)
+    complete = [d for d in range(256) if within[levels == d].all()]
+    full = -1
+    while full + 1 in complete:
+        full += 1
+    partial = [d for d in range(full + 1, 256) if within[levels == d].any()]
+    if full < 0 or len(partial) > 1:
+        return None
+    edge = partial[0] if partial else 256  # 256: no difference is one
+    lut = np.zeros(256, np.uint8)
+    if partial:
+        sel = (levels == edge) & within
+        lut[smaller[sel]] = 255
+        # the rule must say exactly what the float test says, for every pair
+        rebuilt = (levels <= full) | ((levels == edge) & (lut[smaller] > 0))
+        if not np.array_equal(rebuilt, within):
+            return None
+    return full, edge, lut
+
+
+def _uint8_within(a: np.ndarray, b: np.ndarray, rule: tuple[int, int, np.ndarray]) -> np.ndarray:
+    """255 where 8-bit ``a`` and ``b`` (same shape) are within the tolerance of ``rule``
+    (_uint8_tolerance), per channel; 0 elsewhere."""
+    full, edge, lut = rule
+    shape = a.shape
+    a, b = a.reshape(shape[0], -1), b.reshape(shape[0], -1)  # cv2.compare: one channel
+    diff = cv2.absdiff(a, b)
+    within = cv2.compare(diff, full, cv2.CMP_LE)
+    if edge < 256:
+        at_edge = cv2.bitwise_and(cv2.compare(diff, edge, cv2.CMP_EQ), cv2.LUT(cv2.min(a, b), lut))
+        within = cv2.bitwise_or(within, at_edge)
+    return within.reshape(shape)
+
+
+def _channel_min(img: np.ndarray) -> np.ndarray:
+    """Per-pixel minimum over channels (all channels within: a pixel is within)."""
+    if img.ndim == 2:
+        return img
+    planes = cv2.split(img)
+    out = planes[0]
+    for p in planes[1:]:
+        out = cv2.min(out, p)
+    return out
 
 
 def _channel_max(img: np.ndarray) -> np.ndarray:
@@ -690,6 +762,24 @@ def _run(
         stop.set()
 
     # -- stage 1: read, hint and prepare ------------------------------------------
+    loader = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="inkhue-load")
+
+    def load(j: FrameJob, work: bool) -> None:
+        """Read (an image; a video's frame is decoded already) and prepare one frame."""
+        try:
+            if not j.source.is_video:
+                j.frame = fio.read_image(j.source.path, max_pixels)
+            if work and remote is not None:  # prepared where the model runs
+                j.prepared = hint_source.for_frame(j.name, j.frame.shape)
+            elif work:  # the whole group meets the model, done frames included
+                j.prepared = pipeline.prepare_frame(
+                    j.frame, info, hint_source.for_frame(j.name, j.frame.shape), options
+                )
+        except InputError as exc:
+            if fail_fast:
+                raise
+            j.error, j.frame, j.prepared = str(exc), None, None
+
     def reader() -> None:
         try:
             video_iters: dict[Path, Iterator[np.ndarray]] = {}
@@ -702,27 +792,17 @@ def _run(
                     _put(q_groups, group, stop)
                     continue
                 work = any(not j.done for j in group)
+                loading = []
                 for j in group:
                     if cancel is not None and cancel.is_set():
                         raise InkHueError("cancelled")
                     if j.source.is_video:  # a decoding error stops the run (the stream)
                         j.frame = _next_video_frame(video_iters, j)
-                    try:
-                        if not j.source.is_video:
-                            j.frame = fio.read_image(j.source.path, max_pixels)
-                        if work and remote is not None:  # prepared where the model runs
-                            j.prepared = hint_source.for_frame(j.name, j.frame.shape)
-                        elif work:  # the whole group meets the model, done frames included
-                            j.prepared = pipeline.prepare_frame(
-                                j.frame,
-                                info,
-                                hint_source.for_frame(j.name, j.frame.shape),
-                                options,
-                            )
-                    except InputError as exc:
-                        if fail_fast:
-                            raise
-                        j.error, j.frame, j.prepared = str(exc), None, None
+                    # the frames of a group are read and prepared in parallel: one thread
+                    # left a core idle while the first group filled (docs/PERFORMANCE.md)
+                    loading.append(loader.submit(load, j, work))
+                for f in loading:  # in order: the first bad frame's error, as before
+                    f.result()
                 _put(q_groups, group, stop)
             _put(q_groups, _END, stop)
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread
@@ -857,6 +937,7 @@ def _run(
             stop.set()
         for t in threads:
             t.join()
+        loader.shutdown(wait=True, cancel_futures=True)
         pool.shutdown(wait=True, cancel_futures=stop_all)
         if bar is not None:
             bar.close()

@@ -259,6 +259,99 @@ def test_carry_refuses_large_color_changes_and_moving_edges():
     np.testing.assert_array_equal(carry.apply(far, static, prev), far)
 
 
+def test_the_frames_of_a_group_are_prepared_in_parallel(gray_model, tmp_path, monkeypatch):
+    # one reader thread left a core idle while the first group filled: two frames of a
+    # group must be in prepare_frame at the same time (a barrier that one thread breaks)
+    import threading
+
+    from inkhue_engine import pipeline
+
+    make_sequence(tmp_path / "in", 4)
+    barrier = threading.Barrier(2, timeout=10)
+    real = pipeline.prepare_frame
+
+    def meet(*args, **kwargs):
+        barrier.wait()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "prepare_frame", meet)
+    sources = frames_io.expand_inputs([tmp_path / "in"])
+    res = batch.colorize_many(
+        sources, tmp_path / "out", gray_model, batch_size=2, workers=2, progress=False
+    )
+    assert res.written == 4
+
+
+def _float_carry(frames, outs, settings):
+    """The carry rule written plainly in float (the reference for SequenceCarry)."""
+    ref, prev, result = None, None, []
+    kernel = cv2.getStructuringElement(
+        cv2.MORPH_ELLIPSE, (2 * settings.erode_px + 1, 2 * settings.erode_px + 1)
+    )
+    for frame, fresh in zip(frames, outs, strict=True):
+        cur = to_float01(frame)
+        if ref is None:
+            ref, static = cur, None
+        else:
+            diff = np.abs(cur - ref)
+            diff = diff.max(axis=2) if diff.ndim == 3 else diff
+            static = (diff <= settings.tolerance).astype(np.uint8)
+            if settings.erode_px > 0:
+                static = cv2.erode(static, kernel, borderType=cv2.BORDER_REPLICATE)
+            ref = np.where((static > 0)[..., None] if cur.ndim == 3 else static > 0, ref, cur)
+            static = static.astype(bool)
+        if static is not None and prev is not None:
+            change = np.abs(prev.astype(np.float64) - fresh.astype(np.float64)).max(axis=2)
+            keep = static & (change <= settings.max_change * 255)
+            fresh = np.where(keep[..., None], prev, fresh)
+        result.append((static, fresh))
+        prev = fresh
+    return result
+
+
+@pytest.mark.parametrize("channels", [0, 3, 4])
+@pytest.mark.parametrize("tolerance", [3 / 255, 1 / 255, 0.0, 10 / 255, 0.02, 0.5])
+def test_carry_of_8_bit_frames_is_the_float_rule(channels, tolerance):
+    # observe compares 8-bit frames without converting them to float: the same masks
+    rng = np.random.default_rng(int(tolerance * 1000) + channels)
+    shape = (40, 50) if channels == 0 else (40, 50, channels)
+    frames, outs = [], []
+    frame = rng.integers(0, 256, shape).astype(np.uint8)
+    out = rng.integers(0, 256, (40, 50, 3)).astype(np.uint8)
+    for _ in range(6):
+        step = rng.integers(-4, 5, shape) * (rng.random(shape) < 0.6)
+        frame = np.clip(frame.astype(int) + step, 0, 255).astype(np.uint8)
+        out = np.where(
+            rng.random((40, 50, 1)) < 0.8, out, rng.integers(0, 256, (40, 50, 3))
+        ).astype(np.uint8)
+        out = np.clip(out.astype(int) + rng.integers(-20, 21, out.shape), 0, 255).astype(np.uint8)
+        frames.append(frame)
+        outs.append(out)
+    settings = batch.CarrySettings(tolerance=tolerance, erode_px=1, max_change=0.06)
+    carry = batch.SequenceCarry(settings)
+    prev = None
+    for (want_static, want_out), frame, fresh in zip(
+        _float_carry(frames, outs, settings), frames, outs, strict=True
+    ):
+        static = carry.observe(frame)
+        assert (static is None) == (want_static is None)
+        if static is not None:
+            np.testing.assert_array_equal(static, want_static)
+        prev = carry.apply(fresh, static, prev)
+        np.testing.assert_array_equal(prev, want_out)
+
+
+def test_uint8_tolerance_rule_matches_every_pair_of_values():
+    values = np.arange(256, dtype=np.uint8)
+    a, b = np.meshgrid(values, values, indexing="ij")
+    for tolerance in (3 / 255, 1 / 255, 2.5 / 255, 0.06, 0.0, 1.0):
+        rule = batch._uint8_tolerance(tolerance)
+        assert rule is not None
+        want = np.abs(to_float01(a) - to_float01(b)) <= tolerance
+        np.testing.assert_array_equal(batch._uint8_within(a, b, rule) > 0, want)
+    assert batch._uint8_tolerance(-1.0) is None  # nothing is within: the float path
+
+
 # --------------------------------------------------------------------------- planning
 def test_plan_names_outputs_and_refuses_to_overwrite_inputs(tmp_path):
     paths = make_sequence(tmp_path / "in", 3)

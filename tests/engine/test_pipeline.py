@@ -587,6 +587,27 @@ def test_sparse_hints_are_hints_from_rgba(dtype):
     assert P._read_hints(np.zeros((30, 40, 4), dtype), (30, 40), want_l=False) is None
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+def test_hint_pixels_are_the_pixels_with_alpha_above_zero(dtype):
+    # 8/16-bit images are read one little-endian word per pixel: alpha is its top part
+    top = 1.0 if dtype == np.float32 else np.iinfo(dtype).max
+    rgba = np.zeros((7, 9, 4), dtype)
+    rgba[..., :3] = top  # full color, no alpha: not a hint
+    rgba[1, 2, 3] = 1 if dtype != np.float32 else 1e-6  # the smallest alpha is a hint
+    rgba[3, 4] = (0, 0, 0, top)
+    if dtype == np.uint16:
+        rgba[5, 6, 3] = 256  # only the high byte of the alpha set
+    if dtype == np.float32:
+        rgba[6, 0, 3] = -0.5  # negative and NaN alpha are no hint
+        rgba[6, 1, 3] = np.nan
+    want = np.flatnonzero(rgba[..., 3] > 0)
+    assert want.size >= 2
+    np.testing.assert_array_equal(P._hint_pixels(rgba), want)
+    wide = np.zeros((7, 18, 4), dtype)
+    wide[:, ::2] = rgba  # not C-contiguous: the strided rule
+    np.testing.assert_array_equal(P._hint_pixels(wide[:, ::2]), want)
+
+
 def test_gamut_edges_are_the_clipped_pixels():
     # _lab_to_rgb_keep_l finds the pixels to check with cv2.inRange: exactly those with
     # a channel at or beyond 0 or 1 before clipping
