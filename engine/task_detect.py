@@ -28,7 +28,7 @@ Pure numpy / OpenCV; no state.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import cv2
@@ -229,3 +229,32 @@ def detect_sequence(
             det.paper,
         )
     return det
+
+
+def source_frames(sources: Iterable, max_pixels: int | None = None) -> Iterator[np.ndarray]:
+    """The frames of ``sources`` (frames_io.Source: images and videos) in order, read
+    lazily for detect_sequence; a frame that cannot be read is skipped (the batch that
+    follows reports it with its name)."""
+    from inkhue_engine import frames_io as fio
+
+    for source in sources:
+        try:
+            if source.is_video:
+                yield from fio.read_video(source.path)
+            else:
+                yield fio.read_image(source.path, max_pixels)
+        except InputError:
+            continue
+
+
+def detect_sources(sources: Iterable, max_pixels: int | None = None) -> Detection | None:
+    """detect_sequence over the first frames of ``sources`` (a run of the CLI or a files
+    job: one task, hence one model, for the whole run). None when no frame of them can
+    be read (the run then reports its bad frames itself)."""
+    frames = source_frames(sources, max_pixels)
+    try:
+        return detect_sequence(frames)
+    except InputError:
+        return None
+    finally:
+        frames.close()  # an open video stops here
