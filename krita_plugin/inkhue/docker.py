@@ -11,7 +11,7 @@ over ``PanelModel.trainer`` (``training.Trainer``).
 from __future__ import annotations
 
 from .host import TRAIN_SOURCE_ANIMATION, TRAIN_SOURCE_DOCUMENTS
-from .panel_model import MIN_DETAIL, PALETTE_MODEL, PALETTE_NONE, PanelModel
+from .panel_model import AUTO_MODEL, MIN_DETAIL, PALETTE_MODEL, PALETTE_NONE, PanelModel
 from .properties import bind, show_value
 from .qt import QtCore, QtGui, QtWidgets
 from .training import BASE_LABELS, held_out_text
@@ -410,7 +410,18 @@ class InkHuePanel(QtWidgets.QWidget):
             )
             for m in self.model.models
         ]
-        if not items:
+        if items:
+            items.insert(
+                0,
+                (
+                    "Automatic (detected)",
+                    AUTO_MODEL,
+                    None,
+                    "The engine tells line art from grayscale (an animation: from its first "
+                    "keyframes) and takes that task's model",
+                ),
+            )
+        else:
             items = [("(no models: connect to the engine)", "")]
         chosen = self.model.selected_model()
         self._fill(self.model_combo, items, chosen["name"] if chosen else "")
@@ -449,9 +460,8 @@ class InkHuePanel(QtWidgets.QWidget):
             + [(n, n) for n in m.palette_names],
             m.palette,
         )
-        chosen = m.selected_model()  # the active document's model
-        if chosen:
-            show_value(self.model_combo, chosen["name"])
+        chosen = m.selected_model()  # the active document's model (None: automatic)
+        show_value(self.model_combo, chosen["name"] if chosen else AUTO_MODEL)
         self._show_model_palette()
 
     def _on_busy(self, busy: bool) -> None:
