@@ -632,7 +632,10 @@ class AnimationJob(QtCore.QObject):
         if index >= self.total:
             self._over = True
             self.client.cancel_job(self.job_id)  # forget: the results are with us now
-            self.finished.emit(self.results)
+            # handed over, not kept: a finished job object (its parent keeps it) would
+            # otherwise hold a chunk of results for as long as the panel lives
+            results, self.results = self.results, []
+            self.finished.emit(results)
             return
         expected = self.layout.result()
 
