@@ -132,7 +132,9 @@ class PanelModel(QtCore.QObject):
         #: its /models entry).
         self._detected: dict[str, dict[str, Any]] = {}
         #: The Train section (fine-tuning on the document's coloured frames).
+        self._train_steps: int | None = None
         self.trainer = Trainer(self)
+        self.trainer.changed.connect(self._trainer_changed)
 
     # -- settings ----------------------------------------------------------------------------
 
@@ -194,6 +196,43 @@ class PanelModel(QtCore.QObject):
         doc="The detail factor (> 0; the docker offers MIN_DETAIL and up).",
     )
 
+    # The Train section's choices (the defaults of the next fine-tuning).
+    train_name = Property(
+        get=lambda self: self.settings.train_name,
+        set=lambda self, v: self._set_setting("train_name", str(v).strip()),
+        doc="The name of the model the next fine-tuning makes (persisted).",
+    )
+    train_base = Property(
+        get=lambda self: self._installed_base(self.settings.train_base),
+        set=lambda self, v: self._set_setting("train_base", str(v)),
+        doc="The base model to fine-tune: the one chosen if it is installed on the engine, "
+        "else the first installed one (persisted).",
+    )
+    train_source = Property(
+        get=lambda self: self.settings.train_source,
+        set=lambda self, v: self._set_setting("train_source", str(v)),
+        doc="Where the training frames come from: one of host.TRAIN_SOURCES (persisted).",
+    )
+    train_steps = Property(
+        get=lambda self: (
+            self._train_steps if self._train_steps is not None else self.trainer.default_steps
+        ),
+        set=lambda self, v: setattr(self, "_train_steps", int(v)),
+        doc="Training steps: the engine's default until the artist sets a number.",
+    )
+
+    def _set_setting(self, name: str, value) -> None:
+        setattr(self.settings, name, value)
+        self._save()
+
+    def _installed_base(self, base: str) -> str:
+        names = [b.get("name") for b in self.trainer.installed_bases]
+        return base if base in names or not names else str(names[0])
+
+    def _trainer_changed(self) -> None:
+        # the engine's bases and default steps arrived: the bound widgets show them
+        notify(self, "train_base", "train_steps")
+
     def set_model(self, name: str) -> None:
         self.chosen_model = name
 
@@ -208,10 +247,7 @@ class PanelModel(QtCore.QObject):
 
     def set_train_choices(self, name: str, base: str, source: str) -> None:
         """Remember the Train section's name, base and frame source (persisted)."""
-        self.settings.train_name = name.strip()
-        self.settings.train_base = base
-        self.settings.train_source = source
-        self._save()
+        self.train_name, self.train_base, self.train_source = name, base, source
 
     def selected_model(self) -> dict[str, Any] | None:
         """The chosen model's description from ``/models``; None for AUTO_MODEL (the task
