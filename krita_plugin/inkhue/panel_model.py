@@ -781,6 +781,8 @@ class PanelModel(QtCore.QObject):
             )
             return
         what = "Detected line art" if task == "lineart" else "Detected grayscale"
+        if value.get("colored"):  # e.g. the colour layer chosen instead of the drawing
+            what += " (the layer is already in colour: only its lightness was used)"
         log.info("detected %s (%s): model %s", task, value.get("reason"), info["name"])
         if key != self.document_key:  # the artist switched documents meanwhile
             self.say(f"{what}; switch back to that document and colorize again")

@@ -105,6 +105,7 @@ class FakeEngine:
         self.colorize_calls: list[dict] = []
         #: POST /detect answers this task (its first listed model); each call's frame count
         self.detect_task = "grayscale"
+        self.detect_colored = False
         self.detect_calls: list[int] = []
         self.fail: tuple[int, str] | None = None  # answer every /colorize or /jobs with it
         self.hold: threading.Event | None = None  # /colorize, /detect answer once it is set
@@ -331,7 +332,7 @@ class _Handler(BaseHTTPRequestHandler):
             {
                 "task": task,
                 "confidence": 1.0,
-                "colored": False,
+                "colored": st.detect_colored,
                 "blank": False,
                 "reason": reason,
                 "model": model,

@@ -65,6 +65,13 @@ def test_frame_takes_the_model_of_the_detected_task(qtbot, panel, fake_engine, s
     assert fake_engine.detect_calls == [1, 1]
     assert stub_host.inserted[-1]["model"] == "toon-gray"
     assert model.chosen_model == AUTO_MODEL  # the choice stays automatic
+    # an already coloured layer is said to be one
+    fake_engine.detect_colored = True
+    _run(qtbot, model, widget.frame_button)
+    assert widget.message_label.text() == (
+        "Added layer 'InkHue toon-gray'. Detected grayscale (the layer is already in "
+        "colour: only its lightness was used)"
+    )
 
 
 def test_a_chosen_model_is_not_overridden(qtbot, panel, fake_engine, stub_host):
