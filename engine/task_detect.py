@@ -108,6 +108,8 @@ def _small_on_white(frame: np.ndarray, max_pixels: int) -> np.ndarray:
     values, so this is what scaling the composite gives) to bound the float copies of a
     large frame.
     """
+    if frame.dtype == np.float32 and not np.isfinite(frame).all():
+        frame = np.nan_to_num(frame, nan=0.0, posinf=1.0, neginf=0.0)  # as the pipeline reads it
     h, w = frame.shape[:2]
     k = max(1, math.ceil(math.sqrt(h * w / max_pixels)))
     if k == 1:

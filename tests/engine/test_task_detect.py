@@ -96,6 +96,15 @@ def test_16_bit_and_float_frames_decide_by_their_dtype():
     assert td.detect_task(dark).task == "grayscale"  # no light paper: not line art
 
 
+def test_float_frames_with_nan_read_as_the_pipeline_reads_them():
+    img = line_art().astype(np.float32) / 255
+    img[:40, :40] = np.nan  # NaN is 0 (ink) in the pipeline: a black corner, still line art
+    f = td.features(img)
+    assert all(np.isfinite(v) for v in f.values())
+    assert td.detect_task(img).task == "lineart"
+    assert td.detect_task(np.full((30, 30), np.nan, np.float32)).blank
+
+
 def test_blank_frames_are_blank_with_no_confidence():
     for frame in (
         np.full((50, 60), 255, np.uint8),
