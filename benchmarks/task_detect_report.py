@@ -82,14 +82,18 @@ def to16(img: np.ndarray) -> np.ndarray:
 Frames = Callable[[], Iterator[np.ndarray]]
 
 
-def corpus_sets(corpus: Path) -> list[tuple[str, str, Frames]]:
+def corpus_sets(
+    corpus: Path, part: str = "dev", every: int = 1, start: int = 0
+) -> list[tuple[str, str, Frames]]:
+    """The corpus's ``part`` split (dev, or train: images the thresholds were not tuned
+    on), every ``every``-th image from the ``start``-th."""
     sets: list[tuple[str, str, Frames]] = []
     for split in ("grayscale", "lineart"):
-        folder = corpus / split / "dev"
+        folder = corpus / split / part
         if not folder.is_dir():
             print(f"(left out: {folder} not found)", file=sys.stderr)
             continue
-        files = _images(folder)
+        files = _images(folder)[start::every]
 
         def gray(files=files) -> Iterator[np.ndarray]:
             for p in files:
@@ -104,7 +108,7 @@ def corpus_sets(corpus: Path) -> list[tuple[str, str, Frames]]:
             for p in files:
                 yield np.rint(_rgb01(p) * 255.0).astype(np.uint8)
 
-        name = f"corpus {split}/dev ({len(files)} images)"
+        name = f"corpus {split}/{part} ({len(files)} images)"
         if split == "grayscale":
             sets.append((f"{name}: lightness", "grayscale", gray))
         sets.append((f"{name}: synthesized line art, default style", "lineart", lines))
@@ -134,7 +138,9 @@ def all_sets(args: argparse.Namespace) -> tuple[list, list]:
     sets: list[tuple[str, str, Frames]] = []
     sequences: list[tuple[str, str, Path]] = []
     if args.corpus and Path(args.corpus).is_dir():
-        sets += corpus_sets(Path(args.corpus))
+        sets += corpus_sets(Path(args.corpus), args.split, args.every, args.start)
+        if args.split != "dev":  # an unseen check of the corpus alone
+            return sets, []
     elif args.corpus:
         print(f"(left out: corpus {args.corpus} not found)", file=sys.stderr)
     pro = Path(args.prologue) if args.prologue else None
@@ -197,6 +203,14 @@ def all_sets(args: argparse.Namespace) -> tuple[list, list]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--corpus", default="/work/devdata12/newcorp")
+    ap.add_argument(
+        "--split",
+        default="dev",
+        help="corpus split: dev (with the other sets) or train (the corpus alone: images "
+        "the thresholds were not chosen on)",
+    )
+    ap.add_argument("--every", type=int, default=1, help="every N-th corpus image")
+    ap.add_argument("--start", type=int, default=0, help="from the N-th corpus image")
     ap.add_argument("--prologue", default="/work/data/prologue_kid")
     ap.add_argument("--shots", default="/work/data/synthetic_shots")
     ap.add_argument("--features", default=None, help="also write every frame's features (CSV)")

@@ -41,8 +41,9 @@ from inkhue_engine.errors import InputError
 MAX_PIXELS = 1 << 20
 #: The paper is the lightest 2-L bin holding at least this share of the pixels.
 PAPER_SHARE = 0.2
-#: Line art needs paper at least this light (L): no line art on dark paper.
-PAPER_MIN_L = 50.0
+#: Line art needs paper at least this light (L): white or near-white paper (cream paper is
+#: ~90); a mid-gray floor (a game screenshot, L 53-63) is not paper.
+PAPER_MIN_L = 75.0
 #: A pixel this close to the paper level (L) is paper.
 TONE_DELTA = 8.0
 #: Darker than this (L) is solid ink, not tone.
