@@ -240,9 +240,7 @@ def run(
             "job_sizes": job_sizes,
             "max_outstanding_frames": host.max_outstanding,
             # result frames still referenced by the plugin's finished engine jobs
-            "retained_result_frames": sum(
-                len(j.results) for j in panel.findChildren(AnimationJob)
-            ),
+            "retained_result_frames": sum(len(j.results) for j in panel.findChildren(AnimationJob)),
             "client_peak_kib": rss_kib()[1],
             "server_peak_kib": rss_kib(server_pid)[1] if server_pid is not None else None,
             "samples": samples,

@@ -8,7 +8,8 @@ Sets (each optional: a folder that is missing is left out and said so):
   ``lineart/dev`` hold color images. A grayscale frame is the image's lightness (the
   grayscale task's input); a line-art frame is ``engine.lineart.synthesize_lineart`` of it
   (the line-art task's input), in the default style and in one seeded random style.
-- ``--prologue``: the prologue_kid development sequence (``gray/``, ``lineart/``).
+- ``--prologue``: the prologue_kid development sequence (``gray/``, ``lineart/``: the
+  artist's own outlines, ``lineart_xdog/`` when present: line art synthesized from color).
 - ``--shots``: benchmarks/synthetic_shots.py's shots (``shotNN/{gray,lineart,color}``).
 - the repository's ``examples/grayscale`` and ``examples/lineart``.
 Variants: every line-art set again as lines on transparency (RGBA: black where inked,
@@ -162,6 +163,8 @@ def all_sets(args: argparse.Namespace) -> tuple[list, list]:
                 lambda im: transparent(to16(im)),
             )
         )
+        if (pro / "lineart_xdog").is_dir():  # the synthesized line art (training's kind)
+            sets.append(folder_set("prologue_kid lineart_xdog", pro / "lineart_xdog", "lineart"))
         sequences += [("prologue_kid gray", "grayscale", pro / "gray")]
         sequences += [("prologue_kid lineart", "lineart", pro / "lineart")]
     elif pro:
