@@ -328,6 +328,8 @@ _FRAME_HEADERS = {
         ("Depth", "u8 / u16 / f16 / f32, as the input"),
         ("Order", "rgba / bgra, as the input"),
         ("Model", "name of the model that ran"),
+        ("Task", "/colorize: the task of the model that ran (grayscale / lineart)"),
+        ("Detected", "/colorize without model and task: what task_detect found (one line)"),
     )
 }
 _FRAME_RESPONSE = {
