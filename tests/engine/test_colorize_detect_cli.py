@@ -90,3 +90,15 @@ def test_quiet_run_says_nothing_and_unreadable_frames_are_reported_by_the_batch(
     code = main(["colorize", str(bad), "-o", str(tmp_path / "out2"), "-q"])
     err = capfd.readouterr().err
     assert code != 0 and "broken.png" in err and "detect" not in err
+
+
+def test_a_video_is_detected_from_its_first_frames(tmp_path, capfd):
+    from inkhue_engine.frames_io import write_video
+
+    video = tmp_path / "lines.mp4"
+    write_video(video, [_lines()] * 5, 24)
+    code = main(["colorize", str(video), "-o", str(tmp_path / "out")])
+    err = capfd.readouterr().err
+    assert code == 0, err
+    assert "line art" in err and "first 3 frames" in err
+    assert _models(tmp_path / "out") == {_name("lineart")}
