@@ -58,6 +58,7 @@ from inkhue_engine.model import (
     Model,
     list_models,
     load_model,
+    read_model_info,
     resolve_model,
     user_models_dir,
 )
@@ -88,6 +89,7 @@ from inkhue_engine.server_training import (
     add_training_routes,
 )
 from inkhue_engine.shot import Keyframe, colorize_frames, colorize_shot, lines_over, load_keyframes
+from inkhue_engine.task_detect import SEQUENCE_FRAMES, detect_sequence, detect_sources
 
 log = logging.getLogger("inkhue_engine.server")
 
@@ -168,10 +170,14 @@ class Options(BaseModel):
     """Colorize options shared by /colorize (as query parameters) and the jobs (as JSON)."""
 
     model: str | None = Field(
-        None, description="model name as listed by /models; default: the bundled model of task"
+        None,
+        description="model name as listed by /models; default: the bundled model of task "
+        "(absent too: of the task detected from the frame, or a job's first frames)",
     )
     task: Literal["grayscale", "lineart"] | None = Field(
-        None, description="used to pick the default model when model is absent"
+        None,
+        description="used to pick the default model when model is absent; absent: "
+        "detected (line art or grayscale)",
     )
     detail: float = Field(
         1.0,
@@ -281,6 +287,21 @@ class JobRequest(JsonBody, Options, Layout):
     )
 
 
+class DetectQuery(Layout):
+    """Query parameters of POST /detect (the pixel layout of the frames)."""
+
+
+class Detected(BaseModel):
+    task: Literal["grayscale", "lineart"]
+    confidence: float = Field(description="0..1; 0 for a blank frame")
+    colored: bool = Field(description="the frame already has colors (only its L is used)")
+    blank: bool = Field(description="no lines and no shading: task is the default")
+    reason: str
+    model: str | None = Field(
+        description="the model a request without model and task would use for this task"
+    )
+
+
 class JobStatus(BaseModel):
     id: str
     state: Literal["uploading", "running", "done", "cancelled", "failed"]
@@ -355,6 +376,8 @@ _FRAME_HEADERS = {
         ("Depth", "u8 / u16 / f16 / f32, as the input"),
         ("Order", "rgba / bgra, as the input"),
         ("Model", "name of the model that ran"),
+        ("Task", "/colorize: the task of the model that ran (grayscale / lineart)"),
+        ("Detected", "/colorize without model and task: what task_detect found (one line)"),
     )
 }
 _FRAME_RESPONSE = {
@@ -370,6 +393,30 @@ _RAW_BODY = {
         "required": True,
         "description": "raw pixels (see the pixel layout in docs/HTTP_API.md)",
         "content": {"application/octet-stream": _BINARY},
+    }
+}
+_DETECT_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/octet-stream": {
+                "schema": {"type": "string", "format": "binary", "description": "one raw frame"}
+            },
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["frame"],
+                    "properties": {
+                        "frame": {
+                            "type": "array",
+                            "maxItems": SEQUENCE_FRAMES,
+                            "items": {"type": "string", "format": "binary"},
+                            "description": "1-3 raw frames of one sequence (file parts)",
+                        }
+                    },
+                },
+            },
+        },
     }
 }
 _COLORIZE_BODY = {
@@ -419,7 +466,7 @@ _COLORIZE_BODY = {
 class _Choice:
     """What to run: a model file, the pipeline options, and the palette asked for."""
 
-    path: Path
+    path: Path | None  #: None: the default model of the task detected from the frames
     options: ColorizeOptions  #: palette not applied yet (see Engine.options_for)
     palette: tuple[str, ...] | None  #: None: the model's own; (): none at all
 
@@ -457,6 +504,8 @@ class Engine:
                     f"GET /models lists them"
                 )
             path = matches[0].path
+        elif opts.task is None:
+            path = None  # detected from the frames (task_detect)
         else:
             path = self.default_path(opts.task)
         return _Choice(path, options, palette)
@@ -495,13 +544,24 @@ class Engine:
 
     def colorize_bytes(
         self, layout: PixelLayout, frame: bytes, hints: bytes | None, choice: _Choice
-    ) -> tuple[bytes, str]:
-        """Raw frame (+ raw hints) -> raw result and the model's name (runs in a thread)."""
+    ) -> tuple[bytes, str, dict[str, str]]:
+        """Raw frame (+ raw hints) -> raw result, the model's name and extra headers
+        (X-InkHue-Task; X-InkHue-Detected when the task was detected). In a thread."""
         pixels = layout.decode(frame, "frame")
         hint_img = layout.hints_layout().decode(hints, "hints") if hints is not None else None
-        model = self.load(choice.path)
+        path, extra = choice.path, {}
+        if path is None:
+            detection = detect_sequence([pixels])
+            path = self.default_path(detection.task)
+            extra["X-InkHue-Detected"] = _header_safe(detection.reason)
+        model = self.load(path)
         result = self.colorize(pixels, model, hint_img, self.options_for(choice, model))
-        return layout.encode(result), model.info.name
+        extra["X-InkHue-Task"] = model.info.task
+        return layout.encode(result), model.info.name, extra
+
+    def detect_path(self, frames: Iterator[np.ndarray]) -> Path:
+        """The default model of the task detect_sequence finds in ``frames``."""
+        return self.default_path(detect_sequence(frames).task)
 
     def sequence(
         self,
@@ -779,10 +839,48 @@ def create_app(config: ServerConfig) -> FastAPI:
                 f"Content-Type {ctype or 'missing'!r}: send multipart/form-data with a 'frame' "
                 f"part (and optionally 'hints'), or the raw frame as application/octet-stream"
             )
-        data, name = await run_in_threadpool(engine.colorize_bytes, layout, frame, hints, choice)
-        return Response(
-            data, media_type="application/octet-stream", headers=layout.headers(_header_safe(name))
+        data, name, extra = await run_in_threadpool(
+            engine.colorize_bytes, layout, frame, hints, choice
         )
+        headers = {**layout.headers(_header_safe(name)), **extra}
+        return Response(data, media_type="application/octet-stream", headers=headers)
+
+    @app.post("/detect", response_model=Detected, responses=ERRORS, openapi_extra=_DETECT_BODY)
+    async def detect(request: Request, query: Annotated[DetectQuery, Query()]) -> dict:
+        """Which task the frame is (line art or grayscale), as a request without model
+        and task would detect it; 1-3 frames of a sequence are decided together."""
+        layout = _layout(query, config.max_pixels)
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype == "multipart/form-data":
+            async with request.form(max_files=SEQUENCE_FRAMES, max_fields=SEQUENCE_FRAMES) as form:
+                parts = form.getlist("frame")
+                if not parts:
+                    raise InputError("multipart part 'frame' is missing")
+                if any(not isinstance(p, UploadFile) for p in parts):
+                    raise InputError(
+                        "multipart part 'frame' came as a text field: send it as a file part "
+                        "(give it a filename in its Content-Disposition)"
+                    )
+                raw = [await p.read() for p in parts]
+        elif ctype == "application/octet-stream":
+            raw = [await _read_raw(request, layout, "body")]
+        else:
+            raise InputError(
+                f"Content-Type {ctype or 'missing'!r}: send the raw frame as "
+                f"application/octet-stream, or multipart/form-data with 1-{SEQUENCE_FRAMES} "
+                "'frame' parts"
+            )
+
+        def work() -> dict:
+            frames = (layout.decode(data, f"frame {i}") for i, data in enumerate(raw))
+            detection = detect_sequence(frames)
+            try:
+                model = read_model_info(engine.default_path(detection.task)).name
+            except ModelError:
+                model = None
+            return {**detection.as_dict(), "model": model}
+
+        return await run_in_threadpool(work)
 
     # -- jobs over uploaded frames ------------------------------------------------
     @app.post(
@@ -792,15 +890,28 @@ def create_app(config: ServerConfig) -> FastAPI:
         """A batch job over ``frame_count`` frames; upload them with PUT, then poll."""
         layout = _layout(spec, config.max_pixels)
         choice = await run_in_threadpool(engine.choose, spec)
-        model = await run_in_threadpool(engine.load, choice.path)
-        slots = _keyframe_slots(spec, model.info.task, config.max_pixels)
+        model = await run_in_threadpool(engine.load, choice.path) if choice.path else None
+        if spec.keyframes and model is None:
+            raise InputError(
+                "keyframes: give 'task' or 'model' with them (POST /detect tells the task)"
+            )
+        slots = _keyframe_slots(spec, model.info.task, config.max_pixels) if model else []
 
         def work(job: Job) -> None:
-            if slots:
+            nonlocal model
+            if slots:  # a shot from keyframes (the model is known: see above)
                 options = engine.options_for(choice, model)
                 _run_keyframes_job(engine, jobs, job, model, options, spec.carry)
                 return
             hints_layout = layout.hints_layout()
+            if model is None:  # no model, no task: detected once, from the first frames
+                path = engine.detect_path(
+                    layout.decode(job.inputs[i], f"frame {i}")
+                    for i in range(job.total)
+                    if job.inputs[i] is not None
+                )
+                model = engine.load(path)
+                job.model_name = model.info.name
 
             def frames() -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
                 for i in range(job.total):
@@ -816,7 +927,9 @@ def create_app(config: ServerConfig) -> FastAPI:
             for i, result in enumerate(engine.sequence(model, options, spec.carry, frames())):
                 jobs.store_result(job, i, layout.encode(result))
 
-        job = jobs.create_frames_job(layout, spec.frame_count, model.info.name, work, slots)
+        job = jobs.create_frames_job(
+            layout, spec.frame_count, model.info.name if model else "", work, slots
+        )
         return job.status()
 
     @app.put(
@@ -941,7 +1054,11 @@ def create_app(config: ServerConfig) -> FastAPI:
             refs = [resolve_under_root(p, config.root, "references") for p in spec.references]
             files = await run_in_threadpool(_reference_files, refs, config.root)
             keyframes = await run_in_threadpool(load_keyframes, files)
-        model = await run_in_threadpool(engine.load, choice.path)
+        path = choice.path
+        if path is None:  # one task for the whole run, from its first frames (as the CLI)
+            detection = await run_in_threadpool(detect_sources, sources, config.max_pixels)
+            path = engine.default_path(detection.task if detection else None)
+        model = await run_in_threadpool(engine.load, path)
         options = engine.options_for(choice, model)
 
         def work(job: Job) -> None:

@@ -39,14 +39,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--model",
         "-m",
         default=None,
-        help="model name or .onnx file (default: the bundled model of --task)",
+        help="model name or .onnx file (default: the bundled model of --task, or of the "
+        "task detected from the first frames)",
     )
     p.add_argument(
         "--task",
         choices=["grayscale", "lineart"],
         default=None,
-        help="which bundled model to use when --model is not given "
-        "(default: grayscale); with --model, checks the model's task",
+        help="which bundled model to use when --model is not given (default: detected "
+        "once from the first frames: line art or grayscale); with --model, checks the "
+        "model's task",
     )
     p.add_argument(
         "--hints",
@@ -201,7 +203,14 @@ def run(args: argparse.Namespace) -> int:
         detail=args.detail, regions=not args.no_regions, output=args.output_kind
     )
 
-    path = precision_variant(resolve_model(args.model, args.task), args.precision)
+    task, detection = args.task, None
+    if args.model is None and task is None:
+        from inkhue_engine.task_detect import detect_sources
+
+        # one task for the whole run, from its first frames: a shot never switches models
+        detection = detect_sources(sources, args.max_pixels or None)
+        task = detection.task if detection is not None else None
+    path = precision_variant(resolve_model(args.model, task), args.precision)
     model = load_model(path, args.device)
     if args.task is not None and model.info.task != args.task:
         raise ModelError(
@@ -209,6 +218,12 @@ def run(args: argparse.Namespace) -> int:
             f"drop --task or choose a {args.task} model"
         )
     options = with_palette(options, palette, model.info)
+    if detection is not None and not args.quiet:
+        print(
+            f"inkhue: {detection.reason}: using the {model.info.task} model "
+            f"'{model.info.name}' (--task or --model chooses another)",
+            file=sys.stderr,
+        )
 
     if keyframes is not None:
         from inkhue_engine.shot import colorize_shot

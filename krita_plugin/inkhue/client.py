@@ -256,6 +256,23 @@ class EngineClient(QtCore.QObject):
             timeout_ms=self.LONG_TIMEOUT_MS,
         )
 
+    def detect(
+        self, frames: list[bytes], layout: FrameLayout, callback: Callable[[Result], None]
+    ) -> Call:
+        """``POST /detect``: 1-3 frames of one sequence -> ``{"task", "model", "reason",
+        "confidence", "colored", "blank"}`` (the task a colorize without model would take)."""
+        body, content_type = multipart_body([("frame", f) for f in frames])
+        return self._send(
+            "POST",
+            "/detect",
+            callback,
+            query=layout.query(),
+            body=body,
+            content_type=content_type,
+            json_answer=True,
+            timeout_ms=self.LONG_TIMEOUT_MS,
+        )
+
     def create_job(
         self,
         options: ColorizeOptions,
@@ -674,7 +691,10 @@ class AnimationJob(QtCore.QObject):
         if index >= self.total:
             self._over = True
             self.client.cancel_job(self.job_id)  # forget: the results are with us now
-            self.finished.emit(self.results)
+            # handed over, not kept: a finished job object (its parent keeps it) would
+            # otherwise hold a chunk of results for as long as the panel lives
+            results, self.results = self.results, []
+            self.finished.emit(results)
             return
         expected = self.layout.result()
 

@@ -11,7 +11,7 @@ over ``PanelModel.trainer`` (``training.Trainer``).
 from __future__ import annotations
 
 from .host import NO_KEYFRAMES, TRAIN_SOURCE_ANIMATION, TRAIN_SOURCE_DOCUMENTS
-from .panel_model import MIN_DETAIL, PALETTE_MODEL, PALETTE_NONE, PanelModel
+from .panel_model import AUTO_MODEL, MIN_DETAIL, PALETTE_MODEL, PALETTE_NONE, PanelModel
 from .properties import bind, show_value
 from .qt import QtCore, QtGui, QtWidgets
 from .training import BASE_LABELS, held_out_text
@@ -216,8 +216,7 @@ class InkHuePanel(QtWidgets.QWidget):
         layout = QtWidgets.QVBoxLayout(self.train_form)
         layout.setContentsMargins(0, 0, 0, 0)
         form = QtWidgets.QFormLayout()
-        s = self.model.settings
-        self.train_name = self._named(QtWidgets.QLineEdit(s.train_name), "inkhue_train_name")
+        self.train_name = self._named(QtWidgets.QLineEdit(), "inkhue_train_name")
         self.train_name.setPlaceholderText("name of the new model, e.g. studio-colours")
         form.addRow("Name", self.train_name)
         self.train_base = self._named(QtWidgets.QComboBox(), "inkhue_train_base")
@@ -226,8 +225,6 @@ class InkHuePanel(QtWidgets.QWidget):
         self.train_source = self._named(QtWidgets.QComboBox(), "inkhue_train_source")
         for source, label in TRAIN_SOURCE_LABELS:
             self.train_source.addItem(label, source)
-        index = self.train_source.findData(s.train_source)
-        self.train_source.setCurrentIndex(max(0, index))
         self.train_source.setToolTip(
             "Current animation range: every keyframe of the active layer in the playback "
             "range (every frame of the range for a layer without keyframes, e.g. a group).\n"
@@ -236,7 +233,6 @@ class InkHuePanel(QtWidgets.QWidget):
         form.addRow("Frames", self.train_source)
         self.train_steps = self._named(QtWidgets.QSpinBox(), "inkhue_train_steps")
         self.train_steps.setRange(1, 100_000)
-        self.train_steps.setValue(self.model.trainer.default_steps)
         self.train_steps.setToolTip(
             "Training steps: more learns more of the frames and takes longer"
         )
@@ -269,7 +265,6 @@ class InkHuePanel(QtWidgets.QWidget):
         self.train_swatches = self._named(QtWidgets.QLabel(), "inkhue_train_swatches")
         layout.addWidget(self.train_swatches)
         root.addWidget(self.train_box)
-        self._steps_from_engine = False
 
     def _bind(self) -> None:
         m = self.model
@@ -311,9 +306,11 @@ class InkHuePanel(QtWidgets.QWidget):
         self.train_start.clicked.connect(self._train_start_clicked)
         self.train_export.clicked.connect(self._train_export_clicked)
         self.train_cancel.clicked.connect(t.cancel)
-        self.train_name.editingFinished.connect(self._train_choices_edited)
-        self.train_base.currentIndexChanged.connect(self._train_choices_edited)
-        self.train_source.currentIndexChanged.connect(self._train_choices_edited)
+        # The Train section's choices: bound to the model's properties like the rest.
+        bind(self.train_name, m, "train_name", live=True)
+        bind(self.train_base, m, "train_base")
+        bind(self.train_source, m, "train_source")
+        bind(self.train_steps, m, "train_steps")
         self._on_train()
 
     # -- user actions ------------------------------------------------------------------------
@@ -345,20 +342,9 @@ class InkHuePanel(QtWidgets.QWidget):
         self.train_box.setVisible(shown)
         self.train_button.setArrowType(Qt.ArrowType.DownArrow if shown else Qt.ArrowType.RightArrow)
 
-    def _train_choices(self) -> tuple[str, str, str]:
-        return (
-            self.train_name.text(),
-            self.train_base.currentData() or "grayscale",
-            self.train_source.currentData() or TRAIN_SOURCE_ANIMATION,
-        )
-
-    def _train_choices_edited(self, *_args) -> None:
-        self.model.set_train_choices(*self._train_choices())
-
     def _train_start_clicked(self) -> None:
-        name, base, source = self._train_choices()
-        self.model.set_train_choices(name, base, source)
-        self.model.trainer.start_training(name, base, source, self.train_steps.value())
+        m = self.model
+        m.trainer.start_training(m.train_name, m.train_base, m.train_source, m.train_steps)
 
     def ask_export_folder(self) -> str:
         """The folder the user picks for Export dataset ("" = cancelled)."""
@@ -367,11 +353,10 @@ class InkHuePanel(QtWidgets.QWidget):
         )
 
     def _train_export_clicked(self) -> None:
-        name, base, source = self._train_choices()
-        self.model.set_train_choices(name, base, source)
         folder = self.ask_export_folder()
         if folder:
-            self.model.trainer.export_dataset(folder, source, base)
+            m = self.model
+            m.trainer.export_dataset(folder, m.train_source, m.train_base)
 
     def copy_error(self) -> None:
         """Put the error text on the clipboard (for a bug report)."""
@@ -418,7 +403,18 @@ class InkHuePanel(QtWidgets.QWidget):
             )
             for m in self.model.models
         ]
-        if not items:
+        if items:
+            items.insert(
+                0,
+                (
+                    "Automatic (detected)",
+                    AUTO_MODEL,
+                    None,
+                    "The engine tells line art from grayscale (an animation: from its first "
+                    "keyframes) and takes that task's model",
+                ),
+            )
+        else:
             items = [("(no models: connect to the engine)", "")]
         chosen = self.model.selected_model()
         self._fill(self.model_combo, items, chosen["name"] if chosen else "")
@@ -463,9 +459,8 @@ class InkHuePanel(QtWidgets.QWidget):
             + [(n, n) for n in m.palette_names],
             m.palette,
         )
-        chosen = m.selected_model()  # the active document's model
-        if chosen:
-            show_value(self.model_combo, chosen["name"])
+        chosen = m.selected_model()  # the active document's model (None: automatic)
+        show_value(self.model_combo, chosen["name"] if chosen else AUTO_MODEL)
         self._show_model_palette()
 
     def _on_busy(self, busy: bool) -> None:
@@ -504,10 +499,7 @@ class InkHuePanel(QtWidgets.QWidget):
         if [self.train_base.itemData(i) for i in range(self.train_base.count())] != [
             b[1] for b in bases
         ]:
-            self._fill(self.train_base, bases, self.model.settings.train_base)
-        if t.defaults and not self._steps_from_engine:
-            self.train_steps.setValue(t.default_steps)  # once: later edits are the user's
-            self._steps_from_engine = True
+            self._fill(self.train_base, bases, self.model.train_base)
         ready = bool(t.available) and not running
         self.train_start.setEnabled(ready and self.train_base.count() > 0)
         self.train_export.setEnabled(ready)

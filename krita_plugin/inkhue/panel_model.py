@@ -27,6 +27,11 @@ log = logging.getLogger("inkhue")
 #: Values of ``Settings.palette`` with a meaning of their own.
 PALETTE_MODEL = ""  # the model's own palette, if it has one
 PALETTE_NONE = "none"
+#: ``chosen_model`` value "Automatic (detected)": the engine detects line art or grayscale
+#: from the frame (an animation: its first keyframes) and the panel takes that task's model.
+AUTO_MODEL = ""
+#: Keyframes of an animation the task is detected from (the engine takes up to 3).
+DETECT_FRAMES = 3
 #: Smallest detail the panel offers (the API takes any detail > 0).
 MIN_DETAIL = 0.25
 
@@ -157,8 +162,13 @@ class PanelModel(QtCore.QObject):
         self.jobs: dict[str, RunningJob] = {}
         self._models_call: Call | None = None
         self._models_again = False
+        #: Automatic model: the model detected for the document's next colorize (key ->
+        #: its /models entry).
+        self._detected: dict[str, dict[str, Any]] = {}
         #: The Train section (fine-tuning on the document's coloured frames).
+        self._train_steps: int | None = None
         self.trainer = Trainer(self)
+        self.trainer.changed.connect(self._trainer_changed)
 
     # -- settings ----------------------------------------------------------------------------
 
@@ -196,7 +206,7 @@ class PanelModel(QtCore.QObject):
     chosen_model = Property(
         get=lambda self: self.choices.model,
         set=lambda self, v: self._choose("model", "last_model", v),
-        doc="The model chosen for the active document (a name from /models).",
+        doc="The model chosen for the active document (a name from /models), or AUTO_MODEL.",
     )
     hint_layer = Property(
         get=lambda self: (
@@ -231,6 +241,43 @@ class PanelModel(QtCore.QObject):
         doc="The detail factor (> 0; the docker offers MIN_DETAIL and up).",
     )
 
+    # The Train section's choices (the defaults of the next fine-tuning).
+    train_name = Property(
+        get=lambda self: self.settings.train_name,
+        set=lambda self, v: self._set_setting("train_name", str(v).strip()),
+        doc="The name of the model the next fine-tuning makes (persisted).",
+    )
+    train_base = Property(
+        get=lambda self: self._installed_base(self.settings.train_base),
+        set=lambda self, v: self._set_setting("train_base", str(v)),
+        doc="The base model to fine-tune: the one chosen if it is installed on the engine, "
+        "else the first installed one (persisted).",
+    )
+    train_source = Property(
+        get=lambda self: self.settings.train_source,
+        set=lambda self, v: self._set_setting("train_source", str(v)),
+        doc="Where the training frames come from: one of host.TRAIN_SOURCES (persisted).",
+    )
+    train_steps = Property(
+        get=lambda self: (
+            self._train_steps if self._train_steps is not None else self.trainer.default_steps
+        ),
+        set=lambda self, v: setattr(self, "_train_steps", int(v)),
+        doc="Training steps: the engine's default until the artist sets a number.",
+    )
+
+    def _set_setting(self, name: str, value) -> None:
+        setattr(self.settings, name, value)
+        self._save()
+
+    def _installed_base(self, base: str) -> str:
+        names = [b.get("name") for b in self.trainer.installed_bases]
+        return base if base in names or not names else str(names[0])
+
+    def _trainer_changed(self) -> None:
+        # the engine's bases and default steps arrived: the bound widgets show them
+        notify(self, "train_base", "train_steps")
+
     def set_model(self, name: str) -> None:
         self.chosen_model = name
 
@@ -245,13 +292,13 @@ class PanelModel(QtCore.QObject):
 
     def set_train_choices(self, name: str, base: str, source: str) -> None:
         """Remember the Train section's name, base and frame source (persisted)."""
-        self.settings.train_name = name.strip()
-        self.settings.train_base = base
-        self.settings.train_source = source
-        self._save()
+        self.train_name, self.train_base, self.train_source = name, base, source
 
     def selected_model(self) -> dict[str, Any] | None:
-        """The chosen model's description from ``/models`` (first one if none chosen)."""
+        """The chosen model's description from ``/models``; None for AUTO_MODEL (the task
+        is detected when colorizing); the first model when the chosen one is gone."""
+        if self.choices.model == AUTO_MODEL:
+            return None
         for info in self.models:
             if info.get("name") == self.choices.model:
                 return info
@@ -451,7 +498,7 @@ class PanelModel(QtCore.QObject):
     # -- colorize ----------------------------------------------------------------------------
 
     def _options(self) -> tuple[ColorizeOptions, dict[str, Any]]:
-        info = self.selected_model()
+        info = self._detected.pop(self.document_key, None) or self.selected_model()
         if info is None:
             raise PluginError(
                 "No model: click Connect (or Start engine) so the panel can list the "
@@ -522,6 +569,8 @@ class PanelModel(QtCore.QObject):
 
     def colorize_frame(self) -> None:
         """Colorize the current frame into a new layer."""
+        if self._detect_first(self.colorize_frame, animation=False):
+            return
         got = self._read(self.host.read_frame, self.colorize_frame)
         if got is None:
             return
@@ -606,6 +655,8 @@ class PanelModel(QtCore.QObject):
         with the frame they color), and the previous chunk's last result, so the colours
         follow on across chunks as they do inside one.
         """
+        if self._detect_first(self.colorize_animation, animation=True):
+            return
         got = self._read(self.host.read_animation, self.colorize_animation)
         if got is None:
             return
@@ -735,6 +786,91 @@ class PanelModel(QtCore.QObject):
             job.insertion = None
             self._unexpected("Adding the animated layer", exc)
             self._end(job)
+
+    # -- automatic model: detect the task first ------------------------------------------
+
+    def _detect_first(self, action, animation: bool) -> bool:
+        """With AUTO_MODEL chosen: ask the engine which task the source is (``/detect``)
+        and run ``action`` again once it answered, with that task's model; True when the
+        action has to wait for it. An animation is detected once, from its first
+        keyframes, so one layer never switches models half-way."""
+        key = self.document_key
+        if self.choices.model != AUTO_MODEL or key in self._detected or self.busy:
+            return False
+        if self.host.document_key() != key:
+            self.refresh_sources()
+            key = self.document_key
+            if self.busy:
+                return False
+        self.clear_error()
+        try:
+            if animation:
+                request = self.host.read_animation("", "")
+                frames = [f() if callable(f) else f for f in request.frames[:DETECT_FRAMES]]
+            else:
+                request = self.host.read_frame("", "")
+                frames = [request.frame]
+        except PluginError as exc:
+            self.set_error(str(exc), exc.fix, action)
+            return True
+        except Exception as exc:
+            self._unexpected("Reading the document", exc)
+            return True
+        # a running job of its own: busy, and Cancel aborts the request
+        job = RunningJob(key, request.description)
+        self.jobs[key] = job
+        self.busy_changed.emit(True)
+        self._job_progress(job, 0, 0, "Detecting line art or grayscale...")
+        job.call = self.client.detect(
+            frames, request.layout, lambda result: self._detected_task(job, result, action)
+        )
+        return True
+
+    def _detected_task(self, job: RunningJob, result: Result, action) -> None:
+        job.call = None
+        key = job.key
+        if result.cancelled or not result.ok:
+            if result.cancelled:
+                self._job_says(job, "Cancelled")
+            else:
+                self.set_error(result.error)
+                self.check_engine()
+            self._end(job)
+            return
+        # the colorize that follows takes over the busy state without it flickering off
+        if self.jobs.get(key) is job:
+            del self.jobs[key]
+        try:
+            self._run_detected(key, result, action)
+        finally:
+            if key not in self.jobs and key == self.document_key:
+                self.busy_changed.emit(False)  # nothing started (an error says why)
+
+    def _run_detected(self, key: str, result: Result, action) -> None:
+        value = result.value if isinstance(result.value, dict) else {}
+        task, name = value.get("task"), value.get("model")
+        info = next((m for m in self.models if m.get("name") == name), None)
+        if info is None:  # the engine's default is not listed: the first model of the task
+            info = next((m for m in self.models if m.get("task") == task), None)
+        if info is None:
+            self.set_error(
+                f"The engine detected {task or 'no task'} but has no {task} model: choose a "
+                "model in the Model list"
+            )
+            return
+        what = "Detected line art" if task == "lineart" else "Detected grayscale"
+        if value.get("colored"):  # e.g. the colour layer chosen instead of the drawing
+            what += " (the layer is already in colour: only its lightness was used)"
+        log.info("detected %s (%s): model %s", task, value.get("reason"), info["name"])
+        if key != self.document_key:  # the artist switched documents meanwhile
+            self.say(f"{what}; switch back to that document and colorize again")
+            return
+        self._note = f"{self._note}. {what}" if self._note else what
+        self._detected[key] = info
+        try:
+            action()
+        finally:
+            self._detected.pop(key, None)
 
     # -- the last result: keep or discard -------------------------------------------------
 

@@ -97,12 +97,19 @@ def show_value(widget, value) -> None:
         raise TypeError(f"cannot show a value in a {type(widget).__name__}")
 
 
-def bind(widget, obj, name: str, on_change: Callable[[Any], None] | None = None) -> None:
+def bind(
+    widget,
+    obj,
+    name: str,
+    on_change: Callable[[Any], None] | None = None,
+    live: bool = False,
+) -> None:
     """Two-way binding of ``widget`` to ``obj.name``.
 
     Combo boxes bind their current item's data, spin boxes their value, line edits their
-    text (on editingFinished). ``on_change(value)`` also runs after each change from
-    either side (e.g. to redraw something that depends on it).
+    text (on editingFinished; with ``live``, on every change of the text, so a button
+    clicked right after typing sees it). ``on_change(value)`` also runs after each
+    change from either side (e.g. to redraw something that depends on it).
     """
 
     def to_model(value) -> None:
@@ -115,7 +122,10 @@ def bind(widget, obj, name: str, on_change: Callable[[Any], None] | None = None)
     elif isinstance(widget, (QtWidgets.QSpinBox, QtWidgets.QDoubleSpinBox)):
         widget.valueChanged.connect(to_model)
     elif isinstance(widget, QtWidgets.QLineEdit):
-        widget.editingFinished.connect(lambda: to_model(widget.text()))
+        if live:
+            widget.textChanged.connect(to_model)
+        else:
+            widget.editingFinished.connect(lambda: to_model(widget.text()))
     else:
         raise TypeError(f"cannot bind a {type(widget).__name__}")
 
@@ -126,4 +136,14 @@ def bind(widget, obj, name: str, on_change: Callable[[Any], None] | None = None)
                 on_change(value)
 
     obj.property_changed.connect(to_view)
+
+    def unbind(*_args) -> None:
+        try:
+            obj.property_changed.disconnect(to_view)
+        except (RuntimeError, TypeError):  # the model went first
+            pass
+
+    # A model may outlive its view (its network answers still arrive): a change after the
+    # widget is gone must not reach it.
+    widget.destroyed.connect(unbind)
     show_value(widget, getattr(obj, name))

@@ -79,8 +79,12 @@ def _cases():
         yield f"{task}/cartoon/rgba", task, rgba, hints, default
     frame = bench.cartoon_frame("grayscale", 300, 420, seed=3)
     hints = bench.dot_hints(frame, 10, seed=7)
-    yield "grayscale/cartoon/no-anchor", "grayscale", frame, hints, ColorizeOptions(
-        anchor_hints=False
+    yield (
+        "grayscale/cartoon/no-anchor",
+        "grayscale",
+        frame,
+        hints,
+        ColorizeOptions(anchor_hints=False),
     )
 
 

@@ -12,7 +12,9 @@ docker's "Colorize frame" button runs, on documents it creates and paints:
 - ``lines16``: RGBA U16, transparent line art above the Background, the line-art model;
 - ``graya``: GRAYA U8: Colorize offers to convert the image to RGB, the fix does it;
 - ``depths``: the same picture in U8, U16 and F32 (linear) documents: the same colours;
-- ``cmyk``: CMYKA U8: must be refused with the "Convert Image Color Space" message.
+- ``cmyk``: CMYKA U8: must be refused with the "Convert Image Color Space" message;
+- ``auto``: the "Automatic (detected)" model (a new artist's default): the U16 line art on
+  transparency and the U8 gray frame again, each taking its detected task's model.
 
 Only stdlib + Krita + Qt here (Krita's Python has no numpy): frames come as .bin files
 written by the test, and results go back as .bin files plus a PNG export.
@@ -50,11 +52,11 @@ def wait_until(predicate, timeout_s: float, what: str) -> None:
         time.sleep(0.005)
 
 
-def make_model(host, cfg):
+def make_model(host, cfg, settings: str = "settings.ini"):
     from inkhue.panel_model import PanelModel
     from inkhue.settings import QSettingsStore
 
-    store = QSettingsStore(os.path.join(cfg["out"], "settings.ini"))
+    store = QSettingsStore(os.path.join(cfg["out"], settings))
     store.write("server_url", cfg["url"])
     model = PanelModel(host, store)
     model.connect_engine()
@@ -160,6 +162,44 @@ def case_lines16(app, cfg, results) -> None:
     )
     doc.setModified(False)
     doc.close()
+
+
+def case_auto(app, cfg, results) -> None:
+    from inkhue.krita_io import KritaHost
+    from inkhue.panel_model import AUTO_MODEL
+
+    w, h = cfg["width"], cfg["height"]
+    out = {}
+    for key, depth, profile, frame in (
+        ("lines16", "U16", "sRGB-elle-V2-srgbtrc.icc", "lines16_frame.bin"),
+        ("u8", "U8", "", "u8_frame.bin"),
+    ):
+        doc = app.createDocument(w, h, f"inkhue-auto-{key}", "RGBA", depth, profile, 72.0)
+        doc.setBatchmode(True)
+        layer = doc.createNode("Source", "paintlayer")
+        doc.rootNode().addChildNode(layer, None)
+        painted = read_bin(cfg, frame)
+        layer.setPixelData(painted, 0, 0, w, h)
+        doc.waitForDone()
+        # fresh settings, as a new artist's
+        model = make_model(KritaHost(app, document=doc, source=layer), cfg, f"auto-{key}.ini")
+        default_choice = model.chosen_model  # fresh settings: what a new artist gets
+        colorize(model, AUTO_MODEL)
+        names = [n["name"] for n in layer_info(doc)]
+        new = next((n for n in doc.rootNode().childNodes() if n.name().startswith("InkHue")), None)
+        out[key] = {
+            "default_choice": default_choice,
+            "error": model.error,
+            "message": model.message_text,
+            "layers": names,
+            "source_unchanged": bytes(layer.pixelData(0, 0, w, h)) == painted,
+        }
+        if new is not None:
+            write_bin(cfg, f"auto_{key}_result.bin", new.pixelData(0, 0, w, h))
+        log(f"auto {key}: layers {names}, message {model.message_text!r}, error {model.error!r}")
+        doc.setModified(False)
+        doc.close()
+    results["auto"] = out
 
 
 def case_graya(app, cfg, results) -> None:
@@ -332,7 +372,15 @@ def __main__(args: list[str]) -> None:
             f"plugin {inkhue.__file__}"
         )
         app = Krita.instance()
-        cases = (case_u8, case_lines16, case_graya, case_depths, case_cmyk, case_train_documents)
+        cases = (
+            case_u8,
+            case_lines16,
+            case_graya,
+            case_depths,
+            case_cmyk,
+            case_train_documents,
+            case_auto,
+        )
         only = cfg.get("cases")  # a subset, by name, when debugging
         for case in cases:
             if not only or case.__name__ in only:

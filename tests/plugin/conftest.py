@@ -285,6 +285,9 @@ def panel(qtbot, tmp_path, stub_host, fake_engine):
 
     store = QSettingsStore(str(tmp_path / "settings.ini"))
     store.write("server_url", fake_engine.url)
+    # A model chosen, as these tests were written before "Automatic (detected)" became the
+    # default; the automatic model's own tests choose it (test_panel_auto_model.py).
+    store.write("last_model", "toon-gray")
     model = PanelModel(stub_host, store)
     widget = InkHuePanel(model)
     qtbot.addWidget(widget)

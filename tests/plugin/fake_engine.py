@@ -103,8 +103,12 @@ class FakeEngine:
         self.models = [dict(m) for m in MODELS]
         self.requests: list[tuple[str, str, dict]] = []  # (method, path, query)
         self.colorize_calls: list[dict] = []
+        #: POST /detect answers this task (its first listed model); each call's frame count
+        self.detect_task = "grayscale"
+        self.detect_colored = False
+        self.detect_calls: list[int] = []
         self.fail: tuple[int, str] | None = None  # answer every /colorize or /jobs with it
-        self.hold: threading.Event | None = None  # /colorize answers once it is set
+        self.hold: threading.Event | None = None  # /colorize, /detect answer once it is set
         self.stall_jobs = False  # jobs never progress (for Cancel)
         self.jobs: dict[str, dict] = {}
         self.deleted: list[str] = []
@@ -302,6 +306,38 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(400, f"frame: {len(frame)} bytes, expected {expected}")
             return
         self._frame_answer(frame, query, parts.get("hints"))
+
+    def _post_detect(self, rest, query, body):
+        st = self.state
+        frames = [
+            p.get_payload(decode=True)
+            for p in self._multipart(body)
+            if p.get_param("name", header="content-disposition") == "frame"
+        ]
+        st.detect_calls.append(len(frames))
+        if st.hold is not None:
+            st.hold.wait(60)
+        if st.fail:
+            self._error(*st.fail)
+            return
+        expected = int(query["width"]) * int(query["height"]) * int(query["channels"])
+        if not frames or any(len(f) != expected for f in frames):
+            self._error(400, f"frame: expected 1-3 frames of {expected} bytes")
+            return
+        task = st.detect_task
+        model = next((m["name"] for m in st.models if m["task"] == task), None)
+        reason = f"{task} (fake)"
+        self._json(
+            200,
+            {
+                "task": task,
+                "confidence": 1.0,
+                "colored": st.detect_colored,
+                "blank": False,
+                "reason": reason,
+                "model": model,
+            },
+        )
 
     def _post_jobs(self, rest, query, body):
         st = self.state

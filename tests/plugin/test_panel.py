@@ -34,7 +34,11 @@ def test_connect_shows_status_and_models(qtbot, panel, fake_engine):
     connect(qtbot, widget, model)
     assert model.state == "connected"
     assert "InkHue 9.9.9 on FakeProvider" in widget.status.text()
-    assert combo_items(widget.model_combo) == ["toon-gray (grayscale)", "toon-lines (lineart)"]
+    assert combo_items(widget.model_combo) == [
+        "Automatic (detected)",
+        "toon-gray (grayscale)",
+        "toon-lines (lineart)",
+    ]
     assert widget.frame_button.isEnabled() and widget.animation_button.isEnabled()
     assert not widget.error_box.isVisibleTo(widget)
 
@@ -69,7 +73,7 @@ def test_engine_not_running_is_a_clear_error_with_copy(qtbot, panel, dead_url):
 def test_colorize_frame_inserts_a_layer(qtbot, panel, fake_engine, stub_host):
     widget, model = panel
     connect(qtbot, widget, model)
-    widget.model_combo.setCurrentIndex(1)  # toon-lines
+    widget.model_combo.setCurrentIndex(widget.model_combo.findData("toon-lines"))
     widget.detail_spin.setValue(0.5)  # below 1: faster (the API takes > 0)
     with qtbot.waitSignal(
         model.busy_changed, timeout=TIMEOUT, check_params_cb=lambda busy: not busy
@@ -291,7 +295,7 @@ def test_choices_are_per_document(qtbot, panel, stub_host):
     connect(qtbot, widget, model)
     switch_document(model, stub_host, "doc-a", ["Ink", "hints"])
     widget.hint_combo.setCurrentIndex(widget.hint_combo.findData("hints"))
-    widget.model_combo.setCurrentIndex(1)  # toon-lines
+    widget.model_combo.setCurrentIndex(widget.model_combo.findData("toon-lines"))
     widget.palette_combo.setCurrentIndex(widget.palette_combo.findData("Tests"))
     assert model.hint_layer == "hints"
     switch_document(model, stub_host, "doc-b", ["Ink"])
@@ -301,7 +305,7 @@ def test_choices_are_per_document(qtbot, panel, stub_host):
     assert stub_host.inserted[-1]["request"].context["hint_layer"] == ""
     # doc-b starts from the last choices, and changing them there leaves doc-a's alone.
     assert widget.model_combo.currentData() == "toon-lines"
-    widget.model_combo.setCurrentIndex(0)
+    widget.model_combo.setCurrentIndex(widget.model_combo.findData("toon-gray"))
     widget.palette_combo.setCurrentIndex(widget.palette_combo.findData("none"))
     switch_document(model, stub_host, "doc-a", ["Ink", "hints"])
     assert widget.hint_combo.currentData() == "hints"

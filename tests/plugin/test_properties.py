@@ -74,3 +74,26 @@ def test_bind_spin_and_line_edit(qtbot):
     edit.setText("new")
     edit.editingFinished.emit()
     assert state.stored == "NEW" and edit.text() == "NEW"  # the setter's value shown back
+
+
+def test_live_line_edit_and_a_widget_gone_before_its_model(qtbot):
+    state = State()
+    edit = QtWidgets.QLineEdit()
+    bind(edit, state, "name", live=True)
+    edit.setText("typed")  # no editingFinished: a button clicked now must see it
+    assert state.name == "typed"
+    state.name = "model"
+    assert edit.text() == "model"
+    # The model outlives the view (a network answer still arrives): no error, no update.
+    edit.deleteLater()
+    qtbot.waitUntil(lambda: not _alive(edit), timeout=2000)
+    state.name = "after"  # reached the deleted widget before the binding was dropped
+    assert state.name == "after"
+
+
+def _alive(widget) -> bool:
+    try:
+        widget.objectName()
+        return True
+    except RuntimeError:
+        return False

@@ -305,6 +305,7 @@ def test_keyframes_and_hints_do_not_combine(qtbot, tmp_path, real_engine, stub_h
     key = Keyframe(b"", stub_host.layout, frame=0)
     stub_host.keyframe_choices = {"layer:Colour": ("Layer 'Colour'", [key])}
     widget, model = make_panel(qtbot, tmp_path, stub_host, url)
+    model.set_model("tiny-gray")
     model.refresh_sources()
     model.keyframes = "layer:Colour"
     model.hint_layer = "Hints"

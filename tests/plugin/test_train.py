@@ -349,3 +349,29 @@ def test_export_dataset_writes_pngs_of_the_frames(
         f"Export dataset: {folder} already holds 5 image file(s)"
     )
     assert stub_host.train_reads == 0
+
+
+def test_train_choices_are_bound_properties(qtbot, panel, fake_engine, stub_host):
+    """Issue 14 item 6 for the Train section: its widgets are bound to the panel model's
+    declared properties, like the rest of the panel (no hand-written setters)."""
+    widget, model = panel
+    fake_engine.train_defaults["steps"] = 250
+    connect(qtbot, widget, model)
+    open_train(qtbot, widget)
+    # the engine's default steps show until the artist sets a number
+    assert model.train_steps == 250 and widget.train_steps.value() == 250
+    widget.train_steps.setValue(40)
+    assert model.train_steps == 40
+    fake_engine.train_defaults["steps"] = 900
+    with qtbot.waitSignal(model.trainer.changed, timeout=TIMEOUT):
+        model.trainer.refresh_info()
+    assert widget.train_steps.value() == 40  # the artist's number stays
+    # widget -> model (and settings) at once; model -> widget without an echo
+    widget.train_name.setText("night-shift")
+    assert model.train_name == "night-shift" and model.settings.train_name == "night-shift"
+    model.train_source = "documents"
+    assert widget.train_source.currentData() == "documents"
+    # a saved base the engine does not have: the first installed base is shown and used
+    model.train_base = "lineart"  # not installed on the fake engine
+    assert model.settings.train_base == "lineart"
+    assert model.train_base == "grayscale" and widget.train_base.currentData() == "grayscale"

@@ -171,3 +171,12 @@ def test_keyframe_memory_is_reserved_and_given_back(make_client):
     assert _wait(client, job)["state"] == "done"
     # what stays reserved is the results (and bookkeeping), not the keyframe's uploads
     assert jobs.bytes_in_use() - before < reserved - W * H * 3
+
+
+def test_keyframes_need_a_task_or_a_model(make_client):
+    """Without model and task a job detects its task from its frames, after creation; a
+    job with keyframes needs it at creation (to check them), so it says how to get it."""
+    client = make_client()
+    body = {**_layout(1), "frame_count": 1, "keyframes": [{**_layout(3), "frame": 0}]}
+    r = client.post("/jobs", json=body)
+    assert r.status_code == 400 and "give 'task' or 'model'" in r.json()["error"], r.text

@@ -246,6 +246,11 @@ class GuiDriver(Extension):
             self.fail(f"connect: {self.model.error}")
             return
         combo = self.panel.model_combo
+        # what a new artist's docker shows before anything is picked
+        self.result["model_combo_before"] = {
+            "items": [combo.itemText(i) for i in range(combo.count())],
+            "current": combo.currentText(),
+        }
         combo.setCurrentIndex(combo.findData(self.cfg["model"]))
         self.log(
             f"docker status: {self.model.status_text!r}; models "
