@@ -42,6 +42,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("shot", type=Path)
     ap.add_argument("--task", choices=["grayscale", "lineart"], default="grayscale")
     ap.add_argument("--frames", type=int, default=8)
+    ap.add_argument(
+        "--keyframe-only",
+        action="store_true",
+        help="match each frame to the keyframe only (inkhue colorize --reference --no-carry)",
+    )
     args = ap.parse_args(argv)
     sub = "gray" if args.task == "grayscale" else "lineart"
     names = sorted(p.name for p in (args.shot / sub).glob("*.png"))[: args.frames + 1]
@@ -56,12 +61,14 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         refs = [ref] + ([prev] if prev is not None else [])
         out, colors = colorize_with_references(frame, model, refs)
-        prev = kf.previous_reference(colors, out, args.task)
+        if not args.keyframe_only:
+            prev = kf.previous_reference(colors, out, args.task)
         times.append(time.perf_counter() - t0)
     load = os.getloadavg()[0]
     print(
         f"{args.shot.name} {args.task} {W}x{H}: median {statistics.median(times):.3f} s/frame "
-        f"(min {min(times):.3f}, {len(times)} frames, keyframe + previous frame), keyframe "
+        f"(min {min(times):.3f}, {len(times)} frames, "
+        f"{'keyframe only' if args.keyframe_only else 'keyframe + previous frame'}), keyframe "
         f"reference built in {build:.3f} s; load average {load:.2f} on {os.cpu_count()} cores"
     )
     return 0

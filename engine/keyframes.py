@@ -77,8 +77,6 @@ MAX_ASSIGNMENT_CELLS = 6_000_000
 #: (Lab) above COLOR_CHROMA.
 MIN_COLORED_SHARE = 0.005
 COLOR_CHROMA = 8.0
-#: 3x3 dilations tried before the exact nearest-pixel fill (_nearest_label).
-NEAREST_DILATIONS = 6
 #: Per-pixel reference colors are taken only this far (px) inside a reference region:
 #: nearer its border a line-art pixel mixes the region with its line (anti-aliasing).
 #: Grayscale regions are cut at dilated edges already (measured on prologue_kid: an
@@ -612,11 +610,15 @@ def warped_colors(
     if not matched_px.any():
         return colors.lab[labels], matched_px
     loose_px = colors.loose()[labels]  # lines and specks follow their neighbours
-    nearest = _nearest_label(np.where(matched_px, labels, 0))
     covered = matched_px | loose_px
-    lab = colors.lab[np.where(loose_px, nearest, labels)]
-    src = np.where(covered, colors.source.astype(np.int32)[nearest], -1)
-    want = colors.ref_region.astype(np.float32)[labels]
+    # a loose pixel starts from its nearest matched region (its color and reference)
+    near_matched = _NearestPixel(matched_px)
+    nearest = labels.reshape(-1)[near_matched[loose_px]]
+    lab = rg.per_pixel(colors.lab, labels)
+    lab[loose_px] = colors.lab[nearest]
+    src = rg.per_pixel(np.where(colors.matched, colors.source, -1).astype(np.int32), labels)
+    src[loose_px] = colors.source[nearest]
+    want = rg.per_pixel(colors.ref_region.astype(np.float32), labels)
     gx, gy = _pixel_grid(h, w)
     landed = np.zeros_like(matched_px)  # pixels that took a reference pixel's own color
     for i, ref in enumerate(references):
@@ -627,8 +629,9 @@ def warped_colors(
         # where the picture did not change, the reference pixel itself (no resampling)
         still = (cv2.absdiff(colors.L, ref.L) <= STILL_L).view(np.uint8)
         still = cv2.erode(still, np.ones((3, 3), np.uint8))
-        flow[still.view(bool)] = 0.0
         mx, my = cv2.add(gx, flow[..., 0]), cv2.add(gy, flow[..., 1])
+        cv2.copyTo(gx, still, mx)  # (masked copies: far faster than a masked numpy store)
+        cv2.copyTo(gy, still, my)
         warped = cv2.remap(ref.lab, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         where = cv2.remap(
             ref.core, mx, my, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=-1
@@ -636,28 +639,27 @@ def warped_colors(
         # loose regions take the warped color wherever it lands; line art's lines take
         # theirs below (the warped pixel may be a line)
         anywhere = (loose_px & (labels != 0)) if lines_on_top else loose_px
-        exact = (use & ((where == want) | anywhere)).view(np.uint8)
-        cv2.copyTo(warped, exact, lab)
-        landed |= use & (where == want)
+        hit = use & (where == want)
+        cv2.copyTo(warped, (hit | (use & anywhere)).view(np.uint8), lab)
+        landed |= hit
     # a pixel of a matched region whose flow missed the core took the region's color:
     # the nearest pixel of the same region that landed is closer to the truth (shading
     # along a line, a region with more than one fill)
     stray = matched_px & ~loose_px & ~landed
     if landed.any() and stray.any():
-        nearest_px = _nearest_pixel(landed)[stray]
-        same = labels.reshape(-1)[nearest_px] == labels[stray]
+        near_idx = _NearestPixel(landed)[stray]
+        same = labels.reshape(-1)[near_idx] == labels[stray]
         sub = lab[stray]
-        sub[same] = lab.reshape(-1, 3)[nearest_px[same]]
+        sub[same] = lab.reshape(-1, 3)[near_idx[same]]
         lab[stray] = sub
-    own = matched_px & ~loose_px
-    if own.any() and loose_px.any():
-        nearest_px = _nearest_pixel(own)[loose_px]
-        near = lab.reshape(-1, 3)[nearest_px]
+    if loose_px.any():  # lines: the nearest matched pixel (a landed one may be across)
+        near_idx = near_matched[loose_px]
+        near = lab.reshape(-1, 3)[near_idx]
         line = labels[loose_px] == 0
         if not lines_on_top:
             # a line drawn over a fill darkens and desaturates it, as a blend with black
             # does: the fill's ab scaled by the lightness (the frame keeps its own L)
-            ratio = colors.L[loose_px] / np.maximum(colors.L.reshape(-1)[nearest_px], 1.0)
+            ratio = colors.L[loose_px] / np.maximum(colors.L.reshape(-1)[near_idx], 1.0)
             near[:, 1:] *= np.clip(ratio, 0.0, 1.0)[:, None]
             line &= ratio <= LINE_LIGHTER_MAX
         sub = lab[loose_px]
@@ -666,14 +668,21 @@ def warped_colors(
     return lab, covered
 
 
-def _nearest_pixel(own: np.ndarray) -> np.ndarray:
-    """Flat index of each pixel's nearest pixel of ``own`` (bool HxW, not all False)."""
-    src = np.where(own, 0, 255).astype(np.uint8)  # zeros are the pixels measured to
-    _dist, nearest = cv2.distanceTransformWithLabels(
-        src, cv2.DIST_L2, 3, labelType=cv2.DIST_LABEL_PIXEL
-    )
-    # DIST_LABEL_PIXEL numbers the zero pixels 1, 2, ... in row-major order
-    return np.flatnonzero(own)[nearest - 1]
+class _NearestPixel:
+    """Each pixel's nearest pixel of ``own`` (bool HxW, not all False), as flat indices
+    asked for where needed: ``near[mask]`` (one distance transform per frame)."""
+
+    def __init__(self, own: np.ndarray) -> None:
+        # zeros are the pixels measured to; L1 is the cheapest metric, and which of two
+        # equally near pixels wins does not matter here
+        src = (~own).view(np.uint8)
+        _dist, self.labels = cv2.distanceTransformWithLabels(
+            src, cv2.DIST_L1, 3, labelType=cv2.DIST_LABEL_PIXEL
+        )
+        self.flat = np.flatnonzero(own)  # DIST_LABEL_PIXEL numbers them 1, 2, ... row-major
+
+    def __getitem__(self, mask: np.ndarray) -> np.ndarray:
+        return self.flat[self.labels[mask] - 1]
 
 
 @functools.lru_cache(maxsize=4)
@@ -683,22 +692,6 @@ def _pixel_grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
     gx.flags.writeable = gy.flags.writeable = False
     return gx, gy
-
-
-def _nearest_label(own: np.ndarray) -> np.ndarray:
-    """Each pixel's nearest non-zero label of ``own`` (int HxW): a few 3x3 dilations
-    close lines and specks (fast), the exact nearest-pixel fill does what is left."""
-    grown = own.astype(np.float32)  # exact for labels below 2**24
-    kernel = np.ones((3, 3), np.uint8)
-    for _ in range(NEAREST_DILATIONS):
-        hole = (grown == 0).view(np.uint8)
-        if not hole.any():
-            return grown.astype(np.int64)
-        cv2.copyTo(cv2.dilate(grown, kernel), hole, grown)
-    out = grown.astype(np.int64)
-    if (out == 0).any():
-        out = rg.fill_lines(out, out)
-    return out
 
 
 def hint_maps(
