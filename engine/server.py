@@ -985,13 +985,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         return await _put_keyframe(job_id, index, request, structure=True)
 
     async def _put_keyframe(job_id: str, index: int, request: Request, structure: bool) -> dict:
-        job = jobs.get(job_id)
-        if job.layout is None:
-            raise ConflictError(f"job {job_id} works on server-side files; it takes no keyframes")
-        if not 0 <= index < len(job.keyframes):
-            jobs.put_keyframe(job_id, index, b"", structure)  # raises the 404 that says why
-        slot = job.keyframes[index]
-        layout = job.layout if structure else slot.layout
+        layout = jobs.keyframe_upload(job_id, index, structure)  # checked before the body
         what = f"keyframe {index}" + (" structure" if structure else "")
         data = await _read_raw(request, layout, what)
         return jobs.put_keyframe(job_id, index, data, structure)

@@ -313,9 +313,9 @@ class JobRegistry:
             self.start(job)
         return status
 
-    def put_keyframe(self, job_id: str, index: int, data: bytes, structure: bool) -> dict:
-        """Store keyframe ``index`` (its colored pixels, or with ``structure`` the
-        uncolored frame it colors); the job starts when nothing else is missing."""
+    def keyframe_upload(self, job_id: str, index: int, structure: bool) -> PixelLayout:
+        """The layout an upload of keyframe ``index`` (``structure``: of the frame it
+        colors) must have; NotFoundError / ConflictError when the job takes no such upload."""
         job = self.get(job_id)
         if job.kind != "frames":
             raise ConflictError(f"job {job.id} works on server-side files; it takes no keyframes")
@@ -323,15 +323,22 @@ class JobRegistry:
             have = f"keyframes 0..{len(job.keyframes) - 1}" if job.keyframes else "no keyframes"
             raise NotFoundError(f"keyframe index {index} is out of range: job {job.id} has {have}")
         slot = job.keyframes[index]
-        what = f"keyframe {index}" + (" structure" if structure else "")
-        if structure:
-            if not slot.wants_structure:
-                raise ConflictError(
-                    f"{what}: the job was created without 'structure' for keyframe {index}"
-                )
-            job.layout.check_size(len(data), what)
-        else:
-            slot.layout.check_size(len(data), what)
+        if not structure:
+            return slot.layout
+        if not slot.wants_structure:
+            raise ConflictError(
+                f"keyframe {index} structure: the job was created without 'structure' for "
+                f"keyframe {index}"
+            )
+        return job.layout
+
+    def put_keyframe(self, job_id: str, index: int, data: bytes, structure: bool) -> dict:
+        """Store keyframe ``index`` (its colored pixels, or with ``structure`` the
+        uncolored frame it colors); the job starts when nothing else is missing."""
+        layout = self.keyframe_upload(job_id, index, structure)
+        layout.check_size(len(data), f"keyframe {index}" + (" structure" if structure else ""))
+        job = self.get(job_id)
+        slot = job.keyframes[index]
         with self._lock:
             if job.state != UPLOADING:
                 raise ConflictError(f"job {job.id} is {job.state}; it takes no more uploads")
