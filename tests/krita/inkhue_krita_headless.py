@@ -66,6 +66,16 @@ def make_model(host, cfg, settings: str = "settings.ini"):
     return model
 
 
+def retire(model) -> None:
+    """Stop a case's panel model before its document closes: its timers (the engine health
+    watch, the Train section's polls) must not fire later against a closed document that
+    its host is pinned to (a segfault once in CI during a later case's wait)."""
+    model._watch.stop()
+    timer = getattr(model.trainer, "_timer", None)
+    if timer is not None:
+        timer.stop()
+
+
 def colorize(model, model_name: str) -> None:
     model.set_model(model_name)
     model.colorize_frame()
@@ -126,6 +136,7 @@ def case_u8(app, cfg, results) -> None:
         doc.waitForDone()
         results["u8"]["exported"] = bool(doc.exportImage(png, InfoObject()))
     log(f"u8: layers {[x['name'] for x in results['u8']['layers']]}, error {model.error!r}")
+    retire(model)
     doc.setModified(False)
     doc.close()
 
@@ -160,6 +171,7 @@ def case_lines16(app, cfg, results) -> None:
         f"lines16: layers {[x['name'] for x in results['lines16']['layers']]}, "
         f"error {model.error!r}"
     )
+    retire(model)
     doc.setModified(False)
     doc.close()
 
@@ -197,6 +209,7 @@ def case_auto(app, cfg, results) -> None:
         if new is not None:
             write_bin(cfg, f"auto_{key}_result.bin", new.pixelData(0, 0, w, h))
         log(f"auto {key}: layers {names}, message {model.message_text!r}, error {model.error!r}")
+        retire(model)
         doc.setModified(False)
         doc.close()
     results["auto"] = out
@@ -239,6 +252,7 @@ def case_graya(app, cfg, results) -> None:
         write_bin(cfg, "graya_projection.bin", doc.pixelData(0, 0, w, h))
     results["graya"] = out
     log(f"graya: {out}")
+    retire(model)
     doc.setModified(False)
     doc.close()
 
@@ -277,6 +291,7 @@ def case_depths(app, cfg, results) -> None:
             write_bin(cfg, f"depth_{depth}_result.bin", new.pixelData(0, 0, w, h))
         out[depth] = info
         log(f"depth {depth}: {info}")
+        retire(model)
         doc.setModified(False)
         doc.close()
     results["depths"] = out
@@ -294,6 +309,7 @@ def case_cmyk(app, cfg, results) -> None:
     colorize(model, cfg["gray_model"])
     results["cmyk"] = {"error": model.error, "layers": [n["name"] for n in layer_info(doc)]}
     log(f"cmyk: error {model.error!r}")
+    retire(model)
     doc.setModified(False)
     doc.close()
 
