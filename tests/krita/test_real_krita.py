@@ -283,26 +283,6 @@ def test_headless_kritarunner_colorize_frame(engine, plugin_zip, tmp_path):
     assert (f32_png[..., 3] == 255).all()
     assert train["error"].startswith("Document 'inkhue-train-gray' is grayscale (GRAYA)")
 
-    # "Automatic (detected)", a new artist's default (issue 14 item 2): the engine's /detect
-    # picks line art for the transparent U16 lines and grayscale for the U8 frame; each
-    # takes that task's default model, placed as that task's results are.
-    from inkhue_engine.model import read_model_info, resolve_model
-
-    default = {t: read_model_info(resolve_model(None, t)).name for t in ("grayscale", "lineart")}
-    auto = result["auto"]
-    for key in ("lines16", "u8"):
-        assert auto[key]["default_choice"] == "", auto[key]
-        assert auto[key]["error"] == "" and auto[key]["source_unchanged"], auto[key]
-    assert auto["lines16"]["layers"] == ["Background", f"InkHue {default['lineart']}", "Source"]
-    assert auto["lines16"]["message"].endswith("Detected line art")
-    got16 = np.frombuffer((out / "auto_lines16_result.bin").read_bytes(), np.uint16)
-    want = server.colorize(flat.tobytes(), layout16, default["lineart"])
-    np.testing.assert_array_equal(got16, np.frombuffer(want, np.uint16))
-    assert auto["u8"]["layers"] == ["Background", "Source", f"InkHue {default['grayscale']}"]
-    assert auto["u8"]["message"].endswith("Detected grayscale")
-    got = (out / "auto_u8_result.bin").read_bytes()
-    assert got == server.colorize(frames["u8_frame.bin"].tobytes(), layout, default["grayscale"])
-
 
 def test_gui_colorize_animation_from_the_docker(engine, plugin_zip, tmp_path):
     """(b)+(c) full GUI under Xvfb: 3 keyframes, the docker's Colorize animation, screenshot."""
