@@ -298,12 +298,22 @@ class JobRegistry:
         job = self.get(job_id)
         self._frame_index(job, index)
         job.layout.check_size(len(data), f"frame {index}")
+
+        def store() -> bool:
+            new = job.inputs[index] is None
+            job.inputs[index] = data
+            return new
+
+        return self._accept(job, store, "it takes no more frames")
+
+    def _accept(self, job: Job, store: Callable[[], bool], refused: str) -> dict:
+        """Store one upload of an uploading job under the lock (``store()`` says whether it
+        filled an empty slot); the job starts when nothing is missing any more."""
         with self._lock:
             if job.state != UPLOADING:
-                raise ConflictError(f"job {job.id} is {job.state}; it takes no more frames")
-            if job.inputs[index] is None:
+                raise ConflictError(f"job {job.id} is {job.state}; {refused}")
+            if store():
                 job.missing -= 1
-            job.inputs[index] = data
             job.touched = self.clock()
             ready = job.missing == 0
             if ready:
@@ -339,21 +349,14 @@ class JobRegistry:
         layout.check_size(len(data), f"keyframe {index}" + (" structure" if structure else ""))
         job = self.get(job_id)
         slot = job.keyframes[index]
-        with self._lock:
-            if job.state != UPLOADING:
-                raise ConflictError(f"job {job.id} is {job.state}; it takes no more uploads")
-            attr = "structure" if structure else "data"
-            if getattr(slot, attr) is None:
-                job.missing -= 1
+        attr = "structure" if structure else "data"
+
+        def store() -> bool:
+            new = getattr(slot, attr) is None
             setattr(slot, attr, data)
-            job.touched = self.clock()
-            ready = job.missing == 0
-            if ready:
-                job.state = RUNNING
-            status = job.status()
-        if ready:
-            self.start(job)
-        return status
+            return new
+
+        return self._accept(job, store, "it takes no more uploads")
 
     def take_keyframes(self, job: Job) -> list[KeyframeSlot]:
         """The worker takes the keyframes' uploads (the job's copies and their memory
