@@ -69,6 +69,7 @@ class TrainConfig:
     lr_decay: str = "none"  # "linear" or "cosine" to 0 over the last part of max_steps
     lr_decay_start: float = 0.5  # share of max_steps before the decay starts
     # run
+    init_from: str = ""  # checkpoint whose weights start a new run (training/warm_start.py)
     seed: int = 0
     device: str = "auto"
     channels_last: bool = False
@@ -239,6 +240,12 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"share of --max-steps before the decay starts ({d.lr_decay_start})",
     )
     g = parser.add_argument_group("run")
+    g.add_argument(
+        "--init-from",
+        metavar="CKPT",
+        help="start a new run from this checkpoint's weights where the shapes match "
+        "(new parts such as --global-context start fresh; not a resume)",
+    )
     g.add_argument("--seed", type=int, help="default 0")
     g.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
     _bool(g, "channels-last", "channels_last memory format")

@@ -70,6 +70,7 @@ from inkhue_training.options import (
     add_train_arguments,
     config_from_args,
 )
+from inkhue_training.warm_start import load_init
 
 CKPT_FORMAT = 1
 LAST = "last.pt"
@@ -571,6 +572,12 @@ def _train(
     disc_kwargs = {"task": config.task, "channels": tuple(config.d_channels)}
     G = Generator(**gen_kwargs).to(dev)
     D = Discriminator(**disc_kwargs).to(dev)
+    if warm_start is None and config.init_from and not resume:
+        g_state, d_state, lines = load_init(config.init_from, G, D, config.task)
+        warm_start = WarmStart(generator=g_state, discriminator=d_state)
+        if dctx.main:
+            for line in lines:
+                print(f"init from {config.init_from}: {line}", file=sys.stderr)
     if warm_start is not None:  # before the EMA copies G
         G.load_state_dict(warm_start.generator)
         if warm_start.discriminator is not None:

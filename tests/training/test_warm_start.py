@@ -1,0 +1,97 @@
+"""``--init-from``: a new run starts from another run's weights where the shapes allow."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from inkhue_engine.cli import main as inkhue
+from inkhue_engine.errors import InputError
+from inkhue_training.export import load_checkpoint
+from inkhue_training.networks import Discriminator, Generator
+from inkhue_training.warm_start import adapt_state, generator_source, load_init
+
+SMALL = {"channels": (8, 16, 32), "n_res": 2}
+TINY = ["--crop-size", "32", "--batch-size", "2", "--channels", "8", "16", "32", "--n-res", "2",
+        "--d-channels", "8", "16", "32", "--no-progress", "--grid-images", "0",
+        "--val-every", "0", "--save-every", "0"]  # fmt: skip
+
+
+def test_shared_tensors_are_copied_new_ones_stay_fresh():
+    torch.manual_seed(0)
+    old = Generator("grayscale", **SMALL)
+    new = Generator("grayscale", global_context=True, color_head="classification", **SMALL)
+    fresh_before = {k: v.clone() for k, v in new.state_dict().items()}
+    state, report = adapt_state(old.state_dict(), new)
+    new.load_state_dict(state)  # a full, strict state dict
+    for k, v in old.state_dict().items():
+        if k in state and k.startswith(("encoder.", "res.", "decoder.")):
+            torch.testing.assert_close(state[k], v)
+    assert any(n.startswith("context.") for n in report.fresh)
+    assert any(n.startswith("class_head.") for n in report.fresh)
+    torch.testing.assert_close(state["class_head.weight"], fresh_before["class_head.weight"])
+    assert report.unused == ["head.bias", "head.weight"]  # grayscale classification: no head
+    assert "context" in report.line("generator")
+
+
+def test_line_art_head_gives_its_lightness_row_to_a_classification_run():
+    old = Generator("lineart", **SMALL)
+    new = Generator("lineart", color_head="classification", **SMALL)
+    state, report = adapt_state(old.state_dict(), new)
+    assert sorted(report.sliced) == ["head.bias", "head.weight"]
+    torch.testing.assert_close(state["head.weight"], old.state_dict()["head.weight"][:1])
+
+
+def _checkpoint(path, task, **kwargs):
+    gen = Generator(task, **kwargs)
+    torch.save(
+        {
+            "generator_kwargs": {"task": task, **kwargs},
+            "generator": gen.state_dict(),
+            "discriminator": Discriminator(task, (8, 16, 32)).state_dict(),
+        },
+        path,
+    )
+    return gen
+
+
+def test_another_task_or_another_width_is_refused_with_the_flag_named(tmp_path):
+    _checkpoint(tmp_path / "g.pt", "grayscale", **SMALL)
+    with pytest.raises(InputError, match="--init-from .*grayscale checkpoint cannot start a"):
+        load_init(tmp_path / "g.pt", Generator("lineart", **SMALL),
+                  Discriminator("lineart", (8, 16, 32)), "lineart")  # fmt: skip
+    with pytest.raises(InputError, match="no generator tensor has the shape"):
+        load_init(tmp_path / "g.pt", Generator("grayscale", channels=(4, 8, 8), n_res=1),
+                  Discriminator("grayscale", (8, 16, 32)), "grayscale")  # fmt: skip
+
+
+@pytest.fixture
+def images(tmp_path):
+    d = tmp_path / "imgs"
+    d.mkdir()
+    rng = np.random.default_rng(3)
+    for i in range(4):
+        img = np.full((40, 40, 3), rng.integers(120, 255, 3), np.uint8)
+        cv2.circle(img, (20, 20), 9, tuple(int(c) for c in rng.integers(0, 255, 3)), -1)
+        cv2.imwrite(str(d / f"i{i}.png"), img)
+    return d
+
+
+def test_a_run_started_from_a_checkpoint_records_it_and_starts_from_its_weights(images, tmp_path):
+    src = _checkpoint(tmp_path / "base.pt", "grayscale", **SMALL)
+    run = tmp_path / "run"
+    # lr 0: the weights stay the initial ones, so the run's checkpoint shows where it started
+    args = ["train", "--data", str(images), "--task", "grayscale", "--out", str(run), *TINY,
+            "--global-context", "--max-steps", "1", "--lr", "0",
+            "--init-from", str(tmp_path / "base.pt")]  # fmt: skip
+    assert inkhue(args) == 0
+    ckpt = load_checkpoint(run / "last.pt")
+    assert ckpt["config"]["init_from"] == str(tmp_path / "base.pt")
+    got = generator_source({"generator": ckpt["generator"]})
+    torch.testing.assert_close(got["encoder.0.0.weight"], src.state_dict()["encoder.0.0.weight"])
+    assert "context.fc.0.weight" in got
+    # resuming does not warm-start again (the resumed run keeps its own weights)
+    resume = ["train", "--out", str(run), "--resume", "--max-steps", "2", "--no-progress"]
+    assert inkhue(resume) == 0
