@@ -45,6 +45,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--palette",
         help="a palette stored in the model: comma-separated '#rrggbb' or a JSON list file",
     )
+    p.add_argument(
+        "--temperature",
+        type=float,
+        help="annealed-mean temperature of a classification head (default: the one it was "
+        "trained with, 0.38; lower is more vivid, 1 is the plain mean)",
+    )
     p.add_argument("--raw", action="store_true", help="export the raw weights, not the EMA")
     p.add_argument("--tolerance", type=float, default=1e-3, help="parity limit (default 1e-3)")
     p.add_argument("--no-check", action="store_true", help="skip the ONNX Runtime parity check")
@@ -93,6 +99,7 @@ def _export(args: argparse.Namespace) -> int:
         trained_on=args.trained_on,
         palette=_palette(args.palette),
         use_ema=not args.raw,
+        temperature=args.temperature,
         check=not args.no_check,
         tolerance=args.tolerance,
     )

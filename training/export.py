@@ -59,6 +59,8 @@ def model_metadata(
         "inkhue.name": str(name),
         "inkhue.trained_on": str(trained_on),
     }
+    if getattr(gen, "class_head", None) is not None:  # how to reproduce its colors
+        meta["inkhue.color_head"] = f"classification, annealed mean T={gen.temperature:g}"
     if palette is not None:
         colors = [str(c) for c in palette]
         bad = [c for c in colors if not _HEX.match(c)]
@@ -286,17 +288,28 @@ def export_checkpoint(
     trained_on: str | None = None,
     palette: Sequence[str] | None = None,
     use_ema: bool = True,
+    temperature: float | None = None,
     check: bool = True,
     tolerance: float = 1e-3,
 ) -> float:
     """Export the (EMA) generator of a training checkpoint; returns the parity max abs diff.
 
     ``name`` defaults to the run folder's name, ``trained_on`` to the checkpoint's
-    record of its data; ``train_size`` is the crop size it was trained at.
+    record of its data; ``train_size`` is the crop size it was trained at. ``temperature``
+    sets a classification head's annealed-mean temperature (refused for regression).
     """
     ckpt = load_checkpoint(ckpt_path)
     cfg = ckpt.get("config") or {}
     gen = generator_from_checkpoint(ckpt, use_ema=use_ema)
+    if temperature is not None:
+        if gen.class_head is None:
+            raise InputError(
+                f"--temperature: {ckpt_path} has a regression color head; the temperature "
+                f"only decodes a classification head (--color-head classification)"
+            )
+        if not 0.0 < temperature <= 10.0:
+            raise InputError(f"--temperature {temperature:g}: use a value in (0, 10]")
+        gen.temperature = float(temperature)
     default_trained_on = cfg.get("trained_on") or ", ".join(
         Path(p).name for p in cfg.get("data", []) or []
     )

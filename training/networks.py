@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from inkhue_engine.color import AB_SCALE, L_MAX
-from inkhue_training.color_classes import AbQuantizer, annealed_mean
+from inkhue_training.color_classes import TEMPERATURE, AbQuantizer, annealed_mean
 
 TASKS = ("grayscale", "lineart")
 COLOR_HEADS = ("regression", "classification")
@@ -182,6 +182,9 @@ class Generator(nn.Module):
             with torch.no_grad():  # start near gray (tanh ~0), away from its flat ends
                 self.head.weight.mul_(0.1)
         self.class_head = None
+        #: annealed-mean temperature of the classification head: a decoding choice (lower:
+        #: nearer the mode, more vivid), so export may set another one (``--temperature``)
+        self.temperature = TEMPERATURE
         if classify:
             centers = torch.from_numpy(AbQuantizer().centers)
             self.register_buffer("ab_centers", centers, persistent=False)
@@ -217,7 +220,7 @@ class Generator(nn.Module):
                 return y * AB_SCALE, None
             return torch.cat([(y[:, :1] + 1.0) * (L_MAX / 2.0), y[:, 1:] * AB_SCALE], dim=1), None
         logits = self.class_head(h)
-        ab = annealed_mean(logits, self.ab_centers).to(h.dtype)
+        ab = annealed_mean(logits, self.ab_centers, self.temperature).to(h.dtype)
         if self.task == "grayscale":
             return ab, logits
         L = (torch.tanh(self.head(h)) + 1.0) * (L_MAX / 2.0)

@@ -95,3 +95,31 @@ def test_a_run_started_from_a_checkpoint_records_it_and_starts_from_its_weights(
     # resuming does not warm-start again (the resumed run keeps its own weights)
     resume = ["train", "--out", str(run), "--resume", "--max-steps", "2", "--no-progress"]
     assert inkhue(resume) == 0
+
+
+def test_export_sets_the_decoding_temperature_of_a_classification_head_only(tmp_path):
+    from inkhue_training.export import export_checkpoint, read_metadata
+
+    gen = Generator("grayscale", color_head="classification", **SMALL)
+    with torch.no_grad():  # every pixel: one saturated class a little above the rest
+        gen.class_head.weight.zero_()
+        gen.class_head.bias.zero_()
+        gen.class_head.bias[int(np.argmax(np.hypot(*gen.ab_centers.T.numpy())))] = 1.0
+    kwargs = {"task": "grayscale", "color_head": "classification", **SMALL}
+    torch.save({"generator_kwargs": kwargs, "generator": gen.state_dict()}, tmp_path / "c.pt")
+    _checkpoint(tmp_path / "r.pt", "grayscale", **SMALL)
+    x = torch.zeros(1, 4, 32, 32)
+    x[:, 0] = torch.linspace(0, 100, 32)
+    outs = {}
+    for t in (0.2, 1.0):
+        out = tmp_path / f"t{t}.onnx"
+        export_checkpoint(tmp_path / "c.pt", out, temperature=t)
+        assert read_metadata(out)["inkhue.color_head"] == f"classification, annealed mean T={t:g}"
+        from inkhue_engine.model import load_model
+
+        outs[t] = load_model(out, "cpu").run(x.numpy())
+    # a lower temperature decodes nearer the mode (the saturated class): more chroma
+    chroma = {t: float(np.hypot(y[:, 0], y[:, 1]).mean()) for t, y in outs.items()}
+    assert chroma[0.2] > 2 * chroma[1.0]
+    with pytest.raises(InputError, match="--temperature: .*regression color head"):
+        export_checkpoint(tmp_path / "r.pt", tmp_path / "r.onnx", temperature=0.3)
