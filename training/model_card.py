@@ -19,7 +19,10 @@ library (``inkhue_engine.evaluation``: the same metrics, hint sampling and basel
   that character, which makes this condition an upper bound of what a known palette gives.
 
 It writes the card (``-o``) and the raw numbers next to it (same name, ``.json``). The
-"Targets" section says per target whether it is met, or MISSED.
+"Targets" section says per target whether it is met, or MISSED: issue 12's targets
+(``check_targets``; grayscale: 0 hints 0.5 below gray with 60% of the truth's
+colorfulness, 10 / 50 hints 1.0 / 0.5 below flat fill; line art: 0 hints no worse than gray
+with 50% of the truth's colorfulness, 10 hints 1.0 below flat fill).
 """
 
 from __future__ import annotations
@@ -46,10 +49,12 @@ from inkhue_engine.errors import InkHueError, InputError
 
 #: The protocol's hint counts (the issue's: 0, 1, 10 and 50 hints).
 HINT_COUNTS = (0, 1, 10, 50)
-#: Target (b): the model beats flat fill "clearly" at these hint counts when its mean
-#: CIEDE2000 is lower by more than CLEAR_DE and its PSNR is higher.
-CLEAR_HINTS = (10, 50)
-CLEAR_DE = 0.5
+#: Issue 12's targets, per task. 0 hints: the model's mean CIEDE2000 at most gray's minus
+#: ZERO_MARGIN and its colorfulness at least MIN_COLORFUL of the truth's; with n hints
+#: (CLEAR_DE): flat fill's mean CIEDE2000 minus the model's at least that much.
+ZERO_MARGIN = {"grayscale": 0.5, "lineart": 0.0}
+MIN_COLORFUL = {"grayscale": 0.6, "lineart": 0.5}
+CLEAR_DE = {"grayscale": {10: 1.0, 50: 0.5}, "lineart": {10: 1.0}}
 #: An extracted palette with fewer fill colors than this is not the image's palette
 #: (textured or painted images have few flat regions): k-means is used instead.
 MIN_FILL_COLORS = 3
@@ -353,44 +358,51 @@ def _row(rows: Sequence[dict[str, Any]], method: str, hints: int) -> dict[str, A
     return next((r for r in rows if r["method"] == method and r["hints"] == hints), None)
 
 
-def check_targets(rows: Sequence[dict[str, Any]]) -> list[Target]:
-    """(a) 0 hints: model mean CIEDE2000 <= gray's; (b) at 10 and 50 hints the model is
-    clearly better than flat fill: CIEDE2000 lower by more than CLEAR_DE and PSNR higher."""
+def check_targets(
+    rows: Sequence[dict[str, Any]], task: str, truth_colorfulness: float
+) -> list[Target]:
+    """Issue 12's targets for ``task``: (a) with 0 hints closer to the truth than gray (by
+    ZERO_MARGIN) and colorful (MIN_COLORFUL of ``truth_colorfulness``); (b) with hints,
+    closer than flat fill by CLEAR_DE."""
     out = []
     model, gray = _row(rows, "model", 0), _row(rows, "gray", 0)
-    rule = "with 0 hints, mean CIEDE2000 of the model <= that of gray (ab = 0)"
+    margin, share = ZERO_MARGIN[task], MIN_COLORFUL[task]
+    need = share * truth_colorfulness
+    rule = (
+        f"with 0 hints, mean CIEDE2000 of the model at least {margin:g} below gray's (ab = 0) "
+        f"AND colorfulness at least {share:.0%} of the truth's ({need:.1f})"
+    )
     if model is None or gray is None:
         out.append(Target("(a) 0 hints vs gray", rule, None, "not measured"))
     else:
-        met = model["ciede2000"] <= gray["ciede2000"]
+        gain = gray["ciede2000"] - model["ciede2000"]
+        colorful = model.get("colorfulness")
+        met = gain >= margin and colorful is not None and colorful >= need
         out.append(
             Target(
                 "(a) 0 hints vs gray",
                 rule,
                 met,
-                f"model {model['ciede2000']:.2f} vs gray {gray['ciede2000']:.2f}",
+                f"CIEDE2000 model {model['ciede2000']:.2f} vs gray {gray['ciede2000']:.2f} "
+                f"(gray - model = {gain:.2f}); colorfulness {_fmt(colorful, '.1f')} "
+                f"of {truth_colorfulness:.1f}",
             )
         )
-    for n in CLEAR_HINTS:
+    for n, clear in CLEAR_DE[task].items():
         name = f"(b) {n} hints vs flat fill"
-        rule = (
-            f"with {n} hints, mean CIEDE2000 of the model lower than flat fill's by more "
-            f"than {CLEAR_DE} AND PSNR higher"
-        )
+        rule = f"with {n} hints, mean CIEDE2000 of the model at least {clear:g} below flat fill's"
         model, flat = _row(rows, "model", n), _row(rows, "flat-fill", n)
         if model is None or flat is None:
             out.append(Target(name, rule, None, "not measured"))
             continue
         gain = flat["ciede2000"] - model["ciede2000"]
-        met = gain > CLEAR_DE and model["psnr"] > flat["psnr"]
         out.append(
             Target(
                 name,
                 rule,
-                met,
+                gain >= clear,
                 f"CIEDE2000 model {model['ciede2000']:.2f} vs flat fill "
-                f"{flat['ciede2000']:.2f} (flat fill - model = {gain:.2f}); PSNR model "
-                f"{model['psnr']:.2f} vs flat fill {flat['psnr']:.2f}",
+                f"{flat['ciede2000']:.2f} (flat fill - model = {gain:.2f})",
             )
         )
     return out
@@ -549,7 +561,14 @@ def build_card_data(
         "settings": measured["settings"],
         "palette_lock": measured["palette_lock"],
         "rows": measured["rows"],
-        "targets": [asdict(t) for t in check_targets(measured["rows"])],
+        "targets": [
+            asdict(t)
+            for t in check_targets(
+                measured["rows"],
+                measured["model_info"]["task"],
+                measured["settings"]["truth_colorfulness"],
+            )
+        ],
     }
 
 

@@ -173,7 +173,7 @@ def test_card_sections_and_numbers_equal_the_json(request, setup, fixture):
         expect = [format(row[k], f) for _, k, f in mc.COLUMNS]
         assert cells[2:] == expect
     # targets: the card says met / MISSED exactly as the JSON
-    assert len(data["targets"]) == 3
+    assert len(data["targets"]) == (3 if task == "grayscale" else 2)  # line art: 0 and 10
     for t in data["targets"]:
         verdict = "met" if t["met"] else "MISSED"
         assert f"**{t['name']}**: {verdict}." in md
@@ -187,31 +187,41 @@ def _rows(table: dict) -> list[dict]:
 
 
 def test_targets_met_and_missed():
-    good = _rows(
+    # (method, hints): (PSNR, CIEDE2000, colorfulness); the truth's colorfulness is 50
+    def rows(table):
+        return [
+            {"method": m, "hints": n, "psnr": p, "ciede2000": d, "colorfulness": c}
+            for (m, n), (p, d, c) in table.items()
+        ]
+
+    good = rows(
         {
-            ("gray", 0): (10, 20.0),
-            ("model", 0): (12, 19.0),
-            ("flat-fill", 10): (15, 12.0),
-            ("model", 10): (16, 11.0),
-            ("flat-fill", 50): (18, 9.0),
-            ("model", 50): (19, 8.0),
+            ("gray", 0): (10, 20.0, 0.0),
+            ("model", 0): (12, 19.5, 30.0),  # 0.5 below gray, 60% of the truth's colorfulness
+            ("flat-fill", 10): (15, 12.0, 20.0),
+            ("model", 10): (16, 11.0, 40.0),
+            ("flat-fill", 50): (18, 9.0, 40.0),
+            ("model", 50): (19, 8.5, 45.0),
         }
     )
-    assert [t.met for t in mc.check_targets(good)] == [True, True, True]
-    bad = _rows(
+    assert [t.met for t in mc.check_targets(good, "grayscale", 50.0)] == [True, True, True]
+    bad = rows(
         {
-            ("gray", 0): (10, 20.0),
-            ("model", 0): (12, 20.5),
-            # CIEDE2000 lower by exactly 0.5: not "clearly" better
-            ("flat-fill", 10): (15, 12.0),
-            ("model", 10): (16, 11.5),
-            # clearly lower CIEDE2000 but not a higher PSNR
-            ("flat-fill", 50): (18, 9.0),
-            ("model", 50): (18, 7.0),
+            ("gray", 0): (10, 20.0, 0.0),
+            ("model", 0): (12, 19.0, 29.0),  # far enough below gray, not colorful enough
+            ("flat-fill", 10): (15, 12.0, 20.0),
+            ("model", 10): (16, 11.1, 40.0),  # 0.9 below flat fill: not the 1.0 asked for
+            ("flat-fill", 50): (18, 9.0, 40.0),
+            ("model", 50): (18, 8.6, 45.0),
         }
     )
-    assert [t.met for t in mc.check_targets(bad)] == [False, False, False]
-    missing = mc.check_targets(good[:2])
+    assert [t.met for t in mc.check_targets(bad, "grayscale", 50.0)] == [False, False, False]
+    # line art: 0 hints need only not be worse than gray, with half the truth's colorfulness;
+    # only 10 hints are a target
+    line = mc.check_targets(bad, "lineart", 50.0)
+    assert [t.name for t in line] == ["(a) 0 hints vs gray", "(b) 10 hints vs flat fill"]
+    assert [t.met for t in line] == [True, False]
+    missing = mc.check_targets(good[:2], "grayscale", 50.0)
     assert [t.met for t in missing] == [True, None, None]
 
 
@@ -240,7 +250,11 @@ def test_missed_target_is_printed_as_missed(setup, grayscale_model):
     for r in data["rows"]:
         if r["method"] == "model":
             r["ciede2000"], r["psnr"] = (99.0, 1.0) if r["hints"] == 0 else (0.1, 60.0)
-    data["targets"] = [vars(t) for t in mc.check_targets(data["rows"])]
+    truth = data["settings"]["truth_colorfulness"]
+    for r in data["rows"]:
+        if r["method"] == "model":
+            r["colorfulness"] = truth
+    data["targets"] = [vars(t) for t in mc.check_targets(data["rows"], "grayscale", truth)]
     md = mc.render_card(data)
     assert "**(a) 0 hints vs gray**: MISSED." in md
     assert "**(b) 10 hints vs flat fill**: met." in md
