@@ -251,3 +251,52 @@ def format_scores(name: str, s: ShotScores) -> str:
         ftc = "n/a" if s.fill_temporal_consistency is None else f"{s.fill_temporal_consistency:.2f}"
         line += f"; fill only: CIEDE2000 {s.fill_de:.2f}, moving {fm}, consistency {ftc}"
     return line
+
+
+#: Fill consistency: a true fill counts when it covers at least this many interior pixels
+#: in both frames (smaller ones are mostly anti-aliased edge colors).
+FILL_MIN_PX = 200
+
+
+def fill_consistency(
+    out_a: np.ndarray, out_b: np.ndarray, truth_a: np.ndarray, truth_b: np.ndarray
+) -> tuple[float, int]:
+    """How much one thing's color changes between two frames of a shot: (mean CIEDE2000,
+    number of fills compared).
+
+    Corresponding regions are the true fills: the pixels of one exact true color (flat-
+    filled cartoons, such as a vector render) away from that fill's edge, in each frame.
+    For each fill with FILL_MIN_PX such pixels in both frames, the mean Lab of the output
+    over it in frame a is compared with that in frame b; the mean is weighted by the
+    fill's smaller area. Outputs and truths are RGB of one size per frame (any dtype).
+    Raises InputError when no fill is in both frames (not a flat-filled shot).
+    """
+
+    def fills(truth: np.ndarray, out: np.ndarray) -> dict[int, tuple[np.ndarray, int]]:
+        t = np.asarray(truth)
+        if t.ndim != 3 or t.shape[2] < 3 or t.shape[:2] != np.asarray(out).shape[:2]:
+            raise InputError("fill consistency: give RGB truths of the outputs' sizes")
+        t8 = (on_white(t) * 255.0 + 0.5).astype(np.int32)
+        key = (t8[..., 0] << 16) | (t8[..., 1] << 8) | t8[..., 2]
+        # interior: the 3x3 neighbourhood has the same true color
+        k = np.ones((3, 3), np.uint8)
+        kf = key.astype(np.float32)
+        inside = (cv2.erode(kf, k) == kf) & (cv2.dilate(kf, k) == kf)
+        lab = rgb_to_lab(on_white(np.asarray(out)))
+        keys, counts = np.unique(key[inside], return_counts=True)
+        result = {}
+        for value, count in zip(keys, counts, strict=True):
+            if count >= FILL_MIN_PX:
+                mask = inside & (key == value)
+                result[int(value)] = (lab[mask].mean(axis=0), int(count))
+        return result
+
+    fa, fb = fills(truth_a, out_a), fills(truth_b, out_b)
+    common = sorted(set(fa) & set(fb))
+    if not common:
+        raise InputError("fill consistency: no true fill color is in both frames")
+    a = np.stack([fa[c][0] for c in common]).astype(np.float32)
+    b = np.stack([fb[c][0] for c in common]).astype(np.float32)
+    w = np.array([min(fa[c][1], fb[c][1]) for c in common], np.float64)
+    de = delta_e_2000(a[:, None, :], b[:, None, :])[:, 0]
+    return float(np.average(de, weights=w)), len(common)

@@ -408,6 +408,61 @@ def check_targets(
     return out
 
 
+#: Target (c): at 0 hints, the true fills of two frames of a shot (prologue_kid 0 and 60)
+#: differ in the model's colors by less than this mean CIEDE2000.
+MAX_FILL_DE = 3.0
+#: The frames of ``--shot`` compared by target (c): indexes in its sorted folders.
+SHOT_FRAMES = (0, 60)
+
+
+def consistency_target(consistency: dict[str, Any] | None) -> Target:
+    """Target (c) from ``measure_consistency``'s result (None: not measured)."""
+    rule = (
+        f"with 0 hints, the true fills of frames {SHOT_FRAMES[0]} and {SHOT_FRAMES[1]} of the "
+        f"shot differ in the model's colors by less than {MAX_FILL_DE:g} mean CIEDE2000"
+    )
+    if consistency is None:
+        return Target("(c) consistency across a shot", rule, None, "not measured (no --shot)")
+    de = consistency["mean_de"]
+    return Target(
+        "(c) consistency across a shot",
+        rule,
+        de < MAX_FILL_DE,
+        f"{de:.2f} over {consistency['fills']} fills of {consistency['shot']}",
+    )
+
+
+def measure_consistency(model_path: Path, shot: Path, detail: float = 1.0) -> dict[str, Any]:
+    """Colorize frames SHOT_FRAMES of ``shot`` (folders ``color/`` and the task's input,
+    ``gray/`` or ``lineart/``) at 0 hints and compare their true fills
+    (``inkhue_engine.shot_eval.fill_consistency``)."""
+    from inkhue_engine import frames_io as fio
+    from inkhue_engine.model import load_model
+    from inkhue_engine.pipeline import ColorizeOptions, colorize_frame
+    from inkhue_engine.shot_eval import fill_consistency
+
+    model = load_model(model_path, "cpu")
+    task = model.info.task
+    inputs = shot / ("gray" if task == "grayscale" else "lineart")
+    truths, frames = image_files(shot / "color"), image_files(inputs)
+    last = max(SHOT_FRAMES)
+    if len(truths) <= last or len(frames) <= last:
+        raise InputError(
+            f"{shot}: color/ and {inputs.name}/ need at least {last + 1} frames for the "
+            f"consistency target"
+        )
+    outs, colors = [], []
+    for i in SHOT_FRAMES:
+        if truths[i].name != frames[i].name:
+            raise InputError(f"{shot}: frame {i} is {truths[i].name} in color/ but "
+                             f"{frames[i].name} in {inputs.name}/")  # fmt: skip
+        outs.append(colorize_frame(fio.read_image(frames[i]), model, None,
+                                   ColorizeOptions(detail=detail)))  # fmt: skip
+        colors.append(fio.read_image(truths[i]))
+    de, n = fill_consistency(outs[0], outs[1], colors[0], colors[1])
+    return {"shot": shot.name, "frames": list(SHOT_FRAMES), "mean_de": round(de, 3), "fills": n}
+
+
 # --------------------------------------------------------------------------- the card
 def measure(
     model_path: Path,
@@ -568,7 +623,13 @@ def build_card_data(
                 measured["model_info"]["task"],
                 measured["settings"]["truth_colorfulness"],
             )
-        ],
+        ]
+        + (
+            [asdict(consistency_target(measured["consistency"]))]
+            if measured.get("consistency")
+            else []
+        ),
+        "consistency": measured.get("consistency"),
     }
 
 
@@ -739,6 +800,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--size", type=int, default=256, help="long side of the dev images (256)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampled hints (0)")
     p.add_argument("--detail", type=float, default=1.0, help="working-size factor (1)")
+    p.add_argument(
+        "--shot",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="a flat-filled shot (color/ and gray/ or lineart/ frames, e.g. prologue_kid) for "
+        "target (c): its frames 0 and 60 colorized at 0 hints, true fills compared",
+    )
     p.add_argument("--note", default=None, help="a line shown at the top of the card")
     p.add_argument("-o", "--output", type=Path, required=True, help="card to write (.md)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -762,6 +831,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.detail,
             progress=not args.quiet,
         )
+        if args.shot is not None:
+            measured["consistency"] = measure_consistency(args.model, args.shot, args.detail)
         command = "python -m inkhue_training.model_card " + shlex.join(argv)
         data = build_card_data(
             args.model,

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from inkhue_engine import frames_io
+from inkhue_engine import shot_eval as se
 from inkhue_engine.cli import main
 from inkhue_engine.color import delta_e_2000, rgb_to_lab, to_float01
 from inkhue_engine.errors import InputError
@@ -83,3 +84,27 @@ def test_cli_reports_shot_scores_and_needs_keyframes(shot_dirs, capsys):
     assert (tmp / "s.json").is_file()
     with pytest.raises(InputError, match="name the keyframe"):
         evaluate_shot(tmp / "truth", tmp / "truth", tmp / "in", "grayscale", [])
+
+
+def _fills_frame(offset: int) -> np.ndarray:
+    img = np.full((60, 80, 3), 255, np.uint8)
+    img[10:40, 5 + offset : 35 + offset] = (200, 40, 40)  # red fill, moving right
+    img[35:58, 45:78] = (40, 90, 200)  # blue fill, still
+    img[2:6, 2:6] = (0, 200, 0)  # a small green fill: below FILL_MIN_PX, not compared
+    return img
+
+
+def test_fill_consistency_compares_each_true_fill_across_frames():
+    ta, tb = _fills_frame(0), _fills_frame(8)
+    de, n = se.fill_consistency(ta, tb, ta, tb)
+    assert n == 3 and de == pytest.approx(0.0, abs=1e-3)  # red, blue and the paper
+    # the output repaints the red fill in frame b: only that fill differs
+    out_b = tb.copy()
+    out_b[10:40, 13:43] = (200, 120, 40)
+    de_changed, _ = se.fill_consistency(ta, out_b, ta, tb)
+    red = rgb_to_lab(np.array([[[200, 40, 40]]], np.float32) / 255)
+    orange = rgb_to_lab(np.array([[[200, 120, 40]]], np.float32) / 255)
+    one = float(delta_e_2000(red, orange)[0, 0])
+    assert 0.1 * one < de_changed < one  # weighted with the fills that kept their color
+    with pytest.raises(InputError, match="no true fill color is in both frames"):
+        se.fill_consistency(ta, tb, ta, np.zeros_like(tb))

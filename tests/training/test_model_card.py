@@ -12,6 +12,7 @@ import pytest
 
 from inkhue_engine import evaluation
 from inkhue_engine.color import hex_to_lab
+from inkhue_engine.errors import InputError
 from inkhue_engine.model import load_model
 from inkhue_engine.pipeline import ColorizeOptions
 from inkhue_training import model_card as mc
@@ -347,3 +348,26 @@ def test_limit_takes_an_even_spread_of_the_dev_folder(setup, grayscale_model):
     assert all(r["images"] == 2 for r in data["rows"])
     assert "(2 of 3, evenly spread over the sorted folder; names in the JSON)" in out.read_text()
     assert mc.pick_evenly(list(range(10)), 4) == [0, 3, 6, 9]
+
+
+def test_consistency_target_colors_frames_0_and_60_and_compares_their_true_fills(
+    tmp_path, grayscale_model
+):
+    shot = tmp_path / "shot"
+    for sub in ("color", "gray"):
+        (shot / sub).mkdir(parents=True)
+    for i in range(61):
+        img = np.full((48, 64, 3), 250, np.uint8)
+        img[8:40, 4 + i % 20 : 28 + i % 20] = (210, 60, 50)  # one red fill, moving
+        _write_rgb(shot / "color" / f"{i:04d}.png", img)
+        gray = cv2.cvtColor(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
+        _write_rgb(shot / "gray" / f"{i:04d}.png", gray)
+    got = mc.measure_consistency(grayscale_model, shot)
+    assert got["frames"] == [0, 60] and got["fills"] == 2  # the red fill and the paper
+    assert 0.0 <= got["mean_de"] < 100.0
+    met = mc.consistency_target({**got, "mean_de": 2.9})
+    assert met.met and "2.90 over 2 fills of shot" in met.detail
+    assert mc.consistency_target({**got, "mean_de": 3.0}).met is False
+    (shot / "gray" / "0060.png").unlink()
+    with pytest.raises(InputError, match="need at least 61 frames"):
+        mc.measure_consistency(grayscale_model, shot)
