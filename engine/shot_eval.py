@@ -267,8 +267,9 @@ def fill_consistency(
     Corresponding regions are the true fills: the pixels of one exact true color (flat-
     filled cartoons, such as a vector render) away from that fill's edge, in each frame.
     For each fill with FILL_MIN_PX such pixels in both frames, the mean Lab of the output
-    over it in frame a is compared with that in frame b; the mean is weighted by the
-    fill's smaller area. Outputs and truths are RGB of one size per frame (any dtype).
+    over it in frame a is compared with that in frame b; every fill counts once (a
+    character's hair as much as the sky behind it). Outputs and truths are RGB of one size
+    per frame (any dtype).
     Raises InputError when no fill is in both frames (not a flat-filled shot).
     """
 
@@ -297,6 +298,5 @@ def fill_consistency(
         raise InputError("fill consistency: no true fill color is in both frames")
     a = np.stack([fa[c][0] for c in common]).astype(np.float32)
     b = np.stack([fb[c][0] for c in common]).astype(np.float32)
-    w = np.array([min(fa[c][1], fb[c][1]) for c in common], np.float64)
     de = delta_e_2000(a[:, None, :], b[:, None, :])[:, 0]
-    return float(np.average(de, weights=w)), len(common)
+    return float(de.mean()), len(common)
