@@ -828,7 +828,6 @@ class PanelModel(QtCore.QObject):
 
     def _detected_task(self, job: RunningJob, result: Result, action) -> None:
         job.call = None
-        key = job.key
         if result.cancelled or not result.ok:
             if result.cancelled:
                 self._job_says(job, "Cancelled")
@@ -837,9 +836,18 @@ class PanelModel(QtCore.QObject):
                 self.check_engine()
             self._end(job)
             return
+        # Colorize from the event loop, not inside the network reply's slot: reading the
+        # document spins nested event loops (Document.waitForDone), and Krita 5.1.5's
+        # kritarunner segfaulted in processEvents when that ran inside this callback. The
+        # job stays registered meanwhile, so the panel stays busy and Cancel still works.
+        QtCore.QTimer.singleShot(0, lambda: self._after_detect(job, result, action))
+
+    def _after_detect(self, job: RunningJob, result: Result, action) -> None:
+        key = job.key
+        if self.jobs.get(key) is not job:  # cancelled (or replaced) meanwhile
+            return
         # the colorize that follows takes over the busy state without it flickering off
-        if self.jobs.get(key) is job:
-            del self.jobs[key]
+        del self.jobs[key]
         try:
             self._run_detected(key, result, action)
         finally:
@@ -921,3 +929,7 @@ class PanelModel(QtCore.QObject):
         if job.insertion is not None:
             self._job_progress(job, 0, 0, "Cancelling: removing the unfinished layer...")
             job.insertion.cancel()
+        if job.call is None and job.job is None and job.insertion is None:
+            # between a detection's answer and the colorize it starts (_after_detect)
+            self._job_says(job, "Cancelled")
+            self._end(job)

@@ -154,6 +154,8 @@ def test_headless_kritarunner_colorize_frame(engine, plugin_zip, tmp_path):
         "gray_model": models["gray"],
         "lines_model": models["lines"],
     }
+    if os.environ.get("INKHUE_KRITA_CASES"):  # debugging: only these cases, e.g. case_auto
+        cfg["cases"] = os.environ["INKHUE_KRITA_CASES"].split(",")
     (out / "config.json").write_text(json.dumps(cfg))
     env = krita_env(home, PYTHONPATH=f"{pykrita}:{HERE}", QT_QPA_PLATFORM="offscreen")
     log_path = artifacts_dir() / "krita-headless.log"

@@ -118,3 +118,29 @@ def test_detection_errors_and_cancel(qtbot, panel, fake_engine, stub_host):
     fake_engine.hold.set()
     assert widget.message_label.text() == "Cancelled" and not stub_host.inserted
     assert not fake_engine.colorize_calls
+
+
+def test_colorize_starts_from_the_event_loop_after_detection_and_can_be_cancelled_there(
+    qtbot, panel, fake_engine, stub_host
+):
+    # The detection's answer does not read the document inside the network callback
+    # (Krita's Document.waitForDone spins a nested event loop there): the colorize runs
+    # from the event loop right after, and a Cancel in between stops it.
+    widget, model = _auto_panel(qtbot, panel, fake_engine)
+    fake_engine.detect_task = "lineart"
+    started = []
+    real = model._after_detect
+
+    def spy(job, result, action):
+        started.append(model.busy)  # still busy: the detect job is kept until now
+        if len(started) == 1:
+            widget.cancel_button.click()  # Cancel before the colorize starts
+        real(job, result, action)
+
+    model._after_detect = spy
+    _run(qtbot, model, widget.frame_button)
+    assert started == [True] and widget.message_label.text() == "Cancelled"
+    assert not stub_host.inserted and not fake_engine.colorize_calls
+    assert not model.busy and widget.frame_button.isEnabled()
+    _run(qtbot, model, widget.frame_button)  # the next one goes through
+    assert started == [True, True] and stub_host.inserted[-1]["model"] == "toon-lines"
