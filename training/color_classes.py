@@ -143,9 +143,15 @@ def annealed_mean(
     logits: torch.Tensor, centers: torch.Tensor, temperature: float = TEMPERATURE
 ) -> torch.Tensor:
     """ab [N, 2, H, W] (Lab units) from class logits [N, Q, H, W] and centers [Q, 2]:
-    sum_q softmax(logits / T)_q * center_q."""
-    prob = F.softmax(logits.float() / temperature, dim=1)
-    return torch.einsum("nqhw,qc->nchw", prob, centers.to(prob.dtype))
+    sum_q softmax(logits / T)_q * center_q.
+
+    Computed channels-last (softmax over the last axis, then a matmul): exported to ONNX,
+    a Softmax over axis 1 of NCHW ran 13x slower in ONNX Runtime on the CPU (324 vs 49 ms
+    for the whole line-art model at 136x240, against 25 ms for the regression head).
+    """
+    z = (logits.float() / temperature).permute(0, 2, 3, 1)
+    prob = F.softmax(z, dim=-1)
+    return (prob @ centers.to(prob.dtype)).permute(0, 3, 1, 2)
 
 
 def rebalanced_cross_entropy(

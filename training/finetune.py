@@ -182,8 +182,13 @@ def save_base(
     path = Path(path)
     if not path.parent.is_dir():
         raise InputError(f"{path}: its folder does not exist; create it first")
-    kwargs = {"task": generator.task, "channels": tuple(generator.channels),
-              "n_res": generator.n_res}  # fmt: skip
+    kwargs: dict[str, Any] = {"task": generator.task, "channels": tuple(generator.channels),
+                              "n_res": generator.n_res}  # fmt: skip
+    if generator.global_context:
+        kwargs["global_context"] = True
+    if generator.class_head is not None:  # with the temperature the bundled model decodes at
+        kwargs["color_head"] = generator.color_head
+        kwargs["temperature"] = float(generator.temperature)
     meta = {
         "format": BASE_FORMAT,
         "format_version": BASE_FORMAT_VERSION,
@@ -217,9 +222,14 @@ def pack_base(
     *,
     name: str | None = None,
     with_discriminator: bool = False,
+    temperature: float | None = None,
+    trained_on: str | None = None,
 ) -> Path:
     """The shipped base checkpoint of a training run (its last.pt, or a given .pt): the
-    EMA generator and its settings (plus the discriminator with ``with_discriminator``)."""
+    EMA generator and its settings (plus the discriminator with ``with_discriminator``).
+    ``temperature``: a classification head's decoding temperature, as ``inkhue export
+    --temperature`` gave the bundled model (the base and the bundled model must agree);
+    ``trained_on``: what the bundled model's metadata says (default: from the run)."""
     from inkhue_training.networks import Discriminator, Generator
 
     ckpt_path = Path(run)
@@ -231,6 +241,10 @@ def pack_base(
     base = load_base(ckpt_path)  # a shipped checkpoint may be re-packed too
     gen = Generator(**base.generator_kwargs)
     gen.load_state_dict(base.generator)
+    if temperature is not None:
+        if gen.class_head is None:
+            raise InputError(f"--temperature: {ckpt_path} has a regression color head")
+        gen.temperature = float(temperature)
     disc = None
     if with_discriminator:
         if base.discriminator is None:
@@ -243,7 +257,7 @@ def pack_base(
         step = int(m.group(1))
     return save_base(
         out, gen, train_size=base.train_size, name=name or base.name,
-        trained_on=base.trained_on, discriminator=disc,
+        trained_on=trained_on or base.trained_on, discriminator=disc,
         source={"checkpoint": str(ckpt_path.resolve()), "step": step},
     )  # fmt: skip
 
@@ -465,6 +479,7 @@ def finetune(opts: FinetuneOptions, events: Events | None = None) -> FinetuneRes
         n_res=int(base.generator_kwargs["n_res"]),
         global_context=bool(base.generator_kwargs.get("global_context", False)),
         color_head=str(base.generator_kwargs.get("color_head", "regression")),
+        temperature=float(base.generator_kwargs.get("temperature", TrainConfig.temperature)),
         d_channels=d_channels,
         batch_size=opts.batch_size,
         lr=opts.lr,
@@ -812,10 +827,21 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="keep the run's discriminator too (fine-tuning then starts from it)",
     )
+    p.add_argument(
+        "--temperature",
+        type=float,
+        help="a classification head's decoding temperature (as given to inkhue export)",
+    )
+    p.add_argument("--trained-on", help="what it was trained on (default: from the run)")
     args = parser.parse_args(argv)
     try:
         out = pack_base(
-            args.run, args.output, name=args.name, with_discriminator=args.with_discriminator
+            args.run,
+            args.output,
+            name=args.name,
+            with_discriminator=args.with_discriminator,
+            temperature=args.temperature,
+            trained_on=args.trained_on,
         )
     except InkHueError as exc:
         print(f"pack-base: error: {exc}", file=sys.stderr)

@@ -148,6 +148,7 @@ class Generator(nn.Module):
         n_res: int = 5,
         global_context: bool = False,
         color_head: str = "regression",
+        temperature: float = TEMPERATURE,
     ) -> None:
         super().__init__()
         self.task = _check_task(task)
@@ -184,7 +185,7 @@ class Generator(nn.Module):
         self.class_head = None
         #: annealed-mean temperature of the classification head: a decoding choice (lower:
         #: nearer the mode, more vivid), so export may set another one (``--temperature``)
-        self.temperature = TEMPERATURE
+        self.temperature = float(temperature)
         if classify:
             centers = torch.from_numpy(AbQuantizer().centers)
             self.register_buffer("ab_centers", centers, persistent=False)

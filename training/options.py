@@ -53,6 +53,7 @@ class TrainConfig:
     color_head: str = "regression"  # or "classification" (Zhang et al. ECCV 2016)
     class_weight: float = 1.0  # weight of the rebalanced cross-entropy (classification)
     class_prior_images: int = 500  # training images read for the class prior
+    temperature: float = 0.38  # classification head: annealed-mean T (color_classes.TEMPERATURE)
     # optimization
     batch_size: int = 16
     lr: float = 2e-4

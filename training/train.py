@@ -568,6 +568,7 @@ def _train(
         "n_res": config.n_res,
         "global_context": config.global_context,
         "color_head": config.color_head,
+        "temperature": config.temperature,
     }
     disc_kwargs = {"task": config.task, "channels": tuple(config.d_channels)}
     G = Generator(**gen_kwargs).to(dev)

@@ -51,6 +51,7 @@ def _checkpoint(path, task, **kwargs):
             "generator_kwargs": {"task": task, **kwargs},
             "generator": gen.state_dict(),
             "discriminator": Discriminator(task, (8, 16, 32)).state_dict(),
+            "discriminator_kwargs": {"task": task, "channels": (8, 16, 32)},
         },
         path,
     )
@@ -123,3 +124,26 @@ def test_export_sets_the_decoding_temperature_of_a_classification_head_only(tmp_
     assert chroma[0.2] > 2 * chroma[1.0]
     with pytest.raises(InputError, match="--temperature: .*regression color head"):
         export_checkpoint(tmp_path / "r.pt", tmp_path / "r.onnx", temperature=0.3)
+
+
+def test_a_packed_classification_base_keeps_its_head_and_temperature(tmp_path):
+    from inkhue_training.color_classes import TEMPERATURE
+    from inkhue_training.finetune import load_base, pack_base
+    from inkhue_training.options import TrainConfig
+
+    assert TrainConfig.temperature == TEMPERATURE  # one default, written twice (no torch)
+    gen = Generator("lineart", global_context=True, color_head="classification", **SMALL)
+    kwargs = {"task": "lineart", "global_context": True, "color_head": "classification",
+              **SMALL}  # fmt: skip
+    torch.save({"generator_kwargs": kwargs, "generator": gen.state_dict()}, tmp_path / "r.pt")
+    pack_base(tmp_path / "r.pt", tmp_path / "base.pt", name="b", temperature=0.25)
+    base = load_base(tmp_path / "base.pt")
+    assert base.generator_kwargs["color_head"] == "classification"
+    assert base.generator_kwargs["global_context"] is True
+    assert base.generator_kwargs["temperature"] == 0.25
+    again = Generator(**base.generator_kwargs)
+    again.load_state_dict(base.generator)  # strict: the head and the context branch are there
+    assert again.temperature == 0.25
+    with pytest.raises(InputError, match="regression color head"):
+        _checkpoint(tmp_path / "g.pt", "grayscale", **SMALL)
+        pack_base(tmp_path / "g.pt", tmp_path / "g_base.pt", name="g", temperature=0.3)
