@@ -129,21 +129,24 @@ def bind(
     else:
         raise TypeError(f"cannot bind a {type(widget).__name__}")
 
+    # A model may outlive its view (its network answers still arrive): a change after the
+    # widget is gone must not reach it. No slot on the widget's ``destroyed``: one that
+    # disconnected from the model segfaulted under PyQt6 when both were torn down together.
+    # The binding drops itself on the model's next change, from inside the model's own
+    # signal (the model is surely alive then), once the widget's wrapper says it is deleted.
     def to_view(changed: str, value) -> None:
+        try:
+            widget.objectName()
+        except RuntimeError:  # wrapped C/C++ object deleted (PyQt / PySide say so alike)
+            try:
+                obj.property_changed.disconnect(to_view)
+            except (RuntimeError, TypeError):  # already dropped
+                pass
+            return
         if changed == name:
             show_value(widget, value)
             if on_change is not None:
                 on_change(value)
 
     obj.property_changed.connect(to_view)
-
-    def unbind(*_args) -> None:
-        try:
-            obj.property_changed.disconnect(to_view)
-        except (RuntimeError, TypeError):  # the model went first
-            pass
-
-    # A model may outlive its view (its network answers still arrive): a change after the
-    # widget is gone must not reach it.
-    widget.destroyed.connect(unbind)
     show_value(widget, getattr(obj, name))

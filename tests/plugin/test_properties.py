@@ -87,8 +87,10 @@ def test_live_line_edit_and_a_widget_gone_before_its_model(qtbot):
     # The model outlives the view (a network answer still arrives): no error, no update.
     edit.deleteLater()
     qtbot.waitUntil(lambda: not _alive(edit), timeout=2000)
-    state.name = "after"  # reached the deleted widget before the binding was dropped
+    state.name = "after"  # reaches the deleted widget's binding, which drops itself
     assert state.name == "after"
+    state.name = "again"  # nothing bound any more
+    assert state.name == "again"
 
 
 def _alive(widget) -> bool:
