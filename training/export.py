@@ -280,6 +280,19 @@ def generator_from_checkpoint(ckpt: dict[str, Any], use_ema: bool = True) -> Gen
     return gen.eval()
 
 
+def set_temperature(gen: Generator, temperature: float, source: str | os.PathLike) -> None:
+    """Decode ``gen``'s classification head at annealed-mean ``temperature`` (``--temperature``
+    of export and pack-base); InputError for a regression head or a value out of (0, 10]."""
+    if gen.class_head is None:
+        raise InputError(
+            f"--temperature: {source} has a regression color head; the temperature "
+            f"only decodes a classification head (--color-head classification)"
+        )
+    if not 0.0 < temperature <= 10.0:
+        raise InputError(f"--temperature {temperature:g}: use a value in (0, 10]")
+    gen.temperature = float(temperature)
+
+
 def export_checkpoint(
     ckpt_path: str | os.PathLike,
     out_path: str | os.PathLike,
@@ -302,14 +315,7 @@ def export_checkpoint(
     cfg = ckpt.get("config") or {}
     gen = generator_from_checkpoint(ckpt, use_ema=use_ema)
     if temperature is not None:
-        if gen.class_head is None:
-            raise InputError(
-                f"--temperature: {ckpt_path} has a regression color head; the temperature "
-                f"only decodes a classification head (--color-head classification)"
-            )
-        if not 0.0 < temperature <= 10.0:
-            raise InputError(f"--temperature {temperature:g}: use a value in (0, 10]")
-        gen.temperature = float(temperature)
+        set_temperature(gen, temperature, ckpt_path)
     default_trained_on = cfg.get("trained_on") or ", ".join(
         Path(p).name for p in cfg.get("data", []) or []
     )

@@ -242,9 +242,9 @@ def pack_base(
     gen = Generator(**base.generator_kwargs)
     gen.load_state_dict(base.generator)
     if temperature is not None:
-        if gen.class_head is None:
-            raise InputError(f"--temperature: {ckpt_path} has a regression color head")
-        gen.temperature = float(temperature)
+        from inkhue_training.export import set_temperature
+
+        set_temperature(gen, temperature, ckpt_path)
     disc = None
     if with_discriminator:
         if base.discriminator is None:
