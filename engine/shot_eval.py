@@ -284,13 +284,11 @@ def fill_consistency(
         kf = key.astype(np.float32)
         inside = (cv2.erode(kf, k) == kf) & (cv2.dilate(kf, k) == kf)
         lab = rgb_to_lab(on_white(np.asarray(out)))
-        keys, counts = np.unique(key[inside], return_counts=True)
-        result = {}
-        for value, count in zip(keys, counts, strict=True):
-            if count >= FILL_MIN_PX:
-                mask = inside & (key == value)
-                result[int(value)] = (lab[mask].mean(axis=0), int(count))
-        return result
+        # each true color a region (label 0 unused), its interior pixels the weights
+        keys, inverse = np.unique(key, return_inverse=True)
+        means, counts = rg.region_means(inverse.reshape(key.shape) + 1, lab, inside)
+        big = np.flatnonzero(counts[1:] >= FILL_MIN_PX)
+        return {int(keys[i]): (means[i + 1], int(counts[i + 1])) for i in big}
 
     fa, fb = fills(truth_a, out_a), fills(truth_b, out_b)
     common = sorted(set(fa) & set(fb))
