@@ -31,6 +31,11 @@ log = logging.getLogger(__name__)
 TASKS = ("grayscale", "lineart")
 #: Output name and channel count of each task (docs/DESIGN.md, the model contract).
 TASK_OUTPUTS = {"grayscale": ("ab", 2), "lineart": ("lab", 3)}
+#: Optional second output of a model with a classification color head (docs/DESIGN.md):
+#: channels-last class logits [N, H, W, Q], and the metadata key that gives the ab of
+#: each of the Q classes (a JSON list of [a, b]).
+CLASS_LOGITS_OUTPUT = "ab_logits"
+AB_CLASSES_KEY = "inkhue.ab_classes"
 FORMAT_VERSION = 1
 REQUIRED_KEYS = (
     "inkhue.format",
@@ -250,6 +255,9 @@ class ModelInfo:
     palette: list[str] | None
     format: int
     builtin: bool = False
+    #: ab (Lab units) of each color class of the ``ab_logits`` output, [Q, 2]; None for a
+    #: model without one (a regression color head)
+    ab_classes: tuple[tuple[float, float], ...] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-friendly form (the server's /models entries use these keys)."""
@@ -318,6 +326,7 @@ def _info_from_session(path: Path, session: Any, builtin: bool = False) -> Model
     if "inkhue.palette" in meta:
         palette = _parse_palette_meta(path, meta["inkhue.palette"])
     _check_graph(path, session, task)
+    ab_classes = _check_class_logits(path, session, meta)
     return ModelInfo(
         path=path,
         name=meta["inkhue.name"],
@@ -328,7 +337,39 @@ def _info_from_session(path: Path, session: Any, builtin: bool = False) -> Model
         palette=palette,
         format=FORMAT_VERSION,
         builtin=builtin,
+        ab_classes=ab_classes,
     )
+
+
+def _check_class_logits(
+    path: Path, session: Any, meta: dict[str, str]
+) -> tuple[tuple[float, float], ...] | None:
+    """The ab of each class of an ``ab_logits`` output (None when the graph has none)."""
+    outputs = {o.name: o for o in session.get_outputs()}
+    out = outputs.get(CLASS_LOGITS_OUTPUT)
+    if out is None:
+        return None
+    redo = "re-export the model with 'inkhue export'"
+    if AB_CLASSES_KEY not in meta:
+        raise ModelError(
+            f"{path.name}: output {CLASS_LOGITS_OUTPUT!r} needs metadata {AB_CLASSES_KEY}; {redo}"
+        )
+    try:
+        classes = json.loads(meta[AB_CLASSES_KEY])
+        pairs = tuple((float(a), float(b)) for a, b in classes)
+        if not pairs or not np.isfinite(np.asarray(pairs)).all():
+            raise ValueError
+    except (ValueError, TypeError) as exc:
+        raise ModelError(
+            f"{path.name}: metadata {AB_CLASSES_KEY} is not a JSON list of [a, b] pairs; {redo}"
+        ) from exc
+    q = out.shape[-1] if len(out.shape) == 4 else None
+    if len(out.shape) != 4 or (isinstance(q, int) and q != len(pairs)):
+        raise ModelError(
+            f"{path.name}: output {CLASS_LOGITS_OUTPUT!r} has shape {out.shape}, expected "
+            f"[N, H, W, {len(pairs)}] (one logit per class of {AB_CLASSES_KEY}); {redo}"
+        )
+    return pairs
 
 
 def _parse_palette_meta(path: Path, raw: str) -> list[str]:
@@ -478,17 +519,26 @@ class Model:
         Returns float32 ``[N, C, H, W]`` (C = 2 for grayscale, 3 for line art).
         Out-of-memory errors become ResourceError; other runtime errors ModelError.
         """
+        return self._run(batch, with_logits=False)[0]
+
+    def run_with_class_logits(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """``run`` plus the class logits float32 ``[N, H, W, Q]`` of a model with a
+        classification head (``info.ab_classes``), else None."""
+        return self._run(batch, with_logits=self.info.ab_classes is not None)
+
+    def _run(self, batch: np.ndarray, with_logits: bool) -> tuple[np.ndarray, np.ndarray | None]:
         batch = np.ascontiguousarray(batch, dtype=np.float32)
         m = self.info.multiple_of
         if batch.ndim != 4 or batch.shape[1] != 4:
             raise ValueError(f"model input must be [N, 4, H, W], got {batch.shape}")
         if batch.shape[2] % m or batch.shape[3] % m:
             raise ValueError(f"model input H, W must be multiples of {m}, got {batch.shape}")
+        names = [self._out_name] + ([CLASS_LOGITS_OUTPUT] if with_logits else [])
         try:
             if self._bind_device is not None:
-                out = self._run_bound(batch)
+                outs = self._run_bound(batch, names)
             else:
-                out = self._session.run([self._out_name], {"input": batch})[0]
+                outs = self._session.run(names, {"input": batch})
         except MemoryError as exc:
             raise ResourceError(OOM_ADVICE) from exc
         except Exception as exc:
@@ -496,23 +546,24 @@ class Model:
             if _is_oom(msg):
                 raise ResourceError(f"{OOM_ADVICE} ({msg})") from exc
             raise ModelError(f"{self.info.path.name}: running the model failed: {msg}") from exc
-        out = np.asarray(out, dtype=np.float32)
-        if not np.isfinite(out).all():  # else NaN becomes a white frame, and exit 0
+        outs = [np.asarray(o, dtype=np.float32) for o in outs]
+        if not all(np.isfinite(o).all() for o in outs):  # else NaN becomes a white frame
             raise ModelError(
                 f"{self.info.path.name}: model {self.info.name!r} output NaN or infinite "
                 f"values: the model is broken (e.g. a diverged training); use another model"
             )
-        return out
+        return outs[0], (outs[1] if with_logits else None)
 
-    def _run_bound(self, batch: np.ndarray) -> np.ndarray:
-        """GPU run with IO binding: one upload, output left on the device, one download."""
+    def _run_bound(self, batch: np.ndarray, names: list[str]) -> list[np.ndarray]:
+        """GPU run with IO binding: one upload, outputs left on the device, one download."""
         ort = self._ort
         binding = self._session.io_binding()  # per call: run() stays thread-safe
         x = ort.OrtValue.ortvalue_from_numpy(batch, self._bind_device, 0)
         binding.bind_ortvalue_input("input", x)
-        binding.bind_output(self._out_name, self._bind_device, 0)
+        for name in names:
+            binding.bind_output(name, self._bind_device, 0)
         self._session.run_with_iobinding(binding)
-        return binding.copy_outputs_to_cpu()[0]
+        return binding.copy_outputs_to_cpu()
 
 
 _MODEL_CACHE: dict[tuple[str, int, int, str, int], Model] = {}

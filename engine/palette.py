@@ -245,6 +245,85 @@ def snap_regions_to_palette(
     return snap_lab_to_palette(lab, palette_lab, own_lightness)
 
 
+# --------------------------------------------------------------------------- class evidence
+#: Decoding a palette lock from a classification model's color distribution (chosen on
+#: the line-art dev images outside the model card's, docs/PALETTE.md): the class
+#: probabilities are read at this softmax temperature (below 1: sharper than the raw
+#: distribution), a class counts for a palette color by a Gaussian of its ab distance
+#: (this sigma, Lab units), and a region's lightness (line art) by a Gaussian of
+#: EVIDENCE_SIGMA_L.
+EVIDENCE_TEMPERATURE = 0.5
+EVIDENCE_SIGMA_AB = 10.0
+EVIDENCE_SIGMA_L = 40.0
+#: Floor of a region's evidence before its log (a palette color no class supports).
+_EVIDENCE_FLOOR = 1e-6
+
+
+def palette_evidence(
+    logits: np.ndarray,
+    ab_classes: np.ndarray,
+    palette_lab: np.ndarray,
+    temperature: float = EVIDENCE_TEMPERATURE,
+    sigma_ab: float = EVIDENCE_SIGMA_AB,
+) -> np.ndarray:
+    """How much of each pixel's predicted color distribution lies near each palette color.
+
+    ``logits`` [H, W, Q] (a classification model's ``ab_logits``), ``ab_classes`` [Q, 2]
+    (their ab), ``palette_lab`` [M, 3]. Returns float32 [M, H, W]: sum over classes of
+    softmax(logits / temperature) x exp(-|ab_class - ab_palette|^2 / (2 sigma_ab^2)).
+    Unlike the nearest palette color to the predicted (mean) color, this keeps a pixel
+    torn between blue and red from choosing the palette's purple or gray.
+    """
+    z = np.asarray(logits, np.float32) / np.float32(temperature)
+    h, w, q = z.shape
+    z = z.reshape(-1, q)
+    z -= z.max(axis=1, keepdims=True)
+    np.exp(z, out=z)
+    z /= z.sum(axis=1, keepdims=True)
+    centers = np.asarray(ab_classes, np.float32).reshape(q, 2)
+    pal_ab = np.asarray(palette_lab, np.float32).reshape(-1, 3)[:, 1:]
+    d2 = ((centers[:, None, :] - pal_ab[None, :, :]) ** 2).sum(-1)
+    kernel = np.exp(-d2 / np.float32(2.0 * sigma_ab * sigma_ab)).astype(np.float32)
+    return np.ascontiguousarray((z @ kernel).T.reshape(-1, h, w))
+
+
+def snap_regions_by_evidence(
+    region_lab: np.ndarray,
+    region_evidence: np.ndarray,
+    has_evidence: np.ndarray,
+    palette_lab: np.ndarray,
+    own_lightness: bool = False,
+    region_hint_ab: np.ndarray | None = None,
+    region_hinted: np.ndarray | None = None,
+    sigma_l: float = EVIDENCE_SIGMA_L,
+) -> np.ndarray:
+    """The palette lock by region from class evidence: one palette index per region.
+
+    ``region_evidence`` [n+1, M]: each region's mean ``palette_evidence``;
+    ``has_evidence`` [n+1] bool: False where the region had no pixel at the model's
+    working size (it snaps its median as ``snap_regions_to_palette`` does, as do hinted
+    regions: the artist's choice beats the model's). A region takes the palette color of
+    least -log(evidence), plus, unless ``own_lightness`` (grayscale keeps the frame's
+    L), (L_region - L_palette)^2 / (2 sigma_l^2) with the region's predicted L.
+    """
+    entry = snap_regions_to_palette(
+        region_lab, palette_lab, own_lightness, region_hint_ab, region_hinted
+    )
+    use = np.asarray(has_evidence, bool).copy()
+    if region_hinted is not None:
+        use &= ~np.asarray(region_hinted, bool)
+    if not use.any():
+        return entry
+    ev = np.asarray(region_evidence, np.float64)[use]
+    cost = -np.log(np.maximum(ev, _EVIDENCE_FLOOR))
+    if not own_lightness:
+        pal = np.asarray(palette_lab, np.float64).reshape(-1, 3)
+        L = np.asarray(region_lab, np.float64).reshape(-1, 3)[use, :1]
+        cost += (L - pal[None, :, 0]) ** 2 / (2.0 * sigma_l * sigma_l)
+    entry[use] = np.argmin(cost, axis=1)
+    return entry
+
+
 # --------------------------------------------------------------------------- extraction
 #: Frames are scaled down to this short side before their palette is read (speed; flat
 #: regions survive area resampling, their anti-aliased borders are boundaries anyway).

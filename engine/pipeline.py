@@ -45,6 +45,8 @@ from inkhue_engine.model import TASK_OUTPUTS, TASKS, Model, ModelInfo
 from inkhue_engine.palette import (
     check_palette_length,
     normalize_hex,
+    palette_evidence,
+    snap_regions_by_evidence,
     snap_regions_to_palette,
 )
 
@@ -497,7 +499,10 @@ def run_prepared(
     """Run the model on prepared frames; returns each frame's prediction [C, H_pad, W_pad].
 
     Frames of the same padded working size share model calls of up to ``batch_size``
-    frames; predictions come back in the order of ``prepared``.
+    frames; predictions come back in the order of ``prepared``. A frame with a palette
+    lock, run by a model with color classes (``info.ab_classes``), gets M more channels
+    after its C: each of its M palette colors' evidence (palette.palette_evidence), from
+    which finish_frame decodes the lock.
     """
     if batch_size < 1:
         raise InputError(f"batch size must be at least 1, got {batch_size}")
@@ -511,12 +516,27 @@ def run_prepared(
     for i, p in enumerate(prepared):
         groups.setdefault(p.input.shape, []).append(i)
     out: list[np.ndarray | None] = [None] * len(prepared)
+    classes = model.info.ab_classes
     for idx in groups.values():
         for start in range(0, len(idx), batch_size):
             chunk = idx[start : start + batch_size]
-            pred = model.run(np.stack([prepared[i].input for i in chunk]))
+            batch = np.stack([prepared[i].input for i in chunk])
+            logits = None
+            if classes is not None and any(prepared[i].options.palette for i in chunk):
+                pred, logits = model.run_with_class_logits(batch)
+            else:
+                pred = model.run(batch)
             for j, i in enumerate(chunk):
-                out[i] = pred[j]
+                p = prepared[i]
+                if logits is None or p.options.palette is None:
+                    out[i] = pred[j]
+                    continue
+                h, w = p.work_size
+                ev = np.zeros((len(p.options.palette), *pred.shape[2:]), np.float32)
+                ev[:, :h, :w] = palette_evidence(
+                    logits[j, :h, :w], np.asarray(classes), _palette_arrays(p.options.palette)[0]
+                )
+                out[i] = np.concatenate([pred[j], ev])
     return out  # type: ignore[return-value]
 
 
@@ -670,22 +690,27 @@ def finish_frame(prepared: PreparedFrame, prediction: np.ndarray) -> np.ndarray:
     if pred.ndim == 4 and pred.shape[0] == 1:
         pred = pred[0]
     channels = TASK_OUTPUTS[prepared.task][1]
-    if pred.ndim != 3 or pred.shape[0] != channels or pred.shape[1:] != prepared.input.shape[1:]:
+    palette = prepared.options.palette
+    allowed = (channels, channels + len(palette)) if palette else (channels,)
+    if pred.ndim != 3 or pred.shape[0] not in allowed or pred.shape[1:] != prepared.input.shape[1:]:
         raise InputError(
             f"prediction shape {pred.shape} does not match the prepared frame "
             f"([{channels}, {prepared.input.shape[1]}, {prepared.input.shape[2]}])"
         )
     h, w = prepared.work_size
+    evidence = pred[channels:, :h, :w] if pred.shape[0] > channels else None
     # a copy (the finishing works in place on it), upsampled interleaved: OpenCV's
     # 2-channel INTER_LINEAR rounds differently from its 1-channel one
-    pred = np.array(pred[:, :h, :w].transpose(1, 2, 0), order="C")
+    pred = np.array(pred[:channels, :h, :w].transpose(1, 2, 0), order="C")
     pred = _resize(pred, prepared.full_size, cv2.INTER_LINEAR)
     if prepared.task == "grayscale":
-        return _finish_grayscale(prepared, pred)
-    return _finish_lineart(prepared, pred)
+        return _finish_grayscale(prepared, pred, evidence)
+    return _finish_lineart(prepared, pred, evidence)
 
 
-def _finish_grayscale(p: PreparedFrame, ab: np.ndarray) -> np.ndarray:
+def _finish_grayscale(
+    p: PreparedFrame, ab: np.ndarray, evidence: np.ndarray | None = None
+) -> np.ndarray:
     """The frame's L with the predicted ab (HxWx2): hinted regions anchored to their hint,
     regions below CONSOLIDATE_MAX_FRACTION of the frame one color (their hint, else their
     median prediction), the rest per pixel; then the gamut check. With a palette: one
@@ -694,7 +719,7 @@ def _finish_grayscale(p: PreparedFrame, ab: np.ndarray) -> np.ndarray:
     if opts.palette is not None:  # one palette color per region, the frame's L inside
         # (hinted regions take their hint's entry, so anchoring changes nothing here)
         pal_ab = _palette_arrays(opts.palette)[0][:, 1:]
-        filled, entry = _palette_regions(p, cv2.merge([p.L, np.ascontiguousarray(ab)]))
+        filled, entry = _palette_regions(p, cv2.merge([p.L, np.ascontiguousarray(ab)]), evidence)
         return _assemble_strips(
             p,
             lambda sl: _lab_to_rgb_keep_l(
@@ -749,22 +774,41 @@ def _region_rgb(region_lab: np.ndarray) -> np.ndarray:
     return lab_to_rgb(region_lab[:, None, :].astype(np.float32))[:, 0, :]
 
 
-def _palette_regions(p: PreparedFrame, lab: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Palette lock by region (palette.snap_regions_to_palette): (labels with each line
-    pixel given its nearest region, palette index per label). Regions come from the frame
-    even when ``options.regions`` is off: a palette lock never snaps single pixels."""
+def _palette_regions(
+    p: PreparedFrame, lab: np.ndarray, evidence: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Palette lock by region: (labels with each line pixel given its nearest region,
+    palette index per label). Regions come from the frame even when ``options.regions``
+    is off: a palette lock never snaps single pixels. With ``evidence`` ([M, h, w] at the
+    working size, see run_prepared) a region takes the palette color its predicted color
+    distribution supports most (palette.snap_regions_by_evidence); else the one nearest
+    its median prediction (palette.snap_regions_to_palette)."""
     if p.labels is None:
         p = replace(p, labels=rg.regions_of(p.L, p.task))
     grayscale = p.task == "grayscale"
     region_lab = (
         _region_medians(p.labels.astype(np.intp), lab) if grayscale else _lineart_region_lab(p, lab)
     )
-    entry = snap_regions_to_palette(
-        region_lab,
-        _palette_arrays(p.options.palette)[0],
-        own_lightness=grayscale,
-        region_hint_ab=p.region_hint_ab,
-        region_hinted=p.region_hinted,
+    pal_lab = _palette_arrays(p.options.palette)[0]
+    hints = {"region_hint_ab": p.region_hint_ab, "region_hinted": p.region_hinted}
+    if evidence is None:
+        entry = snap_regions_to_palette(region_lab, pal_lab, own_lightness=grayscale, **hints)
+        return rg.fill_labels(p.labels), entry
+    m, h, w = evidence.shape
+    n = region_lab.shape[0]
+    # the full-resolution labels sampled at the working size (pixel centres)
+    H, W = p.labels.shape
+    rows = np.minimum(((np.arange(h) + 0.5) * (H / h)).astype(np.intp), H - 1)
+    cols = np.minimum(((np.arange(w) + 0.5) * (W / w)).astype(np.intp), W - 1)
+    small = np.ascontiguousarray(p.labels[rows][:, cols])
+    means, weight = rg.region_means(small, evidence.reshape(m, -1).T, np.ones((h, w), np.float32))
+    region_ev = np.zeros((n, m), np.float32)
+    has = np.zeros(n, bool)
+    region_ev[: means.shape[0]] = means
+    has[: weight.shape[0]] = weight > 0
+    has[0] = False  # line pixels are not a region
+    entry = snap_regions_by_evidence(
+        region_lab, region_ev, has, pal_lab, own_lightness=grayscale, **hints
     )
     return rg.fill_labels(p.labels), entry
 
@@ -778,10 +822,12 @@ def _lineart_from_regions(p: PreparedFrame, region_rgb: np.ndarray, output: str)
     )
 
 
-def _finish_lineart(p: PreparedFrame, lab: np.ndarray) -> np.ndarray:
+def _finish_lineart(
+    p: PreparedFrame, lab: np.ndarray, evidence: np.ndarray | None = None
+) -> np.ndarray:
     opts = p.options
     if opts.palette is not None:
-        filled, entry = _palette_regions(p, lab)
+        filled, entry = _palette_regions(p, lab, evidence)
         pal_rgb = _palette_arrays(opts.palette)[1]
         return _assemble_strips(
             p,

@@ -139,19 +139,31 @@ def rebalance_weights(
     return w.astype(np.float32)
 
 
+def class_logits_last(logits: torch.Tensor) -> torch.Tensor:
+    """Class logits [N, Q, H, W] -> float32 channels-last [N, H, W, Q]: the layout of the
+    exported ``ab_logits`` output and of the annealed mean's softmax."""
+    return logits.float().permute(0, 2, 3, 1)
+
+
+def annealed_mean_last(
+    logits_last: torch.Tensor, centers: torch.Tensor, temperature: float = TEMPERATURE
+) -> torch.Tensor:
+    """ab [N, 2, H, W] (Lab units) from channels-last logits [N, H, W, Q] and centers
+    [Q, 2]: sum_q softmax(logits / T)_q * center_q.
+
+    Channels-last (softmax over the last axis, then a matmul): exported to ONNX, a
+    Softmax over axis 1 of NCHW ran 13x slower in ONNX Runtime on the CPU (324 vs 49 ms
+    for the whole line-art model at 136x240, against 25 ms for the regression head).
+    """
+    prob = F.softmax(logits_last / temperature, dim=-1)
+    return (prob @ centers.to(prob.dtype)).permute(0, 3, 1, 2)
+
+
 def annealed_mean(
     logits: torch.Tensor, centers: torch.Tensor, temperature: float = TEMPERATURE
 ) -> torch.Tensor:
-    """ab [N, 2, H, W] (Lab units) from class logits [N, Q, H, W] and centers [Q, 2]:
-    sum_q softmax(logits / T)_q * center_q.
-
-    Computed channels-last (softmax over the last axis, then a matmul): exported to ONNX,
-    a Softmax over axis 1 of NCHW ran 13x slower in ONNX Runtime on the CPU (324 vs 49 ms
-    for the whole line-art model at 136x240, against 25 ms for the regression head).
-    """
-    z = (logits.float() / temperature).permute(0, 2, 3, 1)
-    prob = F.softmax(z, dim=-1)
-    return (prob @ centers.to(prob.dtype)).permute(0, 3, 1, 2)
+    """``annealed_mean_last`` of NCHW class logits [N, Q, H, W]."""
+    return annealed_mean_last(class_logits_last(logits), centers, temperature)
 
 
 def rebalanced_cross_entropy(

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from inkhue_engine.errors import InputError, ModelError
+from inkhue_engine.model import AB_CLASSES_KEY, CLASS_LOGITS_OUTPUT
 from inkhue_training.networks import Generator, calibrate_batchnorm
 
 FORMAT_VERSION = "1"
@@ -61,6 +62,10 @@ def model_metadata(
     }
     if getattr(gen, "class_head", None) is not None:  # how to reproduce its colors
         meta["inkhue.color_head"] = f"classification, annealed mean T={gen.temperature:g}"
+        # the ab of each class of the ab_logits output: the engine decodes a palette
+        # lock from the class distribution (inkhue_engine.palette.palette_evidence)
+        centers = gen.ab_centers.detach().cpu().numpy().astype(float)
+        meta[AB_CLASSES_KEY] = json.dumps([[round(a, 3), round(b, 3)] for a, b in centers])
     if palette is not None:
         colors = [str(c) for c in palette]
         bad = [c for c in colors if not _HEX.match(c)]
@@ -80,6 +85,18 @@ def random_inputs(n: int, h: int, w: int, seed: int = 0) -> np.ndarray:
     x[:, 2] = np.where(mask, rng.uniform(-80, 80, (n, h, w)), 0)
     x[:, 3] = mask
     return x
+
+
+class _WithClassLogits(torch.nn.Module):
+    """Export view of a classification generator: (color, channels-last class logits)."""
+
+    def __init__(self, gen: Generator) -> None:
+        super().__init__()
+        self.gen = gen
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        color, last = self.gen.forward_with_class_logits(x)
+        return color, last
 
 
 def check_parity(
@@ -110,15 +127,22 @@ def check_parity(
     try:
         for i, (n, h, w) in enumerate(sizes):
             x = random_inputs(n, h, w, seed=i)
-            got = sess.run(None, {in_name: x})[0]
+            got = sess.run(None, {in_name: x})
             with torch.no_grad():
-                ref = gen(torch.from_numpy(x)).float().cpu().numpy()
-            if got.shape != ref.shape:
+                color, last = gen.forward_with_class_logits(torch.from_numpy(x))
+            refs = [color] + ([last] if last is not None else [])
+            if len(got) != len(refs):
                 raise ModelError(
-                    f"{onnx_path}: ONNX output shape {got.shape} != PyTorch {ref.shape} "
-                    f"for input {x.shape}"
+                    f"{onnx_path}: the ONNX graph has {len(got)} outputs, PyTorch {len(refs)}"
                 )
-            worst = max(worst, float(np.max(np.abs(got - ref))))
+            for g, r in zip(got, refs, strict=True):
+                r = r.float().cpu().numpy()
+                if g.shape != r.shape:
+                    raise ModelError(
+                        f"{onnx_path}: ONNX output shape {g.shape} != PyTorch {r.shape} "
+                        f"for input {x.shape}"
+                    )
+                worst = max(worst, float(np.max(np.abs(g - r))))
     finally:
         gen.train(was_training)
     if not worst <= tolerance:  # also catches NaN
@@ -159,6 +183,8 @@ def export_generator(
     )
     model = copy.deepcopy(gen).cpu().float().eval()
     model = model.to(memory_format=torch.contiguous_format)
+    classify = getattr(model, "class_head", None) is not None
+    outputs = [OUTPUT_NAMES[model.task]] + ([CLASS_LOGITS_OUTPUT] if classify else [])
     m = int(model.multiple_of)
     hb, wb = torch.export.Dim("hb", min=1), torch.export.Dim("wb", min=1)
     dynamic = {"x": {0: torch.export.Dim("batch", min=1), 2: m * hb, 3: m * wb}}
@@ -170,13 +196,13 @@ def export_generator(
         with warnings.catch_warnings():  # torch-internal deprecation noise of the exporter
             warnings.simplefilter("ignore", FutureWarning)
             torch.onnx.export(
-                model,
+                _WithClassLogits(model) if classify else model,
                 (example,),
                 str(raw),
                 dynamo=True,
                 external_data=False,
                 input_names=["input"],
-                output_names=[OUTPUT_NAMES[model.task]],
+                output_names=outputs,
                 dynamic_shapes=dynamic,
                 opset_version=OPSET,
                 verbose=verbose,

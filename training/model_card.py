@@ -568,9 +568,19 @@ def _palette_rows(
     return lock, how
 
 
+def earlier_training(card_json: Path) -> dict[str, Any]:
+    """The ``training`` facts of an earlier card's JSON (for ``--training-from``), marked
+    with where they come from."""
+    card = _read_json(card_json, "earlier model card")
+    training = card.get("training") if isinstance(card, dict) else None
+    if not isinstance(training, dict) or "config" not in training:
+        raise InputError(f"{card_json}: not a model card JSON (it has no training facts)")
+    return {**training, "carried_from": str(card_json)}
+
+
 def build_card_data(
     model_path: Path,
-    run: Path,
+    run: Path | dict[str, Any],
     dev: Path,
     manifest: Path,
     measured: dict[str, Any],
@@ -578,19 +588,30 @@ def build_card_data(
     checkpoint: Path | None = None,
     note: str | None = None,
 ) -> dict[str, Any]:
-    """Everything the card shows (the JSON written next to it)."""
+    """Everything the card shows (the JSON written next to it). ``run``: the run folder,
+    or training facts carried from an earlier card (``earlier_training``)."""
     info = measured["model_info"]
-    if checkpoint is not None:
+    if isinstance(run, dict):
+        training = run
+    elif checkpoint is not None:
         ckpt = checkpoint
     else:  # what `inkhue export RUN` ships: best.pt when the run chose one
         ckpt = run / "best.pt" if (run / "best.pt").is_file() else run / "last.pt"
-    step, why = checkpoint_step(ckpt)
-    ckpt_note = None
-    if step is not None and ckpt.stat().st_mtime > model_path.stat().st_mtime:
-        ckpt_note = (
-            f"{ckpt} is newer than the model file: the model may come from an "
-            "earlier step than this one"
-        )
+    if not isinstance(run, dict):
+        step, why = checkpoint_step(ckpt)
+        ckpt_note = None
+        if step is not None and ckpt.stat().st_mtime > model_path.stat().st_mtime:
+            ckpt_note = (
+                f"{ckpt} is newer than the model file: the model may come from an "
+                "earlier step than this one"
+            )
+        training = {
+            **run_summary(run, step),
+            "checkpoint": str(ckpt),
+            "checkpoint_step": step,
+            "checkpoint_missing": why or None,
+            "checkpoint_note": ckpt_note,
+        }
     return {
         "card_format": 1,
         "name": info.get("name"),
@@ -605,13 +626,7 @@ def build_card_data(
         "note": note,
         "data": corpus_summary(manifest, info.get("task")),
         "evaluated_on": {"dev": str(dev), "images": measured["settings"]["images"]},
-        "training": {
-            **run_summary(run, step),
-            "checkpoint": str(ckpt),
-            "checkpoint_step": step,
-            "checkpoint_missing": why or None,
-            "checkpoint_note": ckpt_note,
-        },
+        "training": training,
         "hardware": hardware(),
         "settings": measured["settings"],
         "palette_lock": measured["palette_lock"],
@@ -696,6 +711,12 @@ def render_card(d: dict[str, Any]) -> str:
     ]
     if tr.get("checkpoint_note"):
         lines.append(f"- Note: {tr['checkpoint_note']}")
+    if tr.get("carried_from"):
+        lines.append(
+            f"- These training facts were carried from `{tr['carried_from']}` (an earlier "
+            "card of a model made from the same checkpoint): the run folder was not on the "
+            "machine that measured this card"
+        )
     lines += [
         "",
         "## Hardware",
@@ -774,11 +795,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "and write its model card (markdown) and the raw numbers (JSON).",
     )
     p.add_argument("--model", type=Path, required=True, help="the exported .onnx model")
-    p.add_argument(
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument(
         "--run",
         type=Path,
-        required=True,
         help="its training run folder (config.json, log.jsonl, last.pt)",
+    )
+    source.add_argument(
+        "--training-from",
+        type=Path,
+        metavar="CARD.json",
+        help="instead of --run, when the run folder is gone: the training facts of an "
+        "earlier card (its JSON) of a model made from the same checkpoint",
     )
     p.add_argument(
         "--checkpoint",
@@ -836,7 +864,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         command = "python -m inkhue_training.model_card " + shlex.join(argv)
         data = build_card_data(
             args.model,
-            args.run,
+            args.run if args.run is not None else earlier_training(args.training_from),
             args.dev,
             args.manifest,
             measured,

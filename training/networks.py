@@ -22,7 +22,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from inkhue_engine.color import AB_SCALE, L_MAX
-from inkhue_training.color_classes import TEMPERATURE, AbQuantizer, annealed_mean
+from inkhue_training.color_classes import (
+    TEMPERATURE,
+    AbQuantizer,
+    annealed_mean_last,
+    class_logits_last,
+)
 
 TASKS = ("grayscale", "lineart")
 COLOR_HEADS = ("regression", "classification")
@@ -200,10 +205,20 @@ class Generator(nn.Module):
         regression head). A keyword of forward() rather than another method, so that
         DistributedDataParallel sees the call.
         """
-        color, logits = self._forward(x)
+        color, logits, _ = self._forward(x)
         return (color, logits) if with_logits else color
 
-    def _forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward_with_class_logits(
+        self, x: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(color, channels-last class logits [N, H, W, Q] float32, or None for the
+        regression head): the two outputs of an exported classification model."""
+        color, _, last = self._forward(x)
+        return color, last
+
+    def _forward(
+        self, x: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         h = torch.cat([normalize_l(x[:, :1]), x[:, 1:3] / AB_SCALE, x[:, 3:4]], dim=1)
         skips = []
         for stage in self.encoder:
@@ -218,14 +233,17 @@ class Generator(nn.Module):
         if self.class_head is None:
             y = torch.tanh(self.head(h))
             if self.task == "grayscale":
-                return y * AB_SCALE, None
-            return torch.cat([(y[:, :1] + 1.0) * (L_MAX / 2.0), y[:, 1:] * AB_SCALE], dim=1), None
+                return y * AB_SCALE, None, None
+            color = torch.cat([(y[:, :1] + 1.0) * (L_MAX / 2.0), y[:, 1:] * AB_SCALE], dim=1)
+            return color, None, None
         logits = self.class_head(h)
-        ab = annealed_mean(logits, self.ab_centers, self.temperature).to(h.dtype)
+        # one transpose serves the annealed mean and the exported ab_logits output
+        last = class_logits_last(logits)
+        ab = annealed_mean_last(last, self.ab_centers, self.temperature).to(h.dtype)
         if self.task == "grayscale":
-            return ab, logits
+            return ab, logits, last
         L = (torch.tanh(self.head(h)) + 1.0) * (L_MAX / 2.0)
-        return torch.cat([L, ab], dim=1), logits
+        return torch.cat([L, ab], dim=1), logits, last
 
 
 class Discriminator(nn.Module):

@@ -16,6 +16,7 @@ import torch
 from inkhue_engine.cli import main as inkhue
 from inkhue_engine.color import rgb_to_lab
 from inkhue_engine.errors import InputError
+from inkhue_engine.model import load_model
 from inkhue_training import color_classes as cc
 from inkhue_training import train as train_mod
 from inkhue_training.data import DataConfig, draw_hint_count
@@ -120,7 +121,20 @@ def test_new_heads_keep_the_contract_and_export_with_parity(task, head, context,
     path = tmp_path / "m.onnx"
     diff = export_generator(gen, path, name="t", trained_on="test", train_size=32)
     assert diff < 1e-3
-    assert read_metadata(path)["inkhue.task"] == task
+    meta = read_metadata(path)
+    assert meta["inkhue.task"] == task
+    # a classification head also exports its class logits (channels-last) and their ab,
+    # from which the engine decodes a palette lock
+    model = load_model(path, "cpu")
+    color, got = model.run_with_class_logits(x.numpy())
+    np.testing.assert_allclose(color, out.detach().numpy(), atol=1e-3)
+    if head == "regression":
+        assert got is None and model.info.ab_classes is None
+        assert "inkhue.ab_classes" not in meta
+    else:
+        np.testing.assert_allclose(np.array(model.info.ab_classes), gen.ab_centers.numpy())
+        want = logits.detach().permute(0, 2, 3, 1).numpy()
+        np.testing.assert_allclose(got, want, atol=1e-3)
 
 
 def test_global_context_makes_a_pixel_depend_on_the_far_side_of_the_image():

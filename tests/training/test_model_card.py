@@ -371,3 +371,28 @@ def test_consistency_target_colors_frames_0_and_60_and_compares_their_true_fills
     (shot / "gray" / "0060.png").unlink()
     with pytest.raises(InputError, match="need at least 61 frames"):
         mc.measure_consistency(grayscale_model, shot)
+
+
+def test_training_facts_carried_from_an_earlier_card_when_the_run_is_gone(setup, grayscale_model):
+    """--training-from: a card re-measured after its run folder was deleted keeps the
+    earlier card's training facts and says where they come from; a file that is no card
+    is a one-line error."""
+    common = ["--model", str(grayscale_model), "--dev", str(setup["dev"]), "--manifest",
+              str(setup["manifest"]), "--quiet", "--limit", "1"]  # fmt: skip
+    first = setup["tmp"] / "first.md"
+    assert mc.main([*common, "--run", str(setup["run"]), "-o", str(first)]) == 0
+    earlier = json.loads(first.with_suffix(".json").read_text())
+    again = setup["tmp"] / "again.md"
+    code = mc.main([*common, "--training-from", str(first.with_suffix(".json")), "-o", str(again)])
+    assert code == 0
+    data = json.loads(again.with_suffix(".json").read_text())
+    assert data["training"]["carried_from"] == str(first.with_suffix(".json"))
+    for key in ("folder", "wall_minutes", "sessions", "checkpoint_step", "config"):
+        assert data["training"][key] == earlier["training"][key]
+    md = again.read_text()
+    assert f"carried from `{first.with_suffix('.json')}`" in md and "5.0 min in 2 session" in md
+    bad = setup["tmp"] / "bad.json"
+    bad.write_text("{}")
+    assert mc.main([*common, "--training-from", str(bad), "-o", str(setup["tmp"] / "b.md")]) == 2
+    with pytest.raises(SystemExit):  # --run and --training-from are one or the other
+        mc.parse_args([*common, "--run", "r", "--training-from", "c.json", "-o", "x.md"])
