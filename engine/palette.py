@@ -252,11 +252,13 @@ def snap_regions_to_palette(
 #: distribution), a class counts for a palette color by a Gaussian of its ab distance
 #: (this sigma, Lab units), and a region's lightness (line art) by a Gaussian of
 #: EVIDENCE_SIGMA_L.
-EVIDENCE_TEMPERATURE = 0.5
-EVIDENCE_SIGMA_AB = 10.0
-EVIDENCE_SIGMA_L = 40.0
+EVIDENCE_TEMPERATURE = 1.0
+EVIDENCE_SIGMA_AB = 20.0
+EVIDENCE_SIGMA_L = 30.0
 #: Floor of a region's evidence before its log (a palette color no class supports).
 _EVIDENCE_FLOOR = 1e-6
+#: Pixels whose class distribution palette_evidence handles at once (bounds temporaries).
+_EVIDENCE_BLOCK = 1 << 16
 
 
 def palette_evidence(
@@ -274,17 +276,22 @@ def palette_evidence(
     Unlike the nearest palette color to the predicted (mean) color, this keeps a pixel
     torn between blue and red from choosing the palette's purple or gray.
     """
-    z = np.asarray(logits, np.float32) / np.float32(temperature)
-    h, w, q = z.shape
-    z = z.reshape(-1, q)
-    z -= z.max(axis=1, keepdims=True)
-    np.exp(z, out=z)
-    z /= z.sum(axis=1, keepdims=True)
+    logits = np.asarray(logits, np.float32)
+    h, w, q = logits.shape
+    flat = logits.reshape(-1, q)
     centers = np.asarray(ab_classes, np.float32).reshape(q, 2)
     pal_ab = np.asarray(palette_lab, np.float32).reshape(-1, 3)[:, 1:]
     d2 = ((centers[:, None, :] - pal_ab[None, :, :]) ** 2).sum(-1)
     kernel = np.exp(-d2 / np.float32(2.0 * sigma_ab * sigma_ab)).astype(np.float32)
-    return np.ascontiguousarray((z @ kernel).T.reshape(-1, h, w))
+    out = np.empty((pal_ab.shape[0], h * w), np.float32)
+    # in blocks of pixels: a 2 MPx working image has 0.5 G logits, never copied at once
+    for start in range(0, flat.shape[0], _EVIDENCE_BLOCK):
+        z = flat[start : start + _EVIDENCE_BLOCK] / np.float32(temperature)
+        z -= z.max(axis=1, keepdims=True)
+        np.exp(z, out=z)
+        z /= z.sum(axis=1, keepdims=True)
+        out[:, start : start + z.shape[0]] = (z @ kernel).T
+    return out.reshape(-1, h, w)
 
 
 def snap_regions_by_evidence(

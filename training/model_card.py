@@ -154,6 +154,7 @@ def evaluate_palette_lock(
     seed: int = 0,
     method: str = PALETTE_METHOD,
     progress: Callable[[str], None] | None = None,
+    start: int = 0,
 ) -> list[evaluation.Scores]:
     """Score the model with a palette lock per image (``palettes[i]`` for ``pairs[i]``;
     None: no lock, which gives evaluate_model's ``model`` rows).
@@ -161,6 +162,7 @@ def evaluate_palette_lock(
     ``pairs`` as ``evaluation.load_pairs`` gives them. The hints are those of
     ``evaluation.evaluate_model`` (the same sampling and seeds per image index and hint
     count), so the rows compare with its ``model`` and ``flat-fill`` rows one to one.
+    ``start``: the index of ``pairs[0]`` in the evaluation (to score a slice of it alone).
     """
     import dataclasses
 
@@ -172,7 +174,8 @@ def evaluate_palette_lock(
     task = model.info.task
     counts = sorted({int(n) for n in hint_counts})
     acc = {n: evaluation.Scores(method, n) for n in counts}
-    for index, ((name, truth, gray01), palette) in enumerate(zip(pairs, palettes, strict=True)):
+    items = enumerate(zip(pairs, palettes, strict=True), start=start)
+    for index, ((name, truth, gray01), palette) in items:
         if progress is not None:
             progress(name)
         opts = dataclasses.replace(options, palette=tuple(palette) if palette else None)

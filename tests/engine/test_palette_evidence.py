@@ -114,6 +114,19 @@ def test_evidence_temperature_and_sigma_are_used():
     np.testing.assert_allclose(wide[:, 0, 0], 1.0, atol=0.02)  # every class counts for all
 
 
+def test_evidence_in_blocks_equals_evidence_at_once(monkeypatch):
+    from inkhue_engine import palette
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 3, (9, 11, 3)).astype(np.float32)
+    pal = hex_to_lab([RED, BLUE, PURPLE, "#ffffff"])
+    once = palette_evidence(logits, np.array(CLASSES, np.float32), pal)
+    monkeypatch.setattr(palette, "_EVIDENCE_BLOCK", 7)  # 99 pixels: 15 blocks, the last short
+    np.testing.assert_allclose(
+        palette_evidence(logits, np.array(CLASSES, np.float32), pal), once, rtol=1e-6
+    )
+
+
 def test_region_decision_keeps_hints_falls_back_without_evidence_and_weighs_lightness():
     pal = np.array([[50.0, 60.0, 40.0], [90.0, 60.0, 40.0], [50.0, -20.0, -60.0]], np.float32)
     region_lab = np.array(
