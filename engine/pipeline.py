@@ -517,6 +517,7 @@ def run_prepared(
         groups.setdefault(p.input.shape, []).append(i)
     out: list[np.ndarray | None] = [None] * len(prepared)
     classes = model.info.ab_classes
+    centers = np.asarray(classes, np.float32) if classes is not None else None
     for idx in groups.values():
         for start in range(0, len(idx), batch_size):
             chunk = idx[start : start + batch_size]
@@ -534,7 +535,7 @@ def run_prepared(
                 h, w = p.work_size
                 ev = np.zeros((len(p.options.palette), *pred.shape[2:]), np.float32)
                 ev[:, :h, :w] = palette_evidence(
-                    logits[j, :h, :w], np.asarray(classes), _palette_arrays(p.options.palette)[0]
+                    logits[j, :h, :w], centers, _palette_arrays(p.options.palette)[0]
                 )
                 out[i] = np.concatenate([pred[j], ev])
     return out  # type: ignore[return-value]

@@ -10,6 +10,8 @@ chosen color and chosen logits, so the decision can be checked exactly.
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +22,9 @@ from inkhue_engine.color import hex_to_lab, rgb_to_lab, to_float01
 from inkhue_engine.errors import InputError, ModelError
 from inkhue_engine.palette import palette_evidence, snap_regions_by_evidence
 from inkhue_engine.pipeline import ColorizeOptions
+
+sys.path.insert(0, str(Path(__file__).parent))
+from forced_models import save_inkhue_graph  # noqa: E402
 
 onnx = pytest.importorskip("onnx")
 
@@ -62,23 +67,10 @@ def class_model(path, task, color, logits, classes=CLASSES, meta_classes=True):
         ],
         initializer=consts,
     )
-    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    proto.ir_version = 8
-    meta = {
-        "inkhue.format": "1",
-        "inkhue.task": task,
-        "inkhue.multiple_of": "8",
-        "inkhue.train_size": "32",
-        "inkhue.name": f"classes-{task}",
-        "inkhue.trained_on": "nothing",
-    }
+    extra = {}
     if meta_classes:
-        meta[M.AB_CLASSES_KEY] = classes if isinstance(classes, str) else json.dumps(classes)
-    for k, v in meta.items():
-        e = proto.metadata_props.add()
-        e.key, e.value = k, v
-    onnx.save(proto, str(path))
-    return path
+        extra[M.AB_CLASSES_KEY] = classes if isinstance(classes, str) else json.dumps(classes)
+    return save_inkhue_graph(graph, path, task, f"classes-{task}", extra=extra)
 
 
 def cel(h=48, w=64):

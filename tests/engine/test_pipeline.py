@@ -8,6 +8,9 @@ be checked exactly.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -17,6 +20,9 @@ from inkhue_engine import pipeline as P
 from inkhue_engine.color import from_float01, hex_to_lab, lab_to_rgb, rgb_to_lab, to_float01
 from inkhue_engine.errors import InputError
 from inkhue_engine.pipeline import ColorizeOptions
+
+sys.path.insert(0, str(Path(__file__).parent))
+from forced_models import save_inkhue_graph  # noqa: E402
 
 onnx = pytest.importorskip("onnx")
 
@@ -45,20 +51,7 @@ def forced_model(path, task, start, scale, offset, multiple_of=8, train_size=32)
         [helper.make_tensor_value_info(name, TensorProto.FLOAT, ["N", c, "H", "W"])],
         initializer=consts,
     )
-    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    proto.ir_version = 8
-    meta = {
-        "inkhue.format": "1",
-        "inkhue.task": task,
-        "inkhue.multiple_of": str(multiple_of),
-        "inkhue.train_size": str(train_size),
-        "inkhue.name": f"forced-{task}",
-        "inkhue.trained_on": "nothing",
-    }
-    for k, v in meta.items():
-        e = proto.metadata_props.add()
-        e.key, e.value = k, v
-    onnx.save(proto, str(path))
+    save_inkhue_graph(graph, path, task, f"forced-{task}", multiple_of, train_size)
     return M.Model(path, "cpu")
 
 
