@@ -1166,7 +1166,7 @@ def build_corpus(
         old = json.loads(earlier.read_text(encoding="utf-8"))
         for key, into in (("packages", reports), ("failed", failed)):
             for name, entry in old.get(key, {}).items():
-                if name not in reports and name not in failed:
+                if name in PACKAGES_BY_NAME and name not in reports and name not in failed:
                     into[name] = entry
     manifest = build_manifest(reports, failed, params)
     write_json_atomic(earlier, manifest)
