@@ -819,7 +819,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--dev", type=Path, required=True, help="dev split folder (ground truth)")
     p.add_argument("--manifest", type=Path, required=True, help="corpus manifest.json")
-    p.add_argument("--limit", type=int, default=None, metavar="N", help="first N dev images")
+    p.add_argument(
+        "--limit", type=int, default=None, metavar="N", help="N dev images, evenly spread"
+    )
     p.add_argument(
         "--palette",
         type=Path,
