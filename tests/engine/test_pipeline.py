@@ -312,6 +312,31 @@ def test_small_hints_survive_downscaling(hint_echo):
     assert p.input[1, y, x] > 40  # the hint's full a, not diluted by its neighbours
 
 
+def test_thin_lines_of_a_big_line_art_frame_reach_the_model_dark(line_tiny, gray_tiny):
+    s = line_tiny.info.train_size  # the working size of a square frame
+    frame = np.full((8 * s, 8 * s), 255, np.uint8)  # an 8x reduction
+    frame[:, 4 * s] = 0  # 1 px ink lines
+    frame[6 * s, :] = 0
+    p = P.prepare_frame(frame, line_tiny.info, options=ColorizeOptions(regions=False))
+    assert p.work_size == (s, s)
+    lw = p.input[0, :s, :s]
+    # at least half ink where the line is (fully dark where it falls inside one block of
+    # the reduction), not the ~88 L that an 8x area average leaves of a 1 px line
+    dark = lw < 60
+    assert 1 <= (dark.mean(axis=0) > 0.5).sum() <= 2  # the vertical line, ~1 px wide
+    assert 1 <= (dark.mean(axis=1) > 0.5).sum() <= 2  # the horizontal one
+    assert np.all(lw[: s // 2, : s // 4] > 99)  # paper stays paper
+    # grayscale frames keep their plain area average (the shading is the content)
+    g = P.prepare_frame(frame, gray_tiny.info, options=ColorizeOptions(regions=False))
+    assert g.input[0, :s, :s].min() > 70  # 1/8 ink, 2/8 where the lines cross
+    # below a 2x reduction the model sees the frame as it is, area-averaged
+    small = np.full((3 * s // 2, 3 * s // 2), 255, np.uint8)
+    small[:, s // 2] = 0
+    q = P.prepare_frame(small, line_tiny.info, options=ColorizeOptions(regions=False))
+    plain = cv2.resize(P._read_frame(small, True)[0], (s, s), interpolation=cv2.INTER_AREA)
+    np.testing.assert_allclose(q.input[0, :s, :s], plain, atol=1e-4)
+
+
 # --------------------------------------------------------------------------- grayscale
 
 
