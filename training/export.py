@@ -196,7 +196,7 @@ def export_generator(
         with warnings.catch_warnings():  # torch-internal deprecation noise of the exporter
             warnings.simplefilter("ignore", FutureWarning)
             torch.onnx.export(
-                _WithClassLogits(model) if classify else model,
+                _WithClassLogits(model).eval() if classify else model,
                 (example,),
                 str(raw),
                 dynamo=True,
