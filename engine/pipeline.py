@@ -12,6 +12,7 @@ Working size (ColorizeOptions.detail):
   2. a frame whose short side is at most the target runs at its own size (never
      upsampled: interpolated L holds no detail the model could use);
   3. a larger frame is scaled down (INTER_AREA) so that its short side is the target;
+     line art reduced 2x or more is min-filtered first (``_keep_ink``: thin lines stay);
   4. if the working size then has more than ``max_working_pixels`` pixels it is
      scaled down further to fit (memory bound for 8K frames / high detail);
   5. the working image is padded at the bottom/right to multiples of the model's
