@@ -42,6 +42,7 @@ from inkhue_engine.color import (
     to_float01,
 )
 from inkhue_engine.errors import InputError
+from inkhue_engine.hint_adoption import adopt_hint_colors, adoption_evidence
 from inkhue_engine.model import TASK_OUTPUTS, TASKS, Model, ModelInfo
 from inkhue_engine.palette import (
     check_palette_length,
@@ -89,6 +90,9 @@ class ColorizeOptions:
     - ``anchor_hints`` (grayscale, with ``regions``): shift the prediction in each hinted
       region so its mean is the hint's color (the model keeps the shading inside it).
       Line-art regions always take their hint's color.
+    - ``adopt_hints`` (line art, with ``regions``, no palette, a model with color
+      classes): an unhinted region takes a hinted region's color where the model's
+      class distribution backs it (engine/hint_adoption.py).
     """
 
     detail: float = 1.0
@@ -97,6 +101,7 @@ class ColorizeOptions:
     palette: tuple[str, ...] | None = None
     max_working_pixels: int = MAX_WORKING_PIXELS
     anchor_hints: bool = True
+    adopt_hints: bool = True
 
     def __post_init__(self) -> None:
         try:
@@ -515,7 +520,9 @@ def run_prepared(
     frames; predictions come back in the order of ``prepared``. A frame with a palette
     lock, run by a model with color classes (``info.ab_classes``), gets M more channels
     after its C: each of its M palette colors' evidence (palette.palette_evidence), from
-    which finish_frame decodes the lock.
+    which finish_frame decodes the lock. A line-art frame with hints and no palette
+    (``_adopts_hints``) gets K+1 more: the evidence of its K hinted regions' colors and
+    of each pixel's own region color (hint_adoption.adoption_evidence).
     """
     if batch_size < 1:
         raise InputError(f"batch size must be at least 1, got {batch_size}")
@@ -536,22 +543,65 @@ def run_prepared(
             chunk = idx[start : start + batch_size]
             batch = np.stack([prepared[i].input for i in chunk])
             logits = None
-            if classes is not None and any(prepared[i].options.palette for i in chunk):
+            if classes is not None and any(_wants_evidence(prepared[i]) for i in chunk):
                 pred, logits = model.run_with_class_logits(batch)
             else:
                 pred = model.run(batch)
             for j, i in enumerate(chunk):
                 p = prepared[i]
-                if logits is None or p.options.palette is None:
+                if logits is None or not _wants_evidence(p):
                     out[i] = pred[j]
                     continue
                 h, w = p.work_size
-                ev = np.zeros((len(p.options.palette), *pred.shape[2:]), np.float32)
-                ev[:, :h, :w] = palette_evidence(
-                    logits[j, :h, :w], centers, _palette_arrays(p.options.palette)[0]
-                )
+                if p.options.palette is not None:
+                    ev_w = palette_evidence(
+                        logits[j, :h, :w], centers, _palette_arrays(p.options.palette)[0]
+                    )
+                else:
+                    ev_w = _hint_evidence(p, pred[j], logits[j], centers)
+                ev = np.zeros((ev_w.shape[0], *pred.shape[2:]), np.float32)
+                ev[:, :h, :w] = ev_w
                 out[i] = np.concatenate([pred[j], ev])
     return out  # type: ignore[return-value]
+
+
+def _adopts_hints(p: PreparedFrame) -> bool:
+    """Whether unhinted line-art regions may adopt a hint's color (ColorizeOptions)."""
+    return (
+        p.task == "lineart"
+        and p.options.adopt_hints
+        and p.options.palette is None
+        and p.labels is not None
+        and p.region_hinted is not None
+        and bool(p.region_hinted.any())
+    )
+
+
+def _wants_evidence(p: PreparedFrame) -> bool:
+    """Whether finishing reads class evidence (palette lock or hint adoption)."""
+    return p.options.palette is not None or _adopts_hints(p)
+
+
+def _labels_at(labels: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Full-resolution region labels sampled at an h x w grid (pixel centres)."""
+    H, W = labels.shape
+    rows = np.minimum(((np.arange(h) + 0.5) * (H / h)).astype(np.intp), H - 1)
+    cols = np.minimum(((np.arange(w) + 0.5) * (W / w)).astype(np.intp), W - 1)
+    return np.ascontiguousarray(labels[rows][:, cols])
+
+
+def _hint_evidence(
+    p: PreparedFrame, pred: np.ndarray, logits: np.ndarray, centers: np.ndarray
+) -> np.ndarray:
+    """[K+1, h, w] hint_adoption.adoption_evidence of a frame at its working size: the
+    own color of a region is its median predicted ab there."""
+    h, w = p.work_size
+    small = _labels_at(p.labels, h, w)
+    n = p.region_hinted.shape[0]
+    own = np.zeros((n, 2), np.float32)
+    med = rg.region_medians(small, np.ascontiguousarray(pred[1:3, :h, :w].transpose(1, 2, 0)))
+    own[: med.shape[0]] = med
+    return adoption_evidence(logits[:h, :w], centers, small, own, p.region_hint_ab[p.region_hinted])
 
 
 def colorize_frame(
@@ -705,7 +755,11 @@ def finish_frame(prepared: PreparedFrame, prediction: np.ndarray) -> np.ndarray:
         pred = pred[0]
     channels = TASK_OUTPUTS[prepared.task][1]
     palette = prepared.options.palette
-    allowed = (channels, channels + len(palette)) if palette else (channels,)
+    allowed: tuple[int, ...] = (channels,)
+    if palette:
+        allowed = (channels, channels + len(palette))
+    elif _adopts_hints(prepared):  # without color classes the model sends no evidence
+        allowed = (channels, channels + int(prepared.region_hinted.sum()) + 1)
     if pred.ndim != 3 or pred.shape[0] not in allowed or pred.shape[1:] != prepared.input.shape[1:]:
         raise InputError(
             f"prediction shape {pred.shape} does not match the prepared frame "
@@ -808,23 +862,27 @@ def _palette_regions(
     if evidence is None:
         entry = snap_regions_to_palette(region_lab, pal_lab, own_lightness=grayscale, **hints)
         return rg.fill_labels(p.labels), entry
+    region_ev, has = _region_evidence(p.labels, evidence, region_lab.shape[0])
+    entry = snap_regions_by_evidence(
+        region_lab, region_ev, has, pal_lab, own_lightness=grayscale, **hints
+    )
+    return rg.fill_labels(p.labels), entry
+
+
+def _region_evidence(
+    labels: np.ndarray, evidence: np.ndarray, n: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each region's mean of ``evidence`` ([M, h, w] at the working size) over its pixels
+    there: ([n, M], has [n] bool: the region had such pixels; label 0, lines, never)."""
     m, h, w = evidence.shape
-    n = region_lab.shape[0]
-    # the full-resolution labels sampled at the working size (pixel centres)
-    H, W = p.labels.shape
-    rows = np.minimum(((np.arange(h) + 0.5) * (H / h)).astype(np.intp), H - 1)
-    cols = np.minimum(((np.arange(w) + 0.5) * (W / w)).astype(np.intp), W - 1)
-    small = np.ascontiguousarray(p.labels[rows][:, cols])
+    small = _labels_at(labels, h, w)
     means, weight = rg.region_means(small, evidence.reshape(m, -1).T, np.ones((h, w), np.float32))
     region_ev = np.zeros((n, m), np.float32)
     has = np.zeros(n, bool)
     region_ev[: means.shape[0]] = means
     has[: weight.shape[0]] = weight > 0
     has[0] = False  # line pixels are not a region
-    entry = snap_regions_by_evidence(
-        region_lab, region_ev, has, pal_lab, own_lightness=grayscale, **hints
-    )
-    return rg.fill_labels(p.labels), entry
+    return region_ev, has
 
 
 def _lineart_from_regions(p: PreparedFrame, region_rgb: np.ndarray, output: str) -> np.ndarray:
@@ -850,7 +908,11 @@ def _finish_lineart(
             ),
         )
     if p.labels is not None:
-        return _lineart_from_regions(p, _region_rgb(_lineart_region_lab(p, lab)), opts.output)
+        region_lab = _lineart_region_lab(p, lab)
+        if evidence is not None and _adopts_hints(p):
+            region_ev, has = _region_evidence(p.labels, evidence, region_lab.shape[0])
+            region_lab = adopt_hint_colors(region_lab, region_ev, has, p.region_hinted)
+        return _lineart_from_regions(p, _region_rgb(region_lab), opts.output)
 
     def rows(sl: slice) -> np.ndarray:
         return _compose_lines(lab_to_rgb(lab[sl]), p, opts.output, sl)

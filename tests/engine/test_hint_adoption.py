@@ -1,0 +1,157 @@
+"""Line art with hints: unhinted regions adopt a hinted region's color when the model's
+class distribution backs it (engine/hint_adoption.py), through the pipeline."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from inkhue_engine import hint_adoption as HA
+from inkhue_engine import model as M
+from inkhue_engine import pipeline as P
+from inkhue_engine.color import hex_to_lab, rgb_to_lab, to_float01
+from inkhue_engine.errors import InputError
+from inkhue_engine.pipeline import ColorizeOptions
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_palette_evidence import BLUE, CLASSES, RED, cel, class_model  # noqa: E402
+
+pytest.importorskip("onnx")
+
+
+# --------------------------------------------------------------------------- pure functions
+def test_evidence_has_a_channel_per_hint_and_one_for_each_pixels_own_region_color():
+    classes = np.array(CLASSES, np.float32)  # red, blue, gray
+    logits = np.zeros((2, 4, 3), np.float32)
+    logits[..., 0] = 5.0  # every pixel: almost surely red
+    labels = np.array([[1, 1, 2, 2], [1, 1, 2, 2]])
+    own = np.array([[0, 0], classes[0], classes[1]], np.float32)  # region 1 red, 2 blue
+    ev = HA.adoption_evidence(logits, classes, labels, own, classes[[1, 0]])
+    assert ev.shape == (3, 2, 4)
+    assert np.all(ev[1] > 0.9) and np.all(ev[0] < 0.1)  # hint 2 (red) is backed, hint 1 not
+    assert np.all(ev[2, :, :2] > 0.9) and np.all(ev[2, :, 2:] < 0.1)  # own: red yes, blue no
+    with pytest.raises(ValueError, match="do not match"):
+        HA.adoption_evidence(logits, classes, labels[:, :3], own, classes[:1])
+
+
+def test_evidence_in_blocks_equals_evidence_at_once(monkeypatch):
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 3, (9, 11, 3)).astype(np.float32)
+    labels = rng.integers(0, 4, (9, 11))
+    own = rng.normal(0, 40, (4, 2)).astype(np.float32)
+    hints = rng.normal(0, 40, (2, 2)).astype(np.float32)
+    classes = np.array(CLASSES, np.float32)
+    once = HA.adoption_evidence(logits, classes, labels, own, hints)
+    monkeypatch.setattr(HA, "_BLOCK", 7)
+    np.testing.assert_allclose(
+        HA.adoption_evidence(logits, classes, labels, own, hints), once, rtol=1e-6
+    )
+
+
+def _regions():
+    """Label 0 (lines), two hinted regions (1, 2) and three unhinted ones (3, 4, 5)."""
+    lab = np.array(
+        [[0, 0, 0], [60, 50, 40], [40, -10, -50], [70, 0, 0], [70, 5, 5], [70, 1, 1]],
+        np.float32,
+    )
+    hinted = np.array([False, True, True, False, False, False])
+    # columns: evidence of hint 1's color, of hint 2's, of the region's own color
+    ev = np.array(
+        [[1, 1, 0], [1, 0, 1], [0, 1, 1], [0.1, 0.8, 0.5], [0.6, 0.1, 0.5], [0.9, 0, 0.1]],
+        np.float32,
+    )
+    has = np.array([False, True, True, True, True, False])
+    return lab, ev, has, hinted
+
+
+def test_a_region_adopts_the_best_backed_hint_when_it_beats_its_own_color_enough():
+    lab, ev, has, hinted = _regions()
+    out = HA.adopt_hint_colors(lab, ev, has, hinted, strength=3.0)  # 2 hints: 1.5 x own
+    np.testing.assert_array_equal(out[3], lab[2])  # 0.8 > 1.5 x 0.5: hint 2's color, L too
+    np.testing.assert_array_equal(out[4], lab[4])  # 0.6 < 0.75: keeps its own
+    np.testing.assert_array_equal(out[5], lab[5])  # no pixel at the working size: kept
+    np.testing.assert_array_equal(out[:3], lab[:3])  # lines and hinted regions untouched
+    assert out is not lab
+    # a lower strength: region 4 adopts hint 1 as well
+    np.testing.assert_array_equal(HA.adopt_hint_colors(lab, ev, has, hinted, 1.0)[4], lab[1])
+
+
+def test_with_fewer_hints_a_region_needs_more_backing():
+    lab, ev, has, hinted = _regions()
+    one = hinted.copy()
+    one[2] = False  # hint 1 only: the ratio needed is 3 / 1, region 3's 0.1 / 0.5 is far
+    out = HA.adopt_hint_colors(lab, ev[:, [0, 2]], has, one, strength=3.0)
+    np.testing.assert_array_equal(out, lab)
+    assert np.array_equal(HA.adopt_hint_colors(lab, ev[:, 2:], has, ~hinted & False), lab)
+    with pytest.raises(ValueError, match="should be"):
+        HA.adopt_hint_colors(lab, ev[:, :2], has, hinted)
+
+
+# --------------------------------------------------------------------------- pipeline
+def _hint_left(frame, hex_color, L=None):
+    """An (ab, mask[, L]) hint: a 3x3 patch in the region left of cel()'s line."""
+    h, w = frame.shape
+    lab = hex_to_lab([hex_color])[0]
+    mask = np.zeros((h, w), np.float32)
+    mask[10:13, 5:8] = 1
+    ab = np.zeros((h, w, 2), np.float32)
+    ab[mask > 0] = lab[1:]
+    return (ab, mask) if L is None else (ab, mask, mask * L)
+
+
+def test_the_unhinted_region_takes_the_hint_the_model_backs(tmp_path):
+    """The model predicts gray everywhere but its distribution says red; the left region
+    is hinted red: the right one adopts the red (hint L included), unless turned off."""
+    path = class_model(tmp_path / "m.onnx", "lineart", (80, 0, 0), (5.0, 0.0, 0.0))
+    model = M.Model(path, "cpu")
+    frame = cel()
+    hints = _hint_left(frame, RED, L=45.0)
+    p = P.prepare_frame(frame, model.info, hints, ColorizeOptions(output="fill"))
+    pred = P.run_prepared(model, [p])[0]
+    assert pred.shape[0] == 3 + 1 + 1  # color, one hinted region, the own-color channel
+    right = rgb_to_lab(to_float01(P.finish_frame(p, pred)))[20, 50]
+    red = hex_to_lab([RED])[0]
+    assert abs(right[0] - 45.0) < 1.0 and np.abs(right[1:] - red[1:]).max() < 1.5
+    # without the evidence channels (a model without classes): the model's own gray
+    own = rgb_to_lab(to_float01(P.finish_frame(p, pred[:3])))[20, 50]
+    assert abs(own[0] - 80.0) < 1.0 and np.abs(own[1:]).max() < 1.0
+    # turned off: no evidence asked, the model's gray
+    off = ColorizeOptions(output="fill", adopt_hints=False)
+    q = P.prepare_frame(frame, model.info, hints, off)
+    assert P.run_prepared(model, [q])[0].shape[0] == 3
+    out = rgb_to_lab(to_float01(P.colorize_frame(frame, model, hints, off)))[20, 50]
+    assert np.abs(out[1:]).max() < 1.0
+
+
+def test_a_region_keeps_its_own_color_when_the_model_backs_it(tmp_path):
+    """The model says blue, surely; the hint is red: the right region stays blue."""
+    blue_ab = hex_to_lab([BLUE])[0, 1:]
+    path = class_model(tmp_path / "m.onnx", "lineart", (50, *blue_ab), (0.0, 5.0, 0.0))
+    model = M.Model(path, "cpu")
+    frame = cel()
+    hints = _hint_left(frame, RED)
+    out = P.colorize_frame(frame, model, hints, ColorizeOptions(output="fill"))
+    off = P.colorize_frame(frame, model, hints, ColorizeOptions(output="fill", adopt_hints=False))
+    np.testing.assert_array_equal(out, off)  # nothing adopted
+    lab = rgb_to_lab(to_float01(out))
+    assert lab[20, 50, 2] < -60  # blue (its chroma cut to sRGB's), not the hint's red
+    assert np.abs(lab[20, 10, 1:] - hex_to_lab([RED])[0, 1:]).max() < 1.5  # the hint's own
+
+
+def test_no_hints_or_a_palette_ask_no_adoption_evidence(tmp_path):
+    path = class_model(tmp_path / "m.onnx", "lineart", (80, 0, 0), (5.0, 0.0, 0.0))
+    model = M.Model(path, "cpu")
+    frame = cel()
+    bare = P.prepare_frame(frame, model.info, None, ColorizeOptions())
+    assert P.run_prepared(model, [bare])[0].shape[0] == 3
+    locked = P.prepare_frame(
+        frame, model.info, _hint_left(frame, RED), ColorizeOptions(palette=(RED, BLUE))
+    )
+    assert P.run_prepared(model, [locked])[0].shape[0] == 3 + 2  # palette evidence only
+    hinted = P.prepare_frame(frame, model.info, _hint_left(frame, RED), ColorizeOptions())
+    pred = P.run_prepared(model, [hinted])[0]
+    with pytest.raises(InputError, match="does not match the prepared frame"):
+        P.finish_frame(hinted, pred[:4])
