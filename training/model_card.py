@@ -581,6 +581,17 @@ def earlier_training(card_json: Path) -> dict[str, Any]:
     return {**training, "carried_from": str(card_json)}
 
 
+def earlier_data(card_json: Path) -> dict[str, Any] | None:
+    """The ``data`` section of an earlier card's JSON, marked with where it comes from; None
+    when it has none. What the model was trained on is a training fact: a manifest that
+    has grown since would list packages the model never saw."""
+    card = _read_json(card_json, "earlier model card")
+    data = card.get("data") if isinstance(card, dict) else None
+    if not isinstance(data, dict) or "packages" not in data:
+        return None
+    return {**data, "carried_from": str(card_json)}
+
+
 def build_card_data(
     model_path: Path,
     run: Path | dict[str, Any],
@@ -590,9 +601,11 @@ def build_card_data(
     command: str,
     checkpoint: Path | None = None,
     note: str | None = None,
+    data: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Everything the card shows (the JSON written next to it). ``run``: the run folder,
-    or training facts carried from an earlier card (``earlier_training``)."""
+    or training facts carried from an earlier card (``earlier_training``); ``data``: the
+    corpus section carried with them (``earlier_data``), else read from ``manifest``."""
     info = measured["model_info"]
     if isinstance(run, dict):
         training = run
@@ -627,7 +640,7 @@ def build_card_data(
         "model_info": info,
         "command": command,
         "note": note,
-        "data": corpus_summary(manifest, info.get("task")),
+        "data": data if data is not None else corpus_summary(manifest, info.get("task")),
         "evaluated_on": {"dev": str(dev), "images": measured["settings"]["images"]},
         "training": training,
         "hardware": hardware(),
@@ -689,6 +702,16 @@ def render_card(d: dict[str, Any]) -> str:
         f"Corpus manifest `{data['manifest']}` ({', '.join(data['kinds'] or [])}): "
         f"{data['train']} training and {data['dev']} dev images for this task.",
         "",
+        *(
+            [
+                f"These data facts were carried from `{data['carried_from']}` with the "
+                "training facts: the corpus this model was trained on, not what the manifest "
+                "lists today.",
+                "",
+            ]
+            if data.get("carried_from")
+            else []
+        ),
         "| package | version | licence | kept (all tasks) | train | dev |",
         "|---|---|---|---|---:|---:|",
     ]
@@ -876,6 +899,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             command,
             args.checkpoint,
             args.note,
+            earlier_data(args.training_from) if args.training_from is not None else None,
         )
         out_json = write_card(args.output, data)
     except InkHueError as exc:

@@ -155,3 +155,47 @@ def test_no_hints_or_a_palette_ask_no_adoption_evidence(tmp_path):
     pred = P.run_prepared(model, [hinted])[0]
     with pytest.raises(InputError, match="does not match the prepared frame"):
         P.finish_frame(hinted, pred[:4])
+
+
+def test_the_benchmark_compares_adoption_off_and_on(tmp_path, capsys):
+    """benchmarks/hint_adoption.py runs the evaluation protocol once per setting."""
+    import importlib.util
+
+    import cv2
+
+    src = Path(__file__).parents[2] / "benchmarks" / "hint_adoption.py"
+    spec = importlib.util.spec_from_file_location("bench_hint_adoption", src)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    data = tmp_path / "dev"
+    data.mkdir()
+    for i, color in enumerate([(40, 40, 220), (220, 60, 40)]):
+        img = np.full((40, 56, 3), 255, np.uint8)
+        cv2.rectangle(img, (8, 8), (30, 30), color, -1)
+        cv2.rectangle(img, (8, 8), (30, 30), (0, 0, 0), 2)
+        cv2.imwrite(str(data / f"{i}.png"), img)
+    path = class_model(tmp_path / "m.onnx", "lineart", (80, 0, 0), (5.0, 0.0, 0.0))
+    out = tmp_path / "t.json"
+    assert (
+        bench.main(
+            [
+                str(path),
+                "--data",
+                str(data),
+                "--hints",
+                "0,3",
+                "--strengths",
+                "1,3",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    table = __import__("json").loads(out.read_text())
+    assert set(table["rows"]) == {"off", "strength 1", "strength 3"}
+    assert table["rows"]["off"]["0"] == table["rows"]["strength 3"]["0"]  # no hints: same
+    assert "flat fill" in capsys.readouterr().out
+    gray = class_model(tmp_path / "g.onnx", "grayscale", (0, 0), (1.0, 0.0, 0.0))
+    with pytest.raises(SystemExit):
+        bench.main([str(gray), "--data", str(data)])

@@ -389,8 +389,18 @@ def test_training_facts_carried_from_an_earlier_card_when_the_run_is_gone(setup,
     assert data["training"]["carried_from"] == str(first.with_suffix(".json"))
     for key in ("folder", "wall_minutes", "sessions", "checkpoint_step", "config"):
         assert data["training"][key] == earlier["training"][key]
+    # the corpus section too: what the model saw, not today's manifest
+    assert data["data"]["carried_from"] == str(first.with_suffix(".json"))
+    assert data["data"]["packages"] == earlier["data"]["packages"]
     md = again.read_text()
     assert f"carried from `{first.with_suffix('.json')}`" in md and "5.0 min in 2 session" in md
+    assert "These data facts were carried from" in md
+    grown = json.loads(first.with_suffix(".json").read_text())
+    del grown["data"]  # an earlier card without a data section: the manifest's
+    old = setup["tmp"] / "old.json"
+    old.write_text(json.dumps(grown))
+    assert mc.main([*common, "--training-from", str(old), "-o", str(setup["tmp"] / "o.md")]) == 0
+    assert "carried_from" not in json.loads((setup["tmp"] / "o.json").read_text())["data"]
     bad = setup["tmp"] / "bad.json"
     bad.write_text("{}")
     assert mc.main([*common, "--training-from", str(bad), "-o", str(setup["tmp"] / "b.md")]) == 2
