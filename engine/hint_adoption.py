@@ -40,6 +40,7 @@ def adoption_evidence(
     labels: np.ndarray,
     region_own_ab: np.ndarray,
     hint_ab: np.ndarray,
+    regions: np.ndarray | None = None,
     temperature: float = EVIDENCE_TEMPERATURE,
     sigma_ab: float = EVIDENCE_SIGMA_AB,
 ) -> np.ndarray:
@@ -48,8 +49,10 @@ def adoption_evidence(
 
     ``logits`` [H, W, Q] (the ``ab_logits`` output), ``ab_classes`` [Q, 2], ``labels``
     [H, W] region labels at the same size, ``region_own_ab`` [n+1, 2] each region's
-    predicted ab, ``hint_ab`` [K, 2]. Returns float32 [K+1, H, W]: K hint channels, then
-    the own-color channel.
+    predicted ab, ``hint_ab`` [K, 2]. ``regions`` [n+1] bool: only pixels of these
+    regions are computed, the others are 0 (the hinted regions, which adopt nothing, are
+    most of a frame with ten hints: the softmax over the classes is the cost). Returns
+    float32 [K+1, H, W]: K hint channels, then the own-color channel.
     """
     logits = np.asarray(logits, np.float32)
     h, w, q = logits.shape
@@ -61,17 +64,28 @@ def adoption_evidence(
     k = hint_ab.shape[0]
     to_hint = _gauss(((centers[:, None, :] - hint_ab[None]) ** 2).sum(-1), sigma_ab)  # [Q, K]
     to_own = _gauss(((own_ab[:, None, :] - centers[None]) ** 2).sum(-1), sigma_ab)  # [n+1, Q]
-    flat = logits.reshape(-1, q)
     lab = labels.ravel()
-    out = np.empty((k + 1, h * w), np.float32)
-    for start in range(0, flat.shape[0], _BLOCK):
-        stop = min(start + _BLOCK, flat.shape[0])
-        z = flat[start:stop] / np.float32(temperature)
-        z -= z.max(axis=1, keepdims=True)
+    if regions is None:
+        pixels = np.arange(lab.size)
+        out = np.empty((k + 1, h * w), np.float32)
+    else:
+        pixels = np.flatnonzero(np.take(np.asarray(regions, bool), lab))
+        out = np.zeros((k + 1, h * w), np.float32)
+    scale = np.float32(1.0 / temperature)
+    for start in range(0, pixels.size, _BLOCK):
+        idx = pixels[start : start + _BLOCK]
+        # gathered from the [H, W, Q] array itself: the logits are a crop of the padded
+        # output, and reshaping that to rows would copy all of them first
+        block = logits[idx // w, idx % w]
+        z = np.subtract(block, block.max(axis=1, keepdims=True), out=block)
+        if scale != 1.0:
+            z *= scale
         np.exp(z, out=z)
-        z /= z.sum(axis=1, keepdims=True)
-        out[:k, start:stop] = (z @ to_hint).T
-        out[k, start:stop] = np.einsum("pq,pq->p", z, np.take(to_own, lab[start:stop], axis=0))
+        # unnormalized: divide the K+1 sums, not the Q probabilities (the exp is most of it)
+        total = z.sum(axis=1)
+        out[:k, idx] = (z @ to_hint).T / total
+        own = np.einsum("pq,pq->p", z, np.take(to_own, np.take(lab, idx), axis=0))
+        out[k, idx] = own / total
     return out.reshape(k + 1, h, w)
 
 

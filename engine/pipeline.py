@@ -601,7 +601,9 @@ def _hint_evidence(
     own = np.zeros((n, 2), np.float32)
     med = rg.region_medians(small, np.ascontiguousarray(pred[1:3, :h, :w].transpose(1, 2, 0)))
     own[: med.shape[0]] = med
-    return adoption_evidence(logits[:h, :w], centers, small, own, p.region_hint_ab[p.region_hinted])
+    hinted = p.region_hinted
+    # only the unhinted regions' pixels: the hinted ones adopt nothing
+    return adoption_evidence(logits[:h, :w], centers, small, own, p.region_hint_ab[hinted], ~hinted)
 
 
 def colorize_frame(

@@ -49,6 +49,18 @@ def test_evidence_in_blocks_equals_evidence_at_once(monkeypatch):
     np.testing.assert_allclose(
         HA.adoption_evidence(logits, classes, labels, own, hints), once, rtol=1e-6
     )
+    # only some regions' pixels: the same values there, zeros elsewhere; a crop of a
+    # bigger (padded) array gives the same as a contiguous copy
+    some = np.array([False, True, False, True])
+    part = HA.adoption_evidence(logits, classes, labels, own, hints, some)
+    inside = some[labels]
+    np.testing.assert_allclose(part[:, inside], once[:, inside], rtol=1e-6)
+    assert not part[:, ~inside].any()
+    padded = np.zeros((12, 16, 3), np.float32)
+    padded[:9, :11] = logits
+    np.testing.assert_allclose(
+        HA.adoption_evidence(padded[:9, :11], classes, labels, own, hints), once, rtol=1e-6
+    )
 
 
 def _regions():
@@ -196,6 +208,12 @@ def test_the_benchmark_compares_adoption_off_and_on(tmp_path, capsys):
     assert set(table["rows"]) == {"off", "strength 1", "strength 3"}
     assert table["rows"]["off"]["0"] == table["rows"]["strength 3"]["0"]  # no hints: same
     assert "flat fill" in capsys.readouterr().out
+    frame = tmp_path / "f.png"
+    cv2.imwrite(str(frame), cel())
+    assert bench.main([str(path), "--speed", str(frame), "--size", "64x48", "--runs", "2"]) == 0
+    assert "paired ratio" in capsys.readouterr().out
+    with pytest.raises(SystemExit):  # neither --data nor --speed
+        bench.main([str(path)])
     gray = class_model(tmp_path / "g.onnx", "grayscale", (0, 0), (1.0, 0.0, 0.0))
     with pytest.raises(SystemExit):
         bench.main([str(gray), "--data", str(data)])
