@@ -1,6 +1,6 @@
 """The README's fine-tuning figure: a studio's palette learned from its own frames.
 
-    python benchmarks/finetune_demo.py --work /tmp/finetune_demo [--seed 3] [--steps 300]
+    python benchmarks/finetune_demo.py --work /tmp/finetune_demo [--seed 3] [--steps 300] [--lr LR]
 
 A procedural shot (benchmarks/synthetic_shots.py, one seed: its characters keep their
 colors) stands in for a production: its first 20 frames are the studio's colored frames,
@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, required=True)
     ap.add_argument("--seed", type=int, default=3)
     ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--lr", type=float, help="fine-tuning learning rate (default: inkhue's)")
     args = ap.parse_args(argv)
     frames = render_shot(np.random.default_rng(args.seed), 24)
     train, new = args.work / "studio_frames", args.work / "new_frames"
@@ -64,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         "0",
         "--overwrite",
         "--quiet",
+        *(["--lr", str(args.lr)] if args.lr is not None else []),
     )
     scores = {}
     for name, m in (("base", "grayscale"), ("fine-tuned", str(model))):

@@ -3,17 +3,20 @@
 A cel is painted from a handful of colors, and an artist's hints name most of them: the
 other sleeve, the second eye, the hair behind the ear usually wear a color already
 hinted elsewhere. The model's class distribution (a classification color head) says
-which: an unhinted region takes the color of the hinted region whose color its pixels'
-distribution supports most, when that support is at least ``ADOPT_STRENGTH / m`` times
-the support of the region's own predicted color (``m`` = number of hinted regions).
-The more hints, the more of the frame's colors they name, and the more readily a region
-adopts one; with one or two hints a region keeps its own color unless the model is far
-surer of the hint's. Support is ``palette.palette_evidence``'s: the softmax class
-probabilities summed under a Gaussian of ab distance.
+which: an unhinted region takes the hint color its pixels' distribution supports most,
+when that support is more than ``ADOPT_STRENGTH / m`` times the support of the region's
+own predicted color (``m`` = the number of hinted regions). The more of the frame the hints
+cover, the likelier the rest repeats their colors, and the more readily a region adopts
+one; with one or two hints a region keeps its own color unless the model is far surer of
+the hint's. (Counting distinct hint colors instead of hinted regions was measured worse.)
+Support is ``palette.palette_evidence``'s: the softmax class probabilities summed under a
+Gaussian of ab distance, one channel per distinct hint color (``hint_colors``: a keyframe's
+hundreds of matched regions hold a few dozen colors).
 
 Chosen on the 123 line-art tuning dev images (docs/TRAINING.md, "Hints that spread"):
-the strength did not make any hint count worse there; 1.0 / m snaps too eagerly with
-few hints (one hint's color spread everywhere: mean CIEDE2000 19.2 -> 21.3 at 1 hint).
+at most 0.03 worse there at any hint count (10 hints 14.84 -> 14.50), where a fixed bar (adopt when the
+hint's support beats r times the own color's, r = 0.5) spread one hint's color everywhere
+with few hints (mean CIEDE2000 19.2 -> 21.3 at 1 hint).
 Pure functions; the pipeline (run_prepared, finish_frame) calls them.
 """
 
@@ -23,15 +26,38 @@ import numpy as np
 
 from inkhue_engine.palette import EVIDENCE_SIGMA_AB, EVIDENCE_TEMPERATURE
 
-#: An unhinted region adopts a hint's color when its evidence is at least this / m times
+#: An unhinted region adopts a hint's color when its evidence is more than this / m times
 #: that of the region's own color (m: hinted regions). Tuned on the line-art dev split.
 ADOPT_STRENGTH = 3.0
+#: Hint colors closer than this (ab distance, Lab units) are one color: the mean of a 3x3
+#: hint on an anti-aliased edge, or a keyframe's matched colors, differ by less.
+HINT_COLOR_MERGE_AB = 5.0
 #: Pixels handled at once (bounds the [pixels, classes] temporaries).
 _BLOCK = 1 << 16
 
 
 def _gauss(d2: np.ndarray, sigma: float) -> np.ndarray:
     return np.exp(-d2 / np.float32(2.0 * sigma * sigma)).astype(np.float32)
+
+
+def hint_colors(
+    region_hint_ab: np.ndarray, region_hinted: np.ndarray, merge: float = HINT_COLOR_MERGE_AB
+) -> np.ndarray:
+    """The distinct hint colors of a frame, as the label of the first hinted region (in
+    label order) of each: int [K]. A hinted region joins the first color within ``merge``
+    ab of its own hint, else starts a new one. Deterministic, so that run_prepared and
+    finish_frame agree on the K evidence channels."""
+    ab = np.asarray(region_hint_ab, np.float32).reshape(-1, 2)
+    donors: list[int] = []
+    for r in np.flatnonzero(np.asarray(region_hinted, bool)):
+        if r == 0:  # lines are no region
+            continue
+        if donors:
+            d2 = ((ab[donors] - ab[r]) ** 2).sum(axis=1)
+            if float(d2.min()) < merge * merge:
+                continue
+        donors.append(int(r))
+    return np.asarray(donors, np.intp)
 
 
 def adoption_evidence(
@@ -94,30 +120,33 @@ def adopt_hint_colors(
     region_evidence: np.ndarray,
     has_evidence: np.ndarray,
     region_hinted: np.ndarray,
+    donors: np.ndarray,
     strength: float = ADOPT_STRENGTH,
 ) -> np.ndarray:
-    """One Lab color per region, unhinted regions given a hinted region's color where
-    the evidence supports it (see the module doc).
+    """One Lab color per region, unhinted regions given a hint color where the evidence
+    supports it more than ``strength`` / (hinted regions) times their own (module doc).
 
-    ``region_lab`` [n+1, 3] each region's color (hinted ones: their hint);
+    ``region_lab`` [n+1, 3] each region's color (hinted ones: their hint, its L too);
     ``region_evidence`` [n+1, K+1] each region's mean ``adoption_evidence``, whose K
-    hint channels follow the hinted regions in label order; ``has_evidence`` [n+1]:
-    False where a region had no pixel at the model's working size (it keeps its color);
-    ``region_hinted`` [n+1] bool. Returns a new [n+1, 3] array; label 0 (lines) and
-    hinted regions are unchanged.
+    hint channels are the colors of ``donors`` (``hint_colors``: the K regions whose
+    colors they are); ``has_evidence`` [n+1]: False where a region had no pixel at the
+    model's working size (it keeps its color); ``region_hinted`` [n+1] bool. Returns a
+    new [n+1, 3] array; label 0 (lines) and hinted regions are unchanged; an adopting
+    region takes its donor's Lab.
     """
     out = np.array(region_lab, np.float32, copy=True)
     hinted = np.asarray(region_hinted, bool)
-    donors = np.flatnonzero(hinted)
+    donors = np.asarray(donors, np.intp)
     k = donors.size
     ev = np.asarray(region_evidence, np.float32)
     if k == 0:
         return out
     if ev.shape != (out.shape[0], k + 1):
         raise ValueError(f"region evidence {ev.shape} should be ({out.shape[0]}, {k + 1})")
+    m = int(hinted[1:].sum())  # hinted regions (label 0, the lines, is none)
     best = np.argmax(ev[:, :k], axis=1)
     support = ev[np.arange(ev.shape[0]), best]
-    take = np.asarray(has_evidence, bool) & ~hinted & (support > (strength / k) * ev[:, k])
+    take = np.asarray(has_evidence, bool) & ~hinted & (support > (strength / m) * ev[:, k])
     take[0] = False
     out[take] = out[donors[best[take]]]
     return out

@@ -42,7 +42,7 @@ from inkhue_engine.color import (
     to_float01,
 )
 from inkhue_engine.errors import InputError
-from inkhue_engine.hint_adoption import adopt_hint_colors, adoption_evidence
+from inkhue_engine.hint_adoption import adopt_hint_colors, adoption_evidence, hint_colors
 from inkhue_engine.model import TASK_OUTPUTS, TASKS, Model, ModelInfo
 from inkhue_engine.palette import (
     check_palette_length,
@@ -521,8 +521,10 @@ def run_prepared(
     lock, run by a model with color classes (``info.ab_classes``), gets M more channels
     after its C: each of its M palette colors' evidence (palette.palette_evidence), from
     which finish_frame decodes the lock. A line-art frame with hints and no palette
-    (``_adopts_hints``) gets K+1 more: the evidence of its K hinted regions' colors and
-    of each pixel's own region color (hint_adoption.adoption_evidence).
+    (``_adopts_hints``: ColorizeOptions.adopt_hints and regions) gets K+1 more: the
+    evidence of its K distinct hint colors and of each pixel's own region color
+    (hint_adoption.adoption_evidence), computed here beside the model, since only here
+    are the class logits at hand.
     """
     if batch_size < 1:
         raise InputError(f"batch size must be at least 1, got {batch_size}")
@@ -594,16 +596,20 @@ def _hint_evidence(
     p: PreparedFrame, pred: np.ndarray, logits: np.ndarray, centers: np.ndarray
 ) -> np.ndarray:
     """[K+1, h, w] hint_adoption.adoption_evidence of a frame at its working size: the
-    own color of a region is its median predicted ab there."""
+    own color of a region is its median predicted ab there; K = the frame's distinct hint
+    colors (hint_adoption.hint_colors)."""
+    assert p.labels is not None and p.region_hinted is not None and p.region_hint_ab is not None
     h, w = p.work_size
     small = _labels_at(p.labels, h, w)
     n = p.region_hinted.shape[0]
     own = np.zeros((n, 2), np.float32)
     med = rg.region_medians(small, np.ascontiguousarray(pred[1:3, :h, :w].transpose(1, 2, 0)))
     own[: med.shape[0]] = med
-    hinted = p.region_hinted
-    # only the unhinted regions' pixels: the hinted ones adopt nothing
-    return adoption_evidence(logits[:h, :w], centers, small, own, p.region_hint_ab[hinted], ~hinted)
+    donors = hint_colors(p.region_hint_ab, p.region_hinted)
+    # only the unhinted regions' pixels: the hinted ones (and the lines) adopt nothing
+    need = ~p.region_hinted
+    need[0] = False
+    return adoption_evidence(logits[:h, :w], centers, small, own, p.region_hint_ab[donors], need)
 
 
 def colorize_frame(
@@ -749,8 +755,9 @@ def finish_frame(prepared: PreparedFrame, prediction: np.ndarray) -> np.ndarray:
     Same height/width and dtype as the input; RGB (gray/RGB in) or RGBA (alpha in,
     alpha restored exactly). Grayscale: the frame's own L with the predicted ab
     (region-consistent hue, palette-locked hue/chroma when asked). Line art: a flat
-    fill (one color per region: hint, else median prediction; palette-locked when
-    asked) with the frame's lines multiplied on top, or the fill alone ('fill').
+    fill (one color per region: hint, else median prediction, or a hint color the
+    prediction's class evidence backs (hint_adoption); palette-locked when asked) with
+    the frame's lines multiplied on top, or the fill alone ('fill').
     """
     pred = np.asarray(prediction, np.float32)
     if pred.ndim == 4 and pred.shape[0] == 1:
@@ -761,11 +768,13 @@ def finish_frame(prepared: PreparedFrame, prediction: np.ndarray) -> np.ndarray:
     if palette:
         allowed = (channels, channels + len(palette))
     elif _adopts_hints(prepared):  # without color classes the model sends no evidence
-        allowed = (channels, channels + int(prepared.region_hinted.sum()) + 1)
+        k = hint_colors(prepared.region_hint_ab, prepared.region_hinted).size
+        allowed = (channels, channels + k + 1)
     if pred.ndim != 3 or pred.shape[0] not in allowed or pred.shape[1:] != prepared.input.shape[1:]:
         raise InputError(
             f"prediction shape {pred.shape} does not match the prepared frame "
-            f"([{channels}, {prepared.input.shape[1]}, {prepared.input.shape[2]}])"
+            f"([C, {prepared.input.shape[1]}, {prepared.input.shape[2]}] with C in "
+            f"{', '.join(map(str, allowed))})"
         )
     h, w = prepared.work_size
     evidence = pred[channels:, :h, :w] if pred.shape[0] > channels else None
@@ -913,7 +922,8 @@ def _finish_lineart(
         region_lab = _lineart_region_lab(p, lab)
         if evidence is not None and _adopts_hints(p):
             region_ev, has = _region_evidence(p.labels, evidence, region_lab.shape[0])
-            region_lab = adopt_hint_colors(region_lab, region_ev, has, p.region_hinted)
+            donors = hint_colors(p.region_hint_ab, p.region_hinted)
+            region_lab = adopt_hint_colors(region_lab, region_ev, has, p.region_hinted, donors)
         return _lineart_from_regions(p, _region_rgb(region_lab), opts.output)
 
     def rows(sl: slice) -> np.ndarray:

@@ -79,27 +79,40 @@ def _regions():
     return lab, ev, has, hinted
 
 
+def test_distinct_hint_colors_merge_near_ones_in_label_order():
+    ab = np.array([[9, 9], [50, 40], [-10, -50], [52, 41], [0, 0], [-10, -47]], np.float32)
+    hinted = np.array([True, True, True, True, False, True])  # label 0 is never a color
+    np.testing.assert_array_equal(HA.hint_colors(ab, hinted), [1, 2])
+    np.testing.assert_array_equal(HA.hint_colors(ab, hinted, merge=1.0), [1, 2, 3, 5])
+    assert HA.hint_colors(ab, np.zeros(6, bool)).size == 0
+
+
 def test_a_region_adopts_the_best_backed_hint_when_it_beats_its_own_color_enough():
     lab, ev, has, hinted = _regions()
-    out = HA.adopt_hint_colors(lab, ev, has, hinted, strength=3.0)  # 2 hints: 1.5 x own
+    donors = np.array([1, 2])
+    out = HA.adopt_hint_colors(lab, ev, has, hinted, donors, strength=3.0)  # 2 colors: 1.5x
     np.testing.assert_array_equal(out[3], lab[2])  # 0.8 > 1.5 x 0.5: hint 2's color, L too
     np.testing.assert_array_equal(out[4], lab[4])  # 0.6 < 0.75: keeps its own
     np.testing.assert_array_equal(out[5], lab[5])  # no pixel at the working size: kept
     np.testing.assert_array_equal(out[:3], lab[:3])  # lines and hinted regions untouched
     assert out is not lab
     # a lower strength: region 4 adopts hint 1 as well
-    np.testing.assert_array_equal(HA.adopt_hint_colors(lab, ev, has, hinted, 1.0)[4], lab[1])
+    np.testing.assert_array_equal(
+        HA.adopt_hint_colors(lab, ev, has, hinted, donors, 1.0)[4], lab[1]
+    )
 
 
 def test_with_fewer_hints_a_region_needs_more_backing():
     lab, ev, has, hinted = _regions()
     one = hinted.copy()
     one[2] = False  # hint 1 only: the ratio needed is 3 / 1, region 3's 0.1 / 0.5 is far
-    out = HA.adopt_hint_colors(lab, ev[:, [0, 2]], has, one, strength=3.0)
+    out = HA.adopt_hint_colors(lab, ev[:, [0, 2]], has, one, np.array([1]), strength=3.0)
     np.testing.assert_array_equal(out, lab)
-    assert np.array_equal(HA.adopt_hint_colors(lab, ev[:, 2:], has, ~hinted & False), lab)
+    no_hints = np.zeros_like(hinted)
+    empty = np.array([], np.intp)
+    assert np.array_equal(HA.adopt_hint_colors(lab, ev[:, 2:], has, no_hints, empty), lab)
     with pytest.raises(ValueError, match="should be"):
-        HA.adopt_hint_colors(lab, ev[:, :2], has, hinted)
+        HA.adopt_hint_colors(lab, ev[:, :2], has, hinted, np.array([1, 2]))
 
 
 # --------------------------------------------------------------------------- pipeline
@@ -151,6 +164,54 @@ def test_a_region_keeps_its_own_color_when_the_model_backs_it(tmp_path):
     lab = rgb_to_lab(to_float01(out))
     assert lab[20, 50, 2] < -60  # blue (its chroma cut to sRGB's), not the hint's red
     assert np.abs(lab[20, 10, 1:] - hex_to_lab([RED])[0, 1:]).max() < 1.5  # the hint's own
+
+
+def three_cels(h=256, w=384):
+    """Big line art (the test model sees it reduced): three regions between two lines."""
+    img = np.full((h, w), 255, np.uint8)
+    for x in (w // 3, 2 * w // 3):
+        img[:, x - 2 : x + 2] = 0
+    return img
+
+
+def _hints_at(frame, spots):
+    """(ab, mask, L) hints: a 3x3 patch of each (x, hex color) at mid height."""
+    h, w = frame.shape
+    ab = np.zeros((h, w, 2), np.float32)
+    mask = np.zeros((h, w), np.float32)
+    L = np.zeros((h, w), np.float32)
+    for x, color in spots:
+        lab = hex_to_lab([color])[0]
+        mask[h // 2 - 1 : h // 2 + 2, x - 1 : x + 2] = 1
+        ab[h // 2 - 1 : h // 2 + 2, x - 1 : x + 2] = lab[1:]
+        L[h // 2 - 1 : h // 2 + 2, x - 1 : x + 2] = lab[0]
+    return ab, mask, L
+
+
+def test_the_backed_color_of_two_is_adopted_on_a_reduced_frame_and_in_a_mixed_batch(tmp_path):
+    """Left hinted red, middle blue, right unhinted; the model backs blue: the right region
+    turns blue (not red) on a frame the model sees at half size. In one batch with a frame
+    without hints and one with a single hint, each frame gets its own channels."""
+    path = class_model(tmp_path / "m.onnx", "lineart", (80, 0, 0), (0.0, 5.0, 0.0))
+    model = M.Model(path, "cpu")
+    frame = three_cels()
+    opts = ColorizeOptions(output="fill")
+    two = P.prepare_frame(frame, model.info, _hints_at(frame, [(60, RED), (190, BLUE)]), opts)
+    assert two.work_size[0] < frame.shape[0] // 4  # reduced: labels sampled at the working size
+    one = P.prepare_frame(frame, model.info, _hints_at(frame, [(60, RED)]), opts)
+    bare = P.prepare_frame(frame, model.info, None, opts)
+    preds = P.run_prepared(model, [two, bare, one])
+    assert [q.shape[0] for q in preds] == [3 + 2 + 1, 3, 3 + 1 + 1]
+    out = rgb_to_lab(to_float01(P.finish_frame(two, preds[0])))
+    blue = hex_to_lab([BLUE])[0]
+    assert np.abs(out[128, 320] - blue).max() < 1.5  # adopted: the blue hint's Lab
+    assert np.abs(out[128, 60, 1:] - hex_to_lab([RED])[0, 1:]).max() < 1.5
+    # one red hint: the model backs blue, not red, so the right region keeps the model's gray
+    solo = rgb_to_lab(to_float01(P.finish_frame(one, preds[2])))[128, 320]
+    assert np.abs(solo[1:]).max() < 1.0
+    # the same red twice is one color: two channels, not three
+    same = P.prepare_frame(frame, model.info, _hints_at(frame, [(60, RED), (190, RED)]), opts)
+    assert P.run_prepared(model, [same])[0].shape[0] == 3 + 1 + 1
 
 
 def test_no_hints_or_a_palette_ask_no_adoption_evidence(tmp_path):
@@ -217,3 +278,18 @@ def test_the_benchmark_compares_adoption_off_and_on(tmp_path, capsys):
     gray = class_model(tmp_path / "g.onnx", "grayscale", (0, 0), (1.0, 0.0, 0.0))
     with pytest.raises(SystemExit):
         bench.main([str(gray), "--data", str(data)])
+
+
+def test_the_bar_counts_hinted_regions_not_colors():
+    """Two regions hinted the same red: one evidence channel, but m = 2 (a color hinted in
+    two places lowers the bar as two hints do: measured better than counting colors)."""
+    lab = np.array([[0, 0, 0], [50, 60, 40], [50, 60, 40], [80, 0, 0]], np.float32)
+    hinted = np.array([False, True, True, False])
+    ev = np.array([[0, 0], [1, 1], [1, 1], [0.8, 0.4]], np.float32)
+    has = np.array([False, True, True, True])
+    donors = HA.hint_colors(lab[:, 1:], hinted)
+    np.testing.assert_array_equal(donors, [1])
+    out = HA.adopt_hint_colors(lab, ev, has, hinted, donors, strength=3.0)  # bar 1.5 x 0.4
+    np.testing.assert_array_equal(out[3], lab[1])
+    alone = np.array([False, True, False, False])  # one hinted region: bar 3 x 0.4 > 0.8
+    np.testing.assert_array_equal(HA.adopt_hint_colors(lab, ev, has, alone, donors)[3], lab[3])
