@@ -14,9 +14,9 @@ Gaussian of ab distance, one channel per distinct hint color (``hint_colors``: a
 hundreds of matched regions hold a few dozen colors).
 
 Chosen on the 123 line-art tuning dev images (docs/TRAINING.md, "Hints that spread"):
-at most 0.03 worse there at any hint count (10 hints 14.84 -> 14.50), where a fixed bar (adopt when the
-hint's support beats r times the own color's, r = 0.5) spread one hint's color everywhere
-with few hints (mean CIEDE2000 19.2 -> 21.3 at 1 hint).
+at most 0.03 worse there at any hint count (10 hints 14.84 -> 14.50), where a fixed bar
+(adopt when the hint's support beats r times the own color's, r = 0.5) spread one hint's
+color everywhere with few hints (mean CIEDE2000 19.2 -> 21.3 at 1 hint).
 Pure functions; the pipeline (run_prepared, finish_frame) calls them.
 """
 
