@@ -31,6 +31,9 @@ MIN_FRAMES = 4
 HOLD_OUT_RULES = ((24, 2), (10, 1))
 DEFAULT_STEPS = 300
 DEFAULT_LR = 1e-4
+#: Learning rate by the base's task where measured (docs/TRAINING.md, "Fine-tuning's learning
+#: rate"): from the grayscale base 2.0, 1e-4 left a shot's colors half learned in 300 steps.
+DEFAULT_LR_BY_TASK = {"grayscale": 1e-3, "lineart": DEFAULT_LR}
 DEFAULT_BATCH = 8
 DEFAULT_PALETTE_COLORS = 16
 #: A frame is colored when at least this share of its non-white pixels has chroma > 10.
@@ -50,6 +53,11 @@ class MissingBaseError(InkHueError):
     """A named base checkpoint is not installed (the server answers 501)."""
 
     http_status = 501
+
+
+def default_lr(task: str) -> float:
+    """The fine-tuning learning rate for a base of ``task`` when none is given."""
+    return DEFAULT_LR_BY_TASK.get(task, DEFAULT_LR)
 
 
 # ----------------------------------------------------------------------------- checks

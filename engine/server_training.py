@@ -47,7 +47,9 @@ class TrainOptions(JsonBody):
         "grayscale", description="the shipped base model to start from"
     )
     steps: int | None = Field(None, ge=1, le=100_000, description="training steps (300)")
-    lr: float | None = Field(None, gt=0, le=1, description="learning rate (1e-4)")
+    lr: float | None = Field(
+        None, gt=0, le=1, description="learning rate (1e-3 from the grayscale base, 1e-4 line art)"
+    )
     crop_size: int | None = Field(
         None, ge=16, le=1024, description="training crop, px (the base's training size)"
     )
@@ -296,7 +298,7 @@ def _train_info(registry: TrainRegistry) -> dict:
                      f"grayscale.pt or lineart.pt there")  # fmt: skip
     defaults = {}
     if ft is not None:
-        defaults = {"steps": ft.DEFAULT_STEPS, "lr": ft.DEFAULT_LR,
+        defaults = {"steps": ft.DEFAULT_STEPS, "lr": dict(ft.DEFAULT_LR_BY_TASK),
                     "batch_size": ft.DEFAULT_BATCH, "palette_colors": ft.DEFAULT_PALETTE_COLORS,
                     "min_frames": ft.MIN_FRAMES}  # fmt: skip
     return {"available": error is None, "error": error, "bases": bases, "defaults": defaults,

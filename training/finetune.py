@@ -29,6 +29,7 @@ With ``--progress-jsonl`` the subprocess reports JSON lines (PROGRESS_EVENTS).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import json
 import math
@@ -54,6 +55,7 @@ from inkhue_engine.finetune_spec import (  # noqa: F401 - re-exported: the CLI's
     BASES,
     DEFAULT_BATCH,
     DEFAULT_LR,
+    DEFAULT_LR_BY_TASK,
     DEFAULT_PALETTE_COLORS,
     DEFAULT_STEPS,
     FRAME_EXTENSIONS,
@@ -66,6 +68,7 @@ from inkhue_engine.finetune_spec import (  # noqa: F401 - re-exported: the CLI's
     base_sidecar,
     check_frames,
     check_model_name,
+    default_lr,
     held_out_indices,
     hold_out_count,
     list_frames,
@@ -272,7 +275,7 @@ class FinetuneOptions:
     output: str | None = None  #: ONNX file; default: user models folder / NAME.onnx
     name: str | None = None  #: default: the output's stem, else the data folder's name
     steps: int = DEFAULT_STEPS
-    lr: float = DEFAULT_LR
+    lr: float | None = None  #: default: finetune_spec.default_lr(the base's task)
     crop_size: int | None = None  #: default: the base's training size
     batch_size: int = DEFAULT_BATCH
     palette_colors: int = DEFAULT_PALETTE_COLORS
@@ -399,7 +402,7 @@ def finetune(opts: FinetuneOptions, events: Events | None = None) -> FinetuneRes
         raise InputError(f"--steps {opts.steps}: use 1 or more")
     if opts.batch_size < 1:
         raise InputError(f"--batch-size {opts.batch_size}: use 1 or more")
-    if not opts.lr > 0:
+    if opts.lr is not None and not opts.lr > 0:
         raise InputError(f"--lr {opts.lr}: use a positive learning rate")
     if opts.palette_colors < 1:
         raise InputError(f"--palette-colors {opts.palette_colors}: use 1 or more")
@@ -413,6 +416,8 @@ def finetune(opts: FinetuneOptions, events: Events | None = None) -> FinetuneRes
         raise InkHueError(missing)
     base_path = resolve_base(opts.base)
     base = load_base(base_path)
+    if opts.lr is None:  # the card and the config read opts.lr
+        opts = dataclasses.replace(opts, lr=default_lr(base.task))
     crop = int(opts.crop_size or base.train_size)
     m = int(2 ** len(base.generator_kwargs.get("channels", (32, 64, 128))))
     if crop < 16 or crop % m:
@@ -660,7 +665,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--steps", type=int, default=DEFAULT_STEPS, help=f"training steps (default {DEFAULT_STEPS})"
     )
-    p.add_argument("--lr", type=float, default=DEFAULT_LR, help=f"default {DEFAULT_LR:g}")
+    p.add_argument(
+        "--lr",
+        type=float,
+        help="learning rate (default: "
+        + ", ".join(f"{v:g} from a {k} base" for k, v in DEFAULT_LR_BY_TASK.items())
+        + ")",
+    )
     p.add_argument(
         "--crop-size",
         type=int,

@@ -281,8 +281,9 @@ def test_finetune_writes_model_palette_card_and_is_listed(tmp_path, monkeypatch,
 
     text = card.read_text()
     for needle in ("tiny-base", str(data.resolve()), "10 frames", "3 steps", "wall time",
-                   "hardware", info.palette[0], "frame4.png", "finetuned+palette"):  # fmt: skip
-        assert needle in text, needle
+                   "hardware", info.palette[0], "frame4.png", "finetuned+palette",
+                   "lr 0.001"):  # fmt: skip
+        assert needle in text, needle  # lr: no --lr, the grayscale base's default
 
     with TestClient(create_app(ServerConfig(device="cpu")),
                     base_url="http://127.0.0.1:8765") as client:  # fmt: skip
