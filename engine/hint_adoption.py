@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from inkhue_engine.palette import EVIDENCE_SIGMA_AB, EVIDENCE_TEMPERATURE
+from inkhue_engine.palette import EVIDENCE_SIGMA_AB, EVIDENCE_TEMPERATURE, class_kernel
 
 #: An unhinted region adopts a hint's color when its evidence is more than this / m times
 #: that of the region's own color (m: hinted regions). Tuned on the line-art dev split.
@@ -34,10 +34,6 @@ ADOPT_STRENGTH = 3.0
 HINT_COLOR_MERGE_AB = 5.0
 #: Pixels handled at once (bounds the [pixels, classes] temporaries).
 _BLOCK = 1 << 16
-
-
-def _gauss(d2: np.ndarray, sigma: float) -> np.ndarray:
-    return np.exp(-d2 / np.float32(2.0 * sigma * sigma)).astype(np.float32)
 
 
 def hint_colors(
@@ -85,11 +81,10 @@ def adoption_evidence(
     if labels.shape != (h, w):
         raise ValueError(f"labels {labels.shape} do not match the logits ({h}, {w})")
     centers = np.asarray(ab_classes, np.float32).reshape(q, 2)
-    hint_ab = np.asarray(hint_ab, np.float32).reshape(-1, 2)
-    own_ab = np.asarray(region_own_ab, np.float32).reshape(-1, 2)
-    k = hint_ab.shape[0]
-    to_hint = _gauss(((centers[:, None, :] - hint_ab[None]) ** 2).sum(-1), sigma_ab)  # [Q, K]
-    to_own = _gauss(((own_ab[:, None, :] - centers[None]) ** 2).sum(-1), sigma_ab)  # [n+1, Q]
+    to_hint = class_kernel(centers, hint_ab, sigma_ab)  # [Q, K]
+    k = to_hint.shape[1]
+    # [n+1, Q], row-contiguous: each pixel gathers its region's row
+    to_own = np.ascontiguousarray(class_kernel(centers, region_own_ab, sigma_ab).T)
     lab = labels.ravel()
     if regions is None:
         pixels = np.arange(lab.size)

@@ -261,6 +261,17 @@ _EVIDENCE_FLOOR = 1e-6
 _EVIDENCE_BLOCK = 1 << 16
 
 
+def class_kernel(
+    ab_classes: np.ndarray, ab: np.ndarray, sigma_ab: float = EVIDENCE_SIGMA_AB
+) -> np.ndarray:
+    """How much each color class counts for each of M colors: float32 [Q, M], a Gaussian
+    of their ab distance (``ab_classes`` [Q, 2], ``ab`` [M, 2], Lab units)."""
+    centers = np.asarray(ab_classes, np.float32).reshape(-1, 2)
+    ab = np.asarray(ab, np.float32).reshape(-1, 2)
+    d2 = ((centers[:, None, :] - ab[None, :, :]) ** 2).sum(-1)
+    return np.exp(-d2 / np.float32(2.0 * sigma_ab * sigma_ab)).astype(np.float32)
+
+
 def palette_evidence(
     logits: np.ndarray,
     ab_classes: np.ndarray,
@@ -279,10 +290,8 @@ def palette_evidence(
     logits = np.asarray(logits, np.float32)
     h, w, q = logits.shape
     flat = logits.reshape(-1, q)
-    centers = np.asarray(ab_classes, np.float32).reshape(q, 2)
     pal_ab = np.asarray(palette_lab, np.float32).reshape(-1, 3)[:, 1:]
-    d2 = ((centers[:, None, :] - pal_ab[None, :, :]) ** 2).sum(-1)
-    kernel = np.exp(-d2 / np.float32(2.0 * sigma_ab * sigma_ab)).astype(np.float32)
+    kernel = class_kernel(ab_classes, pal_ab, sigma_ab)
     out = np.empty((pal_ab.shape[0], h * w), np.float32)
     # in blocks of pixels: a 2 MPx working image has 0.5 G logits, never copied at once
     for start in range(0, flat.shape[0], _EVIDENCE_BLOCK):

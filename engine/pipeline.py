@@ -561,9 +561,11 @@ def run_prepared(
                     )
                 else:
                     ev_w = _hint_evidence(p, pred[j], logits[j], centers)
-                ev = np.zeros((ev_w.shape[0], *pred.shape[2:]), np.float32)
-                ev[:, :h, :w] = ev_w
-                out[i] = np.concatenate([pred[j], ev])
+                c = pred.shape[1]
+                full = np.zeros((c + ev_w.shape[0], *pred.shape[2:]), np.float32)
+                full[:c] = pred[j]
+                full[c:, :h, :w] = ev_w
+                out[i] = full
     return out  # type: ignore[return-value]
 
 
