@@ -47,12 +47,10 @@ MIN_REGION_PX = 24
 #: follow their neighbours, like specks, instead of waking the model: at 1080p the
 #: model costs more for a 200-pixel island than the island is worth.
 LOOSE_SHARE = 1e-4
-#: Line art: a pixel darker than this is line when matching regions. Higher than the
-#: colorizer's LINEART_L_THRESHOLD (60, which suits the thick synthesized lines it was
-#: trained on): an artist's thin anti-aliased lines are mostly lighter than 60 at frame
-#: size (prologue_kid's outlines: 60% of their pixels at L 60-90) and would leave gaps
-#: that merge regions. Measured on prologue_kid line art (docs/KEYFRAMES.md).
-KEYFRAME_LINE_L = 85.0
+#: Line art: a keyframe's line pixels count as ink (lines kept) below this L. Darker than
+#: the region cut (regions.LINEART_L_THRESHOLD, 85): a fill-only keyframe's light fills
+#: must not pass for ink.
+KEYFRAME_INK_L = 60.0
 #: Grayscale: a line pixel follows its nearest matched fill only up to this L ratio
 #: (lighter: a highlight or another region, not a line over that fill). Chosen on the
 #: synthetic dev shots (1.05-1.5 gave the same scores; all pixels: worse).
@@ -252,7 +250,7 @@ def make_reference(
         L = synthesize_lineart(rgb)
     else:
         L = lab[..., 0].copy()
-    labels = rg.regions_of(L, task, KEYFRAME_LINE_L)
+    labels = rg.regions_of(L, task)
     core = region_core(labels, CORE_PX[task])
     return Reference(
         name,
@@ -307,9 +305,9 @@ def check_keyframe_fits(key: np.ndarray, frame: np.ndarray, task: str, name: str
                 "--task lineart)"
             )
         return
-    lines = rg.lineart_lines(frame_l)
+    lines = rg.lineart_lines(frame_l, KEYFRAME_INK_L)
     if lines.any():
-        share = float((key_l[lines] < rg.LINEART_L_THRESHOLD).mean())
+        share = float((key_l[lines] < KEYFRAME_INK_L).mean())
         if share < KEYFRAME_MIN_LINE_SHARE:
             raise InputError(
                 f"{name}: only {share:.0%} of its frame's lines are dark in it: color the "
@@ -543,7 +541,7 @@ def colors_from_references(
                 f"{ref.name}: the reference is {ref.L.shape[1]}x{ref.L.shape[0]} but the "
                 f"frame is {L.shape[1]}x{L.shape[0]}"
             )
-    labels = rg.regions_of(L, task, KEYFRAME_LINE_L)
+    labels = rg.regions_of(L, task)
     table = describe_regions(labels, L)
     best_cost = np.full(table.count, np.inf)
     best_src = np.full(table.count, -1, np.int64)

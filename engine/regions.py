@@ -25,8 +25,16 @@ CANNY_LOW = 50
 CANNY_HIGH = 150
 #: Lines are thickened by this many pixels so thin gaps do not join regions.
 LINE_DILATE_PX = 1
-#: A pixel of a line-art frame is a line when its L is below this (0..100).
-LINEART_L_THRESHOLD = 60.0
+#: A pixel of a line-art frame is a line when its L is below this (0..100). High enough
+#: for an artist's thin anti-aliased outlines, most of whose pixels are light gray at
+#: frame size: at 60 prologue_kid's outlines left gaps and the picture leaked into one
+#: region (docs/REGIONS.md has the measurements).
+LINEART_L_THRESHOLD = 85.0
+#: ...and at least this far (L) below the frame's paper, so that off-white paper (cream is
+#: ~90, a scan's gray lower) is not cut as line.
+PAPER_MARGIN = 12.0
+#: The paper is the lightest 2-L bin holding at least this share of the pixels.
+PAPER_SHARE = 0.2
 
 
 def _dilate(mask: np.ndarray, px: int) -> np.ndarray:
@@ -43,11 +51,29 @@ def edge_lines(L: np.ndarray, dilate_px: int = LINE_DILATE_PX) -> np.ndarray:
     return _dilate(edges, dilate_px)
 
 
-def lineart_lines(
-    L: np.ndarray, threshold: float = LINEART_L_THRESHOLD, dilate_px: int = 0
-) -> np.ndarray:
-    """Line mask of a line-art frame: its dark pixels (L below ``threshold``). Bool HxW."""
-    return _dilate(np.asarray(L) < threshold, dilate_px)
+def paper_level(L: np.ndarray, share: float = PAPER_SHARE) -> float:
+    """The paper's lightness of a frame (L 0..100): the middle of the lightest 2-L bin
+    holding at least ``share`` of the pixels (the fullest bin when none does)."""
+    L = np.asarray(L)
+    if L.size > 1 << 20:  # a histogram needs no more than ~1 M samples
+        step = int(np.ceil(np.sqrt(L.size / (1 << 20))))
+        L = L[::step, ::step]
+    hist = np.bincount(np.clip(L, 0, 100).astype(np.int32).ravel() // 2, minlength=51)
+    big = np.flatnonzero(hist >= share * L.size)
+    return float((big.max() if big.size else int(np.argmax(hist))) * 2 + 1)
+
+
+def line_cut(L: np.ndarray) -> float:
+    """The L below which a pixel of this line-art frame is line: LINEART_L_THRESHOLD, or
+    PAPER_MARGIN below the frame's paper when that is lower."""
+    return min(LINEART_L_THRESHOLD, paper_level(L) - PAPER_MARGIN)
+
+
+def lineart_lines(L: np.ndarray, threshold: float | None = None, dilate_px: int = 0) -> np.ndarray:
+    """Line mask of a line-art frame: its dark pixels (L below ``threshold``; by default
+    the frame's ``line_cut``). Bool HxW."""
+    cut = line_cut(L) if threshold is None else threshold
+    return _dilate(np.asarray(L) < cut, dilate_px)
 
 
 def label_regions(lines: np.ndarray) -> np.ndarray:
@@ -57,9 +83,9 @@ def label_regions(lines: np.ndarray) -> np.ndarray:
     return labels
 
 
-def regions_of(L: np.ndarray, task: str, line_threshold: float = LINEART_L_THRESHOLD) -> np.ndarray:
+def regions_of(L: np.ndarray, task: str, line_threshold: float | None = None) -> np.ndarray:
     """Region labels of a frame by task: dark lines for 'lineart' (L below
-    ``line_threshold``), L edges for 'grayscale'."""
+    ``line_threshold``, by default the frame's ``line_cut``), L edges for 'grayscale'."""
     if task == "lineart":
         return label_regions(lineart_lines(L, line_threshold))
     if task == "grayscale":

@@ -12,7 +12,8 @@ How (docs/TASK_DETECTION.md has the measured accuracy):
    whatever RGB it stores: Krita's empty pixels are often black) and scaled down to at
    most ``MAX_PIXELS`` (area averaging, so a thin line stays a darker stroke).
 2. The paper level is the lightest lightness (2-L bins) that covers at least
-   ``PAPER_SHARE`` of the frame. Paper pixels are within ``TONE_DELTA`` of it.
+   ``regions.PAPER_SHARE`` of the frame (``regions.paper_level``). Paper pixels are
+   within ``TONE_DELTA`` of it.
 3. *Tone* pixels differ from the paper by more than ``TONE_DELTA``, are lighter than
    ``SOLID_L`` (solid black fills are ink, which line art has) and lie more than
    ``FAR_PX`` pixels from any paper pixel. In line art every such pixel is part of a
@@ -36,11 +37,10 @@ import numpy as np
 
 from inkhue_engine.color import DTYPE_SCALE, on_white, rgb_to_lab
 from inkhue_engine.errors import InputError
+from inkhue_engine.regions import paper_level
 
 #: The frame is scaled down to at most this many pixels first (about 1024 x 1024).
 MAX_PIXELS = 1 << 20
-#: The paper is the lightest 2-L bin holding at least this share of the pixels.
-PAPER_SHARE = 0.2
 #: Line art needs paper at least this light (L): white or near-white paper (cream paper is
 #: ~90); a mid-gray floor (a game screenshot, L 53-63) is not paper.
 PAPER_MIN_L = 75.0
@@ -138,9 +138,7 @@ def features(frame: np.ndarray, max_pixels: int = MAX_PIXELS) -> dict[str, float
     lab = rgb_to_lab(_small_on_white(frame, max_pixels))
     L = np.ascontiguousarray(lab[..., 0])
     n = float(L.size)
-    hist = np.bincount(np.clip(L, 0, 100).astype(np.int32).ravel() // 2, minlength=51) / n
-    big = np.flatnonzero(hist >= PAPER_SHARE)
-    paper_l = float((big.max() if big.size else int(np.argmax(hist))) * 2 + 1)
+    paper_l = paper_level(L)
     paper = np.abs(L - paper_l) <= TONE_DELTA
     # distance of every pixel to the nearest paper pixel (0 on paper)
     dist = cv2.distanceTransform((~paper).astype(np.uint8), cv2.DIST_L2, 3)

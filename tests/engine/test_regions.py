@@ -19,6 +19,40 @@ def test_lineart_regions_split_at_the_line():
     assert labels[0, 0] != labels[0, 20]
 
 
+def _box_outline(paper: float, line: float, size: int = 40) -> np.ndarray:
+    """L image: a one-pixel square outline of lightness ``line`` on ``paper``."""
+    L = np.full((size, size), paper, np.float32)
+    L[10, 10:30] = L[29, 10:30] = L[10:30, 10] = L[10:30, 29] = line
+    return L
+
+
+def test_a_thin_light_outline_closes_its_region():
+    # an artist's anti-aliased outline is light gray at frame size (docs/REGIONS.md)
+    labels = regions.regions_of(_box_outline(paper=100.0, line=75.0), "lineart")
+    assert labels[20, 20] > 0 and labels[2, 2] > 0 and labels[20, 20] != labels[2, 2]
+    # at the former cut (60) the same outline let the inside leak into the outside
+    leaked = regions.regions_of(_box_outline(paper=100.0, line=75.0), "lineart", 60.0)
+    assert leaked[20, 20] == leaked[2, 2]
+
+
+def test_off_white_paper_is_not_cut_as_line():
+    L = _box_outline(paper=86.0, line=20.0)  # a scan's gray paper, darker than the cut
+    assert regions.paper_level(L) == 87.0
+    assert regions.line_cut(L) == 87.0 - regions.PAPER_MARGIN
+    lines = regions.lineart_lines(L)
+    assert not lines[2, 2] and not lines[20, 20] and lines[10, 15]
+    labels = regions.regions_of(L, "lineart")
+    assert labels[20, 20] > 0 and labels[2, 2] > 0 and labels[20, 20] != labels[2, 2]
+    # white paper: the fixed cut
+    assert regions.line_cut(_box_outline(paper=100.0, line=20.0)) == regions.LINEART_L_THRESHOLD
+
+
+def test_paper_level_of_a_huge_frame_is_sampled_the_same():
+    L = np.full((1500, 1500), 93.0, np.float32)
+    L[::7] = 10.0
+    assert regions.paper_level(L) == regions.paper_level(L[:500, :500]) == 93.0
+
+
 def test_grayscale_regions_use_edges_of_l():
     labels = regions.regions_of(two_rooms(), "grayscale")
     assert labels[10, 2] != labels[10, 27]
