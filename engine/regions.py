@@ -31,8 +31,11 @@ LINE_DILATE_PX = 1
 #: region (docs/REGIONS.md has the measurements).
 LINEART_L_THRESHOLD = 85.0
 #: ...and at least this far (L) below the frame's paper, so that off-white paper (cream is
-#: ~90, a scan's gray lower) is not cut as line.
+#: ~90, a scan's gray lower) is not cut as line...
 PAPER_MARGIN = 12.0
+#: ...but never below this (the former fixed cut): a frame mostly of black fills, whose
+#: fullest lightness is ink, not paper, keeps its ink as line.
+LINEART_MIN_CUT = 60.0
 #: The paper is the lightest 2-L bin holding at least this share of the pixels.
 PAPER_SHARE = 0.2
 
@@ -65,8 +68,8 @@ def paper_level(L: np.ndarray, share: float = PAPER_SHARE) -> float:
 
 def line_cut(L: np.ndarray) -> float:
     """The L below which a pixel of this line-art frame is line: LINEART_L_THRESHOLD, or
-    PAPER_MARGIN below the frame's paper when that is lower."""
-    return min(LINEART_L_THRESHOLD, paper_level(L) - PAPER_MARGIN)
+    PAPER_MARGIN below the frame's paper when that is lower, never below LINEART_MIN_CUT."""
+    return max(LINEART_MIN_CUT, min(LINEART_L_THRESHOLD, paper_level(L) - PAPER_MARGIN))
 
 
 def lineart_lines(L: np.ndarray, threshold: float | None = None, dilate_px: int = 0) -> np.ndarray:

@@ -47,6 +47,15 @@ def test_off_white_paper_is_not_cut_as_line():
     assert regions.line_cut(_box_outline(paper=100.0, line=20.0)) == regions.LINEART_L_THRESHOLD
 
 
+def test_a_frame_of_black_fills_keeps_its_ink_as_line():
+    L = np.full((40, 40), 5.0, np.float32)  # black fills everywhere but a paper gap
+    L[15:25, 15:25] = 100.0
+    assert regions.paper_level(L) < regions.LINEART_MIN_CUT
+    assert regions.line_cut(L) == regions.LINEART_MIN_CUT
+    labels = regions.regions_of(L, "lineart")
+    assert labels[2, 2] == 0 and labels[20, 20] > 0
+
+
 def test_paper_level_of_a_huge_frame_is_sampled_the_same():
     L = np.full((1500, 1500), 93.0, np.float32)
     L[::7] = 10.0
