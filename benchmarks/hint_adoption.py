@@ -1,13 +1,19 @@
-"""Line-art hint adoption (engine/hint_adoption.py) on and off, and at other strengths.
+"""Hint adoption (engine/hint_adoption.py) on and off, and at other settings.
 
     python benchmarks/hint_adoption.py MODEL --data DEV_DIR [--hints 1,2,3,5,10,50]
-        [--strengths 1,3,5] [--limit N] [--json OUT]
+        [--strengths 1,3,5 | --tolerances 5,10,20] [--limit N] [--json OUT]
     python benchmarks/hint_adoption.py MODEL --speed FRAME [--size 1920x1080] [--runs 11]
 
 Runs ``inkhue evaluate``'s protocol (engine/evaluation.py: 256 px, seeded hints, the
-same hints for every row) once without adoption and once per strength, and prints the
-model's mean CIEDE2000 and colorfulness beside the flat fill's. MODEL must be a line-art
-model with a classification color head (it has ``ab_logits``).
+same hints for every row) once without adoption and once per setting, and prints the
+model's mean CIEDE2000 and colorfulness beside the flat fill's.
+
+- A line-art MODEL needs a classification color head (``ab_logits``): ``--strengths``
+  are ADOPT_STRENGTH values.
+- A grayscale MODEL: ``--tolerances`` are GRAY_MATCH_L values (how near in L a region's
+  gray level must be to a hinted region's). The table gains the flat fill with the same
+  rule (``flat_fill_frame(adopt_gray_levels=True)``): what the rule does without the
+  model, so that the model's share of the gain is seen.
 
 ``--speed FRAME``: instead, the time adoption adds end to end (``colorize_frame``) on
 FRAME scaled to ``--size`` with 10 hint dots (3x3, random colors, on paper pixels),
@@ -68,14 +74,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=11, help="--speed: timed pairs")
     ap.add_argument("--hints", default="1,2,3,5,10,50", help="hint counts, comma-separated")
     ap.add_argument(
-        "--strengths", default=f"{hint_adoption.ADOPT_STRENGTH:g}", help="comma-separated"
+        "--strengths",
+        default=f"{hint_adoption.ADOPT_STRENGTH:g}",
+        help="line art: comma-separated ADOPT_STRENGTH values",
+    )
+    ap.add_argument(
+        "--tolerances",
+        default=f"{hint_adoption.GRAY_MATCH_L:g}",
+        help="grayscale: comma-separated GRAY_MATCH_L values",
     )
     ap.add_argument("--limit", type=int, help="only the first N images")
     ap.add_argument("--json", help="write the table here")
     args = ap.parse_args(argv)
     model = load_model(args.model, "cpu")
-    if model.info.task != "lineart" or model.info.ab_classes is None:
-        ap.error(f"{args.model}: needs a line-art model with a classification color head")
+    gray = model.info.task == "grayscale"
+    if not gray and model.info.ab_classes is None:
+        ap.error(f"{args.model}: a line-art model needs a classification color head")
     if args.speed:
         got = speed(model, args.speed, args.size, args.runs)
         print(
@@ -87,28 +101,50 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("give --data DEV_DIR (or --speed FRAME)")
     counts = [int(x) for x in args.hints.split(",")]
     rows: dict[str, dict[int, tuple[float, float]]] = {}
-    flat: dict[int, tuple[float, float]] = {}
-    runs = [("off", None)] + [(f"strength {s}", float(s)) for s in args.strengths.split(",")]
-    original = pipeline.adopt_hint_colors
+    flat: dict[str, dict[int, tuple[float, float]]] = {}
+    if gray:
+        name, target = "tolerance", "adopt_by_lightness"
+        settings = args.tolerances.split(",")
+    else:
+        name, target = "strength", "adopt_hint_colors"
+        settings = args.strengths.split(",")
+    key = "tolerance" if gray else "strength"
+    runs = [("off", None)] + [(f"{name} {v}", float(v)) for v in settings]
+    original = getattr(pipeline, target)
+    original_flat = pipeline.flat_fill_frame
+
+    def score(label: str | None, opts: pipeline.ColorizeOptions, flat_label: str) -> None:
+        """One evaluation: the model's rows under ``label`` (None: not kept), the flat
+        fill's under ``flat_label``."""
+        report = evaluate_model(model, args.data, counts, opts, limit=args.limit)
+        flat[flat_label] = {}
+        for n in counts:
+            f = report.row("flat-fill", n)
+            flat[flat_label][n] = (round(f.ciede2000, 3), round(f.colorfulness, 1))
+            if label is not None:
+                m = report.row("model", n)
+                rows.setdefault(label, {})[n] = (round(m.ciede2000, 3), round(m.colorfulness, 1))
+        done = label or flat_label
+        print(f"{done}: done ({report.images} images)", file=sys.stderr, flush=True)
+
     try:
-        for label, strength in runs:
-            if strength is not None:
-                pipeline.adopt_hint_colors = functools.partial(original, strength=strength)
-            opts = pipeline.ColorizeOptions(adopt_hints=strength is not None)
-            report = evaluate_model(model, args.data, counts, opts, limit=args.limit)
-            rows[label] = {}
-            for n in counts:
-                m, f = report.row("model", n), report.row("flat-fill", n)
-                rows[label][n] = (round(m.ciede2000, 3), round(m.colorfulness, 1))
-                flat[n] = (round(f.ciede2000, 3), round(f.colorfulness, 1))
-            print(f"{label}: done ({report.images} images)", file=sys.stderr, flush=True)
+        for label, value in runs:
+            if value is not None:
+                setattr(pipeline, target, functools.partial(original, **{key: value}))
+            score(label, pipeline.ColorizeOptions(adopt_hints=value is not None), "flat fill")
+        if gray:  # the rule without the model, at the first tolerance
+            setattr(pipeline, target, functools.partial(original, tolerance=runs[1][1]))
+            pipeline.flat_fill_frame = functools.partial(original_flat, adopt_gray_levels=True)
+            score(None, pipeline.ColorizeOptions(), f"flat fill + {runs[1][0]}")
     finally:
-        pipeline.adopt_hint_colors = original
+        setattr(pipeline, target, original)
+        pipeline.flat_fill_frame = original_flat
     print("mean CIEDE2000 / colorfulness of the model; flat fill last")
-    print("hints  " + "  ".join(f"{label:>16s}" for label, _ in runs) + f"  {'flat fill':>16s}")
+    columns = [label for label, _ in runs]
+    print("hints  " + "  ".join(f"{c:>16s}" for c in [*columns, *flat]))
     for n in counts:
-        cells = [f"{rows[label][n][0]:8.2f} / {rows[label][n][1]:5.1f}" for label, _ in runs]
-        cells.append(f"{flat[n][0]:8.2f} / {flat[n][1]:5.1f}")
+        cells = [f"{rows[c][n][0]:8.2f} / {rows[c][n][1]:5.1f}" for c in columns]
+        cells += [f"{f[n][0]:8.2f} / {f[n][1]:5.1f}" for f in flat.values()]
         print(f"{n:5d}  " + "  ".join(cells))
     if args.json:
         with open(args.json, "w") as fh:

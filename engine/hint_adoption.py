@@ -1,4 +1,15 @@
-"""Line art with hints: unhinted regions adopt a hint's color when the model backs it.
+"""Unhinted regions adopt a hint's color: line art when the model backs it, grayscale
+when the gray levels match.
+
+Grayscale (``adopt_by_lightness``): a gray frame keeps each paint's lightness, so two
+regions of one gray level are most likely one paint (both hands, both eyes, the two
+halves of a sleeve cut by a fold line). An unhinted region below the consolidation size
+takes the hint of the hinted region nearest in median L, when they differ by at most
+``GRAY_MATCH_L``; this happens before the model, which sees the adopted colors as hints.
+Chosen on the 177 grayscale tuning images (docs/TRAINING.md, "Gray levels that match a
+hint"): better than the model's own color at every hint count.
+
+Line art (the rest of this module):
 
 A cel is painted from a handful of colors, and an artist's hints name most of them: the
 other sleeve, the second eye, the hair behind the ear usually wear a color already
@@ -17,7 +28,7 @@ Chosen on the 123 line-art tuning dev images (docs/TRAINING.md, "Hints that spre
 at most 0.03 worse there at any hint count (10 hints 14.84 -> 14.50), where a fixed bar
 (adopt when the hint's support beats r times the own color's, r = 0.5) spread one hint's
 color everywhere with few hints (mean CIEDE2000 19.2 -> 21.3 at 1 hint).
-Pure functions; the pipeline (run_prepared, finish_frame) calls them.
+Pure functions; the pipeline (prepare_frame, run_prepared, finish_frame) calls them.
 """
 
 from __future__ import annotations
@@ -32,6 +43,9 @@ ADOPT_STRENGTH = 3.0
 #: Hint colors closer than this (ab distance, Lab units) are one color: the mean of a 3x3
 #: hint on an anti-aliased edge, or a keyframe's matched colors, differ by less.
 HINT_COLOR_MERGE_AB = 5.0
+#: Grayscale: an unhinted region adopts the hint of the hinted region nearest in median L
+#: when the two differ by at most this (L units). Tuned on the grayscale tuning images.
+GRAY_MATCH_L = 10.0
 #: Pixels handled at once (bounds the [pixels, classes] temporaries).
 _BLOCK = 1 << 16
 
@@ -145,3 +159,42 @@ def adopt_hint_colors(
     take[0] = False
     out[take] = out[donors[best[take]]]
     return out
+
+
+def adopt_by_lightness(
+    region_L: np.ndarray,
+    region_hinted: np.ndarray,
+    region_hint_ab: np.ndarray,
+    eligible: np.ndarray,
+    tolerance: float = GRAY_MATCH_L,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Grayscale: each eligible unhinted region takes the hint ab of the hinted region
+    nearest in gray level, when their L differ by at most ``tolerance`` (module doc).
+
+    ``region_L`` [n+1] each region's median L; ``region_hinted`` [n+1] bool;
+    ``region_hint_ab`` [n+1, 2] the hinted regions' hint ab; ``eligible`` [n+1] bool,
+    the regions allowed to adopt. Label 0 (lines) never adopts nor gives. Returns new
+    (hinted, hint_ab) arrays with the adopting regions marked hinted; of two donors
+    equally near, the darker wins (then the lower label).
+    """
+    hinted = np.asarray(region_hinted, bool)
+    out_hinted = hinted.copy()
+    out_ab = np.array(region_hint_ab, np.float32, copy=True).reshape(-1, 2)
+    L = np.asarray(region_L, np.float32).ravel()
+    donors = np.flatnonzero(hinted)
+    donors = donors[donors != 0]
+    if donors.size == 0:
+        return out_hinted, out_ab
+    donors = donors[np.argsort(L[donors], kind="stable")]
+    donor_L = L[donors]
+    # the nearest donor in L: one of the two around each region's L in sorted order
+    right = np.clip(np.searchsorted(donor_L, L), 0, donors.size - 1)
+    left = np.clip(right - 1, 0, donors.size - 1)
+    d_left, d_right = np.abs(L - donor_L[left]), np.abs(L - donor_L[right])
+    nearest = np.where(d_left <= d_right, left, right)
+    gap = np.minimum(d_left, d_right)
+    take = np.asarray(eligible, bool) & ~hinted & (gap <= tolerance)
+    take[0] = False
+    out_ab[take] = out_ab[donors[nearest[take]]]
+    out_hinted |= take
+    return out_hinted, out_ab

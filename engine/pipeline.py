@@ -42,7 +42,12 @@ from inkhue_engine.color import (
     to_float01,
 )
 from inkhue_engine.errors import InputError
-from inkhue_engine.hint_adoption import adopt_hint_colors, adoption_evidence, hint_colors
+from inkhue_engine.hint_adoption import (
+    adopt_by_lightness,
+    adopt_hint_colors,
+    adoption_evidence,
+    hint_colors,
+)
 from inkhue_engine.model import TASK_OUTPUTS, TASKS, Model, ModelInfo
 from inkhue_engine.palette import (
     check_palette_length,
@@ -90,9 +95,10 @@ class ColorizeOptions:
     - ``anchor_hints`` (grayscale, with ``regions``): shift the prediction in each hinted
       region so its mean is the hint's color (the model keeps the shading inside it).
       Line-art regions always take their hint's color.
-    - ``adopt_hints`` (line art, with ``regions``, no palette, a model with color
-      classes): an unhinted region takes a hinted region's color where the model's
-      class distribution backs it (engine/hint_adoption.py).
+    - ``adopt_hints`` (with ``regions``): an unhinted region takes a hinted region's
+      color. Line art (no palette, a model with color classes): where the model's class
+      distribution backs it. Grayscale: where its gray level is that of a hinted region,
+      before the model, which takes it as one more hint (engine/hint_adoption.py).
     """
 
     detail: float = 1.0
@@ -384,6 +390,40 @@ def _spread_dense(labels: np.ndarray, hints: _Hints, n: int) -> np.ndarray:
     return dense
 
 
+def _region_hints(labels: np.ndarray, hints: _Hints, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(mean hint ab per region [n+1, 2], hinted [n+1] bool): the weighted mean of each
+    region's hints; the lines (label 0) are never hinted, they are not one area."""
+    lab = np.take(labels.ravel(), hints.idx)
+    hint_ab, weight = _sparse_means(lab, hints.ab, hints.weight, n)
+    hinted = weight > 0
+    hinted[0] = False
+    return hint_ab, hinted
+
+
+def _adopt_gray_levels(
+    dense: np.ndarray, labels: np.ndarray, L: np.ndarray, hinted: np.ndarray, hint_ab: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Grayscale hint adoption (hint_adoption.adopt_by_lightness): the regions up to
+    CONSOLIDATE_MAX_FRACTION of the frame whose median L is a hinted region's take its hint.
+    Returns (dense, hinted, hint_ab) with them added: the spread hints (HxWx3: mask,
+    a x mask, b x mask) filled over the adopting regions, which count as hinted."""
+    if not hinted.any():
+        return dense, hinted, hint_ab
+    lab = labels.astype(np.intp, copy=False)
+    n = hinted.shape[0]
+    small = np.bincount(lab.ravel(), minlength=n) <= CONSOLIDATE_MAX_FRACTION * lab.size
+    region_L = _region_medians(lab, L[..., None])[:, 0]
+    grown, grown_ab = adopt_by_lightness(region_L, hinted, hint_ab, small)
+    added = grown & ~hinted
+    if not added.any():
+        return dense, hinted, hint_ab
+    table = np.zeros((n, 3), np.float32)
+    table[added, 0] = 1.0
+    table[added, 1:] = grown_ab[added]
+    dense = np.where(np.take(added, lab)[..., None], rg.per_pixel(table, lab), dense)
+    return dense, grown, grown_ab
+
+
 def working_size(
     full_size: tuple[int, int], info: ModelInfo, options: ColorizeOptions
 ) -> tuple[int, int]:
@@ -457,14 +497,15 @@ def prepare_frame(
         labels = rg.regions_of(L, info.task)
         if hints_ is not None:
             n = int(labels.max()) + 1
-            lab = np.take(labels.ravel(), hints_.idx)
-            hint_ab_r, weight = _sparse_means(lab, hints_.ab, hints_.weight, n)
-            hinted = weight > 0
-            hinted[0] = False  # lines are not one area
+            hint_ab_r, hinted = _region_hints(labels, hints_, n)
             if hints_.L is not None:
+                lab = np.take(labels.ravel(), hints_.idx)
                 hint_l_r = _sparse_means(lab, hints_.L[:, None], hints_.weight, n)[0][:, 0]
                 hint_l_r[~hinted] = np.nan
             dense = _spread_dense(labels, hints_, n)
+            if not lineart and options.adopt_hints:
+                # before the model, which then spreads the adopted colors as hints
+                dense, hinted, hint_ab_r = _adopt_gray_levels(dense, labels, L, hinted, hint_ab_r)
     elif hints_ is not None:
         dense = hints_.dense(full)
 
@@ -816,7 +857,7 @@ def _finish_grayscale(
         n = int(labels.max()) + 1
         counts = np.bincount(labels.ravel(), minlength=n)
         small = counts <= CONSOLIDATE_MAX_FRACTION * labels.size
-        small[0] = False  # line pixels keep their own values
+        small[0] = False  # lines: finished as their nearest region (_lines_as_neighbours)
         hinted = p.region_hinted
         table = np.zeros((n, 4), np.float32)  # keep, keep, add a, add b
         table[:, :2] = (~small)[:, None]
@@ -835,6 +876,7 @@ def _finish_grayscale(
             table[small, 2:] = med[small]
         if not (small.any() or table[:, 2:].any()):
             table = None
+        labels, ab = _lines_as_neighbours(labels, ab)
 
     def rows(sl: slice) -> np.ndarray:
         ab_s = ab[sl]
@@ -848,6 +890,24 @@ def _finish_grayscale(
         return _lab_to_rgb_keep_l(cv2.merge([p.L[sl], ab_s]))
 
     return _assemble_strips(p, rows)
+
+
+def _lines_as_neighbours(labels: np.ndarray, ab: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Grayscale: give each line pixel (label 0: an outline, or the edge between two tones)
+    the label and predicted ab of the nearest pixel off the lines, so that it is finished
+    as that pixel is (the region's color), as the flat fill colors lines. Returns (labels,
+    ab); ``ab`` (HxWx2) is rewritten in place when contiguous. Measured better than the
+    model's own colors on the lines (docs/TRAINING.md, "Gray levels that match a hint")."""
+    flat = labels.ravel()
+    lines = np.flatnonzero(flat == 0)
+    if lines.size == 0 or lines.size == flat.size:
+        return labels, ab
+    src = np.take(rg.nearest_free_pixel(labels == 0).ravel(), lines)
+    out = labels.copy()
+    out.ravel()[lines] = np.take(flat, src)
+    pixels = ab.reshape(-1, 2)
+    pixels[lines] = np.take(pixels, src, axis=0)
+    return out, pixels.reshape(ab.shape)
 
 
 def _region_rgb(region_lab: np.ndarray) -> np.ndarray:
@@ -986,7 +1046,13 @@ def _finishing_frame(
     )
 
 
-def flat_fill_frame(frame: np.ndarray, task: str, hints=None, output: str = "color") -> np.ndarray:
+def flat_fill_frame(
+    frame: np.ndarray,
+    task: str,
+    hints=None,
+    output: str = "color",
+    adopt_gray_levels: bool = False,
+) -> np.ndarray:
     """The non-learned baseline as a full frame: each region the mean of its hints.
 
     Regions from the frame's full-res L (regions.regions_of); unhinted regions stay
@@ -994,8 +1060,13 @@ def flat_fill_frame(frame: np.ndarray, task: str, hints=None, output: str = "col
     takes its hint color (L from an RGBA hint or (ab, mask, L); else DEFAULT_FILL_L),
     unhinted regions keep their own lightness (paper), lines multiplied on top.
     ``output``: 'color' or 'fill' (line art without its lines), as ColorizeOptions.
+    ``adopt_gray_levels`` (grayscale only): small unhinted regions of a hinted region's
+    gray level take its color too, as the model's finishing does (``adopt_hints``): the
+    non-learned part of that rule alone, for benchmarks/hint_adoption.py.
     Output layout and dtype as finish_frame's.
     """
+    if adopt_gray_levels and task != "grayscale":
+        raise InputError("adopt_gray_levels is for grayscale frames only")
     if output not in OUTPUTS:
         raise InputError(f"output must be 'color' or 'fill', got {output!r}")
     if task not in TASKS:
@@ -1011,7 +1082,11 @@ def flat_fill_frame(frame: np.ndarray, task: str, hints=None, output: str = "col
         if hints_ is None:
             filled = np.zeros((*full, 2), np.float32)
         else:
-            filled = rg.fill_lines(labels, _spread_dense(labels, hints_, n)[..., 1:])
+            dense = _spread_dense(labels, hints_, n)
+            if adopt_gray_levels:
+                hint_ab, hinted = _region_hints(labels, hints_, n)
+                dense = _adopt_gray_levels(dense, labels, L, hinted, hint_ab)[0]
+            filled = rg.fill_lines(labels, dense[..., 1:])
         return _assemble_strips(
             p, lambda sl: _lab_to_rgb_keep_l(cv2.merge([L[sl], np.ascontiguousarray(filled[sl])]))
         )

@@ -196,13 +196,14 @@ def fill_lines(labels: np.ndarray, values: np.ndarray) -> np.ndarray:
     lines = labels == 0
     if not lines.any() or lines.all():
         return values
-    src = _nearest_free_pixel(lines)
+    src = nearest_free_pixel(lines)
     vals = np.asarray(values)
     return np.take(vals.reshape(labels.size, -1), src, axis=0).reshape(vals.shape)
 
 
-def _nearest_free_pixel(lines: np.ndarray) -> np.ndarray:
-    """Flat index of each pixel's nearest pixel off ``lines`` (itself when off them)."""
+def nearest_free_pixel(lines: np.ndarray) -> np.ndarray:
+    """Flat index of each pixel's nearest pixel off ``lines`` (HxW bool; itself when off
+    them); ``lines`` must hold some pixel off them."""
     nearest, free = _pixel_labels(lines)
     lookup = np.zeros(int(nearest.max()) + 1, np.int64)
     lookup[np.take(nearest.ravel(), free)] = free

@@ -1,5 +1,6 @@
-"""Line art with hints: unhinted regions adopt a hinted region's color when the model's
-class distribution backs it (engine/hint_adoption.py), through the pipeline."""
+"""Unhinted regions adopt a hinted region's color (engine/hint_adoption.py), alone and
+through the pipeline: line art when the model's class distribution backs it, grayscale
+when the gray levels match."""
 
 from __future__ import annotations
 
@@ -275,9 +276,20 @@ def test_the_benchmark_compares_adoption_off_and_on(tmp_path, capsys):
     assert "paired ratio" in capsys.readouterr().out
     with pytest.raises(SystemExit):  # neither --data nor --speed
         bench.main([str(path)])
-    gray = class_model(tmp_path / "g.onnx", "grayscale", (0, 0), (1.0, 0.0, 0.0))
-    with pytest.raises(SystemExit):
-        bench.main([str(gray), "--data", str(data)])
+    from test_pipeline import forced_model
+
+    forced_model(tmp_path / "plain.onnx", "lineart", 0, (1, 0, 0), (0, 0, 0))
+    with pytest.raises(SystemExit):  # line art without color classes: nothing to adopt by
+        bench.main([str(tmp_path / "plain.onnx"), "--data", str(data)])
+    # grayscale: tolerances, and the flat fill with the same rule beside the plain one
+    forced_model(tmp_path / "g.onnx", "grayscale", 1, (0, 0), (0, 0))
+    args = [str(tmp_path / "g.onnx"), "--data", str(data), "--hints", "0,3"]
+    assert bench.main([*args, "--tolerances", "5,10", "--json", str(out)]) == 0
+    table = __import__("json").loads(out.read_text())
+    assert set(table["rows"]) == {"off", "tolerance 5", "tolerance 10"}
+    assert set(table["flat_fill"]) == {"flat fill", "flat fill + tolerance 5"}
+    flat = table["flat_fill"]
+    assert flat["flat fill"]["0"] == flat["flat fill + tolerance 5"]["0"]  # no hints: same
 
 
 def test_the_bar_counts_hinted_regions_not_colors():
@@ -293,3 +305,87 @@ def test_the_bar_counts_hinted_regions_not_colors():
     np.testing.assert_array_equal(out[3], lab[1])
     alone = np.array([False, True, False, False])  # one hinted region: bar 3 x 0.4 > 0.8
     np.testing.assert_array_equal(HA.adopt_hint_colors(lab, ev, has, alone, donors)[3], lab[3])
+
+
+# --------------------------------------------------------------------------- grayscale
+
+
+def test_a_region_of_a_hinted_gray_level_adopts_the_nearest_hint():
+    L = np.array([0, 40, 42, 70, 58, 41, 95], np.float32)  # label 0: lines
+    hinted = np.array([False, True, False, True, False, False, False])
+    ab = np.zeros((7, 2), np.float32)
+    ab[1], ab[3] = (30, 20), (-20, 40)
+    eligible = np.array([True, True, True, True, True, False, True])
+    got_hinted, got_ab = HA.adopt_by_lightness(L, hinted, ab, eligible, tolerance=10.0)
+    # 2 (L 42) is 2 from donor 1; 4 (L 58) is 12 from either: too far; 5 is not eligible;
+    # 6 (L 95) is 25 from the nearest; the lines never adopt
+    assert got_hinted.tolist() == [False, True, True, True, False, False, False]
+    assert got_ab[2].tolist() == [30, 20] and got_ab[4].tolist() == [0, 0]
+    assert ab[2].tolist() == [0, 0]  # the inputs are not changed
+    # a wider tolerance reaches region 4: nearer to donor 3 (12) than to donor 1 (18)
+    _, wide = HA.adopt_by_lightness(L, hinted, ab, eligible, tolerance=15.0)
+    assert wide[4].tolist() == [-20, 40]
+
+
+def test_of_two_equally_near_gray_levels_the_darker_hint_wins_and_no_hint_changes_nothing():
+    L = np.array([0, 40, 60, 50], np.float32)
+    ab = np.array([[0, 0], [10, 0], [0, 10], [0, 0]], np.float32)
+    for order in ([1, 2], [2, 1]):  # the same whichever label holds which hint
+        hinted = np.zeros(4, bool)
+        hinted[order] = True
+        a = ab.copy()
+        a[order] = ab[[1, 2]]
+        got = HA.adopt_by_lightness(L[[0, *order, 3]], hinted, a, np.ones(4, bool))[1]
+        assert got[3].tolist() == [10, 0]
+    none = HA.adopt_by_lightness(L, np.zeros(4, bool), ab, np.ones(4, bool))
+    assert not none[0].any() and np.array_equal(none[1], ab)
+
+
+def _boxes() -> np.ndarray:
+    """A gray cel: three boxes outlined in black on a light background, two of one gray."""
+    frame = np.full((60, 120), 230, np.uint8)
+    for x0, gray in ((5, 100), (45, 100), (85, 170)):
+        frame[8:52, x0 - 2 : x0 + 32] = 0
+        frame[10:50, x0 : x0 + 30] = gray
+    return frame
+
+
+def test_a_grayscale_box_of_the_hinted_gray_takes_the_hint_and_another_gray_does_not(tmp_path):
+    from test_pipeline import forced_model
+
+    zero = forced_model(tmp_path / "zero.onnx", "grayscale", 1, (0, 0), (0, 0))  # ab = 0
+    frame = _boxes()
+    ab = np.zeros((60, 120, 2), np.float32)
+    mask = np.zeros((60, 120), np.float32)
+    mask[29:32, 19:22], ab[29:32, 19:22] = 1, (30, 20)  # the left box, hinted
+    on = rgb_to_lab(to_float01(P.colorize_frame(frame, zero, (ab, mask))))
+    assert np.abs(on[30, 60, 1:] - (30, 20)).max() < 1.5  # the other box of that gray
+    assert np.abs(on[30, 100, 1:]).max() < 1.0  # the lighter box keeps the model's gray
+    assert np.abs(on[4, 60, 1:]).max() < 1.0  # the background (half the frame) too
+    off = P.colorize_frame(frame, zero, (ab, mask), ColorizeOptions(adopt_hints=False))
+    assert np.abs(rgb_to_lab(to_float01(off))[30, 60, 1:]).max() < 1.0
+    # the palette lock sees the adopted hint as a hint: a model that says blue, and the
+    # box of the hinted gray takes the red entry all the same (blue when not adopting)
+    blue = forced_model(tmp_path / "blue.onnx", "grayscale", 1, (0, 0), (10, -40))
+    for adopt, want in ((True, 1), (False, -1)):
+        opts = ColorizeOptions(palette=("#b04040", "#4040b0"), adopt_hints=adopt)
+        locked = rgb_to_lab(to_float01(P.colorize_frame(frame, blue, (ab, mask), opts)))
+        assert locked[30, 20, 1] > 20 and np.sign(locked[30, 60, 2]) == want
+        assert locked[30, 100, 2] < -20  # the lighter box: blue either way
+
+
+def test_the_flat_fill_can_apply_the_gray_level_rule_alone():
+    frame = _boxes()
+    ab = np.zeros((60, 120, 2), np.float32)
+    mask = np.zeros((60, 120), np.float32)
+    mask[29:32, 19:22], ab[29:32, 19:22] = 1, (30, 20)
+    plain = rgb_to_lab(to_float01(P.flat_fill_frame(frame, "grayscale", (ab, mask))))
+    rule = rgb_to_lab(
+        to_float01(P.flat_fill_frame(frame, "grayscale", (ab, mask), adopt_gray_levels=True))
+    )
+    assert np.abs(plain[30, 60, 1:]).max() < 1.0
+    assert np.abs(rule[30, 60, 1:] - (30, 20)).max() < 1.5
+    assert np.abs(rule[30, 100, 1:]).max() < 1.0 and np.abs(rule[4, 60, 1:]).max() < 1.0
+    assert np.array_equal(rule[:, :40], plain[:, :40])  # the hinted box as before
+    with pytest.raises(InputError, match="grayscale"):
+        P.flat_fill_frame(frame, "lineart", (ab, mask), adopt_gray_levels=True)

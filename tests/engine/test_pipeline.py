@@ -274,11 +274,17 @@ def test_hints_spread_over_their_region_before_the_model(hint_echo):
     frame = cel()
     hints = np.zeros((*frame.shape, 4), np.uint8)
     hints[10:12, 60:62] = (200, 30, 30, 255)  # one dot in the right half
-    p = P.prepare_frame(frame, hint_echo.info, hints=hints)
+    own_region = ColorizeOptions(adopt_hints=False)  # the left half is of the same white
+    p = P.prepare_frame(frame, hint_echo.info, hints=hints, options=own_region)
     mask = p.input[3]  # working size == frame size here (short side 60 > 32: scaled)
     h, w = p.work_size
     assert mask[:h, int(w * 0.6) :].mean() > 0.95  # right half hinted
     assert mask[:h, : int(w * 0.4)].max() == 0  # left half not
+    # adopting gray levels: the circle's white inside is the hint's too; the left half
+    # around it is as white but too large (above CONSOLIDATE_MAX_FRACTION) to adopt
+    adopted = P.prepare_frame(frame, hint_echo.info, hints=hints).input[3]
+    assert adopted[h // 2 - 2 : h // 2 + 3, w // 4 - 2 : w // 4 + 3].min() == 1
+    assert adopted[:h, :3].max() == 0 and adopted[:h, int(w * 0.6) :].mean() > 0.95
     no_regions = P.prepare_frame(
         frame, hint_echo.info, hints=hints, options=ColorizeOptions(regions=False)
     )
@@ -290,7 +296,9 @@ def test_hints_change_the_output_in_the_hinted_region(hint_echo):
     hints = np.zeros((*frame.shape, 4), np.uint8)
     hints[10:12, 60:62] = (200, 30, 30, 255)  # top-right quadrant
     plain = P.colorize_frame(frame, hint_echo)
-    hinted = P.colorize_frame(frame, hint_echo, hints=hints)
+    # the bottom-right quadrant's gray is near the hinted one's: no adopting here
+    own = ColorizeOptions(adopt_hints=False)
+    hinted = P.colorize_frame(frame, hint_echo, hints=hints, options=own)
     lab_plain = rgb_to_lab(to_float01(plain))
     lab_hint = rgb_to_lab(to_float01(hinted))
     hinted_q = np.s_[3:27, 44:77]
@@ -350,6 +358,25 @@ def test_grayscale_regions_get_one_hue_but_keep_shading(l_driven):
     assert np.ptp(region[..., 0]) > 5  # the shading stays
     off = P.colorize_frame(frame, l_driven, options=ColorizeOptions(regions=False))
     assert np.ptp(rgb_to_lab(to_float01(off))[3:27, 3:37, 1]) > 3
+
+
+def test_grayscale_line_pixels_are_finished_as_their_nearest_region():
+    """An edge band (label 0) takes the label and predicted ab of the nearest pixel off it,
+    so it is finished as that region: not left with the model's own value."""
+    labels = np.array([[1, 1, 0, 0, 0, 2, 2]], np.int32)
+    ab = np.arange(14, dtype=np.float32).reshape(1, 7, 2)
+    got_labels, got_ab = P._lines_as_neighbours(labels, ab.copy())
+    # the middle pixel is as near to either side
+    assert got_labels[0, :3].tolist() == [1, 1, 1] and got_labels[0, 4:].tolist() == [2, 2, 2]
+    assert np.array_equal(got_ab[0, 2], ab[0, 1]) and np.array_equal(got_ab[0, 4], ab[0, 5])
+    side = {1: ab[0, 1], 2: ab[0, 5]}[int(got_labels[0, 3])]
+    assert np.array_equal(got_ab[0, 3], side)
+    assert np.array_equal(got_ab[0, [0, 1, 5, 6]], ab[0, [0, 1, 5, 6]])
+    # no lines, or nothing but lines: unchanged
+    square = ab[0, :4].reshape(2, 2, 2)
+    for same in (np.ones((2, 2), np.int32), np.zeros((2, 2), np.int32)):
+        got = P._lines_as_neighbours(same, square.copy())
+        assert got[0] is same and np.array_equal(got[1], square)
 
 
 def test_a_region_covering_most_of_the_frame_is_not_flattened(l_driven):
@@ -433,7 +460,8 @@ def test_grayscale_palette_lock_takes_the_regions_hint(l_driven):
     palette = ("#d02020", "#2040d0")
     hints = np.zeros((*frame.shape, 4), np.uint8)
     hints[10:12, 60:62] = (60, 80, 200, 255)  # blue, in the top-right region
-    opts = ColorizeOptions(palette=palette, anchor_hints=False)
+    # without adopting: the bottom-right quadrant's gray is near the hinted one's
+    opts = ColorizeOptions(palette=palette, anchor_hints=False, adopt_hints=False)
     plain = _palette_entry_per_pixel(P.colorize_frame(frame, l_driven, options=opts), palette)
     hinted = _palette_entry_per_pixel(P.colorize_frame(frame, l_driven, hints, opts), palette)
     top_right = (slice(3, 27), slice(44, 77))
