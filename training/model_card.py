@@ -740,8 +740,8 @@ def render_card(d: dict[str, Any]) -> str:
     if tr.get("carried_from"):
         lines.append(
             f"- These training facts were carried from `{tr['carried_from']}` (an earlier "
-            "card of a model made from the same checkpoint): the run folder was not on the "
-            "machine that measured this card"
+            "card of a model made from the same checkpoint), not read from the run folder "
+            "when this card was measured"
         )
     lines += [
         "",
