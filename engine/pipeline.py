@@ -370,9 +370,16 @@ def _sparse_means(
     return means.astype(np.float32), total
 
 
-def _spread_dense(labels: np.ndarray, hints: _Hints, n: int) -> np.ndarray:
+def _spread_dense(
+    labels: np.ndarray,
+    hints: _Hints,
+    n: int,
+    adopted: tuple[np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
     """regions.spread_hints as one HxWx3 float32 (mask, a x mask, b x mask): every region
-    holding a hint takes the mean of its hints; hints on lines stay points."""
+    holding a hint takes the mean of its hints; hints on lines stay points. ``adopted``
+    (regions [n+1] bool, ab [n+1, 2]): regions without a hint spread as if hinted with
+    that ab (_gray_level_adoption)."""
     pos = hints.weight > 0
     idx, ab = hints.idx[pos], hints.ab[pos]
     lab = np.take(labels.ravel(), idx)
@@ -382,6 +389,10 @@ def _spread_dense(labels: np.ndarray, hints: _Hints, n: int) -> np.ndarray:
     table = np.zeros((n, 3), np.float32)
     table[hinted, 0] = 1.0
     table[hinted, 1:] = means[hinted]
+    if adopted is not None:
+        extra = adopted[0] & ~hinted
+        table[extra, 0] = 1.0
+        table[extra, 1:] = adopted[1][extra]
     dense = rg.per_pixel(table, labels)
     on_lines = lab == 0
     flat = dense.reshape(-1, 3)
@@ -400,28 +411,19 @@ def _region_hints(labels: np.ndarray, hints: _Hints, n: int) -> tuple[np.ndarray
     return hint_ab, hinted
 
 
-def _adopt_gray_levels(
-    dense: np.ndarray, labels: np.ndarray, L: np.ndarray, hinted: np.ndarray, hint_ab: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _gray_level_adoption(
+    labels: np.ndarray, L: np.ndarray, hinted: np.ndarray, hint_ab: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Grayscale hint adoption (hint_adoption.adopt_by_lightness): the regions up to
-    CONSOLIDATE_MAX_FRACTION of the frame whose median L is a hinted region's take its hint.
-    Returns (dense, hinted, hint_ab) with them added: the spread hints (HxWx3: mask,
-    a x mask, b x mask) filled over the adopting regions, which count as hinted."""
+    CONSOLIDATE_MAX_FRACTION of the frame whose median L is near a hinted region's take
+    its hint. Returns (hinted, hint_ab) with them added."""
     if not hinted.any():
-        return dense, hinted, hint_ab
+        return hinted, hint_ab
     lab = labels.astype(np.intp, copy=False)
     n = hinted.shape[0]
     small = np.bincount(lab.ravel(), minlength=n) <= CONSOLIDATE_MAX_FRACTION * lab.size
     region_L = _region_medians(lab, L[..., None])[:, 0]
-    grown, grown_ab = adopt_by_lightness(region_L, hinted, hint_ab, small)
-    added = grown & ~hinted
-    if not added.any():
-        return dense, hinted, hint_ab
-    table = np.zeros((n, 3), np.float32)
-    table[added, 0] = 1.0
-    table[added, 1:] = grown_ab[added]
-    dense = np.where(np.take(added, lab)[..., None], rg.per_pixel(table, lab), dense)
-    return dense, grown, grown_ab
+    return adopt_by_lightness(region_L, hinted, hint_ab, small)
 
 
 def working_size(
@@ -502,10 +504,12 @@ def prepare_frame(
                 lab = np.take(labels.ravel(), hints_.idx)
                 hint_l_r = _sparse_means(lab, hints_.L[:, None], hints_.weight, n)[0][:, 0]
                 hint_l_r[~hinted] = np.nan
-            dense = _spread_dense(labels, hints_, n)
+            adopted = None
             if not lineart and options.adopt_hints:
-                # before the model, which then spreads the adopted colors as hints
-                dense, hinted, hint_ab_r = _adopt_gray_levels(dense, labels, L, hinted, hint_ab_r)
+                # before the model, which then sees the adopted colors as spread hints
+                hinted, hint_ab_r = _gray_level_adoption(labels, L, hinted, hint_ab_r)
+                adopted = (hinted, hint_ab_r)
+            dense = _spread_dense(labels, hints_, n, adopted)
     elif hints_ is not None:
         dense = hints_.dense(full)
 
@@ -896,18 +900,18 @@ def _lines_as_neighbours(labels: np.ndarray, ab: np.ndarray) -> tuple[np.ndarray
     """Grayscale: give each line pixel (label 0: an outline, or the edge between two tones)
     the label and predicted ab of the nearest pixel off the lines, so that it is finished
     as that pixel is (the region's color), as the flat fill colors lines. Returns (labels,
-    ab); ``ab`` (HxWx2) is rewritten in place when contiguous. Measured better than the
-    model's own colors on the lines (docs/TRAINING.md, "Gray levels that match a hint")."""
-    flat = labels.ravel()
-    lines = np.flatnonzero(flat == 0)
-    if lines.size == 0 or lines.size == flat.size:
+    ab), both rewritten in place (they are the finishing's own arrays). Measured better
+    than the model's own colors on the lines (docs/TRAINING.md, "Gray levels that match a
+    hint")."""
+    lines = labels == 0
+    if not lines.any() or lines.all():
         return labels, ab
-    src = np.take(rg.nearest_free_pixel(labels == 0).ravel(), lines)
-    out = labels.copy()
-    out.ravel()[lines] = np.take(flat, src)
+    on_lines, src = rg.line_sources(lines)
+    flat = labels.reshape(-1)
+    flat[on_lines] = np.take(flat, src)
     pixels = ab.reshape(-1, 2)
-    pixels[lines] = np.take(pixels, src, axis=0)
-    return out, pixels.reshape(ab.shape)
+    pixels[on_lines] = np.take(pixels, src, axis=0)
+    return flat.reshape(labels.shape), pixels.reshape(ab.shape)
 
 
 def _region_rgb(region_lab: np.ndarray) -> np.ndarray:
@@ -1082,11 +1086,11 @@ def flat_fill_frame(
         if hints_ is None:
             filled = np.zeros((*full, 2), np.float32)
         else:
-            dense = _spread_dense(labels, hints_, n)
+            adopted = None
             if adopt_gray_levels:
                 hint_ab, hinted = _region_hints(labels, hints_, n)
-                dense = _adopt_gray_levels(dense, labels, L, hinted, hint_ab)[0]
-            filled = rg.fill_lines(labels, dense[..., 1:])
+                adopted = _gray_level_adoption(labels, L, hinted, hint_ab)
+            filled = rg.fill_lines(labels, _spread_dense(labels, hints_, n, adopted)[..., 1:])
         return _assemble_strips(
             p, lambda sl: _lab_to_rgb_keep_l(cv2.merge([L[sl], np.ascontiguousarray(filled[sl])]))
         )

@@ -222,3 +222,17 @@ def test_sparse_weights_give_the_dense_sums():
         )
         ref = np.divide(sums, ref_total, out=np.zeros(n), where=ref_total > 0)
         np.testing.assert_array_equal(means[:, c], ref.astype(np.float32))
+
+
+def test_line_sources_are_the_nearest_free_pixels_of_the_line_pixels():
+    """The band lookup gives what the whole-frame lookup gives, on random masks."""
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+        h, w = rng.integers(2, 40, 2)
+        lines = rng.random((h, w)) < rng.uniform(0.05, 0.9)
+        if lines.all() or not lines.any():
+            continue
+        on_lines, src = regions.line_sources(lines)
+        assert np.array_equal(on_lines, np.flatnonzero(lines))
+        assert np.array_equal(src, regions._nearest_free_pixel(lines)[on_lines])
+        assert not lines.ravel()[src].any()
