@@ -1065,8 +1065,8 @@ def flat_fill_frame(
     unhinted regions keep their own lightness (paper), lines multiplied on top.
     ``output``: 'color' or 'fill' (line art without its lines), as ColorizeOptions.
     ``adopt_gray_levels`` (grayscale only): small unhinted regions of a hinted region's
-    gray level take its color too, as the model's finishing does (``adopt_hints``): the
-    non-learned part of that rule alone, for benchmarks/hint_adoption.py.
+    gray level take its color too, as they do before the model with ``adopt_hints``: that
+    non-learned rule alone, for benchmarks/hint_adoption.py.
     Output layout and dtype as finish_frame's.
     """
     if adopt_gray_levels and task != "grayscale":
