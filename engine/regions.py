@@ -192,31 +192,28 @@ def flat_fill(labels: np.ndarray, hint_ab: np.ndarray, hint_mask: np.ndarray) ->
 
 
 def fill_lines(labels: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Give line pixels (label 0) the value of the nearest non-line pixel."""
+    """Give line pixels (label 0) the value of the nearest non-line pixel (a new array)."""
     lines = labels == 0
     if not lines.any() or lines.all():
         return values
-    src = _nearest_free_pixel(lines)
+    on_lines, src = line_sources(lines)
     vals = np.asarray(values)
-    return np.take(vals.reshape(labels.size, -1), src, axis=0).reshape(vals.shape)
-
-
-def _nearest_free_pixel(lines: np.ndarray) -> np.ndarray:
-    """Flat index of each pixel's nearest pixel off ``lines`` (itself when off them)."""
-    nearest, free = _pixel_labels(lines)
-    lookup = np.zeros(int(nearest.max()) + 1, np.int64)
-    lookup[np.take(nearest.ravel(), free)] = free
-    return np.take(lookup, nearest.ravel())
+    # one value per pixel (labels): 1-D, which numpy gathers faster than [N, 1] rows
+    out = vals.reshape(labels.size, -1) if vals.ndim > labels.ndim else vals.reshape(-1)
+    out = out.copy()
+    out[on_lines] = np.take(out, src, axis=0)  # sources are off the lines: not overwritten
+    return out.reshape(vals.shape)
 
 
 def line_sources(lines: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(flat indices of the line pixels, flat index of each one's nearest pixel off the
-    lines): ``_nearest_free_pixel`` at the line pixels only. ``lines``: HxW bool holding
-    some pixel off them.
+    lines). ``lines``: HxW bool holding some pixel off them.
 
-    OpenCV passes the labels from pixel to neighbouring pixel, so a line pixel's nearest
-    free pixel touches a line pixel: only that band is looked up (a few times faster on a
-    frame whose lines are a thin share of it than looking up every pixel).
+    OpenCV's distance transform numbers the pixels off the lines and passes each number
+    from pixel to neighbouring pixel, so a line pixel's nearest free pixel touches a line
+    pixel: only that band is looked up (a few times faster on a frame whose lines are a
+    thin share of it than looking up every pixel). The table is sized by the largest
+    number, so no particular numbering is assumed.
     """
     mask = np.ascontiguousarray(lines, dtype=bool).view(np.uint8)
     _, nearest = cv2.distanceTransformWithLabels(
@@ -225,39 +222,17 @@ def line_sources(lines: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     near = nearest.ravel()
     band = np.flatnonzero((cv2.dilate(mask, np.ones((3, 3), np.uint8)) > mask).ravel())
     on_lines = np.flatnonzero(mask.ravel())
-    lookup = np.zeros(near.size - on_lines.size + 1, np.intp)  # OpenCV numbers free pixels 1..
+    lookup = np.zeros(int(near.max()) + 1, np.intp)
     lookup[np.take(near, band)] = band
     return on_lines, np.take(lookup, np.take(near, on_lines))
-
-
-def _pixel_labels(lines: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(label of each pixel's nearest non-line pixel, flat indices of the non-line pixels):
-    distanceTransformWithLabels numbers the non-line pixels 1, 2, ... in raster order."""
-    _, nearest = cv2.distanceTransformWithLabels(
-        lines.view(np.uint8), cv2.DIST_L2, 3, labelType=cv2.DIST_LABEL_PIXEL
-    )
-    return nearest, np.flatnonzero(~lines.ravel())
 
 
 def fill_labels(labels: np.ndarray) -> np.ndarray:
     """``fill_lines(labels, labels)``: every line pixel takes its nearest region's label.
 
-    Used for the line-art fill (one color per region, no gaps under the lines); one
-    lookup table from OpenCV's pixel numbering to region labels, one ``np.take``.
+    Used for the line-art fill (one color per region, no gaps under the lines).
     """
-    lines = labels == 0
-    if not lines.any() or lines.all():
-        return labels
-    nearest, free = _pixel_labels(lines)
-    flat = labels.ravel()
-    table = np.zeros(free.size + 1, labels.dtype)
-    last = int(nearest.ravel()[free[-1]])
-    if int(nearest.ravel()[free[0]]) == 1 and last == free.size:
-        table[1:] = np.take(flat, free)  # raster order (OpenCV's, tests/engine/test_regions)
-    else:  # another numbering: map it pixel by pixel
-        table = np.zeros(int(nearest.max()) + 1, labels.dtype)
-        table[np.take(nearest.ravel(), free)] = np.take(flat, free)
-    return np.take(table, nearest)
+    return fill_lines(labels, labels)
 
 
 def region_medians(labels: np.ndarray, values: np.ndarray) -> np.ndarray:

@@ -161,7 +161,8 @@ def _random_labels(rng, h, w, density):
 
 
 def test_opencv_numbers_non_line_pixels_in_raster_order():
-    # fill_labels relies on it (with a fallback when the first or last number is off)
+    # the numbering regions.line_sources looks up (its table is sized by the largest
+    # number, so it does not depend on this order; the test documents what OpenCV does)
     import cv2
 
     rng = np.random.default_rng(1)
@@ -224,6 +225,20 @@ def test_sparse_weights_give_the_dense_sums():
         np.testing.assert_array_equal(means[:, c], ref.astype(np.float32))
 
 
+def _nearest_free_pixel(lines: np.ndarray) -> np.ndarray:
+    """Reference: flat index of each pixel's nearest pixel off ``lines``, looked up over
+    the whole frame (what fill_lines did before the band lookup)."""
+    import cv2
+
+    _, nearest = cv2.distanceTransformWithLabels(
+        lines.view(np.uint8), cv2.DIST_L2, 3, labelType=cv2.DIST_LABEL_PIXEL
+    )
+    free = np.flatnonzero(~lines.ravel())
+    lookup = np.zeros(int(nearest.max()) + 1, np.int64)
+    lookup[np.take(nearest.ravel(), free)] = free
+    return np.take(lookup, nearest.ravel())
+
+
 def test_line_sources_are_the_nearest_free_pixels_of_the_line_pixels():
     """The band lookup gives what the whole-frame lookup gives, on random masks."""
     rng = np.random.default_rng(0)
@@ -234,5 +249,5 @@ def test_line_sources_are_the_nearest_free_pixels_of_the_line_pixels():
             continue
         on_lines, src = regions.line_sources(lines)
         assert np.array_equal(on_lines, np.flatnonzero(lines))
-        assert np.array_equal(src, regions._nearest_free_pixel(lines)[on_lines])
+        assert np.array_equal(src, _nearest_free_pixel(lines)[on_lines])
         assert not lines.ravel()[src].any()
