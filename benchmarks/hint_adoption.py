@@ -108,34 +108,28 @@ def main(argv: list[str] | None = None) -> int:
     else:
         name, target = "strength", "adopt_hint_colors"
         settings = args.strengths.split(",")
-    key = "tolerance" if gray else "strength"
     runs = [("off", None)] + [(f"{name} {v}", float(v)) for v in settings]
     original = getattr(pipeline, target)
     original_flat = pipeline.flat_fill_frame
-
-    def score(label: str | None, opts: pipeline.ColorizeOptions, flat_label: str) -> None:
-        """One evaluation: the model's rows under ``label`` (None: not kept), the flat
-        fill's under ``flat_label``."""
-        report = evaluate_model(model, args.data, counts, opts, limit=args.limit)
-        flat[flat_label] = {}
-        for n in counts:
-            f = report.row("flat-fill", n)
-            flat[flat_label][n] = (round(f.ciede2000, 3), round(f.colorfulness, 1))
-            if label is not None:
-                m = report.row("model", n)
-                rows.setdefault(label, {})[n] = (round(m.ciede2000, 3), round(m.colorfulness, 1))
-        done = label or flat_label
-        print(f"{done}: done ({report.images} images)", file=sys.stderr, flush=True)
-
     try:
-        for label, value in runs:
+        for i, (label, value) in enumerate(runs):
             if value is not None:
-                setattr(pipeline, target, functools.partial(original, **{key: value}))
-            score(label, pipeline.ColorizeOptions(adopt_hints=value is not None), "flat fill")
-        if gray:  # the rule without the model, at the first tolerance
-            setattr(pipeline, target, functools.partial(original, tolerance=runs[1][1]))
-            pipeline.flat_fill_frame = functools.partial(original_flat, adopt_gray_levels=True)
-            score(None, pipeline.ColorizeOptions(), f"flat fill + {runs[1][0]}")
+                setattr(pipeline, target, functools.partial(original, **{name: value}))
+            flat_label = "flat fill"
+            if gray and i == 1:  # beside the first tolerance: the same rule without the model
+                pipeline.flat_fill_frame = functools.partial(original_flat, adopt_gray_levels=True)
+                flat_label = f"flat fill + {label}"
+            else:
+                pipeline.flat_fill_frame = original_flat
+            opts = pipeline.ColorizeOptions(adopt_hints=value is not None)
+            report = evaluate_model(model, args.data, counts, opts, limit=args.limit)
+            rows[label] = {}
+            flat.setdefault(flat_label, {})
+            for n in counts:
+                m, f = report.row("model", n), report.row("flat-fill", n)
+                rows[label][n] = (round(m.ciede2000, 3), round(m.colorfulness, 1))
+                flat[flat_label][n] = (round(f.ciede2000, 3), round(f.colorfulness, 1))
+            print(f"{label}: done ({report.images} images)", file=sys.stderr, flush=True)
     finally:
         setattr(pipeline, target, original)
         pipeline.flat_fill_frame = original_flat
