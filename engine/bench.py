@@ -475,6 +475,7 @@ def run_bench(
             "frame": str(config.frame) if config.frame else "synthetic cartoon",
             "detail": options.detail,
             "regions": options.regions,
+            "mirror_average": options.mirror_average,
         }
     )
     source = None
@@ -557,6 +558,8 @@ def format_report(report: BenchReport) -> str:
         f"OpenCV {s.get('opencv')} with {s.get('opencv_threads')} threads",
         f"frame: {report.config.get('frame')}; {report.config.get('runs')} timed runs after "
         f"{report.config.get('warmup')} warm-up; torch: {s.get('torch')}",
+        f"model passes per frame: {2 if report.config.get('mirror_average') else 1} "
+        f"(mirror average {'on' if report.config.get('mirror_average') else 'off'})",
     ]
     for m in report.models:
         lines += [

@@ -97,6 +97,7 @@ class EvalReport:
     palette: list[str] | None
     truth_colorfulness: float
     rows: list[Scores] = field(default_factory=list)
+    mirror_average: bool = True  # ColorizeOptions.mirror_average of the model rows
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -264,6 +265,7 @@ def evaluate_model(
         hint_counts=counts,
         palette=palette,
         truth_colorfulness=truth_colorful / len(pairs),
+        mirror_average=bool(getattr(options, "mirror_average", True)),
     )
     report.rows = [acc[(m, n)].mean() for n in counts for m in METHODS]
     return report
@@ -276,6 +278,7 @@ def format_table(report: EvalReport) -> str:
         f"{report.data}, long side <= {report.size}, seed {report.seed}\n"
         f"inputs: {report.inputs}"
         + (f"; palette lock: {len(report.palette)} colors" if report.palette else "")
+        + ("" if report.mirror_average else "; one model pass (no mirror average)")
         + f"\nground truth colorfulness: {report.truth_colorfulness:.1f}\n"
     )
     cols = (

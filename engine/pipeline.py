@@ -99,6 +99,10 @@ class ColorizeOptions:
       color. Line art (no palette, a model with color classes): where the model's class
       distribution backs it. Grayscale: where its gray level is that of a hinted region,
       before the model, which takes it as one more hint (engine/hint_adoption.py).
+    - ``mirror_average``: run the model on the frame and on its left-right mirror and
+      average the two predictions (the mirror's flipped back): colors depend less on
+      where things happen to stand, so a character keeps its colors across a shot's
+      frames (docs/DESIGN.md, "Mirror average"). Twice the model's compute; off for speed.
     """
 
     detail: float = 1.0
@@ -108,6 +112,7 @@ class ColorizeOptions:
     max_working_pixels: int = MAX_WORKING_PIXELS
     anchor_hints: bool = True
     adopt_hints: bool = True
+    mirror_average: bool = True
 
     def __post_init__(self) -> None:
         try:
@@ -562,7 +567,8 @@ def run_prepared(
     """Run the model on prepared frames; returns each frame's prediction [C, H_pad, W_pad].
 
     Frames of the same padded working size share model calls of up to ``batch_size``
-    frames; predictions come back in the order of ``prepared``. A frame with a palette
+    inputs (a frame with ``mirror_average`` counts twice: it and its mirror, at least one
+    frame per call); predictions come back in the order of ``prepared``. A frame with a palette
     lock, run by a model with color classes (``info.ab_classes``), gets M more channels
     after its C: each of its M palette colors' evidence (palette.palette_evidence), from
     which finish_frame decodes the lock. A line-art frame with hints and no palette
@@ -579,21 +585,25 @@ def run_prepared(
                 f"a frame prepared for task {p.task!r} cannot run on the {model.info.task} "
                 f"model {model.info.name!r}"
             )
-    groups: dict[tuple[int, ...], list[int]] = {}
+    groups: dict[tuple[tuple[int, ...], bool], list[int]] = {}
     for i, p in enumerate(prepared):
-        groups.setdefault(p.input.shape, []).append(i)
+        groups.setdefault((p.input.shape, p.options.mirror_average), []).append(i)
     out: list[np.ndarray | None] = [None] * len(prepared)
     classes = model.info.ab_classes
     centers = np.asarray(classes, np.float32) if classes is not None else None
-    for idx in groups.values():
-        for start in range(0, len(idx), batch_size):
-            chunk = idx[start : start + batch_size]
+    for (_, mirror), idx in groups.items():
+        # a mirrored chunk is one call of twice its frames: halve it to keep the bound
+        step = max(1, batch_size // 2) if mirror else batch_size
+        for start in range(0, len(idx), step):
+            chunk = idx[start : start + step]
             batch = np.stack([prepared[i].input for i in chunk])
-            logits = None
-            if classes is not None and any(_wants_evidence(prepared[i]) for i in chunk):
+            want_logits = classes is not None and any(_wants_evidence(prepared[i]) for i in chunk)
+            if mirror:
+                pred, logits = _run_mirror_averaged(model, batch, want_logits)
+            elif want_logits:
                 pred, logits = model.run_with_class_logits(batch)
             else:
-                pred = model.run(batch)
+                pred, logits = model.run(batch), None
             for j, i in enumerate(chunk):
                 p = prepared[i]
                 if logits is None or not _wants_evidence(p):
@@ -612,6 +622,25 @@ def run_prepared(
                 full[c:, :h, :w] = ev_w
                 out[i] = full
     return out  # type: ignore[return-value]
+
+
+def _run_mirror_averaged(
+    model: Model, batch: np.ndarray, with_logits: bool
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The model on ``batch`` [N, 4, H, W] and on its left-right mirror in one call; each
+    output the mean of the two, the mirror's flipped back (prediction [N, C, H, W]; class
+    logits [N, H, W, Q] when ``with_logits``, else None). The whole padded input is
+    mirrored, so the mirror's padding is at the left and lines up again once flipped."""
+    n = batch.shape[0]
+    both = np.concatenate([batch, batch[..., ::-1]])
+    if with_logits:
+        pred, logits = model.run_with_class_logits(both)
+    else:
+        pred, logits = model.run(both), None
+    pred = 0.5 * (pred[:n] + pred[n:, :, :, ::-1])
+    if logits is not None:
+        logits = 0.5 * (logits[:n] + logits[n:, :, ::-1, :])
+    return pred, logits
 
 
 def _adopts_hints(p: PreparedFrame) -> bool:

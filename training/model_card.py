@@ -779,7 +779,8 @@ def render_card(d: dict[str, Any]) -> str:
     lines += [
         "",
         "Methods: `gray` = the input with ab = 0; `model` = the full pipeline "
-        "(regions on); `flat-fill` = each region the mean of its hints (non-learned).",
+        "(ColorizeOptions' defaults: regions on, hints adopted, mirror average on); "
+        "`flat-fill` = each region the mean of its hints (non-learned).",
     ]
     if d.get("palette_lock"):
         pl = d["palette_lock"]

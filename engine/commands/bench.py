@@ -55,6 +55,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--detail", type=float, default=1.0, help="working-size factor (default: 1)")
     p.add_argument(
+        "--no-mirror",
+        action="store_true",
+        help="time one model pass per frame, not the default frame + mirror average",
+    )
+    p.add_argument(
         "--device",
         "-d",
         default="auto",
@@ -107,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
         torch=not args.no_torch,
         frame=args.frame,
     )
-    options = ColorizeOptions(detail=args.detail)
+    options = ColorizeOptions(detail=args.detail, mirror_average=not args.no_mirror)
     names = args.model or [None, "lineart"]
     models = []
     for name in names:

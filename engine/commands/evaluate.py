@@ -80,6 +80,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="scale the ground truth down to this long side (default: 256)",
     )
     p.add_argument("--detail", type=float, default=1.0, help="working-size factor (default 1)")
+    p.add_argument(
+        "--no-mirror",
+        action="store_true",
+        help="one model pass per frame instead of the frame + mirror average (as colorize)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the sampled hints (default 0)")
     p.add_argument("--limit", type=int, default=None, metavar="N", help="first N images only")
     p.add_argument(
@@ -191,7 +196,9 @@ def run(args: argparse.Namespace) -> int:
         raise ModelError(
             f"{path.name}: is a {model.info.task} model but --task {args.task} was given"
         )
-    options = with_palette(ColorizeOptions(detail=args.detail), palette, model.info)
+    options = with_palette(
+        ColorizeOptions(detail=args.detail, mirror_average=not args.no_mirror), palette, model.info
+    )
     total = len(evaluation.ground_truth_files(args.data, args.limit))
     with tqdm(
         total=total,

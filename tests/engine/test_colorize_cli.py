@@ -428,3 +428,20 @@ def test_pixel_limit_like_the_server(tmp_path, capfd, grayscale_model):
     code, _, err = _run(capfd, *base, "-o", str(tmp_path / "b.png"), "--max-pixels", "2239")
     _assert_one_line_error(code, err, "a.png", "56 x 40 = 2240 pixels")
     assert _run(capfd, *base, "-o", str(tmp_path / "c.png"), "--max-pixels", "2240")[0] == 0
+
+
+def test_no_mirror_runs_the_model_once_per_frame(tmp_path, capfd, grayscale_model):
+    from inkhue_engine.model import load_model
+    from inkhue_engine.pipeline import ColorizeOptions, colorize_frame
+
+    src = _frame(tmp_path / "a.png")
+    base = [str(src), "--model", str(grayscale_model), "--device", "cpu", "-q"]
+    assert _run(capfd, *base, "-o", str(tmp_path / "mirror.png"))[0] == 0
+    assert _run(capfd, *base, "-o", str(tmp_path / "once.png"), "--no-mirror")[0] == 0
+    model, frame = load_model(grayscale_model, "cpu"), frames_io.read_image(src)
+    for name, mirror in (("mirror.png", True), ("once.png", False)):
+        want = colorize_frame(frame, model, None, ColorizeOptions(mirror_average=mirror))
+        got = frames_io.read_image(tmp_path / name)
+        assert np.abs(got.astype(int) - want.astype(int)).max() <= 1, name
+    once, mirrored = (frames_io.read_image(tmp_path / n) for n in ("once.png", "mirror.png"))
+    assert not np.array_equal(once, mirrored)

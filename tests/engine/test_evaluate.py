@@ -13,6 +13,7 @@ from inkhue_engine import evaluation, frames_io
 from inkhue_engine.cli import main
 from inkhue_engine.errors import InputError
 from inkhue_engine.model import load_model
+from inkhue_engine.pipeline import ColorizeOptions
 
 
 def _cartoon(seed: int, h: int = 48, w: int = 64) -> np.ndarray:
@@ -82,6 +83,28 @@ def test_evaluate_prints_the_table_and_writes_valid_json(
     # printed numbers are the JSON's
     model10 = next(r for r in rows if r[:2] == ["10", "model"])
     assert float(model10[2]) == pytest.approx(by[("model", 10)]["psnr"], abs=0.01)
+
+
+def test_evaluate_no_mirror_scores_one_model_pass(tmp_path, capfd, truth_dir, grayscale_model):
+    reports = {}
+    for extra in ([], ["--no-mirror"]):
+        out_json = tmp_path / f"r{len(extra)}.json"
+        argv = ["evaluate", "--model", str(grayscale_model), "--data", str(truth_dir)]
+        code = main([*argv, "--hints", "0", "--json", str(out_json), "--device", "cpu", *extra])
+        out, err = capfd.readouterr()
+        assert code == 0, err
+        assert ("one model pass" in out) == bool(extra)
+        reports[bool(extra)] = json.loads(out_json.read_text())
+    assert reports[False]["mirror_average"] and not reports[True]["mirror_average"]
+    model = load_model(grayscale_model, "cpu")
+    once = evaluation.evaluate_model(
+        model, truth_dir, [0], options=ColorizeOptions(mirror_average=False)
+    )
+    by = {r["method"]: r["ciede2000"] for r in reports[True]["rows"]}
+    assert by["model"] == pytest.approx(once.row("model", 0).ciede2000, abs=1e-6)
+    mirrored = {r["method"]: r["ciede2000"] for r in reports[False]["rows"]}
+    assert mirrored["model"] != pytest.approx(by["model"], abs=1e-6)
+    assert mirrored["gray"] == pytest.approx(by["gray"], abs=1e-9)  # baselines: no model
 
 
 def test_hints_are_seeded_and_shared(truth_dir, grayscale_model):
