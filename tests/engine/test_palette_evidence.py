@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -210,3 +211,71 @@ def test_a_prediction_with_the_wrong_number_of_channels_is_refused(tmp_path):
     pred = P.run_prepared(model, [p])[0]
     with pytest.raises(InputError, match="does not match the prepared frame"):
         P.finish_frame(p, np.concatenate([pred, pred[:1]]))
+
+
+def pointwise_class_model(path):
+    """Line art: every output a function of the pixel's own input L only (Lab = (0.6 L,
+    40 - 0.8 L, 0.5 L - 25), logits = (L - 95) x (-1, 1, 0): pixels below L 95 red, paper
+    blue), so that the mirror average must give exactly the one-pass output."""
+    from onnx import TensorProto, helper
+
+    name, c = M.TASK_OUTPUTS["lineart"]
+    consts = [
+        helper.make_tensor("starts", TensorProto.INT64, [1], [0]),
+        helper.make_tensor("ends", TensorProto.INT64, [1], [1]),
+        helper.make_tensor("axes", TensorProto.INT64, [1], [1]),
+        helper.make_tensor("cs", TensorProto.FLOAT, [1, c, 1, 1], [0.6, -0.8, 0.5]),
+        helper.make_tensor("co", TensorProto.FLOAT, [1, c, 1, 1], [0.0, 40.0, -25.0]),
+        helper.make_tensor("ls", TensorProto.FLOAT, [1, 1, 1, 3], [-1.0, 1.0, 0.0]),
+        helper.make_tensor("lo", TensorProto.FLOAT, [1, 1, 1, 3], [95.0, -95.0, 0.0]),
+    ]
+    nodes = [
+        helper.make_node("Slice", ["input", "starts", "ends", "axes"], ["s"]),  # [N,1,H,W]
+        helper.make_node("Mul", ["s", "cs"], ["m"]),
+        helper.make_node("Add", ["m", "co"], [name]),
+        helper.make_node("Transpose", ["s"], ["st"], perm=[0, 2, 3, 1]),  # [N,H,W,1]
+        helper.make_node("Mul", ["st", "ls"], ["lm"]),
+        helper.make_node("Add", ["lm", "lo"], [M.CLASS_LOGITS_OUTPUT]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "pointwise-classes",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 4, "H", "W"])],
+        [
+            helper.make_tensor_value_info(name, TensorProto.FLOAT, ["N", c, "H", "W"]),
+            helper.make_tensor_value_info(
+                M.CLASS_LOGITS_OUTPUT, TensorProto.FLOAT, ["N", "H", "W", 3]
+            ),
+        ],
+        initializer=consts,
+    )
+    extra = {M.AB_CLASSES_KEY: json.dumps(CLASSES)}
+    return save_inkhue_graph(graph, path, "lineart", "pointwise-classes", extra=extra)
+
+
+def test_mirror_average_flips_the_prediction_and_the_logits_back(tmp_path):
+    model = M.Model(pointwise_class_model(tmp_path / "p.onnx"), "cpu")
+    # line art: a light gray region (L ~91, not ink: red evidence) left of a line, paper
+    # (blue) right of it; and a hint in the right part (adoption reads the logits too).
+    # Nothing is symmetric, so a prediction or logits flipped back wrongly would not match
+    frame = np.full((48, 64), 255, np.uint8)
+    frame[:, :20] = 228
+    frame[:, 20:22] = 0
+    frame[:, 40:42] = 0
+    hints = np.zeros((48, 64, 4), np.uint8)
+    hints[20:23, 50:53] = (30, 60, 220, 255)
+    for opts in (
+        ColorizeOptions(output="fill"),
+        ColorizeOptions(palette=(RED, BLUE), output="fill"),
+    ):
+        for h in (None, hints):
+            p_once = P.prepare_frame(frame, model.info, h, replace(opts, mirror_average=False))
+            p_mirror = P.prepare_frame(frame, model.info, h, opts)
+            once, mirror = P.run_prepared(model, [p_once, p_mirror])
+            np.testing.assert_allclose(mirror, once, atol=1e-4)
+            out = P.finish_frame(p_mirror, mirror)
+            np.testing.assert_array_equal(out, P.finish_frame(p_once, once))
+            if opts.palette is not None:
+                lab = rgb_to_lab(to_float01(out))
+                assert np.abs(lab[24, 5] - hex_to_lab([RED])[0]).max() < 1.0
+                assert np.abs(lab[24, 30] - hex_to_lab([BLUE])[0]).max() < 1.0
