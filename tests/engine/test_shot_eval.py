@@ -108,3 +108,38 @@ def test_fill_consistency_compares_each_true_fill_across_frames():
     assert de_changed == pytest.approx(one / 3, rel=0.05)  # one of three fills changed
     with pytest.raises(InputError, match="no true fill color is in both frames"):
         se.fill_consistency(ta, tb, ta, np.zeros_like(tb))
+
+
+def test_the_shot_consistency_benchmark_measures_both_ways(tmp_path, capsys, grayscale_model):
+    """benchmarks/shot_consistency.py: far and near pairs, one pass and mirror average."""
+    import importlib.util
+    import json
+
+    import cv2
+
+    src = Path(__file__).parents[2] / "benchmarks" / "shot_consistency.py"
+    spec = importlib.util.spec_from_file_location("bench_shot_consistency", src)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    shot = tmp_path / "shot"
+    for sub in ("color", "gray"):
+        (shot / sub).mkdir(parents=True)
+    for i in range(9):  # a red box and a blue one drifting right on paper
+        img = np.full((64, 80, 3), 240, np.uint8)
+        cv2.rectangle(img, (4 + i, 6), (34 + i, 40), (200, 40, 40), -1)
+        cv2.rectangle(img, (44, 20 + i), (74, 58), (40, 60, 200), -1)
+        cv2.imwrite(str(shot / "color" / f"{i:04d}.png"), img[..., ::-1])
+        gray = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
+        cv2.imwrite(str(shot / "gray" / f"{i:04d}.png"), gray)
+    out = tmp_path / "c.json"
+    argv = [str(grayscale_model), "--shot", str(shot), "--gap", "4", "--step", "2"]
+    assert bench.main([*argv, "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["far"] == [[0, 4], [2, 6], [4, 8]] and r["near"] == [[0, 1]]
+    for key in ("one pass", "mirror"):
+        values = r[key]["far"] + r[key]["near"]
+        assert all(np.isfinite(v) and v >= 0 for v in values)
+    assert r["one pass"]["far"] != r["mirror"]["far"]  # two different colorings
+    assert "far pairs" in capsys.readouterr().out
+    assert bench.main([*argv[:3], "--gap", "20"]) == 2  # too few frames: one clear line
+    assert "too few" in capsys.readouterr().err
