@@ -186,6 +186,11 @@ class Options(BaseModel):
         "above 1 for finer detail, below 1 for speed or memory)",
     )
     regions: StrictBool = Field(True, description="make each region between lines one color")
+    mirror: StrictBool = Field(
+        True,
+        description="average the model's colors for the frame and for its mirror image "
+        "(steadier colors across a shot); false: one model pass, faster",
+    )
     output: Literal["color", "fill"] = Field(
         "color", description="color: the colored frame; fill: flat colors only"
     )
@@ -214,6 +219,7 @@ class ColorizeQuery(Options, Layout):
     # a query carries text: "true" / "false" are its booleans (JSON bodies take only
     # true / false: 0 is not a boolean there)
     regions: bool = Field(True, description="make each region between lines one color")
+    mirror: bool = Field(True, description="average the frame's and its mirror's colors")
     palette: str | None = Field(
         None,
         min_length=1,
@@ -490,7 +496,12 @@ class Engine:
         Clients name models only (never server paths): a name matches a model's name or
         its file name without '.onnx', among the folders /models lists.
         """
-        options = ColorizeOptions(detail=opts.detail, regions=opts.regions, output=opts.output)
+        options = ColorizeOptions(
+            detail=opts.detail,
+            regions=opts.regions,
+            output=opts.output,
+            mirror_average=opts.mirror,
+        )
         palette = parse_palette(opts.palette)
         if opts.model:
             models = list_models(self.config.models_dirs)

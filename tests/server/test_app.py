@@ -207,11 +207,16 @@ def test_options_reach_the_pipeline(client, named_models):
         "detail": 0.5,
         "palette": json.dumps(palette),
     }
-    r = _post(client, frame.tobytes(), params)
-    assert r.status_code == 200, r.text
-    options = ColorizeOptions(detail=0.5, regions=False, output="fill", palette=tuple(palette))
-    expected = colorize_frame(frame, load_model(named_models["tiny-line"], "cpu"), options=options)
-    np.testing.assert_array_equal(_unwire(r.content, "u8", "rgba", 3), expected)
+    model = load_model(named_models["tiny-line"], "cpu")
+    for mirror in (True, False):
+        query = params if mirror else {**params, "mirror": "false"}
+        r = _post(client, frame.tobytes(), query)
+        assert r.status_code == 200, r.text
+        options = ColorizeOptions(
+            detail=0.5, regions=False, output="fill", palette=tuple(palette), mirror_average=mirror
+        )
+        expected = colorize_frame(frame, model, options=options)
+        np.testing.assert_array_equal(_unwire(r.content, "u8", "rgba", 3), expected)
 
 
 def test_model_palette_is_used_unless_turned_off(client, make_tiny_model, user_models):
@@ -378,6 +383,7 @@ def test_openapi_lists_the_endpoints_and_binary_bodies(client):
         "task",
         "detail",
         "regions",
+        "mirror",
         "output",
         "palette",
     } <= params
@@ -435,7 +441,7 @@ def test_405_names_every_method_of_the_path(client, method, path, allowed):
     assert "not allowed" in r.json()["error"]
 
 
-@pytest.mark.parametrize("field", ["carry", "regions"])
+@pytest.mark.parametrize("field", ["carry", "regions", "mirror"])
 @pytest.mark.parametrize("value", [0, 1, "true", "yes"])
 def test_json_booleans_are_booleans(client, field, value):
     # "carry": 0 was taken as false: a JSON body that breaks the schema is refused
