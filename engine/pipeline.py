@@ -598,12 +598,8 @@ def run_prepared(
             chunk = idx[start : start + step]
             batch = np.stack([prepared[i].input for i in chunk])
             want_logits = classes is not None and any(_wants_evidence(prepared[i]) for i in chunk)
-            if mirror:
-                pred, logits = _run_mirror_averaged(model, batch, want_logits)
-            elif want_logits:
-                pred, logits = model.run_with_class_logits(batch)
-            else:
-                pred, logits = model.run(batch), None
+            run = _run_mirror_averaged if mirror else _run_once
+            pred, logits = run(model, batch, want_logits)
             for j, i in enumerate(chunk):
                 p = prepared[i]
                 if logits is None or not _wants_evidence(p):
@@ -624,19 +620,24 @@ def run_prepared(
     return out  # type: ignore[return-value]
 
 
+def _run_once(
+    model: Model, batch: np.ndarray, with_logits: bool
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The model on ``batch`` [N, 4, H, W]: (prediction [N, C, H, W], class logits
+    [N, H, W, Q] when ``with_logits``, else None)."""
+    if with_logits:
+        return model.run_with_class_logits(batch)
+    return model.run(batch), None
+
+
 def _run_mirror_averaged(
     model: Model, batch: np.ndarray, with_logits: bool
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """The model on ``batch`` [N, 4, H, W] and on its left-right mirror in one call; each
-    output the mean of the two, the mirror's flipped back (prediction [N, C, H, W]; class
-    logits [N, H, W, Q] when ``with_logits``, else None). The whole padded input is
-    mirrored, so the mirror's padding is at the left and lines up again once flipped."""
+    """``_run_once`` on ``batch`` and on its left-right mirror in one call; each output the
+    mean of the two, the mirror's flipped back. The whole padded input is mirrored, so the
+    mirror's padding is at the left and lines up again once flipped."""
     n = batch.shape[0]
-    both = np.concatenate([batch, batch[..., ::-1]])
-    if with_logits:
-        pred, logits = model.run_with_class_logits(both)
-    else:
-        pred, logits = model.run(both), None
+    pred, logits = _run_once(model, np.concatenate([batch, batch[..., ::-1]]), with_logits)
     pred = 0.5 * (pred[:n] + pred[n:, :, :, ::-1])
     if logits is not None:
         logits = 0.5 * (logits[:n] + logits[n:, :, ::-1, :])
