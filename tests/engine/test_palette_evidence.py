@@ -34,6 +34,36 @@ RED, BLUE, PURPLE = "#e02020", "#2040e0", "#806080"
 CLASSES = [*hex_to_lab([RED, BLUE])[:, 1:].tolist(), [0.0, 0.0]]
 
 
+def _class_graph(path, task, title, consts, nodes, q, classes=CLASSES, meta_classes=True):
+    """Save an InkHue model whose ``nodes`` (with ``consts``) read ``s``, the input's
+    first channel (L, [N,1,H,W]), and write the task's color output and ``ab_logits``
+    [N, H, W, q]; ``classes`` go into the metadata when ``meta_classes``."""
+    from onnx import TensorProto, helper
+
+    name, c = M.TASK_OUTPUTS[task]
+    first_channel = [
+        helper.make_tensor("starts", TensorProto.INT64, [1], [0]),
+        helper.make_tensor("ends", TensorProto.INT64, [1], [1]),
+        helper.make_tensor("axes", TensorProto.INT64, [1], [1]),
+    ]
+    graph = helper.make_graph(
+        [helper.make_node("Slice", ["input", "starts", "ends", "axes"], ["s"]), *nodes],
+        title,
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 4, "H", "W"])],
+        [
+            helper.make_tensor_value_info(name, TensorProto.FLOAT, ["N", c, "H", "W"]),
+            helper.make_tensor_value_info(
+                M.CLASS_LOGITS_OUTPUT, TensorProto.FLOAT, ["N", "H", "W", q]
+            ),
+        ],
+        initializer=first_channel + consts,
+    )
+    extra = {}
+    if meta_classes:
+        extra[M.AB_CLASSES_KEY] = classes if isinstance(classes, str) else json.dumps(classes)
+    return save_inkhue_graph(graph, path, task, title, extra=extra)
+
+
 def class_model(path, task, color, logits, classes=CLASSES, meta_classes=True):
     """An InkHue model with constant outputs: ``color`` (C values) and ``ab_logits``
     (one logit per class, the same at every pixel)."""
@@ -42,36 +72,17 @@ def class_model(path, task, color, logits, classes=CLASSES, meta_classes=True):
     name, c = M.TASK_OUTPUTS[task]
     q = len(logits)
     consts = [
-        helper.make_tensor("starts", TensorProto.INT64, [1], [0]),
-        helper.make_tensor("ends", TensorProto.INT64, [1], [1]),
-        helper.make_tensor("axes", TensorProto.INT64, [1], [1]),
         helper.make_tensor("zero", TensorProto.FLOAT, [1], [0.0]),
         helper.make_tensor("color", TensorProto.FLOAT, [1, c, 1, 1], list(color)),
         helper.make_tensor("logits", TensorProto.FLOAT, [1, 1, 1, q], list(logits)),
     ]
     nodes = [
-        helper.make_node("Slice", ["input", "starts", "ends", "axes"], ["s"]),  # [N,1,H,W]
         helper.make_node("Mul", ["s", "zero"], ["z"]),
         helper.make_node("Add", ["z", "color"], [name]),
         helper.make_node("Transpose", ["z"], ["zt"], perm=[0, 2, 3, 1]),  # [N,H,W,1]
         helper.make_node("Add", ["zt", "logits"], [M.CLASS_LOGITS_OUTPUT]),
     ]
-    graph = helper.make_graph(
-        nodes,
-        "forced-classes",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 4, "H", "W"])],
-        [
-            helper.make_tensor_value_info(name, TensorProto.FLOAT, ["N", c, "H", "W"]),
-            helper.make_tensor_value_info(
-                M.CLASS_LOGITS_OUTPUT, TensorProto.FLOAT, ["N", "H", "W", q]
-            ),
-        ],
-        initializer=consts,
-    )
-    extra = {}
-    if meta_classes:
-        extra[M.AB_CLASSES_KEY] = classes if isinstance(classes, str) else json.dumps(classes)
-    return save_inkhue_graph(graph, path, task, f"classes-{task}", extra=extra)
+    return _class_graph(path, task, f"classes-{task}", consts, nodes, q, classes, meta_classes)
 
 
 def cel(h=48, w=64):
@@ -221,36 +232,19 @@ def pointwise_class_model(path):
 
     name, c = M.TASK_OUTPUTS["lineart"]
     consts = [
-        helper.make_tensor("starts", TensorProto.INT64, [1], [0]),
-        helper.make_tensor("ends", TensorProto.INT64, [1], [1]),
-        helper.make_tensor("axes", TensorProto.INT64, [1], [1]),
         helper.make_tensor("cs", TensorProto.FLOAT, [1, c, 1, 1], [0.6, -0.8, 0.5]),
         helper.make_tensor("co", TensorProto.FLOAT, [1, c, 1, 1], [0.0, 40.0, -25.0]),
         helper.make_tensor("ls", TensorProto.FLOAT, [1, 1, 1, 3], [-1.0, 1.0, 0.0]),
         helper.make_tensor("lo", TensorProto.FLOAT, [1, 1, 1, 3], [95.0, -95.0, 0.0]),
     ]
     nodes = [
-        helper.make_node("Slice", ["input", "starts", "ends", "axes"], ["s"]),  # [N,1,H,W]
         helper.make_node("Mul", ["s", "cs"], ["m"]),
         helper.make_node("Add", ["m", "co"], [name]),
         helper.make_node("Transpose", ["s"], ["st"], perm=[0, 2, 3, 1]),  # [N,H,W,1]
         helper.make_node("Mul", ["st", "ls"], ["lm"]),
         helper.make_node("Add", ["lm", "lo"], [M.CLASS_LOGITS_OUTPUT]),
     ]
-    graph = helper.make_graph(
-        nodes,
-        "pointwise-classes",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 4, "H", "W"])],
-        [
-            helper.make_tensor_value_info(name, TensorProto.FLOAT, ["N", c, "H", "W"]),
-            helper.make_tensor_value_info(
-                M.CLASS_LOGITS_OUTPUT, TensorProto.FLOAT, ["N", "H", "W", 3]
-            ),
-        ],
-        initializer=consts,
-    )
-    extra = {M.AB_CLASSES_KEY: json.dumps(CLASSES)}
-    return save_inkhue_graph(graph, path, "lineart", "pointwise-classes", extra=extra)
+    return _class_graph(path, "lineart", "pointwise-classes", consts, nodes, 3)
 
 
 def test_mirror_average_flips_the_prediction_and_the_logits_back(tmp_path):
