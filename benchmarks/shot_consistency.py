@@ -5,11 +5,12 @@ without the mirror average (ColorizeOptions.mirror_average).
         [--step 6] [--json OUT]
 
 SHOT holds ``color/`` (the flat-filled truth) and the task's input frames (``gray/`` or
-``lineart/``), paired by sorted order, as the model card's target (c) reads them. Every
-frame is colorized on its own (no keyframes, no carry) and pairs of frames are compared
-with ``shot_eval.fill_consistency`` (each true fill's mean output color in both frames,
-mean CIEDE2000 over fills): far pairs (i, i + GAP) for i = 0, STEP, ... and near pairs
-(i, i + 1) for i = 0, 10, 20, ... The model card's figure is the far pair (0, 60).
+``lineart/``), paired in natural order of their names, as the model card's target (c)
+reads them (``model_card.image_files``). Every frame is colorized on its own (no
+keyframes, no carry) and pairs of frames are compared with ``shot_eval.fill_consistency``
+(each true fill's mean output color in both frames, mean CIEDE2000 over fills): far pairs
+(i, i + GAP) for i = 0, STEP, ... and near pairs (i, i + 1) for i = 0, 10, 20, ... The
+model card's figure is the far pair (0, 60).
 """
 
 from __future__ import annotations
@@ -26,14 +27,7 @@ from inkhue_engine.errors import InputError
 from inkhue_engine.model import load_model
 from inkhue_engine.pipeline import ColorizeOptions, colorize_frame
 from inkhue_engine.shot_eval import fill_consistency
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".exr"}
-
-
-def _frames(folder: Path) -> list[Path]:
-    if not folder.is_dir():
-        raise InputError(f"{folder}: folder not found (SHOT needs color/ and gray/ or lineart/)")
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+from inkhue_training.model_card import image_files
 
 
 def pairs_of(
@@ -49,10 +43,13 @@ def measure(model_path: str, shot: Path, gap: int, step: int) -> dict:
     """Fill consistency of each pair, mirror average off and on."""
     model = load_model(model_path, "cpu")
     task = model.info.task
-    truths = _frames(shot / "color")
-    inputs = _frames(shot / ("gray" if task == "grayscale" else "lineart"))
-    if len(truths) != len(inputs):
-        raise InputError(f"{shot}: {len(truths)} color frames but {len(inputs)} inputs")
+    truths = image_files(shot / "color")  # as the model card's target (c) reads them
+    inputs = image_files(shot / ("gray" if task == "grayscale" else "lineart"))
+    if [p.name for p in truths] != [p.name for p in inputs]:
+        raise InputError(
+            f"{shot}: color/ and its input folder must hold frames of the same names "
+            f"({len(truths)} and {len(inputs)} frames)"
+        )
     far, near = pairs_of(len(inputs), gap, step)
     if not far:
         raise InputError(f"{shot}: {len(inputs)} frames, too few for --gap {gap}")
