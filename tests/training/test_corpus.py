@@ -3,9 +3,11 @@ one file through the pipeline, a whole (fake, offline) package, and the sequence
 
 import dataclasses
 import gzip
+import io
 import json
 import os
 import shutil
+import tarfile
 import xml.etree.ElementTree as ET
 import zipfile
 from pathlib import Path, PurePosixPath
@@ -400,7 +402,8 @@ def test_train_only_packages_put_every_file_in_train(tmp_path):
     added = [p.name for p in corpus.PACKAGES if not p.dev]
     assert added == ["naev-data", "endless-sky-data", "flare-game", "tuxpaint-data",
                      "widelands-data", "freeorion-data", "freecol",
-                     "extremetuxracer-data"]  # fmt: skip
+                     "extremetuxracer-data", "openmoji", "twemoji-svg",
+                     "fluentui-emoji"]  # fmt: skip
 
 
 def test_unknown_package_is_refused():
@@ -483,7 +486,43 @@ def test_manifest_structure_and_totals():
 def test_every_listed_package_has_a_selection_rule():
     for pkg in corpus.PACKAGES:
         corpus.select_files(pkg.name, ["x/y.png"])  # raises for a package without rules
-        assert pkg.licence and pkg.source in ("deb", "wheel")
+        assert pkg.licence and pkg.source in ("deb", "wheel", "npm")
+        assert pkg.source != "npm" or pkg.archive_dirs  # an npm package names its folders
+
+
+@pytest.mark.parametrize(
+    "package,relpath,expected",
+    [
+        ("openmoji", "package/color/svg/1F600.svg", ("drawing", None)),
+        ("openmoji", "package/color/svg/E0C0.svg", ("drawing", None)),  # OpenMoji's extras
+        ("openmoji", "package/color/svg/1F44D-1F3FD.svg", ("", "skin_tone_variant")),
+        ("openmoji", "package/color/svg/1F468-1F3FB-200D-1F4BB.svg", ("", "skin_tone_variant")),
+        ("openmoji", "package/color/svg/1F1E9-1F1EA.svg", ("", "flag")),
+        (
+            "openmoji",
+            "package/color/svg/1F3F4-E0067-E0062-E0065-E006E-E0067-E007F.svg",
+            ("", "flag"),
+        ),
+        ("openmoji", "package/color/svg/0031-FE0F-20E3.svg", ("", "keycap")),
+        ("openmoji", "package/black/svg/1F600.svg", ("", "not_selected")),  # outlines only
+        ("openmoji", "package/color/72x72/1F600.png", ("", "not_selected")),
+        ("twemoji-svg", "package/1f600.svg", ("drawing", None)),
+        ("twemoji-svg", "package/1f1e6-1f1e8.svg", ("", "flag")),
+        ("twemoji-svg", "package/1f3c3-1f3ff-200d-2640-fe0f.svg", ("", "skin_tone_variant")),
+        ("twemoji-svg", "package/1f3f3-fe0f-200d-1f308.svg", ("drawing", None)),  # a flag object
+        ("fluentui-emoji", "package/icons/flat/man-artist-default.svg", ("drawing", None)),
+        (
+            "fluentui-emoji",
+            "package/icons/flat/man-artist-medium-dark.svg",
+            ("", "skin_tone_variant"),
+        ),
+        ("fluentui-emoji", "package/icons/flat/man-artist-light.svg", ("", "skin_tone_variant")),
+        ("fluentui-emoji", "package/icons/flat/green-salad.svg", ("drawing", None)),
+        ("fluentui-emoji", "package/icons/modern/green-salad.svg", ("", "not_selected")),
+    ],
+)
+def test_emoji_sets_keep_one_drawing_per_emoji(package, relpath, expected):
+    assert corpus.select_files(package, [relpath])[relpath] == expected
 
 
 # --- rasterization and one file through the pipeline ----------------------------------------
@@ -646,6 +685,52 @@ def test_a_changed_selection_is_rebuilt_and_stale_outputs_removed(tmp_path, monk
     assert m["packages"]["scikit-learn"]["dropped"] == {"not_photo": 2}
     files = [p.name for p in (out / "grayscale").rglob("*.png")]
     assert files == ["scikit-learn__sklearn__datasets__images__china.png"]
+
+
+def _fake_npm(work: Path) -> None:
+    """An npm tarball of twemoji-svg with one drawing, one skin-tone copy and a stray file."""
+    (work / "npm").mkdir(parents=True)
+    svg = SVG.encode()
+    meta = json.dumps({"name": "@twemoji/svg", "version": "9.8.7"}).encode()
+    with tarfile.open(work / "npm" / "twemoji-svg-9.8.7.tgz", "w:gz") as tf:
+        for name, data in (
+            ("package/package.json", meta),
+            ("package/1f34f.svg", svg),
+            ("package/1f44d-1f3fb.svg", svg),
+            ("package/readme.md", b"hi"),
+        ):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+
+
+@needs_rsvg
+def test_build_corpus_on_a_fake_npm_package(tmp_path):
+    out, work = tmp_path / "corpus", tmp_path / "work"
+    _fake_npm(work)
+    pkgs = (corpus.PACKAGES_BY_NAME["twemoji-svg"],)
+    m = corpus.build_corpus(out, work, Params(), jobs=1, packages=pkgs, progress=False)
+    rep = m["packages"]["twemoji-svg"]
+    assert rep["source"] == "npm" and rep["version"] == "9.8.7"
+    assert rep["archive"] == "twemoji-svg-9.8.7.tgz"
+    assert rep["found"] == 2 and rep["kept"] == 1 and rep["dropped"] == {"skin_tone_variant": 1}
+    # train-only, and a drawing: in both corpora
+    assert rep["splits"]["grayscale"] == {"train": 1, "dev": 0}
+    assert rep["splits"]["lineart"] == {"train": 1, "dev": 0}
+    assert [p.name for p in (out / "lineart" / "train").glob("*.png")] == [
+        "twemoji-svg__package__1f34f.png"
+    ]
+
+
+def test_a_broken_npm_tarball_is_a_resource_error_naming_it(tmp_path):
+    (tmp_path / "npm").mkdir()
+    bad = tmp_path / "npm" / "openmoji-1.0.0.tgz"
+    bad.write_bytes(b"not a tarball")
+    with pytest.raises(corpus.ResourceError, match="openmoji-1.0.0.tgz.*delete it"):
+        corpus.npm_version(bad)
+    with pytest.raises(corpus.ResourceError, match="openmoji-1.0.0.tgz.*delete it"):
+        corpus.extract_npm(bad, ("package/",), tmp_path / "x")
+    assert not (tmp_path / "x").exists()
 
 
 # --- sequences ------------------------------------------------------------------------------
