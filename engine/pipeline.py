@@ -163,6 +163,9 @@ class PreparedFrame:
     region_hint_ab: np.ndarray | None  #: [n+1, 2] mean hint ab per region
     region_hinted: np.ndarray | None  #: [n+1] bool: the region holds a hint
     region_hint_L: np.ndarray | None  #: [n+1] mean hint L per region (nan: unknown)
+    #: line art with hints: the frame's distinct hint colors (hint_adoption.hint_colors),
+    #: chosen once so that run_prepared's K evidence channels and finish_frame's donors agree
+    hint_donors: np.ndarray | None = None
     options: ColorizeOptions = field(default_factory=ColorizeOptions)
 
 
@@ -554,6 +557,8 @@ def prepare_frame(
         region_hint_ab=hint_ab_r,
         region_hinted=hinted,
         region_hint_L=hint_l_r,
+        # only line-art regions adopt a hint color (_adopts_hints)
+        hint_donors=hint_colors(hint_ab_r, hinted) if lineart and hinted is not None else None,
         options=options,
     )
 
@@ -682,7 +687,8 @@ def _hint_evidence(
     own = np.zeros((n, 2), np.float32)
     med = rg.region_medians(small, np.ascontiguousarray(pred[1:3, :h, :w].transpose(1, 2, 0)))
     own[: med.shape[0]] = med
-    donors = hint_colors(p.region_hint_ab, p.region_hinted)
+    assert p.hint_donors is not None
+    donors = p.hint_donors
     # only the unhinted regions' pixels: the hinted ones (and the lines) adopt nothing
     need = ~p.region_hinted
     need[0] = False
@@ -845,8 +851,8 @@ def finish_frame(prepared: PreparedFrame, prediction: np.ndarray) -> np.ndarray:
     if palette:
         allowed = (channels, channels + len(palette))
     elif _adopts_hints(prepared):  # without color classes the model sends no evidence
-        k = hint_colors(prepared.region_hint_ab, prepared.region_hinted).size
-        allowed = (channels, channels + k + 1)
+        assert prepared.hint_donors is not None
+        allowed = (channels, channels + prepared.hint_donors.size + 1)
     if pred.ndim != 3 or pred.shape[0] not in allowed or pred.shape[1:] != prepared.input.shape[1:]:
         raise InputError(
             f"prediction shape {pred.shape} does not match the prepared frame "
@@ -1018,8 +1024,10 @@ def _finish_lineart(
         region_lab = _lineart_region_lab(p, lab)
         if evidence is not None and _adopts_hints(p):
             region_ev, has = _region_evidence(p.labels, evidence, region_lab.shape[0])
-            donors = hint_colors(p.region_hint_ab, p.region_hinted)
-            region_lab = adopt_hint_colors(region_lab, region_ev, has, p.region_hinted, donors)
+            assert p.hint_donors is not None
+            region_lab = adopt_hint_colors(
+                region_lab, region_ev, has, p.region_hinted, p.hint_donors
+            )
         return _lineart_from_regions(p, _region_rgb(region_lab), opts.output)
 
     def rows(sl: slice) -> np.ndarray:
