@@ -553,6 +553,21 @@ def test_lineart_hint_color_fills_its_region(line_echo):
     assert np.abs(fill[30, 5].astype(int) - [30, 160, 60]).max() > 40  # left side not
 
 
+def test_a_lineart_frames_hint_colors_are_chosen_once_when_prepared(line_echo, hint_echo):
+    frame = cel(gray=False)
+    hints = np.zeros((*frame.shape[:2], 4), np.uint8)
+    hints[20:22, 60:62] = (30, 160, 60, 255)  # right half
+    hints[29:31, 19:21] = (31, 161, 61, 255)  # inside the circle: the same color within merge
+    hints[4:6, 2:4] = (200, 40, 40, 255)  # left half outside the circle: another color
+    p = P.prepare_frame(frame, line_echo.info, hints)
+    assert p.region_hinted.sum() == 3
+    assert p.hint_donors is not None and p.hint_donors.size == 2
+    assert set(p.hint_donors.tolist()) < set(p.region_hinted.nonzero()[0].tolist())
+    # none without hints, and none for grayscale (only line-art regions adopt hint colors)
+    assert P.prepare_frame(frame, line_echo.info).hint_donors is None
+    assert P.prepare_frame(frame, hint_echo.info, hints).hint_donors is None
+
+
 def test_lineart_palette_lock_outputs_only_palette_colors(line_tiny, line_echo):
     palette = ("#ff8800", "#3366cc", "#ffffff", "#224422")
     rgb = {tuple(int(c[i : i + 2], 16) for i in (1, 3, 5)) for c in palette}
