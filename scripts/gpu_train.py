@@ -3,14 +3,15 @@
 Documented in docs/TRAINING.md. Two steps:
 
 1. Here (any machine with the corpus): pack the corpus small enough to travel with the
-   working tree (the device tool sends at most 64 MiB, the repo included)::
+   working tree (the device tool sends at most 64 MiB, the repo included). A corpus too
+   big for one pack travels in shards, every N-th training image, one shard a run::
 
        python scripts/gpu_train.py pack --corpus /work/data/corpus --task grayscale \\
-           --out .gpu/pack-grayscale
+           --out .gpu/pack-grayscale-0 [--shard 0/2]
 
 2. On the device machine, one command per run (its $OUT comes back)::
 
-       python3 scripts/gpu_train.py run --task grayscale --pack .gpu/pack-grayscale \\
+       python3 scripts/gpu_train.py run --task grayscale --pack .gpu/pack-grayscale-0 \\
            --out $OUT [--resume-from .gpu/grayscale-portable.pt] [--minutes 8]
 
    A run trains for ``--minutes`` (training stops itself, saves, validates), then writes
@@ -32,6 +33,7 @@ import argparse
 import dataclasses
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -54,9 +56,10 @@ def _import_path() -> None:
 
 _import_path()
 
-#: Default size budget of a pack: 64 MiB travel limit, minus the repo (~35 MB) and a
-#: portable checkpoint (~12 MB).
-PACK_BUDGET_MIB = 16.0
+#: What the device tool sends with a call at most: the repo's tracked files, the pack and
+#: a portable checkpoint to resume from (~12 MB).
+TRAVEL_LIMIT_MIB = 64.0
+PORTABLE_MIB = 12.0
 PORTABLE_FORMAT = "inkhue-portable-1"
 #: Defaults for a run on an H200 (docs/TRAINING.md); any can be overridden after ``--``.
 GPU_DEFAULTS = [
@@ -67,9 +70,46 @@ GPU_DEFAULTS = [
 
 
 # ----------------------------------------------------------------------------- pack
-def pack(corpus: Path, task: str, out: Path, side: int, quality: int, budget_mib: float) -> int:
-    """Write ``out/train`` and ``out/dev`` as WebP images of long side <= ``side``; refuse
-    (exit 1, nothing left behind) when they exceed ``budget_mib``."""
+def default_budget_mib(repo: Path = REPO) -> float:
+    """What a pack may weigh: the travel limit less the repo's files that travel, a portable
+    checkpoint and 1 MiB to spare. Measured, since the repo grows (39 MiB on 2026-12-02)."""
+    from inkhue_engine.errors import InputError
+
+    # what the device tool sends: tracked files and untracked ones git does not ignore
+    cmd = ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"]
+    proc = subprocess.run(cmd, cwd=repo, capture_output=True, check=False)
+    if proc.returncode != 0:
+        raise InputError(
+            f"{repo}: git ls-files failed, so the repo's size is unknown; give --budget-mib"
+        )
+    files = (repo / name for name in proc.stdout.decode("utf-8", "replace").split("\0") if name)
+    repo_mib = sum(f.stat().st_size for f in files if f.is_file()) / 2**20
+    return TRAVEL_LIMIT_MIB - repo_mib - PORTABLE_MIB - 1.0
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'I/N' -> (I, N), 0 <= I < N: the shard of every N-th training image from the I-th."""
+    try:
+        index, count = (int(t) for t in text.split("/"))
+    except ValueError:
+        index = count = -1
+    if not 0 <= index < count:
+        raise argparse.ArgumentTypeError(f"--shard {text}: use I/N with 0 <= I < N, e.g. 0/2")
+    return index, count
+
+
+def pack(
+    corpus: Path,
+    task: str,
+    out: Path,
+    side: int,
+    quality: int,
+    budget_mib: float,
+    shard: tuple[int, int] = (0, 1),
+) -> int:
+    """Write ``out/train`` (shard ``(i, n)``: every n-th training image from the i-th, in
+    name order) and ``out/dev`` (all of it) as WebP images of long side <= ``side``;
+    refuse (exit 1, nothing left behind) when they exceed ``budget_mib``."""
     import cv2
 
     from inkhue_engine.errors import InputError
@@ -82,9 +122,11 @@ def pack(corpus: Path, task: str, out: Path, side: int, quality: int, budget_mib
         )
     tmp = Path(tempfile.mkdtemp(prefix=".pack.", dir=out.parent if out.parent.is_dir() else None))
     total = count = 0
+    index, shards = shard
     for split in ("train", "dev"):
         (tmp / split).mkdir()
-        for path in sorted((src / split).glob("*.png")):
+        paths = sorted((src / split).glob("*.png"))
+        for path in paths[index::shards] if split == "train" else paths:
             img = cv2.imread(str(path), cv2.IMREAD_COLOR)
             if img is None:
                 raise InputError(f"{path}: unreadable image in the corpus")
@@ -104,15 +146,15 @@ def pack(corpus: Path, task: str, out: Path, side: int, quality: int, budget_mib
     if mib > budget_mib:
         shutil.rmtree(tmp)
         print(
-            f"pack: {count} images take {mib:.1f} MiB, over the {budget_mib:g} MiB budget: "
-            "use a smaller --side or --quality",
+            f"pack: {count} images take {mib:.1f} MiB, over the {budget_mib:.1f} MiB budget: "
+            f"pack in more shards (--shard 0/{2 * shards}) or use a smaller --side or --quality",
             file=sys.stderr,
         )
         return 1
     if out.exists():
         shutil.rmtree(out)
     os.replace(tmp, out)
-    print(f"pack: {count} images, {mib:.1f} MiB in {out}")
+    print(f"pack: {count} images, {mib:.1f} MiB (budget {budget_mib:.1f}) in {out}")
     return 0
 
 
@@ -299,9 +341,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--corpus", type=Path, required=True)
     p.add_argument("--task", choices=["grayscale", "lineart"], required=True)
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--side", type=int, default=192, help="long side, px (default 192)")
-    p.add_argument("--quality", type=int, default=85, help="WebP quality (default 85)")
-    p.add_argument("--budget-mib", type=float, default=PACK_BUDGET_MIB)
+    p.add_argument("--side", type=int, default=160, help="long side, px (default 160)")
+    p.add_argument("--quality", type=int, default=70, help="WebP quality (default 70)")
+    p.add_argument(
+        "--budget-mib",
+        type=float,
+        default=None,
+        help="most the pack may weigh (default: 64 MiB less the repo and a portable checkpoint)",
+    )
+    p.add_argument(
+        "--shard",
+        type=parse_shard,
+        default=(0, 1),
+        metavar="I/N",
+        help="only every N-th training image from the I-th (default 0/1: all)",
+    )
     r = sub.add_parser("run", help="one training run (on the device machine)")
     r.add_argument("--task", choices=["grayscale", "lineart"], required=True)
     r.add_argument("--pack", type=Path, required=True)
@@ -318,7 +372,10 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.cmd == "pack":
-            return pack(args.corpus, args.task, args.out, args.side, args.quality, args.budget_mib)
+            budget = default_budget_mib() if args.budget_mib is None else args.budget_mib
+            return pack(
+                args.corpus, args.task, args.out, args.side, args.quality, budget, args.shard
+            )
         return run(args, extra)
     except InkHueError as exc:
         print(f"gpu_train: error: {exc}", file=sys.stderr)

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from inkhue_engine.errors import InputError
 from inkhue_engine.model import load_model
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "gpu_train.py"
@@ -57,6 +58,36 @@ def test_pack_shrinks_to_webp_and_refuses_over_budget(gpu_train, corpus, tmp_pat
     assert not list(tmp_path.glob(".pack.*"))  # the refused pack is removed
     assert gpu_train.main(["pack", "--corpus", str(tmp_path), "--task", "lineart",
                            "--out", str(small)]) == 2  # fmt: skip
+
+
+def test_a_shard_packs_every_nth_training_image_and_all_dev(gpu_train, corpus, tmp_path):
+    out = tmp_path / "shard"
+    assert gpu_train.main(["pack", "--corpus", str(corpus), "--task", "grayscale",
+                           "--out", str(out), "--side", "64", "--shard", "1/3"]) == 0  # fmt: skip
+    assert sorted(p.name for p in (out / "train").iterdir()) == ["im1.webp", "im4.webp"]
+    assert len(list((out / "dev").iterdir())) == 2
+    for bad in ("3/3", "-1/2", "1", "a/b"):
+        with pytest.raises(SystemExit):  # argparse: a usage error naming --shard
+            gpu_train.main(["pack", "--corpus", str(corpus), "--task", "grayscale",
+                            "--out", str(out), "--shard", bad])  # fmt: skip
+
+
+def test_the_default_budget_is_what_the_repo_leaves_of_the_travel_limit(gpu_train, tmp_path):
+    import subprocess
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (repo / ".gitignore").write_text("ignored.bin\n")
+    for name, mib in (("tracked.bin", 5), ("untracked.bin", 7), ("ignored.bin", 9)):
+        (repo / name).write_bytes(b"x" * (2**20 * mib))
+    subprocess.run(["git", "-C", str(repo), "add", "tracked.bin"], check=True)
+    # what travels: tracked and untracked-but-not-ignored files (and the pack, a checkpoint)
+    assert gpu_train.default_budget_mib(repo) == pytest.approx(64 - 5 - 7 - 12 - 1, abs=0.01)
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    with pytest.raises(InputError, match="git ls-files failed.*--budget-mib"):
+        gpu_train.default_budget_mib(plain)
 
 
 @pytest.mark.slow
