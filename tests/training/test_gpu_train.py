@@ -92,9 +92,11 @@ def test_the_default_budget_is_what_the_repo_leaves_of_the_travel_limit(gpu_trai
 
 @pytest.mark.slow
 def test_run_then_resume_from_the_portable_checkpoint(gpu_train, corpus, tmp_path):
-    pack = tmp_path / "pack"
-    assert gpu_train.main(["pack", "--corpus", str(corpus), "--task", "grayscale",
-                           "--out", str(pack), "--side", "64"]) == 0  # fmt: skip
+    # as docs/TRAINING.md runs it: the first run on one shard, the resumed run on the other
+    pack, other = tmp_path / "pack-0", tmp_path / "pack-1"
+    for shard, out in (("0/2", pack), ("1/2", other)):
+        args = ["--out", str(out), "--side", "64", "--shard", shard]
+        assert gpu_train.main(["pack", "--corpus", str(corpus), "--task", "grayscale", *args]) == 0
     first = tmp_path / "out1"
     assert gpu_train.main(["run", "--task", "grayscale", "--pack", str(pack), "--out", str(first),
                            "--minutes", "5", "--", *CPU, *TINY, "--max-steps", "3",
@@ -113,7 +115,7 @@ def test_run_then_resume_from_the_portable_checkpoint(gpu_train, corpus, tmp_pat
     assert load_model(first / "grayscale.onnx", "cpu").info.task == "grayscale"
 
     second = tmp_path / "out2"
-    assert gpu_train.main(["run", "--task", "grayscale", "--pack", str(pack), "--out", str(second),
+    assert gpu_train.main(["run", "--task", "grayscale", "--pack", str(other), "--out", str(second),
                            "--resume-from", str(first / "grayscale-portable.pt"), "--",
                            *CPU, "--max-steps", "6"]) == 0  # fmt: skip
     rows = [json.loads(line) for line in (second / "log.jsonl").read_text().splitlines()]
@@ -121,6 +123,7 @@ def test_run_then_resume_from_the_portable_checkpoint(gpu_train, corpus, tmp_pat
     assert steps[0] == 4 and steps[-1] == 6  # continued, not restarted
     cfg = json.loads((second / "config.json").read_text())
     assert cfg["color_head"] == "classification" and cfg["crop_size"] == 32  # first run's options
+    assert cfg["data"] == [str(other / "train")]  # but this run's shard
     # the decay follows the new --max-steps: at step 5 of 6, decaying from step 3
     assert [r for r in rows if r["kind"] == "train"][-1]["lr"] == pytest.approx(2e-4 / 3)
     again = torch.load(second / "grayscale-portable.pt", weights_only=False)
