@@ -1221,8 +1221,9 @@ def draw_dicebear(project: Path, name: str, source: str, count: int, dest: Path)
                 f"{name}: node could not draw the avatars: {_node_error(proc.stderr)}; "
                 f"delete {project} to install it again"
             )
-        if (style_dir / "LICENSE").is_file():
-            shutil.copyfile(style_dir / "LICENSE", tmp / "LICENSE")
+        if not (style_dir / "LICENSE").is_file():  # no licence recorded: not to be used
+            raise ResourceError(f"{style_dir}: no LICENSE, so its design licence is unknown")
+        shutil.copyfile(style_dir / "LICENSE", tmp / "LICENSE")
 
     _extract_once(source, dest, unpack)
 

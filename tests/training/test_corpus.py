@@ -808,6 +808,15 @@ def test_a_dicebear_style_that_cannot_draw_is_a_resource_error_naming_it(tmp_pat
     assert not dest.exists()
 
 
+@needs_node
+def test_a_dicebear_style_without_a_licence_is_refused(tmp_path):
+    project = _fake_dicebear(tmp_path, "micah")
+    (project / "node_modules" / "@dicebear" / "micah" / "LICENSE").unlink()
+    with pytest.raises(corpus.ResourceError, match="micah: no LICENSE"):
+        corpus.draw_dicebear(project, "@dicebear/micah", "s", 1, tmp_path / "x")
+    assert not (tmp_path / "x").exists()
+
+
 # --- sequences ------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "text,frames",
