@@ -9,12 +9,19 @@ Rules, applied tensor by tensor over the new network's state dict:
 - same name and shape: copied;
 - line art's regression head (L, a, b) into a classification run's head (L only): the L row
   is copied, since the classification head regresses L alone;
+- a global-context branch new to the run starts as the identity: its fusion conv passes the
+  local features through and gives the image-level vector zero weight, and its BatchNorm
+  undoes its own normalization (the statistics of the bottleneck features, computed from the
+  encoder's last BatchNorm), so the warm-started network computes what the source did and
+  the branch grows from there (as zero-initialized residual branches do) rather than first
+  scrambling every feature the residual blocks were trained on;
 - anything else (new modules, other shapes): left at the new network's initialization and
   listed in the report, so a run says what it learned from scratch.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +40,8 @@ class InitReport:
     sliced: list[str] = field(default_factory=list)
     fresh: list[str] = field(default_factory=list)
     unused: list[str] = field(default_factory=list)
+    #: fresh tensors set so that their module starts as the identity
+    identity: list[str] = field(default_factory=list)
 
     def line(self, what: str) -> str:
         """One line for the run's log."""
@@ -44,8 +53,9 @@ class InitReport:
         total = len(self.copied) + len(self.sliced) + len(self.fresh)
         return (
             f"{what}: {len(self.copied) + len(self.sliced)} of {total} tensors from the "
-            f"checkpoint (sliced: {short(self.sliced)}); initialized fresh: {short(self.fresh)}; "
-            f"not used: {short(self.unused)}"
+            f"checkpoint (sliced: {short(self.sliced)}); initialized fresh: {short(self.fresh)}"
+            + (f" (started as the identity: {short(self.identity)})" if self.identity else "")
+            + f"; not used: {short(self.unused)}"
         )
 
 
@@ -90,6 +100,48 @@ def adapt_state(
     return state, report
 
 
+def rectified_gaussian_moments(
+    mean: torch.Tensor, std: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean, standard deviation) of ReLU(x) for x ~ N(mean, std**2), elementwise."""
+    std = std.abs().clamp_min(1e-6)
+    a = mean / std
+    pdf = torch.exp(-0.5 * a * a) / math.sqrt(2 * math.pi)
+    cdf = 0.5 * (1 + torch.erf(a / math.sqrt(2)))
+    m1 = mean * cdf + std * pdf
+    m2 = (mean * mean + std * std) * cdf + mean * std * pdf
+    return m1, (m2 - m1 * m1).clamp_min(1e-12).sqrt()
+
+
+def identity_context(state: dict[str, torch.Tensor], report: InitReport) -> None:
+    """Set a fresh global-context fusion (1x1 conv over [local, global], BatchNorm, ReLU) in
+    ``state`` to pass the local features through unchanged.
+
+    The features entering it are ReLU(BatchNorm(...)) of the encoder's last stage, whose
+    affine weight and bias say each channel's pre-activation mean and spread; the
+    rectified-Gaussian moments of those are what the fusion's BatchNorm will measure, so
+    scaling and shifting by them undoes its normalization (exactly in eval mode, where
+    the running statistics are used; up to the batch's deviation from them in training).
+    """
+    conv = state["context.fuse.0.weight"]  # [ch, 2ch, 1, 1]
+    ch = conv.shape[0]
+    stages = sorted({int(k.split(".")[1]) for k in state if k.startswith("encoder.")})
+    last = f"encoder.{stages[-1]}.1"
+    mean, std = rectified_gaussian_moments(state[f"{last}.bias"], state[f"{last}.weight"])
+    weight = torch.zeros_like(conv)
+    weight[:, :ch, 0, 0] = torch.eye(ch, dtype=conv.dtype)
+    updates = {
+        "context.fuse.0.weight": weight,
+        "context.fuse.1.weight": std,
+        "context.fuse.1.bias": mean,
+        "context.fuse.1.running_mean": mean,
+        "context.fuse.1.running_var": std * std,
+    }
+    for name, value in updates.items():
+        state[name] = value.to(state[name].dtype).reshape(state[name].shape).clone()
+        report.identity.append(name)
+
+
 def load_init(
     path: str | Path, generator: nn.Module, discriminator: nn.Module, task: str
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], list[str]]:
@@ -107,7 +159,10 @@ def load_init(
             f"--init-from {path}: a {src_task} checkpoint cannot start a {task} run; "
             f"use a {task} checkpoint"
         )
-    g_state, g_report = adapt_state(generator_source(ckpt), generator)
+    g_source = generator_source(ckpt)
+    g_state, g_report = adapt_state(g_source, generator)
+    if "context.fuse.0.weight" in g_report.fresh:
+        identity_context(g_state, g_report)
     if not any(g_state[n].ndim > 1 for n in g_report.copied):  # a conv or linear weight
         raise InputError(
             f"--init-from {path}: no generator tensor has the shape of this run's; "

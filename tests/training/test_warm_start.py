@@ -36,6 +36,44 @@ def test_shared_tensors_are_copied_new_ones_stay_fresh():
     assert "context" in report.line("generator")
 
 
+def _trained_like(gen: Generator, seed: int = 1) -> Generator:
+    """Random BatchNorm affine and running statistics, as a trained network has."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in gen.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.copy_(0.5 + torch.rand(m.weight.shape, generator=g))
+                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.5)
+                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
+                m.running_var.copy_(0.5 + torch.rand(m.running_var.shape, generator=g))
+    return gen
+
+
+def test_a_new_global_context_starts_as_the_identity(tmp_path):
+    torch.manual_seed(0)
+    old = _checkpoint(tmp_path / "g.pt", "grayscale", **SMALL)
+    _trained_like(old)
+    torch.save({**torch.load(tmp_path / "g.pt", weights_only=False),
+                "generator": old.state_dict()}, tmp_path / "g.pt")  # fmt: skip
+    new = Generator("grayscale", global_context=True, **SMALL)
+    g_state, _, lines = load_init(
+        tmp_path / "g.pt", new, Discriminator("grayscale", (8, 16, 32)), "grayscale"
+    )
+    new.load_state_dict(g_state)
+    assert "started as the identity: context.fuse.0, context.fuse.1" in lines[0]
+    x = torch.cat([torch.rand(2, 1, 32, 32) * 100, torch.zeros(2, 3, 32, 32)], dim=1)
+    old.eval(), new.eval()
+    with torch.no_grad():  # eval mode: the same function as the source network
+        torch.testing.assert_close(new(x), old(x), atol=1e-3, rtol=1e-3)
+    # training mode: the fusion's BatchNorm measures about the moments it was set to undo
+    seen = {}
+    new.context.register_forward_hook(lambda m, i, o: seen.update(h=i[0], out=o))
+    new.train()
+    with torch.no_grad():
+        new(torch.cat([torch.rand(8, 1, 32, 32) * 100, torch.zeros(8, 3, 32, 32)], dim=1))
+    assert (seen["out"] - seen["h"]).abs().mean() < 0.25 * seen["h"].abs().mean()
+
+
 def test_line_art_head_gives_its_lightness_row_to_a_classification_run():
     old = Generator("lineart", **SMALL)
     new = Generator("lineart", color_head="classification", **SMALL)
