@@ -14,9 +14,10 @@ speed change. Regenerate it from the commit whose bytes are the reference:
     git checkout REFERENCE -- engine && python tests/engine/test_pipeline_digests.py --write
     git checkout HEAD -- engine
 
-The file records the numpy and OpenCV versions and the CPU it was made with (OpenCV's
-float conversions choose SIMD code by CPU); on another set the test is skipped with a
-line saying so, as the digests of another build are not expected to match.
+The file records the numpy and OpenCV versions and the CPU it was made with, its name and
+its vector-instruction flags (the libraries choose SIMD code by CPU); on another set the
+test is skipped with a line saying so, as the digests of another build are not expected
+to match.
 """
 
 from __future__ import annotations
@@ -48,10 +49,32 @@ def _fake_prediction(task: str, x: np.ndarray) -> np.ndarray:
     return np.stack([pl, pa, pb])
 
 
+def _simd_flags() -> str:
+    """The CPU's vector-instruction flags (/proc/cpuinfo), by which the libraries pick
+    their kernels. Two machines named "AMD EPYC" with the same numpy and OpenCV, one with
+    AVX-512 and one without, gave other 1080p grayscale model inputs from the same engine
+    (2026-12-02; turning off OpenCV's AVX-512 dispatch did not bring the bytes back, so
+    which kernel differs was not pinned down): the name alone does not tell them apart."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = line.split(":", 1)[1].split()
+                simd = (f for f in flags if f.startswith(("sse", "ssse", "avx", "fma", "f16c")))
+                return " ".join(sorted(simd))
+    except OSError:
+        pass
+    return "unknown"
+
+
 def _env() -> dict[str, str]:
     from inkhue_engine.bench import cpu_name
 
-    return {"numpy": np.__version__, "opencv": cv2.__version__, "cpu": cpu_name()}
+    return {
+        "numpy": np.__version__,
+        "opencv": cv2.__version__,
+        "cpu": cpu_name(),
+        "cpu_simd": _simd_flags(),
+    }
 
 
 def _cases():
