@@ -56,8 +56,8 @@ def _import_path() -> None:
 
 _import_path()
 
-#: What the device tool sends with a call at most: the repo's tracked files, the pack and
-#: a portable checkpoint to resume from (~12 MB).
+#: What the device tool sends with a call at most: the repo's files (tracked, or untracked
+#: and not ignored), the pack and a portable checkpoint to resume from (~12 MB).
 TRAVEL_LIMIT_MIB = 64.0
 PORTABLE_MIB = 12.0
 PORTABLE_FORMAT = "inkhue-portable-1"
