@@ -159,8 +159,7 @@ def load_init(
             f"--init-from {path}: a {src_task} checkpoint cannot start a {task} run; "
             f"use a {task} checkpoint"
         )
-    g_source = generator_source(ckpt)
-    g_state, g_report = adapt_state(g_source, generator)
+    g_state, g_report = adapt_state(generator_source(ckpt), generator)
     if "context.fuse.0.weight" in g_report.fresh:
         identity_context(g_state, g_report)
     if not any(g_state[n].ndim > 1 for n in g_report.copied):  # a conv or linear weight
