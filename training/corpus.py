@@ -1375,6 +1375,13 @@ def _report(
         "licence": pkg.licence,
         "copyright_file": copyright_file,
         **summarize(results),
+        # per dev image its content kind, so an evaluation can score kinds apart (the
+        # model card's painted-and-photo target); training images are counted, not listed
+        "dev_kinds": {
+            output_name(pkg.name, r.relpath): r.content
+            for r in results
+            if r.reason is None and r.split == "dev"
+        },
     }
 
 

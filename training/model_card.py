@@ -22,7 +22,10 @@ It writes the card (``-o``) and the raw numbers next to it (same name, ``.json``
 "Targets" section says per target whether it is met, or MISSED: issue 12's targets
 (``check_targets``; grayscale: 0 hints 0.5 below gray with 60% of the truth's
 colorfulness, 10 / 50 hints 1.0 / 0.5 below flat fill; line art: 0 hints no worse than gray
-with 50% of the truth's colorfulness, 10 hints 1.0 below flat fill).
+with 50% of the truth's colorfulness, 10 hints 1.0 below flat fill), the consistency
+across a shot (c, with ``--shot``) and, for grayscale, (d): on the card's painted
+backgrounds and photos (kinds ``painting`` and ``photo`` in the manifest's ``dev_kinds``),
+0 hints no worse than gray.
 """
 
 from __future__ import annotations
@@ -55,6 +58,10 @@ HINT_COUNTS = (0, 1, 10, 50)
 ZERO_MARGIN = {"grayscale": 0.5, "lineart": 0.0}
 MIN_COLORFUL = {"grayscale": 0.6, "lineart": 0.5}
 CLEAR_DE = {"grayscale": {10: 1.0, 50: 0.5}, "lineart": {10: 1.0}}
+#: Target (d), grayscale: on the card's images of these content kinds (painted backgrounds
+#: and photos; the corpus manifest's ``dev_kinds``), 0 hints no farther from the truth than
+#: gray. Line art is synthesized from drawings only, so it has none.
+NATURAL_KINDS = ("painting", "photo")
 #: An extracted palette with fewer fill colors than this is not the image's palette
 #: (textured or painted images have few flat regions): k-means is used instead.
 MIN_FILL_COLORS = 3
@@ -346,6 +353,20 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def dev_kinds(manifest_path: Path) -> dict[str, str] | None:
+    """Content kind of each dev image (file name -> kind) from the corpus manifest; None
+    when the manifest predates the per-image record (rebuild the corpus to get it)."""
+    m = _read_json(manifest_path, "corpus manifest")
+    if not isinstance(m, dict) or "packages" not in m:
+        raise InputError(f"{manifest_path}: not a corpus manifest (no 'packages')")
+    kinds: dict[str, str] = {}
+    for p in m["packages"].values():
+        if "dev_kinds" not in p:
+            return None
+        kinds.update(p["dev_kinds"])
+    return kinds
+
+
 # --------------------------------------------------------------------------- targets
 @dataclass
 class Target:
@@ -409,6 +430,27 @@ def check_targets(
             )
         )
     return out
+
+
+def natural_target(by_kind: dict[str, Any] | None) -> Target:
+    """Target (d) from ``measure_natural``'s result (None: not measured)."""
+    rule = (
+        f"with 0 hints, on the card's images of kind {' or '.join(NATURAL_KINDS)}, mean "
+        "CIEDE2000 of the model no worse than gray's"
+    )
+    name = "(d) painted backgrounds and photos"
+    if by_kind is None or by_kind.get("images", 0) == 0:
+        why = by_kind.get("why", "no such image") if by_kind else "not measured"
+        return Target(name, rule, None, why)
+    model, gray = _row(by_kind["rows"], "model", 0), _row(by_kind["rows"], "gray", 0)
+    gain = gray["ciede2000"] - model["ciede2000"]
+    return Target(
+        name,
+        rule,
+        gain >= 0.0,
+        f"CIEDE2000 model {model['ciede2000']:.2f} vs gray {gray['ciede2000']:.2f} "
+        f"(gray - model = {gain:.2f}) over {by_kind['images']} image(s)",
+    )
 
 
 #: Target (c): at 0 hints, the true fills of two frames of a shot (prologue_kid 0 and 60)
@@ -526,6 +568,50 @@ def measure(
         "settings": settings,
         "rows": rows,
         "palette_lock": palette_info,
+    }
+
+
+def measure_natural(
+    model_path: Path,
+    dev: Path,
+    names: Sequence[str],
+    kinds: dict[str, str] | None,
+    size: int = 256,
+    seed: int = 0,
+    detail: float = 1.0,
+) -> dict[str, Any]:
+    """Target (d)'s rows: gray and the model at 0 hints on those of ``names`` (the card's
+    images in ``dev``) whose kind in ``kinds`` (``dev_kinds``) is one of NATURAL_KINDS."""
+    from inkhue_engine.model import load_model
+    from inkhue_engine.pipeline import ColorizeOptions
+
+    if kinds is None:
+        return {
+            "images": 0,
+            "why": "not measured: the corpus manifest has no per-image kinds (rebuild the "
+            "corpus with this version of training/corpus.py)",
+        }
+    chosen = [n for n in names if kinds.get(n) in NATURAL_KINDS]
+    if not chosen:
+        return {"images": 0, "why": f"no card image is of kind {' or '.join(NATURAL_KINDS)}"}
+    with tempfile.TemporaryDirectory(prefix="inkhue-natural-") as tmp:
+        for n in chosen:
+            (Path(tmp) / n).symlink_to((dev / n).resolve())
+        report = evaluation.evaluate_model(
+            load_model(model_path, "cpu"),
+            Path(tmp),
+            (0,),
+            ColorizeOptions(detail=detail),
+            size=size,
+            seed=seed,
+        )
+    rows = [asdict(r) for r in report.rows if r.method in ("gray", "model")]
+    return {
+        "kinds": list(NATURAL_KINDS),
+        "images": len(chosen),
+        "names": chosen,
+        "truth_colorfulness": report.truth_colorfulness,
+        "rows": rows,
     }
 
 
@@ -659,8 +745,10 @@ def build_card_data(
             [asdict(consistency_target(measured["consistency"]))]
             if measured.get("consistency")
             else []
-        ),
+        )
+        + ([asdict(natural_target(measured["natural"]))] if "natural" in measured else []),
         "consistency": measured.get("consistency"),
+        "natural": measured.get("natural"),
     }
 
 
@@ -795,6 +883,24 @@ def render_card(d: dict[str, Any]) -> str:
             "so this row shows what a known character palette can give, not what a "
             "model finds alone."
         ]
+    nat = d.get("natural")
+    if nat and nat.get("images"):
+        lines += [
+            "",
+            f"Painted backgrounds and photos (target (d)): the {nat['images']} image(s) above "
+            f"of kind {' or '.join(nat['kinds'])} (the corpus manifest's `dev_kinds`; names "
+            f"in the JSON), 0 hints; their truth's colorfulness "
+            f"{nat['truth_colorfulness']:.1f}.",
+            "",
+            "| hints | method | " + " | ".join(c[0] for c in COLUMNS) + " |",
+            "|---:|---|" + "---:|" * len(COLUMNS),
+        ]
+        for r in nat["rows"]:
+            lines.append(
+                f"| {r['hints']} | {r['method']} | "
+                + " | ".join(_fmt(r[k], f) for _, k, f in COLUMNS)
+                + " |"
+            )
     lines += ["", "## Targets", ""]
     for t in d["targets"]:
         verdict = {True: "met", False: "MISSED", None: "NOT MEASURED"}[t["met"]]
@@ -890,6 +996,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         if args.shot is not None:
             measured["consistency"] = measure_consistency(args.model, args.shot, args.detail)
+        if measured["model_info"]["task"] == "grayscale":
+            measured["natural"] = measure_natural(
+                args.model,
+                args.dev,
+                measured["settings"]["image_names"],
+                dev_kinds(args.manifest),
+                args.size,
+                args.seed,
+                args.detail,
+            )
         command = "python -m inkhue_training.model_card " + shlex.join(argv)
         data = build_card_data(
             args.model,

@@ -398,7 +398,12 @@ def test_train_only_packages_put_every_file_in_train(tmp_path):
         out = tmp_path / split
         m = corpus.build_corpus(out, work, params, jobs=1, packages=(pkg,), progress=False)
         assert m["packages"]["scikit-learn"]["splits"]["grayscale"][split] == 2
-        assert len(list((out / "grayscale" / split).glob("*.png"))) == 2
+        written = sorted(p.name for p in (out / "grayscale" / split).glob("*.png"))
+        assert len(written) == 2
+        # each dev image's kind is listed by its file name (the model card's target (d));
+        # training images are only counted
+        kinds = m["packages"]["scikit-learn"]["dev_kinds"]
+        assert kinds == ({n: "photo" for n in written} if split == "dev" else {})
     added = [p.name for p in corpus.PACKAGES if not p.dev]
     assert added == ["naev-data", "endless-sky-data", "flare-game", "tuxpaint-data",
                      "widelands-data", "freeorion-data", "freecol",

@@ -54,19 +54,21 @@ def setup(tmp_path: Path) -> dict[str, Path]:
                         "source": "deb",
                         "kept_by_content": {"drawing": 30},
                         "splits": {
-                            "grayscale": {"train": 27, "dev": 3},
+                            "grayscale": {"train": 27, "dev": 2},
                             "lineart": {"train": 27, "dev": 3},
                         },
+                        "dev_kinds": {"img_0.png": "drawing", "img_1.png": "drawing"},
                     },
                     "pkg-photos": {
                         "version": "2.0",
                         "licence": "CC0",
                         "source": "deb",
-                        "kept_by_content": {"photo": 5},
+                        "kept_by_content": {"photo": 6},
                         "splits": {
-                            "grayscale": {"train": 5, "dev": 0},
+                            "grayscale": {"train": 5, "dev": 1},
                             "lineart": {"train": 0, "dev": 0},
                         },
+                        "dev_kinds": {"img_2.png": "photo"},
                     },
                 },
                 "totals": {
@@ -106,9 +108,13 @@ def setup(tmp_path: Path) -> dict[str, Path]:
     return {"dev": dev, "manifest": manifest, "run": run, "tmp": tmp_path}
 
 
+NATURAL_TABLE = "Painted backgrounds and photos (target (d))"
+
+
 def _table(md: str) -> list[list[str]]:
     """Rows of the card's metrics table (cells stripped), header excluded."""
-    lines = md.split("## Metrics", 1)[1].split("## Targets", 1)[0].splitlines()
+    metrics = md.split("## Metrics", 1)[1].split("## Targets", 1)[0]
+    lines = metrics.split(NATURAL_TABLE, 1)[0].splitlines()
     rows = [ln for ln in lines if re.match(r"^\| \d+ \|", ln)]
     return [[c.strip() for c in ln.strip("|").split("|")] for ln in rows]
 
@@ -173,8 +179,23 @@ def test_card_sections_and_numbers_equal_the_json(request, setup, fixture):
         assert cells[0] == str(row["hints"]) and cells[1] == row["method"]
         expect = [format(row[k], f) for _, k, f in mc.COLUMNS]
         assert cells[2:] == expect
+    # target (d), grayscale only: the card's one photo (the manifest's dev_kinds), 0 hints
+    if task == "grayscale":
+        nat = data["natural"]
+        assert nat["names"] == ["img_2.png"] and nat["images"] == 1
+        assert {(r["method"], r["hints"]) for r in nat["rows"]} == {("gray", 0), ("model", 0)}
+        gray = next(r for r in data["rows"] if r["method"] == "gray" and r["hints"] == 0)
+        assert next(r for r in nat["rows"] if r["method"] == "gray")["ciede2000"] != pytest.approx(
+            gray["ciede2000"]
+        )  # one image's score, not the three's mean
+        section = md.split(NATURAL_TABLE, 1)[1].split("## Targets", 1)[0]
+        for r in nat["rows"]:
+            cells = [format(r[k], f) for _, k, f in mc.COLUMNS]
+            assert f"| 0 | {r['method']} | " + " | ".join(cells) + " |" in section
+    else:
+        assert data["natural"] is None and NATURAL_TABLE not in md
     # targets: the card says met / MISSED exactly as the JSON
-    assert len(data["targets"]) == (3 if task == "grayscale" else 2)  # line art: 0 and 10
+    assert len(data["targets"]) == (4 if task == "grayscale" else 2)  # line art: 0 and 10
     for t in data["targets"]:
         verdict = "met" if t["met"] else "MISSED"
         assert f"**{t['name']}**: {verdict}." in md
@@ -406,3 +427,44 @@ def test_training_facts_carried_from_an_earlier_card_when_the_run_is_gone(setup,
     assert mc.main([*common, "--training-from", str(bad), "-o", str(setup["tmp"] / "b.md")]) == 2
     with pytest.raises(SystemExit):  # --run and --training-from are one or the other
         mc.parse_args([*common, "--run", "r", "--training-from", "c.json", "-o", "x.md"])
+
+
+def test_natural_target_measures_only_painted_and_photo_images(setup, grayscale_model):
+    kinds = mc.dev_kinds(setup["manifest"])
+    assert kinds == {"img_0.png": "drawing", "img_1.png": "drawing", "img_2.png": "photo"}
+    names = ["img_0.png", "img_1.png", "img_2.png"]
+    nat = mc.measure_natural(grayscale_model, setup["dev"], names, kinds)
+    assert nat["names"] == ["img_2.png"]
+    # the same numbers as evaluating a folder holding only that image
+    alone = setup["tmp"] / "alone"
+    alone.mkdir()
+    (alone / "img_2.png").symlink_to(setup["dev"] / "img_2.png")
+    report = evaluation.evaluate_model(
+        load_model(grayscale_model, "cpu"), alone, (0,), ColorizeOptions(), size=256, seed=0
+    )
+    for r in nat["rows"]:
+        assert r["ciede2000"] == pytest.approx(report.row(r["method"], 0).ciede2000)
+    # none of the card's images of those kinds, or a manifest without per-image kinds
+    none = mc.measure_natural(grayscale_model, setup["dev"], names[:2], kinds)
+    assert none["images"] == 0 and "no card image" in none["why"]
+    assert mc.natural_target(none).met is None
+    old = json.loads(setup["manifest"].read_text())
+    del old["packages"]["pkg-photos"]["dev_kinds"]
+    setup["manifest"].write_text(json.dumps(old))
+    assert mc.dev_kinds(setup["manifest"]) is None
+    unknown = mc.measure_natural(grayscale_model, setup["dev"], names, None)
+    assert "rebuild the corpus" in mc.natural_target(unknown).detail
+
+
+def test_natural_target_met_when_no_worse_than_gray():
+    def result(model_de: float) -> dict:
+        rows = [
+            {"method": "gray", "hints": 0, "ciede2000": 10.0},
+            {"method": "model", "hints": 0, "ciede2000": model_de},
+        ]
+        return {"images": 4, "rows": rows}
+
+    assert mc.natural_target(result(10.0)).met is True
+    assert mc.natural_target(result(9.2)).met is True
+    t = mc.natural_target(result(10.3))
+    assert t.met is False and "gray - model = -0.30" in t.detail and "4 image(s)" in t.detail
