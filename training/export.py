@@ -61,7 +61,11 @@ def model_metadata(
         "inkhue.trained_on": str(trained_on),
     }
     if getattr(gen, "class_head", None) is not None:  # how to reproduce its colors
-        meta["inkhue.color_head"] = f"classification, annealed mean T={gen.temperature:g}"
+        meta["inkhue.color_head"] = f"classification, annealed mean T={gen.temperature:g}" + (
+            f", regression prior sigma {gen.ab_prior_sigma:g}"
+            if getattr(gen, "ab_prior_sigma", 0.0)
+            else ""
+        )
         # the ab of each class of the ab_logits output: the engine decodes a palette
         # lock from the class distribution (inkhue_engine.palette.palette_evidence)
         centers = gen.ab_centers.detach().cpu().numpy().astype(float)

@@ -192,6 +192,8 @@ def save_base(
     if generator.class_head is not None:  # with the temperature the bundled model decodes at
         kwargs["color_head"] = generator.color_head
         kwargs["temperature"] = float(generator.temperature)
+        if generator.ab_prior_sigma:
+            kwargs["ab_prior_sigma"] = float(generator.ab_prior_sigma)
     meta = {
         "format": BASE_FORMAT,
         "format_version": BASE_FORMAT_VERSION,
@@ -485,6 +487,7 @@ def finetune(opts: FinetuneOptions, events: Events | None = None) -> FinetuneRes
         global_context=bool(base.generator_kwargs.get("global_context", False)),
         color_head=str(base.generator_kwargs.get("color_head", "regression")),
         temperature=float(base.generator_kwargs.get("temperature", TrainConfig.temperature)),
+        ab_prior_sigma=float(base.generator_kwargs.get("ab_prior_sigma", 0.0)),
         d_channels=d_channels,
         batch_size=opts.batch_size,
         lr=opts.lr,

@@ -9,7 +9,11 @@ decoder with skip connections and a tanh output. Two options (docs/TRAINING.md):
   a crop is colored as one picture;
 - ``color_head="classification"``: ab predicted as a distribution over quantized ab
   classes (training/color_classes.py, Zhang et al. ECCV 2016) and decoded inside the
-  graph by the annealed mean, so the ONNX output is still ab (or Lab) in Lab units.
+  graph by the annealed mean, so the ONNX output is still ab (or Lab) in Lab units;
+  with ``ab_prior_sigma`` > 0 the regression head stays and its color enters the class
+  logits as a Gaussian prior (``ab_prior_logits``), the class head learning only the
+  residual: a classification run started from a regression checkpoint begins with that
+  model's colors instead of a uniform distribution.
 
 It takes the model contract's raw Lab input ``[N, 4, H, W]`` (L 0..100, hint a, hint b,
 hint mask) and normalizes inside, so the exported ONNX graph is fed raw Lab units.
@@ -137,6 +141,16 @@ class GlobalContext(nn.Module):
         return self.fuse(torch.cat([h, g], dim=1))
 
 
+def ab_prior_conv(centers: torch.Tensor, sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """A 1x1 conv (weight [Q, 2, 1, 1], bias [Q]) from ab to the log of a Gaussian of
+    std ``sigma`` around it at each class center c: -|ab - c|^2 / (2 sigma^2) up to the
+    term -|ab|^2 / (2 sigma^2), the same for every class, which the softmax cancels."""
+    c = centers.float()
+    weight = (c / sigma**2).reshape(c.shape[0], 2, 1, 1)
+    bias = -(c * c).sum(1) / (2 * sigma**2)
+    return weight, bias
+
+
 class Generator(nn.Module):
     """Encoder-decoder colorizer for one task ('grayscale' -> ab, 'lineart' -> Lab).
 
@@ -154,12 +168,17 @@ class Generator(nn.Module):
         global_context: bool = False,
         color_head: str = "regression",
         temperature: float = TEMPERATURE,
+        ab_prior_sigma: float = 0.0,
     ) -> None:
         super().__init__()
         self.task = _check_task(task)
         if color_head not in COLOR_HEADS:
             raise ValueError(f"unknown color head {color_head!r}: use {COLOR_HEADS}")
+        if ab_prior_sigma < 0 or (ab_prior_sigma and color_head != "classification"):
+            raise ValueError(f"ab_prior_sigma {ab_prior_sigma}: > 0 with the classification head")
         self.color_head = color_head
+        #: std (ab units) of the regression prior on the class logits; 0: no prior
+        self.ab_prior_sigma = float(ab_prior_sigma)
         self.global_context = bool(global_context)
         self.channels = tuple(int(c) for c in channels)
         self.n_res = int(n_res)
@@ -181,8 +200,10 @@ class Generator(nn.Module):
             cur = out
         self.decoder = nn.ModuleList(dec)
         classify = color_head == "classification"
-        # regression: ab (or Lab); classification: only line art's L is regressed
-        n_reg = (1 if task == "lineart" else 0) if classify else OUT_CHANNELS[task]
+        # regression: ab (or Lab); classification: only line art's L is regressed, unless
+        # the regressed ab is kept as the class prior
+        prior = self.ab_prior_sigma > 0
+        n_reg = OUT_CHANNELS[task] if prior or not classify else (1 if task == "lineart" else 0)
         self.head = nn.Conv2d(cur, n_reg, 3, padding=1) if n_reg else None
         if self.head is not None:
             with torch.no_grad():  # start near gray (tanh ~0), away from its flat ends
@@ -195,6 +216,12 @@ class Generator(nn.Module):
             centers = torch.from_numpy(AbQuantizer().centers)
             self.register_buffer("ab_centers", centers, persistent=False)
             self.class_head = nn.Conv2d(cur, centers.shape[0], 1)
+            if prior:  # the residual starts at 0: the classes start as the regression's color
+                nn.init.zeros_(self.class_head.weight)
+                nn.init.zeros_(self.class_head.bias)
+                w, b = ab_prior_conv(centers, self.ab_prior_sigma)
+                self.register_buffer("prior_weight", w, persistent=False)
+                self.register_buffer("prior_bias", b, persistent=False)
 
     def forward(
         self, x: torch.Tensor, with_logits: bool = False
@@ -237,12 +264,20 @@ class Generator(nn.Module):
             color = torch.cat([(y[:, :1] + 1.0) * (L_MAX / 2.0), y[:, 1:] * AB_SCALE], dim=1)
             return color, None, None
         logits = self.class_head(h)
+        y = torch.tanh(self.head(h)) if self.head is not None else None
+        if self.ab_prior_sigma:
+            assert y is not None
+            ab_reg = y[:, -2:] * AB_SCALE
+            logits = logits + F.conv2d(
+                ab_reg, self.prior_weight.to(ab_reg.dtype), self.prior_bias.to(ab_reg.dtype)
+            )
         # one transpose serves the annealed mean and the exported ab_logits output
         last = class_logits_last(logits)
         ab = annealed_mean_last(last, self.ab_centers, self.temperature).to(h.dtype)
         if self.task == "grayscale":
             return ab, logits, last
-        L = (torch.tanh(self.head(h)) + 1.0) * (L_MAX / 2.0)
+        assert y is not None
+        L = (y[:, :1] + 1.0) * (L_MAX / 2.0)
         return torch.cat([L, ab], dim=1), logits, last
 
 

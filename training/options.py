@@ -54,6 +54,7 @@ class TrainConfig:
     class_weight: float = 1.0  # weight of the rebalanced cross-entropy (classification)
     class_prior_images: int = 500  # training images read for the class prior
     temperature: float = 0.38  # classification head: annealed-mean T (color_classes.TEMPERATURE)
+    ab_prior_sigma: float = 0.0  # classification head: regression prior's std (0: none)
     # optimization
     batch_size: int = 16
     lr: float = 2e-4
@@ -211,6 +212,15 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "--class-weight",
         type=float,
         help=f"weight of the rebalanced cross-entropy (default {d.class_weight})",
+    )
+    g.add_argument(
+        "--ab-prior-sigma",
+        type=float,
+        metavar="S",
+        help="classification head: keep the regression head and add its color to the class "
+        "logits as a Gaussian of std S (ab units), the class head learning the rest; with "
+        f"--init-from a regression checkpoint the run starts from its colors (default "
+        f"{d.ab_prior_sigma:g}: no prior)",
     )
     g.add_argument(
         "--class-prior-images",

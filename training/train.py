@@ -190,6 +190,13 @@ def check_options(config: TrainConfig) -> None:
         if getattr(config, key) not in allowed:
             flag = "--" + key.replace("_", "-")
             raise InputError(f"{flag} {getattr(config, key)!r}: choose {', '.join(allowed)}")
+    if config.ab_prior_sigma < 0 or (
+        config.ab_prior_sigma and config.color_head != "classification"
+    ):
+        raise InputError(
+            f"--ab-prior-sigma {config.ab_prior_sigma:g}: use a value > 0 with "
+            "--color-head classification (0: no prior)"
+        )
     if config.lr_decay != "none" and config.max_steps <= 0:
         raise InputError(f"--lr-decay {config.lr_decay} decays to 0 at --max-steps: give it")
     if not 0.0 <= config.lr_decay_start < 1.0:
@@ -569,6 +576,7 @@ def _train(
         "global_context": config.global_context,
         "color_head": config.color_head,
         "temperature": config.temperature,
+        "ab_prior_sigma": config.ab_prior_sigma,
     }
     disc_kwargs = {"task": config.task, "channels": tuple(config.d_channels)}
     G = Generator(**gen_kwargs).to(dev)

@@ -185,3 +185,70 @@ def test_a_packed_classification_base_keeps_its_head_and_temperature(tmp_path):
     with pytest.raises(InputError, match="regression color head"):
         _checkpoint(tmp_path / "g.pt", "grayscale", **SMALL)
         pack_base(tmp_path / "g.pt", tmp_path / "g_base.pt", name="g", temperature=0.3)
+
+
+@pytest.mark.parametrize("task", ["grayscale", "lineart"])
+def test_a_class_head_with_a_regression_prior_starts_from_the_regression_colors(tmp_path, task):
+    torch.manual_seed(0)
+    old = _checkpoint(tmp_path / "r.pt", task, **SMALL)
+    with torch.no_grad():  # colors well away from gray, as a trained head gives
+        old.head.weight.mul_(30)
+    torch.save({**torch.load(tmp_path / "r.pt", weights_only=False),
+                "generator": old.state_dict()}, tmp_path / "r.pt")  # fmt: skip
+    x = torch.zeros(2, 4, 32, 32)
+    x[:, 0] = torch.rand(2, 32, 32) * 100
+    old.eval()
+    with torch.no_grad():
+        want = old(x)
+    assert want[:, -2:].abs().amax() > 20  # the test has colors to lose
+    got = {}
+    for sigma in (10.0, 0.0):
+        new = Generator(task, color_head="classification", ab_prior_sigma=sigma, **SMALL)
+        g_state, _, lines = load_init(
+            tmp_path / "r.pt", new, Discriminator(task, (8, 16, 32)), task
+        )
+        new.load_state_dict(g_state)
+        new.eval()
+        with torch.no_grad():
+            got[sigma] = new(x)
+        assert "initialized fresh: class_head" in lines[0]
+    # with the prior the whole head is copied and the class head adds nothing yet: the
+    # annealed mean (T 0.38) of a Gaussian of std 10 around the regression's ab is that ab
+    torch.testing.assert_close(got[10.0], want, atol=0.1, rtol=0)
+    # without it the fresh class head starts far from the source's colors
+    assert (got[0.0][:, -2:] - want[:, -2:]).abs().mean() > 5
+
+
+def test_a_regression_prior_needs_the_classification_head_and_is_kept_when_packed(tmp_path):
+    from inkhue_engine.model import load_model
+    from inkhue_training import train as train_mod
+    from inkhue_training.export import export_checkpoint, read_metadata
+    from inkhue_training.finetune import load_base, pack_base
+    from inkhue_training.options import TrainConfig
+
+    with pytest.raises(ValueError, match="ab_prior_sigma"):
+        Generator("grayscale", ab_prior_sigma=10.0, **SMALL)
+    for bad in (TrainConfig(ab_prior_sigma=10.0), TrainConfig(color_head="classification",
+                                                              ab_prior_sigma=-1.0)):  # fmt: skip
+        with pytest.raises(InputError, match="--ab-prior-sigma"):
+            train_mod.check_options(bad)
+    kwargs = {"task": "grayscale", "color_head": "classification", "ab_prior_sigma": 10.0,
+              **SMALL}  # fmt: skip
+    gen = Generator(**kwargs)
+    torch.save({"generator_kwargs": kwargs, "generator": gen.state_dict()}, tmp_path / "p.pt")
+    pack_base(tmp_path / "p.pt", tmp_path / "base.pt", name="b", temperature=0.3)
+    base = load_base(tmp_path / "base.pt")
+    assert base.generator_kwargs["ab_prior_sigma"] == 10.0
+    Generator(**base.generator_kwargs).load_state_dict(base.generator)  # strict
+    export_checkpoint(tmp_path / "p.pt", tmp_path / "p.onnx", temperature=0.3)
+    meta = read_metadata(tmp_path / "p.onnx")["inkhue.color_head"]
+    assert meta == "classification, annealed mean T=0.3, regression prior sigma 10"
+    # the exported graph computes what the network does
+    x = torch.zeros(1, 4, 32, 32)
+    x[:, 0] = torch.linspace(0, 100, 32)
+    gen.temperature = 0.3
+    gen.eval()
+    with torch.no_grad():
+        want = gen(x).numpy()
+    np.testing.assert_allclose(load_model(tmp_path / "p.onnx", "cpu").run(x.numpy()), want,
+                               atol=1e-3)  # fmt: skip
