@@ -267,10 +267,12 @@ class Generator(nn.Module):
         y = torch.tanh(self.head(h)) if self.head is not None else None
         if self.ab_prior_sigma:
             assert y is not None
-            ab_reg = y[:, -2:] * AB_SCALE
-            logits = logits + F.conv2d(
-                ab_reg, self.prior_weight.to(ab_reg.dtype), self.prior_bias.to(ab_reg.dtype)
-            )
+            # float32 even under bf16 autocast: the prior's terms reach ~100 nats and cancel
+            # to a few, which bf16 (8-bit mantissa, steps of 0.5 at 100) turns into noise
+            with torch.autocast(h.device.type, enabled=False):
+                ab_reg = y[:, -2:].float() * AB_SCALE
+                prior = F.conv2d(ab_reg, self.prior_weight, self.prior_bias)
+                logits = logits.float() + prior
         # one transpose serves the annealed mean and the exported ab_logits output
         last = class_logits_last(logits)
         ab = annealed_mean_last(last, self.ab_centers, self.temperature).to(h.dtype)
