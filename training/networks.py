@@ -11,7 +11,7 @@ decoder with skip connections and a tanh output. Two options (docs/TRAINING.md):
   classes (training/color_classes.py, Zhang et al. ECCV 2016) and decoded inside the
   graph by the annealed mean, so the ONNX output is still ab (or Lab) in Lab units;
   with ``ab_prior_sigma`` > 0 the regression head stays and its color enters the class
-  logits as a Gaussian prior (``ab_prior_logits``), the class head learning only the
+  logits as a Gaussian prior (``ab_prior_conv``), the class head learning only the
   residual: a classification run started from a regression checkpoint begins with that
   model's colors instead of a uniform distribution.
 
