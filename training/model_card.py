@@ -114,10 +114,18 @@ def subset_folder(folder: Path, count: int | None) -> Iterator[tuple[Path, list[
         yield folder, [p.name for p in files]
         return
     chosen = pick_evenly(files, count)
+    with linked_folder(chosen) as tmp:
+        yield tmp, [p.name for p in chosen]
+
+
+@contextlib.contextmanager
+def linked_folder(files: Sequence[Path]) -> Iterator[Path]:
+    """A temporary folder of links to ``files`` under their own names (the evaluation
+    reads whole folders)."""
     with tempfile.TemporaryDirectory(prefix="inkhue-subset-") as tmp:
-        for p in chosen:
+        for p in files:
             (Path(tmp) / p.name).symlink_to(p.resolve())
-        yield Path(tmp), [p.name for p in chosen]
+        yield Path(tmp)
 
 
 # --------------------------------------------------------------------------- palettes
@@ -594,12 +602,10 @@ def measure_natural(
     chosen = [n for n in names if kinds.get(n) in NATURAL_KINDS]
     if not chosen:
         return {"images": 0, "why": f"no card image is of kind {' or '.join(NATURAL_KINDS)}"}
-    with tempfile.TemporaryDirectory(prefix="inkhue-natural-") as tmp:
-        for n in chosen:
-            (Path(tmp) / n).symlink_to((dev / n).resolve())
+    with linked_folder([dev / n for n in chosen]) as folder:
         report = evaluation.evaluate_model(
             load_model(model_path, "cpu"),
-            Path(tmp),
+            folder,
             (0,),
             ColorizeOptions(detail=detail),
             size=size,
@@ -766,6 +772,18 @@ COLUMNS = (
 )
 
 
+def _metrics_table(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """Markdown lines of a metrics table: one line per protocol row, COLUMNS' formats."""
+    lines = [
+        "| hints | method | " + " | ".join(c[0] for c in COLUMNS) + " |",
+        "|---:|---|" + "---:|" * len(COLUMNS),
+    ]
+    for r in rows:
+        cells = " | ".join(_fmt(r[k], f) for _, k, f in COLUMNS)
+        lines.append(f"| {r['hints']} | {r['method']} | {cells} |")
+    return lines
+
+
 def render_card(d: dict[str, Any]) -> str:
     """The model card (markdown) of build_card_data's dict."""
     s, tr, hw, data = d["settings"], d["training"], d["hardware"], d["data"]
@@ -855,16 +873,7 @@ def render_card(d: dict[str, Any]) -> str:
         d["command"],
         "```",
         "",
-        "| hints | method | " + " | ".join(c[0] for c in COLUMNS) + " |",
-        "|---:|---|" + "---:|" * len(COLUMNS),
-    ]
-    for r in d["rows"]:
-        lines.append(
-            f"| {r['hints']} | {r['method']} | "
-            + " | ".join(_fmt(r[k], f) for _, k, f in COLUMNS)
-            + " |"
-        )
-    lines += [
+        *_metrics_table(d["rows"]),
         "",
         "Methods: `gray` = the input with ab = 0; `model` = the full pipeline "
         "(ColorizeOptions' defaults: regions on, hints adopted, mirror average on); "
@@ -892,15 +901,8 @@ def render_card(d: dict[str, Any]) -> str:
             f"in the JSON), 0 hints; their truth's colorfulness "
             f"{nat['truth_colorfulness']:.1f}.",
             "",
-            "| hints | method | " + " | ".join(c[0] for c in COLUMNS) + " |",
-            "|---:|---|" + "---:|" * len(COLUMNS),
+            *_metrics_table(nat["rows"]),
         ]
-        for r in nat["rows"]:
-            lines.append(
-                f"| {r['hints']} | {r['method']} | "
-                + " | ".join(_fmt(r[k], f) for _, k, f in COLUMNS)
-                + " |"
-            )
     lines += ["", "## Targets", ""]
     for t in d["targets"]:
         verdict = {True: "met", False: "MISSED", None: "NOT MEASURED"}[t["met"]]
