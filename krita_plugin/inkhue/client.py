@@ -53,6 +53,7 @@ class ColorizeOptions:
     task: str | None = None
     detail: float = 1.0
     regions: bool = True
+    mirror: bool = True  # the engine also colors the frame's mirror and averages (steadier)
     output: str = "color"
     palette: list[str] | str | None = None
 
@@ -65,6 +66,7 @@ class ColorizeOptions:
             q["task"] = self.task
         q["detail"] = repr(float(self.detail))
         q["regions"] = "true" if self.regions else "false"
+        q["mirror"] = "true" if self.mirror else "false"
         q["output"] = self.output
         if self.palette is not None:
             q["palette"] = (
@@ -77,6 +79,7 @@ class ColorizeOptions:
         body: dict[str, Any] = {
             "detail": float(self.detail),
             "regions": bool(self.regions),
+            "mirror": bool(self.mirror),
             "output": self.output,
         }
         if self.model:

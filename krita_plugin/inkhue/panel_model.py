@@ -240,6 +240,12 @@ class PanelModel(QtCore.QObject):
         ),
         doc="The detail factor (> 0; the docker offers MIN_DETAIL and up).",
     )
+    mirror = Property(
+        get=lambda self: self.settings.mirror,
+        set=lambda self, v: self._set_setting("mirror", bool(v)),
+        doc="Steadier colors: the engine colors each frame and its mirror image and averages "
+        "the two (about a third slower on a CPU; persisted).",
+    )
 
     # The Train section's choices (the defaults of the next fine-tuning).
     train_name = Property(
@@ -518,6 +524,7 @@ class PanelModel(QtCore.QObject):
             model=info["name"],
             task=info.get("task"),
             detail=self.settings.detail,
+            mirror=self.settings.mirror,
             palette=palette,
         )
         return options, info

@@ -93,6 +93,8 @@ def show_value(widget, value) -> None:
         _set_quietly(widget, lambda: widget.setValue(value))
     elif isinstance(widget, QtWidgets.QLineEdit):
         _set_quietly(widget, lambda: widget.setText(value))
+    elif isinstance(widget, QtWidgets.QCheckBox):
+        _set_quietly(widget, lambda: widget.setChecked(bool(value)))
     else:
         raise TypeError(f"cannot show a value in a {type(widget).__name__}")
 
@@ -106,7 +108,8 @@ def bind(
 ) -> None:
     """Two-way binding of ``widget`` to ``obj.name``.
 
-    Combo boxes bind their current item's data, spin boxes their value, line edits their
+    Combo boxes bind their current item's data, spin boxes their value, check boxes whether
+    they are checked, line edits their
     text (on editingFinished; with ``live``, on every change of the text, so a button
     clicked right after typing sees it). ``on_change(value)`` also runs after each
     change from either side (e.g. to redraw something that depends on it).
@@ -121,6 +124,8 @@ def bind(
         )
     elif isinstance(widget, (QtWidgets.QSpinBox, QtWidgets.QDoubleSpinBox)):
         widget.valueChanged.connect(to_model)
+    elif isinstance(widget, QtWidgets.QCheckBox):
+        widget.toggled.connect(to_model)
     elif isinstance(widget, QtWidgets.QLineEdit):
         if live:
             widget.textChanged.connect(to_model)

@@ -14,6 +14,7 @@ from .engine_process import DEFAULT_COMMAND
 from .qt import QtCore
 
 GROUP = "inkhue"
+_SWITCH = {"true": True, "false": False}
 
 
 @dataclass
@@ -25,6 +26,7 @@ class Settings:
     engine_command: str = DEFAULT_COMMAND
     last_model: str = ""
     detail: float = 1.0
+    mirror: bool = True  # steadier colors: the engine also runs the mirror image (~35% slower)
     palette: str = ""  # "" = the model's own palette, "none", or a palette's name
     hint_layer: str = ""
     train_name: str = ""  # the Train section's model name
@@ -69,12 +71,15 @@ class QSettingsStore:
 
 
 def load(store) -> Settings:
-    """Read every setting from ``store`` (bad numbers fall back to the default)."""
+    """Read every setting from ``store`` (bad numbers or switches fall back to the default)."""
     settings = Settings()
     for f in fields(Settings):
         default = getattr(settings, f.name)
         raw = store.read(f.name, str(default))
-        if isinstance(default, float):
+        value: object
+        if isinstance(default, bool):  # stored as "True" / "False" (str of a bool)
+            value = _SWITCH.get(raw.strip().lower(), default)
+        elif isinstance(default, float):
             try:
                 value = float(raw)
             except ValueError:

@@ -193,15 +193,16 @@ class EngineServer:
         with urllib.request.urlopen(req, timeout=120) as r:
             return r.read(), dict(r.headers)
 
-    def colorize(self, frame: bytes, layout: dict, model: str) -> bytes:
-        """One frame with a direct multipart POST /colorize (no plugin code involved)."""
+    def colorize(self, frame: bytes, layout: dict, model: str, **options: str) -> bytes:
+        """One frame with a direct multipart POST /colorize (no plugin code involved);
+        ``options``: more query parameters (e.g. mirror="false")."""
         boundary = uuid.uuid4().hex
         body = (
             f'--{boundary}\r\nContent-Disposition: form-data; name="frame"; '
             f'filename="f"\r\nContent-Type: application/octet-stream\r\n\r\n'
         ).encode()
         body += frame + f"\r\n--{boundary}--\r\n".encode()
-        query = {**{k: str(v) for k, v in layout.items()}, "model": model}
+        query = {**{k: str(v) for k, v in layout.items()}, "model": model, **options}
         data, _ = self.request(
             "POST", "/colorize", body, f"multipart/form-data; boundary={boundary}", query
         )

@@ -362,9 +362,12 @@ def test_gui_colorize_animation_from_the_docker(engine, plugin_zip, tmp_path):
         f"InkHue {models['gray']} 2",
         f"InkHue {models['gray']}",
     ]
-    assert (out / "again.bin").read_bytes() == server.colorize(
-        frames[0].tobytes(), layout, models["gray"]
-    )
+    # ... with "Steadier colors" unticked first: one model pass, which the engine's
+    # default (frame + mirror average) would not have given
+    assert again["mirror_setting"] is False
+    one_pass = server.colorize(frames[0].tobytes(), layout, models["gray"], mirror="false")
+    assert (out / "again.bin").read_bytes() == one_pass
+    assert one_pass != server.colorize(frames[0].tobytes(), layout, models["gray"])
     # Issue 14 item 12: Discard deletes the new layer in one click.
     assert again["result_bar"] == f"New layer 'InkHue {models['gray']} 2'"
     discard = result["after_discard"]

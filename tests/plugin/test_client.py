@@ -35,6 +35,7 @@ def test_options_as_query_and_job_fields():
         task="lineart",
         detail=2,
         regions=False,
+        mirror=False,
         output="fill",
         palette=["#FF0000", "#00ff00"],
     )
@@ -44,6 +45,7 @@ def test_options_as_query_and_job_fields():
         "task": "lineart",
         "detail": "2.0",
         "regions": "false",
+        "mirror": "false",
         "output": "fill",
         "palette": '["#FF0000", "#00ff00"]',
     }
@@ -52,11 +54,13 @@ def test_options_as_query_and_job_fields():
         "task": "lineart",
         "detail": 2.0,
         "regions": False,
+        "mirror": False,
         "output": "fill",
         "palette": ["#FF0000", "#00ff00"],
     }
     assert ColorizeOptions(palette="none").query()["palette"] == "none"
     assert "palette" not in ColorizeOptions().query()
+    assert ColorizeOptions().query()["mirror"] == "true"  # the engine's default, said aloud
 
 
 def test_multipart_body_parses_with_the_stdlib():

@@ -102,6 +102,7 @@ def test_colorize_frame_inserts_a_layer(qtbot, panel, fake_engine, stub_host):
         "color",
     )
     assert "palette" not in q  # "Model's palette" = no parameter
+    assert q["mirror"] == "true"  # "Steadier colors" is on by default
     assert call["parts"]["frame"] == stub_host.frame and "hints" not in call["parts"]
     assert call["content_type"].startswith("multipart/form-data; boundary=")
     assert not widget.error_box.isVisibleTo(widget)
@@ -181,6 +182,7 @@ def test_cancel_a_slow_frame(qtbot, panel, fake_engine, stub_host):
 def test_colorize_animation(qtbot, panel, fake_engine, stub_host):
     widget, model = panel
     connect(qtbot, widget, model)
+    widget.mirror_check.setChecked(False)  # one model pass per frame: faster
     seen = []
     model.progress.connect(lambda done, total, text: seen.append((done, total, text)))
     with qtbot.waitSignal(
@@ -194,6 +196,7 @@ def test_colorize_animation(qtbot, panel, fake_engine, stub_host):
     job = fake_engine.jobs["job1"]
     assert job["spec"]["frame_count"] == 3 and job["spec"]["model"] == "toon-gray"
     assert (job["spec"]["width"], job["spec"]["order"]) == (4, "bgra")
+    assert job["spec"]["mirror"] is False
     qtbot.waitUntil(lambda: fake_engine.deleted == ["job1"], timeout=TIMEOUT)  # forgotten
     assert (3, 3, "Fetching results") in seen and any(s[2] == "Colorizing 1/3" for s in seen)
     assert "3 keyframes" in widget.message_label.text()
@@ -240,14 +243,16 @@ def test_settings_persist(qtbot, tmp_path, stub_host, fake_engine):
     widget.command_edit.setText("inkhue serve --port {port}")
     widget._server_edited()
     widget.detail_spin.setValue(2.0)
+    widget.mirror_check.setChecked(False)
     model.set_hint_layer("Hints")
     again = PanelModel(stub_host, QSettingsStore(path))
     s = again.settings
-    assert (s.server_url, s.token, s.engine_command, s.detail, s.hint_layer) == (
+    assert (s.server_url, s.token, s.engine_command, s.detail, s.mirror, s.hint_layer) == (
         fake_engine.url,
         "s3cret",
         "inkhue serve --port {port}",
         2.0,
+        False,
         "Hints",
     )
     assert again.client.token == "s3cret"

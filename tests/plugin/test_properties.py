@@ -11,6 +11,7 @@ class State(QtCore.QObject):
 
     name = Property("")
     size = Property(1.0)
+    steady = Property(True)
     stored = Property(
         get=lambda self: self.store["x"], set=lambda self, v: self.store.__setitem__("x", v.upper())
     )
@@ -36,7 +37,7 @@ def test_a_property_announces_each_change_once():
     state.size = 2.0
     state.stored = "b"  # a setter that stores elsewhere: the stored value is announced
     assert seen == [("name", "ink"), ("size", 2.0), ("stored", "B")]
-    assert sorted(properties_of(state)) == ["name", "size", "stored"]
+    assert sorted(properties_of(state)) == ["name", "size", "steady", "stored"]
     notify(state, "name")
     assert seen[-1] == ("name", "ink")
     assert State().name == ""  # per instance
@@ -74,6 +75,19 @@ def test_bind_spin_and_line_edit(qtbot):
     edit.setText("new")
     edit.editingFinished.emit()
     assert state.stored == "NEW" and edit.text() == "NEW"  # the setter's value shown back
+
+
+def test_bind_check_box_both_ways_without_echo(qtbot):
+    state = State()
+    check = QtWidgets.QCheckBox()
+    qtbot.addWidget(check)
+    bind(check, state, "steady")
+    seen = changes(state)
+    assert check.isChecked()  # shows the value at once
+    check.setChecked(False)  # the artist unticks it
+    assert state.steady is False and seen == [("steady", False)]
+    state.steady = True  # the model changes: the box follows, no edit comes back
+    assert check.isChecked() and seen == [("steady", False), ("steady", True)]
 
 
 def test_live_line_edit_and_a_widget_gone_before_its_model(qtbot):

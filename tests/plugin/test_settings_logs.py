@@ -20,6 +20,7 @@ def test_krita_store_round_trip():
         engine_command="x serve",
         last_model="m",
         detail=2.5,
+        mirror=False,
         palette="none",
         hint_layer="Hints",
     )
@@ -32,6 +33,14 @@ def test_bad_number_falls_back_to_default(tmp_path):
     store = QSettingsStore(str(tmp_path / "s.ini"))
     store.write("detail", "lots")
     assert load(store).detail == Settings().detail
+
+
+def test_switches_round_trip_and_bad_ones_fall_back(tmp_path):
+    store = QSettingsStore(str(tmp_path / "s.ini"))
+    save(store, Settings(mirror=False))
+    assert load(QSettingsStore(str(tmp_path / "s.ini"))).mirror is False
+    store.write("mirror", "sometimes")
+    assert load(store).mirror is Settings().mirror
 
 
 def test_errors_go_to_the_rotating_log(tmp_path, stub_host):

@@ -326,6 +326,7 @@ class GuiDriver(Extension):
             f"active layer after Colorize animation: "
             f"{self.result['active_after_animation']!r}; clicking Colorize frame"
         )
+        self.panel.mirror_check.setChecked(False)  # "Steadier colors" off: one pass
         self.panel.frame_button.click()
         # As an artist would click again: some time after the result appeared.
         self.wait(
@@ -343,6 +344,7 @@ class GuiDriver(Extension):
             "active": active.name() if active else None,
             "error": self.model.error,
             "message": self.panel.message_label.text(),
+            "mirror_setting": self.model.settings.mirror,
         }
         new = doc.nodeByName(f"InkHue {cfg['model']} 2")
         if new is not None:
