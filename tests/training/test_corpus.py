@@ -640,6 +640,8 @@ def _fake_wheel(work: Path) -> None:
         gray = np.full((300, 400), 128, np.uint8)
         zf.writestr("sklearn/datasets/images/gray.jpg", cv2.imencode(".jpg", gray)[1].tobytes())
         zf.writestr("sklearn/__init__.py", "")
+        zf.writestr("sklearn/datasets/images/README.txt", "china.jpg: CC-BY (Hong Kong)\n")
+        zf.writestr("scikit_learn-9.9.dist-info/licenses/COPYING", "BSD 3-Clause\n")
 
 
 def test_build_corpus_on_a_fake_wheel_and_rerun(tmp_path):
@@ -649,6 +651,14 @@ def test_build_corpus_on_a_fake_wheel_and_rerun(tmp_path):
     m = corpus.build_corpus(out, work, Params(), jobs=1, packages=pkgs, progress=False)
     rep = m["packages"]["scikit-learn"]
     assert rep["version"] == "9.9" and rep["source"] == "wheel"
+    # the licence files are kept beside the images and named in the manifest
+    assert rep["copyright_file"] == (
+        "scikit_learn-9.9.dist-info/licenses/COPYING; sklearn/datasets/images/README.txt"
+    )
+    extracted = work / "extract" / "scikit-learn"
+    assert (extracted / "scikit_learn-9.9.dist-info/licenses/COPYING").read_text() == (
+        "BSD 3-Clause\n"
+    )
     assert rep["found"] == 3 and rep["kept"] == 2 and rep["dropped"] == {"not_photo": 1}
     assert sum(rep["splits"]["grayscale"].values()) == 2
     assert sum(rep["splits"]["lineart"].values()) == 0
@@ -704,6 +714,7 @@ def _fake_npm(work: Path) -> None:
             ("package/1f34f.svg", svg),
             ("package/1f44d-1f3fb.svg", svg),
             ("package/readme.md", b"hi"),
+            ("package/license", b"MIT License\n"),
         ):
             info = tarfile.TarInfo(name)
             info.size = len(data)
@@ -719,6 +730,8 @@ def test_build_corpus_on_a_fake_npm_package(tmp_path):
     rep = m["packages"]["twemoji-svg"]
     assert rep["source"] == "npm" and rep["version"] == "9.8.7"
     assert rep["archive"] == "twemoji-svg-9.8.7.tgz"
+    assert rep["copyright_file"] == "package/license"
+    assert (work / "extract" / "twemoji-svg" / "package/license").read_text() == "MIT License\n"
     assert rep["found"] == 2 and rep["kept"] == 1 and rep["dropped"] == {"skin_tone_variant": 1}
     # train-only, and a drawing: in both corpora
     assert rep["splits"]["grayscale"] == {"train": 1, "dev": 0}
@@ -726,6 +739,29 @@ def test_build_corpus_on_a_fake_npm_package(tmp_path):
     assert [p.name for p in (out / "lineart" / "train").glob("*.png")] == [
         "twemoji-svg__package__1f34f.png"
     ]
+
+
+def test_an_archive_without_its_licence_file_is_refused_naming_both(tmp_path):
+    work = tmp_path / "work"
+    _fake_npm(work)
+    tgz = work / "npm" / "twemoji-svg-9.8.7.tgz"
+    with pytest.raises(
+        corpus.ResourceError, match=r"twemoji-svg-9.8.7.tgz: no licence file 'package/LICENCE'"
+    ):
+        corpus.extract_npm(tgz, ("package/",), tmp_path / "x", ("package/LICENCE",))
+    assert not (tmp_path / "x").exists()
+    # a folder extracted before the licence files were kept is extracted again, with them
+    corpus.extract_npm(tgz, ("package/",), tmp_path / "y")
+    assert not (tmp_path / "y" / "package" / "license").exists()
+    corpus.extract_npm(tgz, ("package/",), tmp_path / "y", ("package/license",))
+    assert (tmp_path / "y" / "package" / "license").is_file()
+    assert corpus.licence_paths(tmp_path / "y", ("package/license",)) == "package/license"
+
+
+def test_every_wheel_and_npm_package_names_its_licence_files():
+    for pkg in corpus.PACKAGES:
+        if pkg.source in ("wheel", "npm"):
+            assert pkg.licence_files, pkg.name
 
 
 def test_a_broken_npm_tarball_is_a_resource_error_naming_it(tmp_path):
