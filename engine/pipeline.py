@@ -379,28 +379,18 @@ def _sparse_means(
 
 
 def _spread_dense(
-    labels: np.ndarray,
-    hints: _Hints,
-    n: int,
-    adopted: tuple[np.ndarray, np.ndarray] | None = None,
+    labels: np.ndarray, hints: _Hints, hinted: np.ndarray, hint_ab: np.ndarray
 ) -> np.ndarray:
-    """regions.spread_hints as one HxWx3 float32 (mask, a x mask, b x mask): every region
-    holding a hint takes the mean of its hints; hints on lines stay points. ``adopted``
-    (regions [n+1] bool, ab [n+1, 2]): regions without a hint spread as if hinted with
-    that ab (_gray_level_adoption)."""
+    """regions.spread_hints as one HxWx3 float32 (mask, a x mask, b x mask): every
+    ``hinted`` region ([n+1] bool, as _region_hints, adopted regions included) takes its
+    ``hint_ab`` ([n+1, 2]: the same colors finishing gives the region); hints on lines stay
+    points."""
     pos = hints.weight > 0
     idx, ab = hints.idx[pos], hints.ab[pos]
     lab = np.take(labels.ravel(), idx)
-    means, weight = _sparse_means(lab, ab, None, n)
-    hinted = weight > 0
-    hinted[0] = False  # the line "region" is not one area; keep its hints as points
-    table = np.zeros((n, 3), np.float32)
+    table = np.zeros((hinted.shape[0], 3), np.float32)
     table[hinted, 0] = 1.0
-    table[hinted, 1:] = means[hinted]
-    if adopted is not None:
-        extra = adopted[0] & ~hinted
-        table[extra, 0] = 1.0
-        table[extra, 1:] = adopted[1][extra]
+    table[hinted, 1:] = hint_ab[hinted]
     dense = rg.per_pixel(table, labels)
     on_lines = lab == 0
     flat = dense.reshape(-1, 3)
@@ -512,12 +502,10 @@ def prepare_frame(
                 lab = np.take(labels.ravel(), hints_.idx)
                 hint_l_r = _sparse_means(lab, hints_.L[:, None], hints_.weight, n)[0][:, 0]
                 hint_l_r[~hinted] = np.nan
-            adopted = None
             if not lineart and options.adopt_hints:
                 # before the model, which then sees the adopted colors as spread hints
                 hinted, hint_ab_r = _gray_level_adoption(labels, L, hinted, hint_ab_r)
-                adopted = (hinted, hint_ab_r)
-            dense = _spread_dense(labels, hints_, n, adopted)
+            dense = _spread_dense(labels, hints_, hinted, hint_ab_r)
     elif hints_ is not None:
         dense = hints_.dense(full)
 
@@ -1124,11 +1112,10 @@ def flat_fill_frame(
         if hints_ is None:
             filled = np.zeros((*full, 2), np.float32)
         else:
-            adopted = None
+            hint_ab, hinted = _region_hints(labels, hints_, n)
             if adopt_gray_levels:
-                hint_ab, hinted = _region_hints(labels, hints_, n)
-                adopted = _gray_level_adoption(labels, L, hinted, hint_ab)
-            filled = rg.fill_lines(labels, _spread_dense(labels, hints_, n, adopted)[..., 1:])
+                hinted, hint_ab = _gray_level_adoption(labels, L, hinted, hint_ab)
+            filled = rg.fill_lines(labels, _spread_dense(labels, hints_, hinted, hint_ab)[..., 1:])
         return _assemble_strips(
             p, lambda sl: _lab_to_rgb_keep_l(cv2.merge([L[sl], np.ascontiguousarray(filled[sl])]))
         )

@@ -336,6 +336,25 @@ def test_hints_spread_over_their_region_before_the_model(hint_echo):
     assert 0 < no_regions.input[3].sum() <= 4
 
 
+def test_the_model_sees_the_region_hint_colors_that_finishing_uses(gray_tiny):
+    # (ab, mask) hints may be soft: a region's color is the mask-weighted mean of its
+    # hints, the same in the model's input as in finishing (both read _region_hints)
+    frame = np.full((40, 56), 128, np.uint8)  # one region; no scaling at this size
+    ab = np.zeros((40, 56, 2), np.float32)
+    mask = np.zeros((40, 56), np.float32)
+    ab[5, 5], mask[5, 5] = (40.0, 0.0), 1.0
+    ab[30, 50], mask[30, 50] = (0.0, 40.0), 0.25
+    opts = ColorizeOptions(adopt_hints=False)
+    p = P.prepare_frame(frame, gray_tiny.info, hints=(ab, mask), options=opts)
+    assert p.work_size == (40, 56)
+    [region] = np.flatnonzero(p.region_hinted)
+    want = np.array([40.0 * 1.0, 40.0 * 0.25]) / 1.25  # weighted, not (20, 20)
+    np.testing.assert_allclose(p.region_hint_ab[region], want, atol=1e-4)
+    assert (p.input[3] == 1).all()
+    np.testing.assert_allclose(p.input[1], want[0], atol=1e-3)
+    np.testing.assert_allclose(p.input[2], want[1], atol=1e-3)
+
+
 def test_hints_change_the_output_in_the_hinted_region(hint_echo):
     frame = shaded()  # mid tones: room for chroma inside the sRGB gamut
     hints = np.zeros((*frame.shape, 4), np.uint8)
