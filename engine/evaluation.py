@@ -59,14 +59,26 @@ class Scores:
     colorfulness: float = 0.0
     images: int = 0
 
-    def add(self, out01: np.ndarray, truth01: np.ndarray, truth_lab: np.ndarray) -> None:
-        """Add one image's scores (out and truth: sRGB float01 HxWx3)."""
-        self.psnr += min(metrics.psnr(out01, truth01), PSNR_CAP)
-        self.rmse += metrics.rmse(out01, truth01)
-        self.ssim += metrics.ssim(out01, truth01)
-        self.ciede2000 += metrics.mean_ciede2000(rgb_to_lab(out01), truth_lab)
-        self.colorfulness += metrics.colorfulness(out01)
-        self.images += 1
+    @classmethod
+    def of_image(
+        cls, method: str, hints: int, out01: np.ndarray, truth01: np.ndarray, truth_lab: np.ndarray
+    ) -> Scores:
+        """One image's scores (out and truth: sRGB float01 HxWx3; ``images`` 1)."""
+        return cls(
+            method,
+            hints,
+            psnr=min(metrics.psnr(out01, truth01), PSNR_CAP),
+            rmse=metrics.rmse(out01, truth01),
+            ssim=metrics.ssim(out01, truth01),
+            ciede2000=metrics.mean_ciede2000(rgb_to_lab(out01), truth_lab),
+            colorfulness=metrics.colorfulness(out01),
+            images=1,
+        )
+
+    def add(self, other: Scores) -> None:
+        """Add the sums of ``other`` (e.g. one image's ``of_image``)."""
+        for k in _SUMMED:
+            setattr(self, k, getattr(self, k) + getattr(other, k))
 
     def mean(self) -> Scores:
         n = max(self.images, 1)
@@ -80,6 +92,14 @@ class Scores:
             self.colorfulness / n,
             self.images,
         )
+
+
+_SUMMED = ("psnr", "rmse", "ssim", "ciede2000", "colorfulness", "images")
+#: Columns of the per-image table (``EvalReport.per_image``, ``write_per_image_csv``).
+PER_IMAGE_COLUMNS = (
+    "image", "hints", "method", "psnr", "rmse", "ssim", "ciede2000", "colorfulness",
+    "truth_colorfulness",
+)  # fmt: skip
 
 
 @dataclass
@@ -98,10 +118,14 @@ class EvalReport:
     truth_colorfulness: float
     rows: list[Scores] = field(default_factory=list)
     mirror_average: bool = True  # ColorizeOptions.mirror_average of the model rows
+    #: One dict per image, hint count and method (PER_IMAGE_COLUMNS), in evaluation order;
+    #: left out of ``as_dict`` (the JSON report is the summary): ``write_per_image_csv``.
+    per_image: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["rows"] = [asdict(r) for r in self.rows]
+        del d["per_image"]
         return d
 
     def row(self, method: str, hints: int) -> Scores:
@@ -229,30 +253,33 @@ def evaluate_model(
     if not pairs:
         raise InputError(f"{data}: no images to evaluate (--limit {limit})")
     acc = {(m, n): Scores(m, n) for n in counts for m in METHODS}
+    per_image: list[dict[str, Any]] = []
     truth_colorful = 0.0
     for index, (name, truth, gray01) in enumerate(pairs):
         if progress is not None:
             progress(name)
         truth_lab = rgb_to_lab(truth)
-        truth_colorful += metrics.colorfulness(truth)
+        truth_c = metrics.colorfulness(truth)
+        truth_colorful += truth_c
         gray_rgb = np.repeat(gray01[..., None], 3, axis=2)  # ab = 0: the "gray" baseline
         L_in = rgb_to_lab(gray_rgb)[..., 0]
         valid = ~lineart_lines(L_in) if task == "lineart" else None
-        gray_scores = Scores("gray", 0)
-        gray_scores.add(gray_rgb, truth, truth_lab)
+        gray_scores = Scores.of_image("gray", 0, gray_rgb, truth, truth_lab)
         for n in counts:
             # seeded by (seed, image, count): the same hints whatever else is evaluated
             rng = np.random.default_rng([seed, index, n])
             ab, mask = sample_hints(truth_lab, n, rng, patch=HINT_PATCH, valid=valid)
             hints = (ab, mask, truth_lab[..., 0] * mask) if task == "lineart" else (ab, mask)
             out = pipeline.colorize_frame(gray01, model, hints if n else None, options)
-            acc[("model", n)].add(_rgb01(out), truth, truth_lab)
             flat = pipeline.flat_fill_frame(gray01, task, hints if n else None)
-            acc[("flat-fill", n)].add(_rgb01(flat), truth, truth_lab)
-            g = acc[("gray", n)]
-            for k in ("psnr", "rmse", "ssim", "ciede2000", "colorfulness"):
-                setattr(g, k, getattr(g, k) + getattr(gray_scores, k))
-            g.images += 1
+            for one in (
+                Scores.of_image("model", n, _rgb01(out), truth, truth_lab),
+                Scores.of_image("flat-fill", n, _rgb01(flat), truth, truth_lab),
+                gray_scores,
+            ):
+                acc[(one.method, n)].add(one)
+                row = {k: v for k, v in asdict(one).items() if k != "images"}
+                per_image.append({**row, "image": name, "hints": n, "truth_colorfulness": truth_c})
     palette = list(options.palette) if getattr(options, "palette", None) else None
     report = EvalReport(
         model=model.info.name,
@@ -268,7 +295,22 @@ def evaluate_model(
         mirror_average=bool(getattr(options, "mirror_average", True)),
     )
     report.rows = [acc[(m, n)].mean() for n in counts for m in METHODS]
+    report.per_image = per_image
     return report
+
+
+def write_per_image_csv(path: str | os.PathLike[str], report: EvalReport) -> None:
+    """The report's per-image scores as CSV (PER_IMAGE_COLUMNS), written atomically: which
+    frames a model colors worst, e.g. to sort a shot's frames for review."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=PER_IMAGE_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in report.per_image:
+        writer.writerow({k: row[k] for k in PER_IMAGE_COLUMNS})
+    fio.write_bytes_atomic(path, buf.getvalue().encode("utf-8"))
 
 
 def format_table(report: EvalReport) -> str:

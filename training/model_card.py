@@ -202,7 +202,8 @@ def evaluate_palette_lock(
             ab, mask = sample_hints(truth_lab, n, rng, patch=evaluation.HINT_PATCH, valid=valid)
             hints = (ab, mask, truth_lab[..., 0] * mask) if task == "lineart" else (ab, mask)
             out = pipeline.colorize_frame(gray01, model, hints if n else None, opts)
-            acc[n].add(out[..., :3], truth, truth_lab)  # float32 gray in -> float01 RGB out
+            # float32 gray in -> float01 RGB out
+            acc[n].add(evaluation.Scores.of_image(method, n, out[..., :3], truth, truth_lab))
     return [acc[n].mean() for n in counts]
 
 
@@ -576,48 +577,41 @@ def measure(
         "settings": settings,
         "rows": rows,
         "palette_lock": palette_info,
+        "per_image": report.per_image,  # for target (d); not written to the card
     }
 
 
 def measure_natural(
-    model_path: Path,
-    dev: Path,
-    names: Sequence[str],
-    kinds: dict[str, str] | None,
-    size: int = 256,
-    seed: int = 0,
-    detail: float = 1.0,
+    per_image: Sequence[dict[str, Any]], kinds: dict[str, str] | None
 ) -> dict[str, Any]:
-    """Target (d)'s rows: gray and the model at 0 hints on those of ``names`` (the card's
-    images in ``dev``) whose kind in ``kinds`` (``dev_kinds``) is one of NATURAL_KINDS."""
-    from inkhue_engine.model import load_model
-    from inkhue_engine.pipeline import ColorizeOptions
-
+    """Target (d)'s rows: gray and the model at 0 hints over those of the protocol's images
+    (``per_image``: its ``evaluate_model`` report's per-image scores) whose kind in
+    ``kinds`` (``dev_kinds``) is one of NATURAL_KINDS. The same sums, in the same order, as
+    evaluating a folder of only those images."""
     if kinds is None:
         return {
             "images": 0,
             "why": "not measured: the corpus manifest has no per-image kinds (rebuild the "
             "corpus with this version of training/corpus.py)",
         }
-    chosen = [n for n in names if kinds.get(n) in NATURAL_KINDS]
+    at0 = [r for r in per_image if r["hints"] == 0 and kinds.get(r["image"]) in NATURAL_KINDS]
+    chosen = list(dict.fromkeys(r["image"] for r in at0))
     if not chosen:
         return {"images": 0, "why": f"no card image is of kind {' or '.join(NATURAL_KINDS)}"}
-    with linked_folder([dev / n for n in chosen]) as folder:
-        report = evaluation.evaluate_model(
-            load_model(model_path, "cpu"),
-            folder,
-            (0,),
-            ColorizeOptions(detail=detail),
-            size=size,
-            seed=seed,
-        )
-    rows = [asdict(r) for r in report.rows if r.method in ("gray", "model")]
+    acc = {m: evaluation.Scores(m, 0) for m in ("model", "gray")}
+    truth_colorful = 0.0
+    for r in at0:
+        if r["method"] in acc:
+            one = {k: r[k] for k in ("psnr", "rmse", "ssim", "ciede2000", "colorfulness")}
+            acc[r["method"]].add(evaluation.Scores(r["method"], 0, **one, images=1))
+        if r["method"] == "model":  # one row per image
+            truth_colorful += r["truth_colorfulness"]
     return {
         "kinds": list(NATURAL_KINDS),
         "images": len(chosen),
         "names": chosen,
-        "truth_colorfulness": report.truth_colorfulness,
-        "rows": rows,
+        "truth_colorfulness": truth_colorful / len(chosen),
+        "rows": [asdict(acc[m].mean()) for m in ("model", "gray")],
     }
 
 
@@ -999,15 +993,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.shot is not None:
             measured["consistency"] = measure_consistency(args.model, args.shot, args.detail)
         if measured["model_info"]["task"] == "grayscale":
-            measured["natural"] = measure_natural(
-                args.model,
-                args.dev,
-                measured["settings"]["image_names"],
-                dev_kinds(args.manifest),
-                args.size,
-                args.seed,
-                args.detail,
-            )
+            measured["natural"] = measure_natural(measured["per_image"], dev_kinds(args.manifest))
         command = "python -m inkhue_training.model_card " + shlex.join(argv)
         data = build_card_data(
             args.model,

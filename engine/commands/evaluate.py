@@ -111,6 +111,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--json", default=None, metavar="FILE", help="also write the report as JSON")
     p.add_argument(
+        "--per-image",
+        default=None,
+        metavar="FILE.csv",
+        help="--data: also write each image's scores per hint count and method as CSV "
+        "(which frames the model colors worst)",
+    )
+    p.add_argument(
         "--quiet",
         "-q",
         action="store_true",
@@ -222,4 +229,6 @@ def run(args: argparse.Namespace) -> int:
     print(evaluation.format_table(report))
     if args.json:
         evaluation.write_json(args.json, report.as_dict())
+    if args.per_image:
+        evaluation.write_per_image_csv(args.per_image, report)
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -54,6 +55,8 @@ def test_evaluate_prints_the_table_and_writes_valid_json(
             "0,10",
             "--json",
             str(out_json),
+            "--per-image",
+            str(tmp_path / "per_image.csv"),
             "--device",
             "cpu",
         ]
@@ -83,6 +86,16 @@ def test_evaluate_prints_the_table_and_writes_valid_json(
     # printed numbers are the JSON's
     model10 = next(r for r in rows if r[:2] == ["10", "model"])
     assert float(model10[2]) == pytest.approx(by[("model", 10)]["psnr"], abs=0.01)
+    # each image's scores: 3 images x 2 hint counts x 3 methods, their means the report's
+    with open(tmp_path / "per_image.csv", newline="") as f:
+        per = list(csv.DictReader(f))
+    assert len(per) == 18 and list(per[0]) == list(evaluation.PER_IMAGE_COLUMNS)
+    assert sorted({r["image"] for r in per}) == ["img0.png", "img1.png", "img2.png"]
+    for (method, n), r in by.items():
+        mine = [float(p["ciede2000"]) for p in per if (p["method"], p["hints"]) == (method, str(n))]
+        assert len(mine) == 3 and np.mean(mine) == pytest.approx(r["ciede2000"], rel=1e-9)
+    truth_c = {p["image"]: float(p["truth_colorfulness"]) for p in per}
+    assert np.mean(list(truth_c.values())) == pytest.approx(report["truth_colorfulness"])
 
 
 def test_evaluate_no_mirror_scores_one_model_pass(tmp_path, capfd, truth_dir, grayscale_model):

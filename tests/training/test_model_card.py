@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -432,27 +433,32 @@ def test_training_facts_carried_from_an_earlier_card_when_the_run_is_gone(setup,
 def test_natural_target_measures_only_painted_and_photo_images(setup, grayscale_model):
     kinds = mc.dev_kinds(setup["manifest"])
     assert kinds == {"img_0.png": "drawing", "img_1.png": "drawing", "img_2.png": "photo"}
-    names = ["img_0.png", "img_1.png", "img_2.png"]
-    nat = mc.measure_natural(grayscale_model, setup["dev"], names, kinds)
-    assert nat["names"] == ["img_2.png"]
+    model = load_model(grayscale_model, "cpu")
+    protocol = evaluation.evaluate_model(
+        model, setup["dev"], (0, 10), ColorizeOptions(), size=256, seed=0
+    )
+    assert [r["image"] for r in protocol.per_image][::6] == ["img_0.png", "img_1.png", "img_2.png"]
+    nat = mc.measure_natural(protocol.per_image, kinds)
+    assert nat["names"] == ["img_2.png"] and nat["images"] == 1
     # the same numbers as evaluating a folder holding only that image
     alone = setup["tmp"] / "alone"
     alone.mkdir()
     (alone / "img_2.png").symlink_to(setup["dev"] / "img_2.png")
-    report = evaluation.evaluate_model(
-        load_model(grayscale_model, "cpu"), alone, (0,), ColorizeOptions(), size=256, seed=0
-    )
+    report = evaluation.evaluate_model(model, alone, (0,), ColorizeOptions(), size=256, seed=0)
+    assert [r["method"] for r in nat["rows"]] == ["model", "gray"]
     for r in nat["rows"]:
-        assert r["ciede2000"] == pytest.approx(report.row(r["method"], 0).ciede2000)
+        assert r == dataclasses.asdict(report.row(r["method"], 0))
+    assert nat["truth_colorfulness"] == report.truth_colorfulness
     # none of the card's images of those kinds, or a manifest without per-image kinds
-    none = mc.measure_natural(grayscale_model, setup["dev"], names[:2], kinds)
+    two = [r for r in protocol.per_image if r["image"] != "img_2.png"]
+    none = mc.measure_natural(two, kinds)
     assert none["images"] == 0 and "no card image" in none["why"]
     assert mc.natural_target(none).met is None
     old = json.loads(setup["manifest"].read_text())
     del old["packages"]["pkg-photos"]["dev_kinds"]
     setup["manifest"].write_text(json.dumps(old))
     assert mc.dev_kinds(setup["manifest"]) is None
-    unknown = mc.measure_natural(grayscale_model, setup["dev"], names, None)
+    unknown = mc.measure_natural(protocol.per_image, None)
     assert "rebuild the corpus" in mc.natural_target(unknown).detail
 
 
