@@ -615,6 +615,82 @@ def measure_natural(
     }
 
 
+#: Hint counts of the ablation table (issue 12's targets' counts).
+ABLATION_HINTS = (0, 10, 50)
+
+
+def parse_arm(text: str) -> tuple[str, Path]:
+    """``NAME=MODEL.onnx`` of ``--ablation`` (the name may hold spaces and '+')."""
+    name, sep, path = text.rpartition("=")
+    if not sep or not name.strip() or not path:
+        raise InputError(f"--ablation {text!r}: give NAME=MODEL.onnx, e.g. 'L1 only=l1.onnx'")
+    if not Path(path).is_file():
+        raise InputError(f"--ablation {text!r}: no model file {path}")
+    return name.strip(), Path(path)
+
+
+def measure_ablation(
+    arms: Sequence[tuple[str, Path]],
+    dev: Path,
+    names: Sequence[str],
+    size: int = 256,
+    seed: int = 0,
+    detail: float = 1.0,
+) -> list[dict[str, Any]]:
+    """Each arm's ``model`` rows at ABLATION_HINTS on the card's own images (``names`` in
+    ``dev``), with the card's protocol (sizes, seeds, options): one table beside the card's
+    model, whatever folder the arms were tried on before."""
+    from inkhue_engine.model import load_model
+    from inkhue_engine.pipeline import ColorizeOptions
+
+    out = []
+    with linked_folder([dev / n for n in names]) as folder:
+        for name, path in arms:
+            report = evaluation.evaluate_model(
+                load_model(path, "cpu"),
+                folder,
+                ABLATION_HINTS,
+                ColorizeOptions(detail=detail),
+                size=size,
+                seed=seed,
+            )
+            rows = [asdict(r) for r in report.rows if r.method == "model"]
+            out.append({"name": name, "model": str(path), "sha256": _sha256(path), "rows": rows})
+    return out
+
+
+def _ablation_lines(d: dict[str, Any]) -> list[str]:
+    ab = d.get("ablation")
+    if not ab:
+        return []
+    cols = " | ".join(f"{n} hints" for n in ABLATION_HINTS)
+    lines = [
+        "",
+        "## Ablation",
+        "",
+        ab.get("note") or "",
+        "",
+        f"Mean CIEDE2000 of the full pipeline on the {d['settings']['images']} image(s) "
+        "above (same hints and options; colorfulness at 0 hints in brackets, truth "
+        f"{d['settings']['truth_colorfulness']:.1f}):",
+        "",
+        f"| model | {cols} |",
+        "|---|" + "---:|" * len(ABLATION_HINTS),
+    ]
+    shipped = [{"name": f"**this model** (`{d['file']['path']}`)", "rows": d["rows"]}]
+    for arm in shipped + ab["arms"]:
+        by = {r["hints"]: r for r in arm["rows"] if r["method"] == "model"}
+        cells = []
+        for n in ABLATION_HINTS:
+            r = by.get(n)
+            cell = "" if r is None else f"{r['ciede2000']:.2f}"
+            if r is not None and n == 0:
+                cell += f" ({r['colorfulness']:.1f})"
+            cells.append(cell)
+        lines.append(f"| {arm['name']} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def _palette_rows(
     model: Any, pairs: list, palette_file: Path | None, options: Any, seed: int, progress: bool
 ) -> tuple[list[evaluation.Scores], dict[str, Any]]:
@@ -749,6 +825,7 @@ def build_card_data(
         + ([asdict(natural_target(measured["natural"]))] if "natural" in measured else []),
         "consistency": measured.get("consistency"),
         "natural": measured.get("natural"),
+        "ablation": measured.get("ablation"),
     }
 
 
@@ -897,6 +974,7 @@ def render_card(d: dict[str, Any]) -> str:
             "",
             *_metrics_table(nat["rows"]),
         ]
+    lines += _ablation_lines(d)
     lines += ["", "## Targets", ""]
     for t in d["targets"]:
         verdict = {True: "met", False: "MISSED", None: "NOT MEASURED"}[t["met"]]
@@ -967,6 +1045,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="a flat-filled shot (color/ and gray/ or lineart/ frames, e.g. prologue_kid) for "
         "target (c): its frames 0 and 60 colorized at 0 hints, true fills compared",
     )
+    p.add_argument(
+        "--ablation",
+        action="append",
+        default=[],
+        metavar="NAME=MODEL.onnx",
+        help="a model of the ablation table (repeat, in table order): measured on the card's "
+        f"images at {', '.join(map(str, ABLATION_HINTS))} hints beside this model",
+    )
+    p.add_argument(
+        "--ablation-note",
+        default=None,
+        metavar="TEXT",
+        help="how the ablation's models were made (shown above its table)",
+    )
     p.add_argument("--note", default=None, help="a line shown at the top of the card")
     p.add_argument("-o", "--output", type=Path, required=True, help="card to write (.md)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -980,6 +1072,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.limit is not None and args.limit < 1:
             raise InputError(f"--limit {args.limit}: use 1 or more")
+        arms = [parse_arm(a) for a in args.ablation]  # a typo fails before the long part
         measured = measure(
             args.model,
             args.dev,
@@ -994,6 +1087,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             measured["consistency"] = measure_consistency(args.model, args.shot, args.detail)
         if measured["model_info"]["task"] == "grayscale":
             measured["natural"] = measure_natural(measured["per_image"], dev_kinds(args.manifest))
+        if arms:
+            names = measured["settings"]["image_names"]
+            measured["ablation"] = {
+                "note": args.ablation_note,
+                "hints": list(ABLATION_HINTS),
+                "arms": measure_ablation(arms, args.dev, names, args.size, args.seed, args.detail),
+            }
         command = "python -m inkhue_training.model_card " + shlex.join(argv)
         data = build_card_data(
             args.model,

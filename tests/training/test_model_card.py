@@ -474,3 +474,35 @@ def test_natural_target_met_when_no_worse_than_gray():
     assert mc.natural_target(result(9.2)).met is True
     t = mc.natural_target(result(10.3))
     assert t.met is False and "gray - model = -0.30" in t.detail and "4 image(s)" in t.detail
+
+
+def test_ablation_table_scores_each_arm_on_the_cards_own_images(setup, grayscale_model, tmp_path):
+    """--ablation NAME=MODEL: each arm is measured on the card's images with the card's
+    protocol; the same model as an arm gives the card's own model rows."""
+    other = tmp_path / "other.onnx"
+    other.write_bytes(Path(grayscale_model).read_bytes())
+    out = tmp_path / "card.md"
+    argv = ["--model", str(grayscale_model), "--dev", str(setup["dev"]), "--manifest",
+            str(setup["manifest"]), "--quiet", "--limit", "2", "--run", str(setup["run"]),
+            "--ablation", "L1 only=" + str(grayscale_model), "--ablation", "+ GAN=" + str(other),
+            "--ablation-note", "Continued 400 steps each.", "-o", str(out)]  # fmt: skip
+    assert mc.main(argv) == 0
+    data = json.loads(out.with_suffix(".json").read_text())
+    ab = data["ablation"]
+    assert [a["name"] for a in ab["arms"]] == ["L1 only", "+ GAN"] and ab["hints"] == [0, 10, 50]
+    mine = {r["hints"]: r for r in data["rows"] if r["method"] == "model"}
+    for arm in ab["arms"]:
+        assert [r["hints"] for r in arm["rows"]] == [0, 10, 50]
+        assert all(r["images"] == 2 for r in arm["rows"])
+        for r in arm["rows"]:
+            if r["hints"] in mine:  # the card measures 0, 1, 10 and 50 hints
+                assert r == mine[r["hints"]]
+    md = out.read_text()
+    assert "## Ablation" in md and "Continued 400 steps each." in md
+    row = next(line for line in md.splitlines() if line.startswith("| L1 only |"))
+    assert f"{mine[0]['ciede2000']:.2f} ({mine[0]['colorfulness']:.1f})" in row
+    # a malformed or missing arm is a one-line error before anything is measured
+    bad = [*argv[:-2], "--ablation", "no-equals-sign", "-o", str(out)]
+    assert mc.main(bad) == 2
+    with pytest.raises(InputError, match="no model file"):
+        mc.parse_arm("x=" + str(tmp_path / "missing.onnx"))
