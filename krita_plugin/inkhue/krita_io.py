@@ -132,6 +132,25 @@ def same_node(a, b) -> bool:
     return a is not None and b is not None and a.uniqueId() == b.uniqueId()
 
 
+def drawing_times(node, start: int, end: int) -> list[int]:
+    """The frames of the playback range where the layer's picture begins: its keyframes
+    in the range, and the range's first frame when a keyframe before the range is held
+    into it (else the result would be empty there while the drawing shows)."""
+    times = [t for t in range(start, end + 1) if node.hasKeyframeAtTime(t)]
+    held = any(node.hasKeyframeAtTime(t) for t in range(0, start))
+    if held and (not times or times[0] != start):
+        times.insert(0, start)
+    return times
+
+
+def artists_layer(doc, source):
+    """The layer to leave active after a result is added: the one the artist has active
+    now (they may have picked another while the engine worked), else ``source``, so that
+    the next Colorize reads the source again when nothing else was picked."""
+    active = doc.activeNode()
+    return active if active is not None else source
+
+
 def managed_color_hex(color) -> str:
     """``#rrggbb`` of a Krita ManagedColor (converted to 8-bit sRGB first)."""
     if color.colorModel() != "RGBA" or color.colorDepth() != "U8":
@@ -490,7 +509,7 @@ class KritaHost(Host):
     ) -> AnimationRequest:
         doc, node, layout, hint_node, context, description = self._prepare(task, hint_layer)
         start, end = doc.playBackStartTime(), doc.playBackEndTime()
-        times = [t for t in range(start, end + 1) if node.hasKeyframeAtTime(t)]
+        times = drawing_times(node, start, end)
         if not node.animated() or not times:
             raise PluginError(
                 f"Layer '{node.name()}' of '{document_name(doc)}' has no keyframes between "
@@ -598,21 +617,22 @@ class KritaHost(Host):
         self, request: FrameRequest, result: bytes, layout: FrameLayout, model_name: str, task: str
     ) -> str:
         context = request.context
+        doc = context["doc"]
+        keep = artists_layer(doc, context["node"])  # before the new layer takes the focus
         layer, name = self._new_layer(context, layout, model_name, task)
         x, y, w, h, _mask = context["area"]
         layer.setPixelData(self._result_bytes(context, result, layout), x, y, w, h)
-        context["doc"].refreshProjection()
+        doc.refreshProjection()
         context["layer"] = layer
-        # The next Colorize must read the source again. Krita makes a new layer active from
-        # its event loop (after this returns), so the source is made active after that.
-        doc, source = context["doc"], context["node"]
+        # Krita makes a new layer active from its event loop (after this returns), so the
+        # artist's layer is made active again after that.
         root_id = doc.rootNode().uniqueId()
 
-        def activate_source() -> None:
+        def activate() -> None:
             if self._is_open(root_id):  # a closed document's wrapper must not be touched
-                doc.setActiveNode(source)
+                doc.setActiveNode(keep)
 
-        self._later(self.STEP_MS, activate_source)
+        self._later(self.STEP_MS, activate)
         return name
 
     def insert_animation(
@@ -826,6 +846,7 @@ class KeyframeInsertion:
 
     def start(self) -> None:
         doc = self.doc
+        self.keep = artists_layer(doc, self.context["node"])  # made active again at the end
         self.layer, self.name = self.host._new_layer(
             self.context, self.layout, self.model_name, self.task
         )
@@ -871,7 +892,8 @@ class KeyframeInsertion:
             self.layer.remove()  # never leave a partial result behind
             removed = True
         doc.setCurrentTime(self.start_time)
-        doc.setActiveNode(self.context["node"])  # the next Colorize reads the source again
+        present = any(same_node(n, self.keep) for n in all_nodes(doc.rootNode()))
+        doc.setActiveNode(self.keep if present else self.context["node"])
         doc.refreshProjection()
         if self.cancelled and not error:
             self._done("", "")

@@ -8,7 +8,7 @@ import fake_krita as fk
 import pytest
 
 from inkhue.errors import PluginError
-from inkhue.krita_io import KritaHost, managed_color_hex
+from inkhue.krita_io import KritaHost, drawing_times, managed_color_hex
 from inkhue.pixels import FrameLayout
 
 
@@ -283,9 +283,11 @@ def test_animation_keyframes_in_the_playback_range():
     host, app, steps = host_for(doc)
     before = user_layers_snapshot(doc)
     req = host.read_animation("grayscale")
-    assert req.times == [2, 5]
-    assert [read() for read in req.frames] == [pattern(16, seed=2), pattern(16, seed=5)]
-    results = [pattern(16, seed=40), pattern(16, seed=50)]
+    # frame 1 shows keyframe 0's drawing, held into the range: colorized at frame 1
+    assert req.times == [1, 2, 5]
+    want = [pattern(16, seed=0), pattern(16, seed=2), pattern(16, seed=5)]
+    assert [read() for read in req.frames] == want
+    results = [pattern(16, seed=30), pattern(16, seed=40), pattern(16, seed=50)]
     done = []
     host.insert_animation(
         req,
@@ -297,9 +299,13 @@ def test_animation_keyframes_in_the_playback_range():
     )
     assert done == [("InkHue toon", "")]
     new = doc.nodeByName("InkHue toon")
-    assert sorted(new.frames) == [2, 5] == app.blank_frame.triggered_at
-    assert new.pixelDataAtTime(0, 0, 2, 2, 2) == results[0]
-    assert new.pixelDataAtTime(0, 0, 2, 2, 5) == results[1]
+    assert sorted(new.frames) == [1, 2, 5] == app.blank_frame.triggered_at
+    assert new.pixelDataAtTime(0, 0, 2, 2, 1) == results[0]
+    assert new.pixelDataAtTime(0, 0, 2, 2, 2) == results[1]
+    assert new.pixelDataAtTime(0, 0, 2, 2, 5) == results[2]
+    # a range that starts on a keyframe, or a layer with nothing before it: as they are
+    assert drawing_times(ink, 2, 8) == [2, 5]
+    assert drawing_times(ink, 0, 3) == [0, 2]
     assert doc.time == 5  # the user's current frame is restored
     assert steps and all(ms > 0 for ms in steps)  # every step went back to the event loop
     assert {k: v for k, v in user_layers_snapshot(doc).items() if k != "InkHue toon"} == before
@@ -550,6 +556,21 @@ def test_a_result_layer_is_not_colorized_again_and_results_get_their_own_names()
         host.read_frame("grayscale")
 
 
+def test_the_layer_the_artist_picked_while_the_engine_worked_stays_active():
+    """A result arriving minutes after the click must not move the artist's next strokes
+    to the line art: the layer active when it arrives is active again afterwards."""
+    doc = fk.Document(2, 2)
+    ink = doc.add_layer("Ink")
+    ink.fill(pattern(ink.nbytes))
+    shadows = doc.add_layer("Shadows")
+    doc.setActiveNode(ink)
+    host, _app, _ = host_for(doc)
+    req = host.read_frame("grayscale")
+    doc.setActiveNode(shadows)  # the artist paints on while the engine colorizes
+    host.insert_frame(req, pattern(16, seed=3), req.layout, "toon", "grayscale")
+    assert doc.activeNode() is shadows
+
+
 # -- colored keyframes (Colorize animation from the artist's colours) ------------------------
 
 
@@ -640,3 +661,28 @@ def test_bad_keyframe_choices_say_what_to_do(choice, message):
     host, _app, _ = host_for(doc)
     with pytest.raises(PluginError, match=message):
         host.read_animation("grayscale", keyframes=choice)
+
+
+def test_after_colorize_animation_the_artists_layer_is_active_again():
+    doc = fk.Document(2, 2)
+    doc.start, doc.end = 0, 4
+    ink = doc.add_layer("Ink")
+    for t in (0, 3):
+        ink.fill(pattern(ink.nbytes, seed=t), time=t)
+    shadows = doc.add_layer("Shadows")
+    doc.setActiveNode(ink)
+    host, _app, _ = host_for(doc)
+    req = host.read_animation("grayscale")
+    doc.setActiveNode(shadows)  # picked while the engine worked
+    done = []
+    results = [pattern(16, seed=5), pattern(16, seed=6)]
+    host.insert_animation(req, results, req.layout, "toon", "grayscale", lambda *a: done.append(a))
+    assert done == [("InkHue toon", "")]
+    assert doc.activeNode() is shadows
+    # a layer deleted meanwhile: the source is active instead
+    doc.setActiveNode(ink)
+    req = host.read_animation("grayscale")
+    doc.setActiveNode(shadows)
+    shadows.remove()
+    host.insert_animation(req, results, req.layout, "toon", "grayscale", lambda *a: done.append(a))
+    assert done[-1] == ("InkHue toon 2", "") and doc.activeNode() is ink
