@@ -685,9 +685,11 @@ class KritaHost(Host):
             return self._document_training_frames()
         raise PluginError(f"Unknown frame source {source!r}: pick one in the Train section")
 
-    def _rgba8_reader(self, doc, profile: str, read_raw: Callable[[], bytes]):
-        """A ``read()`` for TrainingFrame: raw RGBA pixels -> sRGB RGBA u8 (rgba order)."""
-        depth = KRITA_DEPTHS[doc.colorDepth()]
+    def _rgba8_reader(self, doc, source, read_raw: Callable[[], bytes]):
+        """A ``read()`` for TrainingFrame: raw RGBA pixels of ``source`` (the layer or the
+        document read, whose own depth and profile they are in) -> sRGB RGBA u8."""
+        depth = KRITA_DEPTHS[source.colorDepth()]
+        profile = source.colorProfile()
         layout = FrameLayout(doc.width(), doc.height(), 4, depth, krita_rgba_order(depth))
         linear = is_linear_profile(profile)
 
@@ -715,7 +717,6 @@ class KritaHost(Host):
         start, end = doc.playBackStartTime(), doc.playBackEndTime()
         stem = file_stem(name)
         w, h = doc.width(), doc.height()
-        profile = node.colorProfile()
         frames = []
         if node.animated():
             times = [t for t in range(start, end + 1) if node.hasKeyframeAtTime(t)]
@@ -726,7 +727,7 @@ class KritaHost(Host):
                 )
             for t in times:
                 read = self._rgba8_reader(
-                    doc, profile, lambda t=t: bytes(node.pixelDataAtTime(0, 0, w, h, t))
+                    doc, node, lambda t=t: bytes(node.pixelDataAtTime(0, 0, w, h, t))
                 )
                 frames.append(
                     TrainingFrame(
@@ -745,7 +746,7 @@ class KritaHost(Host):
                 "use Frames: open documents"
             )
         for t in range(start, end + 1):
-            read = self._rgba8_reader(doc, profile, lambda t=t: self._pixels_at(doc, node, t))
+            read = self._rgba8_reader(doc, node, lambda t=t: self._pixels_at(doc, node, t))
             frames.append(
                 TrainingFrame(
                     f"{stem}_f{t:04d}",
@@ -779,9 +780,7 @@ class KritaHost(Host):
             name = document_name(doc)
             check_training_color(f"Document '{name}'", doc.colorModel(), doc.colorDepth())
             read = self._rgba8_reader(
-                doc,
-                doc.colorProfile(),
-                lambda doc=doc: bytes(doc.pixelData(0, 0, doc.width(), doc.height())),
+                doc, doc, lambda doc=doc: bytes(doc.pixelData(0, 0, doc.width(), doc.height()))
             )
             frames.append(
                 TrainingFrame(

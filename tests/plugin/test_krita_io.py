@@ -375,6 +375,22 @@ def test_training_frames_are_the_keyframes_of_the_active_layer():
     assert doc.time == 5 and colour.writes == 0
 
 
+def test_training_frames_are_read_in_the_layers_own_depth():
+    """A layer converted to another depth than its document's (Layer > Convert > Layer
+    Color Space) is decoded as what it is, not as the document's depth."""
+    import numpy as np
+
+    doc = fk.Document(2, 1)  # RGBA U8
+    doc.start, doc.end = 0, 0
+    colour = doc.add_layer("Colour", depth="F16", profile="sRGB-elle-V2-srgbtrc.icc")
+    rgba = np.array([[1.0, 0.5, 0.0, 1.0], [0.0, 0.0, 1.0, 1.0]], np.float16)
+    colour.fill(rgba.tobytes(), time=0)
+    doc.setActiveNode(colour)
+    host, _app, _ = host_for(doc)
+    [frame] = host.training_frames("animation")
+    assert frame.read() == bytes([255, 128, 0, 255, 0, 0, 255, 255])
+
+
 def test_training_frames_of_a_group_step_through_the_range():
     doc = fk.Document(2, 2)
     doc.start, doc.end = 0, 3
