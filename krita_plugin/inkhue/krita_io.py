@@ -655,12 +655,9 @@ class KritaHost(Host):
                 "Krita's timeline action add_blank_frame is missing: Colorize animation "
                 "needs Krita's main window (it cannot run headless)"
             )
-        doc = request.context["doc"]
-        if not self._in_front(doc):
-            raise PluginError(
-                f"'{document_name(doc)}' is not the active document any more: switch back "
-                "to it and colorize again"
-            )
+        # Another document may be in front when the first results arrive (the artist went on
+        # working): the insertion then waits for them to come back, as it does mid-way,
+        # instead of throwing the engine's work away.
         insertion = KeyframeInsertion(
             self, request, results, layout, model_name, task, action, done, progress
         )

@@ -491,6 +491,49 @@ def test_gui_tab_switch_while_adding_keyframes(engine, plugin_zip, tmp_path):
     assert ts.get("screenshot_rc") == 0 and shot.is_file()
 
 
+def test_gui_tab_switch_before_the_first_results(engine, plugin_zip, tmp_path):
+    """The artist clicks another document's tab right after Colorize animation, before any
+    result came back: the results wait for them (nothing is thrown away, nothing lands in
+    the other document) and the layer is finished when they come back."""
+    server, models = engine
+    out = tmp_path / "out"
+    out.mkdir()
+    times = list(range(6))
+    frames = [bgra_u8(cartoon_gray(seed)) for seed in times]
+    for t, arr in zip(times, frames, strict=True):
+        (out / f"frame_{t}.bin").write_bytes(arr.tobytes())
+    other = colour_bgra()
+    other[..., 3] = 255
+    (out / "other.bin").write_bytes(other.tobytes())
+    result = run_gui(
+        engine,
+        plugin_zip,
+        tmp_path,
+        "tab-switch-early",
+        {"times": times, "end": 8, "model": models["gray"], "scenario": "tab_switch",
+         "chunk": 3, "early": True},
+    )  # fmt: skip
+    ts = result["tab_switch"]
+    assert ts["keys_at_switch"] == [] and ts["busy_at_switch"] and ts["b_active_after_click"]
+    during = ts["during"]
+    assert during["b_active"] and during["error"] == "", during
+    assert (
+        during["unchanged"] and during["keys"] == [0] and during["layers"] == ["Background", "Art"]
+    )
+    assert during["result_keys"] == []
+    after = ts["after"]
+    assert after["error"] == "", after["error"]
+    assert after["unchanged"] and after["keys"] == [0]
+    assert after["result_keys"] == times
+    assert after["layers"] == ["Background", "Ink", f"InkHue {models['gray']}"]
+    layout = {"width": W, "height": H, "channels": 4, "depth": "u8", "order": "bgra"}
+    want = []
+    for start in range(0, len(frames), 3):
+        want += server.job([f.tobytes() for f in frames[start : start + 3]], layout, models["gray"])
+    for t, expected in zip(times, want, strict=True):
+        assert (out / f"result_{t}.bin").read_bytes() == expected, f"keyframe {t}"
+
+
 def test_gui_colorize_animation_from_colored_keyframes(engine, plugin_zip, tmp_path):
     """Issue 10 in the real Krita: the artist colors the first frame on a layer of its own,
     picks it in the docker's Keyframes picker and clicks Colorize animation (sent in chunks

@@ -323,10 +323,6 @@ def test_animation_errors():
     headless, _app, _ = host_for(doc, gui=False)
     with pytest.raises(PluginError, match="needs Krita's main window"):
         headless.insert_animation(req, [bytes(16)], req.layout, "m", "grayscale", lambda *a: None)
-    other, app, _ = host_for(doc)
-    app.active_document = fk.Document(2, 2)
-    with pytest.raises(PluginError, match="is not the active document"):
-        other.insert_animation(req, [bytes(16)], req.layout, "m", "grayscale", lambda *a: None)
 
 
 def test_palettes():
@@ -477,6 +473,32 @@ def animated_doc():
         ink.fill(pattern(ink.nbytes, seed=t), time=t)
     doc.setActiveNode(ink)
     return doc
+
+
+def test_animation_results_arriving_while_another_document_is_in_front_wait_for_it():
+    """The artist switched documents before the first results came back: nothing is lost,
+    nothing is added to the other document, and the layer is finished once back."""
+    doc, other = animated_doc(), fk.Document(2, 2, name="other.kra")
+    art = other.add_layer("Art")
+    art.fill(pattern(art.nbytes, seed=9), time=0)
+    other.setActiveNode(art)
+    host, app, _queue, run = queued_host(doc, other)
+    req = host.read_animation("grayscale")
+    app.active_document = other
+    results = [pattern(16, seed=40 + k) for k in range(3)]
+    done, progress = [], []
+    host.insert_animation(
+        req, results, req.layout, "toon", "grayscale", lambda *a: done.append(a),
+        progress=lambda *a: progress.append(a),
+    )  # fmt: skip
+    run(10)
+    assert not done and progress[-1][2].startswith("Paused: switch back to 'scene.kra'")
+    assert sorted(art.frames) == [0] and art.frames[0] == pattern(art.nbytes, seed=9)
+    app.active_document = doc
+    run(10)
+    assert done == [("InkHue toon", "")]
+    new = doc.nodeByName("InkHue toon")
+    assert [new.pixelDataAtTime(0, 0, 2, 2, t) for t in (1, 2, 3)] == results
 
 
 def test_animation_waits_while_another_document_is_in_front():
