@@ -1,4 +1,5 @@
-"""Losses: adversarial BCE with the seed's label stabilizers, and L1 on the colors.
+"""Losses: adversarial BCE with the seed's label stabilizers, L1 on the colors, and an
+optional per-image chroma match (against L1's hedging toward gray).
 
 The discriminator's targets are softened (real 0.9), noised and occasionally
 flipped; all randomness comes from one ``torch.Generator`` so a run (and a test)
@@ -12,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from inkhue_engine.color import AB_SCALE
 from inkhue_training.networks import normalize_color
 
 NOISE_KINDS = ("uniform", "gaussian")
@@ -91,3 +93,20 @@ def color_l1(pred: torch.Tensor, target: torch.Tensor, weight: float = 100.0) ->
     weight of ~100 means what it means in pix2pix / arXiv 1803.05400.
     """
     return weight * F.l1_loss(normalize_color(pred), normalize_color(target))
+
+
+def chroma_match(pred: torch.Tensor, target: torch.Tensor, weight: float) -> torch.Tensor:
+    """``weight`` x mean over the batch of |mean chroma of pred - mean chroma of target|
+    per image (chroma = |ab|, normalized by AB_SCALE as L1's colors are).
+
+    L1 returns the conditional median, which for a gray level of uncertain hue is near
+    gray; this term asks only that each picture be as colorful as its truth overall, so the
+    network may spend chroma where it is sure instead of hedging everywhere. ``pred`` /
+    ``target``: [N, C, H, W] in Lab units with ab in the last two channels.
+    """
+
+    def mean_chroma(x: torch.Tensor) -> torch.Tensor:
+        ab = x[:, -2:].float() / AB_SCALE
+        return torch.sqrt((ab * ab).sum(1) + 1e-8).mean((1, 2))
+
+    return weight * (mean_chroma(pred) - mean_chroma(target)).abs().mean()

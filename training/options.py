@@ -62,6 +62,7 @@ class TrainConfig:
     beta2: float = 0.999
     l1_weight: float = 100.0
     gan_weight: float = 1.0
+    chroma_weight: float = 0.0  # per-image chroma match (losses.chroma_match); 0: off
     real_label: float = 0.9
     fake_label: float = 0.0
     label_noise: float = 0.05
@@ -234,6 +235,12 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--beta2", type=float, help=f"default {d.beta2}")
     g.add_argument("--l1-weight", type=float, help=f"default {d.l1_weight}")
     g.add_argument("--gan-weight", type=float, help=f"default {d.gan_weight}")
+    g.add_argument(
+        "--chroma-weight",
+        type=float,
+        help="weight of the per-image chroma match: each output as colorful as its truth "
+        f"overall, against L1's hedging toward gray (default {d.chroma_weight:g}: off)",
+    )
     g.add_argument("--real-label", type=float, help=f"default {d.real_label}")
     g.add_argument("--fake-label", type=float, help=f"default {d.fake_label}")
     g.add_argument("--label-noise", type=float, help=f"default {d.label_noise}")

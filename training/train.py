@@ -58,7 +58,7 @@ from inkhue_training.data import (
     read_rgb,
     worker_init,
 )
-from inkhue_training.losses import GANLoss, color_l1
+from inkhue_training.losses import GANLoss, chroma_match, color_l1
 from inkhue_training.networks import Discriminator, Generator
 from inkhue_training.options import (
     AMP_CHOICES,
@@ -197,6 +197,8 @@ def check_options(config: TrainConfig) -> None:
             f"--ab-prior-sigma {config.ab_prior_sigma:g}: use a value > 0 with "
             "--color-head classification (0: no prior)"
         )
+    if config.chroma_weight < 0:
+        raise InputError(f"--chroma-weight {config.chroma_weight:g}: use 0 (off) or more")
     if config.lr_decay != "none" and config.max_steps <= 0:
         raise InputError(f"--lr-decay {config.lr_decay} decays to 0 at --max-steps: give it")
     if not 0.0 <= config.lr_decay_start < 1.0:
@@ -738,6 +740,9 @@ def _train(
                     adv = gan(D_plain(L, fake), True, for_generator=True)
                     l1 = color_l1(fake.float(), tgt, config.l1_weight)
                     loss_g = l1 + config.gan_weight * adv
+                    if config.chroma_weight:
+                        chroma = chroma_match(fake, tgt, config.chroma_weight)
+                        loss_g = loss_g + chroma
                     if logits is not None:  # classification head: rebalanced cross-entropy
                         target_cls = quantizer.encode_torch(tgt[:, -2:])
                         ce = rebalanced_cross_entropy(logits, target_cls, class_w)
@@ -760,6 +765,8 @@ def _train(
                             "l1": l1.item(), "adv": adv.item()}  # fmt: skip
                     if logits is not None:
                         vals["ce"] = ce.item()
+                    if config.chroma_weight:
+                        vals["chroma"] = chroma.item()
                     vals["lr"] = opt_g.param_groups[0]["lr"]
                     bar.set_postfix(d=f"{vals['loss_d']:.3f}", l1=f"{vals['l1']:.2f}",
                                     adv=f"{vals['adv']:.2f}", img_s=f"{rate:.1f}")  # fmt: skip

@@ -189,6 +189,8 @@ def test_bad_option_values_are_refused_with_the_flag_named():
         train_mod.check_options(TrainConfig(lr_decay="linear"))
     with pytest.raises(InputError, match="--color-head"):
         train_mod.check_options(TrainConfig(color_head="softmax"))
+    with pytest.raises(InputError, match="--chroma-weight -1: use 0"):
+        train_mod.check_options(TrainConfig(chroma_weight=-1.0))
 
 
 # --------------------------------------------------------------------------- smoke runs

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from inkhue_training.losses import GANLoss, color_l1
+from inkhue_training.losses import GANLoss, chroma_match, color_l1
 
 SHAPE = (64, 1, 8, 8)  # 4096 targets per call
 
@@ -93,3 +93,20 @@ def test_color_l1_is_weighted_on_normalized_colors():
     lab_off = lab.clone()
     lab_off[:, 0] += 5.0  # 5 L units = 0.1 normalized, only 1 of 3 channels
     assert color_l1(lab_off, lab, weight=100.0).item() == pytest.approx(10.0 / 3, rel=1e-5)
+
+
+def test_chroma_match_asks_each_image_as_colorful_as_its_truth_overall():
+    truth = torch.zeros(2, 2, 4, 4)
+    truth[0, 0] = 22.0  # image 0: chroma 22 (0.2 normalized) everywhere; image 1: gray
+    assert chroma_match(truth, truth, 10.0).item() == pytest.approx(0.0, abs=1e-3)
+    gray = torch.zeros_like(truth)
+    # image 0 lacks 0.2, image 1 nothing: mean 0.1, x weight 10
+    assert chroma_match(gray, truth, 10.0).item() == pytest.approx(1.0, rel=1e-3)
+    # the same overall chroma in other places or hues costs nothing (it is per image)
+    moved = torch.zeros_like(truth)
+    moved[0, 1, :2] = 44.0  # half the pixels at twice the chroma, in b instead of a
+    assert chroma_match(moved, truth, 10.0).item() == pytest.approx(0.0, abs=1e-3)
+    # its gradient pushes a too-gray prediction's chroma up
+    pred = (truth * 0.5).requires_grad_(True)
+    chroma_match(pred, truth, 1.0).backward()
+    assert (pred.grad[0, 0] < 0).all()  # descending the loss raises a
