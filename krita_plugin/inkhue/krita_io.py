@@ -716,7 +716,7 @@ class KritaHost(Host):
         w, h = doc.width(), doc.height()
         frames = []
         if node.animated():
-            times = [t for t in range(start, end + 1) if node.hasKeyframeAtTime(t)]
+            times = drawing_times(node, start, end)
             if not times:
                 raise PluginError(
                     f"Layer '{node.name()}' of '{name}' has no keyframes between frames "

@@ -362,12 +362,15 @@ def test_training_frames_are_the_keyframes_of_the_active_layer():
     doc.setActiveNode(colour)
     host, _app, _ = host_for(doc)
     frames = host.training_frames("animation")
+    # frame 1 shows keyframe 0's colours, held into the range: a frame of its own
     assert [(f.name, f.width, f.height) for f in frames] == [
+        ("scene_f0001", 3, 2),
         ("scene_f0002", 3, 2),
         ("scene_f0005", 3, 2),
     ]
-    assert frames[0].description == "frame 2 of layer 'Colour' of 'scene.kra'"
-    assert [f.read() for f in frames] == [bgra_to_rgba(pattern(24, seed=t)) for t in (2, 5)]
+    assert frames[1].description == "frame 2 of layer 'Colour' of 'scene.kra'"
+    want = [bgra_to_rgba(pattern(24, seed=t)) for t in (0, 2, 5)]
+    assert [f.read() for f in frames] == want
     assert doc.time == 5 and colour.writes == 0
 
 
