@@ -143,6 +143,19 @@ def drawing_times(node, start: int, end: int) -> list[int]:
     return times
 
 
+def layer_named(doc, name: str, what: str):
+    """The document's one layer called ``name`` (None if none). Two or more of that name
+    (common across groups: "Layer 2") are refused: Krita's ``nodeByName`` returns the first,
+    which may not be the one the artist picked in the list. ``what``: e.g. "Hint layer"."""
+    found = [n for n in all_nodes(doc.rootNode()) if n.name() == name]
+    if len(found) > 1:
+        raise PluginError(
+            f"{what} '{name}': {len(found)} layers of '{document_name(doc)}' have that name; "
+            "rename the one you mean so the panel can tell them apart"
+        )
+    return found[0] if found else None
+
+
 def artists_layer(doc, source):
     """The layer to leave active after a result is added: the one the artist has active
     now (they may have picked another while the engine worked), else ``source``, so that
@@ -285,7 +298,7 @@ class KritaHost(Host):
     def _hint_node(self, doc, source, hint_layer: str):
         if not hint_layer:
             return None
-        node = doc.nodeByName(hint_layer)
+        node = layer_named(doc, hint_layer, "Hint layer")
         if node is None:
             raise PluginError(
                 f"Hint layer '{hint_layer}' is not in '{document_name(doc)}': pick another "
@@ -410,7 +423,7 @@ class KritaHost(Host):
             return [self._model_sheet(choice[len(KEYFRAME_DOCUMENT) :], context)]
         name = choice[len(KEYFRAME_LAYER) :]
         where = f"'{document_name(doc)}'"
-        key_node = doc.nodeByName(name)
+        key_node = layer_named(doc, name, "Keyframe layer")
         if key_node is None:
             raise PluginError(
                 f"Keyframe layer '{name}' is not in {where}: pick another in Keyframes, or (none)"

@@ -270,6 +270,11 @@ def test_hint_layer_in_u16_becomes_rgba8_in_frame_order():
     assert gray
     with pytest.raises(PluginError, match="Hint layer 'GrayHints' is GRAYA U16: hints need"):
         host.read_frame("grayscale", "GrayHints")
+    # two layers of the hint layer's name (e.g. in two groups): which one is meant?
+    group = doc.add_layer("Group", node_type="grouplayer")
+    group.addChildNode(fk.Node(doc, "Hints"), None)
+    with pytest.raises(PluginError, match="Hint layer 'Hints': 2 layers of 'scene.kra' have"):
+        host.read_frame("grayscale", "Hints")
 
 
 def test_animation_keyframes_in_the_playback_range():
@@ -690,6 +695,7 @@ def test_model_sheet_from_another_document():
         ("layer:Ink", "The keyframe layer 'Ink' is the layer being colorized"),
         ("layer:Gray", "Keyframe layer 'Gray' of 'scene.kra' is GRAYA U8: keyframes need colour"),
         ("layer:Late", "has no keyframes between frames 0 and 10"),
+        ("layer:Twice", "Keyframe layer 'Twice': 2 layers of 'scene.kra' have that name"),
         ("document:closed", "no longer open"),
     ],
 )
@@ -698,6 +704,8 @@ def test_bad_keyframe_choices_say_what_to_do(choice, message):
     doc.add_layer("Gray", model="GRAYA")
     late = doc.add_layer("Late")
     late.fill(pattern(late.nbytes), time=20)
+    doc.add_layer("Twice")
+    doc.add_layer("Twice")
     doc.setActiveNode(doc.nodeByName("Ink"))
     host, _app, _ = host_for(doc)
     with pytest.raises(PluginError, match=message):
