@@ -754,6 +754,18 @@ def earlier_data(card_json: Path) -> dict[str, Any] | None:
     return {**data, "carried_from": str(card_json)}
 
 
+def carried_data(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The card's corpus section when it is carried: ``--data-from`` (with its ``--data-note``,
+    e.g. what a continuation saw besides), else ``--training-from``'s; None: the manifest's."""
+    source = args.data_from if args.data_from is not None else args.training_from
+    if source is None:
+        return None
+    data = earlier_data(source)
+    if data is not None and args.data_note:
+        data["why"] = args.data_note
+    return data
+
+
 def build_card_data(
     model_path: Path,
     run: Path | dict[str, Any],
@@ -881,9 +893,9 @@ def render_card(d: dict[str, Any]) -> str:
         "",
         *(
             [
-                f"These data facts were carried from `{data['carried_from']}` with the "
-                "training facts: the corpus this model was trained on, not what the manifest "
-                "lists today.",
+                f"These data facts were carried from `{data['carried_from']}`: the corpus "
+                "this model's base was trained on, not what the manifest lists today"
+                + (f" ({data['why']})." if data.get("why") else "."),
                 "",
             ]
             if data.get("carried_from")
@@ -1021,6 +1033,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=None,
         help="the checkpoint the model was exported from (default: RUN/best.pt, else RUN/last.pt)",
     )
+    p.add_argument(
+        "--data-from",
+        type=Path,
+        default=None,
+        metavar="CARD.json",
+        help="carry the corpus section of an earlier card (e.g. of the base a run continued: "
+        "a grown manifest would list packages the model never saw)",
+    )
+    p.add_argument(
+        "--data-note",
+        default=None,
+        metavar="TEXT",
+        help="with --data-from: what the model saw besides (shown with the carried section)",
+    )
     p.add_argument("--dev", type=Path, required=True, help="dev split folder (ground truth)")
     p.add_argument("--manifest", type=Path, required=True, help="corpus manifest.json")
     p.add_argument(
@@ -1104,7 +1130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             command,
             args.checkpoint,
             args.note,
-            earlier_data(args.training_from) if args.training_from is not None else None,
+            carried_data(args),
         )
         out_json = write_card(args.output, data)
     except InkHueError as exc:

@@ -417,6 +417,17 @@ def test_training_facts_carried_from_an_earlier_card_when_the_run_is_gone(setup,
     md = again.read_text()
     assert f"carried from `{first.with_suffix('.json')}`" in md and "5.0 min in 2 session" in md
     assert "These data facts were carried from" in md
+    # a continuation's card: training facts from its run, the corpus section carried from
+    # its base's card, with what the run saw besides
+    cont = setup["tmp"] / "cont.md"
+    argv = [*common, "--run", str(setup["run"]), "--data-from", str(first.with_suffix(".json")),
+            "--data-note", "continued on 3,932 images", "-o", str(cont)]  # fmt: skip
+    assert mc.main(argv) == 0
+    cdata = json.loads(cont.with_suffix(".json").read_text())
+    assert cdata["data"]["carried_from"] == str(first.with_suffix(".json"))
+    assert cdata["data"]["packages"] == earlier["data"]["packages"]
+    assert "carried_from" not in cdata["training"]
+    assert "(continued on 3,932 images)." in cont.read_text()
     grown = json.loads(first.with_suffix(".json").read_text())
     del grown["data"]  # an earlier card without a data section: the manifest's
     old = setup["tmp"] / "old.json"
