@@ -431,20 +431,39 @@ def run_gui(engine, plugin_zip, tmp_path, name: str, cfg: dict, timeout_s: int =
     return result
 
 
-def test_gui_tab_switch_while_adding_keyframes(engine, plugin_zip, tmp_path):
-    """Issue 14 item 7 (data loss): clicking another document's tab while the docker adds
-    the keyframes of Colorize animation must not touch that document; the insertion waits
-    for the artist to come back and then finishes the result layer completely."""
-    server, models = engine
+def _tab_switch_inputs(tmp_path, count: int) -> tuple:
+    """The tab-switch scenarios' inputs in ``tmp_path/out``: ``count`` keyframes of gray
+    cartoons and the other document's drawing (every pixel opaque). Returns (out, times,
+    frames)."""
     out = tmp_path / "out"
     out.mkdir()
-    times = list(range(12))
+    times = list(range(count))
     frames = [bgra_u8(cartoon_gray(seed)) for seed in times]
     for t, arr in zip(times, frames, strict=True):
         (out / f"frame_{t}.bin").write_bytes(arr.tobytes())
     other = colour_bgra()
     other[..., 3] = 255  # the artist's drawing in the other document: every pixel opaque
     (out / "other.bin").write_bytes(other.tobytes())
+    return out, times, frames
+
+
+def _assert_results_are_the_engines_chunks(server, model, out, times, frames, chunk: int):
+    """Each keyframe's result equals a direct /jobs round trip of its chunk of ``chunk``
+    keyframes (the docker sends one engine job per chunk)."""
+    layout = {"width": W, "height": H, "channels": 4, "depth": "u8", "order": "bgra"}
+    want = []
+    for start in range(0, len(frames), chunk):
+        want += server.job([f.tobytes() for f in frames[start : start + chunk]], layout, model)
+    for t, expected in zip(times, want, strict=True):
+        assert (out / f"result_{t}.bin").read_bytes() == expected, f"keyframe {t}"
+
+
+def test_gui_tab_switch_while_adding_keyframes(engine, plugin_zip, tmp_path):
+    """Issue 14 item 7 (data loss): clicking another document's tab while the docker adds
+    the keyframes of Colorize animation must not touch that document; the insertion waits
+    for the artist to come back and then finishes the result layer completely."""
+    server, models = engine
+    out, times, frames = _tab_switch_inputs(tmp_path, 12)
     shot = artifacts_dir() / "krita-tab-switch.png"
     shot.unlink(missing_ok=True)
     result = run_gui(
@@ -482,12 +501,7 @@ def test_gui_tab_switch_while_adding_keyframes(engine, plugin_zip, tmp_path):
     assert after["result_keys"] == times
     assert after["layers"] == ["Background", "Ink", f"InkHue {models['gray']}"]
     assert after["current_time"] == 0
-    layout = {"width": W, "height": H, "channels": 4, "depth": "u8", "order": "bgra"}
-    want = []  # the docker sends chunks of 5 keyframes, one engine job each
-    for start in range(0, len(frames), 5):
-        want += server.job([f.tobytes() for f in frames[start : start + 5]], layout, models["gray"])
-    for t, expected in zip(times, want, strict=True):
-        assert (out / f"result_{t}.bin").read_bytes() == expected, f"keyframe {t}"
+    _assert_results_are_the_engines_chunks(server, models["gray"], out, times, frames, 5)
     assert ts.get("screenshot_rc") == 0 and shot.is_file()
 
 
@@ -496,15 +510,7 @@ def test_gui_tab_switch_before_the_first_results(engine, plugin_zip, tmp_path):
     result came back: the results wait for them (nothing is thrown away, nothing lands in
     the other document) and the layer is finished when they come back."""
     server, models = engine
-    out = tmp_path / "out"
-    out.mkdir()
-    times = list(range(6))
-    frames = [bgra_u8(cartoon_gray(seed)) for seed in times]
-    for t, arr in zip(times, frames, strict=True):
-        (out / f"frame_{t}.bin").write_bytes(arr.tobytes())
-    other = colour_bgra()
-    other[..., 3] = 255
-    (out / "other.bin").write_bytes(other.tobytes())
+    out, times, frames = _tab_switch_inputs(tmp_path, 6)
     result = run_gui(
         engine,
         plugin_zip,
@@ -526,12 +532,7 @@ def test_gui_tab_switch_before_the_first_results(engine, plugin_zip, tmp_path):
     assert after["unchanged"] and after["keys"] == [0]
     assert after["result_keys"] == times
     assert after["layers"] == ["Background", "Ink", f"InkHue {models['gray']}"]
-    layout = {"width": W, "height": H, "channels": 4, "depth": "u8", "order": "bgra"}
-    want = []
-    for start in range(0, len(frames), 3):
-        want += server.job([f.tobytes() for f in frames[start : start + 3]], layout, models["gray"])
-    for t, expected in zip(times, want, strict=True):
-        assert (out / f"result_{t}.bin").read_bytes() == expected, f"keyframe {t}"
+    _assert_results_are_the_engines_chunks(server, models["gray"], out, times, frames, 3)
 
 
 def test_gui_colorize_animation_from_colored_keyframes(engine, plugin_zip, tmp_path):

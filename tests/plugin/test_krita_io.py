@@ -483,13 +483,20 @@ def animated_doc():
     return doc
 
 
-def test_animation_results_arriving_while_another_document_is_in_front_wait_for_it():
-    """The artist switched documents before the first results came back: nothing is lost,
-    nothing is added to the other document, and the layer is finished once back."""
+def docs_with_other():
+    """The animated scene and another document whose layer 'Art' holds the artist's own
+    keyframe at frame 0: (doc, other, art)."""
     doc, other = animated_doc(), fk.Document(2, 2, name="other.kra")
     art = other.add_layer("Art")
     art.fill(pattern(art.nbytes, seed=9), time=0)
     other.setActiveNode(art)
+    return doc, other, art
+
+
+def test_animation_results_arriving_while_another_document_is_in_front_wait_for_it():
+    """The artist switched documents before the first results came back: nothing is lost,
+    nothing is added to the other document, and the layer is finished once back."""
+    doc, other, art = docs_with_other()
     host, app, _queue, run = queued_host(doc, other)
     req = host.read_animation("grayscale")
     app.active_document = other
@@ -512,10 +519,7 @@ def test_animation_results_arriving_while_another_document_is_in_front_wait_for_
 def test_animation_waits_while_another_document_is_in_front():
     """Issue 14 item 7: the timeline action acts on the document in front; while another
     one is there no keyframe is added (anywhere), and the insertion goes on when back."""
-    doc, other = animated_doc(), fk.Document(2, 2, name="other.kra")
-    art = other.add_layer("Art")
-    art.fill(pattern(art.nbytes, seed=9), time=0)
-    other.setActiveNode(art)
+    doc, other, art = docs_with_other()
     host, app, queue, run = queued_host(doc, other)
     req = host.read_animation("grayscale")
     results = [pattern(16, seed=40 + k) for k in range(3)]
