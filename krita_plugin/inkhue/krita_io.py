@@ -156,11 +156,43 @@ def layer_named(doc, name: str, what: str):
     return found[0] if found else None
 
 
-def artists_layer(doc, source):
+def active_layer(app, doc):
+    """The layer the artist has selected in ``doc``, as the Layers docker shows it.
+
+    Krita's ``Document.activeNode()`` returns the current layer of the document's FIRST
+    view, while the Layers docker, ``Document.setActiveNode`` and the timeline actions
+    follow the active window's active view: with a second view of the document (Window >
+    New View) they differ, and the panel colorized the first view's layer
+    (docs/FACTS.md). So the active view's selection is read when that view shows ``doc``;
+    ``doc.activeNode()`` otherwise (no window, another document in front, nothing
+    selected). Several selected layers: the current one among them, as the docker
+    highlights it; PluginError when that cannot be told (a second view).
+    """
+    current = doc.activeNode()
+    window = app.activeWindow()
+    view = window.activeView() if window is not None else None
+    shown = view.document() if view is not None else None
+    if shown is None or not same_node(shown.rootNode(), doc.rootNode()):
+        return current
+    selected = list(view.selectedNodes() or [])
+    if len(selected) == 1:
+        return selected[0]
+    if not selected or any(same_node(n, current) for n in selected):
+        return current
+    raise PluginError(
+        f"{len(selected)} layers are selected in this view of '{document_name(doc)}': "
+        "select the one layer to colorize"
+    )
+
+
+def artists_layer(app, doc, source):
     """The layer to leave active after a result is added: the one the artist has active
     now (they may have picked another while the engine worked), else ``source``, so that
     the next Colorize reads the source again when nothing else was picked."""
-    active = doc.activeNode()
+    try:
+        active = active_layer(app, doc)
+    except PluginError:  # several layers selected: leave the focus on the source
+        active = None
     return active if active is not None else source
 
 
@@ -211,7 +243,7 @@ class KritaHost(Host):
         return doc
 
     def source_node(self, doc):
-        node = self._source or doc.activeNode()
+        node = self._source or active_layer(self.app, doc)
         if node is None:
             raise PluginError(
                 f"No layer is selected in '{document_name(doc)}': select the layer to colorize"
@@ -631,7 +663,7 @@ class KritaHost(Host):
     ) -> str:
         context = request.context
         doc = context["doc"]
-        keep = artists_layer(doc, context["node"])  # before the new layer takes the focus
+        keep = artists_layer(self.app, doc, context["node"])  # before the new layer takes the focus
         layer, name = self._new_layer(context, layout, model_name, task)
         x, y, w, h, _mask = context["area"]
         layer.setPixelData(self._result_bytes(context, result, layout), x, y, w, h)
@@ -855,7 +887,9 @@ class KeyframeInsertion:
 
     def start(self) -> None:
         doc = self.doc
-        self.keep = artists_layer(doc, self.context["node"])  # made active again at the end
+        self.keep = artists_layer(
+            self.host.app, doc, self.context["node"]
+        )  # made active again at the end
         self.layer, self.name = self.host._new_layer(
             self.context, self.layout, self.model_name, self.task
         )
@@ -952,7 +986,7 @@ class KeyframeInsertion:
             self.paused = False
             self._tries = 0
             self._progress(i, total, "Adding keyframes")
-        if not same_node(doc.activeNode(), self.layer):
+        if not same_node(active_layer(self.host.app, doc), self.layer):
             self._tries += 1
             if self._tries > self.ACTIVATE_TRIES:
                 self._finish(
@@ -968,7 +1002,9 @@ class KeyframeInsertion:
         doc.setCurrentTime(t)
         doc.waitForDone()
         # Checked again right before the trigger, in this same event-loop turn.
-        if not (self.host._in_front(doc) and same_node(doc.activeNode(), self.layer)):
+        if not (
+            self.host._in_front(doc) and same_node(active_layer(self.host.app, doc), self.layer)
+        ):
             self._later(lambda: self._step(i))
             return
         self.action.trigger()

@@ -657,3 +657,29 @@ def test_gui_engine_killed_and_krita_quit(engine, plugin_zip, tmp_path):
     finally:
         if second and process_alive(second):
             os.kill(second, signal.SIGKILL)
+
+
+def test_gui_two_views_of_one_document(engine, plugin_zip, tmp_path):
+    """Window > New View: the artist selects "Ink" in the second (active) view while the
+    first view still has "Sketch" selected. Krita's doc.activeNode() reads the first view
+    (docs/FACTS.md); the panel must colorize the layer the artist sees selected, finish the
+    result layer, and touch neither layer."""
+    server, models = engine
+    out, times, frames = _tab_switch_inputs(tmp_path, 4)
+    result = run_gui(
+        engine, plugin_zip, tmp_path, "two-views",
+        {"times": times, "end": 5, "model": models["gray"], "scenario": "two_views", "chunk": 2},
+    )  # fmt: skip
+    tv = result["two_views"]
+    # the Krita behaviour this guards against, as measured (if Krita changes it, say so)
+    assert tv["views_of_doc"] == 2 and tv["active_is_second"]
+    assert tv["doc_active_node"] == "Sketch" and tv["view_selected"] == ["Ink"]
+    after = tv["after"]
+    assert after["error"] == "", after["error"]
+    assert after["result_keys"] == times
+    assert after["ink_unchanged"] == [True] * len(times) and after["ink_keys"] == times
+    assert after["sketch_unchanged"] and after["sketch_keys"] == [0]
+    layers = after["layers"]
+    assert layers.index(f"InkHue {models['gray']}") == layers.index("Ink") + 1, layers
+    assert after["view_selected"] == ["Ink"]  # the artist's layer is active again
+    _assert_results_are_the_engines_chunks(server, models["gray"], out, times, frames, 2)

@@ -395,6 +395,29 @@ class Palette:
         return Swatch(self.entries[i])
 
 
+class View:
+    """A view of a document with its own layer selection (Window > New View makes a second
+    one): Krita's Document.activeNode() reads the FIRST view's current layer, not this."""
+
+    def __init__(self, document: Document, selected: list | None = None) -> None:
+        self.doc = document
+        self.selected = list(selected or [])
+
+    def document(self):
+        return self.doc
+
+    def selectedNodes(self):  # noqa: N802
+        return list(self.selected)
+
+
+class Window:
+    def __init__(self, view: View | None) -> None:
+        self.view = view
+
+    def activeView(self):  # noqa: N802
+        return self.view
+
+
 class App:
     def __init__(self, document: Document | None = None, gui: bool = True) -> None:
         self.active_document = document
@@ -404,9 +427,13 @@ class App:
         self.blank_frame = Action(self)
         self.palettes: dict[str, list] = {}
         self.settings: dict[tuple[str, str], str] = {}
+        self.window: Window | None = None  # None: headless, as kritarunner
 
     def activeDocument(self):  # noqa: N802
         return self.active_document
+
+    def activeWindow(self):  # noqa: N802
+        return self.window
 
     def createDocument(self, w, h, name, model, depth, profile, res):  # noqa: N802
         doc = Document(w, h, model, depth, profile, name)

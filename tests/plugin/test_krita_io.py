@@ -8,7 +8,7 @@ import fake_krita as fk
 import pytest
 
 from inkhue.errors import PluginError
-from inkhue.krita_io import KritaHost, drawing_times, managed_color_hex
+from inkhue.krita_io import KritaHost, active_layer, drawing_times, managed_color_hex
 from inkhue.pixels import FrameLayout
 
 
@@ -25,6 +25,28 @@ def host_for(doc, gui=True, **kw):
         fn()
 
     return KritaHost(app, palette_class=fk.Palette, later=later, **kw), app, steps
+
+
+def test_the_layer_read_is_the_one_selected_in_the_active_view():
+    """Window > New View: doc.activeNode() is the FIRST view's layer (docs/FACTS.md); the
+    panel reads the active view's selection when that view shows the document."""
+    doc = fk.Document(2, 2)
+    sketch, ink, top = doc.add_layer("Sketch"), doc.add_layer("Ink"), doc.add_layer("Top")
+    doc.setActiveNode(sketch)  # what doc.activeNode() returns: the first view's layer
+    host, app, _ = host_for(doc)
+    assert active_layer(app, doc) is sketch  # no window (headless): doc.activeNode()
+    app.window = fk.Window(fk.View(doc, [ink]))
+    assert active_layer(app, doc) is ink
+    assert host.read_frame("grayscale").description == "layer 'Ink' of 'scene.kra'"
+    app.window.view.selected = []  # nothing selected in the view: the document's own
+    assert active_layer(app, doc) is sketch
+    app.window.view.selected = [ink, sketch]  # several, the current one among them
+    assert active_layer(app, doc) is sketch
+    app.window.view.selected = [ink, top]  # several, none of them the document's current
+    with pytest.raises(PluginError, match="2 layers are selected in this view of 'scene.kra'"):
+        host.read_frame("grayscale")
+    app.window.view = fk.View(fk.Document(2, 2), [ink])  # another document's view in front
+    assert active_layer(app, doc) is sketch
 
 
 def user_layers_snapshot(doc):

@@ -268,6 +268,11 @@ class GuiDriver(Extension):
 
             KeyframesScenario(self).start()
             return
+        if self.cfg.get("scenario") == "two_views":
+            from .two_views import TwoViews
+
+            TwoViews(self).start()
+            return
         if self.cfg.get("scenario") == "engine":
             from .engine_life import EngineLife
 
