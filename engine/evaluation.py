@@ -237,8 +237,13 @@ def evaluate_model(
     limit: int | None = None,
     inputs: str | os.PathLike[str] | None = None,
     progress: Callable[[str], None] | None = None,
+    methods: Sequence[str] = METHODS,
 ) -> EvalReport:
-    """Score ``model`` (a loaded Model) and the baselines on the images in ``data``."""
+    """Score ``model`` (a loaded Model) and the baselines on the images in ``data``.
+
+    ``methods``: the rows to score, a subset of METHODS (an ablation's arms need only
+    ``model``; the baselines do not depend on the model).
+    """
     from inkhue_engine import pipeline
     from inkhue_engine.regions import lineart_lines
 
@@ -246,13 +251,17 @@ def evaluate_model(
     if size < 8:
         raise InputError(f"--size {size}: use at least 8")
     counts = sorted({int(n) for n in hint_counts})
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise InputError(f"methods {list(methods)}: choose from {', '.join(METHODS)}")
+    methods = [m for m in METHODS if m in methods]  # table order, once each
     if not counts or counts[0] < 0:
         raise InputError(f"--hints {hint_counts}: give hint counts of 0 or more")
     task = model.info.task
     pairs, source = load_pairs(data, task, size, inputs, limit)
     if not pairs:
         raise InputError(f"{data}: no images to evaluate (--limit {limit})")
-    acc = {(m, n): Scores(m, n) for n in counts for m in METHODS}
+    acc = {(m, n): Scores(m, n) for n in counts for m in methods}
     per_image: list[dict[str, Any]] = []
     truth_colorful = 0.0
     for index, (name, truth, gray01) in enumerate(pairs):
@@ -264,19 +273,24 @@ def evaluate_model(
         gray_rgb = np.repeat(gray01[..., None], 3, axis=2)  # ab = 0: the "gray" baseline
         L_in = rgb_to_lab(gray_rgb)[..., 0]
         valid = ~lineart_lines(L_in) if task == "lineart" else None
-        gray_scores = Scores.of_image("gray", 0, gray_rgb, truth, truth_lab)
+        gray_scores = (
+            Scores.of_image("gray", 0, gray_rgb, truth, truth_lab) if "gray" in methods else None
+        )
         for n in counts:
             # seeded by (seed, image, count): the same hints whatever else is evaluated
             rng = np.random.default_rng([seed, index, n])
             ab, mask = sample_hints(truth_lab, n, rng, patch=HINT_PATCH, valid=valid)
             hints = (ab, mask, truth_lab[..., 0] * mask) if task == "lineart" else (ab, mask)
-            out = pipeline.colorize_frame(gray01, model, hints if n else None, options)
-            flat = pipeline.flat_fill_frame(gray01, task, hints if n else None)
-            for one in (
-                Scores.of_image("model", n, _rgb01(out), truth, truth_lab),
-                Scores.of_image("flat-fill", n, _rgb01(flat), truth, truth_lab),
-                gray_scores,
-            ):
+            scored = []
+            if "model" in methods:
+                out = pipeline.colorize_frame(gray01, model, hints if n else None, options)
+                scored.append(Scores.of_image("model", n, _rgb01(out), truth, truth_lab))
+            if "flat-fill" in methods:
+                flat = pipeline.flat_fill_frame(gray01, task, hints if n else None)
+                scored.append(Scores.of_image("flat-fill", n, _rgb01(flat), truth, truth_lab))
+            if gray_scores is not None:
+                scored.append(gray_scores)
+            for one in scored:
                 acc[(one.method, n)].add(one)
                 row = {k: v for k, v in asdict(one).items() if k != "images"}
                 per_image.append({**row, "image": name, "hints": n, "truth_colorfulness": truth_c})
@@ -294,7 +308,7 @@ def evaluate_model(
         truth_colorfulness=truth_colorful / len(pairs),
         mirror_average=bool(getattr(options, "mirror_average", True)),
     )
-    report.rows = [acc[(m, n)].mean() for n in counts for m in METHODS]
+    report.rows = [acc[(m, n)].mean() for n in counts for m in methods]
     report.per_image = per_image
     return report
 

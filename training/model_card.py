@@ -653,8 +653,9 @@ def measure_ablation(
                 ColorizeOptions(detail=detail),
                 size=size,
                 seed=seed,
+                methods=("model",),
             )
-            rows = [asdict(r) for r in report.rows if r.method == "model"]
+            rows = [asdict(r) for r in report.rows]
             out.append({"name": name, "model": str(path), "sha256": _sha256(path), "rows": rows})
     return out
 

@@ -131,6 +131,19 @@ def test_hints_are_seeded_and_shared(truth_dir, grayscale_model):
     assert a.row("flat-fill", 10) != c.row("flat-fill", 10)
 
 
+def test_methods_chosen_score_only_those_rows_with_the_same_hints(truth_dir, grayscale_model):
+    model = load_model(grayscale_model, "cpu")
+    full = evaluation.evaluate_model(model, truth_dir, [0, 10], seed=3, limit=2)
+    only = evaluation.evaluate_model(model, truth_dir, [0, 10], seed=3, limit=2, methods=("model",))
+    assert [(r.method, r.hints) for r in only.rows] == [("model", 0), ("model", 10)]
+    assert only.row("model", 10) == full.row("model", 10)
+    assert {r["method"] for r in only.per_image} == {"model"}
+    two = evaluation.evaluate_model(model, truth_dir, [10], limit=1, methods=("gray", "model"))
+    assert [r.method for r in two.rows] == ["model", "gray"]  # table order
+    with pytest.raises(InputError, match="choose from model, gray, flat-fill"):
+        evaluation.evaluate_model(model, truth_dir, [0], methods=("bucket",))
+
+
 def test_lineart_evaluation_with_paired_inputs_and_synthesized(tmp_path, truth_dir, lineart_model):
     model = load_model(lineart_model, "cpu")
     inputs = tmp_path / "lines"
