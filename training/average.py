@@ -18,6 +18,7 @@ not a run to resume). The output records ``averaged_from`` (path, weight, step o
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import tempfile
@@ -47,8 +48,10 @@ def parse_weights(text: str | None, n: int) -> list[float]:
         raise InputError(f"--weights {text!r}: give {n} numbers separated by commas") from None
     if len(weights) != n:
         raise InputError(f"--weights {text!r}: {len(weights)} weight(s) for {n} checkpoints")
-    if any(not (w >= 0) for w in weights) or sum(weights) <= 0:
-        raise InputError(f"--weights {text!r}: weights must be 0 or more, and not all 0")
+    if any(not (math.isfinite(w) and w >= 0) for w in weights) or sum(weights) <= 0:
+        raise InputError(
+            f"--weights {text!r}: weights must be finite numbers of 0 or more, not all 0"
+        )
     total = sum(weights)
     return [w / total for w in weights]
 
@@ -91,8 +94,11 @@ def average_checkpoints(
     if len(paths) < 2:
         raise InputError("give at least two checkpoints to average")
     weights = list(weights) if weights is not None else [1.0 / len(paths)] * len(paths)
-    if len(weights) != len(paths) or abs(sum(weights) - 1.0) > 1e-6:
-        raise InputError(f"{len(paths)} checkpoints need {len(paths)} weights summing to 1")
+    finite = all(math.isfinite(w) and w >= 0 for w in weights)
+    if len(weights) != len(paths) or not finite or abs(sum(weights) - 1.0) > 1e-6:
+        raise InputError(
+            f"{len(paths)} checkpoints need {len(paths)} weights of 0 or more summing to 1"
+        )
     ckpts = [load_checkpoint(p) for p in paths]
     _check_same_network(paths, ckpts)
     out = {k: v for k, v in ckpts[0].items() if k not in DROPPED}

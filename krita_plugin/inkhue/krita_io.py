@@ -156,29 +156,34 @@ def layer_named(doc, name: str, what: str):
     return found[0] if found else None
 
 
-def active_layer(app, doc):
+def active_layer(app, doc, strict: bool = True):
     """The layer the artist has selected in ``doc``, as the Layers docker shows it.
 
     Krita's ``Document.activeNode()`` returns the current layer of the document's FIRST
     view, while the Layers docker, ``Document.setActiveNode`` and the timeline actions
     follow the active window's active view: with a second view of the document (Window >
     New View) they differ, and the panel colorized the first view's layer
-    (docs/FACTS.md). So the active view's selection is read when that view shows ``doc``;
-    ``doc.activeNode()`` otherwise (no window, another document in front, nothing
-    selected). Several selected layers: the current one among them, as the docker
-    highlights it; PluginError when that cannot be told (a second view).
+    (docs/FACTS.md). So with several views of ``doc`` the active view's selection is read
+    when that view shows ``doc``; with one view (or another document in front, or nothing
+    selected) ``doc.activeNode()``, as before. Several layers selected in one of several
+    views cannot be told apart: PluginError, or None when not ``strict``.
     """
     current = doc.activeNode()
+    root = doc.rootNode()
+    views = [v for v in app.views() if v.document() is not None]
+    if sum(1 for v in views if same_node(v.document().rootNode(), root)) < 2:
+        return current
     window = app.activeWindow()
     view = window.activeView() if window is not None else None
-    shown = view.document() if view is not None else None
-    if shown is None or not same_node(shown.rootNode(), doc.rootNode()):
+    if view is None or view.document() is None or not same_node(view.document().rootNode(), root):
         return current
     selected = list(view.selectedNodes() or [])
     if len(selected) == 1:
         return selected[0]
-    if not selected or any(same_node(n, current) for n in selected):
+    if not selected:
         return current
+    if not strict:
+        return None
     raise PluginError(
         f"{len(selected)} layers are selected in this view of '{document_name(doc)}': "
         "select the one layer to colorize"
@@ -188,11 +193,9 @@ def active_layer(app, doc):
 def artists_layer(app, doc, source):
     """The layer to leave active after a result is added: the one the artist has active
     now (they may have picked another while the engine worked), else ``source``, so that
-    the next Colorize reads the source again when nothing else was picked."""
-    try:
-        active = active_layer(app, doc)
-    except PluginError:  # several layers selected: leave the focus on the source
-        active = None
+    the next Colorize reads the source again when nothing else was picked (or several
+    layers are selected in a second view)."""
+    active = active_layer(app, doc, strict=False)
     return active if active is not None else source
 
 
@@ -946,6 +949,17 @@ class KeyframeInsertion:
         self._done("" if error else self.name, error)
 
     def _step(self, i: int) -> None:
+        """One event-loop step of the insertion. It runs from a Qt timer, where an escaping
+        exception would reach no one: the partial layer would stay and the panel stay busy.
+        So any error ends the insertion like the known ones (the layer removed)."""
+        try:
+            self._advance(i)
+        except Exception as exc:
+            if self.finished:
+                raise
+            self._finish(f"Adding keyframe {i + 1} of {self.total} failed: {exc}")
+
+    def _advance(self, i: int) -> None:
         if self.finished:
             return
         total = self.total
@@ -986,7 +1000,7 @@ class KeyframeInsertion:
             self.paused = False
             self._tries = 0
             self._progress(i, total, "Adding keyframes")
-        if not same_node(active_layer(self.host.app, doc), self.layer):
+        if not same_node(active_layer(self.host.app, doc, strict=False), self.layer):
             self._tries += 1
             if self._tries > self.ACTIVATE_TRIES:
                 self._finish(
@@ -1003,7 +1017,8 @@ class KeyframeInsertion:
         doc.waitForDone()
         # Checked again right before the trigger, in this same event-loop turn.
         if not (
-            self.host._in_front(doc) and same_node(active_layer(self.host.app, doc), self.layer)
+            self.host._in_front(doc)
+            and same_node(active_layer(self.host.app, doc, strict=False), self.layer)
         ):
             self._later(lambda: self._step(i))
             return

@@ -251,6 +251,11 @@ class Document:
         return self.active
 
     def setActiveNode(self, node):  # noqa: N802
+        view = _active_view_of(self)
+        if view is not None:
+            view.selected = [node]
+            if view is not _first_view_of(self):
+                return  # activeNode() keeps reading the first view's layer
         self.active = node
 
     def createNode(self, name, node_type):  # noqa: N802
@@ -338,6 +343,24 @@ class Document:
         return True
 
 
+def _views_of(doc) -> list:
+    app = getattr(doc, "app", None)
+    window = getattr(app, "window", None)
+    return [v for v in window.views if v.doc is doc] if window is not None else []
+
+
+def _first_view_of(doc):
+    views = _views_of(doc)
+    return views[0] if views else None
+
+
+def _active_view_of(doc):
+    """The active window's active view when it shows ``doc`` (else None)."""
+    window = getattr(getattr(doc, "app", None), "window", None)
+    view = window.activeView() if window is not None else None
+    return view if view is not None and view.doc is doc else None
+
+
 class Action:
     """``add_blank_frame``: a blank keyframe on the active layer at the current time."""
 
@@ -347,7 +370,8 @@ class Action:
 
     def trigger(self):
         doc = self.app.active_document
-        node = doc.activeNode()
+        view = _active_view_of(doc)  # the timeline acts on the active view's layer
+        node = view.selected[0] if view is not None and view.selected else doc.activeNode()
         node.frames[doc.currentTime()] = bytearray(node.nbytes)
         self.triggered_at.append(doc.currentTime())
 
@@ -397,7 +421,8 @@ class Palette:
 
 class View:
     """A view of a document with its own layer selection (Window > New View makes a second
-    one): Krita's Document.activeNode() reads the FIRST view's current layer, not this."""
+    one). As in Krita 5.1 (docs/FACTS.md): Document.activeNode() reads the document's FIRST
+    view, setActiveNode and add_blank_frame act on the active window's active view."""
 
     def __init__(self, document: Document, selected: list | None = None) -> None:
         self.doc = document
@@ -411,11 +436,14 @@ class View:
 
 
 class Window:
-    def __init__(self, view: View | None) -> None:
-        self.view = view
+    """A main window holding ``views``; the last one is active (as after addView)."""
+
+    def __init__(self, *views: View) -> None:
+        self.views = list(views)
+        self.active = self.views[-1] if self.views else None
 
     def activeView(self):  # noqa: N802
-        return self.view
+        return self.active
 
 
 class App:
@@ -428,12 +456,17 @@ class App:
         self.palettes: dict[str, list] = {}
         self.settings: dict[tuple[str, str], str] = {}
         self.window: Window | None = None  # None: headless, as kritarunner
+        if document is not None:
+            document.app = self
 
     def activeDocument(self):  # noqa: N802
         return self.active_document
 
     def activeWindow(self):  # noqa: N802
         return self.window
+
+    def views(self):
+        return list(self.window.views) if self.window is not None else []
 
     def createDocument(self, w, h, name, model, depth, profile, res):  # noqa: N802
         doc = Document(w, h, model, depth, profile, name)

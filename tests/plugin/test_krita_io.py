@@ -29,24 +29,79 @@ def host_for(doc, gui=True, **kw):
 
 def test_the_layer_read_is_the_one_selected_in_the_active_view():
     """Window > New View: doc.activeNode() is the FIRST view's layer (docs/FACTS.md); the
-    panel reads the active view's selection when that view shows the document."""
+    panel reads the active view's selection when several views show the document."""
     doc = fk.Document(2, 2)
     sketch, ink, top = doc.add_layer("Sketch"), doc.add_layer("Ink"), doc.add_layer("Top")
-    doc.setActiveNode(sketch)  # what doc.activeNode() returns: the first view's layer
+    doc.setActiveNode(sketch)
     host, app, _ = host_for(doc)
     assert active_layer(app, doc) is sketch  # no window (headless): doc.activeNode()
-    app.window = fk.Window(fk.View(doc, [ink]))
+    first = fk.View(doc, [sketch])
+    app.window = fk.Window(first)
+    first.selected = [ink, sketch]  # one view, several layers: the current one, as before
+    assert active_layer(app, doc) is sketch
+    second = fk.View(doc)
+    app.window = fk.Window(first, second)  # the second view is active
+    doc.setActiveNode(ink)  # acts on the active view only
+    assert doc.activeNode() is sketch and second.selectedNodes() == [ink]
     assert active_layer(app, doc) is ink
     assert host.read_frame("grayscale").description == "layer 'Ink' of 'scene.kra'"
-    app.window.view.selected = []  # nothing selected in the view: the document's own
+    second.selected = []  # nothing selected in the view: the document's own
     assert active_layer(app, doc) is sketch
-    app.window.view.selected = [ink, sketch]  # several, the current one among them
-    assert active_layer(app, doc) is sketch
-    app.window.view.selected = [ink, top]  # several, none of them the document's current
+    second.selected = [ink, top]  # several in a second view: cannot tell which
+    assert active_layer(app, doc, strict=False) is None
     with pytest.raises(PluginError, match="2 layers are selected in this view of 'scene.kra'"):
         host.read_frame("grayscale")
-    app.window.view = fk.View(fk.Document(2, 2), [ink])  # another document's view in front
+    app.window.active = fk.View(fk.Document(2, 2), [ink])  # another document in front
     assert active_layer(app, doc) is sketch
+
+
+def test_colorize_animation_in_a_second_view_keys_the_result_layer_only():
+    """The whole insertion with two views: keyframes go to the new layer (the timeline acts
+    on the active view's layer), the first view's layer is untouched, and the artist's
+    layer in the active view is active again at the end."""
+    doc = fk.Document(2, 2)
+    sketch, ink = doc.add_layer("Sketch"), doc.add_layer("Ink")
+    for t in (0, 3):
+        ink.fill(pattern(ink.nbytes, seed=t), time=t)
+    sketch.fill(pattern(sketch.nbytes, seed=7), time=0)
+    doc.setActiveNode(sketch)
+    host, app, _ = host_for(doc)
+    first, second = fk.View(doc, [sketch]), fk.View(doc)
+    app.window = fk.Window(first, second)
+    doc.setActiveNode(ink)
+    before = user_layers_snapshot(doc)
+    req = host.read_animation("grayscale")
+    assert req.times == [0, 3] and req.description.startswith("layer 'Ink'")
+    results = [pattern(16, seed=30), pattern(16, seed=40)]
+    done = []
+    host.insert_animation(
+        req, results, req.layout, "toon", "grayscale", lambda n, e: done.append((n, e))
+    )
+    assert done == [("InkHue toon", "")]
+    new = doc.nodeByName("InkHue toon")
+    assert sorted(new.frames) == [0, 3]
+    assert new.pixelDataAtTime(0, 0, 2, 2, 3) == results[1]
+    assert {k: v for k, v in user_layers_snapshot(doc).items() if k != "InkHue toon"} == before
+    assert second.selectedNodes() == [ink] and doc.activeNode() is sketch
+
+
+def test_an_error_inside_a_keyframe_step_ends_the_insertion_and_removes_the_layer():
+    """A step runs from a Qt timer, where an exception would reach no one."""
+    doc = fk.Document(2, 2)
+    ink = doc.add_layer("Ink")
+    for t in (0, 1):
+        ink.fill(pattern(ink.nbytes, seed=t), time=t)
+    doc.setActiveNode(ink)
+    host, _app, _ = host_for(doc)
+    req = host.read_animation("grayscale")
+    done = []
+    host.insert_animation(
+        req, [b"short", b"short"], req.layout, "toon", "grayscale",
+        lambda n, e: done.append((n, e)),
+    )  # fmt: skip
+    [(name, error)] = done
+    assert name == "" and error.startswith("Adding keyframe 1 of 2 failed: ")
+    assert "was removed" in error and doc.nodeByName("InkHue toon") is None
 
 
 def user_layers_snapshot(doc):

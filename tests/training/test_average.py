@@ -88,6 +88,7 @@ def test_weights_and_output_are_checked_before_anything_is_written(tmp_path, cap
         ("a,b", "numbers"),
         ("-1,2", "0 or more"),
         ("0,0", "0 or more"),
+        ("inf,1", "finite"),
     ):
         with pytest.raises(InputError, match=says):
             parse_weights(bad, 2)
