@@ -75,6 +75,11 @@ class Scores:
             images=1,
         )
 
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Scores:
+        """One image's scores from its per-image row (``EvalReport.per_image``)."""
+        return cls(row["method"], int(row["hints"]), **{k: row[k] for k in METRICS}, images=1)
+
     def add(self, other: Scores) -> None:
         """Add the sums of ``other`` (e.g. one image's ``of_image``)."""
         for k in _SUMMED:
@@ -94,12 +99,11 @@ class Scores:
         )
 
 
-_SUMMED = ("psnr", "rmse", "ssim", "ciede2000", "colorfulness", "images")
+#: The scores of one image (and the mean of several).
+METRICS = ("psnr", "rmse", "ssim", "ciede2000", "colorfulness")
+_SUMMED = (*METRICS, "images")
 #: Columns of the per-image table (``EvalReport.per_image``, ``write_per_image_csv``).
-PER_IMAGE_COLUMNS = (
-    "image", "hints", "method", "psnr", "rmse", "ssim", "ciede2000", "colorfulness",
-    "truth_colorfulness",
-)  # fmt: skip
+PER_IMAGE_COLUMNS = ("image", "hints", "method", *METRICS, "truth_colorfulness")
 
 
 @dataclass

@@ -602,8 +602,7 @@ def measure_natural(
     truth_colorful = 0.0
     for r in at0:
         if r["method"] in acc:
-            one = {k: r[k] for k in ("psnr", "rmse", "ssim", "ciede2000", "colorfulness")}
-            acc[r["method"]].add(evaluation.Scores(r["method"], 0, **one, images=1))
+            acc[r["method"]].add(evaluation.Scores.from_row(r))
         if r["method"] == "model":  # one row per image
             truth_colorful += r["truth_colorfulness"]
     return {
