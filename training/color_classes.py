@@ -167,8 +167,16 @@ def annealed_mean(
 
 
 def rebalanced_cross_entropy(
-    logits: torch.Tensor, target_idx: torch.Tensor, weights: torch.Tensor
+    logits: torch.Tensor,
+    target_idx: torch.Tensor,
+    weights: torch.Tensor,
+    pixel_weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Mean over pixels of w[target] * CE(logits, target) (Zhang et al. eq. 2)."""
+    """Mean over pixels of w[target] * CE(logits, target) (Zhang et al. eq. 2); with
+    ``pixel_weight`` [N,1,H,W] (losses.unhinted_pixel_weights) a weighted mean."""
     ce = F.cross_entropy(logits.float(), target_idx, reduction="none")
-    return (ce * weights.to(ce.device)[target_idx]).mean()
+    ce = ce * weights.to(ce.device)[target_idx]
+    if pixel_weight is None:
+        return ce.mean()
+    w = pixel_weight[:, 0].to(ce.dtype)
+    return (ce * w).sum() / w.sum()

@@ -85,14 +85,36 @@ class GANLoss(nn.Module):
         self.rng.set_state(state)
 
 
-def color_l1(pred: torch.Tensor, target: torch.Tensor, weight: float = 100.0) -> torch.Tensor:
+def color_l1(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    weight: float = 100.0,
+    pixel_weight: torch.Tensor | None = None,
+) -> torch.Tensor:
     """``weight`` x mean |pred - target| on normalized colors.
 
     ``pred`` / ``target`` are ab [N,2,H,W] or Lab [N,3,H,W] (line art: L counts too)
     in Lab units; they are compared normalized (ab / AB_SCALE, L / 50 - 1) so the
-    weight of ~100 means what it means in pix2pix / arXiv 1803.05400.
+    weight of ~100 means what it means in pix2pix / arXiv 1803.05400. ``pixel_weight``
+    [N,1,H,W] (``unhinted_pixel_weights``): a weighted mean instead (the same when all 1).
     """
-    return weight * F.l1_loss(normalize_color(pred), normalize_color(target))
+    if pixel_weight is None:
+        return weight * F.l1_loss(normalize_color(pred), normalize_color(target))
+    diff = (normalize_color(pred) - normalize_color(target)).abs()
+    w = pixel_weight.to(diff.dtype)
+    return weight * (diff * w).sum() / (w.sum() * diff.shape[1])
+
+
+def unhinted_pixel_weights(hint_mask: torch.Tensor, weight: float) -> torch.Tensor | None:
+    """Per-pixel loss weights [N,1,H,W] that make the network carry hints beyond the regions
+    that hold them: in an item with hints, a pixel outside the hinted regions (``hint_mask``
+    [N,1,H,W], the model input's spread mask) counts ``weight`` times, a hinted one once
+    (it only has to copy its hint). Items without hints: all 1. None when ``weight`` is 1."""
+    if weight == 1.0:
+        return None
+    m = (hint_mask > 0).to(torch.float32)
+    has_hints = m.flatten(1).amax(dim=1).view(-1, 1, 1, 1)
+    return 1.0 + (weight - 1.0) * (1.0 - m) * has_hints
 
 
 def chroma_match(pred: torch.Tensor, target: torch.Tensor, weight: float) -> torch.Tensor:

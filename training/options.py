@@ -63,6 +63,7 @@ class TrainConfig:
     l1_weight: float = 100.0
     gan_weight: float = 1.0
     chroma_weight: float = 0.0  # per-image chroma match (losses.chroma_match); 0: off
+    unhinted_weight: float = 1.0  # losses.unhinted_pixel_weights; 1: off
     real_label: float = 0.9
     fake_label: float = 0.0
     label_noise: float = 0.05
@@ -240,6 +241,13 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         help="weight of the per-image chroma match: each output as colorful as its truth "
         f"overall, against L1's hedging toward gray (default {d.chroma_weight:g}: off)",
+    )
+    g.add_argument(
+        "--unhinted-weight",
+        type=float,
+        help="in items with hints, pixels outside the hinted regions count this many times "
+        "in the L1 and class losses, against copying hints only (default "
+        f"{d.unhinted_weight:g}: off)",
     )
     g.add_argument("--real-label", type=float, help=f"default {d.real_label}")
     g.add_argument("--fake-label", type=float, help=f"default {d.fake_label}")

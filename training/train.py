@@ -58,7 +58,7 @@ from inkhue_training.data import (
     read_rgb,
     worker_init,
 )
-from inkhue_training.losses import GANLoss, chroma_match, color_l1
+from inkhue_training.losses import GANLoss, chroma_match, color_l1, unhinted_pixel_weights
 from inkhue_training.networks import Discriminator, Generator
 from inkhue_training.options import (
     AMP_CHOICES,
@@ -197,6 +197,8 @@ def check_options(config: TrainConfig) -> None:
             f"--ab-prior-sigma {config.ab_prior_sigma:g}: use a value > 0 with "
             "--color-head classification (0: no prior)"
         )
+    if not config.unhinted_weight >= 1:
+        raise InputError(f"--unhinted-weight {config.unhinted_weight:g}: use 1 (off) or more")
     if config.chroma_weight < 0:
         raise InputError(f"--chroma-weight {config.chroma_weight:g}: use 0 (off) or more")
     if config.lr_decay != "none" and config.max_steps <= 0:
@@ -738,14 +740,15 @@ def _train(
                 D.requires_grad_(False)
                 with autocast():
                     adv = gan(D_plain(L, fake), True, for_generator=True)
-                    l1 = color_l1(fake.float(), tgt, config.l1_weight)
+                    pix_w = unhinted_pixel_weights(inp[:, 3:4], config.unhinted_weight)
+                    l1 = color_l1(fake.float(), tgt, config.l1_weight, pix_w)
                     loss_g = l1 + config.gan_weight * adv
                     if config.chroma_weight:
                         chroma = chroma_match(fake, tgt, config.chroma_weight)
                         loss_g = loss_g + chroma
                     if logits is not None:  # classification head: rebalanced cross-entropy
                         target_cls = quantizer.encode_torch(tgt[:, -2:])
-                        ce = rebalanced_cross_entropy(logits, target_cls, class_w)
+                        ce = rebalanced_cross_entropy(logits, target_cls, class_w, pix_w)
                         loss_g = loss_g + config.class_weight * ce
                 opt_g.zero_grad(set_to_none=True)
                 loss_g.backward()

@@ -191,6 +191,9 @@ def test_bad_option_values_are_refused_with_the_flag_named():
         train_mod.check_options(TrainConfig(color_head="softmax"))
     with pytest.raises(InputError, match="--chroma-weight -1: use 0"):
         train_mod.check_options(TrainConfig(chroma_weight=-1.0))
+    for bad in (0.5, float("nan")):
+        with pytest.raises(InputError, match="--unhinted-weight .*: use 1 \\(off\\) or more"):
+            train_mod.check_options(TrainConfig(unhinted_weight=bad))
 
 
 # --------------------------------------------------------------------------- smoke runs

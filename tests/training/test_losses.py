@@ -6,7 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from inkhue_training.losses import GANLoss, chroma_match, color_l1
+from inkhue_training.color_classes import rebalanced_cross_entropy
+from inkhue_training.losses import GANLoss, chroma_match, color_l1, unhinted_pixel_weights
 
 SHAPE = (64, 1, 8, 8)  # 4096 targets per call
 
@@ -110,3 +111,29 @@ def test_chroma_match_asks_each_image_as_colorful_as_its_truth_overall():
     pred = (truth * 0.5).requires_grad_(True)
     chroma_match(pred, truth, 1.0).backward()
     assert (pred.grad[0, 0] < 0).all()  # descending the loss raises a
+
+
+def test_unhinted_pixels_weigh_more_only_in_items_with_hints():
+    mask = torch.zeros(2, 1, 2, 2)
+    mask[0, 0, 0, :] = 1.0  # item 0: its top row is a hinted region; item 1: no hints
+    assert unhinted_pixel_weights(mask, 1.0) is None  # off: the plain losses
+    w = unhinted_pixel_weights(mask, 4.0)
+    assert w[0, 0].tolist() == [[1.0, 1.0], [4.0, 4.0]]
+    assert w[1].eq(1.0).all()
+
+
+def test_weighted_losses_are_the_plain_ones_at_weight_1_and_follow_the_weights():
+    torch.manual_seed(0)
+    pred, tgt = torch.randn(2, 2, 3, 3) * 20, torch.randn(2, 2, 3, 3) * 20
+    ones = torch.ones(2, 1, 3, 3)
+    torch.testing.assert_close(color_l1(pred, tgt, 100.0, ones), color_l1(pred, tgt, 100.0))
+    w = torch.zeros(2, 1, 3, 3)
+    w[0, 0, 1, 2] = 1.0  # all the weight on one pixel: its own L1 (over the channels)
+    one = color_l1(pred[:1, :, 1:2, 2:3], tgt[:1, :, 1:2, 2:3], 100.0)
+    torch.testing.assert_close(color_l1(pred, tgt, 100.0, w), one)
+    logits, idx = torch.randn(2, 5, 3, 3), torch.randint(0, 5, (2, 3, 3))
+    cls_w = torch.rand(5) + 0.5
+    plain = rebalanced_cross_entropy(logits, idx, cls_w)
+    torch.testing.assert_close(rebalanced_cross_entropy(logits, idx, cls_w, ones), plain)
+    at_one = rebalanced_cross_entropy(logits[:1, :, 1:2, 2:3], idx[:1, 1:2, 2:3], cls_w)
+    torch.testing.assert_close(rebalanced_cross_entropy(logits, idx, cls_w, w), at_one)
