@@ -20,7 +20,6 @@ import numpy as np
 from inkhue_engine import evaluation, pipeline
 from inkhue_engine import regions as rg
 from inkhue_engine.color import rgb_to_lab, to_float01
-from inkhue_engine.hints import sample_hints
 from inkhue_engine.metrics import delta_e_2000
 from inkhue_engine.model import load_model
 
@@ -35,11 +34,9 @@ def split_errors(model, pairs, n: int, seed: int = 0) -> tuple[dict[str, float],
     for index, (_, truth, gray01) in enumerate(pairs):
         truth_lab = rgb_to_lab(truth)
         L_in = rgb_to_lab(np.repeat(gray01[..., None], 3, axis=2))[..., 0]
-        rng = np.random.default_rng([seed, index, n])  # as evaluation.evaluate_model
-        ab, mask = sample_hints(
-            truth_lab, n, rng, patch=evaluation.HINT_PATCH, valid=~rg.lineart_lines(L_in)
-        )
-        hints = (ab, mask, truth_lab[..., 0] * mask) if n else None
+        off_lines = evaluation.hint_area(gray01, "lineart")
+        hints = evaluation.protocol_hints(truth_lab, "lineart", n, seed, index, off_lines)
+        mask = hints[1] if hints is not None else np.zeros(L_in.shape, np.float32)
         out = rgb_to_lab(to_float01(pipeline.colorize_frame(gray01, model, hints)))
         flat = rgb_to_lab(to_float01(pipeline.flat_fill_frame(gray01, "lineart", hints)))
         labels = rg.regions_of(L_in, "lineart")

@@ -230,6 +230,30 @@ def load_pairs(
     return pairs, source
 
 
+# --------------------------------------------------------------------------- hints
+def hint_area(gray01: np.ndarray, task: str) -> np.ndarray | None:
+    """Where the protocol samples hints in a model input (gray float01 HxW): off the lines
+    of line art (bool HxW); anywhere in a grayscale frame (None)."""
+    if task != "lineart":
+        return None
+    from inkhue_engine.regions import lineart_lines
+
+    return ~lineart_lines(rgb_to_lab(np.repeat(gray01[..., None], 3, axis=2))[..., 0])
+
+
+def protocol_hints(
+    truth_lab: np.ndarray, task: str, n: int, seed: int, index: int, area: np.ndarray | None
+):
+    """The protocol's ``n`` hints of image ``index`` (None for 0): 3x3 patches of the truth
+    inside ``area`` (``hint_area``), seeded by (seed, image, count), so every method and
+    every caller gets the same hints whatever else is evaluated. Line art: (ab, mask, L)."""
+    if n == 0:
+        return None
+    rng = np.random.default_rng([seed, index, n])
+    ab, mask = sample_hints(truth_lab, n, rng, patch=HINT_PATCH, valid=area)
+    return (ab, mask, truth_lab[..., 0] * mask) if task == "lineart" else (ab, mask)
+
+
 # --------------------------------------------------------------------------- evaluate
 def evaluate_model(
     model: Any,
@@ -249,7 +273,6 @@ def evaluate_model(
     ``model``; the baselines do not depend on the model).
     """
     from inkhue_engine import pipeline
-    from inkhue_engine.regions import lineart_lines
 
     options = options if options is not None else pipeline.ColorizeOptions()
     if size < 8:
@@ -275,22 +298,18 @@ def evaluate_model(
         truth_c = metrics.colorfulness(truth)
         truth_colorful += truth_c
         gray_rgb = np.repeat(gray01[..., None], 3, axis=2)  # ab = 0: the "gray" baseline
-        L_in = rgb_to_lab(gray_rgb)[..., 0]
-        valid = ~lineart_lines(L_in) if task == "lineart" else None
+        area = hint_area(gray01, task)
         gray_scores = (
             Scores.of_image("gray", 0, gray_rgb, truth, truth_lab) if "gray" in methods else None
         )
         for n in counts:
-            # seeded by (seed, image, count): the same hints whatever else is evaluated
-            rng = np.random.default_rng([seed, index, n])
-            ab, mask = sample_hints(truth_lab, n, rng, patch=HINT_PATCH, valid=valid)
-            hints = (ab, mask, truth_lab[..., 0] * mask) if task == "lineart" else (ab, mask)
+            hints = protocol_hints(truth_lab, task, n, seed, index, area)
             scored = []
             if "model" in methods:
-                out = pipeline.colorize_frame(gray01, model, hints if n else None, options)
+                out = pipeline.colorize_frame(gray01, model, hints, options)
                 scored.append(Scores.of_image("model", n, _rgb01(out), truth, truth_lab))
             if "flat-fill" in methods:
-                flat = pipeline.flat_fill_frame(gray01, task, hints if n else None)
+                flat = pipeline.flat_fill_frame(gray01, task, hints)
                 scored.append(Scores.of_image("flat-fill", n, _rgb01(flat), truth, truth_lab))
             if gray_scores is not None:
                 scored.append(gray_scores)

@@ -183,8 +183,6 @@ def evaluate_palette_lock(
 
     from inkhue_engine import pipeline
     from inkhue_engine.color import rgb_to_lab
-    from inkhue_engine.hints import sample_hints
-    from inkhue_engine.regions import lineart_lines
 
     task = model.info.task
     counts = sorted({int(n) for n in hint_counts})
@@ -195,13 +193,10 @@ def evaluate_palette_lock(
             progress(name)
         opts = dataclasses.replace(options, palette=tuple(palette) if palette else None)
         truth_lab = rgb_to_lab(truth)
-        L_in = rgb_to_lab(np.repeat(gray01[..., None], 3, axis=2))[..., 0]
-        valid = ~lineart_lines(L_in) if task == "lineart" else None
+        area = evaluation.hint_area(gray01, task)
         for n in counts:
-            rng = np.random.default_rng([seed, index, n])
-            ab, mask = sample_hints(truth_lab, n, rng, patch=evaluation.HINT_PATCH, valid=valid)
-            hints = (ab, mask, truth_lab[..., 0] * mask) if task == "lineart" else (ab, mask)
-            out = pipeline.colorize_frame(gray01, model, hints if n else None, opts)
+            hints = evaluation.protocol_hints(truth_lab, task, n, seed, index, area)
+            out = pipeline.colorize_frame(gray01, model, hints, opts)
             # float32 gray in -> float01 RGB out
             acc[n].add(evaluation.Scores.of_image(method, n, out[..., :3], truth, truth_lab))
     return [acc[n].mean() for n in counts]
