@@ -72,6 +72,26 @@ class GuiDriver(Extension):
         else:
             self.later(lambda: self.wait(predicate, then, what, timeout_s, start), 100)
 
+    def keys_of(self, node) -> list[int]:
+        """The frames 0..end where ``node`` has a keyframe."""
+        return [t for t in range(self.cfg["end"] + 1) if node.hasKeyframeAtTime(t)]
+
+    def save_frames(self, node, times, prefix: str = "result") -> None:
+        """``node``'s pixels at each of ``times`` into out/<prefix>_<t>.bin, for pytest."""
+        w, h = self.cfg["width"], self.cfg["height"]
+        for t in times:
+            with open(os.path.join(self.cfg["out"], f"{prefix}_{t}.bin"), "wb") as f:
+                f.write(bytes(node.pixelDataAtTime(0, 0, w, h, t)))
+
+    def source_unchanged(self) -> list[bool]:
+        """Per configured time: whether "Ink" still holds the frame it was given."""
+        w, h = self.cfg["width"], self.cfg["height"]
+        same = []
+        for t in self.cfg["times"]:
+            with open(os.path.join(self.cfg["out"], f"frame_{t}.bin"), "rb") as f:
+                same.append(bytes(self.ink.pixelDataAtTime(0, 0, w, h, t)) == f.read())
+        return same
+
     def write_result(self) -> None:
         path = os.path.join(self.cfg.get("out", "."), "result.json")
         with open(path + ".tmp", "w") as f:
@@ -195,7 +215,7 @@ class GuiDriver(Extension):
         times = self.cfg["times"]
         if i == len(times):
             self.doc.setCurrentTime(0)
-            keys = [t for t in range(self.cfg["end"] + 1) if self.ink.hasKeyframeAtTime(t)]
+            keys = self.keys_of(self.ink)
             self.log(f"source keyframes {keys}")
             self.result["source_keys"] = keys
             self.later(self.show_docker)
@@ -306,17 +326,11 @@ class GuiDriver(Extension):
         if new is None:
             self.fail(f"no layer {name!r}")
             return
-        keys = [t for t in range(cfg["end"] + 1) if new.hasKeyframeAtTime(t)]
+        keys = self.keys_of(new)
         self.result["result_keys"] = keys
         self.result["animated"] = bool(new.animated())
-        w, h = cfg["width"], cfg["height"]
-        for t in keys:
-            with open(os.path.join(cfg["out"], f"result_{t}.bin"), "wb") as f:
-                f.write(bytes(new.pixelDataAtTime(0, 0, w, h, t)))
-        unchanged = []
-        for t in cfg["times"]:
-            with open(os.path.join(cfg["out"], f"frame_{t}.bin"), "rb") as f:
-                unchanged.append(bytes(self.ink.pixelDataAtTime(0, 0, w, h, t)) == f.read())
+        self.save_frames(new, keys)
+        unchanged = self.source_unchanged()
         self.result["source_unchanged"] = unchanged
         self.result["current_time"] = doc.currentTime()
         self.log(f"result keyframes {keys}; source unchanged {unchanged}")
@@ -393,11 +407,7 @@ class GuiDriver(Extension):
     def after_undo(self) -> None:
         name = "InkHue " + self.cfg["model"]
         new = self.doc.nodeByName(name)
-        keys = (
-            [t for t in range(self.cfg["end"] + 1) if new.hasKeyframeAtTime(t)]
-            if new is not None
-            else None
-        )
+        keys = self.keys_of(new) if new is not None else None
         w, h = self.cfg["width"], self.cfg["height"]
         same = []
         for t in keys or []:

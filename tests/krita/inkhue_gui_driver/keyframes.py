@@ -36,7 +36,7 @@ class KeyframesScenario:
         self.d.later(self.choose_layer)
 
     def choose_layer(self) -> None:
-        keys = [t for t in range(self.cfg["end"] + 1) if self.colour.hasKeyframeAtTime(t)]
+        keys = self.d.keys_of(self.colour)
         self.out["colour_keys"] = keys
         self.pick("layer:Colour")
         self.d.log(f"keyframes picker: {self.out['items']}; chosen {self.d.model.keyframes!r}")
@@ -64,12 +64,9 @@ class KeyframesScenario:
         if new is None:
             self.d.fail(f"no layer {name!r}: {self.out['animation']}")
             return
-        keys = [t for t in range(cfg["end"] + 1) if new.hasKeyframeAtTime(t)]
+        keys = self.d.keys_of(new)
         self.out["result_keys"] = keys
-        w, h = cfg["width"], cfg["height"]
-        for t in keys:
-            with open(self.path(f"keyed_{t}.bin"), "wb") as f:
-                f.write(bytes(new.pixelDataAtTime(0, 0, w, h, t)))
+        self.d.save_frames(new, keys, "keyed")
         doc.setCurrentTime(cfg["times"][1])  # a frame colored from the keyframe
         self.d.later(self.screenshot, 1500)
 

@@ -59,7 +59,7 @@ class TabSwitch:
         layer = self.result_layer()
         if layer is None:
             return []
-        return [t for t in range(self.cfg["end"] + 1) if layer.hasKeyframeAtTime(t)]
+        return self.d.keys_of(layer)
 
     def art_state(self) -> dict:
         w, h = self.cfg["width"], self.cfg["height"]
@@ -67,7 +67,7 @@ class TabSwitch:
         return {
             "unchanged": data == self.original,
             "opaque": opaque_count(data),
-            "keys": [t for t in range(self.cfg["end"] + 1) if self.art.hasKeyframeAtTime(t)],
+            "keys": self.d.keys_of(self.art),
             "layers": [n.name() for n in self.other.rootNode().childNodes()],
         }
 
@@ -167,13 +167,9 @@ class TabSwitch:
         self.d.wait(lambda: not self.d.model.busy, self.after, "the docker idle", 120)
 
     def after(self) -> None:
-        doc, cfg = self.d.doc, self.cfg
-        w, h = cfg["width"], cfg["height"]
+        doc = self.d.doc
         keys = self.result_keys()
-        layer = self.result_layer()
-        for t in keys:
-            with open(os.path.join(cfg["out"], f"result_{t}.bin"), "wb") as f:
-                f.write(bytes(layer.pixelDataAtTime(0, 0, w, h, t)))
+        self.d.save_frames(self.result_layer(), keys)
         self.out["after"] = dict(
             self.art_state(),
             result_keys=keys,

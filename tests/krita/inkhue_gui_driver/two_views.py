@@ -17,8 +17,6 @@ Everything goes into ``result["two_views"]``; the pytest side decides what is ri
 
 from __future__ import annotations
 
-import os
-
 from krita import Krita
 
 from inkhue.qt import QtWidgets
@@ -32,9 +30,6 @@ class TwoViews:
         driver.result["two_views"] = self.out
         self.sketch = None
         self.sketch_pixels = b""
-
-    def keys(self, node) -> list[int]:
-        return [t for t in range(self.cfg["end"] + 1) if node.hasKeyframeAtTime(t)]
 
     def start(self) -> None:
         if self.cfg.get("chunk"):
@@ -87,23 +82,17 @@ class TwoViews:
         doc, cfg = self.d.doc, self.cfg
         w, h = cfg["width"], cfg["height"]
         result = doc.nodeByName("InkHue " + cfg["model"])
-        keys = self.keys(result) if result is not None else []
-        for t in keys:
-            with open(os.path.join(cfg["out"], f"result_{t}.bin"), "wb") as f:
-                f.write(bytes(result.pixelDataAtTime(0, 0, w, h, t)))
-        ink_unchanged = []
-        for t in cfg["times"]:
-            with open(os.path.join(cfg["out"], f"frame_{t}.bin"), "rb") as f:
-                ink_unchanged.append(bytes(self.d.ink.pixelDataAtTime(0, 0, w, h, t)) == f.read())
+        keys = self.d.keys_of(result) if result is not None else []
+        self.d.save_frames(result, keys)
         active = doc.activeNode()
         self.out["after"] = {
             "error": self.d.model.error,
             "message": self.d.panel.message_label.text(),
             "layers": [n.name() for n in doc.rootNode().childNodes()],
             "result_keys": keys,
-            "ink_keys": self.keys(self.d.ink),
-            "ink_unchanged": ink_unchanged,
-            "sketch_keys": self.keys(self.sketch),
+            "ink_keys": self.d.keys_of(self.d.ink),
+            "ink_unchanged": self.d.source_unchanged(),
+            "sketch_keys": self.d.keys_of(self.sketch),
             "sketch_unchanged": bytes(self.sketch.pixelDataAtTime(0, 0, w, h, 0))
             == self.sketch_pixels,
             "view_selected": [
