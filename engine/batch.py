@@ -418,6 +418,12 @@ class HintSource:
         else:
             raise InputError(f"{self.path}: hint file or folder not found")
 
+    def files(self) -> list[Path]:
+        """The hint image files this source reads (outputs must not overwrite them)."""
+        if self._single is not None and self.path is not None:
+            return [self.path]
+        return list(self._by_stem.values())
+
     def _check_root(self, path: Path) -> None:
         if self.root is not None and not path.resolve().is_relative_to(self.root):
             raise ForbiddenError(f"hints: {path.name!r} links outside the server's --root folder")
@@ -526,10 +532,29 @@ def _update_manifest(
     record["runs"][key] = settings
     for job in jobs:
         if not job.done and job.output is not None:
+            if job.output.exists():
+                # --overwrite: the file keeps the old settings' pixels until this run
+                # rewrites it (record_written); an interrupted run must not claim it
+                continue
             record["files"][job.output.relative_to(plan.out).as_posix()] = key
-    used = set(record["files"].values())
+    used = set(record["files"].values()) | {key}
     record["runs"] = {k: v for k, v in record["runs"].items() if k in used}
     return path, json.dumps(record, indent=1, sort_keys=True).encode()
+
+
+def record_written(plan: OutputPlan, outputs: Sequence[Path], settings: dict[str, Any]) -> None:
+    """Record ``outputs`` (written by this run) under ``settings`` in the folder's record."""
+    if plan.mode != "folder" or not outputs:
+        return
+    path = plan.out / MANIFEST_NAME
+    record = _read_manifest(path)
+    key = _settings_key(settings)
+    record["runs"][key] = settings
+    for out in outputs:
+        record["files"][out.relative_to(plan.out).as_posix()] = key
+    used = set(record["files"].values())
+    record["runs"] = {k: v for k, v in record["runs"].items() if k in used}
+    fio.write_bytes_atomic(path, json.dumps(record, indent=1, sort_keys=True).encode())
 
 
 # --------------------------------------------------------------------------- running
@@ -623,9 +648,13 @@ def colorize_many(
 
     jobs = list(_jobs(sources, plan, overwrite))
     hint_source = HintSource(hints, [j.name for j in jobs], root=root)
-    manifest = _update_manifest(
-        plan, jobs, run_settings(model, options, hints, settings), overwrite
-    )
+    # a hint image is an input too: never a finished frame to skip, never overwritten
+    hint_files = fio.InputSet(hint_source.files())
+    for path in [j.output for j in jobs] + ([plan.out] if plan.mode == "video" else []):
+        if path is not None:
+            hint_files.check(path)
+    recorded = run_settings(model, options, hints, settings)
+    manifest = _update_manifest(plan, jobs, recorded, overwrite)
     inputs = fio.InputSet(s.path for s in sources)
     for job in jobs:  # e.g. frame_00001.png of a video over an input of the same name
         if job.output is not None and not job.done:
@@ -701,9 +730,12 @@ def colorize_many(
     except BaseException:
         if result.written == 0:  # a run that failed before its first output leaves nothing
             clean_up()
+        else:
+            record_written(plan, result.outputs, recorded)
         raise
     if result.written == 0 and result.failed:
         clean_up()
+    record_written(plan, result.outputs, recorded)
     return result
 
 

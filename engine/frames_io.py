@@ -13,6 +13,7 @@ lets an interrupted batch resume by skipping existing outputs.
 from __future__ import annotations
 
 import glob
+import io
 import os
 import re
 import secrets
@@ -205,6 +206,30 @@ def _tiff_samples(data: np.ndarray) -> int | None:
         return None
 
 
+def _holds_several_frames(data: np.ndarray) -> bool:
+    """Whether an encoded image is an animated PNG / WebP or a multi-page TIFF, of which
+    OpenCV decodes only the first frame."""
+    raw = data[:65536].tobytes()
+    if raw.startswith(_PNG_SIGNATURE):
+        pos = raw.find(b"acTL")  # APNG: the animation chunk comes before the first IDAT
+        idat = raw.find(b"IDAT")
+        if 0 < pos and (idat < 0 or pos < idat) and len(raw) >= pos + 8:
+            return int.from_bytes(raw[pos + 4 : pos + 8], "big") > 1
+        return False
+    if raw[:4] == b"RIFF" and raw[8:16] == b"WEBPVP8X" and len(raw) > 20:
+        return bool(raw[20] & 0x02)  # the VP8X header's animation flag
+    if raw[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        import tifffile
+
+        try:
+            with tifffile.TiffFile(io.BytesIO(data.tobytes())) as tif:
+                # reduced-resolution pages are previews of the first, not frames
+                return sum(1 for page in tif.pages if not page.is_reduced) > 1
+        except (tifffile.TiffFileError, ValueError, OSError):
+            return False  # OpenCV, which decodes it, reports what is wrong
+    return False
+
+
 def _check_png(data: memoryview, name: str | os.PathLike[str]) -> tuple[int, int]:
     """(width, height) of a PNG whose chunk structure is whole; InputError otherwise.
 
@@ -305,8 +330,22 @@ def decode_image(
         size = _jpeg_size(raw) if max_pixels is not None else None
     if size is not None:
         check_pixels(*size, max_pixels, name)
+    if _holds_several_frames(data):
+        # OpenCV decodes the first frame only: the others would be dropped without a word
+        raise InputError(
+            f"{name}: holds more than one frame (an animation or a multi-page file), of "
+            "which only the first would be colorized: export the frames as separate "
+            "images, or as a video"
+        )
+    # IMREAD_UNCHANGED ignores EXIF orientation: a phone photo would come out turned. A
+    # JPEG has no alpha and no 16-bit, so ANYCOLOR | ANYDEPTH loses nothing and rotates it.
+    flags = (
+        cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH
+        if raw.startswith(b"\xff\xd8")
+        else cv2.IMREAD_UNCHANGED
+    )
     try:
-        img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+        img = cv2.imdecode(data, flags)
     except cv2.error:
         img = None
     if img is None:
@@ -574,12 +613,37 @@ def video_info(path: str | os.PathLike[str]) -> VideoInfo:
         )
 
 
+def video_losses(path: str | os.PathLike[str]) -> list[str]:
+    """What colorizing a video leaves behind: its audio (and subtitle) tracks, and the
+    timing of a variable frame rate (outputs are written at one constant rate)."""
+    path = Path(path)
+    lost = []
+    with _open_video(path) as container:
+        others = [s.type for s in container.streams if s.type in ("audio", "subtitle")]
+        if others:
+            lost.append(f"its {' and '.join(sorted(set(others)))} track(s)")
+        stream = container.streams.video[0]
+        avg, guessed = stream.average_rate, stream.guessed_rate
+        if avg and guessed and abs(float(avg) - float(guessed)) > 0.01 * float(guessed):
+            lost.append(
+                f"its variable frame timing (the output runs at a constant {float(avg):.3g} fps)"
+            )
+    return lost
+
+
 def count_video_frames(path: str | os.PathLike[str]) -> int:
-    """Exact number of frames (decodes the stream when the container does not say)."""
-    info = video_info(path)
-    if info.frames:
-        return info.frames
-    return sum(1 for _ in read_video(path))
+    """Exact number of frames, as read_video gives them (decodes the stream: a header's
+    count includes frames that an edit list hides, e.g. in an MP4 cut with -c copy)."""
+    import av
+
+    path = Path(path)
+    with _open_video(path) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        try:
+            return sum(1 for _ in container.decode(stream))
+        except av.FFmpegError as exc:
+            raise InputError(f"{path}: the video is damaged ({exc.strerror or exc})") from None
 
 
 def _has_alpha(pix_fmt: str | None) -> bool:
@@ -622,6 +686,10 @@ def _video_codec(suffix: str) -> tuple[str, str, dict[str, str]]:
         return "gif", "rgb8", {}
     if suffix == ".webm":
         return "libvpx-vp9", "yuv420p", {"crf": "30", "b": "0"}
+    if suffix == ".ogv":  # Ogg holds Theora or VP8, not H.264
+        if have("libtheora"):
+            return "libtheora", "yuv420p", {"qscale": "8"}
+        return "libvpx", "yuv420p", {"crf": "10", "b": "2M"}
     if have("libx264"):
         return "libx264", "yuv420p", {"crf": "17", "preset": "medium"}
     return "mpeg4", "yuv420p", {"qscale": "2"}
@@ -695,18 +763,33 @@ class VideoWriter:
         vf = av.VideoFrame.from_ndarray(frame, format="rgb24")
         vf.pts = self._count
         vf.time_base = 1 / self.fps
-        for packet in self._stream.encode(vf):
-            self._container.mux(packet)
+        try:
+            for packet in self._stream.encode(vf):
+                self._container.mux(packet)
+        except av.FFmpegError as exc:
+            self._failed(exc)
         self._count += 1
+
+    def _failed(self, exc: Exception) -> None:
+        self.abort()
+        raise OutputError(
+            f"{self.path}: the {self._codec} encoder or the {self.path.suffix} container "
+            f"failed ({exc}): choose another video format (.mp4, .mkv, .webm)"
+        ) from None
 
     def close(self) -> None:
         """Flush the encoder and move the finished file into place."""
+        import av
+
         if self._stream is None:
             self.abort()
             raise OutputError(f"{self.path}: no frames to write")
-        for packet in self._stream.encode():
-            self._container.mux(packet)
-        self._container.close()
+        try:
+            for packet in self._stream.encode():
+                self._container.mux(packet)
+            self._container.close()
+        except av.FFmpegError as exc:
+            self._failed(exc)
         with open(self._tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(self._tmp, self.path)

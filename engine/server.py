@@ -1058,7 +1058,7 @@ def create_app(config: ServerConfig) -> FastAPI:
                 )
             refs = [resolve_under_root(p, config.root, "references") for p in spec.references]
             files = await run_in_threadpool(_reference_files, refs, config.root)
-            keyframes = await run_in_threadpool(load_keyframes, files)
+            keyframes = await run_in_threadpool(load_keyframes, files, config.max_pixels)
         path = choice.path
         if path is None:  # one task for the whole run, from its first frames (as the CLI)
             detection = await run_in_threadpool(detect_sources, sources, config.max_pixels)
@@ -1079,6 +1079,7 @@ def create_app(config: ServerConfig) -> FastAPI:
                     progress=False,
                     on_frame=lambda frame: jobs.progress(job, frame.index + 1),
                     cancel=job.cancel,
+                    max_pixels=config.max_pixels,
                 )
                 jobs.progress(job, job.total)
                 return

@@ -46,14 +46,19 @@ class Keyframe:
     #: The uncolored frame it colors when that frame is not among the frames given
     #: (e.g. a keyframe of another chunk of a long shot); None: ``frame`` or a sheet.
     structure: np.ndarray | None = None
+    #: The file it was read from (load_keyframes): no output may overwrite it.
+    path: Path | None = None
 
     @property
     def stem(self) -> str:
         return Path(self.name).stem
 
 
-def load_keyframes(paths: Sequence[str | os.PathLike[str]]) -> list[Keyframe]:
-    """Keyframes from image files and folders of images (naturally sorted)."""
+def load_keyframes(
+    paths: Sequence[str | os.PathLike[str]], max_pixels: int | None = None
+) -> list[Keyframe]:
+    """Keyframes from image files and folders of images (naturally sorted); one over
+    ``max_pixels`` (width x height; None: no limit) raises InputError."""
     files: list[Path] = []
     for arg in paths:
         p = Path(arg)
@@ -80,7 +85,7 @@ def load_keyframes(paths: Sequence[str | os.PathLike[str]]) -> list[Keyframe]:
         if f.stem in stems:
             raise InputError(f"{f} and {stems[f.stem]}: two keyframes for the frame {f.stem!r}")
         stems[f.stem] = f
-    return [Keyframe(f.name, fio.read_image(f)) for f in files]
+    return [Keyframe(f.name, fio.read_image(f, max_pixels), path=f) for f in files]
 
 
 def keyframe_as_output(key: np.ndarray, frame: np.ndarray) -> np.ndarray:
@@ -272,6 +277,7 @@ def colorize_shot(
     progress: bool | None = None,
     on_frame: Callable[[batch.FrameJob], None] | None = None,
     cancel: threading.Event | None = None,
+    max_pixels: int | None = fio.DEFAULT_MAX_PIXELS,
 ) -> batch.BatchResult:
     """Colorize every frame of ``sources`` into ``out`` from the colored ``keyframes``.
 
@@ -291,15 +297,22 @@ def colorize_shot(
     sources = list(sources)
     plan = batch.plan_outputs(sources, out)
     result = batch.BatchResult(output=plan.out)
+    for src in sources:  # a video's frames are decoded whole: refuse one over the limit first
+        if src.is_video:
+            info = fio.video_info(src.path)
+            fio.check_pixels(info.width, info.height, max_pixels, src.path)
     jobs = batch.frame_jobs(sources, plan, overwrite)
+    # a keyframe file is an input too: never taken for a finished frame, never overwritten
+    inputs = fio.InputSet([s.path for s in sources] + [k.path for k in keyframes if k.path])
+    for target in [j.output for j in jobs] + ([plan.out] if plan.mode == "video" else []):
+        if target is not None:
+            inputs.check(target)
     if plan.mode == "video" and plan.out.is_file() and not overwrite:
         result.skipped = len(jobs)
         return result
     by_stem = {k.stem: k for k in keyframes}
-    manifest = batch.check_manifest(
-        plan, jobs, _settings(model, options, keyframes, use_previous), overwrite
-    )
-    inputs = fio.InputSet(s.path for s in sources)
+    settings = _settings(model, options, keyframes, use_previous)
+    manifest = batch.check_manifest(plan, jobs, settings, overwrite)
     todo = [j for j in jobs if not j.done]
     result.skipped = len(jobs) - len(todo)
     if not todo:
@@ -313,14 +326,14 @@ def colorize_shot(
 
     def structure(k: Keyframe) -> np.ndarray | None:
         job = frame_of_stem.get(k.stem)
-        return fio.read_image(job.source.path) if job is not None else None
+        return fio.read_image(job.source.path, max_pixels) if job is not None else None
 
     def references(size: tuple[int, int]) -> list[kf.Reference]:
         if size not in refs:
             refs[size] = build_references(keyframes, task, size, structure)
         return refs[size]
 
-    references(_frame_size(todo[0]))
+    references(_frame_size(todo[0], max_pixels))
     for folder in sorted({j.output.parent for j in todo if j.output is not None}):
         folder.mkdir(parents=True, exist_ok=True)
     if manifest is not None:
@@ -365,6 +378,8 @@ def colorize_shot(
                 on_frame(job)
         ok = True
     finally:
+        # outputs rewritten under --overwrite are claimed once written (batch.record_written)
+        batch.record_written(plan, result.outputs, settings)
         if bar is not None:
             bar.close()
         if video_writer is not None:
@@ -376,12 +391,12 @@ def colorize_shot(
     return result
 
 
-def _frame_size(job: batch.FrameJob) -> tuple[int, int]:
+def _frame_size(job: batch.FrameJob, max_pixels: int | None) -> tuple[int, int]:
     """(h, w) of a job's frame, without decoding a whole video."""
     if job.source.is_video:
         info = fio.video_info(job.source.path)
         return info.height, info.width
-    return fio.read_image(job.source.path).shape[:2]
+    return fio.read_image(job.source.path, max_pixels).shape[:2]
 
 
 def _frames(

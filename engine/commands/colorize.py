@@ -175,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
 
     from inkhue_engine import batch
     from inkhue_engine.errors import InputError, ModelError
-    from inkhue_engine.frames_io import expand_inputs
+    from inkhue_engine.frames_io import expand_inputs, video_losses
     from inkhue_engine.model import load_model, precision_variant, resolve_model
     from inkhue_engine.pipeline import ColorizeOptions, with_palette
 
@@ -187,7 +187,15 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--max-pixels {args.max_pixels}: use 0 (no limit) or more")
     # Cheap checks first: a typo must not wait for a model to load.
     sources = expand_inputs(args.inputs)
-    batch.plan_outputs(sources, args.out)
+    plan = batch.plan_outputs(sources, args.out)
+    if plan.mode == "video":  # a video out of a video: say what it does not carry over
+        for src in sources:
+            if src.is_video and (lost := video_losses(src.path)):
+                print(
+                    f"inkhue: warning: {src.path}: the output video keeps the frames only, "
+                    f"not {', '.join(lost)}: mux them back from the input if you need them",
+                    file=sys.stderr,
+                )
     if args.hints is not None and not Path(args.hints).exists():
         raise InputError(f"{args.hints}: hint file or folder not found")
     keyframes = None
@@ -203,7 +211,7 @@ def run(args: argparse.Namespace) -> int:
                 "--ray and --reference do not combine yet: a keyframe shot runs "
                 "its frames in order, on this machine"
             )
-        keyframes = load_keyframes(args.reference)
+        keyframes = load_keyframes(args.reference, args.max_pixels or None)
     palette = palette_from_arg(args.palette)
     options = ColorizeOptions(
         detail=args.detail,
@@ -248,6 +256,7 @@ def run(args: argparse.Namespace) -> int:
             use_previous=not args.no_carry,
             overwrite=args.overwrite,
             progress=False if args.quiet else None,
+            max_pixels=args.max_pixels or None,
         )
     else:
         remote = None

@@ -458,3 +458,50 @@ def test_bad_hints_fail_before_any_output(tmp_path, gray_model):
     with pytest.raises(InputError, match="no hint image is named like an input frame"):
         batch.colorize_many(sources, tmp_path / "o3", gray_model, hints=empty_dir)
     assert not any((tmp_path / n).exists() for n in ("o1", "o2", "o3"))
+
+
+def test_hint_images_are_inputs_never_outputs(tmp_path, gray_model):
+    make_sequence(tmp_path / "in", 2)
+    sources = frames_io.expand_inputs([tmp_path / "in"])
+    hints = tmp_path / "hints"
+    hints.mkdir()
+    frames_io.write_image_atomic(hints / "frame1.png", _hint_image((72, 96)))
+    before = (hints / "frame1.png").read_bytes()
+    for overwrite in (False, True):  # neither "already done" nor overwritten
+        with pytest.raises(OutputError, match="frame1.png: the output would overwrite the input"):
+            batch.colorize_many(sources, hints, gray_model, hints=hints, overwrite=overwrite)
+    one = tmp_path / "one_hint.png"
+    frames_io.write_image_atomic(one, _hint_image((72, 96)))
+    single = frames_io.expand_inputs([tmp_path / "in" / "frame0.png"])
+    with pytest.raises(OutputError, match="one_hint.png: the output would overwrite the input"):
+        batch.colorize_many(single, one, gray_model, hints=one, overwrite=True)
+    assert (hints / "frame1.png").read_bytes() == before
+    assert sorted(p.name for p in hints.iterdir()) == ["frame1.png"]
+
+
+def test_an_interrupted_overwrite_does_not_leave_old_outputs_claimed(tmp_path, gray_model):
+    make_sequence(tmp_path / "in", 4)
+    sources = frames_io.expand_inputs([tmp_path / "in"])
+    out = tmp_path / "out"
+    batch.colorize_many(sources, out, gray_model, ColorizeOptions(detail=0.5))
+    old = files(out)
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_one(job):
+        raise Stop
+
+    with pytest.raises(Stop):  # redo with other settings, stopped after its first frame
+        batch.colorize_many(
+            sources, out, gray_model, overwrite=True, on_frame=stop_after_one, workers=1
+        )
+    rewritten = {n for n, data in files(out).items() if n.endswith(".png") and data != old[n]}
+    assert 1 <= len(rewritten) < 4  # the frames written before the stop (one batch)
+    # resuming with the new settings must not take the old frames for finished ones
+    with pytest.raises(OutputError, match="was written with other settings"):
+        batch.colorize_many(sources, out, gray_model)
+    redo = batch.colorize_many(sources, out, gray_model, overwrite=True)
+    assert redo.written == 4
+    again = batch.colorize_many(sources, out, gray_model)  # a finished redo resumes cleanly
+    assert (again.written, again.skipped) == (0, 4)

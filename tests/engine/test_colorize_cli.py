@@ -445,3 +445,41 @@ def test_no_mirror_runs_the_model_once_per_frame(tmp_path, capfd, grayscale_mode
         assert np.abs(got.astype(int) - want.astype(int)).max() <= 1, name
     once, mirrored = (frames_io.read_image(tmp_path / n) for n in ("once.png", "mirror.png"))
     assert not np.array_equal(once, mirrored)
+
+
+def test_video_out_of_a_video_with_audio_says_the_audio_is_not_kept(
+    tmp_path, capfd, grayscale_model
+):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from video_files import video_with_audio
+
+    frames = [
+        np.repeat(frames_io.read_image(_frame(tmp_path / f"f{i}.png", i))[..., None], 3, 2)
+        for i in range(3)
+    ]
+    clip = video_with_audio(tmp_path / "talk.mp4", frames)
+    base = [str(clip), "--model", str(grayscale_model), "--device", "cpu", "-q"]
+    code, _, err = _run(capfd, *base, "-o", str(tmp_path / "out.mp4"))
+    assert code == 0, err
+    assert err.strip().splitlines() == [
+        f"inkhue: warning: {clip}: the output video keeps the frames only, not its audio "
+        "track(s): mux them back from the input if you need them"
+    ]
+    assert frames_io.count_video_frames(tmp_path / "out.mp4") == 3
+    code, _, err = _run(capfd, *base, "-o", str(tmp_path / "frames"))  # frames: nothing to say
+    assert code == 0 and err == ""
+
+
+def test_pixel_limit_holds_for_a_shot_from_keyframes(tmp_path, capfd, grayscale_model):
+    src = _frame(tmp_path / "in" / "a.png")  # 56 x 40
+    key = tmp_path / "keys" / "a.png"
+    key.parent.mkdir()
+    frames_io.write_image_atomic(key, np.full((40, 56, 3), (200, 60, 40), np.uint8))
+    base = [str(src.parent), "--model", str(grayscale_model), "--device", "cpu", "-q"]
+    code, _, err = _run(
+        capfd, *base, "-r", str(key), "-o", str(tmp_path / "o"), "--max-pixels", "2239"
+    )
+    _assert_one_line_error(code, err, "a.png", "56 x 40 = 2240 pixels")
+    assert not (tmp_path / "o").exists()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import sys
+import zlib
 from pathlib import Path
 
 import cv2
@@ -11,6 +13,9 @@ import pytest
 
 from inkhue_engine import frames_io as fio
 from inkhue_engine.errors import InputError, OutputError
+
+sys.path.insert(0, str(Path(__file__).parent))
+from video_files import cut_with_edit_list, video_with_audio  # noqa: E402
 
 
 def _rgb(h: int = 12, w: int = 17, seed: int = 0) -> np.ndarray:
@@ -326,3 +331,71 @@ def test_bad_video_raises_input_error(tmp_path):
     empty.write_bytes(b"")
     with pytest.raises(InputError, match="empty"):
         fio.video_info(empty)
+
+
+def _png_chunk(tag: bytes, body: bytes) -> bytes:
+    import struct
+
+    return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body))
+
+
+def _with_exif_orientation(jpeg: bytes, orientation: int) -> bytes:
+    """``jpeg`` with an APP1 Exif segment holding only the Orientation tag."""
+    import struct
+
+    tiff = b"MM\x00*" + struct.pack(">I", 8) + struct.pack(">H", 1)
+    tiff += struct.pack(">HHIHH", 0x0112, 3, 1, orientation, 0) + struct.pack(">I", 0)
+    body = b"Exif\x00\x00" + tiff
+    return jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(body) + 2) + body + jpeg[2:]
+
+
+def test_jpeg_exif_orientation_is_applied(tmp_path):
+    # a phone photo stored landscape with "rotate 90 clockwise to display": read upright
+    img = np.full((24, 40, 3), 200, np.uint8)
+    img[:6, :10] = (20, 20, 20)  # a dark block at the stored top left
+    ok, enc = cv2.imencode(".jpg", img[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 98])
+    assert ok
+    path = tmp_path / "phone.jpg"
+    path.write_bytes(_with_exif_orientation(enc.tobytes(), 6))
+    back = fio.read_image(path)
+    assert back.shape == (40, 24, 3)
+    assert back[2, 21].max() < 60 and back[2, 2].min() > 150  # the block is now top right
+    plain = tmp_path / "plain.jpg"
+    plain.write_bytes(enc.tobytes())
+    assert fio.read_image(plain).shape == (24, 40, 3)
+
+
+def test_files_with_several_frames_are_refused_not_cut_to_the_first(tmp_path):
+    import tifffile
+
+    pages = np.stack([np.full((16, 16), v, np.uint8) for v in (10, 120, 240)])
+    tifffile.imwrite(tmp_path / "pages.tif", pages, photometric="minisblack")
+    with pytest.raises(InputError, match="pages.tif: holds more than one frame"):
+        fio.read_image(tmp_path / "pages.tif")
+    tifffile.imwrite(tmp_path / "one.tif", pages[1])
+    assert fio.read_image(tmp_path / "one.tif").shape == (16, 16)
+    # an animated PNG: the acTL chunk (4 frames) before the image data
+    png = _touch_png(tmp_path / "still.png").read_bytes()
+    actl = _png_chunk(b"acTL", (4).to_bytes(4, "big") + (0).to_bytes(4, "big"))
+    ihdr_end = 8 + 8 + 13 + 4
+    (tmp_path / "anim.png").write_bytes(png[:ihdr_end] + actl + png[ihdr_end:])
+    with pytest.raises(InputError, match="anim.png: holds more than one frame"):
+        fio.read_image(tmp_path / "anim.png")
+    assert fio.read_image(tmp_path / "still.png").shape == (12, 17, 3)
+
+
+def test_ogv_output_is_written_in_a_codec_ogg_holds(tmp_path):
+    path = tmp_path / "clip.ogv"
+    assert fio.write_video(path, [_rgb(16, 16, seed=i) for i in range(3)], fps=12) == 3
+    assert fio.count_video_frames(path) == 3
+    assert [p.name for p in tmp_path.iterdir()] == ["clip.ogv"]
+
+
+def test_frames_are_counted_as_they_decode_and_lost_tracks_are_named(tmp_path):
+    full = video_with_audio(tmp_path / "full.mp4", [_rgb(32, 32, seed=i) for i in range(12)])
+    cut_with_edit_list(full, tmp_path / "cut.mp4", 4)
+    decoded = sum(1 for _ in fio.read_video(tmp_path / "cut.mp4"))
+    assert decoded < 12  # the edit list hides the cut frames from decoding
+    assert fio.count_video_frames(tmp_path / "cut.mp4") == decoded
+    assert fio.video_losses(full) == ["its audio track(s)"]
+    assert fio.video_losses(tmp_path / "cut.mp4") == []

@@ -12,7 +12,7 @@ import pytest
 from inkhue_engine import frames_io, shot
 from inkhue_engine import keyframes as kf
 from inkhue_engine.color import delta_e_2000, rgb_to_lab, to_float01
-from inkhue_engine.errors import InputError
+from inkhue_engine.errors import InputError, OutputError
 from inkhue_engine.model import load_model
 from inkhue_engine.regions import regions_of
 
@@ -213,6 +213,62 @@ def test_shot_with_a_bad_keyframe_writes_nothing(tmp_path, models):
     with pytest.raises(InputError, match="gray.png: the keyframe has no color"):
         shot.colorize_shot(sources, tmp_path / "out", models["lineart"], keys, progress=False)
     assert not (tmp_path / "out").exists()
+
+
+def test_shot_never_takes_a_keyframe_file_for_an_output(tmp_path, models):
+    # the keyframe folder given as the output folder too: the colored keyframe f000.png
+    # must be neither skipped as "already done" nor overwritten
+    truths = write_shot(tmp_path / "in", 3, "grayscale")
+    keys_dir = tmp_path / "keys"
+    keys_dir.mkdir()
+    frames_io.write_image_atomic(keys_dir / "f000.png", truths[0])
+    before = (keys_dir / "f000.png").read_bytes()
+    keys = shot.load_keyframes([keys_dir])
+    sources = frames_io.expand_inputs([str(tmp_path / "in")])
+    for overwrite in (False, True):
+        with pytest.raises(OutputError, match="f000.png: the output would overwrite the input"):
+            shot.colorize_shot(
+                sources, keys_dir, models["grayscale"], keys, overwrite=overwrite, progress=False
+            )
+    assert (keys_dir / "f000.png").read_bytes() == before
+    assert [p.name for p in keys_dir.iterdir()] == ["f000.png"]
+
+
+def test_shot_keeps_the_pixel_limit_and_claims_overwritten_outputs_once_written(tmp_path, models):
+    truths = write_shot(tmp_path / "in", 4, "grayscale")
+    frames_io.write_image_atomic(tmp_path / "f000.png", truths[0])
+    h, w = truths[0].shape[:2]
+    sources = frames_io.expand_inputs([str(tmp_path / "in")])
+    with pytest.raises(InputError, match="f000.png: .* is over the limit"):
+        shot.load_keyframes([tmp_path / "f000.png"], max_pixels=h * w - 1)
+    keys = shot.load_keyframes([tmp_path / "f000.png"])
+    with pytest.raises(InputError, match="f00.\\.png: .* is over the limit"):
+        shot.colorize_shot(
+            sources,
+            tmp_path / "x",
+            models["grayscale"],
+            keys,
+            progress=False,
+            max_pixels=h * w - 1,
+        )
+    out = tmp_path / "out"
+    gray = models["grayscale"]
+    shot.colorize_shot(sources, out, gray, keys, use_previous=False, progress=False)
+
+    class Stop(Exception):
+        pass
+
+    def stop(job):
+        if job.index == 1:
+            raise Stop
+
+    with pytest.raises(Stop):  # redo with other settings, stopped after two frames
+        shot.colorize_shot(sources, out, gray, keys, overwrite=True, progress=False, on_frame=stop)
+    with pytest.raises(OutputError, match="f002.png: was written with other settings"):
+        shot.colorize_shot(sources, out, gray, keys, progress=False)
+    shot.colorize_shot(sources, out, gray, keys, overwrite=True, progress=False)
+    again = shot.colorize_shot(sources, out, gray, keys, progress=False)
+    assert (again.written, again.skipped) == (0, 4)
 
 
 def test_cli_reference(tmp_path, grayscale_model, capsys):
