@@ -11,6 +11,7 @@ or a sentence that says what to do when the engine cannot be reached.
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +22,8 @@ from .errors import PluginError
 from .host import Keyframe
 from .pixels import FrameLayout
 from .qt import QtCore, QtNetwork, Signal, to_bytes
+
+log = logging.getLogger("inkhue")
 
 DEFAULT_URL = "http://127.0.0.1:8765"
 
@@ -589,6 +592,12 @@ class AnimationJob(QtCore.QObject):
             self.client.cancel_job(self.job_id)
         self.failed.emit(message)
 
+    def _fail_unexpected(self, what: str, exc: Exception) -> None:
+        """End the job on an error no check foresaw: the traceback to the log, a line to
+        the panel."""
+        log.error("%s failed", what, exc_info=exc)
+        self._fail(f"{what} failed: {type(exc).__name__}: {exc} (details in the log file)")
+
     def _ok(self, result: Result) -> bool:
         if self._over:
             return False
@@ -626,6 +635,9 @@ class AnimationJob(QtCore.QObject):
         except PluginError as exc:
             self._fail(str(exc))
             return
+        except Exception as exc:  # in a reply's slot: escaping, it would leave the job hanging
+            self._fail_unexpected(f"Reading {what}", exc)
+            return
 
         def sent(result: Result) -> None:
             if not self._ok(result):
@@ -652,6 +664,9 @@ class AnimationJob(QtCore.QObject):
             hint = hint() if callable(hint) else hint
         except PluginError as exc:
             self._fail(str(exc))
+            return
+        except Exception as exc:  # in a reply's slot: escaping, it would leave the job hanging
+            self._fail_unexpected(f"Reading frame {index + 1}/{self.total}", exc)
             return
 
         def frame_done(result: Result) -> None:

@@ -132,6 +132,13 @@ def same_node(a, b) -> bool:
     return a is not None and b is not None and a.uniqueId() == b.uniqueId()
 
 
+def shown_keyframe(node, t: int) -> int | None:
+    """The time of the keyframe an animated ``node`` shows at frame ``t``: the last one at
+    or before ``t`` (None: none is). Krita's ``pixelDataAtTime`` reads only a keyframe's
+    own time: at a held frame it returns empty bytes (docs/FACTS.md)."""
+    return next((k for k in range(t, -1, -1) if node.hasKeyframeAtTime(k)), None)
+
+
 def drawing_times(node, start: int, end: int) -> list[int]:
     """The frames of the playback range where the layer's picture begins: its keyframes
     in the range, and the range's first frame when a keyframe before the range is held
@@ -325,7 +332,8 @@ class KritaHost(Host):
 
     def _pixels(self, node, x: int, y: int, w: int, h: int, time: int | None) -> bytes:
         if time is not None:
-            return bytes(node.pixelDataAtTime(x, y, w, h, time))
+            key = shown_keyframe(node, time)
+            return b"" if key is None else bytes(node.pixelDataAtTime(x, y, w, h, key))
         if node.type() == "paintlayer":
             return bytes(node.pixelData(x, y, w, h))
         return bytes(node.projectionPixelData(x, y, w, h))  # groups, file/fill layers...
@@ -357,6 +365,8 @@ class KritaHost(Host):
         x, y, w, h, _mask = area
         depth = KRITA_DEPTHS[node.colorDepth()]
         animated = time is not None and node.animated()
+        if animated and shown_keyframe(node, time) is None:
+            return None  # an animated hint layer whose first hints come later
         data = self._pixels(node, x, y, w, h, time if animated else None)
         data = self._to_engine(
             data, w, h, node.colorModel(), node.colorDepth(), node.colorProfile()
@@ -396,7 +406,13 @@ class KritaHost(Host):
         x, y, w, h, _mask = area
         layout = FrameLayout(w, h, channels, depth, krita_rgba_order(depth))
         hint_node = self._hint_node(doc, node, hint_layer)
-        context = {"doc": doc, "node": node, "area": area, "task": task}
+        context = {
+            "doc": doc,
+            "node": node,
+            "area": area,
+            "task": task,
+            "doc_name": document_name(doc),
+        }
         description = f"layer '{node.name()}' of '{document_name(doc)}'"
         return doc, node, layout, hint_node, context, description
 
@@ -619,6 +635,14 @@ class KritaHost(Host):
     ) -> tuple[Any, str]:
         """Create the result layer, in the right colour space, at the right place."""
         doc, source = context["doc"], context["node"]
+        if not any(same_node(n, source) for n in all_nodes(doc.rootNode())):
+            # Krita 5.1.5: a removed layer's parentNode() is None and addChildNode(new,
+            # removed) answers True but adds nothing: the result would be lost unseen.
+            raise PluginError(
+                f"The layer '{source.name()}' was deleted from '{document_name(doc)}' while "
+                "the engine colorized it, so the result was not added: Edit > Undo brings "
+                "the layer back; select it and colorize again"
+            )
         name = unique_layer_name(doc, LAYER_PREFIX + model_name)
         layer = doc.createNode(name, "paintlayer")
         depth = {v: k for k, v in KRITA_DEPTHS.items()}[layout.depth]
@@ -661,10 +685,20 @@ class KritaHost(Host):
         mask = context["area"][4]
         return clear_unselected(data, layout, mask) if mask is not None else data
 
+    def _check_open(self, context: dict[str, Any]) -> None:
+        """PluginError when the result's document was closed while the engine worked (a
+        closed document's wrapper answers None for rootNode() and createNode())."""
+        if context["doc"].rootNode() is None:
+            raise PluginError(
+                f"'{context.get('doc_name', 'The document')}' was closed before its result "
+                "arrived: nothing was added; open it again and colorize again"
+            )
+
     def insert_frame(
         self, request: FrameRequest, result: bytes, layout: FrameLayout, model_name: str, task: str
     ) -> str:
         context = request.context
+        self._check_open(context)
         doc = context["doc"]
         keep = artists_layer(self.app, doc, context["node"])  # before the new layer takes the focus
         layer, name = self._new_layer(context, layout, model_name, task)
@@ -697,6 +731,7 @@ class KritaHost(Host):
             raise PluginError(
                 f"The engine gave {len(results)} frames for {len(request.times)} keyframes"
             )
+        self._check_open(request.context)
         action = self.app.action("add_blank_frame")
         if action is None:
             raise PluginError(
@@ -771,9 +806,7 @@ class KritaHost(Host):
                     f"{start} and {end}: set the playback range over the coloured frames"
                 )
             for t in times:
-                read = self._rgba8_reader(
-                    doc, node, lambda t=t: bytes(node.pixelDataAtTime(0, 0, w, h, t))
-                )
+                read = self._rgba8_reader(doc, node, lambda t=t: self._pixels(node, 0, 0, w, h, t))
                 frames.append(
                     TrainingFrame(
                         f"{stem}_f{t:04d}",

@@ -683,3 +683,35 @@ def test_gui_two_views_of_one_document(engine, plugin_zip, tmp_path):
     assert layers.index(f"InkHue {models['gray']}") == layers.index("Ink") + 1, layers
     assert after["view_selected"] == ["Ink"]  # the artist's layer is active again
     _assert_results_are_the_engines_chunks(server, models["gray"], out, times, frames, 2)
+
+
+def test_gui_colorize_animation_of_a_range_that_starts_mid_hold(engine, plugin_zip, tmp_path):
+    """The playback range starts at frame 2 while keyframe 0 is held: Krita reads nothing
+    at a held frame (docs/FACTS.md), but the range's first frame shows keyframe 0's drawing
+    and is colorized from it."""
+    server, models = engine
+    out = tmp_path / "out"
+    out.mkdir()
+    times = [0, 3, 5]
+    frames = [bgra_u8(cartoon_gray(seed)) for seed in range(3)]
+    for t, arr in zip(times, frames, strict=True):
+        (out / f"frame_{t}.bin").write_bytes(arr.tobytes())
+    result = run_gui(
+        engine, plugin_zip, tmp_path, "held-range",
+        {"times": times, "end": 7, "range_start": 2, "model": models["gray"],
+         "scenario": "held_range"},
+    )  # fmt: skip
+    held = result["held_range"]
+    # the Krita behaviour this guards against, as measured (if Krita changes it, say so)
+    assert held["bytes_at_key"] == W * H * 4 and held["bytes_at_held"] == 0
+    assert held["range"][0] == 2
+    after = held["after"]
+    assert after["error"] == "", after["error"]
+    # Krita gives a layer whose first keyframe comes after frame 0 an empty one at 0
+    assert after["result_keys"] == [0, 2, 3, 5]
+    assert not any((out / "result_0.bin").read_bytes()[3::4])  # fully transparent
+    assert after["ink_keys"] == times and all(after["ink_unchanged"])
+    layout = {"width": W, "height": H, "channels": 4, "depth": "u8", "order": "bgra"}
+    want = server.job([f.tobytes() for f in frames], layout, models["gray"])
+    for t, expected in zip([2, 3, 5], want, strict=True):
+        assert (out / f"result_{t}.bin").read_bytes() == expected, f"frame {t}"

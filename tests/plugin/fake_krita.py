@@ -116,7 +116,9 @@ class Node:
         if above is None:
             self._children.append(child)
         else:
-            index = next(i for i, n in enumerate(self._children) if n is above)
+            index = next((i for i, n in enumerate(self._children) if n is above), None)
+            if index is None:
+                return True  # as Krita 5.1.5 above a removed layer: True, nothing added
             self._children.insert(index + 1, child)
         child._parent = self
         return True
@@ -156,7 +158,10 @@ class Node:
         return self.pixelData(x, y, w, h)
 
     def pixelDataAtTime(self, x, y, w, h, t):  # noqa: N802
-        return self._rect(self._buffer_at(t), x, y, w, h)
+        # As Krita 5.1.5: only at a keyframe's own time; a held frame gives empty bytes.
+        if t not in self.frames:
+            return b""
+        return self._rect(self.frames[t], x, y, w, h)
 
     def setPixelData(self, data, x, y, w, h):  # noqa: N802
         assert len(data) == w * h * self.bpp, "setPixelData: wrong byte count"
@@ -218,6 +223,7 @@ class Document:
         self.start, self.end = 0, 10
         self._selection: Selection | None = None
         self.refreshed = 0
+        self.closed = False
 
     def width(self):
         return self._w
@@ -239,13 +245,13 @@ class Document:
         return self.root.projectionPixelData(x, y, w, h)
 
     def fileName(self):  # noqa: N802
-        return self._file
+        return "" if self.closed else self._file  # a closed document's wrapper, as Krita's
 
     def name(self):
         return "scene"
 
     def rootNode(self):  # noqa: N802
-        return self.root
+        return None if self.closed else self.root
 
     def activeNode(self):  # noqa: N802
         return self.active
@@ -259,7 +265,7 @@ class Document:
         self.active = node
 
     def createNode(self, name, node_type):  # noqa: N802
-        return Node(self, name, node_type)
+        return None if self.closed else Node(self, name, node_type)
 
     def add_layer(self, name: str, **kw) -> Node:
         node = Node(self, name, **kw)

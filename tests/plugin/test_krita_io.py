@@ -735,7 +735,7 @@ def test_layer_keyframes_pair_with_their_frames():
     assert first.read() == colour.pixelDataAtTime(0, 0, 8, 4, 0)
     assert first.layout == FrameLayout(8, 4, 4, "u8", "bgra") and not first.under_lines
     # at time 4 the source shows its frame 3: sent along as the keyframe's structure
-    assert held.frame is None and held.structure() == ink.pixelDataAtTime(0, 0, 8, 4, 4)
+    assert held.frame is None and held.structure() == ink.pixelDataAtTime(0, 0, 8, 4, 3)
     assert held.read() == colour.pixelDataAtTime(0, 0, 8, 4, 4)
     # line art: the colours may be a fill layer under the lines
     assert all(k.under_lines for k in host.read_animation("lineart", "", "layer:Colour").keyframes)

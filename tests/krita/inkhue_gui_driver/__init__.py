@@ -293,6 +293,11 @@ class GuiDriver(Extension):
 
             TwoViews(self).start()
             return
+        if self.cfg.get("scenario") == "held_range":
+            from .held_range import HeldRange
+
+            HeldRange(self).start()
+            return
         if self.cfg.get("scenario") == "engine":
             from .engine_life import EngineLife
 
