@@ -632,16 +632,16 @@ def video_losses(path: str | os.PathLike[str]) -> list[str]:
 
 
 def count_video_frames(path: str | os.PathLike[str]) -> int:
-    """Exact number of frames, as read_video gives them (decodes the stream: a header's
-    count includes frames that an edit list hides, e.g. in an MP4 cut with -c copy)."""
+    """Number of frames read_video gives: the stream's packets that the decoder keeps,
+    counted without decoding (a header's count includes frames that an edit list hides,
+    e.g. in an MP4 cut with -c copy; decoding to count took 5 s per 120 1080p frames)."""
     import av
 
     path = Path(path)
     with _open_video(path) as container:
         stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
         try:
-            return sum(1 for _ in container.decode(stream))
+            return sum(1 for pkt in container.demux(stream) if pkt.size and not pkt.is_discard)
         except av.FFmpegError as exc:
             raise InputError(f"{path}: the video is damaged ({exc.strerror or exc})") from None
 
