@@ -726,6 +726,7 @@ def colorize_many(
             fail_fast,
             max_pixels,
             remote,
+            Path(root).resolve() if root is not None else None,
         )
     except BaseException:
         if result.written == 0:  # a run that failed before its first output leaves nothing
@@ -776,6 +777,7 @@ def _run(
     fail_fast: bool,
     max_pixels: int | None,
     remote: Any = None,
+    root: Path | None = None,
 ) -> BatchResult:
     """The three stages of colorize_many (its checks and planning done)."""
     from inkhue_engine import pipeline
@@ -796,10 +798,16 @@ def _run(
     # -- stage 1: read, hint and prepare ------------------------------------------
     loader = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="inkhue-load")
 
+    def check_root(path: Path) -> None:
+        # checked at planning time too; a link may be swapped in since (as for hints)
+        if root is not None and not path.resolve().is_relative_to(root):
+            raise ForbiddenError(f"inputs: {path.name!r} links outside the server's --root folder")
+
     def load(j: FrameJob, work: bool) -> None:
         """Read (an image; a video's frame is decoded already) and prepare one frame."""
         try:
             if not j.source.is_video:
+                check_root(j.source.path)
                 j.frame = fio.read_image(j.source.path, max_pixels)
             if work and remote is not None:  # prepared where the model runs
                 j.prepared = hint_source.for_frame(j.name, j.frame.shape)
@@ -829,6 +837,8 @@ def _run(
                     if cancel is not None and cancel.is_set():
                         raise InkHueError("cancelled")
                     if j.source.is_video:  # a decoding error stops the run (the stream)
+                        if j.source.path not in video_iters:
+                            check_root(j.source.path)
                         j.frame = _next_video_frame(video_iters, j)
                     # the frames of a group are read and prepared in parallel: one thread
                     # left a core idle while the first group filled (docs/PERFORMANCE.md)

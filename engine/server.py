@@ -1032,6 +1032,11 @@ def create_app(config: ServerConfig) -> FastAPI:
         return jobs.delete(job_id)
 
     # -- jobs over server-side files ----------------------------------------------
+    #: the outputs (files, video frame folders, videos) that running files jobs write: a
+    #: second job writing any of them is refused, not left to overwrite the first's frames
+    busy_outs: set[Path] = set()
+    busy_lock = threading.Lock()
+
     @app.post(
         "/jobs/files",
         response_model=JobStatus,
@@ -1049,7 +1054,9 @@ def create_app(config: ServerConfig) -> FastAPI:
         out = resolve_under_root(spec.out, config.root, "out")
         hints = resolve_under_root(spec.hints, config.root, "hints") if spec.hints else None
         choice = await run_in_threadpool(engine.choose, spec)
-        sources, total = await run_in_threadpool(_plan_files, inputs, out, config.root, hints)
+        sources, total, targets = await run_in_threadpool(
+            _plan_files, inputs, out, config.root, hints
+        )
         keyframes = None
         if spec.references:
             if hints is not None:
@@ -1107,7 +1114,29 @@ def create_app(config: ServerConfig) -> FastAPI:
                     f"written: {result.failed[0]}{more}"
                 )
 
-        job = jobs.create_files_job(total, model.info.name, work)
+        def release() -> None:
+            with busy_lock:
+                busy_outs.difference_update(targets)
+
+        def run(job: Job) -> None:
+            try:
+                work(job)
+            finally:
+                release()
+
+        with busy_lock:
+            clash = sorted(busy_outs & targets)
+            if clash:
+                raise ConflictError(
+                    f"out: {clash[0].name!r} in {spec.out!r} is being written by another "
+                    "running files job: wait for it (or DELETE it), or choose another output"
+                )
+            busy_outs.update(targets)
+        try:
+            job = jobs.create_files_job(total, model.info.name, run)
+        except BaseException:
+            release()
+            raise
         return job.status()
 
     add_training_routes(app, config, train_jobs)
@@ -1145,10 +1174,11 @@ def _header_safe(text: str) -> str:
 
 def _plan_files(
     inputs: list[Path], out: Path, root: Path | None, hints: Path | None = None
-) -> tuple[list[Any], int]:
+) -> tuple[list[Any], int, frozenset[Path]]:
     """Expand files / folders / globs, check every match still lies under ``root`` (a
-    symlink may point out of it), and so does every file of a hints folder; check the
-    output plan; -> (sources, frame count)."""
+    symlink may point out of it), and so does every file of a hints folder and every
+    planned output; check the output plan; -> (sources, frame count, the resolved
+    outputs: image files, video frame folders, an output video)."""
     assert root is not None
     real_root = root.resolve()
     sources = expand_inputs([str(p) for p in inputs])
@@ -1159,9 +1189,17 @@ def _plan_files(
             )
     if hints is not None:
         HintSource(hints, root=real_root)  # 403 now rather than a failed job later
-    plan_outputs(sources, out)  # refuses overwriting an input, clashing names...
+    plan = plan_outputs(sources, out)  # refuses overwriting an input, clashing names...
+    # an output file or a video's frame folder inside ``out`` may be a symlink out of root
+    planned = [*plan.image_outputs.values(), *plan.video_folders.values()]
+    if plan.mode == "video":
+        planned.append(plan.out)
+    targets = frozenset(t.resolve() for t in planned)
+    for target in targets:
+        if not target.is_relative_to(real_root):
+            raise ForbiddenError(f"out: {target.name!r} links outside the server's --root folder")
     total = sum(count_video_frames(s.path) if s.is_video else 1 for s in sources)
-    return sources, total
+    return sources, total, targets
 
 
 def run_server(config: ServerConfig) -> None:

@@ -346,7 +346,7 @@ def colorize_shot(
     prev = _Previous(-1, None, None, None)
     ok = False
     try:
-        for job, frame in _frames(jobs, todo):
+        for job, frame in _frames(jobs, todo, max_pixels):
             if cancel is not None and cancel.is_set():
                 raise InkHueError("cancelled")
             if job.sequence != prev.sequence:
@@ -400,7 +400,7 @@ def _frame_size(job: batch.FrameJob, max_pixels: int | None) -> tuple[int, int]:
 
 
 def _frames(
-    jobs: list[batch.FrameJob], todo: list[batch.FrameJob]
+    jobs: list[batch.FrameJob], todo: list[batch.FrameJob], max_pixels: int | None = None
 ) -> Iterator[tuple[batch.FrameJob, np.ndarray | None]]:
     """Each job with its input frame (None for a done one; videos decoded in step)."""
     last = todo[-1].index
@@ -417,7 +417,7 @@ def _frames(
                 raise InputError(f"{job.source.path}: the video ended at frame {job.frame_no}")
             yield job, (None if job.done else frame)
         else:
-            yield job, (None if job.done else fio.read_image(job.source.path))
+            yield job, (None if job.done else fio.read_image(job.source.path, max_pixels))
 
 
 def _previous_reference(prev: _Previous, task: str, size: tuple[int, int]) -> kf.Reference | None:

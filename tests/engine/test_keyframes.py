@@ -251,6 +251,17 @@ def test_shot_keeps_the_pixel_limit_and_claims_overwritten_outputs_once_written(
             progress=False,
             max_pixels=h * w - 1,
         )
+    # every frame is checked, not only the first (a later one may be larger)
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    first = frames_io.read_image(tmp_path / "in" / "f000.png")
+    frames_io.write_image_atomic(mixed / "f000.png", first)
+    frames_io.write_image_atomic(mixed / "f001.png", np.repeat(first, 2, axis=0))
+    with pytest.raises(InputError, match="f001.png: .* is over the limit"):
+        shot.colorize_shot(
+            frames_io.expand_inputs([str(mixed)]), tmp_path / "y", models["grayscale"], keys,
+            progress=False, max_pixels=h * w,
+        )  # fmt: skip
     out = tmp_path / "out"
     gray = models["grayscale"]
     shot.colorize_shot(sources, out, gray, keys, use_previous=False, progress=False)

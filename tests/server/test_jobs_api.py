@@ -306,6 +306,75 @@ def test_hint_link_swapped_in_after_planning_is_refused(tmp_path):
     assert HintSource(root / "hints", ["f0.png"]).for_frame("f0.png", (H, W)) is not None
 
 
+def test_files_job_output_linked_out_of_root_is_403(make_client, tmp_path):
+    # an output file (or a video's frame folder) inside ``out`` may itself be a link
+    root = tmp_path / "root"
+    _write_frames(root / "in", 2)
+    (tmp_path / "outside").mkdir()
+    (root / "out").mkdir()
+    (root / "out" / "f1.png").symlink_to(tmp_path / "outside" / "f1.png")
+    client = make_client(root=root)
+    r = client.post("/jobs/files", json={"inputs": ["in"], "out": "out", "model": "tiny-gray"})
+    assert r.status_code == 403 and "'f1.png' links outside" in r.json()["error"], r.text
+    assert not any((tmp_path / "outside").iterdir())
+
+
+def test_input_link_swapped_in_after_planning_is_refused(tmp_path, named_models):
+    from inkhue_engine import batch, frames_io
+    from inkhue_engine.model import load_model
+
+    root = tmp_path / "root"
+    _write_frames(root / "in", 2)
+    _write_frames(tmp_path / "outside", 2)
+    sources = frames_io.expand_inputs([root / "in"])  # planned: both files under root
+    (root / "in" / "f1.png").unlink()
+    (root / "in" / "f1.png").symlink_to(tmp_path / "outside" / "f1.png")
+    from inkhue_engine.errors import ForbiddenError
+
+    model = load_model(named_models["tiny-gray"], device="cpu")
+    with pytest.raises(ForbiddenError, match="'f1.png' links outside the server's --root"):
+        batch.colorize_many(sources, root / "out", model, root=root, progress=False)
+    assert not (root / "out" / "f1.png").exists()
+
+
+def test_two_files_jobs_writing_the_same_outputs_do_not_run_at_once(
+    make_client, tmp_path, monkeypatch
+):
+    import threading
+
+    from inkhue_engine import server
+
+    root = tmp_path / "root"
+    _write_frames(root / "in", 2)
+    _write_frames(root / "in2", 2)
+    release = threading.Event()
+    real = server.colorize_many
+
+    def held(*args, **kwargs):
+        release.wait(30)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(server, "colorize_many", held)
+    client = make_client(root=root)
+    body = {"inputs": ["in"], "out": "out", "model": "tiny-gray"}
+    first = client.post("/jobs/files", json=body)
+    assert first.status_code == 200, first.text
+    # the same outputs: refused while the first job runs (they would overwrite its frames)
+    r = client.post("/jobs/files", json={**body, "model": "tiny-line"})
+    assert r.status_code == 409 and "'f0.png' in 'out' is being written" in r.json()["error"]
+    # other outputs in the same folder go on
+    other = client.post(
+        "/jobs/files", json={"inputs": ["in2/f0.png"], "out": "out/g0.png", "model": "tiny-gray"}
+    )
+    assert other.status_code == 200, other.text
+    release.set()
+    assert _wait(client, first.json()["id"])["state"] == "done"
+    assert _wait(client, other.json()["id"])["state"] == "done"
+    again = client.post("/jobs/files", json={**body, "overwrite": True})  # free again
+    assert again.status_code == 200, again.text
+    assert _wait(client, again.json()["id"])["state"] == "done"
+
+
 def test_job_palette_length_is_bounded(client):
     body = {**LAYOUT, "frame_count": 1, "model": "tiny-gray"}
     for count in (257, 4000):
