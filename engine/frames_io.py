@@ -529,10 +529,12 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
+def write_bytes_atomic(path: str | os.PathLike[str], data: bytes, exclusive: bool = False) -> None:
     """Write ``data`` to ``path``: temp file in the same folder, fsync, rename.
 
     The file either appears complete or not at all; a failure leaves no temp file.
+    ``exclusive``: never replace a file that exists by the time it lands (OutputError),
+    even one another process wrote meanwhile (a hard link, which refuses an existing name).
     """
     path = Path(path)
     if not path.parent.is_dir():
@@ -546,7 +548,16 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        if exclusive:
+            _link_new(tmp, path)
+        else:
+            os.replace(tmp, path)
+    except FileExistsError:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(
+            f"{path}: appeared while this was being made (another run of the same name?): "
+            "choose another name, or allow overwriting"
+        ) from None
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from None
@@ -554,6 +565,20 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
         tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+
+
+def _link_new(tmp: Path, path: Path) -> None:
+    """Move ``tmp`` to ``path`` unless ``path`` exists (FileExistsError)."""
+    try:
+        os.link(tmp, path)  # refuses an existing name, atomically
+    except FileExistsError:
+        raise
+    except OSError:  # a file system without hard links: check, then rename
+        if path.exists():
+            raise FileExistsError(path) from None
+        os.replace(tmp, path)
+        return
+    tmp.unlink()
 
 
 def write_image_atomic(

@@ -544,8 +544,10 @@ def finetune(opts: FinetuneOptions, events: Events | None = None) -> FinetuneRes
             held_out_check=check, steps=opts.steps, seconds=seconds,
         )  # fmt: skip
         card = model_card(result, opts, base, frames, colors, crop, _hardware(device))
+        # the model before its card (a card alone would hold the name for no model), and
+        # without --overwrite never over a model that appeared while this one trained
+        write_bytes_atomic(onnx_path, tuned_onnx.read_bytes(), exclusive=not opts.overwrite)
         write_bytes_atomic(card_path, card.encode("utf-8"))
-        write_bytes_atomic(onnx_path, tuned_onnx.read_bytes())
     emit(
         {
             "event": "done",

@@ -315,14 +315,26 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         k: v for k, v in vars(args).items()
         if k in {f.name for f in dataclasses.fields(TrainConfig)}
     }  # fmt: skip
+    # absolute, so that --resume from another directory reads the same folders
     for key in ("data", "val"):
         if key in given:
-            given[key] = [str(p) for p in given[key]]
+            given[key] = [str(Path(p).resolve()) for p in given[key]]
+    if given.get("init_from"):
+        given["init_from"] = str(Path(given["init_from"]).resolve())
     if getattr(args, "resume", False):
         saved = TrainConfig.load(args.out)
+
+        def was(key: str):  # a config.json of before this fix may hold relative paths
+            value = getattr(saved, key)
+            if key in ("data", "val"):
+                return [str(Path(p).resolve()) for p in value]
+            if key == "init_from" and value:
+                return str(Path(value).resolve())
+            return value
+
         changed = sorted(
             k for k, v in given.items()
-            if k not in RESUME_OVERRIDABLE and k != "out" and v != getattr(saved, k)
+            if k not in RESUME_OVERRIDABLE and k != "out" and v != was(k)
         )  # fmt: skip
         if changed:
             raise InputError(

@@ -41,6 +41,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Sampler
 from inkhue_engine import metrics
 from inkhue_engine.color import lab_to_rgb, rgb_to_lab
 from inkhue_engine.errors import InkHueError, InputError
+from inkhue_engine.frames_io import write_bytes_atomic
 from inkhue_engine.metrics import mean_ciede2000
 from inkhue_engine.regions import flat_fill, regions_of
 from inkhue_training.color_classes import (
@@ -74,6 +75,8 @@ from inkhue_training.warm_start import load_init
 
 CKPT_FORMAT = 1
 LAST = "last.pt"
+#: The hold-out of --data a run validates on (without --val), kept for its resumes.
+VAL_LIST = "val_files.txt"
 #: The checkpoint with the best validation score (--select-metric): the one to ship.
 BEST = "best.pt"
 LOG = "log.jsonl"
@@ -148,22 +151,32 @@ class SkipSampler(Sampler):
         return max(0, len(self.base) - self.skip)
 
 
-def split_files(config: TrainConfig) -> tuple[list[Path], list[Path]]:
-    """Training and validation files: --val folders, or a seeded hold-out of --data."""
+def split_files(
+    config: TrainConfig, kept: list[str] | None = None
+) -> tuple[list[Path], list[Path], list[Path]]:
+    """(training files, validation files, the hold-out of --data): --val folders, or a
+    seeded hold-out of --data; ``kept``: the hold-out a resumed run started with (its
+    VAL_LIST), so images added to --data since never move it into training."""
     files = list_images(config.data)
     if not files:
         raise InputError(f"no images (PNG, JPEG, TIFF, WebP) under {', '.join(config.data)}")
     if config.val:
         val = list_images(config.val)
+    elif kept is not None:
+        held_names = set(kept)
+        val = [f for f in files if str(f) in held_names]
+        files = [f for f in files if str(f) not in held_names]
+        return files, val[: config.val_max_images], val
     elif len(files) >= 2 and config.val_fraction > 0:
         order = np.random.default_rng(config.seed).permutation(len(files))
         n_val = max(1, round(len(files) * config.val_fraction))
         val = [files[i] for i in sorted(order[:n_val])]
         held = set(val)
         files = [f for f in files if f not in held]
+        return files, val[: config.val_max_images], val
     else:
         val = []
-    return files, val[: config.val_max_images]
+    return files, val[: config.val_max_images], []
 
 
 def data_config(config: TrainConfig, **kw) -> DataConfig:
@@ -207,6 +220,14 @@ def check_options(config: TrainConfig) -> None:
         raise InputError(f"--lr-decay-start {config.lr_decay_start}: use 0 <= x < 1")
     if not 0.0 < config.hint_geometric_p <= 1.0:
         raise InputError(f"--hint-geometric-p {config.hint_geometric_p}: use 0 < p <= 1")
+    m = 2 ** len(config.channels)  # the generator's multiple_of
+    if config.crop_size < 16 or config.crop_size % m:
+        raise InputError(f"--crop-size {config.crop_size}: use a multiple of {m} of at least 16")
+    for flag, value, low in (("--batch-size", config.batch_size, 1),
+                             ("--log-every", config.log_every, 1),
+                             ("--save-every", config.save_every, 0)):  # fmt: skip
+        if value < low:
+            raise InputError(f"{flag} {value}: use {low} or more")
 
 
 def lr_factor(config: TrainConfig, step: int) -> float:
@@ -537,20 +558,26 @@ def _train(
     run = Path(config.out)
     dev = dctx.device
     last = run / LAST
-    if resume and not last.is_file():
+    # a run killed before its first periodic save may hold best.pt only (a full checkpoint)
+    source = last if last.is_file() else run / BEST
+    if resume and not source.is_file():
         raise InputError(f"{last}: no checkpoint to resume from")
-    if not resume and last.is_file():
+    if not resume and (source.is_file() or any(run.glob("ckpt_*.pt"))):
         raise InputError(f"{run} already holds a run: add --resume, or choose another --out")
+    check_options(config)
+    val_list = run / VAL_LIST
+    kept = val_list.read_text("utf-8").splitlines() if resume and val_list.is_file() else None
+    train_files, val_files, held_out = split_files(config, kept)
     if dctx.main:
         config.save(run)
+        if held_out and kept is None:
+            write_bytes_atomic(val_list, "".join(f"{f}\n" for f in held_out).encode("utf-8"))
     if dctx.enabled:
         dist.barrier()
     torch.manual_seed(config.seed)  # the same initial weights on every rank
     if dev.type == "cpu":
         cv2.setNumThreads(1)  # torch owns the cores; OpenCV threads would fight it
 
-    check_options(config)
-    train_files, val_files = split_files(config)
     dataset = ColorImageDataset(
         train_files, data_config(config), seed=config.seed + 1000 * dctx.rank,
         repeat=config.repeat,
@@ -617,11 +644,19 @@ def _train(
     class_w: torch.Tensor | None = None
     best: dict[str, Any] = {"metric": config.select_metric, "value": None, "step": None}
     if resume:
-        ckpt = torch.load(last, map_location=dev, weights_only=True)
+        ckpt = torch.load(source, map_location=dev, weights_only=True)
         if ckpt.get("class_weights") is not None:
             class_w = ckpt["class_weights"].to(dev)
         if (ckpt.get("best") or {}).get("metric") == config.select_metric:
             best = dict(ckpt["best"])
+        if (run / BEST).is_file():  # best.pt may be newer than the last periodic save
+            kept = torch.load(run / BEST, map_location="cpu", weights_only=True).get("best") or {}
+            if (
+                kept.get("metric") == config.select_metric
+                and kept.get("value") is not None
+                and (best["value"] is None or kept["value"] < best["value"])
+            ):
+                best = dict(kept)
         G.load_state_dict(ckpt["generator"])
         D.load_state_dict(ckpt["discriminator"])
         ema.load_state_dict(ckpt["ema"])

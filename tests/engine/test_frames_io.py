@@ -399,3 +399,13 @@ def test_frames_are_counted_as_they_decode_and_lost_tracks_are_named(tmp_path):
     assert fio.count_video_frames(tmp_path / "cut.mp4") == decoded
     assert fio.video_losses(full) == ["its audio track(s)"]
     assert fio.video_losses(tmp_path / "cut.mp4") == []
+
+
+def test_exclusive_write_never_replaces_a_file(tmp_path):
+    path = tmp_path / "model.onnx"
+    fio.write_bytes_atomic(path, b"first", exclusive=True)
+    with pytest.raises(OutputError, match="model.onnx: appeared while this was being made"):
+        fio.write_bytes_atomic(path, b"second", exclusive=True)
+    assert path.read_bytes() == b"first" and [p.name for p in tmp_path.iterdir()] == ["model.onnx"]
+    fio.write_bytes_atomic(path, b"third")  # not exclusive: replaced
+    assert path.read_bytes() == b"third"

@@ -174,6 +174,32 @@ def test_existing_model_is_not_overwritten(tmp_path, capsys, monkeypatch, bases_
     assert (models / "studio.onnx").read_bytes() == b"keep me"
 
 
+def test_a_model_of_the_same_name_made_meanwhile_is_kept_and_no_card_is_left(
+    tmp_path, capsys, monkeypatch, bases_env
+):
+    # two fine-tunings of one name at once: the name was free when this one started, but
+    # another run wrote its model while this one trained
+    from inkhue_training import finetune as ft
+
+    models = tmp_path / "models"
+    monkeypatch.setenv("INKHUE_MODELS_DIR", str(models))
+    real = ft.model_card
+
+    def meanwhile(*args, **kwargs):
+        models.mkdir(exist_ok=True)
+        (models / "studio.onnx").write_bytes(b"the other run's model")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ft, "model_card", meanwhile)
+    data = write_frames(tmp_path / "frames", 4)
+    code = inkhue(["finetune", "--data", str(data), "--name", "studio", "--base", "grayscale",
+                   "--steps", "2", "--batch-size", "2", "--quiet"])  # fmt: skip
+    assert code == 2
+    assert "studio.onnx: appeared while this was being made" in capsys.readouterr().err
+    assert (models / "studio.onnx").read_bytes() == b"the other run's model"
+    assert sorted(p.name for p in models.iterdir()) == ["studio.onnx"]  # no card of ours
+
+
 # ----------------------------------------------------------------------------- base checkpoints
 def test_shipped_base_round_trip_and_pack_from_a_run_checkpoint(tmp_path):
     import torch

@@ -236,3 +236,67 @@ def test_validation_psnr_is_the_engines():
     b = np.clip(a + rng.normal(0, 0.05, a.shape), 0, 1).astype(np.float32)
     assert train._psnr(a, b) == metrics.psnr(a, b)
     assert train._psnr(a, a) == train.PSNR_CAP  # an exact match keeps the mean finite
+
+
+@pytest.mark.slow
+def test_a_run_killed_before_its_first_save_resumes_from_best_and_keeps_its_split(
+    images, tmp_path, monkeypatch
+):
+    data = tmp_path / "data"
+    data.mkdir()
+    for p in images.iterdir():
+        (data / p.name).write_bytes(p.read_bytes())
+    monkeypatch.chdir(tmp_path)  # --data given relative: config.json keeps it absolute
+    run = tmp_path / "run"
+    args = ["--max-steps", "2", "--val-every", "1", "--val-fraction", "0.34", "--grid-images", "0"]
+    assert inkhue(["train", "--data", "data", "--task", "grayscale", "--out", str(run),
+                   *TINY, *args]) == 0  # fmt: skip
+    assert json.loads((run / "config.json").read_text())["data"] == [str(data.resolve())]
+    held = (run / "val_files.txt").read_text().splitlines()
+    assert len(held) == 2 and all(p.startswith(str(data.resolve())) for p in held)
+    # as if killed before its first periodic save: best.pt (a full checkpoint) only
+    (run / "last.pt").unlink()
+    for p in run.glob("ckpt_*.pt"):
+        p.unlink()
+    assert _train(images, run, "--max-steps", "1") == 2  # a new run may not overwrite it
+    # images added to --data since: the hold-out stays out of training
+    for i in range(6):
+        (data / f"new{i}.png").write_bytes((images / f"img{i}.png").read_bytes())
+    kept, _ = train_mod.split_files(TrainConfig.load(run), held)[1:]
+    assert sorted(map(str, kept)) == sorted(held)
+    monkeypatch.chdir(images)  # resumed from elsewhere: the same folders
+    assert inkhue(["train", "--out", str(run), "--resume", "--max-steps", "3"]) == 0
+    assert load_checkpoint(run / "last.pt")["step"] == 3
+    assert (run / "val_files.txt").read_text().splitlines() == held
+
+
+@pytest.mark.slow
+def test_resume_keeps_a_best_checkpoint_newer_than_the_last_save(images, tmp_path):
+    run = tmp_path / "run"
+    assert _train(images, run, "--max-steps", "2", "--val-every", "1", "--grid-images", "0") == 0
+    # best.pt written after last.pt's save (a kill between them): an unbeatable score
+    best = torch.load(run / "best.pt", weights_only=True)
+    best["best"] = {**best["best"], "value": -1.0, "step": 2}
+    torch.save(best, run / "best.pt")
+    last = torch.load(run / "last.pt", weights_only=True)
+    last["best"] = {**last["best"], "value": 1e9}
+    torch.save(last, run / "last.pt")
+    assert inkhue(["train", "--out", str(run), "--resume", "--max-steps", "3"]) == 0
+    assert load_checkpoint(run / "best.pt")["best"]["value"] == -1.0
+
+
+@pytest.mark.parametrize(
+    "flag, value, words",
+    [
+        ("--log-every", "0", "--log-every 0: use 1 or more"),
+        ("--batch-size", "0", "--batch-size 0: use 1 or more"),
+        ("--save-every", "-1", "--save-every -1: use 0 or more"),
+        ("--crop-size", "60", "--crop-size 60: use a multiple of 8 of at least 16"),
+    ],
+)
+def test_bad_option_values_are_one_line_errors(images, tmp_path, capsys, flag, value, words):
+    args = ["train", "--data", str(images), "--task", "grayscale", "--out", str(tmp_path / "r"),
+            *TINY, "--max-steps", "1", flag, value]  # fmt: skip
+    assert inkhue(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"inkhue: error: {words}"]
