@@ -425,8 +425,7 @@ class HintSource:
         return list(self._by_stem.values())
 
     def _check_root(self, path: Path) -> None:
-        if self.root is not None and not path.resolve().is_relative_to(self.root):
-            raise ForbiddenError(f"hints: {path.name!r} links outside the server's --root folder")
+        check_under_root(path, self.root, "hints")
 
     def _load(self, path: Path) -> np.ndarray:
         self._check_root(path)
@@ -555,6 +554,15 @@ def record_written(plan: OutputPlan, outputs: Sequence[Path], settings: dict[str
     used = set(record["files"].values())
     record["runs"] = {k: v for k, v in record["runs"].items() if k in used}
     fio.write_bytes_atomic(path, json.dumps(record, indent=1, sort_keys=True).encode())
+
+
+def check_under_root(path: Path, root: Path | None, field: str) -> None:
+    """ForbiddenError when ``path`` resolves outside ``root`` (a resolved folder; None: no
+    root, the CLI). The server checks its paths when a job is planned and each file again
+    when it is read: a link may be swapped in between."""
+    if root is not None and not Path(path).resolve().is_relative_to(root):
+        name = Path(path).name
+        raise ForbiddenError(f"{field}: {name!r} links outside the server's --root folder")
 
 
 # --------------------------------------------------------------------------- running
@@ -799,9 +807,7 @@ def _run(
     loader = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="inkhue-load")
 
     def check_root(path: Path) -> None:
-        # checked at planning time too; a link may be swapped in since (as for hints)
-        if root is not None and not path.resolve().is_relative_to(root):
-            raise ForbiddenError(f"inputs: {path.name!r} links outside the server's --root folder")
+        check_under_root(path, root, "inputs")  # at planning too; a link may be swapped in since
 
     def load(j: FrameJob, work: bool) -> None:
         """Read (an image; a video's frame is decoded already) and prepare one frame."""

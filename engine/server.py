@@ -1087,6 +1087,7 @@ def create_app(config: ServerConfig) -> FastAPI:
                     on_frame=lambda frame: jobs.progress(job, frame.index + 1),
                     cancel=job.cancel,
                     max_pixels=config.max_pixels,
+                    root=config.root,
                 )
                 jobs.progress(job, job.total)
                 return

@@ -278,11 +278,14 @@ def colorize_shot(
     on_frame: Callable[[batch.FrameJob], None] | None = None,
     cancel: threading.Event | None = None,
     max_pixels: int | None = fio.DEFAULT_MAX_PIXELS,
+    root: str | os.PathLike[str] | None = None,
 ) -> batch.BatchResult:
     """Colorize every frame of ``sources`` into ``out`` from the colored ``keyframes``.
 
     Outputs are planned as ``batch.colorize_many`` plans them (files, folders, a
     video); ``use_previous``: match each frame to the previous finished frame too.
+    ``max_pixels``: largest frame (width x height; None: no limit); ``root`` (the server's
+    --root): each input must still resolve under it when it is read (ForbiddenError).
     Raises InputError for a keyframe without color or of another framing.
     """
     from inkhue_engine import pipeline
@@ -297,6 +300,7 @@ def colorize_shot(
     sources = list(sources)
     plan = batch.plan_outputs(sources, out)
     result = batch.BatchResult(output=plan.out)
+    read = _frame_reader(max_pixels, root)
     for src in sources:  # a video's frames are decoded whole: refuse one over the limit first
         if src.is_video:
             info = fio.video_info(src.path)
@@ -326,14 +330,14 @@ def colorize_shot(
 
     def structure(k: Keyframe) -> np.ndarray | None:
         job = frame_of_stem.get(k.stem)
-        return fio.read_image(job.source.path, max_pixels) if job is not None else None
+        return read(job.source.path) if job is not None else None
 
     def references(size: tuple[int, int]) -> list[kf.Reference]:
         if size not in refs:
             refs[size] = build_references(keyframes, task, size, structure)
         return refs[size]
 
-    references(_frame_size(todo[0], max_pixels))
+    references(_frame_size(todo[0], read))
     for folder in sorted({j.output.parent for j in todo if j.output is not None}):
         folder.mkdir(parents=True, exist_ok=True)
     if manifest is not None:
@@ -346,7 +350,7 @@ def colorize_shot(
     prev = _Previous(-1, None, None, None)
     ok = False
     try:
-        for job, frame in _frames(jobs, todo, max_pixels):
+        for job, frame in _frames(jobs, todo, read):
             if cancel is not None and cancel.is_set():
                 raise InkHueError("cancelled")
             if job.sequence != prev.sequence:
@@ -391,18 +395,33 @@ def colorize_shot(
     return result
 
 
-def _frame_size(job: batch.FrameJob, max_pixels: int | None) -> tuple[int, int]:
+def _frame_reader(
+    max_pixels: int | None, root: str | os.PathLike[str] | None
+) -> Callable[[Path], np.ndarray]:
+    """Reads an input frame (an image, or a video about to be opened: checked only) within
+    ``max_pixels`` and, with a ``root``, only where it still resolves under it."""
+    real = Path(root).resolve() if root is not None else None
+
+    def read(path: Path, video: bool = False) -> np.ndarray:
+        batch.check_under_root(path, real, "inputs")
+        return np.empty(0) if video else fio.read_image(path, max_pixels)
+
+    return read
+
+
+def _frame_size(job: batch.FrameJob, read: Callable[[Path], np.ndarray]) -> tuple[int, int]:
     """(h, w) of a job's frame, without decoding a whole video."""
     if job.source.is_video:
         info = fio.video_info(job.source.path)
         return info.height, info.width
-    return fio.read_image(job.source.path, max_pixels).shape[:2]
+    return read(job.source.path).shape[:2]
 
 
 def _frames(
-    jobs: list[batch.FrameJob], todo: list[batch.FrameJob], max_pixels: int | None = None
+    jobs: list[batch.FrameJob], todo: list[batch.FrameJob], read: Callable[..., np.ndarray]
 ) -> Iterator[tuple[batch.FrameJob, np.ndarray | None]]:
-    """Each job with its input frame (None for a done one; videos decoded in step)."""
+    """Each job with its input frame (None for a done one; videos decoded in step), read
+    with ``read`` (_frame_reader)."""
     last = todo[-1].index
     videos: dict[Path, Iterator[np.ndarray]] = {}
     for job in jobs:
@@ -411,13 +430,14 @@ def _frames(
         if job.source.is_video:
             it = videos.get(job.source.path)
             if it is None:
+                read(job.source.path, video=True)
                 it = videos[job.source.path] = fio.read_video(job.source.path)
             frame = next(it, None)
             if frame is None:
                 raise InputError(f"{job.source.path}: the video ended at frame {job.frame_no}")
             yield job, (None if job.done else frame)
         else:
-            yield job, (None if job.done else fio.read_image(job.source.path, max_pixels))
+            yield job, (None if job.done else read(job.source.path))
 
 
 def _previous_reference(prev: _Previous, task: str, size: tuple[int, int]) -> kf.Reference | None:

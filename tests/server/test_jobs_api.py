@@ -335,6 +335,17 @@ def test_input_link_swapped_in_after_planning_is_refused(tmp_path, named_models)
     with pytest.raises(ForbiddenError, match="'f1.png' links outside the server's --root"):
         batch.colorize_many(sources, root / "out", model, root=root, progress=False)
     assert not (root / "out" / "f1.png").exists()
+    # a shot from keyframes reads its frames the same way
+    from inkhue_engine import shot
+
+    _write_shot(root / "shot")
+    frames = frames_io.expand_inputs([root / "shot" / "in"])
+    (root / "shot" / "in" / "f002.png").unlink()
+    (root / "shot" / "in" / "f002.png").symlink_to(tmp_path / "outside" / "f1.png")
+    keys = shot.load_keyframes([root / "shot" / "keys"])
+    with pytest.raises(ForbiddenError, match="'f002.png' links outside the server's --root"):
+        shot.colorize_shot(frames, root / "shot_out", model, keys, progress=False, root=root)
+    assert not (root / "shot_out" / "f002.png").exists()
 
 
 def test_two_files_jobs_writing_the_same_outputs_do_not_run_at_once(
