@@ -207,6 +207,9 @@ def _create_session(
             str(path),
             sess_options=_session_options(ort, names, light, threads),
             providers=providers,
+            # ORT's own fallbacks print to stdout, and the one inside run() moves the
+            # session to the CPU behind Model.providers: the CPU retry is made here, logged
+            enable_fallback=0,
         )
     except Exception as exc:  # ORT raises its own pybind exception types
         msg = _first_line(exc)
@@ -218,6 +221,9 @@ def _create_session(
             raise ModelError(
                 f"{path}: not an ONNX model ({why}); export one with 'inkhue export'"
             ) from exc
+        if names != ["CPUExecutionProvider"]:  # a GPU provider that failed to start
+            log.warning("%s: %s failed to start (%s); trying the CPU", path.name, names[0], msg)
+            return _create_session(ort, path, ["CPUExecutionProvider"], light, threads)
         raise ModelError(f"{path}: ONNX Runtime cannot load this model: {msg}") from exc
 
 
@@ -497,8 +503,8 @@ class Model:
             if self.requested_device != "auto":
                 raise InkHueError(
                     f"device {self.requested_device!r} was requested but ONNX Runtime fell back "
-                    f"to {self.providers[0]} (no usable GPU, or its CUDA/cuDNN libraries are "
-                    "missing): use --device auto or --device cpu"
+                    f"to {self.providers[0]} (no usable GPU, or its runtime libraries such as "
+                    "CUDA/cuDNN are missing; the log says why): use --device auto or --device cpu"
                 )
             log.warning(
                 "%s: %s is not usable here; running on %s", path.name, wanted, self.providers[0]
@@ -702,6 +708,19 @@ def precision_variant(path: str | os.PathLike, precision: str = "fp32") -> Path:
             f"{variant}: no {precision} variant of {path.name}: make it with "
             f"'python -m inkhue_training.quantize {precision} {path} -o {variant}' "
             "(training extra), or use --precision fp32"
+        )
+    # The variant must be one of this model (quantize names it NAME-PRECISION): a model
+    # replaced since (finetune --overwrite, a copy) leaves the variant of another one.
+    try:
+        base, var = read_model_info(path), read_model_info(variant)
+    except ModelError:
+        return variant  # a broken file: loading it says what is wrong
+    if var.task != base.task or var.name != f"{base.name}-{precision}":
+        raise ModelError(
+            f"{variant}: is not the {precision} variant of {path.name} (it is {var.name!r}, "
+            f"{var.task}; expected {base.name + '-' + precision!r}, {base.task}): remake it with "
+            f"'python -m inkhue_training.quantize {precision} {path} -o {variant}', "
+            "or use --precision fp32"
         )
     return variant
 

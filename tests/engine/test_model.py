@@ -424,3 +424,76 @@ def test_load_model_threads_are_part_of_the_session_and_the_cache(grayscale_mode
     assert default._session.get_session_options().intra_op_num_threads == 0
     x = np.zeros((1, 4, 16, 24), np.float32)
     np.testing.assert_array_equal(one.run(x), default.run(x))
+
+
+def _directml_that_fails(monkeypatch, when: str):
+    """onnxruntime's InferenceSession, with a DirectML provider that fails to start
+    (``when`` "start") or fails at every run (``when`` "run"), as a broken GPU would."""
+    import onnxruntime as ort
+    from onnxruntime.capi import onnxruntime_pybind11_state as C
+
+    real = ort.InferenceSession
+
+    class Failing:  # the C session of a DirectML session whose device was lost
+        def __init__(self, inner):
+            self._inner = inner
+
+        def run(self, *args, **kwargs):
+            raise C.EPFail("[ONNXRuntimeError] : 11 : EP_FAIL : DirectML device removed")
+
+        def __getattr__(self, name):
+            return getattr(self._inner, name)
+
+    class FakeDml(real):
+        def _create_inference_session(self, providers, provider_options, disabled=None):
+            names = [p if isinstance(p, str) else p[0] for p in providers]
+            self._dml = "DmlExecutionProvider" in names
+            if self._dml and when == "start":
+                raise RuntimeError("D3D12 device creation failed")
+            super()._create_inference_session(["CPUExecutionProvider"], None, disabled)
+            if self._dml:
+                self._sess = Failing(self._sess)
+
+        def get_providers(self):
+            if self._dml:
+                return ["DmlExecutionProvider", "CPUExecutionProvider"]
+            return super().get_providers()
+
+    monkeypatch.setattr(ort, "InferenceSession", FakeDml)
+    monkeypatch.setattr(
+        M, "available_providers", lambda: ["DmlExecutionProvider", "CPUExecutionProvider"]
+    )
+
+
+def test_a_gpu_failing_at_run_is_an_error_not_a_silent_move_to_the_cpu(
+    grayscale_model, monkeypatch, capfd
+):
+    _directml_that_fails(monkeypatch, "run")
+    model = M.Model(grayscale_model, "directml")
+    x = np.zeros((1, 4, 32, 32), np.float32)
+    with pytest.raises(M.ModelError, match="EP_FAIL : DirectML device removed"):
+        model.run(x)
+    assert model.device == "directml" and capfd.readouterr().out == ""  # ORT printed nothing
+
+
+def test_a_gpu_failing_to_start_is_logged_and_the_cpu_used_for_auto_only(
+    grayscale_model, monkeypatch, capfd, caplog
+):
+    _directml_that_fails(monkeypatch, "start")
+    with caplog.at_level(logging.WARNING, logger="inkhue_engine.model"):
+        model = M.Model(grayscale_model, "auto")
+    assert model.device == "cpu"
+    assert "DmlExecutionProvider failed to start (D3D12 device creation failed)" in caplog.text
+    with pytest.raises(InkHueError, match="'directml' was requested but ONNX Runtime fell back"):
+        M.Model(grayscale_model, "directml")
+    assert capfd.readouterr().out == ""  # no ORT banner in the command's output
+
+
+def test_a_precision_variant_of_another_model_is_refused(tmp_path, make_tiny_model):
+    gray = make_tiny_model("grayscale", tmp_path / "studio.onnx", name="studio")
+    make_tiny_model("grayscale", tmp_path / "studio.int8.onnx", name="studio-int8")
+    assert M.precision_variant(gray, "int8") == tmp_path / "studio.int8.onnx"
+    # studio.onnx replaced by another model (finetune --overwrite): its old variant stays
+    make_tiny_model("lineart", tmp_path / "studio.onnx", name="studio")
+    with pytest.raises(M.ModelError, match="is not the int8 variant of studio.onnx"):
+        M.precision_variant(tmp_path / "studio.onnx", "int8")
