@@ -221,9 +221,11 @@ def _create_session(
             raise ModelError(
                 f"{path}: not an ONNX model ({why}); export one with 'inkhue export'"
             ) from exc
-        if names != ["CPUExecutionProvider"]:  # a GPU provider that failed to start
-            log.warning("%s: %s failed to start (%s); trying the CPU", path.name, names[0], msg)
-            return _create_session(ort, path, ["CPUExecutionProvider"], light, threads)
+        if len(providers) > 1:  # a GPU provider that failed to start: the next one
+            log.warning(
+                "%s: %s failed to start (%s); trying %s", path.name, names[0], msg, names[1]
+            )
+            return _create_session(ort, path, providers[1:], light, threads)
         raise ModelError(f"{path}: ONNX Runtime cannot load this model: {msg}") from exc
 
 

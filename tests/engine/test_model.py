@@ -483,7 +483,10 @@ def test_a_gpu_failing_to_start_is_logged_and_the_cpu_used_for_auto_only(
     with caplog.at_level(logging.WARNING, logger="inkhue_engine.model"):
         model = M.Model(grayscale_model, "auto")
     assert model.device == "cpu"
-    assert "DmlExecutionProvider failed to start (D3D12 device creation failed)" in caplog.text
+    assert (
+        "DmlExecutionProvider failed to start (D3D12 device creation failed); trying CPU"
+        in caplog.text
+    )
     with pytest.raises(InkHueError, match="'directml' was requested but ONNX Runtime fell back"):
         M.Model(grayscale_model, "directml")
     assert capfd.readouterr().out == ""  # no ORT banner in the command's output
