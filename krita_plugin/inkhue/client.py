@@ -775,6 +775,7 @@ class TrainingJob(QtCore.QObject):
         self._call: Call | None = None
         self._over = False
         self._cancelling = False
+        self._sent_all = False
         self._timer = QtCore.QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.timeout.connect(self._poll)
@@ -785,6 +786,11 @@ class TrainingJob(QtCore.QObject):
         amount = f"{size / 1e6:.1f} MB" if size >= 100_000 else f"{max(1, round(size / 1e3))} kB"
         self.progress.emit(0, 0, f"Uploading {len(frames)} frames ({amount})")
         self._call = self.client.start_training(frames, options, self._started)
+        self._call.reply.uploadProgress.connect(self._uploaded)
+
+    def _uploaded(self, sent: int, total: int) -> None:
+        # Every frame is on the engine: it may start the job before it answers.
+        self._sent_all = total > 0 and sent >= total
 
     def attach(self, job_id: str) -> None:
         """Follow the running fine-tuning ``job_id``."""
@@ -796,6 +802,12 @@ class TrainingJob(QtCore.QObject):
         if self._over or self._cancelling:
             return
         self._cancelling = True
+        if self.job_id is None and self._sent_all and not self._call.done:
+            # The engine has the whole upload and is starting the job (saving and checking
+            # the frames first): an abort would not stop it. Its answer brings the id to
+            # cancel (_started).
+            self.progress.emit(0, 0, "Stopping the fine-tuning...")
+            return
         if self.job_id is None:  # still uploading (or its answer is on the way)
             self._over = True
             if self._call is not None:
@@ -831,6 +843,15 @@ class TrainingJob(QtCore.QObject):
 
     def _started(self, result: Result) -> None:
         if self._over:
+            return
+        if self._cancelling:  # cancelled after the whole upload was sent
+            info = result.value if result.ok and isinstance(result.value, dict) else {}
+            if not info.get("id"):
+                self._over = True
+                self.cancelled.emit()
+                return
+            self.job_id = str(info["id"])
+            self._call = self.client.cancel_training(self.job_id, self._polled)
             return
         if not result.ok:
             self._fail(result.error)

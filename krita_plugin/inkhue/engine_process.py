@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import shlex
+import signal
+import subprocess
 from collections import deque
 from urllib.parse import urlsplit
 
@@ -43,6 +45,46 @@ def split_command(command: str, base_url: str, token: str = "") -> list[str]:
             arg = arg.replace("{" + key + "}", value)
         out.append(arg)
     return out
+
+
+def _descendants(pid: int) -> list[int]:
+    """The processes started by ``pid``, their children... (POSIX, via pgrep; [] else)."""
+    if os.name != "posix" or pid <= 0:
+        return []
+    try:
+        out = subprocess.run(
+            ["pgrep", "-P", str(pid)], capture_output=True, text=True, timeout=2
+        ).stdout
+    except (OSError, subprocess.SubprocessError):  # no pgrep: only the direct child is stopped
+        return []
+    found = []
+    for word in out.split():
+        if word.isdigit():
+            found += [int(word)] + _descendants(int(word))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
+def _signal(pids: list[int], sig, only_alive_after_s: float = 0.0) -> None:
+    """Send ``sig`` to ``pids``; with ``only_alive_after_s``, to those still alive then."""
+    if only_alive_after_s:
+        deadline = QtCore.QDeadlineTimer(int(only_alive_after_s * 1000))
+        while any(_alive(p) for p in pids) and not deadline.hasExpired():
+            QtCore.QThread.msleep(50)
+    for pid in pids:
+        if only_alive_after_s and not _alive(pid):
+            continue  # ended (its number may be reused by now)
+        try:
+            os.kill(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass  # it ended meanwhile (or its number went to another user's process)
 
 
 class EngineProcess(QtCore.QObject):
@@ -124,10 +166,15 @@ class EngineProcess(QtCore.QObject):
         self._ready = False  # a stop asked for is not news
         self._poll_timer.stop()
         if self.running():
+            # A wrapper command (a shell script, `conda run`...) runs the engine as its
+            # child: signal the whole tree, or the engine outlives Krita with its port.
+            family = _descendants(int(self.process.processId()))
             self.process.terminate()
+            _signal(family, signal.SIGTERM)
             if not self.process.waitForFinished(3000):
                 self.process.kill()
                 self.process.waitForFinished(3000)
+            _signal(family, getattr(signal, "SIGKILL", signal.SIGTERM), only_alive_after_s=3.0)
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -137,11 +184,13 @@ class EngineProcess(QtCore.QObject):
             self.lines.append(line)
         self.output.emit(text)
 
-    def _fail(self, message: str) -> None:
+    def _fail(self, message: str, stop: bool = False) -> None:
         if not self._waiting:
             return
         self._waiting = False
         self._poll_timer.stop()
+        if stop:  # before `failed`: the panel offers Start engine only when none runs
+            self.stop()
         tail = self.log_tail()
         self.failed.emit(message + (f"\nEngine output:\n{tail}" if tail else ""))
 
@@ -172,9 +221,9 @@ class EngineProcess(QtCore.QObject):
         if self._elapsed.elapsed() > self.timeout_s * 1000:
             self._fail(
                 f"The engine command `{self._command}` did not answer at "
-                f"{self.client.base_url} within {self.timeout_s:.0f} s"
+                f"{self.client.base_url} within {self.timeout_s:.0f} s",
+                stop=True,
             )
-            self.stop()
             return
         self.client.health(self._health)
 

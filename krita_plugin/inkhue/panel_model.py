@@ -430,10 +430,24 @@ class PanelModel(QtCore.QObject):
         self.trainer.refresh_info()
 
     def start_engine(self) -> None:
-        """Run the engine command; connects once ``/health`` answers."""
+        """Run the engine command; connects once ``/health`` answers. An engine that
+        already answers at the address is used instead (a second one could not bind the
+        port, and its exit would show the working engine as not running)."""
         self.clear_error()
         self._set_status("starting", f"Starting `{self.settings.engine_command}`...")
-        self.engine.start(self.settings.engine_command, self.client.base_url, self.settings.token)
+
+        def checked(result: Result) -> None:
+            if result.ok and isinstance(result.value, dict):
+                self.say(
+                    f"An InkHue engine already answers at {self.client.base_url}: connected to it"
+                )
+                self._health(result)
+                return
+            self.engine.start(
+                self.settings.engine_command, self.client.base_url, self.settings.token
+            )
+
+        self.client.health(checked)
 
     def _engine_ready(self) -> None:
         self.say("The engine is running")

@@ -115,7 +115,15 @@ def check_export_folder(folder: str) -> None:
     """
     if not folder or not os.path.isdir(folder):
         raise PluginError(f"Export dataset: {folder or 'no folder'} is not a folder: pick one")
-    images = [n for n in os.listdir(folder) if n.lower().endswith(IMAGE_SUFFIXES)]
+    images = []  # recursively, as inkhue finetune --data reads (hidden ones skipped)
+    for top, dirs, names in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        rel = os.path.relpath(top, folder)
+        images += [
+            n if rel == "." else os.path.join(rel, n)
+            for n in names
+            if n.lower().endswith(IMAGE_SUFFIXES) and not n.startswith(".")
+        ]
     if images:
         raise PluginError(
             f"Export dataset: {folder} already holds {len(images)} image file(s) "
