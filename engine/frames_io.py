@@ -391,6 +391,18 @@ def read_image(path: str | os.PathLike[str], max_pixels: int | None = None) -> n
     return decode_image(_read_bytes(path), path, max_pixels)
 
 
+def image_size(path: str | os.PathLike[str], max_pixels: int | None = None) -> tuple[int, int]:
+    """(height, width) of an image file as read_image gives it: a PNG's from its header
+    (checked whole), any other by decoding it (a JPEG may turn by its EXIF orientation)."""
+    path = Path(path)
+    data = _read_bytes(path)
+    if data[:8].tobytes() == _PNG_SIGNATURE:
+        w, h = _check_png(memoryview(np.ascontiguousarray(data)).cast("B"), path)
+        check_pixels(w, h, max_pixels, path)
+        return h, w
+    return decode_image(data, path, max_pixels).shape[:2]
+
+
 def conform_for_format(img: np.ndarray, suffix: str) -> np.ndarray:
     """The array that a file with extension ``suffix`` stores for ``img``.
 

@@ -341,6 +341,8 @@ def _flow(target_L: np.ndarray, ref_L: np.ndarray, task: str) -> tuple[np.ndarra
     h, w = target_L.shape
     scale = min(1.0, FLOW_MAX_SIDE / max(h, w))
     size = (max(8, round(w * scale)), max(8, round(h * scale)))
+    if max(size) < 16:  # DIS needs a side of 12 px or more: a tiny frame's flow runs upscaled
+        size = (16, 16)
 
     def prep(L: np.ndarray) -> np.ndarray:
         img = cv2.resize(L, size, interpolation=cv2.INTER_AREA)

@@ -97,6 +97,13 @@ def keyframe_as_output(key: np.ndarray, frame: np.ndarray) -> np.ndarray:
     return rgb
 
 
+def keyframe_passes_through(task: str, options: Any) -> bool:
+    """Whether a keyframe's frame comes out as the artist painted it: not for line art's
+    'fill' output (the fill alone, no lines), where that frame is colored from its
+    keyframe (matched to its own regions) like every other frame."""
+    return not (task == "lineart" and getattr(options, "output", "color") == "fill")
+
+
 def lines_over(fill: np.ndarray, lineart: np.ndarray) -> np.ndarray:
     """A line-art keyframe from color painted under the lines (a fill layer): the
     line-art frame multiplied over the fill, both over white (sRGB float32 RGB 0..1).
@@ -226,7 +233,7 @@ def colorize_frames(
         size = frame.shape[:2]
         if size not in refs:
             refs[size] = build_references(keyframes, task, size, structure)
-        key = by_index.get(i)
+        key = by_index.get(i) if keyframe_passes_through(task, options) else None
         if key is not None:
             out = keyframe_as_output(kf.fit_to_frame(key.image, size, key.name), frame)
             prev = (
@@ -300,11 +307,7 @@ def colorize_shot(
     sources = list(sources)
     plan = batch.plan_outputs(sources, out)
     result = batch.BatchResult(output=plan.out)
-    read = _frame_reader(max_pixels, root)
-    for src in sources:  # a video's frames are decoded whole: refuse one over the limit first
-        if src.is_video:
-            info = fio.video_info(src.path)
-            fio.check_pixels(info.width, info.height, max_pixels, src.path)
+    read = _FrameReader(max_pixels, root)
     jobs = batch.frame_jobs(sources, plan, overwrite)
     # a keyframe file is an input too: never taken for a finished frame, never overwritten
     inputs = fio.InputSet([s.path for s in sources] + [k.path for k in keyframes if k.path])
@@ -330,14 +333,22 @@ def colorize_shot(
 
     def structure(k: Keyframe) -> np.ndarray | None:
         job = frame_of_stem.get(k.stem)
-        return read(job.source.path) if job is not None else None
+        return read.image(job.source.path) if job is not None else None
 
     def references(size: tuple[int, int]) -> list[kf.Reference]:
         if size not in refs:
             refs[size] = build_references(keyframes, task, size, structure)
         return refs[size]
 
-    references(_frame_size(todo[0], read))
+    # every frame size of the run (a shot's frames may differ in size): a keyframe that fits
+    # one size but not another is refused here, before any output is written
+    sized_videos: set[Path] = set()
+    for j in todo:
+        if j.source.is_video:
+            if j.source.path in sized_videos:
+                continue
+            sized_videos.add(j.source.path)
+        references(read.size(j))
     for folder in sorted({j.output.parent for j in todo if j.output is not None}):
         folder.mkdir(parents=True, exist_ok=True)
     if manifest is not None:
@@ -355,15 +366,20 @@ def colorize_shot(
                 raise InkHueError("cancelled")
             if job.sequence != prev.sequence:
                 prev = _Previous(job.sequence, None, None, None)
-            if job.done:
-                prev = _Previous(job.sequence, None, None, job)
+            if job.done:  # a video's frame is decoded anyway: kept (its file is no image)
+                prev = _Previous(job.sequence, frame, None, job)
                 continue
-            key = by_stem.get(Path(job.name).stem)
+            key = (
+                by_stem.get(Path(job.name).stem) if keyframe_passes_through(task, options) else None
+            )
             colors = None
             if key is not None:
-                out_img = keyframe_as_output(
-                    kf.fit_to_frame(key.image, frame.shape[:2], key.name), frame
-                )
+                fitted = kf.fit_to_frame(key.image, frame.shape[:2], key.name)
+                if frame_of_stem.get(key.stem) is not job:
+                    # paired by name only (a video's frame): its structure was not checked
+                    # when the references were built
+                    kf.check_keyframe_fits(fitted, frame, task, key.name)
+                out_img = keyframe_as_output(fitted, frame)
             else:
                 use = list(references(frame.shape[:2]))
                 if use_previous:
@@ -395,33 +411,38 @@ def colorize_shot(
     return result
 
 
-def _frame_reader(
-    max_pixels: int | None, root: str | os.PathLike[str] | None
-) -> Callable[[Path], np.ndarray]:
-    """Reads an input frame (an image, or a video about to be opened: checked only) within
-    ``max_pixels`` and, with a ``root``, only where it still resolves under it."""
-    real = Path(root).resolve() if root is not None else None
+class _FrameReader:
+    """Reads a shot's input frames within ``max_pixels`` and, with a ``root`` (the
+    server's --root), only where they still resolve under it (ForbiddenError)."""
 
-    def read(path: Path, video: bool = False) -> np.ndarray:
-        batch.check_under_root(path, real, "inputs")
-        return np.empty(0) if video else fio.read_image(path, max_pixels)
+    def __init__(self, max_pixels: int | None, root: str | os.PathLike[str] | None) -> None:
+        self.max_pixels = max_pixels
+        self.root = Path(root).resolve() if root is not None else None
 
-    return read
+    def image(self, path: Path) -> np.ndarray:
+        batch.check_under_root(path, self.root, "inputs")
+        return fio.read_image(path, self.max_pixels)
 
+    def size(self, job: batch.FrameJob) -> tuple[int, int]:
+        """(h, w) of a job's frame: a video's and a PNG's from their headers."""
+        path = job.source.path
+        batch.check_under_root(path, self.root, "inputs")
+        if job.source.is_video:
+            info = fio.video_info(path)
+            fio.check_pixels(info.width, info.height, self.max_pixels, path)
+            return info.height, info.width
+        return fio.image_size(path, self.max_pixels)
 
-def _frame_size(job: batch.FrameJob, read: Callable[[Path], np.ndarray]) -> tuple[int, int]:
-    """(h, w) of a job's frame, without decoding a whole video."""
-    if job.source.is_video:
-        info = fio.video_info(job.source.path)
-        return info.height, info.width
-    return read(job.source.path).shape[:2]
+    def video(self, path: Path) -> Iterator[np.ndarray]:
+        batch.check_under_root(path, self.root, "inputs")
+        return fio.read_video(path)
 
 
 def _frames(
-    jobs: list[batch.FrameJob], todo: list[batch.FrameJob], read: Callable[..., np.ndarray]
+    jobs: list[batch.FrameJob], todo: list[batch.FrameJob], read: _FrameReader
 ) -> Iterator[tuple[batch.FrameJob, np.ndarray | None]]:
-    """Each job with its input frame (None for a done one; videos decoded in step), read
-    with ``read`` (_frame_reader)."""
+    """Each job with its input frame (None for a done image; videos decoded in step), read
+    with ``read``."""
     last = todo[-1].index
     videos: dict[Path, Iterator[np.ndarray]] = {}
     for job in jobs:
@@ -430,14 +451,13 @@ def _frames(
         if job.source.is_video:
             it = videos.get(job.source.path)
             if it is None:
-                read(job.source.path, video=True)
-                it = videos[job.source.path] = fio.read_video(job.source.path)
+                it = videos[job.source.path] = read.video(job.source.path)
             frame = next(it, None)
             if frame is None:
                 raise InputError(f"{job.source.path}: the video ended at frame {job.frame_no}")
-            yield job, (None if job.done else frame)
+            yield job, frame
         else:
-            yield job, (None if job.done else read(job.source.path))
+            yield job, (None if job.done else read.image(job.source.path))
 
 
 def _previous_reference(prev: _Previous, task: str, size: tuple[int, int]) -> kf.Reference | None:
@@ -447,7 +467,8 @@ def _previous_reference(prev: _Previous, task: str, size: tuple[int, int]) -> kf
     if prev.colors is not None and output is not None and output.shape[:2] == size:
         return kf.previous_reference(prev.colors, output, task)
     if prev.job is not None and prev.job.output is not None:
-        frame = fio.read_image(prev.job.source.path)
+        if frame is None:  # an image frame done by an earlier run (a video's is kept)
+            frame = fio.read_image(prev.job.source.path)
         output = fio.read_image(prev.job.output)
     if frame is None or output is None or frame.shape[:2] != size or output.shape[:2] != size:
         return None

@@ -12,6 +12,8 @@ import sys
 DEVICES = ["auto", "cpu", "cuda", "tensorrt", "directml", "coreml"]
 #: frames_io.DEFAULT_MAX_PIXELS, repeated so that ``inkhue --help`` imports no OpenCV.
 DEFAULT_MAX_PIXELS = 8192 * 8192
+#: Frames per model call of a batch (--batch-size).
+BATCH_SIZE = 4
 #: Exit status when some frames could not be read and every other one was written.
 EXIT_SOME_FAILED = 1
 
@@ -98,14 +100,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "the model (default: fp32)",
     )
     p.add_argument(
-        "--batch-size", type=int, default=4, metavar="N", help="frames per model call (default: 4)"
+        "--batch-size",
+        type=int,
+        default=BATCH_SIZE,
+        metavar="N",
+        help=f"frames per model call (default: {BATCH_SIZE}; a shot from --reference runs one "
+        "at a time)",
     )
     p.add_argument(
         "--workers",
         type=int,
         default=None,
         metavar="N",
-        help="threads that finish and write frames (default: up to 4)",
+        help="threads that finish and write frames (default: up to 4; not with --reference: "
+        "a shot's frames run in order)",
     )
     p.add_argument(
         "--output",
@@ -153,7 +161,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--fail-fast",
         action="store_true",
         help="stop at the first frame that cannot be read (default: write every "
-        "other frame, list the bad ones at the end and exit with status 1)",
+        "other frame, list the bad ones at the end and exit with status 1; a shot from "
+        "--reference always stops there: the frames after it lean on it)",
     )
     p.add_argument(
         "--max-pixels",
@@ -210,6 +219,11 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(
                 "--ray and --reference do not combine yet: a keyframe shot runs "
                 "its frames in order, on this machine"
+            )
+        if args.workers is not None or args.batch_size != BATCH_SIZE:
+            raise InputError(
+                "--workers and --batch-size do not apply to --reference: a keyframe shot "
+                "colors its frames one at a time, in order; leave them out"
             )
         keyframes = load_keyframes(args.reference, args.max_pixels or None)
     palette = palette_from_arg(args.palette)

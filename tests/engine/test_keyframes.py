@@ -14,6 +14,7 @@ from inkhue_engine import keyframes as kf
 from inkhue_engine.color import delta_e_2000, rgb_to_lab, to_float01
 from inkhue_engine.errors import InputError, OutputError
 from inkhue_engine.model import load_model
+from inkhue_engine.pipeline import ColorizeOptions
 from inkhue_engine.regions import regions_of
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -282,6 +283,77 @@ def test_shot_keeps_the_pixel_limit_and_claims_overwritten_outputs_once_written(
     assert (again.written, again.skipped) == (0, 4)
 
 
+def test_shot_fill_output_keeps_the_lines_off_the_keyframe_frame_too(tmp_path, models):
+    # line art, --output fill (a fill layer under the artist's lines): the keyframe's own
+    # frame must not come out with the lines (they would be doubled on that frame only)
+    truths = write_shot(tmp_path / "in", 3, "lineart")
+    keys = [shot.Keyframe("f000.png", truths[0])]
+    sources = frames_io.expand_inputs([str(tmp_path / "in")])
+    options = ColorizeOptions(output="fill")
+    shot.colorize_shot(sources, tmp_path / "o", models["lineart"], keys, options, progress=False)
+    for i in range(3):
+        out = frames_io.read_image(tmp_path / "o" / f"f{i:03d}.png")
+        assert (out.max(axis=2) < 40).sum() == 0, f"frame {i} has lines"
+    out0 = frames_io.read_image(tmp_path / "o" / "f000.png")
+    assert interior_de(out0, truths[0], SHIRT) < 1.0  # the artist's colors, unchanged
+
+
+def test_shot_from_a_video_resumes_and_checks_a_keyframe_named_like_its_frame(tmp_path, models):
+    truths = [cartoon(dx=2 * i, ball=-3 * i) for i in range(4)]
+    clip = tmp_path / "shot.mkv"
+    frames_io.write_video(clip, [np.repeat(gray_of(t)[..., None], 3, 2) for t in truths], 24)
+    frames_io.write_image_atomic(tmp_path / "sheet.png", truths[0])
+    keys = shot.load_keyframes([tmp_path / "sheet.png"])
+    src = frames_io.expand_inputs([str(clip)])
+    gray = models["grayscale"]
+
+    class Stop(Exception):
+        pass
+
+    def stop(job):
+        if job.index == 1:
+            raise Stop
+
+    with pytest.raises(Stop):
+        shot.colorize_shot(src, tmp_path / "out", gray, keys, progress=False, on_frame=stop)
+    # the resume reads the last finished video frame as the previous one (not the .mkv)
+    again = shot.colorize_shot(src, tmp_path / "out", gray, keys, progress=False)
+    assert (again.written, again.skipped) == (2, 2)
+    shot.colorize_shot(src, tmp_path / "full", gray, keys, progress=False)
+    for i in range(4):
+        name = f"frame_{i:05d}.png"
+        assert (tmp_path / "out" / name).read_bytes() == (tmp_path / "full" / name).read_bytes()
+    # a keyframe named like the video's first frame that is another frame's colors
+    frames_io.write_image_atomic(tmp_path / "frame_00000.png", cartoon(dx=40, ball=-30))
+    wrong = shot.load_keyframes([tmp_path / "frame_00000.png"])
+    with pytest.raises(InputError, match="frame_00000.png"):
+        shot.colorize_shot(src, tmp_path / "w", gray, wrong, progress=False)
+    assert not (tmp_path / "w" / "frame_00000.png").exists()
+
+
+def test_shot_of_frames_of_two_sizes_refuses_a_keyframe_before_any_output(tmp_path, models):
+    truths = write_shot(tmp_path / "in", 3, "grayscale")
+    f2 = frames_io.read_image(tmp_path / "in" / "f002.png")
+    frames_io.write_image_atomic(tmp_path / "in" / "f002.png", f2[:, 20 : 20 + f2.shape[0]])
+    keys = [shot.Keyframe("f000.png", truths[0])]
+    sources = frames_io.expand_inputs([str(tmp_path / "in")])
+    with pytest.raises(InputError, match="aspect ratio"):
+        shot.colorize_shot(sources, tmp_path / "o", models["grayscale"], keys, progress=False)
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").glob("*.png"))
+
+
+@pytest.mark.parametrize("size", [(1, 1), (2, 3), (8, 8), (11, 11)])
+def test_shot_of_tiny_frames(tmp_path, models, size):
+    h, w = size
+    (tmp_path / "in").mkdir()
+    for i in range(2):
+        frames_io.write_image_atomic(tmp_path / "in" / f"f{i}.png", np.full((h, w), 120, np.uint8))
+    keys = [shot.Keyframe("f0.png", np.full((h, w, 3), (200, 60, 40), np.uint8))]
+    sources = frames_io.expand_inputs([str(tmp_path / "in")])
+    res = shot.colorize_shot(sources, tmp_path / "o", models["grayscale"], keys, progress=False)
+    assert res.written == 2
+
+
 def test_cli_reference(tmp_path, grayscale_model, capsys):
     from inkhue_engine.cli import main
 
@@ -328,6 +400,13 @@ def test_cli_reference(tmp_path, grayscale_model, capsys):
         "the colors into a keyframe instead"
     ]
     assert not (tmp_path / "o2").exists()
+    for extra in (["--workers", "2"], ["--batch-size", "8"]):  # not silently ignored
+        argv = ["colorize", str(tmp_path / "in"), "-o", str(tmp_path / "o3"), "--model",
+                str(grayscale_model), "--reference", str(tmp_path / "keys"), *extra]  # fmt: skip
+        rc = main(argv)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert rc == 2 and len(err) == 1 and "do not apply to --reference" in err[0], err
+    assert not (tmp_path / "o3").exists()
 
 
 def test_regions_of_the_test_cartoon_are_what_the_tests_assume():
