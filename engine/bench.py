@@ -20,6 +20,7 @@ height, then mirror-tiled to the width, so a wide frame holds several figures).
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import os
 import platform
@@ -300,6 +301,10 @@ def _model_input(shape: Sequence[int], seed: int = 0) -> np.ndarray:
 
 def eager_timer() -> Callable[..., dict[str, Any]] | None:
     """``time_eager`` of the training package, or None when it (or torch) is missing."""
+    # The training package is in every install (setup.cfg) and imports torch only inside
+    # time_eager: without the training extra, torch is what is missing.
+    if importlib.util.find_spec("torch") is None:
+        return None
     try:
         module = importlib.import_module(EAGER_MODULE)
     except ModuleNotFoundError as exc:

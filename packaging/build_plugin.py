@@ -2,7 +2,9 @@
 """Build the Krita plugin zip: ``python packaging/build_plugin.py`` -> dist/inkhue-krita-<v>.zip.
 
 The zip holds ``inkhue.desktop``, ``inkhue.action`` and ``inkhue/`` at its root, which
-is what Krita's Tools > Scripts > Import Python Plugin from File... expects. The version
+is what Krita's Tools > Scripts > Import Python Plugin from File... expects; ``inkhue/``
+has a directory entry of its own, since that importer finds a plugin's package only by
+one (a zip of files alone is "No plugins found in archive"). The version
 is the engine's (``__version__`` in engine/__init__.py, read as text: the engine is not
 imported, so this runs with any Python 3.8+ and no dependencies) and is stamped into the
 zipped ``inkhue/__init__.py``. Entries have a fixed date, so the same sources give the
@@ -38,15 +40,19 @@ def engine_version(root: Path = ROOT) -> str:
 
 
 def plugin_files(plugin_dir: Path = PLUGIN) -> list[tuple[Path, str]]:
-    """(source file, name in the zip) of everything the plugin ships, sorted."""
+    """(source, name in the zip) of everything the plugin ships, sorted: files, and each
+    folder of the package as a directory entry (name ending in "/") before its files."""
     files = [(plugin_dir / name, name) for name in TOP_FILES]
-    for path in sorted((plugin_dir / PACKAGE).rglob("*")):
+    package = plugin_dir / PACKAGE
+    if package.is_dir():
+        files.append((package, f"{PACKAGE}/"))
+    for path in sorted(package.rglob("*")):
         rel = path.relative_to(plugin_dir)
-        if path.is_dir() or "__pycache__" in rel.parts or path.suffix in (".pyc", ".pyo"):
+        if "__pycache__" in rel.parts or path.suffix in (".pyc", ".pyo"):
             continue
-        files.append((path, rel.as_posix()))
-    for path, _name in files:
-        if not path.is_file():
+        files.append((path, rel.as_posix() + "/" if path.is_dir() else rel.as_posix()))
+    for path, name in files:
+        if not (path.is_dir() if name.endswith("/") else path.is_file()):
             raise SystemExit(f"error: {path} is missing")
     return files
 
@@ -61,6 +67,11 @@ def build_zip(out_dir: Path, root: Path = ROOT) -> Path:
     try:
         with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
             for path, name in plugin_files(root / "krita_plugin"):
+                if name.endswith("/"):
+                    info = zipfile.ZipInfo(name, ZIP_DATE)
+                    info.external_attr = (0o40755 << 16) | 0x10  # a folder (unix + MS-DOS)
+                    zf.writestr(info, b"")
+                    continue
                 data = path.read_bytes()
                 if name == f"{PACKAGE}/__init__.py":
                     text, n = _VERSION_LINE.subn(

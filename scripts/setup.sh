@@ -10,8 +10,20 @@ dev=0
 [ "${1:-}" = "--dev" ] && dev=1
 
 PY=${PYTHON:-python3}
-if [ ! -x .venv/bin/python ]; then
-  "$PY" -m venv .venv
+# A .venv without pip is what a failed `python3 -m venv` leaves (Debian/Ubuntu without the
+# python3-venv package: no ensurepip): make it again rather than fail at every re-run.
+if ! .venv/bin/python -m pip --version >/dev/null 2>&1; then
+  if ! "$PY" -m venv .venv; then
+    if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+      echo "setup: apt-get install python3-venv"
+      apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+      "$PY" -m venv .venv
+    else
+      echo "setup: '$PY -m venv' failed; on Debian/Ubuntu: sudo apt-get install python3-venv" >&2
+      exit 1
+    fi
+  fi
 fi
 pip() { .venv/bin/python -m pip -q --disable-pip-version-check "$@"; }
 

@@ -6,10 +6,12 @@ torch is imported inside the commands only, so that ``inkhue --help`` stays fast
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 from pathlib import Path
 
-from inkhue_engine.errors import InputError
+from inkhue_engine.errors import InkHueError, InputError
+from inkhue_engine.finetune_spec import TRAIN_EXTRA, TRAIN_PACKAGES
 from inkhue_training.options import add_train_arguments
 
 
@@ -61,7 +63,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     finetune.register(subparsers)
 
 
+def _need_training_extra(command: str) -> None:
+    """A one-line error instead of a traceback when torch & co. are not installed: this
+    package is in every install of inkhue (setup.cfg), the training extra is not."""
+    missing = [p for p in TRAIN_PACKAGES if importlib.util.find_spec(p) is None]
+    if missing:
+        raise InkHueError(
+            f"'inkhue {command}' needs the training extra (missing: {', '.join(missing)}): "
+            f"{TRAIN_EXTRA}"
+        )
+
+
 def _train(args: argparse.Namespace) -> int:
+    _need_training_extra("train")
     from inkhue_training.options import config_from_args
     from inkhue_training.train import train
 
@@ -84,6 +98,7 @@ def _palette(value: str | None) -> list[str] | None:
 
 
 def _export(args: argparse.Namespace) -> int:
+    _need_training_extra("export")
     from inkhue_training.export import export_checkpoint
 
     ckpt = args.checkpoint

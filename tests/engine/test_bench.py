@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -135,3 +136,10 @@ def test_frames_and_hints_helpers():
     assert bench.dot_hints(frame, 0) is None
     with pytest.raises(InputError, match="runs"):
         bench.BenchConfig(runs=0)
+
+
+def test_no_torch_eager_timing_without_torch(monkeypatch):
+    # the training package is in every install; torch only with the 'train' extra: a bench
+    # there skips the torch column instead of failing with ModuleNotFoundError mid-run
+    monkeypatch.setitem(sys.modules, "torch", None)
+    assert bench.eager_timer() is None

@@ -57,3 +57,18 @@ def test_missing_data_folder_is_named(tmp_path, capsys, flag):
     args += ["--data", gone] if flag == "--data" else ["--data", str(data), "--val", gone]
     assert main(args) == 2
     assert f"{gone}: no such image folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["train", "export"])
+def test_without_the_training_extra_says_what_to_install(command, tmp_path, capsys, monkeypatch):
+    # inkhue_training is in every install of inkhue; torch only with the 'train' extra
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch: ModuleNotFoundError
+    argv = {
+        "train": ["train", "--data", str(tmp_path), "--task", "grayscale", "--out", "r"],
+        "export": ["export", str(tmp_path / "last.pt"), "-o", str(tmp_path / "m.onnx")],
+    }[command]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"'inkhue {command}' needs the training extra (missing: torch" in err
+    assert "pip install 'inkhue[train]'" in err
+    assert "Traceback" not in err
