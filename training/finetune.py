@@ -77,6 +77,7 @@ from inkhue_engine.finetune_spec import (  # noqa: F401 - re-exported: the CLI's
 )
 from inkhue_engine.frames_io import read_image, write_bytes_atomic
 from inkhue_engine.lineart import synthesize_lineart
+from inkhue_engine.parent_watch import stop_when_stdin_closes
 from inkhue_training.options import AMP_CHOICES
 
 #: Random crops at several scales: frames are scaled so that their short side is
@@ -764,19 +765,6 @@ def _raise_cancelled(signum: int, frame: Any) -> None:
     raise Cancelled(f"signal {signum}")
 
 
-def _watch_stdin() -> None:
-    """Stop (as on SIGTERM) when stdin closes: the parent (the server) is gone."""
-    try:
-        fd = sys.stdin.fileno()
-        # os.read, not sys.stdin: a daemon thread blocked inside a buffered reader makes
-        # the interpreter abort at exit
-        while os.read(fd, 4096):
-            pass
-    except (OSError, ValueError):
-        pass
-    os.kill(os.getpid(), signal.SIGTERM)
-
-
 def run(args: argparse.Namespace) -> int:
     """``inkhue finetune``: returns 0; 130 when cancelled; InkHueError for bad input."""
     opts = FinetuneOptions(
@@ -792,7 +780,7 @@ def run(args: argparse.Namespace) -> int:
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _raise_cancelled)
     if args.stop_on_stdin_eof:
-        threading.Thread(target=_watch_stdin, name="inkhue-stdin-watch", daemon=True).start()
+        stop_when_stdin_closes()
     try:
         result = finetune(opts, sink)
     except (Cancelled, KeyboardInterrupt):

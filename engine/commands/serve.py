@@ -107,10 +107,13 @@ def config_from_args(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     """Run the server until interrupted."""
+    from inkhue_engine import parent_watch
     from inkhue_engine.server import check_bind, run_server
 
     config = config_from_args(args)
     check_bind(config.host, config.token)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(name)s: %(message)s")
+    if os.environ.get(parent_watch.ENV) == "1":  # started by the Krita plugin: stop with it
+        parent_watch.stop_when_stdin_closes()
     run_server(config)
     return 0

@@ -149,6 +149,9 @@ class EngineProcess(QtCore.QObject):
         if token:
             env.insert("INKHUE_TOKEN", token)
         env.insert("PYTHONUNBUFFERED", "1")
+        # the engine stops when its stdin closes: when Krita exits, even by a crash (the
+        # engine's parent_watch; QProcess keeps the write channel open until then)
+        env.insert("INKHUE_STOP_ON_STDIN_EOF", "1")
         process.setProcessEnvironment(env)
         process.readyReadStandardOutput.connect(self._read)
         process.errorOccurred.connect(self._error)

@@ -87,3 +87,70 @@ def test_real_server_answers_health(user_models):
             proc.kill()
             proc.wait()
     assert proc.returncode in (0, -signal.SIGINT), proc.stdout.read()
+
+
+def _serve(port: int, user_models, **env_extra) -> subprocess.Popen:
+    env = {**os.environ, "INKHUE_MODELS_DIR": str(user_models), **env_extra}
+    env.pop("INKHUE_TOKEN", None)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "inkhue_engine.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--device",
+            "cpu",
+            "--no-preload",
+        ],  # fmt: skip
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _wait_health(proc: subprocess.Popen, port: int) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
+                return
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"server did not start:\n{proc.stdout.read()}") from None
+            time.sleep(0.2)
+
+
+@pytest.mark.slow
+def test_a_server_started_by_the_plugin_stops_when_its_parent_goes(user_models):
+    # the Krita plugin sets INKHUE_STOP_ON_STDIN_EOF=1 and holds the engine's stdin: when
+    # Krita exits, even by a crash, stdin closes and the engine stops (its port freed)
+    port = _free_port()
+    proc = _serve(port, user_models, INKHUE_STOP_ON_STDIN_EOF="1")
+    try:
+        _wait_health(proc, port)
+        proc.stdin.close()  # what the parent's death does
+        proc.wait(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode in (0, -signal.SIGTERM), proc.stdout.read()
+    # without the variable (a server someone runs), stdin closing changes nothing
+    port = _free_port()
+    proc = _serve(port, user_models)
+    try:
+        _wait_health(proc, port)
+        proc.stdin.close()
+        time.sleep(1.5)
+        assert proc.poll() is None
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
