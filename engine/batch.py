@@ -536,9 +536,14 @@ def _update_manifest(
                 # rewrites it (record_written); an interrupted run must not claim it
                 continue
             record["files"][job.output.relative_to(plan.out).as_posix()] = key
-    used = set(record["files"].values()) | {key}
+    return path, _encoded(record, keep=key)
+
+
+def _encoded(record: dict[str, Any], keep: str | None = None) -> bytes:
+    """The record as written: the runs no output refers to (other than ``keep``) dropped."""
+    used = set(record["files"].values()) | ({keep} if keep is not None else set())
     record["runs"] = {k: v for k, v in record["runs"].items() if k in used}
-    return path, json.dumps(record, indent=1, sort_keys=True).encode()
+    return json.dumps(record, indent=1, sort_keys=True).encode()
 
 
 def record_written(plan: OutputPlan, outputs: Sequence[Path], settings: dict[str, Any]) -> None:
@@ -551,9 +556,7 @@ def record_written(plan: OutputPlan, outputs: Sequence[Path], settings: dict[str
     record["runs"][key] = settings
     for out in outputs:
         record["files"][out.relative_to(plan.out).as_posix()] = key
-    used = set(record["files"].values())
-    record["runs"] = {k: v for k, v in record["runs"].items() if k in used}
-    fio.write_bytes_atomic(path, json.dumps(record, indent=1, sort_keys=True).encode())
+    fio.write_bytes_atomic(path, _encoded(record))
 
 
 def check_under_root(path: Path, root: Path | None, field: str) -> None:

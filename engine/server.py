@@ -48,11 +48,12 @@ from inkhue_engine import keyframes as kf
 from inkhue_engine.batch import (
     CarrySettings,
     HintSource,
+    check_under_root,
     colorize_many,
     colorize_sequence,
     plan_outputs,
 )
-from inkhue_engine.errors import ForbiddenError, InkHueError, InputError, ModelError
+from inkhue_engine.errors import InkHueError, InputError, ModelError
 from inkhue_engine.frames_io import DEFAULT_MAX_PIXELS, count_video_frames, expand_inputs
 from inkhue_engine.model import (
     Model,
@@ -1184,10 +1185,7 @@ def _plan_files(
     real_root = root.resolve()
     sources = expand_inputs([str(p) for p in inputs])
     for src in sources:
-        if not src.path.resolve().is_relative_to(real_root):
-            raise ForbiddenError(
-                f"inputs: {src.path.name!r} links outside the server's --root folder"
-            )
+        check_under_root(src.path, real_root, "inputs")
     if hints is not None:
         HintSource(hints, root=real_root)  # 403 now rather than a failed job later
     plan = plan_outputs(sources, out)  # refuses overwriting an input, clashing names...
@@ -1197,8 +1195,7 @@ def _plan_files(
         planned.append(plan.out)
     targets = frozenset(t.resolve() for t in planned)
     for target in targets:
-        if not target.is_relative_to(real_root):
-            raise ForbiddenError(f"out: {target.name!r} links outside the server's --root folder")
+        check_under_root(target, real_root, "out")
     total = sum(count_video_frames(s.path) if s.is_video else 1 for s in sources)
     return sources, total, targets
 

@@ -161,22 +161,18 @@ def split_files(
     if not files:
         raise InputError(f"no images (PNG, JPEG, TIFF, WebP) under {', '.join(config.data)}")
     if config.val:
-        val = list_images(config.val)
-    elif kept is not None:
-        held_names = set(kept)
-        val = [f for f in files if str(f) in held_names]
-        files = [f for f in files if str(f) not in held_names]
-        return files, val[: config.val_max_images], val
+        return files, list_images(config.val)[: config.val_max_images], []
+    if kept is not None:
+        held = set(kept)
     elif len(files) >= 2 and config.val_fraction > 0:
         order = np.random.default_rng(config.seed).permutation(len(files))
         n_val = max(1, round(len(files) * config.val_fraction))
-        val = [files[i] for i in sorted(order[:n_val])]
-        held = set(val)
-        files = [f for f in files if f not in held]
-        return files, val[: config.val_max_images], val
+        held = {str(files[i]) for i in order[:n_val]}
     else:
-        val = []
-    return files, val[: config.val_max_images], []
+        return files, [], []
+    val = [f for f in files if str(f) in held]
+    files = [f for f in files if str(f) not in held]
+    return files, val[: config.val_max_images], val
 
 
 def data_config(config: TrainConfig, **kw) -> DataConfig:
@@ -649,7 +645,8 @@ def _train(
             class_w = ckpt["class_weights"].to(dev)
         if (ckpt.get("best") or {}).get("metric") == config.select_metric:
             best = dict(ckpt["best"])
-        if (run / BEST).is_file():  # best.pt may be newer than the last periodic save
+        # best.pt may be newer than the last periodic save (read once: it may be the source)
+        if source != run / BEST and (run / BEST).is_file():
             kept = torch.load(run / BEST, map_location="cpu", weights_only=True).get("best") or {}
             if (
                 kept.get("metric") == config.select_metric

@@ -364,10 +364,12 @@ class KritaHost(Host):
             return None
         x, y, w, h, _mask = area
         depth = KRITA_DEPTHS[node.colorDepth()]
-        animated = time is not None and node.animated()
-        if animated and shown_keyframe(node, time) is None:
-            return None  # an animated hint layer whose first hints come later
-        data = self._pixels(node, x, y, w, h, time if animated else None)
+        key = None  # a still hint layer: its pixels as they are
+        if time is not None and node.animated():
+            key = shown_keyframe(node, time)
+            if key is None:
+                return None  # an animated hint layer whose first hints come later
+        data = self._pixels(node, x, y, w, h, key)  # _pixels finds the keyframe at once
         data = self._to_engine(
             data, w, h, node.colorModel(), node.colorDepth(), node.colorProfile()
         )

@@ -170,6 +170,20 @@ def write_shot(folder: Path, n: int, task: str) -> list[np.ndarray]:
     return truths
 
 
+class Stop(Exception):
+    """Interrupts a shot (stop_at), as a crash or Ctrl-C would."""
+
+
+def stop_at(index: int):
+    """An on_frame callback that raises Stop once frame ``index`` is written."""
+
+    def on_frame(job) -> None:
+        if job.index == index:
+            raise Stop
+
+    return on_frame
+
+
 def test_shot_keyframe_comes_out_unchanged_and_resume_is_byte_identical(tmp_path, models):
     truths = write_shot(tmp_path / "in", 6, "grayscale")
     frames_io.write_image_atomic(tmp_path / "f000.png", truths[0])
@@ -182,13 +196,6 @@ def test_shot_keyframe_comes_out_unchanged_and_resume_is_byte_identical(tmp_path
         out = frames_io.read_image(tmp_path / "a" / f"f{i:03d}.png")
         assert interior_de(out, truths[i], SHIRT) < 2.0
 
-    class Stop(Exception):
-        pass
-
-    def stop_after_3(job):
-        if job.index == 2:
-            raise Stop
-
     with pytest.raises(Stop):
         shot.colorize_shot(
             sources,
@@ -196,7 +203,7 @@ def test_shot_keyframe_comes_out_unchanged_and_resume_is_byte_identical(tmp_path
             models["grayscale"],
             keys,
             progress=False,
-            on_frame=stop_after_3,
+            on_frame=stop_at(2),
         )
     assert len(list((tmp_path / "b").glob("*.png"))) == 3
     again = shot.colorize_shot(sources, tmp_path / "b", models["grayscale"], keys, progress=False)
@@ -267,15 +274,10 @@ def test_shot_keeps_the_pixel_limit_and_claims_overwritten_outputs_once_written(
     gray = models["grayscale"]
     shot.colorize_shot(sources, out, gray, keys, use_previous=False, progress=False)
 
-    class Stop(Exception):
-        pass
-
-    def stop(job):
-        if job.index == 1:
-            raise Stop
-
     with pytest.raises(Stop):  # redo with other settings, stopped after two frames
-        shot.colorize_shot(sources, out, gray, keys, overwrite=True, progress=False, on_frame=stop)
+        shot.colorize_shot(
+            sources, out, gray, keys, overwrite=True, progress=False, on_frame=stop_at(1)
+        )
     with pytest.raises(OutputError, match="f002.png: was written with other settings"):
         shot.colorize_shot(sources, out, gray, keys, progress=False)
     shot.colorize_shot(sources, out, gray, keys, overwrite=True, progress=False)
@@ -307,15 +309,8 @@ def test_shot_from_a_video_resumes_and_checks_a_keyframe_named_like_its_frame(tm
     src = frames_io.expand_inputs([str(clip)])
     gray = models["grayscale"]
 
-    class Stop(Exception):
-        pass
-
-    def stop(job):
-        if job.index == 1:
-            raise Stop
-
     with pytest.raises(Stop):
-        shot.colorize_shot(src, tmp_path / "out", gray, keys, progress=False, on_frame=stop)
+        shot.colorize_shot(src, tmp_path / "out", gray, keys, progress=False, on_frame=stop_at(1))
     # the resume reads the last finished video frame as the previous one (not the .mkv)
     again = shot.colorize_shot(src, tmp_path / "out", gray, keys, progress=False)
     assert (again.written, again.skipped) == (2, 2)

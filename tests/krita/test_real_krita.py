@@ -291,12 +291,8 @@ def test_gui_colorize_animation_from_the_docker(engine, plugin_zip, tmp_path):
     server, models = engine
     home = tmp_path / "home"
     install_plugin(home, plugin_zip, {"inkhue_gui_driver": HERE / "inkhue_gui_driver"})
-    out = tmp_path / "out"
-    out.mkdir()
     times = [0, 3, 7]
-    frames = [bgra_u8(cartoon_gray(seed)) for seed in range(3)]
-    for t, arr in zip(times, frames, strict=True):
-        (out / f"frame_{t}.bin").write_bytes(arr.tobytes())
+    out, frames = _source_frames(tmp_path, times)
     shot = artifacts_dir() / "krita-docker.png"
     shot.unlink(missing_ok=True)
     cfg = {
@@ -431,16 +427,23 @@ def run_gui(engine, plugin_zip, tmp_path, name: str, cfg: dict, timeout_s: int =
     return result
 
 
+def _source_frames(tmp_path, times: list[int]) -> tuple:
+    """The source layer's keyframes for the GUI driver in ``tmp_path/out``: gray cartoons
+    (the i-th of seed i) as ``frame_<t>.bin`` at ``times``. Returns (out, frames)."""
+    out = tmp_path / "out"
+    out.mkdir()
+    frames = [bgra_u8(cartoon_gray(seed)) for seed in range(len(times))]
+    for t, arr in zip(times, frames, strict=True):
+        (out / f"frame_{t}.bin").write_bytes(arr.tobytes())
+    return out, frames
+
+
 def _tab_switch_inputs(tmp_path, count: int) -> tuple:
     """The tab-switch scenarios' inputs in ``tmp_path/out``: ``count`` keyframes of gray
     cartoons and the other document's drawing (every pixel opaque). Returns (out, times,
     frames)."""
-    out = tmp_path / "out"
-    out.mkdir()
     times = list(range(count))
-    frames = [bgra_u8(cartoon_gray(seed)) for seed in times]
-    for t, arr in zip(times, frames, strict=True):
-        (out / f"frame_{t}.bin").write_bytes(arr.tobytes())
+    out, frames = _source_frames(tmp_path, times)
     other = colour_bgra()
     other[..., 3] = 255  # the artist's drawing in the other document: every pixel opaque
     (out / "other.bin").write_bytes(other.tobytes())
@@ -690,12 +693,8 @@ def test_gui_colorize_animation_of_a_range_that_starts_mid_hold(engine, plugin_z
     at a held frame (docs/FACTS.md), but the range's first frame shows keyframe 0's drawing
     and is colorized from it."""
     server, models = engine
-    out = tmp_path / "out"
-    out.mkdir()
     times = [0, 3, 5]
-    frames = [bgra_u8(cartoon_gray(seed)) for seed in range(3)]
-    for t, arr in zip(times, frames, strict=True):
-        (out / f"frame_{t}.bin").write_bytes(arr.tobytes())
+    out, frames = _source_frames(tmp_path, times)
     result = run_gui(
         engine, plugin_zip, tmp_path, "held-range",
         {"times": times, "end": 7, "range_start": 2, "model": models["gray"],

@@ -45,51 +45,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.slow
-def test_real_server_answers_health(user_models):
-    port = _free_port()
-    env = {**os.environ, "INKHUE_MODELS_DIR": str(user_models)}
-    env.pop("INKHUE_TOKEN", None)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "inkhue_engine.cli",
-            "serve",
-            "--port",
-            str(port),
-            "--device",
-            "cpu",
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
-                    body = json.loads(r.read())
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"server did not start:\n{proc.stdout.read()}") from None
-                time.sleep(0.2)
-        assert body["status"] == "ok" and body["version"] == __version__
-        assert {"tiny-gray", "tiny-line"} <= set(body["models"])
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode in (0, -signal.SIGINT), proc.stdout.read()
-
-
-def _serve(port: int, user_models, **env_extra) -> subprocess.Popen:
+def _serve(port: int, user_models, *args: str, **env_extra: str) -> subprocess.Popen:
+    """``inkhue serve`` on ``port`` in a subprocess (stdin a pipe the test holds)."""
     env = {**os.environ, "INKHUE_MODELS_DIR": str(user_models), **env_extra}
     env.pop("INKHUE_TOKEN", None)
     return subprocess.Popen(
@@ -102,7 +59,7 @@ def _serve(port: int, user_models, **env_extra) -> subprocess.Popen:
             str(port),
             "--device",
             "cpu",
-            "--no-preload",
+            *args,
         ],  # fmt: skip
         env=env,
         stdin=subprocess.PIPE,
@@ -112,16 +69,40 @@ def _serve(port: int, user_models, **env_extra) -> subprocess.Popen:
     )
 
 
-def _wait_health(proc: subprocess.Popen, port: int) -> None:
+def _wait_health(proc: subprocess.Popen, port: int) -> dict:
+    """The server's first /health answer (AssertionError with its output if none in 60 s)."""
     deadline = time.monotonic() + 60
     while True:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
-                return
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                return json.loads(r.read())
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"server did not start:\n{proc.stdout.read()}") from None
             time.sleep(0.2)
+
+
+def _interrupt(proc: subprocess.Popen) -> None:
+    """Ctrl-C the server; killed if it has not stopped 15 s later."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.mark.slow
+def test_real_server_answers_health(user_models):
+    port = _free_port()
+    proc = _serve(port, user_models)
+    try:
+        body = _wait_health(proc, port)
+        assert body["status"] == "ok" and body["version"] == __version__
+        assert {"tiny-gray", "tiny-line"} <= set(body["models"])
+    finally:
+        _interrupt(proc)
+    assert proc.returncode in (0, -signal.SIGINT), proc.stdout.read()
 
 
 @pytest.mark.slow
@@ -129,7 +110,7 @@ def test_a_server_started_by_the_plugin_stops_when_its_parent_goes(user_models):
     # the Krita plugin sets INKHUE_STOP_ON_STDIN_EOF=1 and holds the engine's stdin: when
     # Krita exits, even by a crash, stdin closes and the engine stops (its port freed)
     port = _free_port()
-    proc = _serve(port, user_models, INKHUE_STOP_ON_STDIN_EOF="1")
+    proc = _serve(port, user_models, "--no-preload", INKHUE_STOP_ON_STDIN_EOF="1")
     try:
         _wait_health(proc, port)
         proc.stdin.close()  # what the parent's death does
@@ -141,16 +122,11 @@ def test_a_server_started_by_the_plugin_stops_when_its_parent_goes(user_models):
     assert proc.returncode in (0, -signal.SIGTERM), proc.stdout.read()
     # without the variable (a server someone runs), stdin closing changes nothing
     port = _free_port()
-    proc = _serve(port, user_models)
+    proc = _serve(port, user_models, "--no-preload")
     try:
         _wait_health(proc, port)
         proc.stdin.close()
         time.sleep(1.5)
         assert proc.poll() is None
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        _interrupt(proc)

@@ -18,6 +18,7 @@ Configuration: the JSON file named by ``INKHUE_GUI_CONFIG``.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
@@ -29,6 +30,14 @@ from krita import Extension, Krita
 from inkhue.qt import QtCore, QtWidgets
 
 T0 = time.monotonic()
+#: cfg["scenario"] -> (module, class) of the scenarios other than the default animation run
+SCENARIOS = {
+    "tab_switch": ("tab_switch", "TabSwitch"),
+    "keyframes": ("keyframes", "KeyframesScenario"),
+    "two_views": ("two_views", "TwoViews"),
+    "held_range": ("held_range", "HeldRange"),
+    "engine": ("engine_life", "EngineLife"),
+}
 STEP_MS = 300
 
 
@@ -278,30 +287,10 @@ class GuiDriver(Extension):
             f"{self.model.settings.last_model}"
         )
         self.doc.setActiveNode(self.ink)
-        if self.cfg.get("scenario") == "tab_switch":
-            from .tab_switch import TabSwitch
-
-            TabSwitch(self).start()
-            return
-        if self.cfg.get("scenario") == "keyframes":
-            from .keyframes import KeyframesScenario
-
-            KeyframesScenario(self).start()
-            return
-        if self.cfg.get("scenario") == "two_views":
-            from .two_views import TwoViews
-
-            TwoViews(self).start()
-            return
-        if self.cfg.get("scenario") == "held_range":
-            from .held_range import HeldRange
-
-            HeldRange(self).start()
-            return
-        if self.cfg.get("scenario") == "engine":
-            from .engine_life import EngineLife
-
-            EngineLife(self).start()
+        scenario = SCENARIOS.get(self.cfg.get("scenario", ""))
+        if scenario is not None:  # its module imported only when it runs
+            module, cls = scenario
+            getattr(importlib.import_module(f".{module}", __package__), cls)(self).start()
             return
         self.later(self.click_colorize)
 

@@ -17,13 +17,11 @@ from __future__ import annotations
 import os
 import signal
 
+from .scenario import Scenario
 
-class EngineLife:
-    def __init__(self, driver) -> None:
-        self.d = driver
-        self.cfg = driver.cfg
-        self.out: dict = {}
-        driver.result["engine"] = self.out
+
+class EngineLife(Scenario):
+    name = "engine"
 
     def status(self) -> dict:
         p, m = self.d.panel, self.d.model

@@ -17,13 +17,11 @@ Everything goes into ``result["held_range"]``; the pytest side decides what is r
 
 from __future__ import annotations
 
+from .scenario import Scenario
 
-class HeldRange:
-    def __init__(self, driver) -> None:
-        self.d = driver
-        self.cfg = driver.cfg
-        self.out: dict = {}
-        driver.result["held_range"] = self.out
+
+class HeldRange(Scenario):
+    name = "held_range"
 
     def start(self) -> None:
         doc, ink = self.d.doc, self.d.ink

@@ -18,13 +18,11 @@ import subprocess
 
 from krita import Krita
 
+from .scenario import Scenario
 
-class KeyframesScenario:
-    def __init__(self, driver) -> None:
-        self.d = driver
-        self.cfg = driver.cfg
-        self.out: dict = {}
-        driver.result["keyframes"] = self.out
+
+class KeyframesScenario(Scenario):
+    name = "keyframes"
 
     def path(self, name: str) -> str:
         return os.path.join(self.cfg["out"], name)

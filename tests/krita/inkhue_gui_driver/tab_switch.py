@@ -28,17 +28,18 @@ from krita import Krita
 
 from inkhue.qt import QtWidgets
 
+from .scenario import Scenario
+
 
 def opaque_count(data: bytes) -> int:
     return sum(1 for a in data[3::4] if a)
 
 
-class TabSwitch:
+class TabSwitch(Scenario):
+    name = "tab_switch"
+
     def __init__(self, driver) -> None:
-        self.d = driver
-        self.cfg = driver.cfg
-        self.out: dict = {}
-        driver.result["tab_switch"] = self.out
+        super().__init__(driver)
         self.other = None
         self.art = None
         self.mdi = None

@@ -21,13 +21,14 @@ from krita import Krita
 
 from inkhue.qt import QtWidgets
 
+from .scenario import Scenario
 
-class TwoViews:
+
+class TwoViews(Scenario):
+    name = "two_views"
+
     def __init__(self, driver) -> None:
-        self.d = driver
-        self.cfg = driver.cfg
-        self.out: dict = {}
-        driver.result["two_views"] = self.out
+        super().__init__(driver)
         self.sketch = None
         self.sketch_pixels = b""
 
